@@ -1,0 +1,567 @@
+"""The dispatcher: ready queue, admission, claims, run actors, finalization.
+
+Role: hold every queued dispatch in memory (a heap by priority rank, not-before, seq;
+a timer heap for future not-before times; parked lists for busy jobs and pools),
+admit under the global cap and the admission rules (``actors.admission``), claim and
+create runs in one transaction, start one run actor per attempt under its run
+supervisor, and turn each outcome into done / retry / dead letter
+(``actors.finalize``) in one transaction. Each loop iteration handles every message
+that is waiting and commits what it decided as one group, so a burst of N dispatches
+costs a few commits, not N.
+Inbox: ``DispatcherMsg``. Sends: write ops to the store writer (ask), events to the
+sink. Restart type: permanent; on (re)start it recovers orphaned runs and reloads
+the queue from the store. Timers: the earliest future not-before time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import logging
+import random
+from collections import deque
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any
+
+import anyio
+import msgspec
+from anyio.abc import TaskGroup, TaskStatus
+
+from actors import admission
+from actors.clock import Clock
+from actors.executors.base import Executor
+from actors.finalize import decide
+from actors.mailbox import Address, Mailbox
+from actors.messages import (
+    Cancel,
+    DispatcherMsg,
+    Drain,
+    Drained,
+    Enqueued,
+    Entry,
+    Event,
+    JobsChanged,
+    OutcomeEvent,
+    Poke,
+    RunFinished,
+    RunStarted,
+    SlotRecord,
+    entry_from_dispatch,
+)
+from actors.run import RunOrder, run_actor
+from actors.runsup import RunSupervisor
+from actors.writer import StoreMsg, write, write_many
+from store import queries
+from store.errors import StoreError
+from store.models import JobSpec
+from store.ops import (
+    CancelDispatch,
+    ClaimRun,
+    ClaimRuns,
+    FinishRun,
+    FinishRuns,
+    RecoverOrphans,
+    Settle,
+    SettleQueued,
+    WriteOp,
+)
+from store.sqlite import SqliteStore
+
+__all__ = ["Dispatcher", "DispatcherConfig", "lineage_key"]
+
+log = logging.getLogger("shepherd.dispatcher")
+
+
+class DispatcherConfig(msgspec.Struct, frozen=True, kw_only=True):
+    instance: str
+    concurrency: int = 64
+    pool_limits: dict[str, int] = msgspec.field(default_factory=dict)
+    data_dir: str = "."
+    max_batch: int = 2000
+
+
+def lineage_key(dispatch_id: int) -> str:
+    """The idempotency key shared by every attempt of one dispatch (its retry lineage)."""
+    return hashlib.sha256(f"dispatch:{dispatch_id}".encode()).hexdigest()[:32]
+
+
+class _Running(msgspec.Struct):
+    run_id: int
+    entry: Entry
+    attempt: int
+    pool: str | None
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        cfg: DispatcherConfig,
+        *,
+        store: SqliteStore,
+        writer: Address[StoreMsg],
+        mailbox: Mailbox[DispatcherMsg],
+        executors: Mapping[str, Executor],
+        clock: Clock,
+        emit: Callable[[Event], None],
+        services: dict[str, Any] | None = None,
+    ) -> None:
+        self._cfg = cfg
+        self._store = store
+        self._writer = writer
+        self._mailbox = mailbox
+        self._executors = executors
+        self._clock = clock
+        self._emit = emit
+        self._services = services or {}
+        self._rng = random.Random()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._jobs: dict[int, JobSpec] = {}
+        self._queued: dict[int, Entry] = {}
+        self._ready: list[tuple[int, float, int, int]] = []
+        self._delayed: list[tuple[float, int, int]] = []
+        self._parked: dict[str, deque[int]] = {}
+        self._running: dict[int, _Running] = {}
+        self._adm = admission.AdmissionState(self._cfg.pool_limits)
+        self._finished: list[RunFinished] = []
+        self._settles: list[tuple[Entry, Settle]] = []
+        self._claims: list[Entry] = []
+        self._ext_seq = 0
+        self._draining = False
+        self._drained = False
+        self._drain_reply: Any = None
+        self.counters: dict[str, int] = dict.fromkeys(
+            ("admitted", "ok", "error", "timeout", "crashed", "cancelled", "retried",
+             "dead", "skipped", "fenced", "store_errors", "loops"), 0)
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        self._reset()
+        recovered = await write(
+            self._writer, RecoverOrphans(now=self._clock.wall(), origin=self._cfg.instance)
+        )
+        for run_id, dispatch_id, action in recovered:
+            log.warning("run %s of dispatch %s was orphaned: %s", run_id, dispatch_id, action)
+        await self._load_jobs()
+        await self._load_queued(0)
+        self.recovered = len(recovered)
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            self._runsup = RunSupervisor(
+                "runs",
+                max_children=self._cfg.concurrency,
+                clock=self._clock,
+                on_crash=self._run_actor_died,
+            )
+            await tg.start(self._runsup.run)
+            self._self = self._mailbox.address()
+            task_status.started()
+            try:
+                await self._loop(tg)
+            finally:
+                self._self.close()
+                tg.cancel_scope.cancel()
+
+    async def _loop(self, tg: TaskGroup) -> None:
+        while True:
+            try:
+                first = await self._receive()
+            except anyio.EndOfStream:
+                return
+            batch = self._mailbox.drain(first, self._cfg.max_batch) if first is not None else []
+            self.counters["loops"] += 1
+            for msg in batch:
+                await self._handle(msg, tg)
+            now = self._clock.wall()
+            self._promote(now)
+            if not self._draining:
+                self._admit(now)
+            await self._flush(now)
+            if self._drained and not self._running and not self._finished:
+                if self._drain_reply is not None:
+                    self._drain_reply.set(self._drained_count)
+                return
+
+    async def _receive(self) -> DispatcherMsg | None:
+        if not self._delayed:
+            return await self._mailbox.receive()
+        with anyio.CancelScope() as scope:
+            self._clock.cancel_at(scope, self._clock.mono_for_wall(self._delayed[0][0]))
+            return await self._mailbox.receive()
+        return None
+
+    async def _handle(self, msg: DispatcherMsg, tg: TaskGroup) -> None:
+        match msg:
+            case Enqueued(entries):
+                for e in entries:
+                    self._add(e)
+            case RunFinished():
+                self._finished.append(msg)
+            case Cancel(dispatch_id, reply):
+                reply.set(await self._cancel(dispatch_id))
+            case Poke(what):
+                if "j" in what:
+                    await self._load_jobs()
+                if "d" in what or "j" in what:
+                    await self._load_queued(self._ext_seq, exclude_own=True)
+                if "c" in what:
+                    for dispatch_id, status in await self._store.read(queries.cancel_requests):
+                        if status == "running":
+                            await self._cancel(dispatch_id, write_through=False)
+            case JobsChanged():
+                await self._load_jobs()
+            case Drain(grace, reply):
+                self._draining = True
+                self._drain_reply = reply
+                self._runsup.stop_admitting()
+                tg.start_soon(self._drain_runs, grace)
+            case Drained(cancelled):
+                self._drained = True
+                self._drained_count = cancelled
+
+    async def _drain_runs(self, grace: float) -> None:
+        cancelled = await self._runsup.drain(grace)
+        await self._self.send(Drained(cancelled))
+
+    # -- loading -------------------------------------------------------------------
+
+    async def _load_jobs(self) -> None:
+        rows = await self._store.read(queries.list_jobs)
+        self._jobs = {r.id: r.spec for r in rows}
+
+    async def _load_queued(self, after_seq: int, *, exclude_own: bool = False) -> None:
+        rows = await self._store.read(
+            queries.queued_since,
+            after_seq,
+            exclude_origin=self._cfg.instance if exclude_own else None,
+        )
+        for d in rows:
+            self._ext_seq = max(self._ext_seq, d.seq)
+            if d.job_id not in self._jobs:
+                await self._load_jobs()
+            self._add(entry_from_dispatch(d))
+
+    def _add(self, e: Entry) -> None:
+        if e.id in self._running:
+            return
+        old = self._queued.get(e.id)
+        if old is not None and old.seq == e.seq:
+            return
+        self._queued[e.id] = e
+        if e.not_before > self._clock.wall():
+            heapq.heappush(self._delayed, (e.not_before, e.seq, e.id))
+        else:
+            heapq.heappush(self._ready, (*admission.ready_key(e), e.id))
+
+    def _promote(self, now: float) -> None:
+        while self._delayed and self._delayed[0][0] <= now:
+            _, seq, dispatch_id = heapq.heappop(self._delayed)
+            e = self._queued.get(dispatch_id)
+            if e is not None and e.seq == seq:
+                heapq.heappush(self._ready, (*admission.ready_key(e), e.id))
+
+    # -- admission -------------------------------------------------------------------
+
+    def _admit(self, now: float) -> None:
+        free = self._runsup.free - len(self._claims)
+        while self._ready and free > 0:
+            _, _, seq, dispatch_id = heapq.heappop(self._ready)
+            e = self._queued.get(dispatch_id)
+            if e is None or e.seq != seq:
+                continue
+            job = self._jobs.get(e.job_id)
+            v = admission.check(e, job, self._adm, now)
+            if v.action == "run":
+                assert job is not None
+                del self._queued[e.id]
+                self._claims.append(e)
+                self._adm.running_by_job[e.job_id] += 1
+                if job.pool:
+                    self._adm.running_by_pool[job.pool] += 1
+                free -= 1
+            elif v.action in ("park", "replace"):
+                assert v.key is not None
+                if v.action == "replace":
+                    for r in self._running.values():
+                        if r.entry.job_id == e.job_id:
+                            self._runsup.cancel(r.run_id, "replaced")
+                self._parked.setdefault(v.key, deque()).append(e.id)
+                self._adm.parked[v.key] += 1
+            elif v.action == "defer":
+                assert v.until is not None
+                moved = msgspec.structs.replace(e, not_before=v.until)
+                self._queued[e.id] = moved
+                heapq.heappush(self._delayed, (v.until, e.seq, e.id))
+            else:
+                del self._queued[e.id]
+                status = {"dead": "dead", "skip": "done", "cancel": "cancelled"}[v.action]
+                outcome = {"dead": "cancelled", "skip": "skipped", "cancel": "cancelled"}[
+                    v.action
+                ]
+                self._settles.append(
+                    (e, Settle(dispatch_id=e.id, status=status, outcome=outcome,
+                               reason=v.reason or v.action))
+                )
+
+    def _unpark(self, key: str) -> None:
+        q = self._parked.get(key)
+        if not q:
+            return
+        dispatch_id = q.popleft()
+        self._adm.parked[key] -= 1
+        e = self._queued.get(dispatch_id)
+        if e is not None:
+            heapq.heappush(self._ready, (*admission.ready_key(e), e.id))
+
+    # -- cancel ----------------------------------------------------------------------
+
+    async def _cancel(self, dispatch_id: int, *, write_through: bool = True) -> str | None:
+        running = self._running.get(dispatch_id)
+        if running is not None:
+            self._runsup.cancel(running.run_id, "operator")
+            return "running"
+        if not write_through:
+            return None
+        try:
+            status: str | None = await write(
+                self._writer, CancelDispatch(dispatch_id, self._clock.wall())
+            )
+        except StoreError as exc:
+            log.error("cancel of dispatch %s failed: %s", dispatch_id, exc)
+            raise
+        e = self._queued.pop(dispatch_id, None)
+        if e is not None and status == "cancelled":
+            self._emit(_outcome(e, self._job_name(e.job_id), None, e.attempt, "cancelled",
+                                "cancelled", self._clock.wall(), error="cancelled by operator"))
+        return status
+
+    # -- commit what was decided -----------------------------------------------------
+
+    async def _flush(self, now: float) -> None:
+        finished, self._finished = self._finished, []
+        settles, self._settles = self._settles, []
+        claims, self._claims = self._claims, []
+        ops: list[WriteOp] = []
+        finals: list[tuple[RunFinished, _Running, FinishRun]] = []
+        for msg in finished:
+            r = self._running.get(msg.dispatch_id)
+            if r is None or r.run_id != msg.run_id:
+                self.counters["fenced"] += 1
+                continue
+            finals.append((msg, r, self._final(msg, r, now)))
+        if finals:
+            ops.append(FinishRuns([f for _, _, f in finals], now, origin=self._cfg.instance))
+        if settles:
+            ops.append(SettleQueued([s for _, s in settles], now))
+        if claims:
+            ops.append(
+                ClaimRuns(
+                    [ClaimRun(dispatch_id=e.id, attempt=e.attempt + 1,
+                              idempotency_key=e.idempotency_key or lineage_key(e.id))
+                     for e in claims],
+                    self._cfg.instance,
+                    now,
+                )
+            )
+        if not ops:
+            return
+        try:
+            results = await write_many(self._writer, ops)
+        except StoreError as exc:
+            self._store_failed(exc, finished, settles, claims)
+            await self._clock.sleep_until(self._clock.now() + 1.0)
+            return
+        results.reverse()
+        if finals:
+            self._after_finals(finals, results.pop(), now)
+        if settles:
+            self._after_settles(settles, results.pop(), now)
+        if claims:
+            self._after_claims(claims, results.pop(), now)
+
+    def _store_failed(
+        self,
+        exc: StoreError,
+        finished: list[RunFinished],
+        settles: list[tuple[Entry, Settle]],
+        claims: list[Entry],
+    ) -> None:
+        # Nothing of the batch was committed: keep the outcomes, put the rest back.
+        self.counters["store_errors"] += 1
+        log.error("dispatcher could not commit (will retry): %s", exc)
+        self._finished = finished + self._finished
+        for e, _ in settles:
+            self._add(e)
+        for e in claims:
+            self._release(e)
+            self._add(e)
+
+    def _final(self, msg: RunFinished, r: _Running, now: float) -> FinishRun:
+        job = self._jobs.get(r.entry.job_id)
+        d = decide(r.entry, job, msg, now, attempt=r.attempt, rng=self._rng)
+        return FinishRun(
+            run_id=msg.run_id,
+            dispatch_id=msg.dispatch_id,
+            outcome=msg.outcome,
+            next=d.next,
+            error=msg.error,
+            result=_encode(msg.result),
+            reason=msg.reason,
+            not_before=d.not_before,
+            dead_reason=d.dead_reason,
+            exit_code=msg.exit_code,
+            signal=msg.signal,
+            timed_out=msg.timed_out,
+            stdout=msg.stdout,
+            stderr=msg.stderr,
+            details=_encode(msg.details),
+        )
+
+    def _after_finals(
+        self, finals: list[tuple[RunFinished, _Running, FinishRun]], results: Any, now: float
+    ) -> None:
+        if isinstance(results, StoreError):
+            log.error("finishing runs failed: %s", results)
+            results = [None] * len(finals)
+        for (msg, r, f), seq in zip(finals, results, strict=True):
+            self._running.pop(msg.dispatch_id, None)
+            self._release(r.entry, r.pool)
+            if seq is None:
+                self.counters["fenced"] += 1
+                continue
+            self.counters[msg.outcome] = self.counters.get(msg.outcome, 0) + 1
+            status = {"retry": "queued", "requeue": "queued"}.get(f.next, f.next)
+            if f.next in ("retry", "requeue"):
+                self.counters["retried"] += 1
+                self._add(msgspec.structs.replace(
+                    r.entry, seq=seq, attempt=r.attempt, not_before=f.not_before or now))
+            elif f.next == "dead":
+                self.counters["dead"] += 1
+            self._emit(_outcome(
+                r.entry, self._job_name(r.entry.job_id), msg.run_id, r.attempt, msg.outcome,
+                status, now, error=msg.error, result=msg.result, dead_reason=f.dead_reason,
+                next_attempt_at=f.not_before if status == "queued" else None,
+                deliver=msg.deliver))
+
+    def _after_settles(
+        self, settles: list[tuple[Entry, Settle]], results: Any, now: float
+    ) -> None:
+        if isinstance(results, StoreError):
+            log.error("settling dispatches failed: %s", results)
+            return
+        for (e, s), ok in zip(settles, results, strict=True):
+            if not ok:
+                continue
+            name = self._job_name(e.job_id)
+            if s.outcome == "skipped":
+                self.counters["skipped"] += 1
+                self._emit(SlotRecord(job=name, reason=s.reason, dispatch_id=e.id, slot=e.slot,
+                                      at=now))
+            self._emit(_outcome(e, name, None, e.attempt, s.outcome, s.status, now,
+                                error=s.reason,
+                                dead_reason=s.reason if s.status == "dead" else None))
+
+    def _after_claims(self, claims: list[Entry], results: Any, now: float) -> None:
+        if isinstance(results, StoreError):
+            log.error("claiming dispatches failed: %s", results)
+            results = [None] * len(claims)
+        for e, run_id in zip(claims, results, strict=True):
+            job = self._jobs.get(e.job_id)
+            if run_id is None or job is None:
+                self._release(e)  # someone else cancelled or claimed it meanwhile
+                continue
+            self.counters["admitted"] += 1
+            attempt = e.attempt + 1
+            self._running[e.id] = _Running(run_id, e, attempt, job.pool)
+            order = RunOrder(
+                run_id=run_id,
+                dispatch_id=e.id,
+                job_id=e.job_id,
+                job=job,
+                attempt=attempt,
+                max_attempts=e.max_attempts,
+                payload=e.payload if e.payload is not None else dict(job.payload),
+                idempotency_key=e.idempotency_key or lineage_key(e.id),
+                parent_run_id=e.parent_run_id,
+            )
+            executor = self._executors.get(job.executor)
+            if executor is None:
+                self._finished.append(RunFinished(
+                    run_id=run_id, dispatch_id=e.id, outcome="error", retry=False,
+                    error=f"no executor named {job.executor!r} in this runtime"))
+                continue
+            self._runsup.start_child(run_id, partial(
+                run_actor, order=order, executor=executor, clock=self._clock,
+                report=self._self, data_dir=self._cfg.data_dir, services=self._services))
+            self._emit(RunStarted(dispatch_id=e.id, run_id=run_id, job=job.name,
+                                  attempt=attempt, at=now))
+        if self._finished:
+            self._self.tell(Poke("-"))  # outcomes decided here need a flush of their own
+
+    def _release(self, e: Entry, pool: str | None = None) -> None:
+        """Give back what admission counted for ``e`` and let a parked dispatch try."""
+        job = self._jobs.get(e.job_id)
+        pool = pool if pool is not None else (job.pool if job is not None else None)
+        self._adm.running_by_job[e.job_id] -= 1
+        if self._adm.running_by_job[e.job_id] <= 0:
+            del self._adm.running_by_job[e.job_id]
+        self._unpark(f"job:{e.job_id}")
+        if pool:
+            self._adm.running_by_pool[pool] -= 1
+            self._unpark(f"pool:{pool}")
+
+    def _run_actor_died(self, run_id: int, exc: BaseException) -> None:
+        for r in self._running.values():
+            if r.run_id == run_id:
+                self._self.tell(RunFinished(run_id=run_id, dispatch_id=r.entry.id,
+                                            outcome="crashed", error=f"run actor died: {exc!r}"))
+                return
+
+    def _job_name(self, job_id: int) -> str:
+        job = self._jobs.get(job_id)
+        return job.name if job is not None else f"#{job_id}"
+
+    # -- introspection ---------------------------------------------------------------
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "inbox": self._mailbox.depth,
+            "queued": len(self._queued),
+            "ready": len(self._ready),
+            "delayed": len(self._delayed),
+            "parked": sum(len(q) for q in self._parked.values()),
+            "running": len(self._running),
+            "draining": self._draining,
+            **self.counters,
+        }
+
+    def __repr__(self) -> str:
+        return (f"<Dispatcher queued={len(self._queued)} running={len(self._running)} "
+                f"admitted={self.counters['admitted']}>")
+
+
+def _encode(value: Any) -> bytes | None:
+    if value is None:
+        return None
+    try:
+        return msgspec.json.encode(value)
+    except (TypeError, msgspec.EncodeError):
+        return msgspec.json.encode(repr(value))
+
+
+def _outcome(
+    e: Entry,
+    job: str,
+    run_id: int | None,
+    attempt: int,
+    outcome: str,
+    status: str,
+    at: float,
+    **kw: Any,
+) -> OutcomeEvent:
+    return OutcomeEvent(dispatch_id=e.id, job=job, run_id=run_id, attempt=attempt,
+                        outcome=outcome, status=status, final=status != "queued", at=at,
+                        job_id=e.job_id, kind=e.kind, slot=e.slot, **kw)

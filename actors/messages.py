@@ -1,0 +1,173 @@
+"""Message types that cross actor boundaries: the dispatcher's inbox and outbound events.
+
+Every message is a frozen msgspec Struct carrying ids and values, never live objects
+(reply slots excepted). ``DispatcherMsg`` is the dispatcher's tagged union.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from actors.mailbox import Reply
+from store.models import Dispatch, priority_rank
+
+__all__ = [
+    "Cancel",
+    "DispatcherMsg",
+    "Drain",
+    "Drained",
+    "Enqueued",
+    "Entry",
+    "Event",
+    "JobsChanged",
+    "OutcomeEvent",
+    "Poke",
+    "RunFinished",
+    "RunStarted",
+    "SlotRecord",
+    "entry_from_dispatch",
+]
+
+
+class Entry(msgspec.Struct, frozen=True, kw_only=True):
+    """A queued dispatch as the dispatcher holds it in memory."""
+
+    id: int
+    seq: int
+    job_id: int
+    priority: int  # rank: 0 critical … 4 background
+    not_before: float
+    attempt: int  # attempts already started
+    max_attempts: int
+    kind: str = "enqueue"
+    expires_at: float | None = None
+    payload: dict[str, Any] | None = None
+    idempotency_key: str | None = None
+    slot: float | None = None
+    parent_run_id: int | None = None
+
+
+def entry_from_dispatch(d: Dispatch) -> Entry:
+    return Entry(
+        id=d.id,
+        seq=d.seq,
+        job_id=d.job_id,
+        priority=priority_rank(d.priority),
+        not_before=d.not_before,
+        attempt=d.attempt,
+        max_attempts=d.max_attempts,
+        kind=d.kind,
+        expires_at=d.expires_at,
+        payload=d.payload,
+        idempotency_key=d.idempotency_key,
+        slot=d.slot,
+        parent_run_id=d.parent_run_id,
+    )
+
+
+# -- the dispatcher's inbox ---------------------------------------------------------
+
+
+class Enqueued(msgspec.Struct, frozen=True, tag=True):
+    """Committed dispatches to admit (from the runtime, the scheduler, the router)."""
+
+    entries: list[Entry]
+
+
+class RunFinished(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    """A run actor's one and only report."""
+
+    run_id: int
+    dispatch_id: int
+    outcome: str  # ok | error | timeout | crashed | cancelled
+    error: str | None = None
+    result: Any = None
+    retry: bool = True
+    retry_after: float | None = None
+    reason: str | None = None
+    deliver: bool = True
+    exit_code: int | None = None
+    signal: int | None = None
+    timed_out: bool = False
+    stdout: str | None = None
+    stderr: str | None = None
+    details: dict[str, Any] | None = None
+
+
+class Cancel(msgspec.Struct, frozen=True, tag=True):
+    dispatch_id: int
+    reply: Reply[str | None]
+
+
+class Poke(msgspec.Struct, frozen=True, tag=True):
+    """Another process committed something: ``d`` dispatches, ``j`` jobs, ``c`` cancels
+    (any combination); ``-`` only wakes the loop."""
+
+    what: str = "d"
+
+
+class JobsChanged(msgspec.Struct, frozen=True, tag=True):
+    job_ids: list[int] | None = None  # None: reload all
+
+
+class Drain(msgspec.Struct, frozen=True, tag=True):
+    grace: float
+    reply: Reply[int]
+
+
+class Drained(msgspec.Struct, frozen=True, tag=True):
+    cancelled: int
+
+
+DispatcherMsg = Enqueued | RunFinished | Cancel | Poke | JobsChanged | Drain | Drained
+
+
+# -- events going out (subscribers, waiters, metrics, delivery) ----------------------
+
+
+class RunStarted(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    dispatch_id: int
+    run_id: int
+    job: str
+    attempt: int
+    at: float
+
+
+class OutcomeEvent(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    """A run ended and its dispatch moved on. ``status`` is the dispatch's new state:
+    ``done``, ``queued`` (a retry is scheduled at ``next_attempt_at``), ``dead`` or
+    ``cancelled``. ``final`` is True when no further attempt will happen."""
+
+    dispatch_id: int
+    job: str
+    run_id: int | None
+    attempt: int
+    outcome: str
+    status: str
+    final: bool
+    at: float
+    job_id: int = 0
+    kind: str = "enqueue"
+    slot: float | None = None
+    error: str | None = None
+    result: Any = None
+    dead_reason: str | None = None
+    next_attempt_at: float | None = None
+    deliver: bool = True
+
+
+class SlotRecord(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    """A dispatch or scheduled slot that did not run, and why (never a silent drop)."""
+
+    job: str
+    reason: str
+    dispatch_id: int | None = None
+    slot: float | None = None
+    at: float = 0.0
+
+
+Event = RunStarted | OutcomeEvent | SlotRecord
+
+Status = Literal["done", "queued", "dead", "cancelled"]

@@ -1,0 +1,160 @@
+"""The run actor: one attempt at one dispatch, a temporary child of the run supervisor.
+
+Role: execute the executor inside a cancel scope bounded by the absolute deadline
+(``timeout``) and the idle deadline (``idle_timeout`` after the last heartbeat), turn
+whatever happened into exactly one outcome, and report it to the dispatcher.
+Inbox: none (it is cancelled through its ``ChildHandle``). Sends: ``RunFinished`` to the
+dispatcher, shielded and bounded. Restart type: temporary — never restarted; retries
+are data the dispatcher decides on. Timers: the two deadlines.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import msgspec
+
+from actors.clock import Clock
+from actors.executors.base import ExecResult, Executor, RunContext
+from actors.mailbox import Address
+from actors.messages import DispatcherMsg, RunFinished
+from actors.runsup import ChildHandle
+from store.errors import Discard, RetryAfter
+from store.models import JobSpec
+
+__all__ = ["RunOrder", "run_actor"]
+
+log = logging.getLogger("shepherd.run")
+
+
+class RunOrder(msgspec.Struct, frozen=True, kw_only=True):
+    run_id: int
+    dispatch_id: int
+    job_id: int
+    job: JobSpec
+    attempt: int
+    max_attempts: int
+    payload: dict[str, Any]
+    idempotency_key: str | None
+    parent_run_id: int | None = None
+
+
+async def run_actor(
+    handle: ChildHandle,
+    order: RunOrder,
+    *,
+    executor: Executor,
+    clock: Clock,
+    report: Address[DispatcherMsg],
+    data_dir: str,
+    services: dict[str, Any],
+    on_heartbeat: Callable[[int, float], None] | None = None,
+) -> None:
+    job = order.job
+    started = clock.now()
+    deadline = started + float(job.timeout)
+    idle = float(job.idle_timeout) if job.idle_timeout else None
+    last_beat = started
+    why_deadline = "timeout"
+
+    def current_deadline() -> float:
+        nonlocal why_deadline
+        if idle is not None and last_beat + idle < deadline:
+            why_deadline = "idle"
+            return last_beat + idle
+        why_deadline = "timeout"
+        return deadline
+
+    scope = anyio.CancelScope()
+    handle.scope = scope
+
+    def heartbeat(_note: str | None) -> None:
+        nonlocal last_beat
+        last_beat = clock.now()
+        if idle is not None:
+            clock.cancel_at(scope, current_deadline())
+        if on_heartbeat is not None:
+            on_heartbeat(order.run_id, clock.wall())
+
+    ctx = RunContext(
+        run_id=order.run_id,
+        dispatch_id=order.dispatch_id,
+        job_id=order.job_id,
+        job=job,
+        attempt=order.attempt,
+        max_attempts=order.max_attempts,
+        payload=order.payload,
+        idempotency_key=order.idempotency_key,
+        parent_run_id=order.parent_run_id,
+        data_dir=data_dir,
+        wall=clock.wall,
+        on_heartbeat=heartbeat,
+        services=services,
+    )
+    result: ExecResult | None = None
+    error: BaseException | None = None
+    if handle.cancel_reason is not None:  # cancelled before it got going
+        scope.cancel()
+    clock.cancel_at(scope, current_deadline())
+    with scope:
+        # One of the two places that catch broadly: an exception becomes an outcome.
+        try:
+            result = await executor.execute(ctx)
+        except Exception as exc:
+            error = exc
+    msg = _outcome(order, ctx, result, error, scope, handle, why_deadline, job)
+    with anyio.CancelScope(shield=True) as guard:
+        clock.cancel_at(guard, clock.now() + 30.0)
+        await report.send(msg)
+
+
+def _outcome(
+    order: RunOrder,
+    ctx: RunContext,
+    result: ExecResult | None,
+    error: BaseException | None,
+    scope: anyio.CancelScope,
+    handle: ChildHandle,
+    why_deadline: str,
+    job: JobSpec,
+) -> RunFinished:
+    rep = ctx.reported
+    base: dict[str, Any] = {
+        "run_id": order.run_id,
+        "dispatch_id": order.dispatch_id,
+        "exit_code": rep.get("exit_code"),
+        "signal": rep.get("signal"),
+        "stdout": rep.get("stdout"),
+        "stderr": rep.get("stderr"),
+        "details": rep.get("details") or None,
+    }
+    if scope.cancelled_caught or (result is None and error is None):
+        if handle.cancel_reason is not None:
+            return RunFinished(outcome="cancelled", reason=handle.cancel_reason,
+                               error=f"cancelled ({handle.cancel_reason})", **base)
+        if why_deadline == "idle":
+            text = f"no activity for {float(job.idle_timeout or 0):g}s (idle timeout)"
+        else:
+            text = f"exceeded {float(job.timeout):g}s timeout"
+        return RunFinished(outcome="timeout", error=text, timed_out=True, reason=why_deadline,
+                           **base)
+    if error is not None:
+        if isinstance(error, RetryAfter):
+            return RunFinished(outcome="error", error=str(error), retry_after=error.seconds,
+                               **base)
+        if isinstance(error, Discard):
+            return RunFinished(outcome="error", error=error.reason, retry=False, **base)
+        log.warning("run %s of %s crashed: %s: %s", order.run_id, job.name,
+                    type(error).__name__, error)
+        return RunFinished(outcome="crashed", error=f"{type(error).__name__}: {error}", **base)
+    assert result is not None
+    details = {**(base.pop("details") or {}), **result.details} or None
+    if result.ok:
+        return RunFinished(outcome="ok", result=result.result, deliver=result.deliver,
+                           details=details, **base)
+    return RunFinished(outcome="error", error=result.error or "failed", result=result.result,
+                       retry=result.retry, retry_after=result.retry_after,
+                       deliver=result.deliver, details=details, **base)

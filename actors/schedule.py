@@ -1,0 +1,312 @@
+"""Scheduling maths: when a job fires, which missed slots run, how errors push it back.
+
+Pure functions of ``(spec, now)``: no I/O, no clock, no asyncio. Every time is wall-clock
+epoch seconds (UTC floats); the scheduler actor calls these and performs the effects.
+
+Schedule kinds (at most one per job; none means event-driven only):
+
+* ``cron`` - five fields (minute hour day-of-month month day-of-week) or an alias
+  ``@yearly @annually @monthly @weekly @daily @midnight @hourly``, evaluated by
+  ``cronsim`` in the job's IANA zone ``tz`` (default UTC). Six-field (seconds) and
+  ``@reboot`` expressions are rejected.
+* ``every`` - a fixed period on a grid ``anchor + k*every`` (k >= 0); without an anchor
+  the next fire is ``after + every``.
+* ``at`` - one instant: ISO 8601 with an offset or ``Z``, a naive ISO time (read in
+  ``tz``), or ``"in <duration>"`` relative to the creation time. The runtime should store
+  ``resolve_at(spec, created_at)``; :func:`next_fire` resolves a relative ``at`` against
+  ``anchor`` (default ``after``).
+
+Daylight-saving time (cronsim's rules, which are Debian cron's):
+
+* A *fixed-time* expression - minute and hour fields both without a leading ``*``, e.g.
+  ``30 2 * * *``, ``0 9-17 * * 1-5``, ``@daily`` - names local wall-clock times, and each
+  wall time fires once. A slot inside a spring-forward gap (02:30 on the day New York
+  or Berlin skips 02:00-03:00) fires once at the first valid instant after the gap,
+  03:00 local. A slot inside a fall-back overlap (01:30 happens twice in New York)
+  fires once, at its first occurrence (fold=0), never again in the repeated hour.
+* An *interval* expression - minute or hour field starting with ``*``, e.g.
+  ``30 * * * *``, ``*/5 * * * *``, ``0 */2 * * *``, ``@hourly`` - is matched against the
+  real local time at each instant, so it keeps its real cadence: ``30 * * * *`` fires
+  every real hour, at 01:30 EDT *and* 01:30 EST on the fall-back day (two distinct
+  instants, two slots), and skips the non-existent 02:30 on the spring day (01:30 EST
+  is followed by 03:30 EDT, one hour later). Firing it once per wall time instead would
+  stall ``*/5 * * * *`` for a whole hour each autumn.
+
+A slot is identified by its epoch, so no instant ever fires twice; ``next_fire`` is
+strictly after ``after`` even when ``after`` lies in the repeated hour.
+
+Missed slots (``plan_slots``, called when ``next_run_at <= now``). The due slots are
+``next_run_at`` and every later fire up to ``now``; each either runs now or is recorded
+``missed`` (never dropped silently):
+
+* ``skip`` - run the latest due slot if it is on time (``now - slot <= MISFIRE_GRACE``);
+  every other due slot is missed. Late slots are not caught up; the job resumes at its
+  next slot after now (OCS behaviour). Never a burst.
+* ``run_once`` - one run for the latest due slot, however late; the others are missed
+  (coalesced into it).
+* ``run_all`` - run every due slot with ``now - slot <= max(catch_up_window,
+  MISFIRE_GRACE)``, oldest first; older ones are missed.
+* An ``at`` job's single slot always runs when due, however late (OCS: a due at-job runs
+  once); misfire policies govern recurring schedules only.
+
+At most ``MAX_SLOTS`` due slots are enumerated from ``next_run_at``. When more are due
+(a long outage of a dense schedule) the plan is ``truncated``: those first slots are
+listed as missed, the policy is applied to the most recent due slots (the latest one, or
+for ``run_all`` at most ``MAX_SLOTS`` inside the window), and the slots in between are
+missed without being listed - the actor writes one summary record for them.
+
+After a run (OCS "next_run_at after a run"): the next fire after ``now``; after
+``n > 0`` consecutive errors no earlier than ``now + error_backoff(n)`` (30 s, 1 min,
+5 min, 15 min, 1 h). A backed-off fire is off the cron grid; it is then the slot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections import deque
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from itertools import islice
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import msgspec
+from cronsim import CronSim, CronSimError
+
+from store.errors import ConfigError
+from store.models import JobSpec, parse_duration
+
+__all__ = [
+    "MAX_SLOTS",
+    "MISFIRE_GRACE",
+    "SlotPlan",
+    "error_backoff",
+    "next_fire",
+    "next_fires",
+    "next_run_after_result",
+    "plan_slots",
+    "resolve_at",
+    "slot_key",
+    "validate_schedule",
+]
+
+MISFIRE_GRACE = 60.0  # seconds a slot may be late and still count as on time
+MAX_SLOTS = 1000  # due slots enumerated per plan before it is truncated
+_BACKOFF = (30.0, 60.0, 300.0, 900.0, 3600.0)  # OCS getBackoffMs, n = 1..>=5
+_MISFIRE = ("skip", "run_once", "run_all")
+_ALIASES = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+_RELATIVE = re.compile(r"^\s*in\s+(.+)$", re.IGNORECASE)
+
+
+class SlotPlan(msgspec.Struct, frozen=True, kw_only=True):
+    """What to do with the due slots of one job: dispatch ``run``, record ``missed``."""
+
+    run: list[float]
+    missed: list[float]
+    next_run_at: float | None  # first slot strictly after now; None = never again
+    truncated: bool = False  # more slots were missed than listed (see module docstring)
+
+
+def validate_schedule(spec: JobSpec, now: float) -> None:
+    """Raise ConfigError naming the field if the schedule part of ``spec`` is invalid."""
+    kinds = [k for k in ("cron", "at", "every") if getattr(spec, k) is not None]
+    if len(kinds) > 1:
+        raise ConfigError(f"set at most one of cron, at, every; got {kinds}", field="schedule")
+    zone = _zone(spec.tz)
+    if spec.cron is not None:
+        try:
+            fires = CronSim(_cron_expr(spec.cron), datetime.fromtimestamp(now, zone))
+        except CronSimError as exc:
+            raise ConfigError(f"invalid expression {spec.cron!r}: {exc}", field="cron") from None
+        if next(fires, None) is None:
+            raise ConfigError(f"{spec.cron!r} never fires", field="cron")
+    if spec.at is not None:
+        resolve_at(spec, now)
+    if spec.every is not None and not (0 < spec.every < math.inf):
+        raise ConfigError(f"must be a positive duration, got {spec.every!r}", field="every")
+    if not spec.catch_up_window >= 0:
+        raise ConfigError("must be >= 0", field="catch_up_window")
+    if spec.misfire not in _MISFIRE:
+        raise ConfigError(f"expected one of {', '.join(_MISFIRE)}", field="misfire")
+
+
+def resolve_at(spec: JobSpec, now: float) -> float:
+    """The epoch of ``spec.at``; ``"in 10m"`` is relative to ``now``, naive ISO is in tz."""
+    text = (spec.at or "").strip()
+    m = _RELATIVE.match(text)
+    if m:
+        return now + parse_duration(m.group(1).strip(), field="at")
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(
+            f"invalid instant {spec.at!r}; use ISO 8601 (2025-01-31T09:00:00Z) or 'in 10m'",
+            field="at",
+        ) from None
+    if when.tzinfo is None:
+        when = _localize(when, _zone(spec.tz))
+    return when.timestamp()
+
+
+def next_fire(spec: JobSpec, after: float, *, anchor: float | None = None) -> float | None:
+    """The first fire time strictly after ``after``, or None if there is none."""
+    return next(_fires(spec, after, anchor), None)
+
+
+def next_fires(spec: JobSpec, after: float, n: int, *, anchor: float | None = None) -> list[float]:
+    """The next ``n`` fire times after ``after`` (fewer if the schedule ends)."""
+    return list(islice(_fires(spec, after, anchor), max(n, 0)))
+
+
+def plan_slots(
+    spec: JobSpec, next_run_at: float, now: float, *, anchor: float | None = None
+) -> SlotPlan:
+    """Split the slots due in ``[next_run_at, now]`` into runs and misses by ``spec.misfire``."""
+    if next_run_at > now:
+        return SlotPlan(run=[], missed=[], next_run_at=next_run_at)
+    if spec.cron is None and spec.every is None:  # at-job (or none): its one slot runs
+        return SlotPlan(run=[next_run_at], missed=[], next_run_at=None)
+    if spec.every is not None and anchor is None:
+        anchor = next_run_at  # keep the grid the stored slot is on
+    head = [next_run_at]
+    fires = _fires(spec, next_run_at, anchor)
+    after_head = next(fires, None)
+    while after_head is not None and after_head <= now and len(head) < MAX_SLOTS:
+        head.append(after_head)
+        after_head = next(fires, None)
+    truncated = after_head is not None and after_head <= now
+    if truncated:
+        window = _window(spec) if spec.misfire == "run_all" else None
+        due = _recent(spec, head[-1], now, anchor, window)
+        listed = head + due
+        upcoming = next_fire(spec, now, anchor=anchor)
+    else:
+        due = listed = head
+        upcoming = after_head
+    run = _choose(spec, due, now)
+    chosen = set(run)
+    missed = [s for s in listed if s not in chosen]
+    return SlotPlan(run=run, missed=missed, next_run_at=upcoming, truncated=truncated)
+
+
+def error_backoff(consecutive_errors: int) -> float:
+    """Delay before the next slot after ``consecutive_errors`` failed runs in a row."""
+    if consecutive_errors <= 0:
+        return 0.0
+    return _BACKOFF[min(consecutive_errors, len(_BACKOFF)) - 1]
+
+
+def next_run_after_result(
+    spec: JobSpec, now: float, consecutive_errors: int, *, anchor: float | None = None
+) -> float | None:
+    """next_run_at once a run finished: next fire after now, pushed back after errors."""
+    if spec.at is not None:
+        return None
+    upcoming = next_fire(spec, now, anchor=anchor)
+    if upcoming is None or consecutive_errors <= 0:
+        return upcoming
+    return max(upcoming, now + error_backoff(consecutive_errors))
+
+
+def slot_key(job_id: int, slot: float) -> str:
+    """Stable idempotency key of one scheduled slot of one job."""
+    return hashlib.sha256(f"{job_id}:{slot:.3f}".encode()).hexdigest()[:32]
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def _zone(tz: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ConfigError(f"unknown IANA time zone {tz!r}", field="tz") from None
+
+
+def _cron_expr(cron: str) -> str:
+    expr = cron.strip()
+    if expr.startswith("@"):
+        if expr.lower() not in _ALIASES:
+            raise ConfigError(f"unknown alias {expr!r}", field="cron")
+        return _ALIASES[expr.lower()]
+    if len(expr.split()) != 5:
+        raise ConfigError(f"expected 5 fields, got {cron!r}", field="cron")
+    return expr
+
+
+def _localize(naive: datetime, zone: ZoneInfo) -> datetime:
+    """A wall time in ``zone``: first occurrence if repeated, end of the gap if skipped."""
+    when = naive.replace(tzinfo=zone, fold=0)
+    while when != when.astimezone(UTC).astimezone(zone):  # does not exist: in a gap
+        when = when.replace(second=0, microsecond=0) + timedelta(minutes=1)  # wall-time step
+    return when
+
+
+def _fires(spec: JobSpec, after: float, anchor: float | None) -> Iterator[float]:
+    """Fire times strictly after ``after``, increasing."""
+    if spec.cron is not None:
+        zone = _zone(spec.tz)
+        last = after
+        for fire in CronSim(_cron_expr(spec.cron), datetime.fromtimestamp(after, zone)):
+            ts: float = fire.timestamp()
+            # cronsim walks naive wall time for fixed-time expressions, so from a point
+            # inside a repeated hour it can return the hour's first pass: skip those.
+            if ts > last:
+                last = ts
+                yield ts
+    elif spec.every is not None:
+        every = float(spec.every)
+        base = after if anchor is None else anchor
+        k = max(0, math.floor((after - base) / every) + 1)
+        while True:
+            slot = base + k * every
+            if slot > after:
+                yield slot
+            k += 1
+    elif spec.at is not None:
+        at = resolve_at(spec, after if anchor is None else anchor)
+        if at > after:
+            yield at
+
+
+def _window(spec: JobSpec) -> float:
+    return max(float(spec.catch_up_window), MISFIRE_GRACE)
+
+
+def _choose(spec: JobSpec, due: list[float], now: float) -> list[float]:
+    if spec.misfire == "run_all":
+        return [s for s in due if now - s <= _window(spec)]
+    latest = due[-1:]
+    if spec.misfire == "run_once":
+        return latest
+    return [s for s in latest if now - s <= MISFIRE_GRACE]
+
+
+def _recent(
+    spec: JobSpec, lo: float, now: float, anchor: float | None, window: float | None
+) -> list[float]:
+    """The latest slots in ``(lo, now]`` (within ``window`` of now if given), <= MAX_SLOTS."""
+    floor = lo if window is None else max(lo, now - window - 1.0)
+    if spec.every is not None and anchor is not None:  # jump straight to the grid near now
+        k = math.floor((now - anchor) / float(spec.every)) - MAX_SLOTS
+        floor = max(floor, anchor + k * float(spec.every))
+    span = 3600.0
+    while True:
+        start = floor if window is not None else max(floor, now - span)
+        found: deque[float] = deque(maxlen=MAX_SLOTS if window is not None else 1)
+        for slot in _fires(spec, start, anchor):
+            if slot > now:
+                break
+            found.append(slot)
+        if found or start <= floor:
+            return [s for s in found if s > lo]
+        span *= 2  # nothing in the last span: look further back for the latest slot

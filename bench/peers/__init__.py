@@ -1,0 +1,1 @@
+"""Peers: other job systems run on the same workload in the same run, for ratios."""

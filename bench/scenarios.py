@@ -1,0 +1,125 @@
+"""The scenario registry and the runner.
+
+A scenario is a callable ``fn(ctx: BenchContext) -> list[Result]``, sync or ``async``
+(async ones run under anyio on asyncio, with uvloop when installed, one event loop per
+scenario). Register one with::
+
+    @register("name", needs=("floor", "huey"), description="...")
+    async def run(ctx: BenchContext) -> list[Result]: ...
+
+``needs`` are scenarios whose figures this one's ``ratio_to`` refers to; ``--only name``
+runs them first, so every ratio compares figures of the same run. A scenario that
+cannot measure honestly raises `ScenarioSkipped`; any other exception is reported as
+a failure and the run goes on.
+"""
+
+from __future__ import annotations
+
+import inspect
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from bench import floor, shepherd_bench
+from bench.context import BenchContext, ScenarioSkipped
+from bench.peers import huey_peer
+from bench.report import Report, Result, apply_ratios
+
+ScenarioFn = Callable[[BenchContext], list[Result] | Awaitable[list[Result]]]
+
+try:
+    import uvloop  # noqa: F401
+
+    USE_UVLOOP = True
+except ImportError:  # pragma: no cover - uvloop is optional
+    USE_UVLOOP = False
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    fn: ScenarioFn
+    needs: tuple[str, ...] = ()
+    description: str = ""
+
+
+REGISTRY: dict[str, Scenario] = {}
+
+
+def register(
+    name: str, *, needs: Sequence[str] = (), description: str = ""
+) -> Callable[[ScenarioFn], ScenarioFn]:
+    """Decorator adding ``fn`` to `REGISTRY` under ``name`` (names are unique)."""
+
+    def decorator(fn: ScenarioFn) -> ScenarioFn:
+        if name in REGISTRY:
+            raise ValueError(f"scenario {name!r} is already registered")
+        unknown = [n for n in needs if n not in REGISTRY]
+        if unknown:
+            raise ValueError(f"scenario {name!r} needs unregistered {unknown}")
+        REGISTRY[name] = Scenario(name, fn, tuple(needs), description)
+        return fn
+
+    return decorator
+
+
+def resolve(only: Sequence[str] | None = None) -> list[Scenario]:
+    """The scenarios to run, in registration order, with their ``needs`` included."""
+    if not only:
+        return list(REGISTRY.values())
+    unknown = [n for n in only if n not in REGISTRY]
+    if unknown:
+        raise ValueError(f"unknown scenario(s) {unknown}; known: {sorted(REGISTRY)}")
+    wanted: set[str] = set()
+    stack = list(only)
+    while stack:
+        name = stack.pop()
+        if name not in wanted:
+            wanted.add(name)
+            stack.extend(REGISTRY[name].needs)
+    return [s for s in REGISTRY.values() if s.name in wanted]
+
+
+def run_scenario(scenario: Scenario, ctx: BenchContext) -> list[Result]:
+    if inspect.iscoroutinefunction(scenario.fn):
+        fn: Any = scenario.fn
+        return anyio.run(fn, ctx, backend="asyncio", backend_options={"use_uvloop": USE_UVLOOP})
+    result = scenario.fn(ctx)
+    assert isinstance(result, list), f"{scenario.name} returned {type(result)}"
+    return result
+
+
+def run(
+    scenarios: Sequence[Scenario],
+    ctx: BenchContext,
+    meta: dict[str, Any],
+    progress: Callable[[str], None] = lambda _: None,
+) -> Report:
+    """Run ``scenarios`` in order, then compute every ratio from this run's figures."""
+    report = Report(meta=meta)
+    for s in scenarios:
+        progress(f"running {s.name} (sizes {list(ctx.sizes)})")
+        try:
+            report.results.extend(run_scenario(s, ctx))
+        except ScenarioSkipped as exc:
+            report.skipped[s.name] = str(exc)
+        except Exception as exc:
+            report.failed[s.name] = f"{exc!r}"
+            progress("".join(traceback.format_exception(exc)))
+    report.results = apply_ratios(report.results)
+    return report
+
+
+# -- built-in scenarios, in run order ------------------------------------------------
+
+register("floor", description="raw aiosqlite commit rate, WAL, NORMAL and FULL")(floor.run)
+register("huey", needs=("floor",), description="huey SqliteStorage: enqueue, drain, e2e, RSS")(
+    huey_peer.run
+)
+# PLACEHOLDER: the lead replaces bench/shepherd_bench.py; it skips until wired.
+register("shepherd", needs=("floor", "huey"), description="shepherd runtime (not yet wired)")(
+    shepherd_bench.run
+)

@@ -1,0 +1,40 @@
+"""shepherd's public API: the embeddable ``Runtime``, job specs, config and errors."""
+
+from actors.executors.base import ExecResult, Executor, RunContext
+from actors.messages import OutcomeEvent, RunStarted, SlotRecord
+from runtime.app import Runtime
+from runtime.config import Config, load_config
+from store.errors import (
+    ConfigError,
+    Discard,
+    NotFound,
+    RetryAfter,
+    ShepherdError,
+    StoreError,
+    SupervisorEscalation,
+)
+from store.models import Dispatch, EnqueueRequest, JobSpec, RetryPolicy, Run
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "Discard",
+    "Dispatch",
+    "EnqueueRequest",
+    "ExecResult",
+    "Executor",
+    "JobSpec",
+    "NotFound",
+    "OutcomeEvent",
+    "RetryAfter",
+    "RetryPolicy",
+    "Run",
+    "RunContext",
+    "RunStarted",
+    "Runtime",
+    "ShepherdError",
+    "SlotRecord",
+    "StoreError",
+    "SupervisorEscalation",
+    "load_config",
+]

@@ -1,0 +1,474 @@
+"""``Runtime``: the public, embeddable API and the composition of the actor tree.
+
+    async with Runtime.open(Config(database="app.db"), targets={"noop": noop}) as rt:
+        await rt.add_job(JobSpec(name="noop", target="noop"))
+        dispatch_id = await rt.enqueue("noop", {"x": 1})
+        final = await rt.wait(dispatch_id)
+
+The tree (DESIGN.md): root supervisor (rest_for_one) → store writer, dispatcher (with
+its run supervisor), ingest. Leaving the ``async with`` stops admitting, lets running
+runs finish for ``shutdown_grace`` seconds, cancels the rest (their delivery guarantee
+applies), stops the actors last-first and checkpoints the database.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+import anyio
+from anyio.abc import TaskStatus
+
+from actors.clock import Clock, RealClock
+from actors.dispatcher import Dispatcher, DispatcherConfig
+from actors.executors.base import Executor
+from actors.executors.python import PythonExecutor, PythonTarget
+from actors.executors.shell import ShellExecutor
+from actors.ingest import Ingest
+from actors.mailbox import Mailbox, Reply, ask
+from actors.messages import (
+    Cancel,
+    DispatcherMsg,
+    Drain,
+    Enqueued,
+    Entry,
+    Event,
+    JobsChanged,
+    entry_from_dispatch,
+)
+from actors.supervisor import ActorEvent, ChildSpec, Supervisor
+from actors.writer import StoreMsg, StoreWriter, write
+from runtime.config import Config
+from runtime.events import EventHub
+from runtime.jobs import first_run_at, save_op, validate_job
+from store import queries
+from store.errors import ConfigError, NotFound, StoreError, SupervisorEscalation
+from store.models import (
+    Dispatch,
+    EnqueueRequest,
+    JobRow,
+    JobSpec,
+    Run,
+    encode_json,
+    priority_rank,
+)
+from store.ops import DeleteJob, InsertDispatches, NewDispatch, PurgeDead, RetryDead, SetJobState
+from store.sqlite import SqliteStore
+
+__all__ = ["Runtime"]
+
+log = logging.getLogger("shepherd")
+
+FINAL = ("done", "dead", "cancelled")
+
+
+class Runtime:
+    def __init__(self, cfg: Config, store: SqliteStore, clock: Clock, executors: dict[str, Executor]):
+        self.config = cfg
+        self.store = store
+        self.clock = clock
+        self.instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.executors = executors
+        self.events = EventHub()
+        self.actor_events: list[ActorEvent] = []
+        self._writer_mb: Mailbox[StoreMsg] = Mailbox("store", 100_000)
+        self._dispatcher_mb: Mailbox[DispatcherMsg] = Mailbox("dispatcher", 100_000)
+        self._writer = self._writer_mb.address()
+        self._dispatcher = self._dispatcher_mb.address()
+        self._jobs: dict[str, JobRow] = {}
+        self._root: Supervisor | None = None
+        self._actors: dict[str, Any] = {}
+
+    # -- opening and closing -------------------------------------------------------
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        config: Config | None = None,
+        *,
+        targets: Mapping[str, PythonTarget] | None = None,
+        executors: Iterable[Executor] = (),
+        clock: Clock | None = None,
+    ) -> AsyncIterator[Runtime]:
+        cfg = config or Config()
+        lock = _lock_database(cfg.database)
+        try:
+            store = await SqliteStore.open(
+                cfg.database, synchronous=cfg.synchronous, busy_timeout=float(cfg.busy_timeout)
+            )
+        except BaseException:
+            lock.close()
+            raise
+        python = PythonExecutor()
+        for name, fn in (targets or {}).items():
+            python.register(name, fn)
+        table: dict[str, Executor] = {"python": python, "shell": ShellExecutor()}
+        for ex in executors:
+            table[ex.name] = ex
+        rt = cls(cfg, store, clock or RealClock(), table)
+        try:
+            async with anyio.create_task_group() as tg:
+                await tg.start(rt._serve)
+                for spec in cfg.jobs:
+                    await rt.add_job(spec)
+                try:
+                    yield rt
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await rt._stop()
+        except BaseExceptionGroup as group:
+            escalation = _find(group, SupervisorEscalation)
+            if escalation is not None:
+                raise escalation from None
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                await store.close()
+            lock.close()
+
+    async def _serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        cfg = self.config
+        writer = StoreWriter(self.store, self._writer_mb)
+        dispatcher = Dispatcher(
+            DispatcherConfig(
+                instance=self.instance,
+                concurrency=cfg.concurrency,
+                pool_limits=dict(cfg.pools),
+                data_dir=cfg.artifacts_dir,
+            ),
+            store=self.store,
+            writer=self._writer_mb.address(),
+            mailbox=self._dispatcher_mb,
+            executors=self.executors,
+            clock=self.clock,
+            emit=self._publish,
+            services={"runtime": self},
+        )
+        ingest = Ingest(cfg.database, self._dispatcher_mb.address())
+        self._actors = {"store": writer, "dispatcher": dispatcher, "ingest": ingest}
+        grace = float(cfg.shutdown_grace)
+        self._root = Supervisor(
+            "root",
+            [
+                ChildSpec(name="store", start=writer.run),
+                ChildSpec(
+                    name="dispatcher",
+                    start=dispatcher.run,
+                    shutdown=grace + 10.0,
+                    stop=lambda: self._dispatcher.tell(Drain(grace, Reply())),
+                ),
+                ChildSpec(name="ingest", start=ingest.run, shutdown=1.0),
+            ],
+            strategy="rest_for_one",
+            intensity=cfg.restart_intensity,
+            period=float(cfg.restart_period),
+            clock=self.clock,
+            on_event=self.actor_events.append,
+        )
+        await self._root.run(task_status=task_status)
+
+    async def _stop(self) -> None:
+        if self._root is not None:
+            self._root.request_stop()
+
+    def _publish(self, event: Event) -> None:
+        self.events.publish(event)
+
+    # -- executors -------------------------------------------------------------------
+
+    def register(self, name: str, fn: PythonTarget) -> None:
+        """Register an async callable as the ``python`` target ``name``."""
+        python = self.executors["python"]
+        assert isinstance(python, PythonExecutor)
+        python.register(name, fn)
+
+    # -- jobs --------------------------------------------------------------------------
+
+    async def add_job(self, spec: JobSpec) -> JobRow:
+        """Add a job, or replace the job of the same name (its schedule is recomputed)."""
+        now = self.clock.wall()
+        validate_job(spec, self.executors, now)
+        await write(self._writer, save_op(spec, now))
+        return await self._job_changed(spec.name)
+
+    async def set_enabled(self, name: str, enabled: bool) -> JobRow:
+        row = await self.get_job(name)
+        now = self.clock.wall()
+        spec = row.spec if row.spec.enabled == enabled else _with(row.spec, enabled=enabled)
+        await write(self._writer, save_op(spec, now))
+        return await self._job_changed(name)
+
+    async def remove_job(self, name: str) -> None:
+        row = await self.get_job(name)
+        await write(self._writer, DeleteJob(row.id, self.clock.wall()))
+        self._jobs.pop(name, None)
+        await self._dispatcher.send(JobsChanged([row.id]))
+
+    async def get_job(self, name: str) -> JobRow:
+        row = await self.store.read(queries.get_job, name)
+        if row is None:
+            raise NotFound(f"no job named {name!r}")
+        self._jobs[row.name] = row
+        return row
+
+    async def list_jobs(self) -> list[JobRow]:
+        return await self.store.read(queries.list_jobs)
+
+    async def _job_changed(self, name: str) -> JobRow:
+        row = await self.get_job(name)
+        await self._dispatcher.send(JobsChanged([row.id]))
+        return row
+
+    async def _job(self, name: str) -> JobRow:
+        row = self._jobs.get(name)
+        return row if row is not None else await self.get_job(name)
+
+    # -- enqueue -----------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        job: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        priority: str | None = None,
+        not_before: float | datetime | None = None,
+        delay: float | None = None,
+        expires_at: float | datetime | None = None,
+        expires_in: float | None = None,
+        max_attempts: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> int:
+        """Queue one run of ``job``; returns the dispatch id once it is committed."""
+        now = self.clock.wall()
+        nb = _epoch(not_before) if not_before is not None else (now + delay if delay else None)
+        exp = _epoch(expires_at) if expires_at is not None else (
+            now + expires_in if expires_in else None)
+        req = EnqueueRequest(job=job, payload=payload, priority=priority,  # type: ignore[arg-type]
+                             not_before=nb, expires_at=exp, max_attempts=max_attempts,
+                             idempotency_key=idempotency_key)
+        return (await self.enqueue_many([req]))[0]
+
+    async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[int]:
+        """Queue many dispatches in one transaction; ids in the same order."""
+        now = self.clock.wall()
+        rows: list[NewDispatch] = []
+        for i, req in enumerate(requests):
+            row = await self._job(req.job)
+            rows.append(_new_dispatch(row, req, now, where=f"requests[{i}]"))
+        result = await write(self._writer, InsertDispatches(rows, self.instance, now))
+        ids: list[int] = []
+        entries: list[Entry] = []
+        for new, got in zip(rows, result, strict=True):
+            if got is None:  # the idempotency key already has a dispatch
+                existing = await self.store.read(_by_key, new.job_id, new.idempotency_key)
+                ids.append(existing)
+                continue
+            dispatch_id, seq = got
+            ids.append(dispatch_id)
+            entries.append(_entry(new, dispatch_id, seq))
+        if entries:
+            await self._dispatcher.send(Enqueued(entries))
+        return ids
+
+    # -- following dispatches ------------------------------------------------------
+
+    async def wait(self, dispatch_id: int, timeout: float | None = None) -> Dispatch:
+        """Wait until the dispatch is final (done, dead or cancelled) and return it."""
+        event = self.events.waiter(dispatch_id)
+        try:
+            d = await self.dispatch(dispatch_id)
+            if d.status in FINAL:
+                return d
+            with anyio.fail_after(timeout):
+                await event.wait()
+        finally:
+            self.events.forget(dispatch_id, event)
+        return await self.dispatch(dispatch_id)
+
+    async def cancel(self, dispatch_id: int) -> str | None:
+        """Cancel a queued dispatch (now) or a running one (its run is cancelled and
+        recorded ``cancelled``). Returns the dispatch's status at the time of the call."""
+        return await ask(self._dispatcher, lambda r: Cancel(dispatch_id, r))
+
+    async def dispatch(self, dispatch_id: int) -> Dispatch:
+        d = await self.store.read(queries.get_dispatch, dispatch_id)
+        if d is None:
+            raise NotFound(f"no dispatch {dispatch_id}")
+        return d
+
+    async def dispatches(self, *, status: str | None = None, job: str | None = None,
+                         limit: int = 100) -> list[Dispatch]:
+        return await self.store.read(queries.list_dispatches, status=status, job=job,
+                                     limit=limit)
+
+    async def runs(self, *, job: str | None = None, status: str | None = None,
+                   dispatch_id: int | None = None, limit: int = 100) -> list[Run]:
+        return await self.store.read(queries.list_runs, job=job, status=status,
+                                     dispatch_id=dispatch_id, limit=limit)
+
+    async def run(self, run_id: int) -> Run:
+        r = await self.store.read(queries.get_run, run_id)
+        if r is None:
+            raise NotFound(f"no run {run_id}")
+        return r
+
+    # -- dead letters --------------------------------------------------------------
+
+    async def dead_letters(self, *, job: str | None = None, limit: int = 100) -> list[Dispatch]:
+        return await self.dispatches(status="dead", job=job, limit=limit)
+
+    async def retry_dead(self, ids: Sequence[int]) -> list[int]:
+        """Put dead letters back in the queue with fresh attempts."""
+        done: list[int] = await write(
+            self._writer, RetryDead(list(ids), self.clock.wall(), origin=self.instance))
+        entries = [entry_from_dispatch(await self.dispatch(i)) for i in done]
+        if entries:
+            await self._dispatcher.send(Enqueued(entries))
+        return done
+
+    async def purge_dead(self, ids: Sequence[int] | None = None, *,
+                         older_than: float | None = None) -> int:
+        before = self.clock.wall() - older_than if older_than is not None else None
+        n: int = await write(self._writer, PurgeDead(list(ids) if ids is not None else None,
+                                                     before))
+        return n
+
+    # -- events and introspection -------------------------------------------------
+
+    def subscribe(self, *kinds: type, buffer: int = 10_000) -> Any:
+        """``async with rt.subscribe(OutcomeEvent) as events: async for ev in events: …``"""
+        return self.events.subscribe(*kinds, buffer=buffer)
+
+    async def stats(self) -> dict[str, Any]:
+        return await self.store.read(queries.stats)
+
+    def statistics(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"instance": self.instance, "events": self.events.statistics()}
+        if self._root is not None:
+            out["supervisor"] = self._root.statistics()
+        for name, actor in self._actors.items():
+            out[name] = actor.statistics()
+        out["store"] = {**out.get("store", {}), **self.store.statistics()}
+        return out
+
+    def __repr__(self) -> str:
+        return f"<Runtime {self.config.database} {self.instance}>"
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+def _find(group: BaseExceptionGroup[Any], kind: type[SupervisorEscalation]) -> Any:
+    for exc in group.exceptions:
+        if isinstance(exc, kind):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            found = _find(exc, kind)
+            if found is not None:
+                return found
+    return None
+
+
+def _epoch(value: float | datetime) -> float:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ConfigError("a datetime must carry a time zone", field="not_before")
+        return value.timestamp()
+    return float(value)
+
+
+def _with(spec: JobSpec, **changes: Any) -> JobSpec:
+    import msgspec
+
+    return msgspec.structs.replace(spec, **changes)
+
+
+def _new_dispatch(row: JobRow, req: EnqueueRequest, now: float, *, where: str) -> NewDispatch:
+    spec = row.spec
+    try:
+        prio = priority_rank(req.priority or spec.priority)
+    except ConfigError as exc:
+        raise ConfigError(str(exc), field=f"{where}.priority") from None
+    max_attempts = req.max_attempts if req.max_attempts is not None else spec.retry.max_attempts
+    if max_attempts < 1:
+        raise ConfigError("must be >= 1", field=f"{where}.max_attempts")
+    expires_at = req.expires_at
+    if expires_at is None and spec.expires_in is not None:
+        expires_at = now + float(spec.expires_in)
+    return NewDispatch(
+        job_id=row.id,
+        job_name=spec.name,
+        kind=req.kind,
+        priority=prio,
+        not_before=req.not_before if req.not_before is not None else now,
+        max_attempts=max_attempts,
+        expires_at=expires_at,
+        payload=encode_json(req.payload) if req.payload is not None else None,
+        idempotency_key=req.idempotency_key,
+        slot=req.slot,
+        parent_run_id=req.parent_run_id,
+    )
+
+
+def _entry(new: NewDispatch, dispatch_id: int, seq: int) -> Entry:
+    import msgspec
+
+    return Entry(
+        id=dispatch_id,
+        seq=seq,
+        job_id=new.job_id,
+        priority=new.priority,
+        not_before=new.not_before,
+        attempt=new.attempt,
+        max_attempts=new.max_attempts,
+        kind=new.kind,
+        expires_at=new.expires_at,
+        payload=msgspec.json.decode(new.payload) if new.payload is not None else None,
+        idempotency_key=new.idempotency_key,
+        slot=new.slot,
+        parent_run_id=new.parent_run_id,
+    )
+
+
+def _by_key(conn: Any, job_id: int, key: str | None) -> int:
+    row = conn.execute(
+        "SELECT id FROM dispatches WHERE job_id = ? AND idempotency_key = ? ORDER BY id LIMIT 1",
+        (job_id, key),
+    ).fetchone()
+    if row is None:
+        raise StoreError("idempotency key conflict without a dispatch")
+    return int(row[0])
+
+
+def _lock_database(path: str) -> IO[str]:
+    """One runtime per database file: an exclusive lock held while the runtime is open."""
+    lock_path = f"{path}.lock"
+    try:
+        Path(lock_path).parent.mkdir(parents=True, exist_ok=True)
+        f = open(lock_path, "a+")  # noqa: SIM115 - held for the runtime's lifetime
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot create the lock file ({exc})") from None
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        owner = f.read().strip() or "another process"
+        f.close()
+        raise StoreError(f"{path}: already served by a runtime ({owner})") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()}\n")
+    f.flush()
+    return f
+
+
+_ = (first_run_at, SetJobState)

@@ -1,0 +1,95 @@
+"""Job specs: validation and the stored form.
+
+``validate_job`` checks everything a spec must satisfy before it is stored, and every
+error names the field; a rejected spec never touches the database.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from actors import schedule
+from actors.executors.base import Executor
+from store.errors import ConfigError
+from store.models import JobSpec, decode_spec, encode_json
+from store.ops import SaveJob
+
+__all__ = ["first_run_at", "job_from_data", "save_op", "validate_job"]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,199}$")
+
+
+def validate_job(spec: JobSpec, executors: Mapping[str, Executor], now: float) -> None:
+    if not _NAME.match(spec.name):
+        raise ConfigError(
+            f"invalid job name {spec.name!r}: 1-200 characters, letters, digits and _ . : @ / -",
+            field="name",
+        )
+    executor = executors.get(spec.executor)
+    if executor is None:
+        raise ConfigError(
+            f"unknown executor {spec.executor!r}; known: {', '.join(sorted(executors))}",
+            field="executor",
+        )
+    if spec.timeout <= 0:
+        raise ConfigError("must be > 0", field="timeout")
+    if spec.idle_timeout is not None and spec.idle_timeout <= 0:
+        raise ConfigError("must be > 0", field="idle_timeout")
+    r = spec.retry
+    if r.max_attempts < 1:
+        raise ConfigError("must be >= 1", field="retry.max_attempts")
+    if r.factor < 1:
+        raise ConfigError("must be >= 1", field="retry.factor")
+    if not 0 <= r.jitter <= 1:
+        raise ConfigError("must be between 0 and 1", field="retry.jitter")
+    if r.max_delay < r.base:
+        raise ConfigError("must be >= retry.base", field="retry.max_delay")
+    if spec.max_queued < 0:
+        raise ConfigError("must be >= 0", field="max_queued")
+    if spec.pool is not None and not spec.pool.strip():
+        raise ConfigError("must not be empty (omit it for no pool)", field="pool")
+    if spec.expires_in is not None and spec.expires_in <= 0:
+        raise ConfigError("must be > 0", field="expires_in")
+    schedule.validate_schedule(spec, now)
+    executor.validate(spec)
+
+
+def job_from_data(data: Mapping[str, Any]) -> JobSpec:
+    """Decode a job from builtins (TOML table, JSON object, CLI flags)."""
+    return decode_spec(dict(data), JobSpec)
+
+
+def first_run_at(spec: JobSpec, now: float) -> tuple[float | None, float | None]:
+    """(next_run_at, anchor) for a newly added, updated or re-enabled job."""
+    if not spec.enabled:
+        return None, None
+    if spec.at is not None:
+        return schedule.resolve_at(spec, now), None
+    if spec.every is not None:
+        return now + float(spec.every), now
+    if spec.cron is not None:
+        return schedule.next_fire(spec, now), None
+    return None, None
+
+
+def save_op(spec: JobSpec, now: float) -> SaveJob:
+    next_run_at, anchor = first_run_at(spec, now)
+    if spec.at is not None and spec.at.strip().lower().startswith("in "):
+        # store the resolved instant so a restart does not move it
+        from datetime import UTC, datetime
+
+        at = datetime.fromtimestamp(next_run_at or now, UTC).isoformat()
+        spec = msgspec.structs.replace(spec, at=at)
+    return SaveJob(
+        name=spec.name,
+        executor=spec.executor,
+        enabled=spec.enabled,
+        spec=encode_json(spec),
+        next_run_at=next_run_at,
+        now=now,
+        anchor=anchor,
+    )

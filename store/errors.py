@@ -1,0 +1,116 @@
+"""The one error hierarchy of shepherd.
+
+It lives in ``store/`` because imports point runtime → actors → store, so every layer
+can raise and catch the same classes; ``runtime`` re-exports them for users.
+
+    ShepherdError
+    ├── ConfigError          bad config, job spec, CLI flag or spool file; names the field
+    ├── StoreError           a database fault, translated at the store's edge
+    │   ├── DatabaseLocked   another writer holds the lock past busy_timeout
+    │   ├── DatabaseCorrupt  not a shepherd database, or damaged
+    │   ├── DiskFull         SQLITE_FULL
+    │   ├── ReadOnly         the file or its directory cannot be written
+    │   └── NotFound         no row with that id / name
+    ├── MailboxFull          tell() on a full bounded mailbox
+    ├── MailboxClosed        tell() / send() after the receiver has gone
+    ├── SupervisorEscalation restart intensity exceeded; names the actor and the cause
+    └── JobSignal            raised by job code to steer its dispatch
+        ├── RetryAfter       retry after ``seconds`` (counts as an attempt)
+        └── Discard          do not retry; dead-letter now with ``reason``
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "DatabaseCorrupt",
+    "DatabaseLocked",
+    "Discard",
+    "DiskFull",
+    "JobSignal",
+    "MailboxClosed",
+    "MailboxFull",
+    "NotFound",
+    "ReadOnly",
+    "RetryAfter",
+    "ShepherdError",
+    "StoreError",
+    "SupervisorEscalation",
+]
+
+
+class ShepherdError(Exception):
+    """Base class of every error shepherd raises on purpose."""
+
+
+class ConfigError(ShepherdError, ValueError):
+    """Invalid input. ``field`` names the offending field (dotted path) when known."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}" if field else message)
+
+
+class StoreError(ShepherdError):
+    """A database fault, already translated from the driver's exception."""
+
+
+class DatabaseLocked(StoreError):
+    pass
+
+
+class DatabaseCorrupt(StoreError):
+    pass
+
+
+class DiskFull(StoreError):
+    pass
+
+
+class ReadOnly(StoreError):
+    pass
+
+
+class NotFound(StoreError, LookupError):
+    pass
+
+
+class MailboxFull(ShepherdError):
+    pass
+
+
+class MailboxClosed(ShepherdError):
+    pass
+
+
+class SupervisorEscalation(ShepherdError):
+    """A supervisor gave up: its children crashed more often than its intensity allows."""
+
+    def __init__(self, supervisor: str, child: str, cause: BaseException | None) -> None:
+        self.supervisor = supervisor
+        self.child = child
+        self.cause = cause
+        what = f"{type(cause).__name__}: {cause}" if cause is not None else "unknown"
+        super().__init__(
+            f"supervisor {supervisor!r} exceeded its restart intensity; "
+            f"last crash in {child!r}: {what}"
+        )
+
+
+class JobSignal(ShepherdError):
+    """Base for exceptions that job code raises to steer what happens to its dispatch."""
+
+
+class RetryAfter(JobSignal):
+    def __init__(self, seconds: float, reason: str = "") -> None:
+        if seconds < 0:
+            raise ValueError("RetryAfter seconds must be >= 0")
+        self.seconds = float(seconds)
+        self.reason = reason
+        super().__init__(reason or f"retry after {seconds:g}s")
+
+
+class Discard(JobSignal):
+    def __init__(self, reason: str = "discarded") -> None:
+        self.reason = reason
+        super().__init__(reason)

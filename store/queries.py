@@ -1,0 +1,219 @@
+"""Read queries: synchronous functions on a sqlite3 connection, returning row models.
+
+They run on the store's reader connection (its own thread), never on the writer's.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import msgspec
+
+from store.models import PRIORITIES, Dispatch, JobRow, JobSpec, Run, _dec_hook
+
+__all__ = [
+    "DISPATCH_COLUMNS",
+    "dispatch_from_row",
+    "get_dispatch",
+    "get_job",
+    "get_run",
+    "list_dispatches",
+    "list_jobs",
+    "list_runs",
+    "queued_since",
+    "stats",
+]
+
+_spec_decoder = msgspec.json.Decoder(JobSpec, dec_hook=_dec_hook)
+
+DISPATCH_COLUMNS = (
+    "id, seq, job_id, job_name, kind, status, priority, not_before, expires_at, attempt,"
+    " max_attempts, payload, idempotency_key, slot, parent_run_id, created_at, updated_at,"
+    " outcome, dead_reason, last_error, current_run_id, result"
+)
+_RUN_COLUMNS = (
+    "id, dispatch_id, job_id, job_name, attempt, status, started_at, finished_at,"
+    " heartbeat_at, error, result, idempotency_key, reason, exit_code, signal, timed_out,"
+    " stdout, stderr, details"
+)
+_JOB_COLUMNS = (
+    "id, spec, next_run_at, last_run_at, last_status, consecutive_errors, created_at, updated_at"
+)
+
+
+def _json(blob: bytes | None) -> Any:
+    return None if blob is None else msgspec.json.decode(blob)
+
+
+def dispatch_from_row(r: tuple[Any, ...]) -> Dispatch:
+    return Dispatch(
+        id=r[0],
+        seq=r[1],
+        job_id=r[2],
+        job_name=r[3],
+        kind=r[4],
+        status=r[5],
+        priority=PRIORITIES[r[6]],
+        not_before=r[7],
+        expires_at=r[8],
+        attempt=r[9],
+        max_attempts=r[10],
+        payload=_json(r[11]),
+        idempotency_key=r[12],
+        slot=r[13],
+        parent_run_id=r[14],
+        created_at=r[15],
+        updated_at=r[16],
+        outcome=r[17],
+        dead_reason=r[18],
+        last_error=r[19],
+        current_run_id=r[20],
+        result=_json(r[21]),
+    )
+
+
+def _run_from_row(r: tuple[Any, ...]) -> Run:
+    return Run(
+        id=r[0],
+        dispatch_id=r[1],
+        job_id=r[2],
+        job_name=r[3],
+        attempt=r[4],
+        status=r[5],
+        started_at=r[6],
+        finished_at=r[7],
+        heartbeat_at=r[8],
+        error=r[9],
+        result=_json(r[10]),
+        idempotency_key=r[11],
+        reason=r[12],
+        exit_code=r[13],
+        signal=r[14],
+        timed_out=bool(r[15]),
+        stdout=r[16],
+        stderr=r[17],
+        details=_json(r[18]),
+    )
+
+
+def job_from_row(r: tuple[Any, ...]) -> JobRow:
+    return JobRow(
+        id=r[0],
+        spec=_spec_decoder.decode(r[1]),
+        next_run_at=r[2],
+        last_run_at=r[3],
+        last_status=r[4],
+        consecutive_errors=r[5],
+        created_at=r[6],
+        updated_at=r[7],
+    )
+
+
+def get_job(conn: sqlite3.Connection, ref: str | int) -> JobRow | None:
+    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+        row = conn.execute(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ? OR name = ?", (int(ref), str(ref))
+        ).fetchone()
+    else:
+        row = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE name = ?", (ref,)).fetchone()
+    return None if row is None else job_from_row(row)
+
+
+def list_jobs(conn: sqlite3.Connection) -> list[JobRow]:
+    rows = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs ORDER BY name").fetchall()
+    return [job_from_row(r) for r in rows]
+
+
+def get_dispatch(conn: sqlite3.Connection, dispatch_id: int) -> Dispatch | None:
+    row = conn.execute(
+        f"SELECT {DISPATCH_COLUMNS} FROM dispatches WHERE id = ?", (dispatch_id,)
+    ).fetchone()
+    return None if row is None else dispatch_from_row(row)
+
+
+def list_dispatches(
+    conn: sqlite3.Connection,
+    *,
+    status: str | None = None,
+    job: str | None = None,
+    limit: int = 100,
+) -> list[Dispatch]:
+    where, args = [], []  # type: ignore[var-annotated]
+    if status is not None:
+        where.append("status = ?")
+        args.append(status)
+    if job is not None:
+        where.append("job_name = ?")
+        args.append(job)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    rows = conn.execute(
+        f"SELECT {DISPATCH_COLUMNS} FROM dispatches {clause} ORDER BY id DESC LIMIT ?",
+        [*args, limit],
+    ).fetchall()
+    return [dispatch_from_row(r) for r in rows]
+
+
+def queued_since(
+    conn: sqlite3.Connection, after_seq: int, *, exclude_origin: str | None = None
+) -> list[Dispatch]:
+    """Queued dispatches with ``seq > after_seq`` (all of them with ``after_seq=0``)."""
+    sql = f"SELECT {DISPATCH_COLUMNS} FROM dispatches WHERE status = 'queued' AND seq > ?"
+    args: list[Any] = [after_seq]
+    if exclude_origin is not None:
+        sql += " AND origin != ?"
+        args.append(exclude_origin)
+    return [dispatch_from_row(r) for r in conn.execute(sql + " ORDER BY seq", args)]
+
+
+def cancel_requests(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+    return [
+        (int(r[0]), str(r[1]))
+        for r in conn.execute(
+            "SELECT id, status FROM dispatches"
+            " WHERE cancel_requested = 1 AND status IN ('queued', 'running')"
+        )
+    ]
+
+
+def get_run(conn: sqlite3.Connection, run_id: int) -> Run | None:
+    row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+    return None if row is None else _run_from_row(row)
+
+
+def list_runs(
+    conn: sqlite3.Connection,
+    *,
+    job: str | None = None,
+    status: str | None = None,
+    dispatch_id: int | None = None,
+    limit: int = 100,
+) -> list[Run]:
+    where, args = [], []  # type: ignore[var-annotated]
+    if job is not None:
+        where.append("job_name = ?")
+        args.append(job)
+    if status is not None:
+        where.append("status = ?")
+        args.append(status)
+    if dispatch_id is not None:
+        where.append("dispatch_id = ?")
+        args.append(dispatch_id)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    rows = conn.execute(
+        f"SELECT {_RUN_COLUMNS} FROM runs {clause} ORDER BY id DESC LIMIT ?", [*args, limit]
+    ).fetchall()
+    return [_run_from_row(r) for r in rows]
+
+
+def stats(conn: sqlite3.Connection) -> dict[str, Any]:
+    by_state = dict(conn.execute("SELECT status, COUNT(*) FROM dispatches GROUP BY status"))
+    runs_running = conn.execute("SELECT COUNT(*) FROM runs WHERE status = 'running'").fetchone()
+    jobs = conn.execute("SELECT COUNT(*), COALESCE(SUM(enabled), 0) FROM jobs").fetchone()
+    return {
+        "dispatches": {s: int(by_state.get(s, 0)) for s in ("queued", "running", "done",
+                                                            "cancelled", "dead")},
+        "runs_running": int(runs_running[0]),
+        "jobs": int(jobs[0]),
+        "jobs_enabled": int(jobs[1]),
+    }

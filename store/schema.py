@@ -1,0 +1,94 @@
+"""Schema and migrations. Applied in order on open; ``schema_version`` records the level.
+
+Timestamps are epoch seconds (REAL, UTC). Priorities are stored as their rank
+(0 critical … 4 background) so the ready index sorts without a CASE.
+A migration is a list of statements; never edit a released one, append a new one.
+"""
+
+from __future__ import annotations
+
+__all__ = ["APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION"]
+
+# Written into the file header so a foreign SQLite database is recognised as such.
+APPLICATION_ID = 0x53485044  # "SHPD"
+
+MIGRATIONS: list[list[str]] = [
+    # 1: jobs, dispatches, runs
+    [
+        """CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            executor TEXT NOT NULL,
+            enabled INTEGER NOT NULL DEFAULT 1,
+            spec BLOB NOT NULL,
+            next_run_at REAL,
+            anchor REAL,
+            last_run_at REAL,
+            last_status TEXT,
+            consecutive_errors INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )""",
+        "CREATE INDEX jobs_due ON jobs(next_run_at) WHERE enabled = 1 AND next_run_at IS NOT NULL",
+        """CREATE TABLE dispatches (
+            id INTEGER PRIMARY KEY,
+            seq INTEGER NOT NULL,
+            origin TEXT NOT NULL DEFAULT '',
+            job_id INTEGER NOT NULL,
+            job_name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            status TEXT NOT NULL,
+            priority INTEGER NOT NULL,
+            not_before REAL NOT NULL,
+            expires_at REAL,
+            attempt INTEGER NOT NULL DEFAULT 0,
+            max_attempts INTEGER NOT NULL,
+            payload BLOB,
+            idempotency_key TEXT,
+            slot REAL,
+            parent_run_id INTEGER,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            outcome TEXT,
+            dead_reason TEXT,
+            last_error TEXT,
+            current_run_id INTEGER,
+            result BLOB,
+            cancel_requested INTEGER NOT NULL DEFAULT 0
+        )""",
+        "CREATE UNIQUE INDEX dispatches_seq ON dispatches(seq)",
+        "CREATE INDEX dispatches_queued ON dispatches(seq) WHERE status = 'queued'",
+        "CREATE INDEX dispatches_status ON dispatches(status, job_id)",
+        """CREATE UNIQUE INDEX dispatches_slot ON dispatches(job_id, slot)
+            WHERE kind = 'schedule' AND slot IS NOT NULL""",
+        """CREATE INDEX dispatches_cancel ON dispatches(id)
+            WHERE cancel_requested = 1 AND status IN ('queued', 'running')""",
+        """CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            dispatch_id INTEGER,
+            job_id INTEGER NOT NULL,
+            job_name TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            finished_at REAL,
+            heartbeat_at REAL,
+            error TEXT,
+            result BLOB,
+            idempotency_key TEXT,
+            reason TEXT,
+            exit_code INTEGER,
+            signal INTEGER,
+            timed_out INTEGER NOT NULL DEFAULT 0,
+            stdout TEXT,
+            stderr TEXT,
+            details BLOB,
+            instance TEXT
+        )""",
+        "CREATE INDEX runs_running ON runs(id) WHERE status = 'running'",
+        "CREATE INDEX runs_dispatch ON runs(dispatch_id)",
+        "CREATE INDEX runs_job ON runs(job_id, id)",
+    ],
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
