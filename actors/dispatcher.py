@@ -412,6 +412,7 @@ class Dispatcher:
             reason=msg.reason,
             not_before=d.not_before,
             dead_reason=d.dead_reason,
+            refund=d.refund,
             exit_code=msg.exit_code,
             signal=msg.signal,
             timed_out=msg.timed_out,
@@ -436,8 +437,9 @@ class Dispatcher:
             status = {"retry": "queued", "requeue": "queued"}.get(f.next, f.next)
             if f.next in ("retry", "requeue"):
                 self.counters["retried"] += 1
+                attempt = r.attempt - 1 if f.refund else r.attempt
                 self._add(msgspec.structs.replace(
-                    r.entry, seq=seq, attempt=r.attempt, not_before=f.not_before or now))
+                    r.entry, seq=seq, attempt=attempt, not_before=f.not_before or now))
             elif f.next == "dead":
                 self.counters["dead"] += 1
             self._emit(_outcome(

@@ -6,6 +6,9 @@ Retry policy lives here, next to the decision it feeds:
 - ``cancelled`` by an operator or replaced   → ``cancelled``
 - ``cancelled`` by shutdown                  → at-least-once: ``requeue`` (replayed on
   the next start, attempt kept); at-most-once: ``cancelled``
+- ``error`` with reason ``deferred`` (the executor raised ``Deferred``: its gateway is
+  down)                                      → ``requeue`` after the given seconds and
+  the attempt is refunded (OCS: "Gateway unavailable -- deferred", nothing else)
 - ``error`` / ``timeout`` / ``crashed``:
   - the executor said not to retry (``Discard``)          → ``dead`` (``discarded``)
   - attempts used up (attempt >= max_attempts)            → ``dead`` (``attempts``)
@@ -37,6 +40,7 @@ class Decision(msgspec.Struct, frozen=True):
     next: Next
     not_before: float | None = None
     dead_reason: str | None = None
+    refund: bool = False  # the attempt does not count
 
 
 def backoff(attempt: int, policy: RetryPolicy, rand: float = 0.5) -> float:
@@ -63,6 +67,8 @@ def decide(
             if job.delivery_guarantee == "at-least-once":
                 return Decision("requeue", not_before=now)
         return Decision("cancelled")
+    if msg.reason == "deferred":
+        return Decision("requeue", not_before=now + (msg.retry_after or 60.0), refund=True)
     if not msg.retry:
         return Decision("dead", dead_reason="discarded")
     if attempt >= entry.max_attempts:

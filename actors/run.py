@@ -22,7 +22,7 @@ from actors.executors.base import ExecResult, Executor, RunContext
 from actors.mailbox import Address
 from actors.messages import DispatcherMsg, RunFinished
 from actors.runsup import ChildHandle
-from store.errors import Discard, RetryAfter
+from store.errors import Deferred, Discard, MailboxFull, RetryAfter
 from store.models import JobSpec
 
 __all__ = ["RunOrder", "run_actor"]
@@ -106,9 +106,12 @@ async def run_actor(
         except Exception as exc:
             error = exc
     msg = _outcome(order, ctx, result, error, scope, handle, why_deadline, job)
-    with anyio.CancelScope(shield=True) as guard:
-        clock.cancel_at(guard, clock.now() + 30.0)
-        await report.send(msg)
+    try:
+        report.tell(msg)
+    except MailboxFull:  # back-pressure: wait for room, shielded and bounded
+        with anyio.CancelScope(shield=True) as guard:
+            clock.cancel_at(guard, clock.now() + 30.0)
+            await report.send(msg)
 
 
 def _outcome(
@@ -145,6 +148,9 @@ def _outcome(
         if isinstance(error, RetryAfter):
             return RunFinished(outcome="error", error=str(error), retry_after=error.seconds,
                                **base)
+        if isinstance(error, Deferred):
+            return RunFinished(outcome="error", error=str(error), retry_after=error.seconds,
+                               reason="deferred", **base)
         if isinstance(error, Discard):
             return RunFinished(outcome="error", error=error.reason, retry=False, **base)
         log.warning("run %s of %s crashed: %s: %s", order.run_id, job.name,

@@ -16,7 +16,10 @@ can raise and catch the same classes; ``runtime`` re-exports them for users.
     ├── SupervisorEscalation restart intensity exceeded; names the actor and the cause
     └── JobSignal            raised by job code to steer its dispatch
         ├── RetryAfter       retry after ``seconds`` (counts as an attempt)
-        └── Discard          do not retry; dead-letter now with ``reason``
+        ├── Discard          do not retry; dead-letter now with ``reason``
+        └── Deferred         a dependency (the gateway) is down: requeue after
+                             ``seconds`` WITHOUT spending an attempt; feeds the
+                             executor's circuit breaker
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ __all__ = [
     "ConfigError",
     "DatabaseCorrupt",
     "DatabaseLocked",
+    "Deferred",
     "Discard",
     "DiskFull",
     "JobSignal",
@@ -114,3 +118,10 @@ class Discard(JobSignal):
     def __init__(self, reason: str = "discarded") -> None:
         self.reason = reason
         super().__init__(reason)
+
+
+class Deferred(JobSignal):
+    def __init__(self, seconds: float = 60.0, reason: str = "dependency unavailable") -> None:
+        self.seconds = float(seconds)
+        self.reason = reason
+        super().__init__(f"{reason} -- deferred {seconds:g}s")

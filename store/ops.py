@@ -85,6 +85,7 @@ class FinishRun(msgspec.Struct, frozen=True, kw_only=True):
     reason: str | None = None
     not_before: float | None = None  # for retry / requeue
     dead_reason: str | None = None
+    refund: bool = False  # requeue without counting the attempt (a deferral)
     exit_code: int | None = None
     signal: int | None = None
     timed_out: bool = False
@@ -257,25 +258,43 @@ def _insert_dispatches(conn: sqlite3.Connection, op: InsertDispatches) -> list[A
 
 def _claim_runs(conn: sqlite3.Connection, op: ClaimRuns) -> list[int | None]:
     run_id = _next_id(conn, "runs")
-    out: list[int | None] = []
-    for c in op.claims:
-        cur = conn.execute(
-            "UPDATE dispatches SET status = 'running', attempt = ?, current_run_id = ?,"
-            " updated_at = ? WHERE id = ? AND status = 'queued'",
-            (c.attempt, run_id, op.now, c.dispatch_id),
+    ids = list(range(run_id, run_id + len(op.claims)))
+    claim_sql = (
+        "UPDATE dispatches SET status = 'running', attempt = ?, current_run_id = ?,"
+        " updated_at = ? WHERE id = ? AND status = 'queued'"
+    )
+    run_sql = (
+        "INSERT INTO runs (id, dispatch_id, job_id, job_name, attempt, status, started_at,"
+        " heartbeat_at, idempotency_key, instance)"
+        " SELECT ?, id, job_id, job_name, ?, 'running', ?, ?, ?, ? FROM dispatches"
+        " WHERE id = ? AND current_run_id = ?"
+    )
+    cur = conn.executemany(
+        claim_sql, [(c.attempt, r, op.now, c.dispatch_id) for c, r in zip(op.claims, ids)]
+    )
+    if cur.rowcount == len(op.claims):  # the common case: every claim won
+        conn.executemany(
+            run_sql,
+            [
+                (r, c.attempt, op.now, op.now, c.idempotency_key, op.instance, c.dispatch_id, r)
+                for c, r in zip(op.claims, ids)
+            ],
         )
-        if cur.rowcount != 1:
+        return list(ids)
+    out: list[int | None] = []
+    for c, r in zip(op.claims, ids):
+        row = conn.execute(
+            "SELECT current_run_id FROM dispatches WHERE id = ? AND status = 'running'",
+            (c.dispatch_id,),
+        ).fetchone()
+        if row is None or row[0] != r:
             out.append(None)
             continue
         conn.execute(
-            "INSERT INTO runs (id, dispatch_id, job_id, job_name, attempt, status, started_at,"
-            " heartbeat_at, idempotency_key, instance)"
-            " SELECT ?, id, job_id, job_name, ?, 'running', ?, ?, ?, ? FROM dispatches"
-            " WHERE id = ?",
-            (run_id, c.attempt, op.now, op.now, c.idempotency_key, op.instance, c.dispatch_id),
+            run_sql,
+            (r, c.attempt, op.now, op.now, c.idempotency_key, op.instance, c.dispatch_id, r),
         )
-        out.append(run_id)
-        run_id += 1
+        out.append(r)
     return out
 
 
@@ -310,10 +329,10 @@ def _finish_runs(conn: sqlite3.Connection, op: FinishRuns) -> list[int | None]:
                 next_seq = _next_id(conn, "dispatches", "seq")
             cur = conn.execute(
                 "UPDATE dispatches SET status = 'queued', seq = ?, origin = ?, not_before = ?,"
-                " outcome = ?, last_error = ?, current_run_id = NULL, updated_at = ?"
-                " WHERE id = ? AND current_run_id = ?",
+                " outcome = ?, last_error = ?, current_run_id = NULL, updated_at = ?,"
+                " attempt = attempt - ? WHERE id = ? AND current_run_id = ?",
                 (next_seq, op.origin, f.not_before or op.now, f.outcome, f.error, op.now,
-                 f.dispatch_id, f.run_id),
+                 int(f.refund), f.dispatch_id, f.run_id),
             )
             if cur.rowcount == 1:
                 out.append(next_seq)
