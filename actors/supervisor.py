@@ -134,27 +134,30 @@ class Supervisor:
     # -- running -------------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        escalation: SupervisorEscalation | None = None
         async with anyio.create_task_group() as tg:
             self._tg = tg
             try:
                 for i in range(len(self._children)):
                     await self._start(i)
                 task_status.started()
-                await self._watch()
+                escalation = await self._watch()
             finally:
                 with anyio.CancelScope(shield=True):
                     await self._stop_range(0, len(self._children))
                 tg.cancel_scope.cancel()
+        if escalation is not None:
+            raise escalation
 
     def request_stop(self) -> None:
         """Stop every child last-first and return from ``run()`` normally."""
         self._stopping = True
         self._exits_send.send_nowait(_Exit(-1, -1, "shutdown", None))
 
-    async def _watch(self) -> None:
+    async def _watch(self) -> SupervisorEscalation | None:
         async for ex in self._exits_recv:
             if self._stopping:
-                return
+                return None
             child = self._children[ex.index]
             if ex.generation != child.generation:
                 continue  # an exit we caused while restarting; already handled
@@ -166,9 +169,10 @@ class Supervisor:
             )
             if exceeded:
                 self._emit(child, "escalated", ex.reason, ex.error)
-                raise SupervisorEscalation(self.name, child.spec.name, ex.error)
+                return SupervisorEscalation(self.name, child.spec.name, ex.error)
             self._restarts += 1
             await self._restart(ex.index)
+        return None
 
     async def _restart(self, index: int) -> None:
         if self.strategy == "one_for_one":
@@ -214,15 +218,15 @@ class Supervisor:
             if scope.cancelled_caught:
                 reason = "shutdown"
         except Exception as exc:
-            reason, error = "crash", exc
+            reason, error = "crash", _leaf(exc)
             self._crashes += 1
-            self._last_error = f"{child.spec.name}: {type(exc).__name__}: {exc}"
+            self._last_error = f"{child.spec.name}: {type(error).__name__}: {error}"
             log.error(
                 "actor %s/%s crashed: %s: %s",
                 self.name,
                 child.spec.name,
-                type(exc).__name__,
-                exc,
+                type(error).__name__,
+                error,
                 exc_info=exc,
             )
         finally:
@@ -290,6 +294,13 @@ class Supervisor:
             f"<Supervisor {self.name} {self.strategy} {up}/{len(self._children)} up "
             f"restarts={self._restarts}>"
         )
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The one real error inside nested single-member exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _should_restart(restart: Restart, reason: ExitReason) -> bool:

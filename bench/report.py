@@ -59,7 +59,7 @@ def percentiles(samples: Sequence[float]) -> Percentiles:
 
 def rss_mib(pid: int | None = None) -> float:
     """Resident set size of ``pid`` (default: this process) in MiB."""
-    return psutil.Process(pid or os.getpid()).memory_info().rss / (1024 * 1024)
+    return float(psutil.Process(pid or os.getpid()).memory_info().rss) / (1024 * 1024)
 
 
 def _key(scenario: str, metric: str) -> str:

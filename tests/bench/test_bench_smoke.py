@@ -2,8 +2,7 @@
 
 Speed is never asserted here (see bench/README.md); only that every expected metric is
 present, positive, and carries a same-run ratio. The harness runs as a subprocess, the
-way it is used (and because this package's name, ``bench``, would shadow the real one
-under pytest's default import mode).
+way it is used.
 """
 
 from __future__ import annotations
