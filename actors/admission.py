@@ -12,7 +12,8 @@ The dispatcher pops ready dispatches in order (priority rank, not-before, seq) a
   ``pool:<name>`` for a busy resource pool) and is put back in the ready queue the
   moment a run holding that key ends — no polling;
 - ``replace``: cancel the job's running runs, then park this one on the job key.
-- ``defer``: not before the given time (circuit breaker open); no attempt is spent.
+- ``defer``: not before the given time; no attempt is spent. (The dispatcher applies
+  its executors' circuit breakers, ``actors.breaker``, after ``check`` says ``run``.)
 """
 
 from __future__ import annotations
@@ -43,14 +44,13 @@ RUN = Verdict("run")
 class AdmissionState:
     """What admission looks at: runs per job and per pool, parked counts, pool limits."""
 
-    __slots__ = ("deferred_until", "parked", "pool_limits", "running_by_job", "running_by_pool")
+    __slots__ = ("parked", "pool_limits", "running_by_job", "running_by_pool")
 
     def __init__(self, pool_limits: dict[str, int] | None = None) -> None:
         self.running_by_job: Counter[int] = Counter()
         self.running_by_pool: Counter[str] = Counter()
         self.parked: Counter[str] = Counter()
         self.pool_limits: dict[str, int] = dict(pool_limits or {})
-        self.deferred_until: dict[str, float] = {}  # executor → until (breaker open)
 
     def pool_limit(self, pool: str) -> int:
         return self.pool_limits.get(pool, 1)  # an undeclared pool is a mutex (OCS)
@@ -67,9 +67,6 @@ def check(entry: Entry, job: JobSpec | None, state: AdmissionState, now: float) 
         return Verdict("dead", "expired")
     if not job.enabled and entry.kind == "schedule":
         return Verdict("skip", "disabled")
-    until = state.deferred_until.get(job.executor)
-    if until is not None and until > now:
-        return Verdict("defer", "circuit-open", until=until)
     if state.running_by_job[entry.job_id] > 0:
         key = f"job:{entry.job_id}"
         if job.overlap == "skip":

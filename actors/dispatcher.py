@@ -15,7 +15,6 @@ the queue from the store. Timers: the earliest future not-before time.
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import logging
 import random
@@ -28,7 +27,7 @@ import anyio
 import msgspec
 from anyio.abc import TaskGroup, TaskStatus
 
-from actors import admission
+from actors import admission, breaker
 from actors.clock import Clock
 from actors.executors.base import Executor
 from actors.finalize import decide
@@ -44,15 +43,18 @@ from actors.messages import (
     JobsChanged,
     OutcomeEvent,
     Poke,
+    Probe,
     RunFinished,
     RunStarted,
     SlotRecord,
+    Tick,
     entry_from_dispatch,
 )
 from actors.run import RunOrder, run_actor
 from actors.runsup import RunSupervisor
 from actors.writer import StoreMsg, write, write_many
-from store import queries
+from store import ledger, queries
+from store.ledger import lineage_key
 from store.errors import StoreError
 from store.models import JobSpec
 from store.ops import (
@@ -61,6 +63,7 @@ from store.ops import (
     ClaimRuns,
     FinishRun,
     FinishRuns,
+    Heartbeats,
     RecoverOrphans,
     Settle,
     SettleQueued,
@@ -68,7 +71,7 @@ from store.ops import (
 )
 from store.sqlite import SqliteStore
 
-__all__ = ["Dispatcher", "DispatcherConfig", "lineage_key"]
+__all__ = ["Dispatcher", "DispatcherConfig"]
 
 log = logging.getLogger("shepherd.dispatcher")
 
@@ -79,11 +82,9 @@ class DispatcherConfig(msgspec.Struct, frozen=True, kw_only=True):
     pool_limits: dict[str, int] = msgspec.field(default_factory=dict)
     data_dir: str = "."
     max_batch: int = 2000
-
-
-def lineage_key(dispatch_id: int) -> str:
-    """The idempotency key shared by every attempt of one dispatch (its retry lineage)."""
-    return hashlib.sha256(f"dispatch:{dispatch_id}".encode()).hexdigest()[:32]
+    breaker_fail_max: int = 5
+    breaker_reset: float = 30.0
+    stale_margin: float = 5.0  # past a deadline by this much, the health check steps in
 
 
 class _Running(msgspec.Struct):
@@ -91,6 +92,9 @@ class _Running(msgspec.Struct):
     entry: Entry
     attempt: int
     pool: str | None
+    started: float = 0.0  # monotonic
+    activity: float = 0.0  # monotonic, last heartbeat
+    forced: bool = False  # the health check already cancelled it
 
 
 class Dispatcher:
@@ -129,17 +133,21 @@ class Dispatcher:
         self._settles: list[tuple[Entry, Settle]] = []
         self._claims: list[Entry] = []
         self._ext_seq = 0
+        self._beats: dict[int, float] = {}
+        self._breakers: dict[str, breaker.Breaker] = {}
         self._draining = False
         self._drained = False
         self._drain_reply: Any = None
         self.counters: dict[str, int] = dict.fromkeys(
             ("admitted", "ok", "error", "timeout", "crashed", "cancelled", "retried",
-             "dead", "skipped", "fenced", "store_errors", "loops"), 0)
+             "dead", "skipped", "fenced", "store_errors", "loops", "deferred", "stale"), 0)
+        self.recovery_seconds = 0.0
 
     # -- lifecycle -----------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         self._reset()
+        began = self._clock.now()
         recovered = await write(
             self._writer, RecoverOrphans(now=self._clock.wall(), origin=self._cfg.instance)
         )
@@ -148,6 +156,9 @@ class Dispatcher:
         await self._load_jobs()
         await self._load_queued(0)
         self.recovered = len(recovered)
+        self.recovery_seconds = self._clock.now() - began
+        log.info("dispatcher ready: %d orphaned runs resolved, %d queued, in %.3fs",
+                 len(recovered), len(self._queued), self.recovery_seconds)
         async with anyio.create_task_group() as tg:
             self._tg = tg
             self._runsup = RunSupervisor(
@@ -221,6 +232,17 @@ class Dispatcher:
             case Drained(cancelled):
                 self._drained = True
                 self._drained_count = cancelled
+            case Tick():
+                self._check_stale()
+                if self._beats:
+                    beats, self._beats = self._beats, {}
+                    try:
+                        await write(self._writer, Heartbeats(list(beats.items())))
+                    except StoreError as exc:
+                        log.error("heartbeats not written: %s", exc)
+            case Probe(executor, healthy):
+                b = self._breakers.get(executor) or self._new_breaker()
+                self._breakers[executor] = breaker.on_probe(b, healthy, self._clock.wall())
 
     async def _drain_runs(self, grace: float) -> None:
         cancelled = await self._runsup.drain(grace)
@@ -274,6 +296,13 @@ class Dispatcher:
                 continue
             job = self._jobs.get(e.job_id)
             v = admission.check(e, job, self._adm, now)
+            if v.action == "run" and job is not None and job.executor in self._breakers:
+                b, ok = breaker.allow(self._breakers[job.executor], now)
+                self._breakers[job.executor] = b
+                if not ok:
+                    until = breaker.deferred_until(b, now) or now + 1.0
+                    v = admission.Verdict("defer", "circuit-open", until=until)
+                    self.counters["deferred"] += 1
             if v.action == "run":
                 assert job is not None
                 del self._queued[e.id]
@@ -359,8 +388,9 @@ class Dispatcher:
         if claims:
             ops.append(
                 ClaimRuns(
-                    [ClaimRun(dispatch_id=e.id, attempt=e.attempt + 1,
-                              idempotency_key=e.idempotency_key or lineage_key(e.id))
+                    [ClaimRun(dispatch_id=e.id, attempt=e.attempt + 1, job_id=e.job_id,
+                              idempotency_key=e.idempotency_key or lineage_key(e.id),
+                              key_ttl=self._key_ttl(e.job_id))
                      for e in claims],
                     self._cfg.instance,
                     now,
@@ -429,7 +459,11 @@ class Dispatcher:
             results = [None] * len(finals)
         for (msg, r, f), seq in zip(finals, results, strict=True):
             self._running.pop(msg.dispatch_id, None)
+            self._beats.pop(msg.run_id, None)
             self._release(r.entry, r.pool)
+            job = self._jobs.get(r.entry.job_id)
+            if job is not None:
+                self._feed_breaker(job.executor, msg)
             if seq is None:
                 self.counters["fenced"] += 1
                 continue
@@ -472,12 +506,22 @@ class Dispatcher:
             results = [None] * len(claims)
         for e, run_id in zip(claims, results, strict=True):
             job = self._jobs.get(e.job_id)
+            if run_id == 0:  # its idempotency key is claimed by another run: recorded skipped
+                self._release(e)
+                self.counters["skipped"] += 1
+                name = self._job_name(e.job_id)
+                self._emit(SlotRecord(job=name, reason="idempotency-skip", dispatch_id=e.id,
+                                      slot=e.slot, at=now))
+                self._emit(_outcome(e, name, None, e.attempt, "skipped", "done", now,
+                                    error="idempotency key already claimed"))
+                continue
             if run_id is None or job is None:
                 self._release(e)  # someone else cancelled or claimed it meanwhile
                 continue
             self.counters["admitted"] += 1
             attempt = e.attempt + 1
-            self._running[e.id] = _Running(run_id, e, attempt, job.pool)
+            mono = self._clock.now()
+            self._running[e.id] = _Running(run_id, e, attempt, job.pool, mono, mono)
             order = RunOrder(
                 run_id=run_id,
                 dispatch_id=e.id,
@@ -497,7 +541,8 @@ class Dispatcher:
                 continue
             self._runsup.start_child(run_id, partial(
                 run_actor, order=order, executor=executor, clock=self._clock,
-                report=self._self, data_dir=self._cfg.data_dir, services=self._services))
+                report=self._self, data_dir=self._cfg.data_dir, services=self._services,
+                on_heartbeat=partial(self._heartbeat, e.id)))
             self._emit(RunStarted(dispatch_id=e.id, run_id=run_id, job=job.name,
                                   attempt=attempt, at=now))
         if self._finished:
@@ -515,12 +560,63 @@ class Dispatcher:
             self._adm.running_by_pool[pool] -= 1
             self._unpark(f"pool:{pool}")
 
+    def _new_breaker(self) -> breaker.Breaker:
+        return breaker.Breaker(fail_max=self._cfg.breaker_fail_max,
+                               reset=self._cfg.breaker_reset)
+
+    def _feed_breaker(self, executor: str, msg: RunFinished) -> None:
+        gateway_failure = msg.reason == "deferred" or bool(
+            (msg.details or {}).get("gateway_failure"))
+        b = self._breakers.get(executor)
+        if gateway_failure:
+            self._breakers[executor] = breaker.on_failure(b or self._new_breaker(),
+                                                          self._clock.wall())
+        elif b is not None and msg.outcome == "ok":
+            self._breakers[executor] = breaker.on_success(b, self._clock.wall())
+        elif b is not None and b.trial:  # a trial that failed for its own reasons
+            self._breakers[executor] = msgspec.structs.replace(b, trial=False)
+
+    def _heartbeat(self, dispatch_id: int, run_id: int, wall: float) -> None:
+        r = self._running.get(dispatch_id)
+        if r is not None and r.run_id == run_id:
+            r.activity = self._clock.now()
+            self._beats[run_id] = wall
+
+    def _check_stale(self) -> None:
+        """Backstop for the run actors' own deadlines: a run past its idle or absolute
+        deadline by ``stale_margin`` is cancelled; one that still has not reported after
+        another margin is finalized here as ``timeout`` (a late report is then fenced)."""
+        now = self._clock.now()
+        margin = self._cfg.stale_margin
+        for r in list(self._running.values()):
+            job = self._jobs.get(r.entry.job_id)
+            if job is None:
+                continue
+            limit = r.started + float(job.timeout)
+            if job.idle_timeout:
+                limit = min(limit, r.activity + float(job.idle_timeout))
+            if now < limit + margin:
+                continue
+            if not r.forced:
+                r.forced = True
+                self.counters["stale"] += 1
+                self._runsup.cancel(r.run_id, "stale")
+            elif now >= limit + 2 * margin:
+                self._finished.append(RunFinished(
+                    run_id=r.run_id, dispatch_id=r.entry.id, outcome="timeout",
+                    timed_out=True, reason="stale",
+                    error=f"no outcome {2 * margin:g}s past its deadline (stale)"))
+
     def _run_actor_died(self, run_id: int, exc: BaseException) -> None:
         for r in self._running.values():
             if r.run_id == run_id:
                 self._self.tell(RunFinished(run_id=run_id, dispatch_id=r.entry.id,
                                             outcome="crashed", error=f"run actor died: {exc!r}"))
                 return
+
+    def _key_ttl(self, job_id: int) -> float:
+        job = self._jobs.get(job_id)
+        return ledger.SHORT_TTL if job is not None and job.delete_after_run else ledger.DEFAULT_TTL
 
     def _job_name(self, job_id: int) -> str:
         job = self._jobs.get(job_id)
@@ -537,6 +633,10 @@ class Dispatcher:
             "parked": sum(len(q) for q in self._parked.values()),
             "running": len(self._running),
             "draining": self._draining,
+            "recovered": getattr(self, "recovered", 0),
+            "recovery_seconds": round(self.recovery_seconds, 4),
+            "breakers": {name: {"state": b.state, "failures": b.failures}
+                         for name, b in self._breakers.items()},
             **self.counters,
         }
 

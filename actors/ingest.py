@@ -5,8 +5,8 @@ change or a cancel request sends one datagram to this runtime's wake socket; the
 ingest actor turns it into a ``Poke`` for the dispatcher, which then reads only what
 is new (by sequence number). No polling tick sits on this path: a dispatch enqueued
 from another process starts within milliseconds.
-Inbox: the unix datagram socket. Sends: ``Poke`` to the dispatcher. Restart type:
-permanent. Timers: none.
+Inbox: the unix datagram socket. Sends: ``Poke`` to the dispatcher, and to the
+scheduler when jobs changed (``"j"``). Restart type: permanent. Timers: none.
 
 The socket lives in the temp directory under a name derived from the database path, so
 every process that opens the same file finds it; a sender with no runtime listening
@@ -20,14 +20,17 @@ import hashlib
 import os
 import socket
 import tempfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskStatus
 
 from actors.mailbox import Address
 from actors.messages import DispatcherMsg, Poke
-from store.errors import MailboxFull
+from store.errors import MailboxClosed, MailboxFull
+
+if TYPE_CHECKING:
+    from actors.scheduler import SchedulerMsg
 
 __all__ = ["Ingest", "send_wake", "wake_path"]
 
@@ -49,9 +52,15 @@ def send_wake(db_path: str, what: str = "d") -> bool:
 
 
 class Ingest:
-    def __init__(self, db_path: str, dispatcher: Address[DispatcherMsg]) -> None:
+    def __init__(
+        self,
+        db_path: str,
+        dispatcher: Address[DispatcherMsg],
+        scheduler: Address[SchedulerMsg] | None = None,
+    ) -> None:
         self._path = wake_path(db_path)
         self._dispatcher = dispatcher
+        self._scheduler = scheduler
         self.wakes = 0
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -64,8 +73,12 @@ class Ingest:
                 while True:
                     data, _ = await sock.receive()
                     self.wakes += 1
+                    what = data.decode(errors="replace")[:8]
                     with contextlib.suppress(MailboxFull):
-                        await self._dispatcher.send(Poke(data.decode(errors="replace")[:8]))
+                        await self._dispatcher.send(Poke(what))
+                    if self._scheduler is not None and "j" in what:
+                        with contextlib.suppress(MailboxFull, MailboxClosed):
+                            self._scheduler.tell(Poke(what))
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(self._path)

@@ -24,9 +24,11 @@ __all__ = [
     "JobsChanged",
     "OutcomeEvent",
     "Poke",
+    "Probe",
     "RunFinished",
     "RunStarted",
     "SlotRecord",
+    "Tick",
     "entry_from_dispatch",
 ]
 
@@ -121,7 +123,20 @@ class Drained(msgspec.Struct, frozen=True, tag=True):
     cancelled: int
 
 
-DispatcherMsg = Enqueued | RunFinished | Cancel | Poke | JobsChanged | Drain | Drained
+class Tick(msgspec.Struct, frozen=True, tag=True):
+    """From the health monitor: flush heartbeats, look for stale runs."""
+
+
+class Probe(msgspec.Struct, frozen=True, tag=True):
+    """From the health monitor: an executor's gateway answered its health probe or not."""
+
+    executor: str
+    healthy: bool
+
+
+DispatcherMsg = (
+    Enqueued | RunFinished | Cancel | Poke | JobsChanged | Drain | Drained | Tick | Probe
+)
 
 
 # -- events going out (subscribers, waiters, metrics, delivery) ----------------------

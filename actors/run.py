@@ -135,7 +135,9 @@ def _outcome(
         "details": rep.get("details") or None,
     }
     if scope.cancelled_caught or (result is None and error is None):
-        if handle.cancel_reason is not None:
+        if handle.cancel_reason in ("idle", "stale"):  # the health check's backstop
+            why_deadline = "idle"
+        elif handle.cancel_reason is not None:
             return RunFinished(outcome="cancelled", reason=handle.cancel_reason,
                                error=f"cancelled ({handle.cancel_reason})", **base)
         if why_deadline == "idle":

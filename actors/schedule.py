@@ -58,6 +58,8 @@ missed without being listed - the actor writes one summary record for them.
 After a run (OCS "next_run_at after a run"): the next fire after ``now``; after
 ``n > 0`` consecutive errors no earlier than ``now + error_backoff(n)`` (30 s, 1 min,
 5 min, 15 min, 1 h). A backed-off fire is off the cron grid; it is then the slot.
+``backed_off`` applies the ladder to a job's already planned next slot and lists the
+slots it passes over (each recorded ``backoff``).
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ __all__ = [
     "MAX_SLOTS",
     "MISFIRE_GRACE",
     "SlotPlan",
+    "backed_off",
     "error_backoff",
     "next_fire",
     "next_fires",
@@ -215,6 +218,33 @@ def next_run_after_result(
     if upcoming is None or consecutive_errors <= 0:
         return upcoming
     return max(upcoming, now + error_backoff(consecutive_errors))
+
+
+def backed_off(
+    spec: JobSpec,
+    upcoming: float | None,
+    now: float,
+    consecutive_errors: int,
+    *,
+    anchor: float | None = None,
+) -> tuple[float | None, list[float]]:
+    """Push the job's next slot ``upcoming`` back after ``consecutive_errors`` failures.
+
+    Returns the new next_run_at, ``max(upcoming, now + error_backoff(n))`` (OCS), and
+    the slots on the schedule that this passes over (``upcoming`` included), oldest
+    first, at most ``MAX_SLOTS``: each is recorded ``backoff``, never dropped silently.
+    """
+    if upcoming is None or consecutive_errors <= 0:
+        return upcoming, []
+    earliest = now + error_backoff(consecutive_errors)
+    if upcoming >= earliest:
+        return upcoming, []
+    passed = [upcoming]
+    for slot in _fires(spec, upcoming, anchor):
+        if slot >= earliest or len(passed) >= MAX_SLOTS:
+            break
+        passed.append(slot)
+    return earliest, passed
 
 
 def slot_key(job_id: int, slot: float) -> str:

@@ -32,6 +32,7 @@ from actors.dispatcher import Dispatcher, DispatcherConfig
 from actors.executors.base import Executor
 from actors.executors.python import PythonExecutor, PythonTarget
 from actors.executors.shell import ShellExecutor
+from actors.health import HealthMonitor
 from actors.ingest import Ingest
 from actors.mailbox import Mailbox, Reply, ask
 from actors.messages import (
@@ -144,6 +145,8 @@ class Runtime:
                 concurrency=cfg.concurrency,
                 pool_limits=dict(cfg.pools),
                 data_dir=cfg.artifacts_dir,
+                breaker_fail_max=cfg.breaker_fail_max,
+                breaker_reset=float(cfg.breaker_reset),
             ),
             store=self.store,
             writer=self._writer_mb.address(),
@@ -154,7 +157,17 @@ class Runtime:
             services={"runtime": self},
         )
         ingest = Ingest(cfg.database, self._dispatcher_mb.address())
-        self._actors = {"store": writer, "dispatcher": dispatcher, "ingest": ingest}
+        health = HealthMonitor(
+            instance=self.instance,
+            clock=self.clock,
+            dispatcher=self._dispatcher_mb.address(),
+            writer=self._writer_mb.address(),
+            executors=self.executors,
+            snapshot=self.statistics,
+            interval=float(cfg.health_interval),
+        )
+        self._actors = {"store": writer, "dispatcher": dispatcher, "health": health,
+                        "ingest": ingest}
         grace = float(cfg.shutdown_grace)
         self._root = Supervisor(
             "root",
@@ -166,6 +179,7 @@ class Runtime:
                     shutdown=grace + 10.0,
                     stop=lambda: self._dispatcher.tell(Drain(grace, Reply())),
                 ),
+                ChildSpec(name="health", start=health.run, shutdown=3.0),
                 ChildSpec(name="ingest", start=ingest.run, shutdown=1.0),
             ],
             strategy="rest_for_one",

@@ -32,6 +32,9 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     pools: dict[str, int] = msgspec.field(default_factory=dict)
     restart_intensity: int = 5
     restart_period: Seconds = Seconds(10.0)
+    health_interval: Seconds = Seconds(2.0)
+    breaker_fail_max: int = 5
+    breaker_reset: Seconds = Seconds(30.0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     use_uvloop: bool = True
     jobs: list[JobSpec] = msgspec.field(default_factory=list)
@@ -43,6 +46,10 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
             raise ConfigError("must be >= 0", field="restart_intensity")
         if self.restart_period <= 0:
             raise ConfigError("must be > 0", field="restart_period")
+        if self.health_interval <= 0:
+            raise ConfigError("must be > 0", field="health_interval")
+        if self.breaker_fail_max < 1:
+            raise ConfigError("must be >= 1", field="breaker_fail_max")
         for name, limit in self.pools.items():
             if limit < 1:
                 raise ConfigError("a pool limit must be >= 1", field=f"pools.{name}")

@@ -15,11 +15,12 @@ import msgspec
 from actors import schedule
 from actors.executors.base import Executor
 from store.errors import ConfigError
-from store.models import JobSpec, decode_spec, encode_json
+from store.models import JobRow, JobSpec, decode_spec, encode_json
 from store.ops import SaveJob
 
 __all__ = ["first_run_at", "job_from_data", "save_op", "validate_job"]
 
+_OVERLAP = ("skip", "queue", "allow", "replace")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,199}$")
 
 
@@ -48,6 +49,11 @@ def validate_job(spec: JobSpec, executors: Mapping[str, Executor], now: float) -
         raise ConfigError("must be between 0 and 1", field="retry.jitter")
     if r.max_delay < r.base:
         raise ConfigError("must be >= retry.base", field="retry.max_delay")
+    if spec.overlap not in _OVERLAP:
+        raise ConfigError(
+            f"unknown overlap policy {spec.overlap!r}; expected one of {', '.join(_OVERLAP)}",
+            field="overlap",
+        )
     if spec.max_queued < 0:
         raise ConfigError("must be >= 0", field="max_queued")
     if spec.pool is not None and not spec.pool.strip():
@@ -76,8 +82,14 @@ def first_run_at(spec: JobSpec, now: float) -> tuple[float | None, float | None]
     return None, None
 
 
-def save_op(spec: JobSpec, now: float) -> SaveJob:
-    next_run_at, anchor = first_run_at(spec, now)
+def save_op(spec: JobSpec, now: float, previous: JobRow | None = None) -> SaveJob:
+    """The write for a new or changed job. The next fire time is recomputed unless the
+    job stays enabled with the same schedule (OCS ``updateJob``): restarting with the
+    same config or changing only, say, its priority never moves or skips a slot."""
+    if previous is not None and _keeps_schedule(previous.spec, spec):
+        next_run_at, anchor = previous.next_run_at, previous.anchor
+    else:
+        next_run_at, anchor = first_run_at(spec, now)
     if spec.at is not None and spec.at.strip().lower().startswith("in "):
         # store the resolved instant so a restart does not move it
         from datetime import UTC, datetime
@@ -92,4 +104,11 @@ def save_op(spec: JobSpec, now: float) -> SaveJob:
         next_run_at=next_run_at,
         now=now,
         anchor=anchor,
+    )
+
+
+def _keeps_schedule(old: JobSpec, new: JobSpec) -> bool:
+    fields = ("cron", "tz", "at", "every")
+    return old.enabled and new.enabled and all(
+        getattr(old, f) == getattr(new, f) for f in fields
     )

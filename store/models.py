@@ -152,6 +152,7 @@ class JobRow(msgspec.Struct, frozen=True, kw_only=True):
     id: int
     spec: JobSpec
     next_run_at: float | None = None
+    anchor: float | None = None  # grid origin of an ``every`` schedule
     last_run_at: float | None = None
     last_status: str | None = None
     consecutive_errors: int = 0

@@ -13,10 +13,13 @@ completion after a timeout, can never both win.
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
+from store import ledger
+
+from store import messages as _messages
 __all__ = [
     "CancelDispatch",
     "ClaimRun",
@@ -24,12 +27,17 @@ __all__ = [
     "DeleteJob",
     "FinishRun",
     "FinishRuns",
+    "Heartbeats",
     "InsertDispatches",
     "NewDispatch",
     "PurgeDead",
+    "RecordSlots",
     "RetryDead",
     "RecoverOrphans",
     "SaveJob",
+    "SaveStatus",
+    "SkippedSlot",
+    "SlotItem",
     "Settle",
     "SettleQueued",
     "SetJobState",
@@ -65,10 +73,14 @@ class ClaimRun(msgspec.Struct, frozen=True, kw_only=True):
     dispatch_id: int
     attempt: int
     idempotency_key: str | None = None
+    job_id: int = 0
+    key_ttl: float = ledger.DEFAULT_TTL
 
 
 class ClaimRuns(msgspec.Struct, frozen=True, tag=True):
-    """queued → running + a new run row. Returns ``list[run_id | None]``."""
+    """queued → running + a new run row + its idempotency key claimed. Returns
+    ``list[run_id | None | 0]``: None when the dispatch is no longer queued, 0 when its
+    key is claimed by another run (the dispatch is then recorded ``skipped``)."""
 
     claims: list[ClaimRun]
     instance: str
@@ -181,6 +193,67 @@ class SetJobState(msgspec.Struct, frozen=True, tag=True):
     enabled: bool | None = None
 
 
+class Heartbeats(msgspec.Struct, frozen=True, tag=True):
+    """Stamp ``heartbeat_at`` on running runs, many per commit."""
+
+    items: list[tuple[int, float]]
+
+
+class SaveStatus(msgspec.Struct, frozen=True, tag=True):
+    """The runtime's health snapshot, for ``status`` in other processes."""
+
+    instance: str
+    pid: int
+    started_at: float
+    now: float
+    status: bytes
+    stopped: bool = False
+
+
+class SkippedSlot(msgspec.Struct, frozen=True, kw_only=True):
+    """A scheduled slot that does not run: recorded as a ``skipped`` run with the reason."""
+
+    slot: float | None
+    reason: str  # missed | backoff | duplicate-slot
+    error: str
+
+
+class SlotItem(msgspec.Struct, frozen=True, kw_only=True):
+    """One job's part of a ``RecordSlots`` op.
+
+    ``next_run_at``, the dispatches and the skipped records are written only if the
+    job is still enabled and its stored ``next_run_at`` is still ``expect_next``
+    (compare-and-set: a concurrent change of the job wins, the scheduler reloads it).
+    ``last_*`` / ``consecutive_errors`` are written whenever the job exists. ``finish``
+    ends a job after its last run: ``disable`` (writing ``spec``) or ``delete``.
+    """
+
+    job_id: int
+    job_name: str
+    expect_next: float | None = None
+    set_next: bool = True
+    next_run_at: float | None = None
+    dispatches: list[NewDispatch] = msgspec.field(default_factory=list)
+    skipped: list[SkippedSlot] = msgspec.field(default_factory=list)
+    last_run_at: float | None = None
+    last_status: str | None = None
+    consecutive_errors: int | None = None
+    finish: Literal["", "disable", "delete"] = ""
+    spec: bytes | None = None
+
+
+class RecordSlots(msgspec.Struct, frozen=True, tag=True):
+    """The scheduler's commit: for each job, its due slots' dispatches (kind
+    ``schedule``, unique per (job, slot)), a record for every slot that does not run,
+    its next fire time and its run bookkeeping, in one transaction. Returns per item
+    ``None`` when the compare-and-set failed (job gone, disabled or changed), else
+    ``list[tuple[id, seq] | None]`` for its dispatches (None: the slot already has one)."""
+
+    items: list[SlotItem]
+    origin: str
+    now: float
+
+
 WriteOp = (
     InsertDispatches
     | ClaimRuns
@@ -193,6 +266,10 @@ WriteOp = (
     | SaveJob
     | DeleteJob
     | SetJobState
+    | RecordSlots
+    | Heartbeats
+    | SaveStatus
+    | _messages.MessageOp  # inboxes and deliveries: store/messages.py
 )
 
 
@@ -259,6 +336,7 @@ def _insert_dispatches(conn: sqlite3.Connection, op: InsertDispatches) -> list[A
 def _claim_runs(conn: sqlite3.Connection, op: ClaimRuns) -> list[int | None]:
     run_id = _next_id(conn, "runs")
     ids = list(range(run_id, run_id + len(op.claims)))
+    blocked = _claim_keys(conn, op, ids)
     claim_sql = (
         "UPDATE dispatches SET status = 'running', attempt = ?, current_run_id = ?,"
         " updated_at = ? WHERE id = ? AND status = 'queued'"
@@ -270,9 +348,11 @@ def _claim_runs(conn: sqlite3.Connection, op: ClaimRuns) -> list[int | None]:
         " WHERE id = ? AND current_run_id = ?"
     )
     cur = conn.executemany(
-        claim_sql, [(c.attempt, r, op.now, c.dispatch_id) for c, r in zip(op.claims, ids)]
+        claim_sql,
+        [(c.attempt, r, op.now, c.dispatch_id) for c, r in zip(op.claims, ids)
+         if c.dispatch_id not in blocked],
     )
-    if cur.rowcount == len(op.claims):  # the common case: every claim won
+    if cur.rowcount == len(op.claims) and not blocked:  # the common case: every claim won
         conn.executemany(
             run_sql,
             [
@@ -283,6 +363,9 @@ def _claim_runs(conn: sqlite3.Connection, op: ClaimRuns) -> list[int | None]:
         return list(ids)
     out: list[int | None] = []
     for c, r in zip(op.claims, ids):
+        if c.dispatch_id in blocked:
+            out.append(0)
+            continue
         row = conn.execute(
             "SELECT current_run_id FROM dispatches WHERE id = ? AND status = 'running'",
             (c.dispatch_id,),
@@ -298,9 +381,26 @@ def _claim_runs(conn: sqlite3.Connection, op: ClaimRuns) -> list[int | None]:
     return out
 
 
+def _claim_keys(conn: sqlite3.Connection, op: ClaimRuns, ids: list[int]) -> set[int]:
+    """Claim each run's idempotency key; settle the dispatches whose key is taken."""
+    blocked: set[int] = set()
+    for c, r in zip(op.claims, ids):
+        if c.idempotency_key is None:
+            continue
+        if ledger.claim(conn, c.idempotency_key, job_id=c.job_id, dispatch_id=c.dispatch_id,
+                        run_id=r, now=op.now, ttl=c.key_ttl):
+            continue
+        blocked.add(c.dispatch_id)
+        _settle_queued(conn, SettleQueued(
+            [Settle(dispatch_id=c.dispatch_id, status="done", outcome="skipped",
+                    reason="idempotency-skip")], op.now))
+    return blocked
+
+
 def _finish_runs(conn: sqlite3.Connection, op: FinishRuns) -> list[int | None]:
     out: list[int | None] = []
     next_seq: int | None = None
+    ledger.release_runs(conn, [f.run_id for f in op.finals if f.outcome != "ok"], op.now)
     for f in op.finals:
         cur = conn.execute(
             "UPDATE runs SET status = ?, finished_at = ?, error = ?, result = ?, reason = ?,"
@@ -384,13 +484,14 @@ def _settle_queued(conn: sqlite3.Connection, op: SettleQueued) -> list[bool]:
 
 def _recover_orphans(conn: sqlite3.Connection, op: RecoverOrphans) -> list[tuple[int, int, str]]:
     rows = conn.execute(
-        "SELECT r.id, r.dispatch_id, j.spec, d.attempt, d.max_attempts FROM runs r"
+        "SELECT r.id, r.dispatch_id, j.spec, d.attempt, d.idempotency_key FROM runs r"
         " LEFT JOIN dispatches d ON d.id = r.dispatch_id"
         " LEFT JOIN jobs j ON j.id = r.job_id WHERE r.status = 'running'"
     ).fetchall()
     out: list[tuple[int, int, str]] = []
     seq = _next_id(conn, "dispatches", "seq")
-    for run_id, dispatch_id, spec, attempt, max_attempts in rows:
+    ledger.release_runs(conn, [int(r[0]) for r in rows], op.now)
+    for run_id, dispatch_id, spec, attempt, key in rows:
         conn.execute(
             "UPDATE runs SET status = 'crashed', finished_at = ?,"
             " error = 'the process running it died', reason = 'orphaned' WHERE id = ?",
@@ -406,8 +507,9 @@ def _recover_orphans(conn: sqlite3.Connection, op: RecoverOrphans) -> list[tuple
                 "UPDATE dispatches SET status = 'queued', seq = ?, origin = ?, not_before = ?,"
                 " max_attempts = MAX(max_attempts, attempt + 1), outcome = 'crashed',"
                 " last_error = 'replayed after a crash', current_run_id = NULL,"
-                " updated_at = ? WHERE id = ? AND status = 'running'",
-                (seq, op.origin, op.now, op.now, dispatch_id),
+                " idempotency_key = ?, updated_at = ? WHERE id = ? AND status = 'running'",
+                (seq, op.origin, op.now, ledger.replay_key(key, dispatch_id, (attempt or 0) + 1),
+                 op.now, dispatch_id),
             )
             seq += 1
             action = "replay"
@@ -535,8 +637,85 @@ def _set_job_state(conn: sqlite3.Connection, op: SetJobState) -> bool:
     return cur.rowcount == 1
 
 
+def _record_slots(conn: sqlite3.Connection, op: RecordSlots) -> list[Any]:
+    out: list[list[tuple[int, int] | None] | None] = []
+    rows: list[NewDispatch] = []
+    owners: list[int] = []  # index into ``out`` of each row in ``rows``
+    skipped: list[tuple[Any, ...]] = []
+    for item in op.items:
+        if item.last_run_at is not None or item.consecutive_errors is not None:
+            conn.execute(
+                "UPDATE jobs SET last_run_at = COALESCE(?, last_run_at),"
+                " last_status = COALESCE(?, last_status),"
+                " consecutive_errors = COALESCE(?, consecutive_errors) WHERE id = ?",
+                (item.last_run_at, item.last_status, item.consecutive_errors, item.job_id),
+            )
+        if item.set_next:
+            ok = conn.execute(
+                "UPDATE jobs SET next_run_at = ?, updated_at = ?"
+                " WHERE id = ? AND enabled = 1 AND next_run_at IS ?",
+                (item.next_run_at, op.now, item.job_id, item.expect_next),
+            ).rowcount == 1
+        else:
+            ok = conn.execute("SELECT 1 FROM jobs WHERE id = ?", (item.job_id,)).fetchone()
+        if not ok:
+            out.append(None)
+            continue
+        out.append([])
+        for d in item.dispatches:
+            rows.append(d)
+            owners.append(len(out) - 1)
+        for s in item.skipped:
+            details = None if s.slot is None else msgspec.json.encode({"slot": s.slot})
+            skipped.append((item.job_id, item.job_name, op.now, op.now, s.reason, s.error,
+                            details))
+        if item.finish == "delete":
+            _delete_job(conn, DeleteJob(item.job_id, op.now))
+        elif item.finish == "disable":
+            conn.execute(
+                "UPDATE jobs SET enabled = 0, next_run_at = NULL, spec = COALESCE(?, spec),"
+                " updated_at = ? WHERE id = ?",
+                (item.spec, op.now, item.job_id),
+            )
+    if rows:
+        got = _insert_dispatches(conn, InsertDispatches(rows, op.origin, op.now))
+        for owner, result in zip(owners, got, strict=True):
+            out[owner].append(result)  # type: ignore[union-attr]
+    if skipped:
+        run_id = _next_id(conn, "runs")
+        conn.executemany(
+            "INSERT INTO runs (id, dispatch_id, job_id, job_name, attempt, status, started_at,"
+            " finished_at, reason, error, details) VALUES (?, NULL, ?, ?, 0, 'skipped', ?, ?,"
+            " ?, ?, ?)",
+            [(run_id + i, *values) for i, values in enumerate(skipped)],
+        )
+    return out
+
+
+def _heartbeats(conn: sqlite3.Connection, op: Heartbeats) -> int:
+    cur = conn.executemany(
+        "UPDATE runs SET heartbeat_at = ? WHERE id = ? AND status = 'running'",
+        [(at, run_id) for run_id, at in op.items],
+    )
+    return cur.rowcount
+
+
+def _save_status(conn: sqlite3.Connection, op: SaveStatus) -> None:
+    conn.execute(
+        "INSERT INTO instances (instance, pid, started_at, updated_at, stopped_at, status)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(instance) DO UPDATE SET"
+        " updated_at = excluded.updated_at, stopped_at = excluded.stopped_at,"
+        " status = excluded.status",
+        (op.instance, op.pid, op.started_at, op.now, op.now if op.stopped else None, op.status),
+    )
+
+
 def apply_op(conn: sqlite3.Connection, op: WriteOp) -> Any:
     match op:
+        case Heartbeats():
+            return _heartbeats(conn, op)
+        case SaveStatus():
+            return _save_status(conn, op)
         case InsertDispatches():
             return _insert_dispatches(conn, op)
         case ClaimRuns():
@@ -559,4 +738,8 @@ def apply_op(conn: sqlite3.Connection, op: WriteOp) -> Any:
             return _delete_job(conn, op)
         case SetJobState():
             return _set_job_state(conn, op)
+        case RecordSlots():
+            return _record_slots(conn, op)
+        case _ if isinstance(op, _messages.MESSAGE_OP_TYPES):
+            return _messages.apply_message_op(conn, op)
     raise TypeError(f"unknown write op {type(op).__name__}")

@@ -18,10 +18,12 @@ __all__ = [
     "get_dispatch",
     "get_job",
     "get_run",
+    "jobs_by_id",
     "list_dispatches",
     "list_jobs",
     "list_runs",
     "queued_since",
+    "schedule_states",
     "stats",
 ]
 
@@ -38,7 +40,8 @@ _RUN_COLUMNS = (
     " stdout, stderr, details"
 )
 _JOB_COLUMNS = (
-    "id, spec, next_run_at, last_run_at, last_status, consecutive_errors, created_at, updated_at"
+    "id, spec, next_run_at, last_run_at, last_status, consecutive_errors, created_at, updated_at,"
+    " anchor"
 )
 
 
@@ -107,6 +110,7 @@ def job_from_row(r: tuple[Any, ...]) -> JobRow:
         consecutive_errors=r[5],
         created_at=r[6],
         updated_at=r[7],
+        anchor=r[8],
     )
 
 
@@ -123,6 +127,32 @@ def get_job(conn: sqlite3.Connection, ref: str | int) -> JobRow | None:
 def list_jobs(conn: sqlite3.Connection) -> list[JobRow]:
     rows = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs ORDER BY name").fetchall()
     return [job_from_row(r) for r in rows]
+
+
+def jobs_by_id(conn: sqlite3.Connection, ids: list[int]) -> dict[int, JobRow]:
+    """The jobs among ``ids`` that exist, by id."""
+    out: dict[int, JobRow] = {}
+    for i in range(0, len(ids), 500):
+        part = ids[i : i + 500]
+        marks = ",".join("?" * len(part))
+        for r in conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id IN ({marks})", part):
+            out[r[0]] = job_from_row(r)
+    return out
+
+
+def schedule_states(conn: sqlite3.Connection, job_ids: list[int]) -> dict[int, str]:
+    """Status of the latest ``schedule`` dispatch of each job in ``job_ids`` that has one."""
+    out: dict[int, str] = {}
+    for i in range(0, len(job_ids), 500):
+        part = job_ids[i : i + 500]
+        marks = ",".join("?" * len(part))
+        for job_id, status in conn.execute(
+            f"SELECT job_id, status FROM dispatches WHERE kind = 'schedule' AND slot IS NOT NULL"
+            f" AND job_id IN ({marks}) ORDER BY id",
+            part,
+        ):
+            out[int(job_id)] = str(status)
+    return out
 
 
 def get_dispatch(conn: sqlite3.Connection, dispatch_id: int) -> Dispatch | None:

@@ -7,6 +7,8 @@ A migration is a list of statements; never edit a released one, append a new one
 
 from __future__ import annotations
 
+from store import ledger
+
 __all__ = ["APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION"]
 
 # Written into the file header so a foreign SQLite database is recognised as such.
@@ -88,6 +90,71 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX runs_running ON runs(id) WHERE status = 'running'",
         "CREATE INDEX runs_dispatch ON runs(dispatch_id)",
         "CREATE INDEX runs_job ON runs(job_id, id)",
+        *ledger.DDL,
+        # one row per runtime that has served this file: its latest health snapshot
+        """CREATE TABLE instances (
+            instance TEXT PRIMARY KEY,
+            pid INTEGER NOT NULL,
+            started_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            stopped_at REAL,
+            status BLOB
+        )""",
+    ],
+    # 2: messages (inboxes, OCS columns minus teams) and deliveries (store/messages.py)
+    [
+        """CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            from_agent TEXT NOT NULL,
+            to_agent TEXT NOT NULL,
+            kind TEXT NOT NULL DEFAULT 'text',
+            subject TEXT,
+            body TEXT NOT NULL,
+            metadata BLOB,
+            priority INTEGER NOT NULL DEFAULT 0,
+            channel TEXT,
+            delivery_to TEXT,
+            status TEXT NOT NULL DEFAULT 'pending',
+            delivered_at REAL,
+            read_at REAL,
+            ack_required INTEGER NOT NULL DEFAULT 0,
+            ack_at REAL,
+            delivery_attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            expires_at REAL,
+            created_at REAL NOT NULL,
+            job_id INTEGER,
+            run_id INTEGER,
+            owner TEXT,
+            reply_to INTEGER REFERENCES messages(id) ON DELETE SET NULL
+        )""",
+        "CREATE INDEX messages_inbox ON messages(to_agent, status)",
+        """CREATE INDEX messages_expiry ON messages(expires_at)
+            WHERE expires_at IS NOT NULL AND status IN ('pending', 'delivered')""",
+        """CREATE TABLE deliveries (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            status TEXT NOT NULL,
+            channel TEXT,
+            target TEXT,
+            sink TEXT,
+            body TEXT NOT NULL,
+            job_id INTEGER,
+            job_name TEXT,
+            run_id INTEGER,
+            dispatch_id INTEGER,
+            outcome TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            max_attempts INTEGER NOT NULL,
+            next_attempt_at REAL,
+            last_error TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            sent_at REAL
+        )""",
+        "CREATE INDEX deliveries_due ON deliveries(next_attempt_at) WHERE status = 'pending'",
+        "CREATE INDEX deliveries_status ON deliveries(status, id)",
+        "CREATE INDEX deliveries_run ON deliveries(run_id)",
     ],
 ]
 

@@ -3,9 +3,16 @@
 - The process is started in a new session, so its pid is the group id; on timeout or
   cancel the WHOLE group gets SIGKILL (children, grandchildren and pipes included) and
   the run actor records ``timeout`` / ``cancelled``.
-- stdout and stderr are read concurrently; each keeps at most ``options.max_output``
-  bytes (default 65536) and counts the rest; the byte counts are recorded.
-- The run gets the exit code, the signal (when killed by one) and the output.
+- stdout and stderr are read concurrently. Output limits (OCS, ``output.py``):
+  ``options.output_store`` / ``output_excerpt`` / ``output_summary`` / ``output_offload``
+  (bytes; 65536 / 2000 / 5000 / 65536). A stream longer than the offload threshold is
+  written in full to ``<data_dir>/runs/<run_id>/stdout.txt`` (``stderr.txt``) as it
+  arrives (memory stays bounded) and only an excerpt is stored; otherwise it is stored
+  up to the store limit. Truncation never splits a UTF-8 character.
+- The run gets the exit code, the signal (when killed by one), the stored output, the
+  byte counts and artifact paths (``details``), and the result
+  ``{"exit_code", "summary"}`` where the summary is OCS's delivery text cut to the
+  summary limit. Announce delivery text: ``output.shell_delivery_text``.
 - Environment: the parent's plus ``SHEPHERD_RUN_ID``, ``SHEPHERD_DISPATCH_ID``,
   ``SHEPHERD_ATTEMPT``, ``SHEPHERD_IDEMPOTENCY_KEY`` and ``SHEPHERD_PAYLOAD`` (JSON).
 """
@@ -15,44 +22,88 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import anyio
 import msgspec
 from anyio.abc import ByteReceiveStream, Process
 
 from actors.executors.base import ExecResult, RunContext
+from actors.executors.output import (
+    OutputLimits,
+    StreamResult,
+    normalize_stream,
+    shell_error_message,
+    shell_output_text,
+    truncate_utf8,
+    validate_limits,
+)
 from store.errors import ConfigError
 from store.models import JobSpec
 
-__all__ = ["ShellExecutor"]
+__all__ = ["ShellExecutor", "artifact_path"]
 
-DEFAULT_MAX_OUTPUT = 65536
+
+def artifact_path(data_dir: str, run_id: int, stream: str) -> Path:
+    """Where the full ``stream`` ("stdout" / "stderr") of a large run is written."""
+    return Path(data_dir) / "runs" / str(run_id) / f"{stream}.txt"
 
 
 class _Capture:
-    __slots__ = ("buf", "limit", "total")
+    """One stream: the head in memory, everything past the offload threshold spilled."""
 
-    def __init__(self, limit: int) -> None:
-        self.buf = bytearray()
-        self.limit = limit
+    __slots__ = ("file", "head", "keep", "limits", "path", "total")
+
+    def __init__(self, limits: OutputLimits, path: Path) -> None:
+        self.limits = limits
+        self.keep = max(limits.offload, limits.excerpt)
+        self.head = bytearray()
         self.total = 0
+        self.path = path
+        self.file: IO[bytes] | None = None
 
-    def text(self) -> str:
-        text = bytes(self.buf).decode("utf-8", errors="replace")
-        if self.total > self.limit:
-            text += "\n...[truncated]"
-        return text
+    async def feed(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        room = self.keep - len(self.head)
+        if self.file is None and self.total <= self.limits.offload:
+            self.head += chunk
+            return
+        if self.file is None:
+            self.file = await anyio.to_thread.run_sync(_open_artifact, self.path)
+            await anyio.to_thread.run_sync(self.file.write, bytes(self.head))
+        if room > 0:
+            self.head += chunk[:room]
+        await anyio.to_thread.run_sync(self.file.write, chunk)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+    def result(self) -> StreamResult:
+        if self.file is None:
+            return normalize_stream(bytes(self.head), self.limits, None)
+        text = bytes(self.head).decode("utf-8", errors="replace")
+        return StreamResult(
+            text=truncate_utf8(text, min(self.limits.store, self.limits.excerpt)),
+            excerpt=truncate_utf8(text, self.limits.excerpt),
+            bytes=self.total,
+            offloaded=self.path,
+            truncated=True,
+        )
 
 
-async def _pump(stream: ByteReceiveStream | None, cap: _Capture) -> None:
+def _open_artifact(path: Path) -> IO[bytes]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return open(path, "wb")  # noqa: SIM115 - closed by _Capture.close
+
+
+async def _pump(stream: ByteReceiveStream | None, cap: _Capture, ctx: RunContext) -> None:
     if stream is None:
         return
     async for chunk in stream:
-        cap.total += len(chunk)
-        room = cap.limit - len(cap.buf)
-        if room > 0:
-            cap.buf += chunk[:room]
+        await cap.feed(chunk)
+        ctx.heartbeat()
 
 
 class ShellExecutor:
@@ -64,13 +115,12 @@ class ShellExecutor:
     def validate(self, spec: JobSpec) -> None:
         if not spec.target.strip():
             raise ConfigError("a shell job needs a command in target", field="target")
-        limit = spec.options.get("max_output", DEFAULT_MAX_OUTPUT)
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-            raise ConfigError("must be a positive integer (bytes)", field="options.max_output")
+        validate_limits(spec.options)
 
     async def execute(self, ctx: RunContext) -> ExecResult:
-        limit = int(ctx.job.options.get("max_output", DEFAULT_MAX_OUTPUT))
-        out, err = _Capture(limit), _Capture(limit)
+        limits = validate_limits(ctx.job.options)
+        out = _Capture(limits, artifact_path(ctx.data_dir, ctx.run_id, "stdout"))
+        err = _Capture(limits, artifact_path(ctx.data_dir, ctx.run_id, "stderr"))
         env = {
             **os.environ,
             "SHEPHERD_RUN_ID": str(ctx.run_id),
@@ -92,8 +142,8 @@ class ShellExecutor:
         ctx.report(pid=proc.pid)
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(_pump, proc.stdout, out)
-                tg.start_soon(_pump, proc.stderr, err)
+                tg.start_soon(_pump, proc.stdout, out, ctx)
+                tg.start_soon(_pump, proc.stderr, err, ctx)
                 ctx.heartbeat()
             code = await proc.wait()
         finally:
@@ -101,18 +151,24 @@ class ShellExecutor:
                 _kill_group(proc.pid)
             with anyio.CancelScope(shield=True):
                 await proc.aclose()
-            _record(ctx, proc, out, err)
+            out.close()
+            err.close()
+            so, se = _record(ctx, proc, out.result(), err.result())
+        message = None if code == 0 else shell_error_message(exit_code=code)
+        summary = truncate_utf8(
+            shell_output_text(
+                so.excerpt, se.excerpt, error_message=message,
+                stdout_path=so.offloaded, stdout_bytes=so.bytes,
+                stderr_path=se.offloaded, stderr_bytes=se.bytes,
+            ),
+            limits.summary,
+        )  # fmt: skip
+        result = {"exit_code": code, "summary": summary}
         if code == 0:
-            return ExecResult(ok=True, result={"exit_code": 0})
-        tail = err.text().strip()[-500:] or out.text().strip()[-500:]
-        if code < 0:
-            what = f"killed by signal {-code}"
-        else:
-            what = f"exit code {code}"
+            return ExecResult(ok=True, result=result)
+        tail = se.text.strip()[-500:] or so.text.strip()[-500:]
         return ExecResult(
-            ok=False,
-            error=f"Shell command failed ({what})" + (f": {tail}" if tail else ""),
-            result={"exit_code": code},
+            ok=False, error=f"{message}: {tail}" if tail else message, result=result
         )
 
     def __repr__(self) -> str:
@@ -126,13 +182,25 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
-def _record(ctx: RunContext, proc: Process, out: _Capture, err: _Capture) -> None:
+def _record(
+    ctx: RunContext, proc: Process, out: StreamResult, err: StreamResult
+) -> tuple[StreamResult, StreamResult]:
     code = proc.returncode
-    details: dict[str, Any] = {"stdout_bytes": out.total, "stderr_bytes": err.total}
+    details: dict[str, Any] = {
+        **(ctx.reported.get("details") or {}),
+        "stdout_bytes": out.bytes,
+        "stderr_bytes": err.bytes,
+    }
+    for name, stream in (("stdout", out), ("stderr", err)):
+        if stream.offloaded is not None:
+            details[f"{name}_path"] = str(stream.offloaded)
+        if stream.truncated:
+            details[f"{name}_truncated"] = True
     ctx.report(
         exit_code=code if code is not None and code >= 0 else None,
         signal=-code if code is not None and code < 0 else None,
-        stdout=out.text(),
-        stderr=err.text(),
+        stdout=out.text,
+        stderr=err.text,
         details=details,
     )
+    return out, err

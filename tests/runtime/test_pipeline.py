@@ -197,8 +197,8 @@ async def test_shell_records_exit_code_and_output(rt: Runtime) -> None:
                              retry=RetryPolicy(max_attempts=1)))
     final = await rt.wait(await rt.enqueue("sh"), timeout=10)
     (run,) = await rt.runs(dispatch_id=final.id)
-    assert (run.status, run.exit_code, run.stdout, run.stderr) == ("error", 3, "out\n", "err\n")
-    assert final.last_error == "Shell command failed (exit code 3): err"
+    assert (run.status, run.exit_code, run.stdout, run.stderr) == ("error", 3, "out", "err")
+    assert final.last_error == "Shell exited with code 3: err"
 
 
 async def test_priority_then_fifo(db_path: str) -> None:

@@ -1,0 +1,360 @@
+"""The ``agent`` executor: one agent turn against the gateway's chat-completions endpoint.
+
+A turn (OCS "isolated" strategy, SEMANTICS.md §2.3 / §2.4):
+
+1. If the last health probe said the gateway is down, probe again; still down →
+   ``Deferred`` (requeued, no attempt spent, counted by the breaker).
+2. Build the prompt (``prompt.build_prompt``): header, notes, up to 5 pending inbox
+   messages of the agent, the parent run's trigger context for chained runs, the
+   idempotency key for at-least-once jobs, the payload message. What was injected is
+   recorded on the run (``details.context`` / ``details.prompt``).
+3. POST ``{url}/v1/chat/completions`` with ``stream: true``; every streamed chunk is
+   activity (``ctx.heartbeat()``), so the run actor's idle timeout only fires when the
+   gateway goes quiet. The absolute timeout is the job's ``timeout``. Headers:
+   ``x-openclaw-agent-id``, ``x-openclaw-session-key``, ``x-openclaw-auth-profile``.
+   Once the gateway has accepted the turn (2xx), the injected inbox messages are
+   marked delivered (so a refused turn loses none of them).
+4. The reply goes through ``sentinels.classify_reply``: HEARTBEAT_OK / NO_FLUSH /
+   IDEMPOTENT_SKIP → ok, delivery suppressed; TASK_FAILED or a transient-error phrase in
+   the first 500 characters → error (retried); "gateway is draining" → ``Deferred``.
+   The run's result is ``{"summary": reply[:5000]}``.
+
+Job fields: ``target`` = agent id (default ``main``); ``payload.message``; options
+``model``, ``session_key``, ``auth_profile``, ``stream`` (default true) and the prompt
+options of ``prompt.build_prompt``. A dispatch payload may override ``message``,
+``agent``, ``model`` and ``session_key``.
+Services: ``ctx.services["runtime"]`` (inbox, mark_delivered, run) when present.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+import msgspec
+
+from actors.executors.base import ExecResult, RunContext
+from actors.executors.gateway import (
+    AGENT_HEADER,
+    AUTH_PROFILE_HEADER,
+    SESSION_HEADER,
+    GatewayConfig,
+    HttpClient,
+    failed_response,
+    gateway_down,
+    require_gateway,
+    transport_failure,
+)
+from actors.executors.prompt import InboxMessage, build_prompt, trigger_context_text
+from actors.executors.sentinels import classify_reply, is_drain_error
+from store.errors import ConfigError, Deferred, Discard, NotFound
+from store.models import JobSpec
+
+__all__ = ["SUMMARY_CHARS", "AgentExecutor", "turn_settings"]
+
+SUMMARY_CHARS = 5000
+PROMPT_RECORD_CHARS = 20_000  # the prompt text kept on the run (details.prompt)
+INBOX_FETCH = 5
+DRAIN_DEFER = 90.0  # OCS retries a draining gateway after 90 s
+
+
+def turn_settings(
+    job: JobSpec, job_id: int, payload: dict[str, Any], prefix: str
+) -> tuple[str, str, str, str | None]:
+    """(agent, model, session key, auth profile) for one turn of ``job``."""
+    opts = job.options
+    agent = str(payload.get("agent") or job.target or "main")
+    model = str(payload.get("model") or opts.get("model") or f"{prefix}:{agent}")
+    session = str(payload.get("session_key") or opts.get("session_key") or f"scheduler:{job_id}")
+    profile = opts.get("auth_profile") or payload.get("auth_profile")
+    return agent, model, session, str(profile) if profile else None
+
+
+class AgentExecutor:
+    name = "agent"
+
+    def __init__(self, gateway: GatewayConfig | None, http: HttpClient | None = None) -> None:
+        self._gw = gateway
+        self._owns_http = http is None
+        self._http = http or HttpClient(
+            max_connections=gateway.max_connections if gateway else 256
+        )
+        self._healthy: bool | None = None  # last probe / turn said so; None = unknown
+        self.turns = 0
+        self.deferred = 0
+        self.probes = 0
+
+    # -- validation ---------------------------------------------------------------------
+
+    def validate(self, spec: JobSpec) -> None:
+        require_gateway(self._gw, spec)
+        message = spec.payload.get("message")
+        if not isinstance(message, str) or not message.strip():
+            raise ConfigError("an agent job needs a message to send", field="payload.message")
+        for key in ("model", "session_key", "auth_profile"):
+            value = spec.options.get(key)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ConfigError("must be a non-empty string", field=f"options.{key}")
+        if not isinstance(spec.options.get("stream", True), bool):
+            raise ConfigError("must be true or false", field="options.stream")
+
+    # -- health -------------------------------------------------------------------------
+
+    @property
+    def healthy(self) -> bool | None:
+        return self._healthy
+
+    async def probe_health(self) -> bool:
+        """GET ``{url}/health`` (5 s timeout): True on 2xx. Feeds the circuit breaker."""
+        gw = self._gw
+        if gw is None:
+            return False
+        self.probes += 1
+        try:
+            response = await self._http.get().get(
+                gw.endpoint(gw.health_path),
+                headers=gw.auth_headers(),
+                timeout=float(gw.health_timeout),
+            )
+        except httpx.HTTPError:
+            self._healthy = False
+            return False
+        self._healthy = 200 <= response.status_code < 300
+        return self._healthy
+
+    # -- a turn ---------------------------------------------------------------------------
+
+    async def execute(self, ctx: RunContext) -> ExecResult:
+        gw = self._gw
+        if gw is None:
+            raise Discard("agent job needs [gateway] url in config")
+        if self._healthy is False and not await self.probe_health():
+            self.deferred += 1
+            raise gateway_down(gw, "health probe failed")
+        host = ctx.services.get("runtime")
+        agent, model, session, profile = turn_settings(
+            ctx.job, ctx.job_id, ctx.payload, gw.model_prefix
+        )
+        inbox = await _inbox(host, agent)
+        trigger, trigger_meta = await _trigger(host, ctx.parent_run_id)
+        prompt = build_prompt(
+            ctx.job,
+            job_id=ctx.job_id,
+            inbox=inbox,
+            trigger_context=trigger,
+            idempotency_key=ctx.idempotency_key,
+            payload=ctx.payload,
+        )
+        _record_context(ctx, agent, model, session, profile, prompt.text, prompt.sections,
+                        prompt.delivered_message_ids, trigger_meta)
+        headers = {
+            **gw.auth_headers(),
+            AGENT_HEADER: agent,
+            SESSION_HEADER: session,
+            "accept": "text/event-stream, application/json",
+        }
+        if profile:
+            headers[AUTH_PROFILE_HEADER] = profile
+        body = {
+            "model": model,
+            "messages": [{"role": "user", "content": prompt.text}],
+            "stream": bool(ctx.job.options.get("stream", True)),
+        }
+        self.turns += 1
+        try:
+            got = await self._turn(gw, ctx, body, headers, host, prompt.delivered_message_ids)
+        except Deferred:
+            self._healthy = False
+            self.deferred += 1
+            raise
+        if isinstance(got, ExecResult):
+            return got
+        reply, chunks = got
+        return _verdict(gw, reply, chunks)
+
+    async def _turn(
+        self,
+        gw: GatewayConfig,
+        ctx: RunContext,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        host: Any,
+        delivered: Sequence[int],
+    ) -> tuple[str, int] | ExecResult:
+        client = self._http.get()
+        try:
+            async with client.stream(
+                "POST", gw.endpoint(gw.chat_path), json=body, headers=headers,
+                timeout=gw.timeout(),
+            ) as response:
+                ctx.heartbeat()
+                if response.status_code >= 300:
+                    raw = await response.aread()
+                    return failed_response(gw, "agent turn", response, raw)
+                self._healthy = True
+                if delivered and host is not None:
+                    await host.mark_delivered(list(delivered))
+                ctype = response.headers.get("content-type", "")
+                if "text/event-stream" in ctype:
+                    return await _read_sse(response, ctx)
+                return await _read_json(response, ctx, ctype)
+        except httpx.TransportError as exc:
+            return transport_failure(gw, "agent turn", exc)
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    def statistics(self) -> dict[str, Any]:
+        return {"turns": self.turns, "deferred": self.deferred, "probes": self.probes,
+                "healthy": self._healthy}
+
+    def __repr__(self) -> str:
+        where = self._gw.url if self._gw is not None else "no gateway"
+        return f"<AgentExecutor {where} turns={self.turns}>"
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+async def _inbox(host: Any, agent: str) -> list[InboxMessage]:
+    if host is None or not hasattr(host, "inbox"):
+        return []
+    rows = await host.inbox(agent, limit=INBOX_FETCH)
+    return [
+        InboxMessage(
+            id=m.id, from_agent=m.from_agent, kind=m.kind, subject=m.subject, body=m.body,
+            priority=m.priority, created_at=m.created_at, owner=m.owner,
+        )
+        for m in rows
+    ]  # fmt: skip
+
+
+async def _trigger(host: Any, parent_run_id: int | None) -> tuple[str | None, dict[str, Any]]:
+    if parent_run_id is None or host is None:
+        return None, {}
+    try:
+        run = await host.run(parent_run_id)
+    except NotFound:
+        return None, {"parent_run_id": parent_run_id, "parent_run_missing": True}
+    summary = run.result.get("summary") if isinstance(run.result, dict) else run.result
+    text = trigger_context_text(
+        run.job_name,
+        run.status,
+        summary=summary if isinstance(summary, str) else None,
+        error_message=run.error,
+    )
+    meta = {"parent_run_id": parent_run_id, "parent_job": run.job_name,
+            "parent_status": run.status}
+    return text, meta
+
+
+def _record_context(
+    ctx: RunContext,
+    agent: str,
+    model: str,
+    session: str,
+    profile: str | None,
+    text: str,
+    sections: list[str],
+    message_ids: list[int],
+    trigger_meta: dict[str, Any],
+) -> None:
+    opts = ctx.job.options
+    context = {
+        "agent": agent,
+        "model": model,
+        "session_key": session,
+        "auth_profile": profile,
+        "sections": sections,
+        "messages_injected": len(message_ids),
+        "message_ids": message_ids,
+        "scope": opts.get("scope", "own"),
+        "job_class": opts.get("job_class", "standard"),
+        "delivery_guarantee": ctx.job.delivery_guarantee,
+        "execution_intent": opts.get("execution_intent", "execute"),
+        "read_only": bool(opts.get("read_only")),
+        "thinking": opts.get("thinking"),
+        **({"trigger": trigger_meta} if trigger_meta else {}),
+    }
+    details = dict(ctx.reported.get("details") or {})
+    details.update(context=context, prompt=text[:PROMPT_RECORD_CHARS])
+    ctx.report(details=details)
+
+
+def _malformed(what: str) -> ExecResult:
+    return ExecResult(ok=False, error=f"gateway sent a malformed reply: {what}")
+
+
+async def _read_sse(response: httpx.Response, ctx: RunContext) -> tuple[str, int] | ExecResult:
+    parts: list[str] = []
+    chunks = 0
+    async for line in response.aiter_lines():
+        if not line.startswith("data:"):
+            continue  # blank separators, comments, "event:" / "id:" fields
+        data = line[5:].strip()
+        if data == "[DONE]":
+            break
+        ctx.heartbeat()
+        chunks += 1
+        try:
+            event = msgspec.json.decode(data)
+        except msgspec.DecodeError:
+            return _malformed(f"stream event is not JSON: {data[:200]!r}")
+        if not isinstance(event, dict):
+            return _malformed(f"stream event is not an object: {data[:200]!r}")
+        if event.get("error"):
+            err = event["error"]
+            text = err.get("message") if isinstance(err, dict) else err
+            return ExecResult(ok=False, error=f"gateway reported an error mid-stream: {text}",
+                              details={"gateway_failure": True})
+        choices = event.get("choices") or []
+        if choices and isinstance(choices[0], dict):
+            delta = choices[0].get("delta") or {}
+            content = delta.get("content") if isinstance(delta, dict) else None
+            if isinstance(content, str):
+                parts.append(content)
+    return "".join(parts), chunks
+
+
+async def _read_json(
+    response: httpx.Response, ctx: RunContext, ctype: str
+) -> tuple[str, int] | ExecResult:
+    data = bytearray()
+    chunks = 0
+    async for piece in response.aiter_bytes():
+        ctx.heartbeat()
+        chunks += 1
+        data += piece
+    try:
+        decoded = msgspec.json.decode(bytes(data))
+    except msgspec.DecodeError:
+        head = bytes(data[:200]).decode("utf-8", errors="replace").strip()
+        return ExecResult(
+            ok=False,
+            error=f"gateway returned a non-JSON reply ({ctype or 'no content-type'}): {head!r}",
+        )
+    try:
+        content = decoded["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        return _malformed("no choices[0].message.content")
+    if content is None:
+        content = ""
+    if not isinstance(content, str):
+        return _malformed("choices[0].message.content is not a string")
+    return content, chunks
+
+
+def _verdict(gw: GatewayConfig, reply: str, chunks: int) -> ExecResult:
+    verdict = classify_reply(reply)
+    details: dict[str, Any] = {"reply_chars": len(reply), "chunks": chunks}
+    if verdict.sentinel:
+        details["sentinel"] = verdict.sentinel
+    result = {"summary": reply[:SUMMARY_CHARS]}
+    if verdict.status == "ok":
+        return ExecResult(ok=True, result=result, deliver=verdict.deliver, details=details)
+    if is_drain_error(reply.strip()[:500]):
+        raise Deferred(max(float(gw.defer), DRAIN_DEFER), "Gateway is draining")
+    return ExecResult(ok=False, error=verdict.reason, result=result, retry=verdict.retry,
+                      deliver=verdict.deliver, details=details)

@@ -1,0 +1,197 @@
+"""The ``watchdog`` executor: runs a check command and applies the OCS watchdog rules.
+
+A watchdog job guards a long task started elsewhere. Each run executes the check
+command (``options.check_cmd``, else ``target``) with ``/bin/sh -c`` in its own process
+group, bounded by ``min(job.timeout, 60 s)`` (the group is killed past it), and feeds
+exit code, output and elapsed minutes to ``watchdog_rules.watchdog_decision``:
+
+- exit 2 → transient check failure, ok, nothing sent;
+- exit 0 with output → target done: "✅ … watchdog disarmed" alert, then (unless
+  ``options.self_destruct`` is false) the job disables and removes itself;
+- exit 1, or ``options.timeout_min`` minutes since ``options.started_at`` → "🚨 …
+  appears stuck" alert;
+- exit 0 silent → still running, nothing sent; any other exit → error run.
+
+Alerts go to the watchdog's own target (``options.alert_to`` / ``alert_channel``,
+announce-always) through the message router (``services["runtime"].deliver``), never
+through the job's delivery settings. The start time is ``options.started_at`` (epoch
+seconds or ISO 8601), else when the job was created.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+from anyio.abc import ByteReceiveStream
+
+from actors.clock import Clock, RealClock
+from actors.executors.base import ExecResult, RunContext
+from actors.executors.watchdog_rules import watchdog_decision
+from store.errors import ConfigError, NotFound
+from store.models import JobSpec
+
+__all__ = ["CHECK_TIMEOUT_CAP", "WatchdogExecutor", "parse_started_at"]
+
+CHECK_TIMEOUT_CAP = 60.0
+_KEEP = 65536  # bytes of check output kept per stream
+
+
+def parse_started_at(value: object, *, field: str = "options.started_at") -> float:
+    """Epoch seconds from a number or an ISO 8601 string (naive = UTC)."""
+    if isinstance(value, bool):
+        raise ConfigError(f"expected epoch seconds or ISO 8601, got {value!r}", field=field)
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ConfigError(f"invalid ISO 8601 time {value!r}", field=field) from None
+        return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+    raise ConfigError(f"expected epoch seconds or ISO 8601, got {value!r}", field=field)
+
+
+def _check_cmd(spec: JobSpec) -> str:
+    cmd = spec.options.get("check_cmd")
+    return cmd if isinstance(cmd, str) and cmd.strip() else spec.target
+
+
+async def _read(stream: ByteReceiveStream | None, buf: bytearray) -> None:
+    if stream is None:
+        return
+    async for chunk in stream:
+        room = _KEEP - len(buf)
+        if room > 0:
+            buf += chunk[:room]
+
+
+class WatchdogExecutor:
+    name = "watchdog"
+
+    def __init__(self, *, shell: str = "/bin/sh", clock: Clock | None = None) -> None:
+        self._shell = shell
+        self._clock: Clock = clock or RealClock()
+        self.alerts = 0
+
+    def validate(self, spec: JobSpec) -> None:
+        if not _check_cmd(spec).strip():
+            raise ConfigError(
+                "a watchdog job needs a check command (options.check_cmd or target)",
+                field="options.check_cmd",
+            )
+        opts = spec.options
+        limit = opts.get("timeout_min")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                                  or limit < 1):
+            raise ConfigError("must be an integer >= 1 (minutes)", field="options.timeout_min")
+        if not isinstance(opts.get("self_destruct", True), bool):
+            raise ConfigError("must be true or false", field="options.self_destruct")
+        for key in ("alert_to", "alert_channel", "label"):
+            value = opts.get(key)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ConfigError("must be a non-empty string", field=f"options.{key}")
+        if opts.get("started_at") is not None:
+            parse_started_at(opts["started_at"])
+
+    async def _check(self, cmd: str, limit: float) -> tuple[int | None, str, str]:
+        """Run the check; exit code None when it was killed at ``limit`` seconds."""
+        out, err = bytearray(), bytearray()
+        proc = await anyio.open_process(
+            [self._shell, "-c", cmd],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        code: int | None = None
+        try:
+            with anyio.CancelScope() as scope:
+                self._clock.cancel_at(scope, self._clock.now() + limit)
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(_read, proc.stdout, out)
+                    tg.start_soon(_read, proc.stderr, err)
+                code = await proc.wait()
+        finally:
+            if proc.returncode is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            with anyio.CancelScope(shield=True):
+                await proc.aclose()
+        return code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+    async def execute(self, ctx: RunContext) -> ExecResult:
+        job, opts = ctx.job, ctx.job.options
+        cmd = _check_cmd(job)
+        limit = min(float(job.timeout), CHECK_TIMEOUT_CAP)
+        code, stdout, stderr = await self._check(cmd, limit)
+        ctx.heartbeat()
+        host = ctx.services.get("runtime")
+        started = await _started_at(host, job, ctx.wall())
+        elapsed_min = round(max(0.0, ctx.wall() - started) / 60.0)
+        label = str(opts.get("label") or job.name)
+        facts: dict[str, Any] = {"exit_code": code, "elapsed_min": elapsed_min}
+        ctx.report(exit_code=code, stdout=stdout[:2000], stderr=stderr[:2000],
+                   details={**(ctx.reported.get("details") or {}), "watchdog": facts})
+        if code is None:
+            return ExecResult(ok=False, error=f"Watchdog check timed out after {limit:g}s",
+                              deliver=False, result={"summary": "check timed out"})
+        decision = watchdog_decision(
+            code, stdout, stderr, elapsed_min, opts.get("timeout_min"), label, cmd,
+            dispatched_at=datetime.fromtimestamp(started, UTC).strftime("%Y-%m-%d %H:%M:%S"),
+        )
+        if decision.alert is not None:
+            facts["alert"] = await self._alert(ctx, host, decision.alert)
+        if decision.done and opts.get("self_destruct", True) and host is not None:
+            await _retire(host, job.name)
+            facts["self_destructed"] = True
+        result = {"summary": decision.summary}
+        if decision.status == "ok":
+            return ExecResult(ok=True, result=result, deliver=False, details={"watchdog": facts})
+        return ExecResult(ok=False, error=decision.summary, result=result, deliver=False,
+                          details={"watchdog": facts})
+
+    async def _alert(self, ctx: RunContext, host: Any, text: str) -> int | str:
+        """Send ``text`` to the alert target; returns the delivery id or why not."""
+        to = ctx.job.options.get("alert_to")
+        channel = ctx.job.options.get("alert_channel")
+        if host is None or not hasattr(host, "deliver"):
+            return "no delivery service"
+        if not to and not channel:
+            return "no alert target (options.alert_to)"
+        self.alerts += 1
+        delivery_id: int = await host.deliver(
+            text, to=to, channel=channel, kind="alert", job=ctx.job.name,
+            run_id=ctx.run_id, dispatch_id=ctx.dispatch_id, outcome="ok",
+        )  # fmt: skip
+        return delivery_id
+
+    def __repr__(self) -> str:
+        return f"<WatchdogExecutor {self._shell} alerts={self.alerts}>"
+
+
+async def _started_at(host: Any, job: JobSpec, now: float) -> float:
+    if job.options.get("started_at") is not None:
+        return parse_started_at(job.options["started_at"])
+    if host is not None and hasattr(host, "get_job"):
+        try:
+            row = await host.get_job(job.name)
+        except NotFound:
+            return now
+        return float(row.created_at or now)
+    return now
+
+
+async def _retire(host: Any, name: str) -> None:
+    """Disable, then remove the job (OCS self-destruct). Gone already is fine."""
+    try:
+        await host.set_enabled(name, False)
+        await host.remove_job(name)
+    except NotFound:
+        pass

@@ -1,0 +1,157 @@
+"""``shepherd demo``: the standalone runtime on a throw-away database, in a few seconds.
+
+It stores three shell jobs (the same ones as ``examples/demo.toml``), queues six
+dispatches at different priorities, runs the real daemon path (``run_daemon``, as
+``shepherd run --exit-when-idle``) with concurrency 1 so that the run order shows the
+priorities, then prints the status, the runs and the dead letters. Needs no server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import anyio
+
+from runtime._cli_daemon import run_daemon
+from runtime._cli_fmt import emit_json, iso, print_fields, table
+from runtime._cli_jobs import save_jobs
+from runtime._cli_ops import enqueue_one
+from runtime._cli_store import open_store, wall
+from runtime.config import Config
+from runtime.jobs import job_from_data
+from store import queries
+from store.models import Dispatch, EnqueueRequest, Run, Seconds
+
+__all__ = ["DEMO_JOBS_TOML", "cmd_demo"]
+
+DEMO_JOBS_TOML = """\
+[[jobs]]
+name = "hello"
+description = "succeeds at once"
+executor = "shell"
+target = 'echo "hello from dispatch $SHEPHERD_DISPATCH_ID, payload $SHEPHERD_PAYLOAD"'
+timeout = "10s"
+
+[[jobs]]
+name = "flaky"
+description = "always fails: retried with a 200ms, 400ms backoff, then dead-lettered"
+executor = "shell"
+target = 'echo "attempt $SHEPHERD_ATTEMPT: upstream unavailable" >&2; exit 3'
+timeout = "10s"
+retry = { max_attempts = 3, base = "200ms", factor = 2.0 }
+
+[[jobs]]
+name = "slow"
+description = "runs past its 1s timeout: its process group is killed"
+executor = "shell"
+target = "sleep 30"
+timeout = "1s"
+retry = { max_attempts = 1 }
+"""
+
+# (job, priority, payload) in the order they are queued; with concurrency 1 they run
+# critical → high → normal (FIFO) → low → background, retries when they fall due.
+_DISPATCHES: list[tuple[str, str, dict[str, Any]]] = [
+    ("hello", "background", {"n": 1}),
+    ("hello", "low", {"n": 2}),
+    ("flaky", "normal", {}),
+    ("slow", "normal", {}),
+    ("hello", "high", {"n": 3}),
+    ("hello", "critical", {"n": 4}),
+]
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    directory = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="shepherd-demo-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    level: Literal["INFO", "WARNING"] = "INFO" if args.verbose else "WARNING"
+    cfg = Config(
+        database=str(directory / "demo.db"),
+        concurrency=1,
+        shutdown_grace=Seconds(2.0),
+        log_level=level,
+    )
+    now = wall()
+    specs = [job_from_data(j) for j in tomllib.loads(DEMO_JOBS_TOML)["jobs"]]
+    anyio.run(save_jobs, cfg, specs, now)
+    for job, priority, payload in _DISPATCHES:
+        req = EnqueueRequest(job=job, priority=priority, payload=payload)  # type: ignore[arg-type]
+        anyio.run(enqueue_one, cfg, req, now)
+    if not args.json:
+        print(f"demo database: {cfg.database}")
+        print(f"queued {len(_DISPATCHES)} dispatches of 3 jobs; running the daemon until idle…")
+    code = run_daemon(cfg, exit_when_idle=True, run_for=60.0)
+    stats, runs, dispatches = anyio.run(_collect, cfg)
+    priority = {d.id: d.priority for d in dispatches}
+    dead = [d for d in dispatches if d.status == "dead"]
+    if args.json:
+        emit_json(
+            {
+                "database": cfg.database,
+                "exit_code": code,
+                "status": stats,
+                "runs": runs,
+                "dead_letters": dead,
+            }
+        )
+        return code
+    print("\nstatus")
+    print_fields(
+        {
+            "dispatches": "  ".join(f"{k} {v}" for k, v in stats["dispatches"].items()),
+            "running runs": stats["runs_running"],
+            "jobs": stats["jobs"],
+        }
+    )
+    print("\nruns, in the order they started")
+    table(
+        [_demo_row(r, priority) for r in runs],
+        ("run", "dispatch", "job", "priority", "attempt", "status", "took", "output"),
+        max_width=60,
+    )
+    print("\ndead letters")
+    table(
+        [
+            {
+                "id": d.id,
+                "job": d.job_name,
+                "attempts": f"{d.attempt}/{d.max_attempts}",
+                "reason": d.dead_reason,
+                "outcome": d.outcome,
+                "died": iso(d.updated_at),
+                "error": d.last_error,
+            }
+            for d in dead
+        ],
+        ("id", "job", "attempts", "reason", "outcome", "died", "error"),
+        max_width=60,
+    )
+    print(f"\nlook around: shepherd --database {cfg.database} runs list | dlq list | status")
+    return code
+
+
+def _demo_row(r: Run, priority: dict[int, str]) -> dict[str, Any]:
+    took = r.finished_at - r.started_at if r.finished_at is not None else None
+    output = (r.stdout or "").strip() or (r.error or "")
+    return {
+        "run": r.id,
+        "dispatch": r.dispatch_id,
+        "job": r.job_name,
+        "priority": priority.get(r.dispatch_id or 0),
+        "attempt": r.attempt,
+        "status": r.status,
+        "took": f"{took:.2f}s" if took is not None else None,
+        "output": output,
+    }
+
+
+async def _collect(cfg: Config) -> tuple[dict[str, Any], list[Run], list[Dispatch]]:
+    async with open_store(cfg, create=False) as store:
+        stats = await store.read(queries.stats)
+        runs = await store.read(queries.list_runs, limit=1000)
+        dispatches = await store.read(queries.list_dispatches, limit=1000)
+    return stats, sorted(runs, key=lambda r: r.id), sorted(dispatches, key=lambda d: d.id)

@@ -1,0 +1,298 @@
+"""CLI commands on job definitions (``jobs add | list | show | rm``) and ``config init``.
+
+A job comes from flags or from a file (one job table, or a list under ``[[jobs]]`` /
+``"jobs"``). Every job is decoded and validated (``runtime.jobs.validate_job``) before
+the store is opened, so a bad spec stores nothing; an error names the flag, or the
+file, the job and its field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from actors.ingest import send_wake
+from runtime._cli_fmt import CliError, emit_json, iso, plain, print_fields, table
+from runtime._cli_store import builtin_executors, open_store, wall
+from runtime.config import Config, default_config_toml
+from runtime.jobs import job_from_data, save_op, validate_job
+from store import queries
+from store.errors import ConfigError, NotFound
+from store.models import JobRow, JobSpec
+from store.ops import DeleteJob
+
+__all__ = [
+    "cmd_config_init",
+    "cmd_jobs_add",
+    "cmd_jobs_list",
+    "cmd_jobs_rm",
+    "cmd_jobs_show",
+    "load_job_file",
+    "save_jobs",
+]
+
+# spec field (as validate_job names it) → the flag that set it
+_FLAGS = {
+    "name": "NAME",
+    "executor": "--executor",
+    "target": "--target",
+    "payload": "--payload",
+    "cron": "--cron",
+    "tz": "--tz",
+    "at": "--at",
+    "every": "--every",
+    "schedule": "--cron/--at/--every",
+    "priority": "--priority",
+    "timeout": "--timeout",
+    "retry.max_attempts": "--max-attempts",
+    "retry.base": "--retry-base",
+    "retry.max_delay": "--retry-base",
+    "overlap": "--overlap",
+    "pool": "--pool",
+    "delivery_guarantee": "--guarantee",
+}
+
+
+# -- jobs add ----------------------------------------------------------------------------
+
+
+def cmd_jobs_add(args: argparse.Namespace, cfg: Config) -> int:
+    if (args.name is None) == (args.file is None):
+        raise CliError("give a job NAME with flags, or --file FILE (not both)", code=2)
+    now = wall()
+    specs = load_job_file(args.file, now) if args.file else [_spec_from_flags(args, now)]
+    rows = anyio.run(save_jobs, cfg, specs, now)
+    send_wake(cfg.database, "j")
+    if args.json:
+        emit_json([_job_summary(r) for r in rows])
+        return 0
+    for row in rows:
+        when = iso(row.next_run_at)
+        print(f"saved job {row.name!r} (id {row.id})" + (f", next run {when}" if when else ""))
+    if any(r.spec.executor == "python" for r in rows):
+        print(
+            "note: a python job runs only in a process that registered its target "
+            "(an embedded Runtime); the standalone daemon runs shell jobs",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _spec_from_flags(args: argparse.Namespace, now: float) -> JobSpec:
+    data: dict[str, Any] = {"name": args.name}
+    for key in (
+        "executor",
+        "target",
+        "payload",
+        "cron",
+        "tz",
+        "at",
+        "every",
+        "priority",
+        "timeout",
+        "overlap",
+        "pool",
+    ):
+        value = getattr(args, key)
+        if value is not None:
+            data[key] = value
+    if args.guarantee is not None:
+        data["delivery_guarantee"] = args.guarantee
+    retry: dict[str, Any] = {}
+    if args.max_attempts is not None:
+        retry["max_attempts"] = args.max_attempts
+    if args.retry_base is not None:
+        retry["base"] = args.retry_base
+        retry["max_delay"] = max(3600.0, args.retry_base)
+    if retry:
+        data["retry"] = retry
+    if args.disabled:
+        data["enabled"] = False
+    try:
+        spec = job_from_data(data)
+        validate_job(spec, builtin_executors(), now)
+    except ConfigError as exc:
+        flag = _FLAGS.get(exc.field or "", exc.field)
+        text = str(exc).removeprefix(f"{exc.field}: ") if exc.field else str(exc)
+        raise ConfigError(text, field=flag) from None
+    return spec
+
+
+def load_job_file(path: str, now: float) -> list[JobSpec]:
+    """Decode and validate every job in a TOML or JSON file; nothing is stored here."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read it ({exc.strerror})", field=path) from None
+    try:
+        if p.suffix.lower() == ".json":
+            data: Any = json.loads(text)
+        else:
+            data = tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(
+            f"not valid {p.suffix.lstrip('.').upper() or 'TOML'}: {exc}", field=path
+        ) from None
+    if isinstance(data, dict) and "jobs" in data and "name" not in data:
+        extra = sorted(set(data) - {"jobs"})
+        if extra:
+            raise ConfigError(
+                f"unknown top-level key(s) {extra}; expected only [[jobs]]", field=path
+            )
+        items = data["jobs"]
+    elif isinstance(data, dict):
+        items = [data]
+    else:
+        items = data
+    if not isinstance(items, list) or not items:
+        raise ConfigError("expected a job table or a non-empty list of jobs", field=path)
+    specs: list[JobSpec] = []
+    executors = builtin_executors()
+    for i, item in enumerate(items):
+        where = f"{path}: jobs[{i}]"
+        if isinstance(item, dict) and isinstance(item.get("name"), str):
+            where += f" ({item['name']})"
+        try:
+            if not isinstance(item, dict):
+                raise ConfigError(f"expected a table, got {type(item).__name__}")
+            spec = job_from_data(item)
+            validate_job(spec, executors, now)
+        except ConfigError as exc:
+            raise ConfigError(str(exc), field=where) from None
+        specs.append(spec)
+    names = [s.name for s in specs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"job name(s) given twice: {', '.join(dupes)}", field=path)
+    return specs
+
+
+async def save_jobs(cfg: Config, specs: list[JobSpec], now: float) -> list[JobRow]:
+    """Store validated specs in one transaction (a job of the same name is replaced)."""
+    async with open_store(cfg) as store:
+        results = await store.apply([save_op(s, now) for s in specs])
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        rows = [await store.read(queries.get_job, s.name) for s in specs]
+    return [r for r in rows if r is not None]
+
+
+def _schedule(spec: JobSpec) -> str | None:
+    if spec.cron is not None:
+        return f"cron {spec.cron}" + (f" ({spec.tz})" if spec.tz != "UTC" else "")
+    if spec.at is not None:
+        return f"at {spec.at}"
+    if spec.every is not None:
+        return f"every {float(spec.every):g}s"
+    return None
+
+
+def _job_summary(row: JobRow) -> dict[str, Any]:
+    s = row.spec
+    return {
+        "id": row.id,
+        "name": s.name,
+        "executor": s.executor,
+        "target": s.target,
+        "schedule": _schedule(s),
+        "enabled": s.enabled,
+        "priority": s.priority,
+        "next_run_at": row.next_run_at,
+        "last_status": row.last_status,
+    }
+
+
+# -- jobs list / show / rm ----------------------------------------------------------------
+
+
+def cmd_jobs_list(args: argparse.Namespace, cfg: Config) -> int:
+    rows = anyio.run(_list, cfg)
+    if args.json:
+        emit_json([_job_summary(r) for r in rows])
+        return 0
+    table(
+        [plain(_job_summary(r)) for r in rows],
+        (
+            "id",
+            "name",
+            "executor",
+            "schedule",
+            "enabled",
+            "priority",
+            "next_run_at",
+            "last_status",
+            "target",
+        ),
+    )
+    return 0
+
+
+async def _list(cfg: Config) -> list[JobRow]:
+    async with open_store(cfg, create=False) as store:
+        return await store.read(queries.list_jobs)
+
+
+async def _get(cfg: Config, name: str) -> JobRow:
+    async with open_store(cfg, create=False) as store:
+        row = await store.read(queries.get_job, name)
+    if row is None:
+        raise NotFound(f"no job named {name!r}")
+    return row
+
+
+def cmd_jobs_show(args: argparse.Namespace, cfg: Config) -> int:
+    row = anyio.run(_get, cfg, args.name)
+    data = plain(row)
+    data["spec"] = plain(row.spec)
+    if args.json:
+        emit_json(data)
+        return 0
+    spec = data.pop("spec")
+    print_fields({**spec, **{k: v for k, v in data.items() if k != "spec"}})
+    return 0
+
+
+def cmd_jobs_rm(args: argparse.Namespace, cfg: Config) -> int:
+    anyio.run(_remove, cfg, args.name)
+    send_wake(cfg.database, "jc")
+    if args.json:
+        emit_json({"removed": args.name})
+    else:
+        print(f"removed job {args.name!r} (its queued dispatches are cancelled)")
+    return 0
+
+
+async def _remove(cfg: Config, name: str) -> None:
+    async with open_store(cfg, create=False) as store:
+        row = await store.read(queries.get_job, name)
+        if row is None:
+            raise NotFound(f"no job named {name!r}")
+        await store.apply_one(DeleteJob(row.id, wall()))
+
+
+# -- config init --------------------------------------------------------------------------
+
+
+def cmd_config_init(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    if path.exists() and not args.force:
+        raise CliError(f"{path} exists; use --force to overwrite it")
+    text = default_config_toml(args.database or "shepherd.db")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror}") from None
+    if args.json:
+        emit_json({"path": str(path)})
+    else:
+        print(f"wrote {path}")
+    return 0

@@ -1,0 +1,287 @@
+"""CLI commands on the queue: enqueue, cancel, status, runs, dlq.
+
+Each command validates its arguments first (argparse types), then opens the store,
+applies at most one write op and wakes the daemon serving the database, if any.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+from typing import Any
+
+import anyio
+
+from actors.ingest import send_wake
+from runtime._cli_fmt import CliError, emit_json, iso, plain, print_fields, table
+from runtime._cli_store import daemon_pid, open_store, origin, wall
+from runtime.app import _new_dispatch  # the one place that turns a request into a row
+from runtime.config import Config
+from store import queries
+from store.errors import NotFound
+from store.models import Dispatch, EnqueueRequest, Run
+from store.ops import CancelDispatch, InsertDispatches, PurgeDead, RetryDead
+
+__all__ = [
+    "cmd_cancel",
+    "cmd_dlq_list",
+    "cmd_dlq_purge",
+    "cmd_dlq_retry",
+    "cmd_enqueue",
+    "cmd_runs_list",
+    "cmd_runs_show",
+    "cmd_status",
+    "enqueue_one",
+    "run_row",
+]
+
+_MANY = 1_000_000
+
+
+# -- enqueue / cancel ---------------------------------------------------------------
+
+
+def cmd_enqueue(args: argparse.Namespace, cfg: Config) -> int:
+    if args.delay is not None and args.not_before is not None:
+        raise CliError("--delay and --not-before exclude each other", code=2)
+    if args.expires_in is not None and args.expires_in <= 0:
+        raise CliError("--expires-in: must be > 0", code=2)
+    now = wall()
+    not_before = (
+        args.not_before
+        if args.not_before is not None
+        else (now + args.delay if args.delay else None)
+    )
+    req = EnqueueRequest(
+        job=args.job,
+        payload=args.payload,
+        priority=args.priority,
+        not_before=not_before,
+        expires_at=now + args.expires_in if args.expires_in else None,
+        max_attempts=args.max_attempts,
+        idempotency_key=args.idempotency_key,
+    )
+    dispatch_id, duplicate = anyio.run(enqueue_one, cfg, req, now)
+    if not duplicate:
+        send_wake(cfg.database, "d")
+    if args.json:
+        emit_json({"id": dispatch_id, "job": args.job, "duplicate": duplicate})
+    elif duplicate:
+        print(f"{dispatch_id} (already queued under idempotency key {args.idempotency_key!r})")
+    else:
+        print(dispatch_id)
+    return 0
+
+
+async def enqueue_one(cfg: Config, req: EnqueueRequest, now: float) -> tuple[int, bool]:
+    async with open_store(cfg) as store:
+        row = await store.read(queries.get_job, req.job)
+        if row is None:
+            raise NotFound(f"no job named {req.job!r}")
+        new = _new_dispatch(row, req, now, where="enqueue")
+        [got] = await store.apply_one(InsertDispatches([new], origin(), now))
+        if got is not None:
+            return int(got[0]), False
+        return await store.read(_by_key, row.id, req.idempotency_key), True
+
+
+def _by_key(conn: sqlite3.Connection, job_id: int, key: str | None) -> int:
+    row = conn.execute(
+        "SELECT id FROM dispatches WHERE job_id = ? AND idempotency_key = ?"
+        " AND status IN ('queued', 'running', 'done') ORDER BY id LIMIT 1",
+        (job_id, key),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def cmd_cancel(args: argparse.Namespace, cfg: Config) -> int:
+    status = anyio.run(_apply, cfg, CancelDispatch(args.dispatch_id, wall()))
+    if status is None:
+        raise NotFound(f"no dispatch {args.dispatch_id}")
+    result = {"cancelled": "cancelled", "running": "cancel_requested"}.get(status, status)
+    if args.json:
+        emit_json({"id": args.dispatch_id, "result": result})
+    if status not in ("cancelled", "running"):
+        raise CliError(f"dispatch {args.dispatch_id} already ended ({status}); nothing to cancel")
+    send_wake(cfg.database, "c")
+    if not args.json:
+        what = "running: cancel requested" if status == "running" else "cancelled"
+        print(f"dispatch {args.dispatch_id} {what}")
+    return 0
+
+
+async def _apply(cfg: Config, op: Any) -> Any:
+    async with open_store(cfg, create=False) as store:
+        return await store.apply_one(op)
+
+
+# -- status --------------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
+    stats, running = anyio.run(_status, cfg)
+    pid = daemon_pid(cfg.database)
+    data: dict[str, Any] = {
+        "database": cfg.database,
+        "daemon": {"serving": pid is not None, "pid": pid},
+        "dispatches": stats["dispatches"],
+        "dead_letters": stats["dispatches"]["dead"],
+        "runs_running": stats["runs_running"],
+        "running": running,
+        "jobs": stats["jobs"],
+        "jobs_enabled": stats["jobs_enabled"],
+    }
+    if args.json:
+        emit_json(data)
+        return 0
+    queue = "  ".join(f"{k} {v}" for k, v in stats["dispatches"].items())
+    print_fields(
+        {
+            "database": cfg.database,
+            "daemon": f"serving (pid {pid})" if pid is not None else "not running",
+            "dispatches": queue,
+            "dead letters": data["dead_letters"],
+            "running runs": data["runs_running"],
+            "jobs": f"{stats['jobs']} ({stats['jobs_enabled']} enabled)",
+        }
+    )
+    if running:
+        print()
+        table([run_row(r) for r in running], ("id", "dispatch", "job", "attempt", "started"))
+    return 0
+
+
+async def _status(cfg: Config) -> tuple[dict[str, Any], list[Run]]:
+    async with open_store(cfg, create=False) as store:
+        stats = await store.read(queries.stats)
+        running = await store.read(queries.list_runs, status="running", limit=50)
+    return stats, running
+
+
+# -- runs ----------------------------------------------------------------------------
+
+
+def run_row(r: Run) -> dict[str, Any]:
+    took = r.finished_at - r.started_at if r.finished_at is not None else None
+    return {
+        "id": r.id,
+        "dispatch": r.dispatch_id,
+        "job": r.job_name,
+        "attempt": r.attempt,
+        "status": r.status,
+        "started": iso(r.started_at),
+        "took": f"{took:.3f}s" if took is not None else None,
+        "exit": r.exit_code if r.signal is None else f"sig{r.signal}",
+        "error": r.error,
+    }
+
+
+def cmd_runs_list(args: argparse.Namespace, cfg: Config) -> int:
+    runs = anyio.run(
+        _read, cfg, queries.list_runs, {"job": args.job, "status": args.status, "limit": args.limit}
+    )
+    if args.json:
+        emit_json(runs)
+        return 0
+    table(
+        [run_row(r) for r in runs],
+        ("id", "dispatch", "job", "attempt", "status", "started", "took", "exit", "error"),
+    )
+    return 0
+
+
+def cmd_runs_show(args: argparse.Namespace, cfg: Config) -> int:
+    run = anyio.run(_read, cfg, queries.get_run, {}, args.run_id)
+    if run is None:
+        raise NotFound(f"no run {args.run_id}")
+    if args.json:
+        emit_json(run)
+        return 0
+    data = plain(run)
+    stdout, stderr = data.pop("stdout"), data.pop("stderr")
+    print_fields(data)
+    for name, text in (("stdout", stdout), ("stderr", stderr)):
+        print(f"--- {name} ---")
+        print(text.rstrip("\n") if text else "(empty)")
+    return 0
+
+
+async def _read(cfg: Config, fn: Any, kwargs: dict[str, Any], *args: Any) -> Any:
+    async with open_store(cfg, create=False) as store:
+        return await store.read(fn, *args, **kwargs)
+
+
+# -- dead letters ----------------------------------------------------------------------
+
+
+def _dead_row(d: Dispatch) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "job": d.job_name,
+        "attempts": f"{d.attempt}/{d.max_attempts}",
+        "reason": d.dead_reason,
+        "outcome": d.outcome,
+        "died": iso(d.updated_at),
+        "error": d.last_error,
+    }
+
+
+def cmd_dlq_list(args: argparse.Namespace, cfg: Config) -> int:
+    dead = anyio.run(
+        _read,
+        cfg,
+        queries.list_dispatches,
+        {"status": "dead", "job": args.job, "limit": args.limit},
+    )
+    if args.json:
+        emit_json(dead)
+        return 0
+    table(
+        [_dead_row(d) for d in dead],
+        ("id", "job", "attempts", "reason", "outcome", "died", "error"),
+    )
+    return 0
+
+
+def cmd_dlq_retry(args: argparse.Namespace, cfg: Config) -> int:
+    if bool(args.ids) == bool(args.all):
+        raise CliError("give dead-letter ids or --all (not both)", code=2)
+    retried, asked = anyio.run(_retry, cfg, args.ids, args.job)
+    if retried:
+        send_wake(cfg.database, "d")
+    missing = [i for i in asked if i not in set(retried)]
+    if args.json:
+        emit_json({"retried": retried, "not_dead": missing})
+    else:
+        print(
+            f"retried {len(retried)} dead letter(s)"
+            + (f": {', '.join(map(str, retried))}" if retried else "")
+        )
+    if missing:
+        raise CliError(f"not dead letters: {', '.join(map(str, missing))}")
+    return 0
+
+
+async def _retry(cfg: Config, ids: list[int], job: str | None) -> tuple[list[int], list[int]]:
+    async with open_store(cfg, create=False) as store:
+        if not ids:
+            dead = await store.read(queries.list_dispatches, status="dead", job=job, limit=_MANY)
+            ids = sorted(d.id for d in dead)
+        retried: list[int] = await store.apply_one(RetryDead(ids, wall(), origin=origin()))
+    return retried, ids
+
+
+def cmd_dlq_purge(args: argparse.Namespace, cfg: Config) -> int:
+    chosen = sum((bool(args.ids), bool(args.all), args.older_than is not None))
+    if chosen != 1:
+        raise CliError("give dead-letter ids, --all or --older-than (exactly one)", code=2)
+    op = PurgeDead(
+        ids=list(args.ids) if args.ids else None,
+        before=wall() - args.older_than if args.older_than is not None else None,
+    )
+    n = anyio.run(_apply, cfg, op)
+    if args.json:
+        emit_json({"purged": n})
+    else:
+        print(f"purged {n} dead letter(s)")
+    return 0

@@ -1,0 +1,436 @@
+"""Messages and deliveries: row models, write ops and queries (owned by the message router).
+
+Two tables (migration 2 in ``store.schema``):
+
+- ``messages``: inter-agent inboxes, as OCS's table minus the team columns. Status
+  ``pending → delivered → read``, plus ``expired``. ``to_agent = 'broadcast'`` reaches
+  every agent. Inbox order (OCS): kind constraint, decision, fact, task, preference,
+  then the rest; priority high → low; oldest first.
+- ``deliveries``: announce deliveries to a sink (callback, webhook, gateway), durable
+  so a failed one is retried with backoff and stays visible. Status ``pending`` (due at
+  ``next_attempt_at``) → ``sent`` or, after ``max_attempts``, ``failed``.
+
+Write ops are tagged Structs applied by ``store.ops.apply_op`` (which delegates here),
+so they join the store writer's group commits like every other op.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "DELIVERY_STATES",
+    "MESSAGE_KINDS",
+    "MESSAGE_OP_TYPES",
+    "MESSAGE_STATES",
+    "Attempt",
+    "Delivery",
+    "ExpireMessages",
+    "InsertDeliveries",
+    "InsertMessages",
+    "MarkMessages",
+    "Message",
+    "MessageOp",
+    "NewDelivery",
+    "NewMessage",
+    "RecordAttempts",
+    "RequeueDeliveries",
+    "apply_message_op",
+    "get_delivery",
+    "inbox",
+    "list_deliveries",
+    "list_messages",
+    "pending_deliveries",
+]
+
+MESSAGE_KINDS: tuple[str, ...] = (
+    "text", "task", "result", "status", "system", "spawn",
+    "decision", "constraint", "fact", "preference",
+)  # fmt: skip
+MESSAGE_STATES: tuple[str, ...] = ("pending", "delivered", "read", "expired", "failed")
+DELIVERY_STATES: tuple[str, ...] = ("pending", "sent", "failed")
+
+# -- rows ---------------------------------------------------------------------------
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    from_agent: str
+    to_agent: str
+    kind: str
+    subject: str | None
+    body: str
+    priority: int  # 0 normal, 1 high, 2 urgent
+    status: str
+    created_at: float
+    metadata: dict[str, Any] | None = None
+    channel: str | None = None
+    delivery_to: str | None = None
+    expires_at: float | None = None
+    delivered_at: float | None = None
+    read_at: float | None = None
+    job_id: int | None = None
+    run_id: int | None = None
+    owner: str | None = None
+    reply_to: int | None = None
+
+
+class Delivery(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    kind: str  # announce (job delivery) | alert (watchdog) | api (Runtime.deliver)
+    status: str  # pending | sent | failed
+    body: str
+    channel: str | None
+    target: str | None
+    attempts: int
+    max_attempts: int
+    created_at: float
+    updated_at: float
+    next_attempt_at: float | None = None
+    last_error: str | None = None
+    sink: str | None = None  # the sink that took (or last refused) it
+    sent_at: float | None = None
+    job_id: int | None = None
+    job_name: str | None = None
+    run_id: int | None = None
+    dispatch_id: int | None = None
+    outcome: str | None = None
+
+
+# -- write ops ------------------------------------------------------------------------
+
+
+class NewMessage(msgspec.Struct, frozen=True, kw_only=True):
+    from_agent: str
+    to_agent: str
+    body: str
+    kind: str = "text"
+    subject: str | None = None
+    priority: int = 0
+    metadata: bytes | None = None  # JSON
+    channel: str | None = None
+    delivery_to: str | None = None
+    expires_at: float | None = None
+    job_id: int | None = None
+    run_id: int | None = None
+    owner: str | None = None
+    reply_to: int | None = None
+    ack_required: bool = False
+
+
+class InsertMessages(msgspec.Struct, frozen=True, tag=True):
+    """Returns the new message ids, in order."""
+
+    rows: list[NewMessage]
+    now: float
+
+
+class MarkMessages(msgspec.Struct, frozen=True, tag=True):
+    """``delivered`` (only from pending) or ``read`` (from pending / delivered).
+    Returns how many rows changed."""
+
+    ids: list[int]
+    status: str
+    now: float
+
+
+class ExpireMessages(msgspec.Struct, frozen=True, tag=True):
+    """Pending / delivered messages whose ``expires_at`` has passed → ``expired``.
+    Returns how many."""
+
+    now: float
+
+
+class NewDelivery(msgspec.Struct, frozen=True, kw_only=True):
+    kind: str
+    body: str
+    channel: str | None
+    target: str | None
+    max_attempts: int
+    next_attempt_at: float
+    job_id: int | None = None
+    job_name: str | None = None
+    run_id: int | None = None
+    dispatch_id: int | None = None
+    outcome: str | None = None
+
+
+class InsertDeliveries(msgspec.Struct, frozen=True, tag=True):
+    """Returns the new delivery ids, in order."""
+
+    rows: list[NewDelivery]
+    now: float
+
+
+class Attempt(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    ok: bool
+    sink: str | None = None
+    error: str | None = None
+    next_attempt_at: float | None = None  # None with ok=False: give up (failed)
+
+
+class RecordAttempts(msgspec.Struct, frozen=True, tag=True):
+    """One send attempt each: ``sent``, still ``pending`` (retry at next_attempt_at) or
+    ``failed``. Only a ``pending`` delivery changes. Returns ``list[bool]``."""
+
+    attempts: list[Attempt]
+    now: float
+
+
+class RequeueDeliveries(msgspec.Struct, frozen=True, tag=True):
+    """Operator retry: failed → pending now, with a fresh attempt budget. Returns ids."""
+
+    ids: list[int]
+    now: float
+
+
+MessageOp = (
+    InsertMessages
+    | MarkMessages
+    | ExpireMessages
+    | InsertDeliveries
+    | RecordAttempts
+    | RequeueDeliveries
+)
+MESSAGE_OP_TYPES: tuple[type, ...] = (
+    InsertMessages,
+    MarkMessages,
+    ExpireMessages,
+    InsertDeliveries,
+    RecordAttempts,
+    RequeueDeliveries,
+)
+
+
+def _insert_messages(conn: sqlite3.Connection, op: InsertMessages) -> list[int]:
+    ids: list[int] = []
+    for m in op.rows:
+        cur = conn.execute(
+            "INSERT INTO messages (from_agent, to_agent, kind, subject, body, metadata,"
+            " priority, channel, delivery_to, status, ack_required, expires_at, created_at,"
+            " job_id, run_id, owner, reply_to)"
+            " VALUES (?,?,?,?,?,?,?,?,?,'pending',?,?,?,?,?,?,?)",
+            (m.from_agent, m.to_agent, m.kind, m.subject, m.body, m.metadata, m.priority,
+             m.channel, m.delivery_to, int(m.ack_required), m.expires_at, op.now, m.job_id,
+             m.run_id, m.owner, m.reply_to),
+        )
+        ids.append(int(cur.lastrowid or 0))
+    return ids
+
+
+def _mark_messages(conn: sqlite3.Connection, op: MarkMessages) -> int:
+    if not op.ids:
+        return 0
+    marks = ",".join("?" * len(op.ids))
+    if op.status == "delivered":
+        sql = (
+            "UPDATE messages SET status = 'delivered', delivered_at = ?,"
+            " delivery_attempts = delivery_attempts + 1"
+            f" WHERE status = 'pending' AND id IN ({marks})"
+        )
+    elif op.status == "read":
+        sql = (
+            "UPDATE messages SET status = 'read', read_at = ?, ack_at = COALESCE(ack_at, ?),"
+            " delivered_at = COALESCE(delivered_at, ?)"
+            f" WHERE status IN ('pending', 'delivered') AND id IN ({marks})"
+        )
+        return conn.execute(sql, [op.now, op.now, op.now, *op.ids]).rowcount
+    else:
+        raise ValueError(f"cannot mark messages {op.status!r}")
+    return conn.execute(sql, [op.now, *op.ids]).rowcount
+
+
+def _expire_messages(conn: sqlite3.Connection, op: ExpireMessages) -> int:
+    return conn.execute(
+        "UPDATE messages SET status = 'expired' WHERE status IN ('pending', 'delivered')"
+        " AND expires_at IS NOT NULL AND expires_at < ?",
+        (op.now,),
+    ).rowcount
+
+
+def _insert_deliveries(conn: sqlite3.Connection, op: InsertDeliveries) -> list[int]:
+    ids: list[int] = []
+    for d in op.rows:
+        cur = conn.execute(
+            "INSERT INTO deliveries (kind, status, channel, target, body, job_id, job_name,"
+            " run_id, dispatch_id, outcome, attempts, max_attempts, next_attempt_at,"
+            " created_at, updated_at) VALUES (?,'pending',?,?,?,?,?,?,?,?,0,?,?,?,?)",
+            (d.kind, d.channel, d.target, d.body, d.job_id, d.job_name, d.run_id,
+             d.dispatch_id, d.outcome, d.max_attempts, d.next_attempt_at, op.now, op.now),
+        )
+        ids.append(int(cur.lastrowid or 0))
+    return ids
+
+
+def _record_attempts(conn: sqlite3.Connection, op: RecordAttempts) -> list[bool]:
+    out: list[bool] = []
+    for a in op.attempts:
+        if a.ok:
+            status, next_at, sent_at = "sent", None, op.now
+        elif a.next_attempt_at is not None:
+            status, next_at, sent_at = "pending", a.next_attempt_at, None
+        else:
+            status, next_at, sent_at = "failed", None, None
+        cur = conn.execute(
+            "UPDATE deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?,"
+            " last_error = COALESCE(?, last_error), sink = COALESCE(?, sink), sent_at = ?,"
+            " updated_at = ? WHERE id = ? AND status = 'pending'",
+            (status, next_at, a.error, a.sink, sent_at, op.now, a.id),
+        )
+        out.append(cur.rowcount == 1)
+    return out
+
+
+def _requeue_deliveries(conn: sqlite3.Connection, op: RequeueDeliveries) -> list[int]:
+    done: list[int] = []
+    for delivery_id in op.ids:
+        cur = conn.execute(
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = ?,"
+            " max_attempts = attempts + max_attempts, updated_at = ?"
+            " WHERE id = ? AND status = 'failed'",
+            (op.now, op.now, delivery_id),
+        )
+        if cur.rowcount == 1:
+            done.append(delivery_id)
+    return done
+
+
+def apply_message_op(conn: sqlite3.Connection, op: MessageOp) -> Any:
+    match op:
+        case InsertMessages():
+            return _insert_messages(conn, op)
+        case MarkMessages():
+            return _mark_messages(conn, op)
+        case ExpireMessages():
+            return _expire_messages(conn, op)
+        case InsertDeliveries():
+            return _insert_deliveries(conn, op)
+        case RecordAttempts():
+            return _record_attempts(conn, op)
+        case RequeueDeliveries():
+            return _requeue_deliveries(conn, op)
+    raise TypeError(f"unknown message op {type(op).__name__}")
+
+
+# -- queries (reader connection) ------------------------------------------------------
+
+_MESSAGE_COLUMNS = (
+    "id, from_agent, to_agent, kind, subject, body, priority, status, created_at, metadata,"
+    " channel, delivery_to, expires_at, delivered_at, read_at, job_id, run_id, owner, reply_to"
+)
+_DELIVERY_COLUMNS = (
+    "id, kind, status, body, channel, target, attempts, max_attempts, created_at, updated_at,"
+    " next_attempt_at, last_error, sink, sent_at, job_id, job_name, run_id, dispatch_id, outcome"
+)
+_INBOX_ORDER = (
+    "CASE kind WHEN 'constraint' THEN 0 WHEN 'decision' THEN 1 WHEN 'fact' THEN 2"
+    " WHEN 'task' THEN 3 WHEN 'preference' THEN 4 ELSE 5 END, priority DESC, created_at, id"
+)
+
+
+def _message(r: tuple[Any, ...]) -> Message:
+    return Message(
+        id=r[0], from_agent=r[1], to_agent=r[2], kind=r[3], subject=r[4], body=r[5],
+        priority=r[6], status=r[7], created_at=r[8],
+        metadata=None if r[9] is None else msgspec.json.decode(r[9]),
+        channel=r[10], delivery_to=r[11], expires_at=r[12], delivered_at=r[13],
+        read_at=r[14], job_id=r[15], run_id=r[16], owner=r[17], reply_to=r[18],
+    )  # fmt: skip
+
+
+def _delivery(r: tuple[Any, ...]) -> Delivery:
+    return Delivery(
+        id=r[0], kind=r[1], status=r[2], body=r[3], channel=r[4], target=r[5],
+        attempts=r[6], max_attempts=r[7], created_at=r[8], updated_at=r[9],
+        next_attempt_at=r[10], last_error=r[11], sink=r[12], sent_at=r[13], job_id=r[14],
+        job_name=r[15], run_id=r[16], dispatch_id=r[17], outcome=r[18],
+    )  # fmt: skip
+
+
+def inbox(
+    conn: sqlite3.Connection,
+    agent: str,
+    *,
+    statuses: tuple[str, ...] = ("pending",),
+    limit: int = 100,
+    now: float | None = None,
+) -> list[Message]:
+    """Messages to ``agent`` (or ``broadcast``) in OCS inbox order; not yet expired
+    ones only when ``now`` is given."""
+    marks = ",".join("?" * len(statuses))
+    sql = (
+        f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE to_agent IN (?, 'broadcast')"
+        f" AND status IN ({marks})"
+    )
+    args: list[Any] = [agent, *statuses]
+    if now is not None:
+        sql += " AND (expires_at IS NULL OR expires_at >= ?)"
+        args.append(now)
+    sql += f" ORDER BY {_INBOX_ORDER} LIMIT ?"
+    return [_message(r) for r in conn.execute(sql, [*args, limit])]
+
+
+def list_messages(
+    conn: sqlite3.Connection,
+    *,
+    to_agent: str | None = None,
+    from_agent: str | None = None,
+    status: str | None = None,
+    limit: int = 100,
+) -> list[Message]:
+    where: list[str] = []
+    args: list[Any] = []
+    for column, value in (("to_agent", to_agent), ("from_agent", from_agent),
+                          ("status", status)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            args.append(value)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    rows = conn.execute(
+        f"SELECT {_MESSAGE_COLUMNS} FROM messages {clause} ORDER BY id DESC LIMIT ?",
+        [*args, limit],
+    )
+    return [_message(r) for r in rows]
+
+
+def get_delivery(conn: sqlite3.Connection, delivery_id: int) -> Delivery | None:
+    row = conn.execute(
+        f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE id = ?", (delivery_id,)
+    ).fetchone()
+    return None if row is None else _delivery(row)
+
+
+def list_deliveries(
+    conn: sqlite3.Connection,
+    *,
+    status: str | None = None,
+    job: str | None = None,
+    run_id: int | None = None,
+    limit: int = 100,
+) -> list[Delivery]:
+    where: list[str] = []
+    args: list[Any] = []
+    for column, value in (("status", status), ("job_name", job), ("run_id", run_id)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            args.append(value)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    rows = conn.execute(
+        f"SELECT {_DELIVERY_COLUMNS} FROM deliveries {clause} ORDER BY id DESC LIMIT ?",
+        [*args, limit],
+    )
+    return [_delivery(r) for r in rows]
+
+
+def pending_deliveries(conn: sqlite3.Connection, *, limit: int = 10_000) -> list[Delivery]:
+    """Every ``pending`` delivery, earliest due first (the router reloads them on start)."""
+    rows = conn.execute(
+        f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE status = 'pending'"
+        " ORDER BY next_attempt_at, id LIMIT ?",
+        (limit,),
+    )
+    return [_delivery(r) for r in rows]
