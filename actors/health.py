@@ -59,20 +59,24 @@ class HealthMonitor:
         self._interval = interval
         self._probe_timeout = probe_timeout
         self._started_at = clock.wall()
+        self._stop = anyio.Event()
         self.ticks = 0
         self.probes: dict[str, bool] = {}
         self.last_error: str | None = None
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
-        try:
-            while True:
-                await self._clock.sleep_until(self._clock.now() + self._interval)
+        while not self._stop.is_set():
+            with anyio.CancelScope() as wait:
+                self._clock.cancel_at(wait, self._clock.now() + self._interval)
+                await self._stop.wait()
+            if not self._stop.is_set():
                 await self.tick()
-        finally:
-            with anyio.CancelScope(shield=True) as scope:
-                self._clock.cancel_at(scope, self._clock.now() + 2.0)
-                await self._save(stopped=True)
+        await self._save(stopped=True)  # a graceful stop leaves a final snapshot
+
+    def stop(self) -> None:
+        """Graceful stop (the supervisor's stop hook): write a last snapshot and return."""
+        self._stop.set()
 
     async def tick(self) -> None:
         self.ticks += 1

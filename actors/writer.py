@@ -45,6 +45,18 @@ class StoreWriter:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
+        try:
+            await self._serve()
+        finally:
+            # whoever is still waiting for a commit learns that it will not happen
+            while True:
+                try:
+                    pending = self._mailbox.receive_nowait()
+                except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                    break
+                pending.reply.fail(StoreError("the store writer stopped; not committed"))
+
+    async def _serve(self) -> None:
         async for first in self._mailbox:
             batch = self._mailbox.drain(first, self._max_batch)
             try:

@@ -78,8 +78,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     now = wall()
     specs = [job_from_data(j) for j in tomllib.loads(DEMO_JOBS_TOML)["jobs"]]
     anyio.run(save_jobs, cfg, specs, now)
-    for job, priority, payload in _DISPATCHES:
-        req = EnqueueRequest(job=job, priority=priority, payload=payload)  # type: ignore[arg-type]
+    for job, prio, payload in _DISPATCHES:
+        req = EnqueueRequest(job=job, priority=prio, payload=payload)  # type: ignore[arg-type]
         anyio.run(enqueue_one, cfg, req, now)
     if not args.json:
         print(f"demo database: {cfg.database}")

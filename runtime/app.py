@@ -6,7 +6,7 @@
         final = await rt.wait(dispatch_id)
 
 The tree (DESIGN.md): root supervisor (rest_for_one) → store writer, dispatcher (with
-its run supervisor), ingest. Leaving the ``async with`` stops admitting, lets running
+its run supervisor), scheduler, ingest. Leaving the ``async with`` stops admitting, lets running
 runs finish for ``shutdown_grace`` seconds, cancels the rest (their delivery guarantee
 applies), stops the actors last-first and checkpoints the database.
 """
@@ -30,6 +30,7 @@ from anyio.abc import TaskStatus
 from actors.clock import Clock, RealClock
 from actors.dispatcher import Dispatcher, DispatcherConfig
 from actors.executors.base import Executor
+from actors.executors.gateway import HttpClient
 from actors.executors.python import PythonExecutor, PythonTarget
 from actors.executors.shell import ShellExecutor
 from actors.health import HealthMonitor
@@ -43,15 +44,26 @@ from actors.messages import (
     Entry,
     Event,
     JobsChanged,
+    OutcomeEvent,
     entry_from_dispatch,
 )
+from actors.schedule import next_fires as _next_fires
+from actors.scheduler import Outcome, Scheduler, SchedulerConfig, SchedulerMsg
 from actors.supervisor import ActorEvent, ChildSpec, Supervisor
 from actors.writer import StoreMsg, StoreWriter, write
 from runtime.config import Config
 from runtime.events import EventHub
-from runtime.jobs import first_run_at, save_op, validate_job
+from runtime.messaging import MessagingMixin, gateway_executors
+from runtime.jobs import first_run_at, job_from_data, save_op, validate_job
 from store import queries
-from store.errors import ConfigError, NotFound, StoreError, SupervisorEscalation
+from store.errors import (
+    ConfigError,
+    MailboxClosed,
+    MailboxFull,
+    NotFound,
+    StoreError,
+    SupervisorEscalation,
+)
 from store.models import (
     Dispatch,
     EnqueueRequest,
@@ -60,6 +72,7 @@ from store.models import (
     Run,
     encode_json,
     priority_rank,
+    to_builtins,
 )
 from store.ops import DeleteJob, InsertDispatches, NewDispatch, PurgeDead, RetryDead, SetJobState
 from store.sqlite import SqliteStore
@@ -71,7 +84,7 @@ log = logging.getLogger("shepherd")
 FINAL = ("done", "dead", "cancelled")
 
 
-class Runtime:
+class Runtime(MessagingMixin):
     def __init__(self, cfg: Config, store: SqliteStore, clock: Clock, executors: dict[str, Executor]):
         self.config = cfg
         self.store = store
@@ -84,9 +97,13 @@ class Runtime:
         self._dispatcher_mb: Mailbox[DispatcherMsg] = Mailbox("dispatcher", 100_000)
         self._writer = self._writer_mb.address()
         self._dispatcher = self._dispatcher_mb.address()
+        self._scheduler_mb: Mailbox[SchedulerMsg] = Mailbox("scheduler", 100_000)
+        self._scheduler = self._scheduler_mb.address()
+        self.lost_outcomes = 0
         self._jobs: dict[str, JobRow] = {}
         self._root: Supervisor | None = None
         self._actors: dict[str, Any] = {}
+        self._init_messaging()
 
     # -- opening and closing -------------------------------------------------------
 
@@ -113,9 +130,13 @@ class Runtime:
         for name, fn in (targets or {}).items():
             python.register(name, fn)
         table: dict[str, Executor] = {"python": python, "shell": ShellExecutor()}
+        clock = clock or RealClock()
+        http = HttpClient(max_connections=cfg.gateway.max_connections if cfg.gateway else 256)
+        table.update(gateway_executors(cfg, http, clock))
         for ex in executors:
             table[ex.name] = ex
         rt = cls(cfg, store, clock or RealClock(), table)
+        rt.http = http
         try:
             async with anyio.create_task_group() as tg:
                 await tg.start(rt._serve)
@@ -133,6 +154,7 @@ class Runtime:
             raise
         finally:
             with anyio.CancelScope(shield=True):
+                await rt._close_messaging()
                 await store.close()
             lock.close()
 
@@ -156,7 +178,16 @@ class Runtime:
             emit=self._publish,
             services={"runtime": self},
         )
-        ingest = Ingest(cfg.database, self._dispatcher_mb.address())
+        scheduler = Scheduler(
+            SchedulerConfig(instance=self.instance),
+            store=self.store,
+            writer=self._writer_mb.address(),
+            mailbox=self._scheduler_mb,
+            dispatcher=self._dispatcher_mb.address(),
+            clock=self.clock,
+            emit=self._publish,
+        )
+        ingest = Ingest(cfg.database, self._dispatcher_mb.address(), self._scheduler_mb.address())
         health = HealthMonitor(
             instance=self.instance,
             clock=self.clock,
@@ -166,20 +197,25 @@ class Runtime:
             snapshot=self.statistics,
             interval=float(cfg.health_interval),
         )
-        self._actors = {"store": writer, "dispatcher": dispatcher, "health": health,
+        self._actors = {"store": writer, "dispatcher": dispatcher, "scheduler": scheduler,
+                        "health": health,
                         "ingest": ingest}
+        router, router_spec = self._router_child()
+        self._actors["router"] = router
         grace = float(cfg.shutdown_grace)
         self._root = Supervisor(
             "root",
             [
                 ChildSpec(name="store", start=writer.run),
+                router_spec,
                 ChildSpec(
                     name="dispatcher",
                     start=dispatcher.run,
                     shutdown=grace + 10.0,
                     stop=lambda: self._dispatcher.tell(Drain(grace, Reply())),
                 ),
-                ChildSpec(name="health", start=health.run, shutdown=3.0),
+                ChildSpec(name="scheduler", start=scheduler.run, shutdown=1.0),
+                ChildSpec(name="health", start=health.run, shutdown=3.0, stop=health.stop),
                 ChildSpec(name="ingest", start=ingest.run, shutdown=1.0),
             ],
             strategy="rest_for_one",
@@ -196,6 +232,16 @@ class Runtime:
 
     def _publish(self, event: Event) -> None:
         self.events.publish(event)
+        self._route(event)
+        if isinstance(event, OutcomeEvent) and event.kind == "schedule" and event.final:
+            try:  # never blocks the dispatcher; a lost outcome only skips error bookkeeping
+                self._scheduler.tell(Outcome(
+                    job_id=event.job_id, job=event.job, dispatch_id=event.dispatch_id,
+                    outcome=event.outcome, final=event.final, slot=event.slot,
+                    kind=event.kind, at=event.at))
+            except (MailboxFull, MailboxClosed):
+                self.lost_outcomes += 1
+                log.warning("scheduler missed the outcome of dispatch %s", event.dispatch_id)
 
     # -- executors -------------------------------------------------------------------
 
@@ -208,24 +254,59 @@ class Runtime:
     # -- jobs --------------------------------------------------------------------------
 
     async def add_job(self, spec: JobSpec) -> JobRow:
-        """Add a job, or replace the job of the same name (its schedule is recomputed)."""
+        """Add a job, or replace the job of the same name. Its next fire time is
+        recomputed when the schedule changed (or it was disabled), kept otherwise."""
         now = self.clock.wall()
         validate_job(spec, self.executors, now)
-        await write(self._writer, save_op(spec, now))
+        previous = await self.store.read(queries.get_job, spec.name)
+        await write(self._writer, save_op(spec, now, previous))
         return await self._job_changed(spec.name)
 
+    async def update_job(self, name: str, **changes: Any) -> JobRow:
+        """Change some fields of a job (validated as ``add_job``; the stored job is
+        untouched on error). A changed schedule recomputes the next fire time."""
+        row = await self.get_job(name)
+        if changes.get("name", name) != name:
+            raise ConfigError("a job cannot be renamed; add a new one", field="name")
+        spec = job_from_data({**to_builtins(row.spec), **to_builtins(changes)})
+        now = self.clock.wall()
+        validate_job(spec, self.executors, now)
+        await write(self._writer, save_op(spec, now, row))
+        return await self._job_changed(name)
+
     async def set_enabled(self, name: str, enabled: bool) -> JobRow:
+        """Re-enabling recomputes the next fire time; disabling clears it."""
         row = await self.get_job(name)
         now = self.clock.wall()
         spec = row.spec if row.spec.enabled == enabled else _with(row.spec, enabled=enabled)
-        await write(self._writer, save_op(spec, now))
+        await write(self._writer, save_op(spec, now, row))
         return await self._job_changed(name)
+
+    async def enable(self, name: str) -> JobRow:
+        return await self.set_enabled(name, True)
+
+    async def disable(self, name: str) -> JobRow:
+        return await self.set_enabled(name, False)
 
     async def remove_job(self, name: str) -> None:
         row = await self.get_job(name)
         await write(self._writer, DeleteJob(row.id, self.clock.wall()))
         self._jobs.pop(name, None)
-        await self._dispatcher.send(JobsChanged([row.id]))
+        await self._jobs_changed([row.id])
+
+    async def run_now(self, name: str, payload: dict[str, Any] | None = None) -> int:
+        """Queue one run of ``name`` now, even if it is disabled; its schedule does not
+        move. Returns the dispatch id."""
+        req = EnqueueRequest(job=name, payload=payload, kind="run_now")
+        return (await self.enqueue_many([req]))[0]
+
+    async def next_fires(self, name: str, n: int = 5) -> list[float]:
+        """The next ``n`` fire times of ``name`` (epoch seconds); [] if none."""
+        row = await self.get_job(name)
+        if row.next_run_at is None or n < 1:
+            return []
+        later = _next_fires(row.spec, row.next_run_at, n - 1, anchor=row.anchor)
+        return [row.next_run_at, *later]
 
     async def get_job(self, name: str) -> JobRow:
         row = await self.store.read(queries.get_job, name)
@@ -239,8 +320,14 @@ class Runtime:
 
     async def _job_changed(self, name: str) -> JobRow:
         row = await self.get_job(name)
-        await self._dispatcher.send(JobsChanged([row.id]))
+        await self._jobs_changed([row.id])
         return row
+
+    async def _jobs_changed(self, ids: list[int]) -> None:
+        for job_id in ids:
+            self._forget_job(job_id)
+        await self._dispatcher.send(JobsChanged(ids))
+        await self._scheduler.send(JobsChanged(ids))
 
     async def _job(self, name: str) -> JobRow:
         row = self._jobs.get(name)

@@ -248,8 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     try:
         cfg = Config() if args.func in _NO_CONFIG else _config(args)
-        code: int = args.func(args, cfg)
-        return code
+        result: int = args.func(args, cfg)
+        return result
     except KeyboardInterrupt:
         return _fail("interrupted", EXIT_CODES["interrupted"])
     except BaseException as exc:

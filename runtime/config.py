@@ -16,6 +16,8 @@ from typing import Any, Literal
 import msgspec
 import tomli_w
 
+from actors.delivery import DeliveryConfig
+from actors.executors.gateway import GatewayConfig
 from store.errors import ConfigError
 from store.models import JobSpec, Seconds, decode_spec
 
@@ -38,6 +40,10 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     use_uvloop: bool = True
     jobs: list[JobSpec] = msgspec.field(default_factory=list)
+    # agent gateway (agent / event executors, gateway delivery sink); None: no gateway
+    gateway: GatewayConfig | None = None
+    # announce delivery: aliases, webhook sinks, default sink, retries
+    delivery: DeliveryConfig = msgspec.field(default_factory=DeliveryConfig)
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:

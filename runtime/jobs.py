@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from actors import schedule
+from actors.delivery import validate_delivery
 from actors.executors.base import Executor
 from store.errors import ConfigError
 from store.models import JobRow, JobSpec, decode_spec, encode_json
@@ -61,6 +62,7 @@ def validate_job(spec: JobSpec, executors: Mapping[str, Executor], now: float) -
     if spec.expires_in is not None and spec.expires_in <= 0:
         raise ConfigError("must be > 0", field="expires_in")
     schedule.validate_schedule(spec, now)
+    validate_delivery(spec.options)
     executor.validate(spec)
 
 

@@ -484,7 +484,8 @@ def _settle_queued(conn: sqlite3.Connection, op: SettleQueued) -> list[bool]:
 
 def _recover_orphans(conn: sqlite3.Connection, op: RecoverOrphans) -> list[tuple[int, int, str]]:
     rows = conn.execute(
-        "SELECT r.id, r.dispatch_id, j.spec, d.attempt, d.idempotency_key FROM runs r"
+        "SELECT r.id, r.dispatch_id, j.spec, d.attempt,"
+        " COALESCE(r.idempotency_key, d.idempotency_key) FROM runs r"
         " LEFT JOIN dispatches d ON d.id = r.dispatch_id"
         " LEFT JOIN jobs j ON j.id = r.job_id WHERE r.status = 'running'"
     ).fetchall()

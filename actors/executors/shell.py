@@ -95,7 +95,7 @@ class _Capture:
 
 def _open_artifact(path: Path) -> IO[bytes]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    return open(path, "wb")  # noqa: SIM115 - closed by _Capture.close
+    return open(path, "wb")  # closed by _Capture.close
 
 
 async def _pump(stream: ByteReceiveStream | None, cap: _Capture, ctx: RunContext) -> None:

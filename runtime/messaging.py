@@ -1,0 +1,230 @@
+"""The Runtime's messaging side: inboxes, deliveries, sinks, the gateway executors.
+
+``MessagingMixin`` is mixed into ``Runtime`` (``runtime/app.py``) so the composition
+file stays small; it holds no state of its own beyond the router's mailbox, the sink
+registry and the shared HTTP client, all created in ``_init_messaging``.
+
+    rt.register_delivery_sink("ops", send_to_ops)          # async fn(Delivery) -> None
+    await rt.send_message("ops", "main", "disk at 91%", kind="fact")
+    await rt.inbox("main")                                # pending, in OCS inbox order
+    await rt.deliveries(status="failed")                  # what could not be delivered
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import msgspec
+
+from actors.clock import Clock
+from actors.executors.agent import AgentExecutor
+from actors.executors.base import Executor
+from actors.executors.event import EventExecutor
+from actors.executors.gateway import HttpClient
+from actors.executors.watchdog import WatchdogExecutor
+from actors.mailbox import Address, Mailbox, ask
+from actors.messages import Event, OutcomeEvent
+from actors.router import (
+    Announce,
+    ForgetJobs,
+    Reload,
+    Routed,
+    Router,
+    RouterMsg,
+    SinkFn,
+    Stop,
+)
+from actors.supervisor import ChildSpec
+from actors.writer import StoreMsg, write
+from runtime.config import Config
+from store import messages as msgs
+from store.errors import ConfigError, MailboxClosed, MailboxFull
+from store.sqlite import SqliteStore
+
+__all__ = ["MessagingMixin", "gateway_executors"]
+
+MAX_BODY = 100_000
+
+
+def gateway_executors(cfg: Config, http: HttpClient, clock: Clock) -> dict[str, Executor]:
+    """``agent`` and ``event`` (they reject jobs when ``cfg.gateway`` is None) and
+    ``watchdog`` (needs no gateway: it alerts through the router's sinks)."""
+    return {
+        "agent": AgentExecutor(cfg.gateway, http),
+        "event": EventExecutor(cfg.gateway, http),
+        "watchdog": WatchdogExecutor(clock=clock),
+    }
+
+
+class MessagingMixin:
+    config: Config
+    store: SqliteStore
+    clock: Clock
+    executors: dict[str, Executor]
+    _writer: Address[StoreMsg]
+
+    def _init_messaging(self, http: HttpClient | None = None) -> None:
+        self._router_mb: Mailbox[RouterMsg] = Mailbox("router", 100_000)
+        self._router = self._router_mb.address()
+        self._sinks: dict[str, SinkFn] = {}
+        self.http = http or HttpClient()
+        self.router_drops = 0  # outcome events the router's full mailbox could not take
+
+    def _router_child(self) -> tuple[Router, ChildSpec]:
+        router = Router(
+            self.config.delivery,
+            store=self.store,
+            writer=self._writer,
+            mailbox=self._router_mb,
+            clock=self.clock,
+            sinks=self._sinks,
+            http=self.http,
+            gateway=self.config.gateway,
+        )
+        return router, ChildSpec(name="router", start=router.run, shutdown=5.0,
+                                 stop=lambda: self._tell_router(Stop()))
+
+    def _tell_router(self, msg: RouterMsg) -> bool:
+        try:
+            self._router.tell(msg)
+        except (MailboxFull, MailboxClosed):
+            return False
+        return True
+
+    def _route(self, event: Event) -> None:
+        """Forward a run outcome to the router; never blocks, counts what it drops."""
+        if isinstance(event, OutcomeEvent) and event.run_id is not None:
+            if not self._tell_router(Routed(event)):
+                self.router_drops += 1
+
+    def _forget_job(self, job_id: int) -> None:
+        self._tell_router(ForgetJobs([job_id]))
+
+    # -- delivery sinks and deliveries ------------------------------------------------
+
+    def register_delivery_sink(self, name: str, fn: SinkFn) -> None:
+        """Deliveries whose channel (or the default sink) is ``name`` go to ``fn``:
+        ``async def fn(delivery: Delivery) -> None``; raising = a failed attempt."""
+        if not name or not callable(fn):
+            raise ConfigError("a delivery sink needs a name and an async callable",
+                              field="sink")
+        self._sinks[name] = fn
+        self._tell_router(Reload())  # deliveries waiting for this sink may go now
+
+    async def deliver(
+        self,
+        body: str,
+        *,
+        to: str | None = None,
+        channel: str | None = None,
+        kind: str = "api",
+        job: str | None = None,
+        run_id: int | None = None,
+        dispatch_id: int | None = None,
+        outcome: str | None = None,
+    ) -> int:
+        """Queue a delivery (retried until sent); returns its id once it is committed."""
+        if not body.strip():
+            raise ConfigError("must not be empty", field="body")
+        if not (to or channel):
+            raise ConfigError("a delivery needs a target or a channel", field="to")
+        return await ask(self._router, lambda reply: Announce(
+            body=body, to=to, channel=channel, kind=kind, reply=reply, job=job,
+            run_id=run_id, dispatch_id=dispatch_id, outcome=outcome))
+
+    async def deliveries(self, *, status: str | None = None, job: str | None = None,
+                         run_id: int | None = None, limit: int = 100) -> list[msgs.Delivery]:
+        if status is not None and status not in msgs.DELIVERY_STATES:
+            raise ConfigError(f"expected one of {', '.join(msgs.DELIVERY_STATES)}",
+                              field="status")
+        return await self.store.read(msgs.list_deliveries, status=status, job=job,
+                                     run_id=run_id, limit=limit)
+
+    async def retry_deliveries(self, ids: Sequence[int]) -> list[int]:
+        """Failed deliveries → pending again, with a fresh attempt budget."""
+        done: list[int] = await write(
+            self._writer, msgs.RequeueDeliveries(list(ids), self.clock.wall()))
+        if done:
+            self._tell_router(Reload())
+        return done
+
+    # -- inbox messages ------------------------------------------------------------------
+
+    async def send_message(
+        self,
+        from_agent: str,
+        to_agent: str,
+        body: str,
+        *,
+        kind: str = "text",
+        subject: str | None = None,
+        priority: int = 0,
+        expires_in: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        channel: str | None = None,
+        delivery_to: str | None = None,
+        job_id: int | None = None,
+        run_id: int | None = None,
+        owner: str | None = None,
+        reply_to: int | None = None,
+    ) -> int:
+        """Put a message in ``to_agent``'s inbox (``broadcast``: every agent's)."""
+        for field, value in (("from_agent", from_agent), ("to_agent", to_agent),
+                             ("body", body)):
+            if not value or not value.strip():
+                raise ConfigError("must not be empty", field=field)
+        if kind not in msgs.MESSAGE_KINDS:
+            raise ConfigError(
+                f"invalid message kind {kind!r}; valid: {', '.join(msgs.MESSAGE_KINDS)}",
+                field="kind")
+        if priority not in (0, 1, 2):
+            raise ConfigError("must be 0 (normal), 1 (high) or 2 (urgent)", field="priority")
+        if len(body) > MAX_BODY:
+            raise ConfigError(f"longer than {MAX_BODY} characters", field="body")
+        if expires_in is not None and expires_in <= 0:
+            raise ConfigError("must be > 0", field="expires_in")
+        now = self.clock.wall()
+        row = msgs.NewMessage(
+            from_agent=from_agent, to_agent=to_agent, body=body, kind=kind, subject=subject,
+            priority=priority, metadata=msgspec.json.encode(metadata) if metadata else None,
+            channel=channel, delivery_to=delivery_to,
+            expires_at=now + expires_in if expires_in is not None else None,
+            job_id=job_id, run_id=run_id, owner=owner, reply_to=reply_to,
+        )  # fmt: skip
+        ids: list[int] = await write(self._writer, msgs.InsertMessages([row], now))
+        return ids[0]
+
+    async def inbox(self, agent: str, *, status: str | Sequence[str] = "pending",
+                    limit: int = 100) -> list[msgs.Message]:
+        """``agent``'s messages (and broadcasts) in OCS inbox order, unexpired."""
+        statuses = (status,) if isinstance(status, str) else tuple(status)
+        for s in statuses:
+            if s not in msgs.MESSAGE_STATES:
+                raise ConfigError(f"expected one of {', '.join(msgs.MESSAGE_STATES)}",
+                                  field="status")
+        return await self.store.read(msgs.inbox, agent, statuses=statuses, limit=limit,
+                                     now=self.clock.wall())
+
+    async def messages(self, *, to_agent: str | None = None, from_agent: str | None = None,
+                       status: str | None = None, limit: int = 100) -> list[msgs.Message]:
+        return await self.store.read(msgs.list_messages, to_agent=to_agent,
+                                     from_agent=from_agent, status=status, limit=limit)
+
+    async def mark_delivered(self, ids: Sequence[int]) -> int:
+        """Pending → delivered (the agent executor calls this once a turn is accepted)."""
+        n: int = await write(self._writer,
+                             msgs.MarkMessages(list(ids), "delivered", self.clock.wall()))
+        return n
+
+    async def mark_read(self, ids: Sequence[int]) -> int:
+        n: int = await write(self._writer,
+                             msgs.MarkMessages(list(ids), "read", self.clock.wall()))
+        return n
+
+    async def _close_messaging(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await self.http.aclose()
+
+
