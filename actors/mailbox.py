@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Generic, TypeVar
 
 import anyio
-from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from store.errors import MailboxClosed, MailboxFull
 
@@ -69,7 +69,7 @@ class Address(Generic[M]):
 
     __slots__ = ("_name", "_stream")
 
-    def __init__(self, name: str, stream: ObjectSendStream[M]) -> None:
+    def __init__(self, name: str, stream: MemoryObjectSendStream[M]) -> None:
         self._name = name
         self._stream = stream
 
@@ -109,8 +109,8 @@ class Mailbox(Generic[M]):
             raise ValueError("mailbox capacity must be >= 1")
         self.name = name
         self.capacity = capacity
-        send: ObjectSendStream[M]
-        recv: ObjectReceiveStream[M]
+        send: MemoryObjectSendStream[M]
+        recv: MemoryObjectReceiveStream[M]
         send, recv = anyio.create_memory_object_stream[M](capacity)
         self._send = send
         self._recv = recv

@@ -57,6 +57,7 @@ from runtime.messaging import MessagingMixin, gateway_executors
 from runtime.jobs import first_run_at, job_from_data, save_op, validate_job
 from store import queries
 from store.errors import (
+    ReadOnly,
     ConfigError,
     MailboxClosed,
     MailboxFull,
@@ -148,9 +149,14 @@ class Runtime(MessagingMixin):
                     with anyio.CancelScope(shield=True):
                         await rt._stop()
         except BaseExceptionGroup as group:
+            # The caller's own exception (or the tree's escalation) comes out as itself,
+            # not wrapped in the task group's ExceptionGroup.
             escalation = _find(group, SupervisorEscalation)
             if escalation is not None:
                 raise escalation from None
+            leaves = _leaves(group)
+            if len(leaves) == 1:
+                raise leaves[0] from None
             raise
         finally:
             with anyio.CancelScope(shield=True):
@@ -479,6 +485,16 @@ def _find(group: BaseExceptionGroup[Any], kind: type[SupervisorEscalation]) -> A
     return None
 
 
+def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            out += _leaves(exc)
+        else:
+            out.append(exc)
+    return out
+
+
 def _epoch(value: float | datetime) -> float:
     if isinstance(value, datetime):
         if value.tzinfo is None:
@@ -557,7 +573,7 @@ def _lock_database(path: str) -> IO[str]:
         Path(lock_path).parent.mkdir(parents=True, exist_ok=True)
         f = open(lock_path, "a+")  # noqa: SIM115 - held for the runtime's lifetime
     except OSError as exc:
-        raise StoreError(f"{path}: cannot create the lock file ({exc})") from None
+        raise ReadOnly(f"{path}: cannot write beside the database ({exc})") from None
     try:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

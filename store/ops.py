@@ -575,6 +575,7 @@ def _retry_dead(conn: sqlite3.Connection, op: RetryDead) -> list[int]:
 
 
 def _purge_dead(conn: sqlite3.Connection, op: PurgeDead) -> int:
+    args: list[Any]
     if op.ids is not None:
         marks = ",".join("?" * len(op.ids)) or "NULL"
         where, args = f"status = 'dead' AND id IN ({marks})", list(op.ids)

@@ -169,7 +169,8 @@ def list_dispatches(
     job: str | None = None,
     limit: int = 100,
 ) -> list[Dispatch]:
-    where, args = [], []  # type: ignore[var-annotated]
+    where: list[str] = []
+    args: list[Any] = []
     if status is not None:
         where.append("status = ?")
         args.append(status)
@@ -219,7 +220,8 @@ def list_runs(
     dispatch_id: int | None = None,
     limit: int = 100,
 ) -> list[Run]:
-    where, args = [], []  # type: ignore[var-annotated]
+    where: list[str] = []
+    args: list[Any] = []
     if job is not None:
         where.append("job_name = ?")
         args.append(job)

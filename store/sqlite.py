@@ -113,7 +113,7 @@ class SqliteStore:
             writer = await aiosqlite.connect(
                 p, timeout=busy_timeout, isolation_level=None, check_same_thread=False
             )
-            await writer._execute(_prepare_writer, writer._conn, synchronous, busy_timeout)
+            await _on_thread(writer, _prepare_writer, synchronous, busy_timeout)
             reader = await aiosqlite.connect(
                 p, timeout=busy_timeout, isolation_level=None, check_same_thread=False
             )
@@ -129,7 +129,7 @@ class SqliteStore:
     async def apply(self, ops: Sequence[WriteOp]) -> list[Any]:
         """Apply ``ops`` in one transaction; per-op results (a StoreError for a failed op)."""
         try:
-            results: list[Any] = await self._writer._execute(_apply_batch, self._writer._conn, ops)
+            results: list[Any] = await _on_thread(self._writer, _apply_batch, ops)
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from None
         self.commits += 1
@@ -144,7 +144,7 @@ class SqliteStore:
 
     async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         try:
-            result: T = await self._reader._execute(fn, self._reader._conn, *args, **kwargs)
+            result: T = await _on_thread(self._reader, fn, *args, **kwargs)
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from None
         return result
@@ -181,6 +181,15 @@ class SqliteStore:
     # queries used everywhere, as thin async wrappers
     async def stats(self) -> dict[str, Any]:
         return await self.read(queries.stats)
+
+
+async def _on_thread(conn: aiosqlite.Connection, fn: Callable[..., T], *args: Any,
+                     **kwargs: Any) -> T:
+    """Run ``fn(sqlite3_connection, *args)`` on the connection's own thread: one hop for
+    a whole batch of statements. aiosqlite's public API is one hop per statement; its
+    ``_execute`` (stable for years) is the documented-by-source way to run a function."""
+    result: T = await conn._execute(fn, conn._conn, *args, **kwargs)  # type: ignore[no-untyped-call]
+    return result
 
 
 def _prepare_writer(conn: sqlite3.Connection, synchronous: str, busy_timeout: float) -> None:
