@@ -65,6 +65,7 @@ class HealthMonitor:
         self.last_error: str | None = None
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        self._stop = anyio.Event()  # a restart begins with a fresh stop signal
         task_status.started()
         while not self._stop.is_set():
             with anyio.CancelScope() as wait:

@@ -127,6 +127,7 @@ class Scheduler:
         self._pending: list[tuple[SlotItem, _Plan]] = []
         self._stale: set[int] = set()
         self.checked_at = 0.0
+        self._busy = True
         self.late_last = self.late_max = 0.0
         self.counters = dict.fromkeys(
             ("fired", "missed", "backoff", "duplicates", "finished", "stale", "store_errors",
@@ -137,12 +138,8 @@ class Scheduler:
         now = self._clock.wall()
         await self._reload(None, now)
         task_status.started()
+        batch: list[SchedulerMsg] = []  # the first pass fires what came due while down
         while True:
-            try:
-                first = await self._receive()
-            except anyio.EndOfStream:
-                return
-            batch = self._mailbox.drain(first, 10_000) if first is not None else []
             self.counters["loops"] += 1
             now = self._clock.wall()
             reload: set[int] | None = set()
@@ -162,6 +159,13 @@ class Scheduler:
                 await self._reload(None if reload is None else reload | stale, now)
             await self._fire(now)
             self.checked_at = now
+            self._busy = False
+            try:
+                first = await self._receive()
+            except anyio.EndOfStream:
+                return
+            self._busy = True
+            batch = self._mailbox.drain(first, 10_000) if first is not None else []
 
     async def _receive(self) -> SchedulerMsg | None:
         if self._pending or self._stale:
@@ -368,6 +372,7 @@ class Scheduler:
             "inbox": self._mailbox.depth,
             "jobs": len(self._jobs),
             "next_due": min(valid) if valid else None,
+            "busy": self._busy,
             "checked_at": self.checked_at,
             "late_last_ms": round(self.late_last * 1000, 3),
             "late_max_ms": round(self.late_max * 1000, 3),

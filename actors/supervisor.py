@@ -170,8 +170,8 @@ class Supervisor:
             if exceeded:
                 self._emit(child, "escalated", ex.reason, ex.error)
                 return SupervisorEscalation(self.name, child.spec.name, ex.error)
-            self._restarts += 1
             await self._restart(ex.index)
+            self._restarts += 1
         return None
 
     async def _restart(self, index: int) -> None:

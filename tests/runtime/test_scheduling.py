@@ -99,12 +99,13 @@ def job(name: str, target: str = "noop", **kw: Any) -> JobSpec:
 
 
 async def scheduler_idle(rt: Runtime, clock: FakeClock) -> None:
-    """Wait until the scheduler has looked at the store at the current wall time."""
+    """Wait until the scheduler waits for a time after now with nothing left to do."""
     now = clock.wall()
 
     def done() -> bool:
         s = rt.statistics()["scheduler"]
-        return bool(s["checked_at"] >= now and s["inbox"] == 0)
+        due = s["next_due"] is not None and s["next_due"] <= now
+        return not (s["busy"] or s["inbox"] or due)
 
     await eventually(done, what="the scheduler to catch up")
 
