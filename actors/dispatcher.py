@@ -20,7 +20,6 @@ import logging
 import random
 from collections import deque
 from collections.abc import Callable, Mapping
-from functools import partial
 from typing import Any
 
 import anyio
@@ -29,8 +28,8 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from actors import admission, breaker
 from actors.clock import Clock
+from actors.dispatcher_commit import CommitMixin, _outcome, _Running
 from actors.executors.base import Executor
-from actors.finalize import decide
 from actors.mailbox import Address, Mailbox
 from actors.messages import (
     Cancel,
@@ -41,33 +40,22 @@ from actors.messages import (
     Entry,
     Event,
     JobsChanged,
-    OutcomeEvent,
     Poke,
     Probe,
     RunFinished,
-    RunStarted,
-    SlotRecord,
     Tick,
     entry_from_dispatch,
 )
-from actors.run import RunOrder, run_actor
 from actors.runsup import RunSupervisor
-from actors.writer import StoreMsg, write, write_many
-from store import ledger, queries
-from store.ledger import lineage_key
+from actors.writer import StoreMsg, write
+from store import queries
 from store.errors import StoreError
 from store.models import JobSpec
 from store.ops import (
     CancelDispatch,
-    ClaimRun,
-    ClaimRuns,
-    FinishRun,
-    FinishRuns,
     Heartbeats,
     RecoverOrphans,
     Settle,
-    SettleQueued,
-    WriteOp,
 )
 from store.sqlite import SqliteStore
 
@@ -87,17 +75,7 @@ class DispatcherConfig(msgspec.Struct, frozen=True, kw_only=True):
     stale_margin: float = 5.0  # past a deadline by this much, the health check steps in
 
 
-class _Running(msgspec.Struct):
-    run_id: int
-    entry: Entry
-    attempt: int
-    pool: str | None
-    started: float = 0.0  # monotonic
-    activity: float = 0.0  # monotonic, last heartbeat
-    forced: bool = False  # the health check already cancelled it
-
-
-class Dispatcher:
+class Dispatcher(CommitMixin):
     def __init__(
         self,
         cfg: DispatcherConfig,
@@ -367,261 +345,6 @@ class Dispatcher:
                                 "cancelled", self._clock.wall(), error="cancelled by operator"))
         return status
 
-    # -- commit what was decided -----------------------------------------------------
-
-    async def _flush(self, now: float) -> None:
-        finished, self._finished = self._finished, []
-        settles, self._settles = self._settles, []
-        claims, self._claims = self._claims, []
-        ops: list[WriteOp] = []
-        finals: list[tuple[RunFinished, _Running, FinishRun]] = []
-        for msg in finished:
-            r = self._running.get(msg.dispatch_id)
-            if r is None or r.run_id != msg.run_id:
-                self.counters["fenced"] += 1
-                continue
-            finals.append((msg, r, self._final(msg, r, now)))
-        if finals:
-            ops.append(FinishRuns([f for _, _, f in finals], now, origin=self._cfg.instance))
-        if settles:
-            ops.append(SettleQueued([s for _, s in settles], now))
-        if claims:
-            ops.append(
-                ClaimRuns(
-                    [ClaimRun(dispatch_id=e.id, attempt=e.attempt + 1, job_id=e.job_id,
-                              idempotency_key=e.idempotency_key or lineage_key(e.id),
-                              key_ttl=self._key_ttl(e.job_id))
-                     for e in claims],
-                    self._cfg.instance,
-                    now,
-                )
-            )
-        if not ops:
-            return
-        try:
-            results = await write_many(self._writer, ops)
-        except StoreError as exc:
-            self._store_failed(exc, finished, settles, claims)
-            await self._clock.sleep_until(self._clock.now() + 1.0)
-            return
-        results.reverse()
-        if finals:
-            self._after_finals(finals, results.pop(), now)
-        if settles:
-            self._after_settles(settles, results.pop(), now)
-        if claims:
-            self._after_claims(claims, results.pop(), now)
-
-    def _store_failed(
-        self,
-        exc: StoreError,
-        finished: list[RunFinished],
-        settles: list[tuple[Entry, Settle]],
-        claims: list[Entry],
-    ) -> None:
-        # Nothing of the batch was committed: keep the outcomes, put the rest back.
-        self.counters["store_errors"] += 1
-        log.error("dispatcher could not commit (will retry): %s", exc)
-        self._finished = finished + self._finished
-        for e, _ in settles:
-            self._add(e)
-        for e in claims:
-            self._release(e)
-            self._add(e)
-
-    def _final(self, msg: RunFinished, r: _Running, now: float) -> FinishRun:
-        job = self._jobs.get(r.entry.job_id)
-        d = decide(r.entry, job, msg, now, attempt=r.attempt, rng=self._rng)
-        return FinishRun(
-            run_id=msg.run_id,
-            dispatch_id=msg.dispatch_id,
-            outcome=msg.outcome,
-            next=d.next,
-            error=msg.error,
-            result=_encode(msg.result),
-            reason=msg.reason,
-            not_before=d.not_before,
-            dead_reason=d.dead_reason,
-            refund=d.refund,
-            exit_code=msg.exit_code,
-            signal=msg.signal,
-            timed_out=msg.timed_out,
-            stdout=msg.stdout,
-            stderr=msg.stderr,
-            details=_encode(msg.details),
-        )
-
-    def _after_finals(
-        self, finals: list[tuple[RunFinished, _Running, FinishRun]], results: Any, now: float
-    ) -> None:
-        if isinstance(results, StoreError):
-            log.error("finishing runs failed: %s", results)
-            results = [None] * len(finals)
-        for (msg, r, f), seq in zip(finals, results, strict=True):
-            self._running.pop(msg.dispatch_id, None)
-            self._beats.pop(msg.run_id, None)
-            self._release(r.entry, r.pool)
-            job = self._jobs.get(r.entry.job_id)
-            if job is not None:
-                self._feed_breaker(job.executor, msg)
-            if seq is None:
-                self.counters["fenced"] += 1
-                continue
-            self.counters[msg.outcome] = self.counters.get(msg.outcome, 0) + 1
-            status = {"retry": "queued", "requeue": "queued"}.get(f.next, f.next)
-            if f.next in ("retry", "requeue"):
-                self.counters["retried"] += 1
-                attempt = r.attempt - 1 if f.refund else r.attempt
-                self._add(msgspec.structs.replace(
-                    r.entry, seq=seq, attempt=attempt, not_before=f.not_before or now))
-            elif f.next == "dead":
-                self.counters["dead"] += 1
-            self._emit(_outcome(
-                r.entry, self._job_name(r.entry.job_id), msg.run_id, r.attempt, msg.outcome,
-                status, now, error=msg.error, result=msg.result, dead_reason=f.dead_reason,
-                next_attempt_at=f.not_before if status == "queued" else None,
-                deliver=msg.deliver))
-
-    def _after_settles(
-        self, settles: list[tuple[Entry, Settle]], results: Any, now: float
-    ) -> None:
-        if isinstance(results, StoreError):
-            log.error("settling dispatches failed: %s", results)
-            return
-        for (e, s), ok in zip(settles, results, strict=True):
-            if not ok:
-                continue
-            name = self._job_name(e.job_id)
-            if s.outcome == "skipped":
-                self.counters["skipped"] += 1
-                self._emit(SlotRecord(job=name, reason=s.reason, dispatch_id=e.id, slot=e.slot,
-                                      at=now))
-            self._emit(_outcome(e, name, None, e.attempt, s.outcome, s.status, now,
-                                error=s.reason,
-                                dead_reason=s.reason if s.status == "dead" else None))
-
-    def _after_claims(self, claims: list[Entry], results: Any, now: float) -> None:
-        if isinstance(results, StoreError):
-            log.error("claiming dispatches failed: %s", results)
-            results = [None] * len(claims)
-        for e, run_id in zip(claims, results, strict=True):
-            job = self._jobs.get(e.job_id)
-            if run_id == 0:  # its idempotency key is claimed by another run: recorded skipped
-                self._release(e)
-                self.counters["skipped"] += 1
-                name = self._job_name(e.job_id)
-                self._emit(SlotRecord(job=name, reason="idempotency-skip", dispatch_id=e.id,
-                                      slot=e.slot, at=now))
-                self._emit(_outcome(e, name, None, e.attempt, "skipped", "done", now,
-                                    error="idempotency key already claimed"))
-                continue
-            if run_id is None or job is None:
-                self._release(e)  # someone else cancelled or claimed it meanwhile
-                continue
-            self.counters["admitted"] += 1
-            attempt = e.attempt + 1
-            mono = self._clock.now()
-            self._running[e.id] = _Running(run_id, e, attempt, job.pool, mono, mono)
-            order = RunOrder(
-                run_id=run_id,
-                dispatch_id=e.id,
-                job_id=e.job_id,
-                job=job,
-                attempt=attempt,
-                max_attempts=e.max_attempts,
-                payload=e.payload if e.payload is not None else dict(job.payload),
-                idempotency_key=e.idempotency_key or lineage_key(e.id),
-                parent_run_id=e.parent_run_id,
-            )
-            executor = self._executors.get(job.executor)
-            if executor is None:
-                self._finished.append(RunFinished(
-                    run_id=run_id, dispatch_id=e.id, outcome="error", retry=False,
-                    error=f"no executor named {job.executor!r} in this runtime"))
-                continue
-            self._runsup.start_child(run_id, partial(
-                run_actor, order=order, executor=executor, clock=self._clock,
-                report=self._self, data_dir=self._cfg.data_dir, services=self._services,
-                on_heartbeat=partial(self._heartbeat, e.id)))
-            self._emit(RunStarted(dispatch_id=e.id, run_id=run_id, job=job.name,
-                                  attempt=attempt, at=now))
-        if self._finished:
-            self._self.tell(Poke("-"))  # outcomes decided here need a flush of their own
-
-    def _release(self, e: Entry, pool: str | None = None) -> None:
-        """Give back what admission counted for ``e`` and let a parked dispatch try."""
-        job = self._jobs.get(e.job_id)
-        pool = pool if pool is not None else (job.pool if job is not None else None)
-        self._adm.running_by_job[e.job_id] -= 1
-        if self._adm.running_by_job[e.job_id] <= 0:
-            del self._adm.running_by_job[e.job_id]
-        self._unpark(f"job:{e.job_id}")
-        if pool:
-            self._adm.running_by_pool[pool] -= 1
-            self._unpark(f"pool:{pool}")
-
-    def _new_breaker(self) -> breaker.Breaker:
-        return breaker.Breaker(fail_max=self._cfg.breaker_fail_max,
-                               reset=self._cfg.breaker_reset)
-
-    def _feed_breaker(self, executor: str, msg: RunFinished) -> None:
-        gateway_failure = msg.reason == "deferred" or bool(
-            (msg.details or {}).get("gateway_failure"))
-        b = self._breakers.get(executor)
-        if gateway_failure:
-            self._breakers[executor] = breaker.on_failure(b or self._new_breaker(),
-                                                          self._clock.wall())
-        elif b is not None and msg.outcome == "ok":
-            self._breakers[executor] = breaker.on_success(b, self._clock.wall())
-        elif b is not None and b.trial:  # a trial that failed for its own reasons
-            self._breakers[executor] = msgspec.structs.replace(b, trial=False)
-
-    def _heartbeat(self, dispatch_id: int, run_id: int, wall: float) -> None:
-        r = self._running.get(dispatch_id)
-        if r is not None and r.run_id == run_id:
-            r.activity = self._clock.now()
-            self._beats[run_id] = wall
-
-    def _check_stale(self) -> None:
-        """Backstop for the run actors' own deadlines: a run past its idle or absolute
-        deadline by ``stale_margin`` is cancelled; one that still has not reported after
-        another margin is finalized here as ``timeout`` (a late report is then fenced)."""
-        now = self._clock.now()
-        margin = self._cfg.stale_margin
-        for r in list(self._running.values()):
-            job = self._jobs.get(r.entry.job_id)
-            if job is None:
-                continue
-            limit = r.started + float(job.timeout)
-            if job.idle_timeout:
-                limit = min(limit, r.activity + float(job.idle_timeout))
-            if now < limit + margin:
-                continue
-            if not r.forced:
-                r.forced = True
-                self.counters["stale"] += 1
-                self._runsup.cancel(r.run_id, "stale")
-            elif now >= limit + 2 * margin:
-                self._finished.append(RunFinished(
-                    run_id=r.run_id, dispatch_id=r.entry.id, outcome="timeout",
-                    timed_out=True, reason="stale",
-                    error=f"no outcome {2 * margin:g}s past its deadline (stale)"))
-
-    def _run_actor_died(self, run_id: int, exc: BaseException) -> None:
-        for r in self._running.values():
-            if r.run_id == run_id:
-                self._self.tell(RunFinished(run_id=run_id, dispatch_id=r.entry.id,
-                                            outcome="crashed", error=f"run actor died: {exc!r}"))
-                return
-
-    def _key_ttl(self, job_id: int) -> float:
-        job = self._jobs.get(job_id)
-        return ledger.SHORT_TTL if job is not None and job.delete_after_run else ledger.DEFAULT_TTL
-
-    def _job_name(self, job_id: int) -> str:
-        job = self._jobs.get(job_id)
-        return job.name if job is not None else f"#{job_id}"
-
     # -- introspection ---------------------------------------------------------------
 
     def statistics(self) -> dict[str, Any]:
@@ -643,27 +366,3 @@ class Dispatcher:
     def __repr__(self) -> str:
         return (f"<Dispatcher queued={len(self._queued)} running={len(self._running)} "
                 f"admitted={self.counters['admitted']}>")
-
-
-def _encode(value: Any) -> bytes | None:
-    if value is None:
-        return None
-    try:
-        return msgspec.json.encode(value)
-    except (TypeError, msgspec.EncodeError):
-        return msgspec.json.encode(repr(value))
-
-
-def _outcome(
-    e: Entry,
-    job: str,
-    run_id: int | None,
-    attempt: int,
-    outcome: str,
-    status: str,
-    at: float,
-    **kw: Any,
-) -> OutcomeEvent:
-    return OutcomeEvent(dispatch_id=e.id, job=job, run_id=run_id, attempt=attempt,
-                        outcome=outcome, status=status, final=status != "queued", at=at,
-                        job_id=e.job_id, kind=e.kind, slot=e.slot, **kw)
