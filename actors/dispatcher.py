@@ -147,6 +147,7 @@ class Dispatcher(CommitMixin):
             )
             await tg.start(self._runsup.run)
             self._self = self._mailbox.address()
+            self._self.tell(Poke("-"))  # a first pass admits what was loaded from the store
             task_status.started()
             try:
                 await self._loop(tg)
@@ -322,6 +323,7 @@ class Dispatcher(CommitMixin):
         e = self._queued.get(dispatch_id)
         if e is not None:
             heapq.heappush(self._ready, (*admission.ready_key(e), e.id))
+            self._self.tell(Poke("-"))  # unparked after this pass's admission: admit it now
 
     # -- cancel ----------------------------------------------------------------------
 

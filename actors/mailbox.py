@@ -170,6 +170,7 @@ class Mailbox(Generic[M]):
             "capacity": self.capacity,
             "received": self.received,
             "senders": s.open_send_streams,
+            "waiting": s.tasks_waiting_receive,  # 1: its actor is blocked in receive
         }
 
     def __repr__(self) -> str:

@@ -130,8 +130,18 @@ class Scheduler:
         self._busy = True
         self.late_last = self.late_max = 0.0
         self.counters = dict.fromkeys(
-            ("fired", "missed", "backoff", "duplicates", "finished", "stale", "store_errors",
-             "loops"), 0)
+            (
+                "fired",
+                "missed",
+                "backoff",
+                "duplicates",
+                "finished",
+                "stale",
+                "store_errors",
+                "loops",
+            ),
+            0,
+        )
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         self._reset()
@@ -247,15 +257,24 @@ class Scheduler:
         spec = st.spec
         plan = plan_slots(spec, due, now, anchor=st.anchor)
         why = f"(misfire {spec.misfire})"
-        skipped = [SkippedSlot(slot=s, reason="missed", error=f"slot {_iso(s)} missed {why}")
-                   for s in plan.missed]
+        skipped = [
+            SkippedSlot(slot=s, reason="missed", error=f"slot {_iso(s)} missed {why}")
+            for s in plan.missed
+        ]
         if plan.truncated:
-            skipped.append(SkippedSlot(slot=None, reason="missed",
-                                       error=f"more slots before {_iso(now)} missed {why}"))
+            skipped.append(
+                SkippedSlot(
+                    slot=None, reason="missed", error=f"more slots before {_iso(now)} missed {why}"
+                )
+            )
         item = SlotItem(
-            job_id=job_id, job_name=spec.name, expect_next=st.stored,
-            next_run_at=plan.next_run_at, skipped=skipped,
-            dispatches=[_new_dispatch(job_id, spec, slot, now) for slot in plan.run])
+            job_id=job_id,
+            job_name=spec.name,
+            expect_next=st.stored,
+            next_run_at=plan.next_run_at,
+            skipped=skipped,
+            dispatches=[_new_dispatch(job_id, spec, slot, now) for slot in plan.run],
+        )
         return item, _Plan(job_id, st.version, plan.next_run_at, fire=True)
 
     # -- outcomes ------------------------------------------------------------------
@@ -265,8 +284,13 @@ class Scheduler:
             return
         st = self._jobs.get(msg.job_id)
         if st is None:  # disabled or removed since: keep its record, nothing to schedule
-            item = SlotItem(job_id=msg.job_id, job_name=msg.job, set_next=False,
-                            last_run_at=msg.at, last_status=msg.outcome)
+            item = SlotItem(
+                job_id=msg.job_id,
+                job_name=msg.job,
+                set_next=False,
+                last_run_at=msg.at,
+                last_status=msg.outcome,
+            )
             self._pending.append((item, _Plan(msg.job_id, -1, None)))
             return
         spec = st.spec
@@ -277,11 +301,19 @@ class Scheduler:
         upcoming, passed = backed_off(spec, st.next, now, st.errors, anchor=st.anchor)
         why = f"error backoff after {st.errors} consecutive errors until {_iso(upcoming)}"
         item = SlotItem(
-            job_id=msg.job_id, job_name=spec.name, expect_next=st.stored,
-            set_next=bool(passed), next_run_at=upcoming, last_run_at=msg.at,
-            last_status=msg.outcome, consecutive_errors=st.errors,
-            skipped=[SkippedSlot(slot=s, reason="backoff", error=f"slot {_iso(s)}: {why}")
-                     for s in passed])
+            job_id=msg.job_id,
+            job_name=spec.name,
+            expect_next=st.stored,
+            set_next=bool(passed),
+            next_run_at=upcoming,
+            last_run_at=msg.at,
+            last_status=msg.outcome,
+            consecutive_errors=st.errors,
+            skipped=[
+                SkippedSlot(slot=s, reason="backoff", error=f"slot {_iso(s)}: {why}")
+                for s in passed
+            ],
+        )
         self._pending.append((item, _Plan(msg.job_id, st.version, upcoming)))
 
     def _finish(self, st: _Job, job_id: int, msg: Outcome | None, now: float) -> None:
@@ -289,10 +321,15 @@ class Scheduler:
         spec = st.spec
         delete = spec.delete_after_run
         item = SlotItem(
-            job_id=job_id, job_name=spec.name, set_next=False,
-            last_run_at=msg.at if msg else None, last_status=msg.outcome if msg else None,
-            consecutive_errors=st.errors, finish="delete" if delete else "disable",
-            spec=None if delete else encode_json(msgspec.structs.replace(spec, enabled=False)))
+            job_id=job_id,
+            job_name=spec.name,
+            set_next=False,
+            last_run_at=msg.at if msg else None,
+            last_status=msg.outcome if msg else None,
+            consecutive_errors=st.errors,
+            finish="delete" if delete else "disable",
+            spec=None if delete else encode_json(msgspec.structs.replace(spec, enabled=False)),
+        )
         self._pending.append((item, _Plan(job_id, st.version, None, finish=True)))
 
     # -- committing ----------------------------------------------------------------
@@ -368,8 +405,11 @@ class Scheduler:
 
     def statistics(self) -> dict[str, Any]:
         valid = [e[0] for e in self._heap[:64] if self._valid(e)]
+        mb = self._mailbox.statistics()
         return {
-            "inbox": self._mailbox.depth,
+            "inbox": mb["depth"],
+            # blocked in receive with nothing waiting (tests: "has it caught up?")
+            "idle": not self._busy and mb["depth"] == 0 and mb["waiting"] > 0,
             "jobs": len(self._jobs),
             "next_due": min(valid) if valid else None,
             "busy": self._busy,
@@ -408,7 +448,16 @@ def _new_dispatch(job_id: int, spec: JobSpec, slot: float, now: float) -> NewDis
 
 
 def _entry(new: NewDispatch, dispatch_id: int, seq: int) -> Entry:
-    return Entry(id=dispatch_id, seq=seq, job_id=new.job_id, priority=new.priority,
-                 not_before=new.not_before, attempt=0, max_attempts=new.max_attempts,
-                 kind=new.kind, expires_at=new.expires_at,
-                 idempotency_key=new.idempotency_key, slot=new.slot)
+    return Entry(
+        id=dispatch_id,
+        seq=seq,
+        job_id=new.job_id,
+        priority=new.priority,
+        not_before=new.not_before,
+        attempt=0,
+        max_attempts=new.max_attempts,
+        kind=new.kind,
+        expires_at=new.expires_at,
+        idempotency_key=new.idempotency_key,
+        slot=new.slot,
+    )

@@ -23,7 +23,13 @@ from typing import Any
 
 import anyio
 
-from bench import floor, shepherd_bench
+from bench import (
+    floor,
+    shepherd_e2e,
+    shepherd_enqueue,
+    shepherd_pickup,
+    shepherd_recovery,
+)
 from bench.context import BenchContext, ScenarioSkipped
 from bench.peers import huey_peer
 from bench.report import Report, Result, apply_ratios
@@ -119,7 +125,21 @@ register("floor", description="raw aiosqlite commit rate, WAL, NORMAL and FULL")
 register("huey", needs=("floor",), description="huey SqliteStorage: enqueue, drain, e2e, RSS")(
     huey_peer.run
 )
-# PLACEHOLDER: the lead replaces bench/shepherd_bench.py; it skips until wired.
-register("shepherd", needs=("floor", "huey"), description="shepherd runtime (not yet wired)")(
-    shepherd_bench.run
-)
+register(
+    "shepherd-enqueue",
+    needs=("floor", "huey"),
+    description="shepherd enqueue: single awaited, 16 producers, enqueue_many(1,000)",
+)(shepherd_enqueue.run)
+register(
+    "shepherd-e2e",
+    needs=("floor", "huey"),
+    description="shepherd first enqueue -> last completion at c=64/256, worker RSS",
+)(shepherd_e2e.run)
+register(
+    "shepherd-pickup",
+    description="shepherd enqueue -> run start at 500 jobs/s, in-process and cross-process",
+)(shepherd_pickup.run)
+register(
+    "shepherd-recovery",
+    description="shepherd start-up on 100k queued + 1k orphaned runs (issue 4)",
+)(shepherd_recovery.run)

@@ -25,7 +25,6 @@ from typing import Any
 
 import anyio
 
-from actors.ingest import send_wake
 from actors.messages import OutcomeEvent, RunStarted, SlotRecord
 from runtime._cli_fmt import iso
 from runtime.app import Runtime
@@ -111,9 +110,6 @@ async def _serve(cfg: Config, exit_when_idle: bool, run_for: float | None) -> in
                     rt.instance,
                     cfg.concurrency,
                 )
-                # Work-around: the dispatcher loads the queue on start but admits only
-                # after its first inbox message (actors/dispatcher.py _loop), so wake it.
-                send_wake(cfg.database, "-")
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(_log_events, rt)
                     if exit_when_idle:

@@ -1,4 +1,4 @@
-"""CLI commands on the queue: enqueue, cancel, status, runs, dlq.
+"""CLI commands on the queue: enqueue, cancel, runs, dlq (``status``: ``_cli_status``).
 
 Each command validates its arguments first (argparse types), then opens the store,
 applies at most one write op and wakes the daemon serving the database, if any.
@@ -7,16 +7,15 @@ applies at most one write op and wakes the daemon serving the database, if any.
 from __future__ import annotations
 
 import argparse
-import sqlite3
 from typing import Any
 
 import anyio
 
 from actors.ingest import send_wake
 from runtime._cli_fmt import CliError, emit_json, iso, plain, print_fields, table
-from runtime._cli_store import daemon_pid, open_store, origin, wall
-from runtime.app import _new_dispatch  # the one place that turns a request into a row
+from runtime._cli_store import open_store, origin, wall
 from runtime.config import Config
+from runtime.jobs import new_dispatch
 from store import queries
 from store.errors import NotFound
 from store.models import Dispatch, EnqueueRequest, Run
@@ -30,7 +29,6 @@ __all__ = [
     "cmd_enqueue",
     "cmd_runs_list",
     "cmd_runs_show",
-    "cmd_status",
     "enqueue_one",
     "run_row",
 ]
@@ -78,20 +76,11 @@ async def enqueue_one(cfg: Config, req: EnqueueRequest, now: float) -> tuple[int
         row = await store.read(queries.get_job, req.job)
         if row is None:
             raise NotFound(f"no job named {req.job!r}")
-        new = _new_dispatch(row, req, now, where="enqueue")
+        new = new_dispatch(row, req, now, where="enqueue")
         [got] = await store.apply_one(InsertDispatches([new], origin(), now))
         if got is not None:
             return int(got[0]), False
-        return await store.read(_by_key, row.id, req.idempotency_key), True
-
-
-def _by_key(conn: sqlite3.Connection, job_id: int, key: str | None) -> int:
-    row = conn.execute(
-        "SELECT id FROM dispatches WHERE job_id = ? AND idempotency_key = ?"
-        " AND status IN ('queued', 'running', 'done') ORDER BY id LIMIT 1",
-        (job_id, key),
-    ).fetchone()
-    return int(row[0]) if row else 0
+        return await store.read(queries.dispatch_by_key, row.id, req.idempotency_key), True
 
 
 def cmd_cancel(args: argparse.Namespace, cfg: Config) -> int:
@@ -113,49 +102,6 @@ def cmd_cancel(args: argparse.Namespace, cfg: Config) -> int:
 async def _apply(cfg: Config, op: Any) -> Any:
     async with open_store(cfg, create=False) as store:
         return await store.apply_one(op)
-
-
-# -- status --------------------------------------------------------------------------
-
-
-def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
-    stats, running = anyio.run(_status, cfg)
-    pid = daemon_pid(cfg.database)
-    data: dict[str, Any] = {
-        "database": cfg.database,
-        "daemon": {"serving": pid is not None, "pid": pid},
-        "dispatches": stats["dispatches"],
-        "dead_letters": stats["dispatches"]["dead"],
-        "runs_running": stats["runs_running"],
-        "running": running,
-        "jobs": stats["jobs"],
-        "jobs_enabled": stats["jobs_enabled"],
-    }
-    if args.json:
-        emit_json(data)
-        return 0
-    queue = "  ".join(f"{k} {v}" for k, v in stats["dispatches"].items())
-    print_fields(
-        {
-            "database": cfg.database,
-            "daemon": f"serving (pid {pid})" if pid is not None else "not running",
-            "dispatches": queue,
-            "dead letters": data["dead_letters"],
-            "running runs": data["runs_running"],
-            "jobs": f"{stats['jobs']} ({stats['jobs_enabled']} enabled)",
-        }
-    )
-    if running:
-        print()
-        table([run_row(r) for r in running], ("id", "dispatch", "job", "attempt", "started"))
-    return 0
-
-
-async def _status(cfg: Config) -> tuple[dict[str, Any], list[Run]]:
-    async with open_store(cfg, create=False) as store:
-        stats = await store.read(queries.stats)
-        running = await store.read(queries.list_runs, status="running", limit=50)
-    return stats, running
 
 
 # -- runs ----------------------------------------------------------------------------

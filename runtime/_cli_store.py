@@ -68,7 +68,7 @@ async def open_store(cfg: Config, *, create: bool = True) -> AsyncIterator[Sqlit
         yield store
     finally:
         with anyio.CancelScope(shield=True):
-            await store.close()
+            await store.close(checkpoint=False)
 
 
 def daemon_pid(database: str) -> int | None:

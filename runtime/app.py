@@ -53,15 +53,15 @@ from actors.supervisor import ActorEvent, ChildSpec, Supervisor
 from actors.writer import StoreMsg, StoreWriter, write
 from runtime.config import Config
 from runtime.events import EventHub
+from runtime.jobs import first_run_at, job_from_data, new_dispatch, save_op, validate_job
 from runtime.messaging import MessagingMixin, gateway_executors
-from runtime.jobs import first_run_at, job_from_data, save_op, validate_job
 from store import queries
 from store.errors import (
-    ReadOnly,
     ConfigError,
     MailboxClosed,
     MailboxFull,
     NotFound,
+    ReadOnly,
     StoreError,
     SupervisorEscalation,
 )
@@ -71,8 +71,6 @@ from store.models import (
     JobRow,
     JobSpec,
     Run,
-    encode_json,
-    priority_rank,
     to_builtins,
 )
 from store.ops import DeleteJob, InsertDispatches, NewDispatch, PurgeDead, RetryDead, SetJobState
@@ -119,7 +117,7 @@ class Runtime(MessagingMixin):
         clock: Clock | None = None,
     ) -> AsyncIterator[Runtime]:
         cfg = config or Config()
-        lock = _lock_database(cfg.database)
+        lock = await _lock_database(cfg.database)
         try:
             store = await SqliteStore.open(
                 cfg.database, synchronous=cfg.synchronous, busy_timeout=float(cfg.busy_timeout)
@@ -370,13 +368,14 @@ class Runtime(MessagingMixin):
         rows: list[NewDispatch] = []
         for i, req in enumerate(requests):
             row = await self._job(req.job)
-            rows.append(_new_dispatch(row, req, now, where=f"requests[{i}]"))
+            rows.append(new_dispatch(row, req, now, where=f"requests[{i}]"))
         result = await write(self._writer, InsertDispatches(rows, self.instance, now))
         ids: list[int] = []
         entries: list[Entry] = []
         for new, got in zip(rows, result, strict=True):
             if got is None:  # the idempotency key already has a dispatch
-                existing = await self.store.read(_by_key, new.job_id, new.idempotency_key)
+                existing = await self.store.read(queries.dispatch_by_key, new.job_id,
+                                                 new.idempotency_key)
                 ids.append(existing)
                 continue
             dispatch_id, seq = got
@@ -509,33 +508,6 @@ def _with(spec: JobSpec, **changes: Any) -> JobSpec:
     return msgspec.structs.replace(spec, **changes)
 
 
-def _new_dispatch(row: JobRow, req: EnqueueRequest, now: float, *, where: str) -> NewDispatch:
-    spec = row.spec
-    try:
-        prio = priority_rank(req.priority or spec.priority)
-    except ConfigError as exc:
-        raise ConfigError(str(exc), field=f"{where}.priority") from None
-    max_attempts = req.max_attempts if req.max_attempts is not None else spec.retry.max_attempts
-    if max_attempts < 1:
-        raise ConfigError("must be >= 1", field=f"{where}.max_attempts")
-    expires_at = req.expires_at
-    if expires_at is None and spec.expires_in is not None:
-        expires_at = now + float(spec.expires_in)
-    return NewDispatch(
-        job_id=row.id,
-        job_name=spec.name,
-        kind=req.kind,
-        priority=prio,
-        not_before=req.not_before if req.not_before is not None else now,
-        max_attempts=max_attempts,
-        expires_at=expires_at,
-        payload=encode_json(req.payload) if req.payload is not None else None,
-        idempotency_key=req.idempotency_key,
-        slot=req.slot,
-        parent_run_id=req.parent_run_id,
-    )
-
-
 def _entry(new: NewDispatch, dispatch_id: int, seq: int) -> Entry:
     import msgspec
 
@@ -556,36 +528,29 @@ def _entry(new: NewDispatch, dispatch_id: int, seq: int) -> Entry:
     )
 
 
-def _by_key(conn: Any, job_id: int, key: str | None) -> int:
-    row = conn.execute(
-        "SELECT id FROM dispatches WHERE job_id = ? AND idempotency_key = ? ORDER BY id LIMIT 1",
-        (job_id, key),
-    ).fetchone()
-    if row is None:
-        raise StoreError("idempotency key conflict without a dispatch")
-    return int(row[0])
+async def _lock_database(path: str) -> IO[str]:
+    """One runtime per database file: an exclusive lock held while the runtime is open.
 
-
-def _lock_database(path: str) -> IO[str]:
-    """One runtime per database file: an exclusive lock held while the runtime is open."""
+    A short-lived shared lock (``shepherd status`` probing) is waited out for up to 1 s."""
     lock_path = f"{path}.lock"
     try:
         Path(lock_path).parent.mkdir(parents=True, exist_ok=True)
         f = open(lock_path, "a+")  # noqa: SIM115 - held for the runtime's lifetime
     except OSError as exc:
         raise ReadOnly(f"{path}: cannot write beside the database ({exc})") from None
-    try:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.seek(0)
-        owner = f.read().strip() or "another process"
-        f.close()
-        raise StoreError(f"{path}: already served by a runtime ({owner})") from None
+    for attempt in range(21):
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if attempt == 20:
+                f.seek(0)
+                owner = f.read().strip() or "another process"
+                f.close()
+                raise StoreError(f"{path}: already served by a runtime ({owner})") from None
+            await anyio.sleep(0.05)
     f.seek(0)
     f.truncate()
     f.write(f"pid {os.getpid()}\n")
     f.flush()
     return f
-
-
-_ = (first_run_at, SetJobState)

@@ -44,6 +44,7 @@ from runtime._cli_jobs import (
     cmd_jobs_rm,
     cmd_jobs_show,
 )
+from runtime._cli_status import cmd_status
 from runtime._cli_store import duration, instant, json_object, positive_int
 from runtime.config import Config, load_config
 from store.errors import ConfigError, NotFound, ShepherdError, StoreError, SupervisorEscalation
@@ -149,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-attempts", type=positive_int, metavar="N")
     p.add_argument("--idempotency-key", metavar="KEY")
 
-    cmd(sub, "status", ops.cmd_status, "queue depth, running runs, dead letters, daemon")
+    cmd(sub, "status", cmd_status, "queue depth, running runs, dead letters, daemon")
 
     runs = sub.add_parser("runs", help="run history").add_subparsers(
         dest="runs_command", required=True, metavar="ACTION"

@@ -16,10 +16,17 @@ from actors import schedule
 from actors.delivery import validate_delivery
 from actors.executors.base import Executor
 from store.errors import ConfigError
-from store.models import JobRow, JobSpec, decode_spec, encode_json
-from store.ops import SaveJob
+from store.models import (
+    EnqueueRequest,
+    JobRow,
+    JobSpec,
+    decode_spec,
+    encode_json,
+    priority_rank,
+)
+from store.ops import NewDispatch, SaveJob
 
-__all__ = ["first_run_at", "job_from_data", "save_op", "validate_job"]
+__all__ = ["first_run_at", "job_from_data", "new_dispatch", "save_op", "validate_job"]
 
 _OVERLAP = ("skip", "queue", "allow", "replace")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,199}$")
@@ -113,4 +120,31 @@ def _keeps_schedule(old: JobSpec, new: JobSpec) -> bool:
     fields = ("cron", "tz", "at", "every")
     return old.enabled and new.enabled and all(
         getattr(old, f) == getattr(new, f) for f in fields
+    )
+
+
+def new_dispatch(row: JobRow, req: EnqueueRequest, now: float, *, where: str) -> NewDispatch:
+    spec = row.spec
+    try:
+        prio = priority_rank(req.priority or spec.priority)
+    except ConfigError as exc:
+        raise ConfigError(str(exc), field=f"{where}.priority") from None
+    max_attempts = req.max_attempts if req.max_attempts is not None else spec.retry.max_attempts
+    if max_attempts < 1:
+        raise ConfigError("must be >= 1", field=f"{where}.max_attempts")
+    expires_at = req.expires_at
+    if expires_at is None and spec.expires_in is not None:
+        expires_at = now + float(spec.expires_in)
+    return NewDispatch(
+        job_id=row.id,
+        job_name=spec.name,
+        kind=req.kind,
+        priority=prio,
+        not_before=req.not_before if req.not_before is not None else now,
+        max_attempts=max_attempts,
+        expires_at=expires_at,
+        payload=encode_json(req.payload) if req.payload is not None else None,
+        idempotency_key=req.idempotency_key,
+        slot=req.slot,
+        parent_run_id=req.parent_run_id,
     )

@@ -14,11 +14,13 @@ from store.models import PRIORITIES, Dispatch, JobRow, JobSpec, Run, _dec_hook
 
 __all__ = [
     "DISPATCH_COLUMNS",
+    "dispatch_by_key",
     "dispatch_from_row",
     "get_dispatch",
     "get_job",
     "get_run",
     "jobs_by_id",
+    "latest_instance",
     "list_dispatches",
     "list_jobs",
     "list_runs",
@@ -248,4 +250,32 @@ def stats(conn: sqlite3.Connection) -> dict[str, Any]:
         "runs_running": int(runs_running[0]),
         "jobs": int(jobs[0]),
         "jobs_enabled": int(jobs[1]),
+    }
+
+
+def dispatch_by_key(conn: sqlite3.Connection, job_id: int, key: str | None) -> int:
+    """The live dispatch of ``job_id`` holding the producer's idempotency ``key`` (0: none)."""
+    row = conn.execute(
+        "SELECT id FROM dispatches WHERE job_id = ? AND idempotency_key = ?"
+        " AND status IN ('queued', 'running', 'done') ORDER BY id LIMIT 1",
+        (job_id, key),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def latest_instance(conn: sqlite3.Connection) -> dict[str, Any] | None:
+    """The most recently updated runtime's row of ``instances`` (None if there is none)."""
+    row = conn.execute(
+        "SELECT instance, pid, started_at, updated_at, stopped_at, status FROM instances"
+        " ORDER BY updated_at DESC LIMIT 1"
+    ).fetchone()
+    if row is None:
+        return None
+    return {
+        "instance": row[0],
+        "pid": row[1],
+        "started_at": row[2],
+        "updated_at": row[3],
+        "stopped_at": row[4],
+        "health": msgspec.json.decode(row[5]) if row[5] else {},
     }

@@ -159,11 +159,14 @@ class SqliteStore:
         async with aiosqlite.connect(target) as dst:
             await self._reader.backup(dst)
 
-    async def close(self) -> None:
-        try:
-            await self.checkpoint("TRUNCATE")
-        except StoreError:
-            pass
+    async def close(self, *, checkpoint: bool = True) -> None:
+        """Close both connections; the runtime checkpoints (TRUNCATE) on the way out,
+        short-lived clients such as the CLI pass ``checkpoint=False``."""
+        if checkpoint:
+            try:
+                await self.checkpoint("TRUNCATE")
+            except StoreError:
+                pass
         await self._reader.close()
         await self._writer.close()
 

@@ -214,6 +214,7 @@ def test_signal_drains_and_exits_0(env: Env, signum: int) -> None:
     assert "daemon.stopped" in env.logs()
     status = env.cli_json("status")
     assert status["daemon"]["serving"] is False and status["runs_running"] == 0
+    assert status["instance"]["pid"] == daemon.pid and status["instance"]["stopped_at"]
 
 
 def test_second_sigterm_during_drain_cancels_at_once(make_env: Callable[..., Env]) -> None:

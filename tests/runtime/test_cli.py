@@ -249,6 +249,7 @@ def test_enqueue_and_status_json(cli: Cli) -> None:
     assert status["dispatches"]["queued"] == 3
     assert status["daemon"] == {"serving": False, "pid": None}
     assert status["jobs"] == 1 and status["dead_letters"] == 0
+    assert status["instance"] is None  # no runtime has served this file yet
     assert "not running" in cli.ok("status")
 
     with sqlite3.connect(cli.db) as conn:
@@ -361,7 +362,12 @@ def test_runs_and_dlq_round_trip(cli: Cli) -> None:
     assert code == 2
     assert cli.json("dlq", "purge", "--all") == {"purged": 1}
     assert cli.json("dlq", "list") == []
-    assert cli.json("status")["dispatches"]["dead"] == 0
+    status = cli.json("status")
+    assert status["dispatches"]["dead"] == 0
+    # the last runtime left its health snapshot behind
+    assert status["instance"]["stopped_at"] is not None
+    assert status["instance"]["health"]["supervisor"]["name"] == "root"
+    assert "restarts 0" in cli.ok("status")
 
 
 def test_demo_runs_to_idle_and_shows_priorities(cli: Cli, tmp_path: Path) -> None:

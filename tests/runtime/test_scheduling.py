@@ -105,7 +105,7 @@ async def scheduler_idle(rt: Runtime, clock: FakeClock) -> None:
     def done() -> bool:
         s = rt.statistics()["scheduler"]
         due = s["next_due"] is not None and s["next_due"] <= now
-        return not (s["busy"] or s["inbox"] or due)
+        return bool(s["idle"]) and not due
 
     await eventually(done, what="the scheduler to catch up")
 
@@ -172,7 +172,9 @@ async def test_overlap_skip_records_the_skipped_slot(
         assert await skipped(rt, "s") == [("skipped-overlap", None)]
         ds = await schedule_dispatches(rt, "s")
         assert [(d.slot, d.status, d.outcome) for d in ds] == [
-            (T0 + 30, "running", None), (T0 + 90, "done", "skipped")]
+            (T0 + 30, "running", None),
+            (T0 + 90, "done", "skipped"),
+        ]
         runs.release()
         await count(rt, "s", 2, status="done")
         assert runs.peak == 1
@@ -197,9 +199,7 @@ async def test_overlap_queue_is_bounded_by_max_queued(
         assert runs.peak == 1
 
 
-async def test_overlap_allow_runs_concurrently(
-    session: Any, clock: FakeClock, runs: Runs
-) -> None:
+async def test_overlap_allow_runs_concurrently(session: Any, clock: FakeClock, runs: Runs) -> None:
     async with session() as rt:
         await rt.add_job(job("a", "block", cron="* * * * *", overlap="allow"))
         for k in range(3):
@@ -288,24 +288,52 @@ async def test_run_all_outside_the_window_is_recorded_not_dropped(
     ("tz", "cron", "start", "fires", "never"),
     [
         # spring-forward gap: 02:30 does not exist → once at 03:00 local
-        ("America/New_York", "30 2 * * *", "2024-03-09T12:00:00+00:00",
-         ["2024-03-10T07:00:00+00:00", "2024-03-11T06:30:00+00:00"], None),
-        ("Europe/Berlin", "30 2 * * *", "2024-03-30T12:00:00+00:00",
-         ["2024-03-31T01:00:00+00:00", "2024-04-01T00:30:00+00:00"], None),
+        (
+            "America/New_York",
+            "30 2 * * *",
+            "2024-03-09T12:00:00+00:00",
+            ["2024-03-10T07:00:00+00:00", "2024-03-11T06:30:00+00:00"],
+            None,
+        ),
+        (
+            "Europe/Berlin",
+            "30 2 * * *",
+            "2024-03-30T12:00:00+00:00",
+            ["2024-03-31T01:00:00+00:00", "2024-04-01T00:30:00+00:00"],
+            None,
+        ),
         # fall-back overlap: 01:30 / 02:30 happen twice → once, at the first
-        ("America/New_York", "30 1 * * *", "2024-11-02T12:00:00+00:00",
-         ["2024-11-03T05:30:00+00:00", "2024-11-04T06:30:00+00:00"],
-         "2024-11-03T06:30:00+00:00"),
-        ("Europe/Berlin", "30 2 * * *", "2024-10-26T12:00:00+00:00",
-         ["2024-10-27T00:30:00+00:00", "2024-10-28T01:30:00+00:00"],
-         "2024-10-27T01:30:00+00:00"),
+        (
+            "America/New_York",
+            "30 1 * * *",
+            "2024-11-02T12:00:00+00:00",
+            ["2024-11-03T05:30:00+00:00", "2024-11-04T06:30:00+00:00"],
+            "2024-11-03T06:30:00+00:00",
+        ),
+        (
+            "Europe/Berlin",
+            "30 2 * * *",
+            "2024-10-26T12:00:00+00:00",
+            ["2024-10-27T00:30:00+00:00", "2024-10-28T01:30:00+00:00"],
+            "2024-10-27T01:30:00+00:00",
+        ),
         # an interval expression keeps its real cadence: 01:00 EDT and 01:00 EST both fire
-        ("America/New_York", "0 * * * *", "2024-11-03T04:30:00+00:00",
-         ["2024-11-03T05:00:00+00:00", "2024-11-03T06:00:00+00:00"], None),
+        (
+            "America/New_York",
+            "0 * * * *",
+            "2024-11-03T04:30:00+00:00",
+            ["2024-11-03T05:00:00+00:00", "2024-11-03T06:00:00+00:00"],
+            None,
+        ),
     ],
 )
 async def test_dst_transitions_fire_once(
-    db_path: str, runs: Runs, tz: str, cron: str, start: str, fires: list[str],
+    db_path: str,
+    runs: Runs,
+    tz: str,
+    cron: str,
+    start: str,
+    fires: list[str],
     never: str | None,
 ) -> None:
     clock = FakeClock(wall=ts(start))
@@ -356,9 +384,24 @@ async def test_crash_after_the_dispatch_commit_cannot_fire_the_slot_twice(
     # another writer (a crashed process) left the slot's dispatch without moving next_run_at
     slot = T0 + 30
     store = await SqliteStore.open(db_path)
-    await store.apply_one(InsertDispatches([NewDispatch(
-        job_id=row.id, job_name="tick", kind="schedule", priority=2, not_before=slot,
-        max_attempts=1, idempotency_key=slot_key(row.id, slot), slot=slot)], "dead", slot))
+    await store.apply_one(
+        InsertDispatches(
+            [
+                NewDispatch(
+                    job_id=row.id,
+                    job_name="tick",
+                    kind="schedule",
+                    priority=2,
+                    not_before=slot,
+                    max_attempts=1,
+                    idempotency_key=slot_key(row.id, slot),
+                    slot=slot,
+                )
+            ],
+            "dead",
+            slot,
+        )
+    )
     await store.close()
     clock.set_wall(slot + 5)
     async with session() as rt:
@@ -376,7 +419,7 @@ async def test_wall_clock_step_back_does_not_refire(session: Any, clock: FakeClo
         await step_to(rt, clock, T0 + 30)
         await count(rt, "tick", 1, status="done")
         clock.jump_wall(-3600)  # NTP step back an hour
-        await step_to(rt, clock, clock.wall() + 3600 + 30)
+        await step_to(rt, clock, clock.wall() + 3600 + 60)  # 12:01:30 again
         await count(rt, "tick", 2, status="done")
         ds = await schedule_dispatches(rt, "tick")
         assert [d.slot for d in ds] == [T0 + 30, T0 + 90]
@@ -515,8 +558,10 @@ async def test_update_enable_disable_and_run_now(
         assert row.next_run_at == ts("2024-06-10T12:10:00Z")
         await step_to(rt, clock, ts("2024-06-10T12:10:00Z"))
         await count(rt, "j", 1, status="done")
-        assert await rt.next_fires("j", 2) == [ts("2024-06-10T12:15:00Z"),
-                                               ts("2024-06-10T12:20:00Z")]
+        assert await rt.next_fires("j", 2) == [
+            ts("2024-06-10T12:15:00Z"),
+            ts("2024-06-10T12:20:00Z"),
+        ]
         await rt.remove_job("j")
         await step_to(rt, clock, ts("2024-06-10T12:15:00Z"))
         assert len(await schedule_dispatches(rt, "j")) == 1
@@ -567,8 +612,7 @@ async def test_bad_schedule_is_rejected_and_the_stored_job_is_untouched(
 ) -> None:
     async with session() as rt:
         before = await rt.add_job(job("keep", cron="*/5 * * * *"))
-        bad: dict[str, Any] = {"name": "keep", "target": "noop", "cron": "*/5 * * * *",
-                               **changes}
+        bad: dict[str, Any] = {"name": "keep", "target": "noop", "cron": "*/5 * * * *", **changes}
         with pytest.raises(ConfigError) as info:
             await rt.add_job(JobSpec(**bad))
         assert info.value.field == field or field in str(info.value)

@@ -1,0 +1,92 @@
+"""``shepherd status``: queue depth by state, running runs, dead letters, jobs, whether a
+daemon serves the database, and the latest health snapshot a runtime left in the
+``instances`` table (written by ``actors.health`` every ``health_interval``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import anyio
+
+from runtime._cli_fmt import emit_json, iso, print_fields, table
+from runtime._cli_ops import run_row
+from runtime._cli_store import daemon_pid, open_store
+from runtime.config import Config
+from store import queries
+from store.models import Run
+
+__all__ = ["cmd_status"]
+
+
+def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
+    stats, running, instance = anyio.run(_status, cfg)
+    pid = daemon_pid(cfg.database)
+    data: dict[str, Any] = {
+        "database": cfg.database,
+        "daemon": {"serving": pid is not None, "pid": pid},
+        "dispatches": stats["dispatches"],
+        "dead_letters": stats["dispatches"]["dead"],
+        "runs_running": stats["runs_running"],
+        "running": running,
+        "jobs": stats["jobs"],
+        "jobs_enabled": stats["jobs_enabled"],
+        "instance": instance,
+    }
+    if args.json:
+        emit_json(data)
+        return 0
+    fields: dict[str, Any] = {
+        "database": cfg.database,
+        "daemon": f"serving (pid {pid})" if pid is not None else "not running",
+        "dispatches": "  ".join(f"{k} {v}" for k, v in stats["dispatches"].items()),
+        "dead letters": data["dead_letters"],
+        "running runs": data["runs_running"],
+        "jobs": f"{stats['jobs']} ({stats['jobs_enabled']} enabled)",
+    }
+    if instance is not None:
+        fields.update(_health_lines(instance))
+    print_fields(fields)
+    if running:
+        print()
+        table([run_row(r) for r in running], ("id", "dispatch", "job", "attempt", "started"))
+    return 0
+
+
+async def _status(cfg: Config) -> tuple[dict[str, Any], list[Run], dict[str, Any] | None]:
+    async with open_store(cfg, create=False) as store:
+        stats = await store.read(queries.stats)
+        running = await store.read(queries.list_runs, status="running", limit=50)
+        instance = await store.read(queries.latest_instance)
+    return stats, running, instance
+
+
+def _health_lines(instance: dict[str, Any]) -> dict[str, Any]:
+    """A few compact lines from the snapshot; ``--json`` has all of it."""
+    health = instance.get("health") or {}
+    state = f"stopped {iso(instance['stopped_at'])}" if instance["stopped_at"] else "running"
+    out: dict[str, Any] = {
+        "instance": f"{instance['instance']} (pid {instance['pid']}), {state}, "
+        f"snapshot {iso(instance['updated_at'])}",
+    }
+    sup = health.get("supervisor") or {}
+    children = sup.get("children") or {}
+    if children:
+        down = [name for name, c in children.items() if not c.get("running")]
+        up = f"{len(children) - len(down)}/{len(children)} up" + (
+            f" (down: {', '.join(down)})" if down else ""
+        )
+        counts = f"restarts {sup.get('restarts', 0)}, crashes {sup.get('crashes', 0)}"
+        # a stopped runtime's last snapshot is taken while its actors stop
+        out["actors"] = counts if instance["stopped_at"] else f"{up}, {counts}"
+    dispatcher = health.get("dispatcher") or {}
+    breakers = dispatcher.get("breakers") or {}
+    if breakers:
+        out["breakers"] = ", ".join(f"{k} {v.get('state')}" for k, v in breakers.items())
+    if "recovered" in dispatcher:
+        out["recovery"] = (
+            f"{dispatcher['recovered']} orphaned run(s) resolved in "
+            f"{float(dispatcher.get('recovery_seconds') or 0):.3f}s"
+        )
+    return out
