@@ -84,8 +84,9 @@ class DeliveryConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
             raise ConfigError("must be >= delivery.retry_base", field="delivery.retry_max")
         for name, url in self.webhooks.items():
             if not url.startswith(("http://", "https://")):
-                raise ConfigError(f"expected an http(s) URL, got {url!r}",
-                                  field=f"delivery.webhooks.{name}")
+                raise ConfigError(
+                    f"expected an http(s) URL, got {url!r}", field=f"delivery.webhooks.{name}"
+                )
         for alias in self.aliases:
             if not alias or alias.startswith("@"):
                 raise ConfigError(

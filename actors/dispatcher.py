@@ -201,8 +201,8 @@ class Dispatcher(CommitMixin):
                     for dispatch_id, status in await self._store.read(queries.cancel_requests):
                         if status == "running":
                             await self._cancel(dispatch_id, write_through=False)
-            case JobsChanged():
-                await self._load_jobs()
+            case JobsChanged(ids):
+                await self._load_jobs(ids)
             case Drain(grace, reply):
                 self._draining = True
                 self._drain_reply = reply
@@ -229,9 +229,18 @@ class Dispatcher(CommitMixin):
 
     # -- loading -------------------------------------------------------------------
 
-    async def _load_jobs(self) -> None:
-        rows = await self._store.read(queries.list_jobs)
-        self._jobs = {r.id: r.spec for r in rows}
+    async def _load_jobs(self, ids: list[int] | None = None) -> None:
+        if ids is None:
+            rows = await self._store.read(queries.list_jobs)
+            self._jobs = {r.id: r.spec for r in rows}
+            return
+        found = await self._store.read(queries.jobs_by_id, ids)  # only those: O(changed)
+        for job_id in ids:
+            row = found.get(job_id)
+            if row is None:
+                self._jobs.pop(job_id, None)
+            else:
+                self._jobs[job_id] = row.spec
 
     async def _load_queued(self, after_seq: int, *, exclude_own: bool = False) -> None:
         rows = await self._store.read(

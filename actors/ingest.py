@@ -20,17 +20,14 @@ import hashlib
 import os
 import socket
 import tempfile
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
 
 from actors.mailbox import Address
-from actors.messages import DispatcherMsg, Poke
+from actors.messages import DispatcherMsg, Poke, SchedulerMsg
 from store.errors import MailboxClosed, MailboxFull
-
-if TYPE_CHECKING:
-    from actors.scheduler import SchedulerMsg
 
 __all__ = ["Ingest", "send_wake", "wake_path"]
 

@@ -12,6 +12,7 @@ import msgspec
 
 from actors.mailbox import Reply
 from store.models import Dispatch, priority_rank
+from store.ops import NewDispatch
 
 __all__ = [
     "Cancel",
@@ -22,14 +23,17 @@ __all__ = [
     "Entry",
     "Event",
     "JobsChanged",
+    "Outcome",
     "OutcomeEvent",
     "Poke",
     "Probe",
     "RunFinished",
     "RunStarted",
+    "SchedulerMsg",
     "SlotRecord",
     "Tick",
     "entry_from_dispatch",
+    "entry_from_new",
 ]
 
 
@@ -137,6 +141,35 @@ class Probe(msgspec.Struct, frozen=True, tag=True):
 DispatcherMsg = (
     Enqueued | RunFinished | Cancel | Poke | JobsChanged | Drain | Drained | Tick | Probe
 )
+
+
+def entry_from_new(new: NewDispatch, dispatch_id: int, seq: int) -> Entry:
+    """The dispatcher's entry for a dispatch just inserted from ``new``."""
+    payload = msgspec.json.decode(new.payload) if new.payload is not None else None
+    return Entry(id=dispatch_id, seq=seq, job_id=new.job_id, priority=new.priority,
+                 not_before=new.not_before, attempt=new.attempt, max_attempts=new.max_attempts,
+                 kind=new.kind, expires_at=new.expires_at, payload=payload,
+                 idempotency_key=new.idempotency_key, slot=new.slot,
+                 parent_run_id=new.parent_run_id)
+
+
+# -- the scheduler's inbox ----------------------------------------------------------
+
+
+class Outcome(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    """A schedule dispatch ended (forwarded from the dispatcher's ``OutcomeEvent``)."""
+
+    job_id: int
+    job: str
+    dispatch_id: int
+    outcome: str
+    final: bool
+    slot: float | None
+    kind: str
+    at: float
+
+
+SchedulerMsg = JobsChanged | Poke | Outcome
 
 
 # -- events going out (subscribers, waiters, metrics, delivery) ----------------------

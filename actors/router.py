@@ -138,7 +138,8 @@ class Router:
         self._http = http
         self._gateway = gateway
         self.counters: dict[str, int] = dict.fromkeys(
-            ("routed", "announced", "sent", "retried", "failed", "expired", "store_errors"), 0)
+            ("routed", "announced", "sent", "retried", "failed", "expired", "store_errors"), 0
+        )
         self._reset()
 
     def _reset(self) -> None:
@@ -178,7 +179,11 @@ class Router:
             for msg in batch:
                 match msg:
                     case Routed(event):
-                        new = await self._from_outcome(event)
+                        try:
+                            new = await self._from_outcome(event)
+                        except StoreError as exc:  # a read failed: this announce is lost
+                            self._store_failed(exc)
+                            new = None
                         if new is not None:
                             inserts.append((new, None))
                     case Announce():
@@ -189,7 +194,10 @@ class Router:
                         for job_id in job_ids:
                             self._jobs.pop(job_id, None)
                     case Reload():
-                        await self._reload()
+                        try:
+                            await self._reload()
+                        except StoreError as exc:  # the next Reload or restart retries
+                            self._store_failed(exc)
                     case Stop():
                         stop = True
                     case _:
@@ -260,16 +268,23 @@ class Router:
         if msg.ok:
             self.counters["sent"] += 1
             return Attempt(id=msg.delivery_id, ok=True, sink=msg.sink)
-        attempts = (d.attempts if d is not None else 0) + 1
-        if d is None or attempts >= d.max_attempts:
+        if d is None:  # not tracked (cannot happen): keep it pending for a Reload
+            at = self._clock.wall() + float(self._cfg.retry_base)
+            return Attempt(
+                id=msg.delivery_id, ok=False, sink=msg.sink, error=msg.error, next_attempt_at=at
+            )
+        attempts = d.attempts + 1
+        if attempts >= d.max_attempts:
             self.counters["failed"] += 1
             log.warning("delivery %s failed for good: %s", msg.delivery_id, msg.error)
             return Attempt(id=msg.delivery_id, ok=False, sink=msg.sink, error=msg.error)
         self.counters["retried"] += 1
         at = self._clock.wall() + retry_delay(
-            attempts, float(self._cfg.retry_base), float(self._cfg.retry_max))
+            attempts, float(self._cfg.retry_base), float(self._cfg.retry_max)
+        )
         self._pending[d.id] = msgspec.structs.replace(
-            d, attempts=attempts, next_attempt_at=at, last_error=msg.error)
+            d, attempts=attempts, next_attempt_at=at, last_error=msg.error
+        )
         heapq.heappush(self._due, (at, d.id))
         return Attempt(id=d.id, ok=False, sink=msg.sink, error=msg.error, next_attempt_at=at)
 
@@ -333,7 +348,8 @@ class Router:
         while self._due and self._due[0][0] <= now:
             at, delivery_id = heapq.heappop(self._due)
             d = self._pending.get(delivery_id)
-            if d is not None and d.next_attempt_at == at and delivery_id not in self._inflight:
+            fresh = d is not None and (d.next_attempt_at or 0.0) == at
+            if fresh and delivery_id not in self._inflight:
                 self._ready.append(delivery_id)
         while self._ready and len(self._inflight) < self._cfg.concurrency:
             delivery_id = self._ready.popleft()
@@ -351,13 +367,13 @@ class Router:
             sink, error = await self._deliver(d)
         if scope.cancelled_caught:
             error = f"sink {sink or '?'} did not answer within {float(self._cfg.timeout):g}s"
-        await self._self.send(Attempted(delivery_id=d.id, ok=error is None, sink=sink,
-                                        error=error))
+        await self._self.send(Attempted(delivery_id=d.id, ok=error is None, sink=sink, error=error))
 
     async def _deliver(self, d: Delivery) -> tuple[str | None, str | None]:
         """Send ``d`` once: (sink name, error or None)."""
-        picked = pick_sink(d.channel, self._cfg.default_sink, self._sinks.keys(),
-                           self._cfg.webhooks)
+        picked = pick_sink(
+            d.channel, self._cfg.default_sink, self._sinks.keys(), self._cfg.webhooks
+        )
         if picked is None:
             return None, f"no delivery sink for channel {d.channel or self._cfg.default_sink!r}"
         kind, name = picked
@@ -382,7 +398,8 @@ class Router:
     async def _post(self, url: str, body: dict[str, Any], headers: dict[str, str]) -> str | None:
         try:
             response = await self._http.get().post(
-                url, json=body, headers=headers, timeout=float(self._cfg.timeout))
+                url, json=body, headers=headers, timeout=float(self._cfg.timeout)
+            )
         except httpx.HTTPError as exc:
             return f"{type(exc).__name__}: {exc}".rstrip(": ")
         if 200 <= response.status_code < 300:
@@ -437,4 +454,3 @@ async def _write_all(writer: Address[StoreMsg], ops: Sequence[WriteOp]) -> list[
         except StoreError as exc:
             out.append(exc)
     return out
-

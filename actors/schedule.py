@@ -77,20 +77,28 @@ import msgspec
 from cronsim import CronSim, CronSimError
 
 from store.errors import ConfigError
-from store.models import JobSpec, parse_duration
+from store.models import JobSpec, encode_json, parse_duration, priority_rank
+from store.ops import NewDispatch, SkippedSlot, SlotItem
 
 __all__ = [
     "MAX_SLOTS",
     "MISFIRE_GRACE",
     "SlotPlan",
     "backed_off",
+    "count_errors",
+    "ends_after",
     "error_backoff",
+    "finish_item",
+    "fire_item",
     "next_fire",
     "next_fires",
     "next_run_after_result",
     "plan_slots",
     "resolve_at",
+    "result_item",
+    "scheduled",
     "slot_key",
+    "status_item",
     "validate_schedule",
 ]
 
@@ -250,6 +258,151 @@ def backed_off(
 def slot_key(job_id: int, slot: float) -> str:
     """Stable idempotency key of one scheduled slot of one job."""
     return hashlib.sha256(f"{job_id}:{slot:.3f}".encode()).hexdigest()[:32]
+
+
+# -- decisions as the scheduler's store effects (``store.ops.SlotItem``) ---------------
+
+_FAILED = ("error", "timeout", "crashed")
+
+
+def scheduled(spec: JobSpec) -> bool:
+    """Whether the job has a schedule (else it runs only when enqueued)."""
+    return spec.cron is not None or spec.every is not None or spec.at is not None
+
+
+def fire_item(
+    job_id: int,
+    spec: JobSpec,
+    due: float,
+    stored: float | None,
+    now: float,
+    *,
+    anchor: float | None = None,
+    ready: SlotItem | None = None,
+) -> SlotItem:
+    """The commit for a job whose slot ``due`` has come: a ``schedule`` dispatch per slot
+    that runs (idempotency key ``slot_key``), a ``missed`` record per slot that does not,
+    and the next fire time, compare-and-set against the stored one (``stored``).
+
+    ``ready`` is this function's answer computed ahead with ``now = due`` (the actor
+    prepares it while idle): it is returned as is when the slot is on time, that is
+    when ``plan_slots`` would run just ``due`` and nothing else is due yet."""
+    if ready is not None and _on_time(spec, due, ready.next_run_at, now):
+        return ready
+    plan = plan_slots(spec, due, now, anchor=anchor)
+    why = f"(misfire {spec.misfire})"
+    skipped = [
+        SkippedSlot(slot=s, reason="missed", error=f"slot {_iso(s)} missed {why}")
+        for s in plan.missed
+    ]
+    if plan.truncated:
+        skipped.append(
+            SkippedSlot(
+                slot=None, reason="missed", error=f"more slots before {_iso(now)} missed {why}"
+            )
+        )
+    return SlotItem(
+        job_id=job_id,
+        job_name=spec.name,
+        expect_next=stored,
+        next_run_at=plan.next_run_at,
+        skipped=skipped,
+        dispatches=[_new_dispatch(job_id, spec, s, now) for s in plan.run],
+    )
+
+
+def _on_time(spec: JobSpec, due: float, following: float | None, now: float) -> bool:
+    if spec.cron is None and spec.every is None:
+        return True  # a one-shot slot always runs
+    return now - due <= MISFIRE_GRACE and (following is None or now < following)
+
+
+def count_errors(consecutive_errors: int, outcome: str) -> int:
+    """OCS: ``ok`` resets the count, ``error`` / ``timeout`` / ``crashed`` add one."""
+    if outcome == "ok":
+        return 0
+    return consecutive_errors + (outcome in _FAILED)
+
+
+def result_item(
+    job_id: int,
+    spec: JobSpec,
+    outcome: str,
+    at: float,
+    errors: int,
+    upcoming: float | None,
+    stored: float | None,
+    now: float,
+    *,
+    anchor: float | None = None,
+) -> SlotItem:
+    """Bookkeeping once a schedule dispatch ended; ``errors`` (already counted) pushes the
+    next slot ``upcoming`` back (``backed_off``), each slot passed over recorded."""
+    nxt, passed = backed_off(spec, upcoming, now, errors, anchor=anchor)
+    why = f"error backoff after {errors} consecutive errors until {_iso(nxt)}"
+    return SlotItem(
+        job_id=job_id,
+        job_name=spec.name,
+        expect_next=stored,
+        set_next=bool(passed),
+        next_run_at=nxt,
+        last_run_at=at,
+        last_status=outcome,
+        consecutive_errors=errors,
+        skipped=[
+            SkippedSlot(slot=s, reason="backoff", error=f"slot {_iso(s)}: {why}") for s in passed
+        ],
+    )
+
+
+def status_item(job_id: int, job_name: str, outcome: str, at: float) -> SlotItem:
+    """Only the last run's bookkeeping (a job no longer scheduled)."""
+    return SlotItem(
+        job_id=job_id, job_name=job_name, set_next=False, last_run_at=at, last_status=outcome
+    )
+
+
+def ends_after(spec: JobSpec, outcome: str) -> bool:
+    """A one-shot job ends after its run; a recurring ``delete_after_run`` one after ok."""
+    return spec.at is not None or (spec.delete_after_run and outcome == "ok")
+
+
+def finish_item(
+    job_id: int, spec: JobSpec, errors: int, outcome: str | None = None, at: float | None = None
+) -> SlotItem:
+    """End a job after its last run: deleted with ``delete_after_run``, else disabled."""
+    off = None if spec.delete_after_run else msgspec.structs.replace(spec, enabled=False)
+    return SlotItem(
+        job_id=job_id,
+        job_name=spec.name,
+        set_next=False,
+        last_run_at=at,
+        last_status=outcome,
+        consecutive_errors=errors,
+        finish="disable" if off else "delete",
+        spec=encode_json(off) if off else None,
+    )
+
+
+def _new_dispatch(job_id: int, spec: JobSpec, slot: float, now: float) -> NewDispatch:
+    expires = now + float(spec.expires_in) if spec.expires_in is not None else None
+    return NewDispatch(
+        job_id=job_id,
+        job_name=spec.name,
+        kind="schedule",
+        priority=priority_rank(spec.priority),
+        not_before=slot,
+        max_attempts=spec.retry.max_attempts,
+        expires_at=expires,
+        idempotency_key=slot_key(job_id, slot),
+        slot=slot,
+    )
+
+
+def _iso(t: float | None) -> str:
+    if t is None:
+        return "never"
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 # -- helpers ---------------------------------------------------------------------------

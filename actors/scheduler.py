@@ -1,14 +1,15 @@
 """The scheduler: cron / every / one-shot timers become ``schedule`` dispatches.
 
 Role: own the schedule of every enabled job that has one: a heap of next fire times
-(wall clock). Sleep until the earliest; when slots are due, let
-``schedule.plan_slots`` split them into runs and misses (misfire policy) and commit,
-per job and atomically (``store.ops.RecordSlots``), the dispatches of the slots that
-run (kind ``schedule``, at most one per (job, slot) by a unique index), a ``skipped``
-run row with its reason for every slot that does not, and the job's next fire time;
-then tell the dispatcher, which applies overlap, pools and admission. When a schedule
-dispatch ends for good, apply the OCS consecutive-error ladder to the next slot
-(``schedule.backed_off``) and finish one-shot jobs (disabled, or deleted with
+(wall clock). Sleep until the earliest; when slots are due, let ``schedule.fire_item``
+(``plan_slots``, the misfire policy) split them into runs and misses, and commit per
+job, atomically (``store.ops.RecordSlots``), the dispatches of the slots that run
+(kind ``schedule``, at most one per (job, slot) by a unique index), a ``skipped`` run
+row with its reason for every slot that does not, and the job's next fire time; then
+tell the dispatcher, which applies overlap, pools and admission. Many due jobs are
+committed in chunks, the next chunk planned while the previous one commits. When a
+schedule dispatch ends for good, apply the OCS consecutive-error ladder to the next
+slot (``schedule.result_item``) and finish one-shot jobs (disabled, or deleted with
 ``delete_after_run``; a recurring job with ``delete_after_run`` is deleted after ``ok``).
 Inbox: ``SchedulerMsg`` = ``JobsChanged`` (reload these jobs, None = all) | ``Poke``
 (``"j"``: another process changed jobs) | ``Outcome``. Sends: write ops to the store
@@ -25,47 +26,41 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+from collections import deque
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any, assert_never
 
 import anyio
 import msgspec
 from anyio.abc import TaskStatus
 
+from actors import schedule
 from actors.clock import Clock
 from actors.mailbox import Address, Mailbox, Reply
-from actors.messages import DispatcherMsg, Enqueued, Entry, Event, JobsChanged, Poke, SlotRecord
-from actors.schedule import backed_off, next_fire, plan_slots, slot_key
+from actors.messages import (
+    DispatcherMsg,
+    Enqueued,
+    Entry,
+    Event,
+    JobsChanged,
+    Outcome,
+    Poke,
+    SchedulerMsg,
+    SlotRecord,
+    entry_from_new,
+)
 from actors.writer import StoreMsg, Write
 from store import queries
 from store.errors import StoreError
-from store.models import JobRow, JobSpec, encode_json, priority_rank
-from store.ops import NewDispatch, RecordSlots, SkippedSlot, SlotItem
+from store.models import JobRow
+from store.ops import RecordSlots, SlotItem
 from store.sqlite import SqliteStore
 
 __all__ = ["Outcome", "Scheduler", "SchedulerConfig", "SchedulerMsg"]
 
 log = logging.getLogger("shepherd.scheduler")
 
-_FAILED = ("error", "timeout", "crashed")
 _FINAL = ("done", "dead", "cancelled")
-
-
-class Outcome(msgspec.Struct, frozen=True, tag=True, kw_only=True):
-    """A schedule dispatch ended (from the dispatcher's ``OutcomeEvent``)."""
-
-    job_id: int
-    job: str
-    dispatch_id: int
-    outcome: str
-    final: bool
-    slot: float | None
-    kind: str
-    at: float
-
-
-SchedulerMsg = JobsChanged | Poke | Outcome
 
 
 class SchedulerConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -76,25 +71,27 @@ class SchedulerConfig(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class _Job:
-    __slots__ = ("anchor", "errors", "next", "spec", "stored", "version")
+    __slots__ = ("anchor", "errors", "next", "ready", "spec", "stored", "version")
 
-    def __init__(self, row: JobRow, version: int) -> None:
-        self.spec: JobSpec = row.spec
-        self.next: float | None = row.next_run_at  # when it fires
-        self.stored: float | None = row.next_run_at  # what the store holds (CAS)
+    def __init__(self, row: JobRow) -> None:
+        self.spec = row.spec
+        self.next = row.next_run_at  # when it fires
+        self.stored = row.next_run_at  # what the store holds (compare-and-set)
         self.anchor = row.anchor
         self.errors = row.consecutive_errors
-        self.version = version
+        self.version = 0
+        self.ready: SlotItem | None = None  # the commit for ``next``, prepared while idle
 
 
 class _Plan(msgspec.Struct):
-    """What one committed ``SlotItem`` means to the scheduler once it is written."""
+    """A ``SlotItem`` to commit and the job state version it was planned from."""
 
-    job_id: int
-    version: int  # of the job state it was planned from; -1: bookkeeping only
-    next: float | None
-    fire: bool = False
-    finish: bool = False
+    item: SlotItem
+    version: int  # -1: bookkeeping only, it moves no state
+    fire: bool = False  # a fire: retried if the commit fails
+
+
+_Sent = tuple[list[_Plan], Reply[Any]]
 
 
 class Scheduler:
@@ -124,29 +121,17 @@ class Scheduler:
         self._jobs: dict[int, _Job] = {}
         self._heap: list[tuple[float, int, int]] = []  # (fire time, version, job id)
         self._versions = itertools.count(1)
-        self._pending: list[tuple[SlotItem, _Plan]] = []
+        self._pending: list[_Plan] = []
         self._stale: set[int] = set()
-        self.checked_at = 0.0
+        self._unready: deque[tuple[int, int]] = deque()  # (job id, version) to prepare
         self._busy = True
-        self.late_last = self.late_max = 0.0
-        self.counters = dict.fromkeys(
-            (
-                "fired",
-                "missed",
-                "backoff",
-                "duplicates",
-                "finished",
-                "stale",
-                "store_errors",
-                "loops",
-            ),
-            0,
-        )
+        self.checked_at = self.late_last = self.late_max = 0.0
+        names = "fired missed backoff duplicates finished stale store_errors loops"
+        self.counters = dict.fromkeys(names.split(), 0)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         self._reset()
-        now = self._clock.wall()
-        await self._reload(None, now)
+        await self._reload(None, self._clock.wall())
         task_status.started()
         batch: list[SchedulerMsg] = []  # the first pass fires what came due while down
         while True:
@@ -168,8 +153,7 @@ class Scheduler:
             if reload is None or reload or stale:
                 await self._reload(None if reload is None else reload | stale, now)
             await self._fire(now)
-            self.checked_at = now
-            self._busy = False
+            self.checked_at, self._busy = now, False
             try:
                 first = await self._receive()
             except anyio.EndOfStream:
@@ -185,6 +169,12 @@ class Scheduler:
                 return None
         while self._heap and not self._valid(self._heap[0]):
             heapq.heappop(self._heap)
+        while self._unready and (not self._heap or self._heap[0][0] > self._clock.wall() + 0.05):
+            self._prepare(128)  # idle time: plan the next slots ahead (cron maths)
+            try:
+                return self._mailbox.receive_nowait()
+            except anyio.WouldBlock:
+                await anyio.lowlevel.checkpoint()
         deadline = self._clock.wall() + self._cfg.max_sleep
         if self._heap:
             deadline = min(deadline, self._heap[0][0])
@@ -199,9 +189,10 @@ class Scheduler:
 
     def _push(self, job_id: int, st: _Job, when: float | None) -> None:
         """A new version of the job's state; its older heap entries are dead."""
-        st.version = next(self._versions)
+        st.version, st.ready = next(self._versions), None
         if when is not None:
             heapq.heappush(self._heap, (when, st.version, job_id))
+            self._unready.append((job_id, st.version))
         if len(self._heap) > 2 * len(self._jobs) + 1024:  # drop dead entries
             self._heap = [e for e in self._heap if self._valid(e)]
             heapq.heapify(self._heap)
@@ -217,183 +208,140 @@ class Scheduler:
         ended: list[int] = []  # one-shot jobs that fired: did their run end unseen?
         for job_id in ids:
             row = rows.get(job_id)
-            spec = row.spec if row is not None else None
-            if row is None or spec is None or not spec.enabled or not _scheduled(spec):
+            if row is None or not row.spec.enabled or not schedule.scheduled(row.spec):
                 self._jobs.pop(job_id, None)
                 continue
-            st = self._jobs[job_id] = _Job(row, 0)
-            repair = st.next is None and spec.at is None
+            old = self._jobs.get(job_id)
+            if old is not None and (old.spec, old.stored, old.anchor) == (
+                row.spec,
+                row.next_run_at,
+                row.anchor,
+            ):
+                old.errors = row.consecutive_errors  # unchanged: keep its timer and plan
+                continue
+            st = self._jobs[job_id] = _Job(row)
+            repair = st.next is None and st.spec.at is None
             if repair:  # D8: a recurring job without a next run gets one
-                st.next = next_fire(spec, now, anchor=st.anchor)
+                st.next = schedule.next_fire(st.spec, now, anchor=st.anchor)
             elif st.next is None:
                 ended.append(job_id)
             self._push(job_id, st, st.next)
             if repair:
-                item = SlotItem(job_id=job_id, job_name=spec.name, next_run_at=st.next)
-                self._pending.append((item, _Plan(job_id, st.version, st.next)))
-        if ended:
-            states = await self._store.read(queries.schedule_states, ended)
-            for job_id in ended:
-                if states.get(job_id) in _FINAL:
-                    self._finish(self._jobs[job_id], job_id, None, now)
+                item = SlotItem(job_id=job_id, job_name=st.spec.name, next_run_at=st.next)
+                self._pending.append(_Plan(item, st.version))
+        states = await self._store.read(queries.schedule_states, ended) if ended else {}
+        for job_id in ended:
+            if states.get(job_id) in _FINAL:
+                self._finish(job_id, self._jobs[job_id])
 
-    # -- firing --------------------------------------------------------------------
+    def _prepare(self, budget: int) -> None:
+        while self._unready and budget > 0:
+            job_id, version = self._unready.popleft()
+            st = self._jobs.get(job_id)
+            if st is not None and st.version == version and st.next is not None:
+                args = (job_id, st.spec, st.next, st.stored, st.next)  # as if on time
+                st.ready = schedule.fire_item(*args, anchor=st.anchor)
+                budget -= 1
+
+    def _finish(self, job_id: int, st: _Job, msg: Outcome | None = None) -> None:
+        outcome, at = (msg.outcome, msg.at) if msg else (None, None)
+        self._pending.append(
+            _Plan(schedule.finish_item(job_id, st.spec, st.errors, outcome, at), -1)
+        )
+
+    # -- firing and outcomes -------------------------------------------------------
 
     async def _fire(self, now: float) -> None:
-        sent: list[tuple[list[tuple[SlotItem, _Plan]], Reply[Any]]] = []
+        sent: list[_Sent] = []
         while self._heap and self._heap[0][0] <= now:
-            entry = heapq.heappop(self._heap)
-            st = self._jobs.get(entry[2])
-            if st is None or st.version != entry[1] or st.next is None:
+            _, version, job_id = heapq.heappop(self._heap)
+            st = self._jobs.get(job_id)
+            if st is None or st.version != version or st.next is None:
                 continue
-            self._pending.append(self._plan(entry[2], st, st.next, now))
-            if len(self._pending) >= self._cfg.chunk:
+            args = (job_id, st.spec, st.next, st.stored, now)
+            item = schedule.fire_item(*args, anchor=st.anchor, ready=st.ready)
+            self._pending.append(_Plan(item, st.version, fire=True))
+            if len(self._pending) >= self._cfg.chunk:  # commit while planning the rest
                 sent.append(await self._send(now))
                 while len(sent) > 1 and sent[0][1].done:
                     await self._settle(*sent.pop(0), now)
         await self._flush(now, sent)
-
-    def _plan(self, job_id: int, st: _Job, due: float, now: float) -> tuple[SlotItem, _Plan]:
-        spec = st.spec
-        plan = plan_slots(spec, due, now, anchor=st.anchor)
-        why = f"(misfire {spec.misfire})"
-        skipped = [
-            SkippedSlot(slot=s, reason="missed", error=f"slot {_iso(s)} missed {why}")
-            for s in plan.missed
-        ]
-        if plan.truncated:
-            skipped.append(
-                SkippedSlot(
-                    slot=None, reason="missed", error=f"more slots before {_iso(now)} missed {why}"
-                )
-            )
-        item = SlotItem(
-            job_id=job_id,
-            job_name=spec.name,
-            expect_next=st.stored,
-            next_run_at=plan.next_run_at,
-            skipped=skipped,
-            dispatches=[_new_dispatch(job_id, spec, slot, now) for slot in plan.run],
-        )
-        return item, _Plan(job_id, st.version, plan.next_run_at, fire=True)
-
-    # -- outcomes ------------------------------------------------------------------
 
     def _on_outcome(self, msg: Outcome, now: float) -> None:
         if not msg.final or msg.kind != "schedule" or msg.outcome == "skipped":
             return
         st = self._jobs.get(msg.job_id)
         if st is None:  # disabled or removed since: keep its record, nothing to schedule
-            item = SlotItem(
-                job_id=msg.job_id,
-                job_name=msg.job,
-                set_next=False,
-                last_run_at=msg.at,
-                last_status=msg.outcome,
+            self._pending.append(
+                _Plan(schedule.status_item(msg.job_id, msg.job, msg.outcome, msg.at), -1)
             )
-            self._pending.append((item, _Plan(msg.job_id, -1, None)))
             return
-        spec = st.spec
-        st.errors = 0 if msg.outcome == "ok" else st.errors + (msg.outcome in _FAILED)
-        if spec.at is not None or (spec.delete_after_run and msg.outcome == "ok"):
-            self._finish(st, msg.job_id, msg, now)
+        st.errors = schedule.count_errors(st.errors, msg.outcome)
+        if schedule.ends_after(st.spec, msg.outcome):
+            self._finish(msg.job_id, st, msg)
             return
-        upcoming, passed = backed_off(spec, st.next, now, st.errors, anchor=st.anchor)
-        why = f"error backoff after {st.errors} consecutive errors until {_iso(upcoming)}"
-        item = SlotItem(
-            job_id=msg.job_id,
-            job_name=spec.name,
-            expect_next=st.stored,
-            set_next=bool(passed),
-            next_run_at=upcoming,
-            last_run_at=msg.at,
-            last_status=msg.outcome,
-            consecutive_errors=st.errors,
-            skipped=[
-                SkippedSlot(slot=s, reason="backoff", error=f"slot {_iso(s)}: {why}")
-                for s in passed
-            ],
-        )
-        self._pending.append((item, _Plan(msg.job_id, st.version, upcoming)))
-
-    def _finish(self, st: _Job, job_id: int, msg: Outcome | None, now: float) -> None:
-        """End a job after its last run: deleted with delete_after_run, else disabled."""
-        spec = st.spec
-        delete = spec.delete_after_run
-        item = SlotItem(
-            job_id=job_id,
-            job_name=spec.name,
-            set_next=False,
-            last_run_at=msg.at if msg else None,
-            last_status=msg.outcome if msg else None,
-            consecutive_errors=st.errors,
-            finish="delete" if delete else "disable",
-            spec=None if delete else encode_json(msgspec.structs.replace(spec, enabled=False)),
-        )
-        self._pending.append((item, _Plan(job_id, st.version, None, finish=True)))
+        state = (msg.outcome, msg.at, st.errors, st.next, st.stored, now)
+        item = schedule.result_item(msg.job_id, st.spec, *state, anchor=st.anchor)
+        self._pending.append(_Plan(item, st.version))
 
     # -- committing ----------------------------------------------------------------
 
-    async def _send(self, now: float) -> tuple[list[tuple[SlotItem, _Plan]], Reply[Any]]:
+    async def _send(self, now: float) -> _Sent:
         chunk, self._pending = self._pending, []
         reply: Reply[Any] = Reply()
-        op = RecordSlots([item for item, _ in chunk], self._cfg.instance, now)
+        op = RecordSlots([p.item for p in chunk], self._cfg.instance, now)
         await self._writer.send(Write(op, reply))
         return chunk, reply
 
-    async def _flush(
-        self, now: float, sent: list[tuple[list[tuple[SlotItem, _Plan]], Reply[Any]]] | None = None
-    ) -> None:
+    async def _flush(self, now: float, sent: list[_Sent] | None = None) -> None:
         sent = sent or []
         while self._pending:
             sent.append(await self._send(now))
         for chunk, reply in sent:
             await self._settle(chunk, reply, now)
 
-    async def _settle(
-        self, chunk: list[tuple[SlotItem, _Plan]], reply: Reply[Any], now: float
-    ) -> None:
+    async def _settle(self, chunk: list[_Plan], reply: Reply[Any], now: float) -> None:
         try:
             results: list[Any] = await reply.wait()
         except StoreError as exc:
             self.counters["store_errors"] += 1
             log.error("scheduler could not commit %d jobs (will retry): %s", len(chunk), exc)
-            for _, p in chunk:
-                st = self._jobs.get(p.job_id)
-                if p.fire and st is not None and st.version == p.version:
-                    heapq.heappush(self._heap, (now + self._cfg.retry_delay, p.version, p.job_id))
+            for p in chunk:
+                if p.fire and self._valid((0.0, p.version, p.item.job_id)):
+                    retry = (now + self._cfg.retry_delay, p.version, p.item.job_id)
+                    heapq.heappush(self._heap, retry)
             return
         done = self._clock.wall()
         entries: list[Entry] = []
-        slots: list[float] = []
         changed: list[int] = []
-        for (item, p), result in zip(chunk, results, strict=True):
+        for p, result in zip(chunk, results, strict=True):
+            item, job_id = p.item, p.item.job_id
             if result is None:  # the job changed, was disabled or removed meanwhile
                 self.counters["stale"] += 1
-                self._stale.add(p.job_id)
+                self._stale.add(job_id)
                 continue
-            st = self._jobs.get(p.job_id)
+            st = self._jobs.get(job_id)
             for new, got in zip(item.dispatches, result, strict=True):
-                if got is None:  # this slot already has its dispatch
-                    self.counters["duplicates"] += 1
-                    if st is not None and st.spec.at is not None:
-                        self._finish(st, p.job_id, None, now)
+                if got is not None:
+                    entries.append(entry_from_new(new, *got))
                     continue
-                entries.append(_entry(new, *got))
-                slots.append(new.slot or now)
+                self.counters["duplicates"] += 1  # this slot already has its dispatch
+                if st is not None and st.spec.at is not None:  # a one-shot that ran
+                    self._finish(job_id, st)
             for s in item.skipped:
                 self.counters["backoff" if s.reason == "backoff" else "missed"] += 1
                 self._emit(SlotRecord(job=item.job_name, reason=s.reason, slot=s.slot, at=now))
-            if p.finish:
+            if item.finish:
                 self.counters["finished"] += 1
-                self._jobs.pop(p.job_id, None)
-                changed.append(p.job_id)
+                self._jobs.pop(job_id, None)
+                changed.append(job_id)
             elif st is not None and st.version == p.version and item.set_next:
-                st.stored = st.next = p.next
-                self._push(p.job_id, st, p.next)
+                st.stored = st.next = item.next_run_at
+                self._push(job_id, st, st.next)
         if entries:
             self.counters["fired"] += len(entries)
             await self._dispatcher.send(Enqueued(entries))
+            slots = [e.slot if e.slot is not None else now for e in entries]
             self.late_last = max(done - s for s in slots)
             self.late_max = max(self.late_max, self.late_last)
             if self.observe is not None:
@@ -410,9 +358,9 @@ class Scheduler:
             "inbox": mb["depth"],
             # blocked in receive with nothing waiting (tests: "has it caught up?")
             "idle": not self._busy and mb["depth"] == 0 and mb["waiting"] > 0,
+            "busy": self._busy,
             "jobs": len(self._jobs),
             "next_due": min(valid) if valid else None,
-            "busy": self._busy,
             "checked_at": self.checked_at,
             "late_last_ms": round(self.late_last * 1000, 3),
             "late_max_ms": round(self.late_max * 1000, 3),
@@ -421,43 +369,3 @@ class Scheduler:
 
     def __repr__(self) -> str:
         return f"<Scheduler jobs={len(self._jobs)} fired={self.counters['fired']}>"
-
-
-def _scheduled(spec: JobSpec) -> bool:
-    return spec.cron is not None or spec.every is not None or spec.at is not None
-
-
-def _iso(t: float | None) -> str:
-    if t is None:
-        return "never"
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _new_dispatch(job_id: int, spec: JobSpec, slot: float, now: float) -> NewDispatch:
-    return NewDispatch(
-        job_id=job_id,
-        job_name=spec.name,
-        kind="schedule",
-        priority=priority_rank(spec.priority),
-        not_before=slot,
-        max_attempts=spec.retry.max_attempts,
-        expires_at=now + float(spec.expires_in) if spec.expires_in is not None else None,
-        idempotency_key=slot_key(job_id, slot),
-        slot=slot,
-    )
-
-
-def _entry(new: NewDispatch, dispatch_id: int, seq: int) -> Entry:
-    return Entry(
-        id=dispatch_id,
-        seq=seq,
-        job_id=new.job_id,
-        priority=new.priority,
-        not_before=new.not_before,
-        attempt=0,
-        max_attempts=new.max_attempts,
-        kind=new.kind,
-        expires_at=new.expires_at,
-        idempotency_key=new.idempotency_key,
-        slot=new.slot,
-    )

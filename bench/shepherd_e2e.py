@@ -86,7 +86,9 @@ def run_worker(
         stop.set()
         sampler.join()
     if proc.returncode != 0:
-        raise RuntimeError(f"shepherd e2e worker failed ({proc.returncode}): {err.decode()[-2000:]}")
+        raise RuntimeError(
+            f"shepherd e2e worker failed ({proc.returncode}): {err.decode()[-2000:]}"
+        )
     return json.loads(out.decode().strip().splitlines()[-1]), peak
 
 
@@ -97,7 +99,9 @@ def run(ctx: BenchContext) -> list[Result]:
         report, peak = run_worker(ctx, n, 64, "batch")
         note = "c=64, enqueue_many(1,000)"
         out.append(result(SCENARIO, "e2e.normal", report["rate"], "jobs/s", n, huey, note))
-        out.append(result(SCENARIO, "e2e.normal.vs_floor", report["rate"], "jobs/s", n, floor, note))
+        out.append(
+            result(SCENARIO, "e2e.normal.vs_floor", report["rate"], "jobs/s", n, floor, note)
+        )
         rss_ref = "huey:worker_rss_peak.normal"
         out.append(result(SCENARIO, "worker_rss_peak.normal", peak, "MiB", n, rss_ref, "c=64"))
         after = report["rss_after"]

@@ -57,7 +57,9 @@ async def _batch(rt: Runtime, n: int) -> None:
 
 
 def _count_queued(conn: object) -> int:
-    return int(conn.execute("SELECT count(*) FROM dispatches WHERE status = 'queued'").fetchone()[0])  # type: ignore[attr-defined]
+    return int(
+        conn.execute("SELECT count(*) FROM dispatches WHERE status = 'queued'").fetchone()[0]
+    )  # type: ignore[attr-defined]
 
 
 async def measure(ctx: BenchContext, variant: str, n: int) -> float:

@@ -127,6 +127,4 @@ async def run(ctx: BenchContext) -> list[Result]:
     with runtime_log(ctx.path(SCENARIO, "runtime.log")):
         inproc = await in_process(ctx, duration)
         xproc = await cross_process(ctx, duration)
-    return _results("inproc", inproc, duration, "2 ms") + _results(
-        "xproc", xproc, duration, "5 ms"
-    )
+    return _results("inproc", inproc, duration, "2 ms") + _results("xproc", xproc, duration, "5 ms")

@@ -29,14 +29,14 @@ import anyio
 from bench.context import BenchContext
 from bench.report import Result
 from bench.shepherd_bench import NOOP, open_runtime, result, runtime_log
+from runtime.app import Runtime
+from runtime.config import Config
+from runtime.jobs import new_dispatch
 from store import queries
 from store.ledger import lineage_key
 from store.models import EnqueueRequest, JobSpec
 from store.ops import ClaimRun, ClaimRuns, InsertDispatches
 from store.sqlite import SqliteStore
-from runtime.app import Runtime
-from runtime.jobs import new_dispatch
-from runtime.config import Config
 
 SCENARIO = "shepherd-recovery"
 QUEUED = 100_000
@@ -69,7 +69,9 @@ async def build(db: str, queued: int, orphans: int) -> None:
         batch = [new("alo") for _ in range(half)] + [new("amo") for _ in range(orphans - half)]
         got = await store.apply_one(InsertDispatches(batch, "bench-setup", now))
         claims = [
-            ClaimRun(dispatch_id=d_id, attempt=1, job_id=d.job_id, idempotency_key=lineage_key(d_id))
+            ClaimRun(
+                dispatch_id=d_id, attempt=1, job_id=d.job_id, idempotency_key=lineage_key(d_id)
+            )
             for (d_id, _), d in zip(got, batch, strict=True)
         ]
         run_ids = await store.apply_one(ClaimRuns(claims, DEAD, now))
@@ -121,4 +123,3 @@ async def run(ctx: BenchContext) -> list[Result]:
         result(SCENARIO, metric, value, "s", queued, None, note + goal.get(metric, ""))
         for metric, value in got.items()
     ]
-

@@ -50,20 +50,22 @@ async def e2e(db: str, n: int, concurrency: int, producer: str, stall: float) ->
                 raise TimeoutError(f"no completion for {stall:g}s ({done}/{n} done)")
 
     async with open_runtime(db, concurrency=concurrency) as rt:  # type: ignore[arg-type]
-        async with rt.subscribe(OutcomeEvent, buffer=n + BATCH) as events:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(watchdog)
-                start = time.perf_counter()
-                tg.start_soon(_produce, rt, n, producer)
-                async for ev in events:
-                    assert isinstance(ev, OutcomeEvent)
-                    if ev.final:
-                        done += 1
-                        failed += ev.outcome != "ok"
-                        if done == n:
-                            break
-                elapsed = time.perf_counter() - start
-                tg.cancel_scope.cancel()
+        async with (
+            rt.subscribe(OutcomeEvent, buffer=n + BATCH) as events,
+            anyio.create_task_group() as tg,
+        ):
+            tg.start_soon(watchdog)
+            start = time.perf_counter()
+            tg.start_soon(_produce, rt, n, producer)
+            async for ev in events:
+                assert isinstance(ev, OutcomeEvent)
+                if ev.final:
+                    done += 1
+                    failed += ev.outcome != "ok"
+                    if done == n:
+                        break
+            elapsed = time.perf_counter() - start
+            tg.cancel_scope.cancel()
         rss_after = rss_mib()
         stats = rt.statistics()
     if failed:

@@ -1,6 +1,8 @@
 """shepherd's public API: the embeddable ``Runtime``, job specs, config and errors."""
 
+from actors.delivery import DeliveryConfig, DeliveryTarget
 from actors.executors.base import ExecResult, Executor, RunContext
+from actors.executors.gateway import GatewayConfig
 from actors.messages import OutcomeEvent, RunStarted, SlotRecord
 from runtime.app import Runtime
 from runtime.config import Config, load_config
@@ -13,17 +15,23 @@ from store.errors import (
     StoreError,
     SupervisorEscalation,
 )
+from store.messages import Delivery, Message
 from store.models import Dispatch, EnqueueRequest, JobSpec, RetryPolicy, Run
 
 __all__ = [
     "Config",
     "ConfigError",
+    "Delivery",
+    "DeliveryConfig",
+    "DeliveryTarget",
     "Discard",
     "Dispatch",
     "EnqueueRequest",
     "ExecResult",
     "Executor",
+    "GatewayConfig",
     "JobSpec",
+    "Message",
     "NotFound",
     "OutcomeEvent",
     "RetryAfter",

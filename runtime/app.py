@@ -53,7 +53,7 @@ from actors.supervisor import ActorEvent, ChildSpec, Supervisor
 from actors.writer import StoreMsg, StoreWriter, write
 from runtime.config import Config
 from runtime.events import EventHub
-from runtime.jobs import first_run_at, job_from_data, new_dispatch, save_op, validate_job
+from runtime.jobs import job_from_data, new_dispatch, save_op, validate_job
 from runtime.messaging import MessagingMixin, gateway_executors
 from store import queries
 from store.errors import (
@@ -73,7 +73,7 @@ from store.models import (
     Run,
     to_builtins,
 )
-from store.ops import DeleteJob, InsertDispatches, NewDispatch, PurgeDead, RetryDead, SetJobState
+from store.ops import DeleteJob, InsertDispatches, NewDispatch, PurgeDead, RetryDead
 from store.sqlite import SqliteStore
 
 __all__ = ["Runtime"]

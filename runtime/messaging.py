@@ -83,8 +83,12 @@ class MessagingMixin:
             http=self.http,
             gateway=self.config.gateway,
         )
-        return router, ChildSpec(name="router", start=router.run, shutdown=5.0,
-                                 stop=lambda: self._tell_router(Stop()))
+        return router, ChildSpec(
+            name="router", start=router.run, shutdown=5.0, stop=self._stop_router
+        )
+
+    def _stop_router(self) -> None:
+        self._tell_router(Stop())
 
     def _tell_router(self, msg: RouterMsg) -> bool:
         try:
@@ -95,9 +99,10 @@ class MessagingMixin:
 
     def _route(self, event: Event) -> None:
         """Forward a run outcome to the router; never blocks, counts what it drops."""
-        if isinstance(event, OutcomeEvent) and event.run_id is not None:
-            if not self._tell_router(Routed(event)):
-                self.router_drops += 1
+        if not isinstance(event, OutcomeEvent) or event.run_id is None:
+            return
+        if not self._tell_router(Routed(event)):
+            self.router_drops += 1
 
     def _forget_job(self, job_id: int) -> None:
         self._tell_router(ForgetJobs([job_id]))
@@ -108,8 +113,7 @@ class MessagingMixin:
         """Deliveries whose channel (or the default sink) is ``name`` go to ``fn``:
         ``async def fn(delivery: Delivery) -> None``; raising = a failed attempt."""
         if not name or not callable(fn):
-            raise ConfigError("a delivery sink needs a name and an async callable",
-                              field="sink")
+            raise ConfigError("a delivery sink needs a name and an async callable", field="sink")
         self._sinks[name] = fn
         self._tell_router(Reload())  # deliveries waiting for this sink may go now
 
@@ -130,22 +134,40 @@ class MessagingMixin:
             raise ConfigError("must not be empty", field="body")
         if not (to or channel):
             raise ConfigError("a delivery needs a target or a channel", field="to")
-        return await ask(self._router, lambda reply: Announce(
-            body=body, to=to, channel=channel, kind=kind, reply=reply, job=job,
-            run_id=run_id, dispatch_id=dispatch_id, outcome=outcome))
+        return await ask(
+            self._router,
+            lambda reply: Announce(
+                body=body,
+                to=to,
+                channel=channel,
+                kind=kind,
+                reply=reply,
+                job=job,
+                run_id=run_id,
+                dispatch_id=dispatch_id,
+                outcome=outcome,
+            ),
+        )
 
-    async def deliveries(self, *, status: str | None = None, job: str | None = None,
-                         run_id: int | None = None, limit: int = 100) -> list[msgs.Delivery]:
+    async def deliveries(
+        self,
+        *,
+        status: str | None = None,
+        job: str | None = None,
+        run_id: int | None = None,
+        limit: int = 100,
+    ) -> list[msgs.Delivery]:
         if status is not None and status not in msgs.DELIVERY_STATES:
-            raise ConfigError(f"expected one of {', '.join(msgs.DELIVERY_STATES)}",
-                              field="status")
-        return await self.store.read(msgs.list_deliveries, status=status, job=job,
-                                     run_id=run_id, limit=limit)
+            raise ConfigError(f"expected one of {', '.join(msgs.DELIVERY_STATES)}", field="status")
+        return await self.store.read(
+            msgs.list_deliveries, status=status, job=job, run_id=run_id, limit=limit
+        )
 
     async def retry_deliveries(self, ids: Sequence[int]) -> list[int]:
         """Failed deliveries → pending again, with a fresh attempt budget."""
         done: list[int] = await write(
-            self._writer, msgs.RequeueDeliveries(list(ids), self.clock.wall()))
+            self._writer, msgs.RequeueDeliveries(list(ids), self.clock.wall())
+        )
         if done:
             self._tell_router(Reload())
         return done
@@ -171,14 +193,14 @@ class MessagingMixin:
         reply_to: int | None = None,
     ) -> int:
         """Put a message in ``to_agent``'s inbox (``broadcast``: every agent's)."""
-        for field, value in (("from_agent", from_agent), ("to_agent", to_agent),
-                             ("body", body)):
+        for field, value in (("from_agent", from_agent), ("to_agent", to_agent), ("body", body)):
             if not value or not value.strip():
                 raise ConfigError("must not be empty", field=field)
         if kind not in msgs.MESSAGE_KINDS:
             raise ConfigError(
                 f"invalid message kind {kind!r}; valid: {', '.join(msgs.MESSAGE_KINDS)}",
-                field="kind")
+                field="kind",
+            )
         if priority not in (0, 1, 2):
             raise ConfigError("must be 0 (normal), 1 (high) or 2 (urgent)", field="priority")
         if len(body) > MAX_BODY:
@@ -196,35 +218,43 @@ class MessagingMixin:
         ids: list[int] = await write(self._writer, msgs.InsertMessages([row], now))
         return ids[0]
 
-    async def inbox(self, agent: str, *, status: str | Sequence[str] = "pending",
-                    limit: int = 100) -> list[msgs.Message]:
+    async def inbox(
+        self, agent: str, *, status: str | Sequence[str] = "pending", limit: int = 100
+    ) -> list[msgs.Message]:
         """``agent``'s messages (and broadcasts) in OCS inbox order, unexpired."""
         statuses = (status,) if isinstance(status, str) else tuple(status)
         for s in statuses:
             if s not in msgs.MESSAGE_STATES:
-                raise ConfigError(f"expected one of {', '.join(msgs.MESSAGE_STATES)}",
-                                  field="status")
-        return await self.store.read(msgs.inbox, agent, statuses=statuses, limit=limit,
-                                     now=self.clock.wall())
+                raise ConfigError(
+                    f"expected one of {', '.join(msgs.MESSAGE_STATES)}", field="status"
+                )
+        return await self.store.read(
+            msgs.inbox, agent, statuses=statuses, limit=limit, now=self.clock.wall()
+        )
 
-    async def messages(self, *, to_agent: str | None = None, from_agent: str | None = None,
-                       status: str | None = None, limit: int = 100) -> list[msgs.Message]:
-        return await self.store.read(msgs.list_messages, to_agent=to_agent,
-                                     from_agent=from_agent, status=status, limit=limit)
+    async def messages(
+        self,
+        *,
+        to_agent: str | None = None,
+        from_agent: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+    ) -> list[msgs.Message]:
+        return await self.store.read(
+            msgs.list_messages, to_agent=to_agent, from_agent=from_agent, status=status, limit=limit
+        )
 
     async def mark_delivered(self, ids: Sequence[int]) -> int:
         """Pending → delivered (the agent executor calls this once a turn is accepted)."""
-        n: int = await write(self._writer,
-                             msgs.MarkMessages(list(ids), "delivered", self.clock.wall()))
+        n: int = await write(
+            self._writer, msgs.MarkMessages(list(ids), "delivered", self.clock.wall())
+        )
         return n
 
     async def mark_read(self, ids: Sequence[int]) -> int:
-        n: int = await write(self._writer,
-                             msgs.MarkMessages(list(ids), "read", self.clock.wall()))
+        n: int = await write(self._writer, msgs.MarkMessages(list(ids), "read", self.clock.wall()))
         return n
 
     async def _close_messaging(self) -> None:
         with anyio.CancelScope(shield=True):
             await self.http.aclose()
-
-

@@ -14,7 +14,9 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 
-__all__ = ["DDL", "claim", "lineage_key", "prune", "release_runs", "replay_key"]
+__all__ = [
+    "DDL",
+    "SAME_KEY_SQL", "claim", "lineage_key", "prune", "release_runs", "replay_key"]
 
 DDL = [
     """CREATE TABLE idempotency (
@@ -33,6 +35,11 @@ DDL = [
 
 DEFAULT_TTL = 7 * 86400.0
 SHORT_TTL = 86400.0
+
+
+# A dispatch holds its producer's key, or ``<key>:replay<n>`` after a crash replay; both
+# count as that key when a producer enqueues it again. Parameters: (key, key).
+SAME_KEY_SQL = "(idempotency_key = ? OR substr(idempotency_key, 1, length(?) + 7) = ? || ':replay')"
 
 
 def lineage_key(dispatch_id: int) -> str:

@@ -214,9 +214,24 @@ def _insert_messages(conn: sqlite3.Connection, op: InsertMessages) -> list[int]:
             " priority, channel, delivery_to, status, ack_required, expires_at, created_at,"
             " job_id, run_id, owner, reply_to)"
             " VALUES (?,?,?,?,?,?,?,?,?,'pending',?,?,?,?,?,?,?)",
-            (m.from_agent, m.to_agent, m.kind, m.subject, m.body, m.metadata, m.priority,
-             m.channel, m.delivery_to, int(m.ack_required), m.expires_at, op.now, m.job_id,
-             m.run_id, m.owner, m.reply_to),
+            (
+                m.from_agent,
+                m.to_agent,
+                m.kind,
+                m.subject,
+                m.body,
+                m.metadata,
+                m.priority,
+                m.channel,
+                m.delivery_to,
+                int(m.ack_required),
+                m.expires_at,
+                op.now,
+                m.job_id,
+                m.run_id,
+                m.owner,
+                m.reply_to,
+            ),
         )
         ids.append(int(cur.lastrowid or 0))
     return ids
@@ -259,8 +274,21 @@ def _insert_deliveries(conn: sqlite3.Connection, op: InsertDeliveries) -> list[i
             "INSERT INTO deliveries (kind, status, channel, target, body, job_id, job_name,"
             " run_id, dispatch_id, outcome, attempts, max_attempts, next_attempt_at,"
             " created_at, updated_at) VALUES (?,'pending',?,?,?,?,?,?,?,?,0,?,?,?,?)",
-            (d.kind, d.channel, d.target, d.body, d.job_id, d.job_name, d.run_id,
-             d.dispatch_id, d.outcome, d.max_attempts, d.next_attempt_at, op.now, op.now),
+            (
+                d.kind,
+                d.channel,
+                d.target,
+                d.body,
+                d.job_id,
+                d.job_name,
+                d.run_id,
+                d.dispatch_id,
+                d.outcome,
+                d.max_attempts,
+                d.next_attempt_at,
+                op.now,
+                op.now,
+            ),
         )
         ids.append(int(cur.lastrowid or 0))
     return ids
@@ -384,8 +412,7 @@ def list_messages(
 ) -> list[Message]:
     where: list[str] = []
     args: list[Any] = []
-    for column, value in (("to_agent", to_agent), ("from_agent", from_agent),
-                          ("status", status)):
+    for column, value in (("to_agent", to_agent), ("from_agent", from_agent), ("status", status)):
         if value is not None:
             where.append(f"{column} = ?")
             args.append(value)

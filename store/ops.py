@@ -18,8 +18,8 @@ from typing import Any, Literal
 import msgspec
 
 from store import ledger
-
 from store import messages as _messages
+
 __all__ = [
     "CancelDispatch",
     "ClaimRun",
@@ -313,10 +313,11 @@ def _insert_dispatches(conn: sqlite3.Connection, op: InsertDispatches) -> list[A
             plain.append(values)
         else:
             if r.idempotency_key is not None:
+                k = r.idempotency_key
                 row = conn.execute(
-                    "SELECT id FROM dispatches WHERE idempotency_key = ? AND job_id = ?"
+                    f"SELECT id FROM dispatches WHERE {ledger.SAME_KEY_SQL} AND job_id = ?"
                     " AND status IN ('queued', 'running', 'done')",
-                    (r.idempotency_key, r.job_id),
+                    (k, k, k, r.job_id),
                 ).fetchone()
                 if row is not None:
                     out.append(None)
@@ -640,26 +641,23 @@ def _set_job_state(conn: sqlite3.Connection, op: SetJobState) -> bool:
 
 
 def _record_slots(conn: sqlite3.Connection, op: RecordSlots) -> list[Any]:
+    bookkeeping = [
+        (i.last_run_at, i.last_status, i.consecutive_errors, i.job_id)
+        for i in op.items
+        if i.last_run_at is not None or i.consecutive_errors is not None
+    ]
+    if bookkeeping:
+        conn.executemany(
+            "UPDATE jobs SET last_run_at = COALESCE(?, last_run_at),"
+            " last_status = COALESCE(?, last_status),"
+            " consecutive_errors = COALESCE(?, consecutive_errors) WHERE id = ?",
+            bookkeeping,
+        )
     out: list[list[tuple[int, int] | None] | None] = []
     rows: list[NewDispatch] = []
     owners: list[int] = []  # index into ``out`` of each row in ``rows``
     skipped: list[tuple[Any, ...]] = []
-    for item in op.items:
-        if item.last_run_at is not None or item.consecutive_errors is not None:
-            conn.execute(
-                "UPDATE jobs SET last_run_at = COALESCE(?, last_run_at),"
-                " last_status = COALESCE(?, last_status),"
-                " consecutive_errors = COALESCE(?, consecutive_errors) WHERE id = ?",
-                (item.last_run_at, item.last_status, item.consecutive_errors, item.job_id),
-            )
-        if item.set_next:
-            ok = conn.execute(
-                "UPDATE jobs SET next_run_at = ?, updated_at = ?"
-                " WHERE id = ? AND enabled = 1 AND next_run_at IS ?",
-                (item.next_run_at, op.now, item.job_id, item.expect_next),
-            ).rowcount == 1
-        else:
-            ok = conn.execute("SELECT 1 FROM jobs WHERE id = ?", (item.job_id,)).fetchone()
+    for item, ok in zip(op.items, _compare_and_set(conn, op), strict=True):
         if not ok:
             out.append(None)
             continue
@@ -679,10 +677,8 @@ def _record_slots(conn: sqlite3.Connection, op: RecordSlots) -> list[Any]:
                 " updated_at = ? WHERE id = ?",
                 (item.spec, op.now, item.job_id),
             )
-    if rows:
-        got = _insert_dispatches(conn, InsertDispatches(rows, op.origin, op.now))
-        for owner, result in zip(owners, got, strict=True):
-            out[owner].append(result)  # type: ignore[union-attr]
+    for owner, result in zip(owners, _insert_slots(conn, rows, op), strict=True):
+        out[owner].append(result)  # type: ignore[union-attr]
     if skipped:
         run_id = _next_id(conn, "runs")
         conn.executemany(
@@ -691,6 +687,60 @@ def _record_slots(conn: sqlite3.Connection, op: RecordSlots) -> list[Any]:
             " ?, ?, ?)",
             [(run_id + i, *values) for i, values in enumerate(skipped)],
         )
+    return out
+
+
+def _compare_and_set(conn: sqlite3.Connection, op: RecordSlots) -> list[bool]:
+    """Set next_run_at where it is still ``expect_next`` and the job enabled; True where
+    that held, or for a bookkeeping-only item, where the job exists. One read and one
+    batched update for all items (the writer's transaction makes it atomic)."""
+    ids = sorted({i.job_id for i in op.items})
+    state: dict[int, tuple[Any, int]] = {}
+    for k in range(0, len(ids), 500):
+        part = ids[k : k + 500]
+        marks = ",".join("?" * len(part))
+        for job_id, next_run_at, enabled in conn.execute(
+            f"SELECT id, next_run_at, enabled FROM jobs WHERE id IN ({marks})", part
+        ):
+            state[job_id] = (next_run_at, enabled)
+    ok: list[bool] = []
+    for i in op.items:
+        now = state.get(i.job_id)
+        good = now is not None and (not i.set_next or now == (i.expect_next, 1))
+        if good and i.set_next:
+            state[i.job_id] = (i.next_run_at, 1)  # a later item of the same job sees it
+        ok.append(good)
+    conn.executemany(
+        "UPDATE jobs SET next_run_at = ?, updated_at = ? WHERE id = ?",
+        [(i.next_run_at, op.now, i.job_id) for i, g in zip(op.items, ok, strict=True)
+         if g and i.set_next],
+    )
+    return ok
+
+
+def _insert_slots(
+    conn: sqlite3.Connection, rows: list[NewDispatch], op: RecordSlots
+) -> list[tuple[int, int] | None]:
+    """Insert schedule dispatches; None where the (job, slot) pair already has one (the
+    unique index ``dispatches_slot`` decides, so no lookup per row)."""
+    if not rows:
+        return []
+    first_id, first_seq = _next_id(conn, "dispatches"), _next_id(conn, "dispatches", "seq")
+    inserted = conn.executemany(
+        "INSERT OR IGNORE INTO dispatches (id, seq, origin, job_id, job_name, kind, status,"
+        " priority, not_before, expires_at, attempt, max_attempts, payload, idempotency_key,"
+        " slot, parent_run_id, created_at, updated_at)"
+        " VALUES (?,?,?,?,?,?,'queued',?,?,?,?,?,?,?,?,?,?,?)",
+        [(first_id + k, first_seq + k, op.origin, r.job_id, r.job_name, r.kind, r.priority,
+          r.not_before, r.expires_at, r.attempt, r.max_attempts, r.payload, r.idempotency_key,
+          r.slot, r.parent_run_id, op.now, op.now) for k, r in enumerate(rows)],
+    ).rowcount
+    out: list[tuple[int, int] | None] = [(first_id + k, first_seq + k) for k in range(len(rows))]
+    if inserted < len(rows):
+        present = {r[0] for r in conn.execute(
+            "SELECT id FROM dispatches WHERE id >= ? AND id < ?", (first_id, first_id + len(rows))
+        )}
+        out = [o if o is not None and o[0] in present else None for o in out]
     return out
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from store import ledger
 from store.models import PRIORITIES, Dispatch, JobRow, JobSpec, Run, _dec_hook
 
 __all__ = [
@@ -256,9 +257,9 @@ def stats(conn: sqlite3.Connection) -> dict[str, Any]:
 def dispatch_by_key(conn: sqlite3.Connection, job_id: int, key: str | None) -> int:
     """The live dispatch of ``job_id`` holding the producer's idempotency ``key`` (0: none)."""
     row = conn.execute(
-        "SELECT id FROM dispatches WHERE job_id = ? AND idempotency_key = ?"
+        f"SELECT id FROM dispatches WHERE job_id = ? AND {ledger.SAME_KEY_SQL}"
         " AND status IN ('queued', 'running', 'done') ORDER BY id LIMIT 1",
-        (job_id, key),
+        (job_id, key, key, key),
     ).fetchone()
     return int(row[0]) if row else 0
 

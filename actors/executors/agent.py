@@ -77,9 +77,7 @@ class AgentExecutor:
     def __init__(self, gateway: GatewayConfig | None, http: HttpClient | None = None) -> None:
         self._gw = gateway
         self._owns_http = http is None
-        self._http = http or HttpClient(
-            max_connections=gateway.max_connections if gateway else 256
-        )
+        self._http = http or HttpClient(max_connections=gateway.max_connections if gateway else 256)
         self._healthy: bool | None = None  # last probe / turn said so; None = unknown
         self.turns = 0
         self.deferred = 0
@@ -147,8 +145,17 @@ class AgentExecutor:
             idempotency_key=ctx.idempotency_key,
             payload=ctx.payload,
         )
-        _record_context(ctx, agent, model, session, profile, prompt.text, prompt.sections,
-                        prompt.delivered_message_ids, trigger_meta)
+        _record_context(
+            ctx,
+            agent,
+            model,
+            session,
+            profile,
+            prompt.text,
+            prompt.sections,
+            prompt.delivered_message_ids,
+            trigger_meta,
+        )
         headers = {
             **gw.auth_headers(),
             AGENT_HEADER: agent,
@@ -186,7 +193,10 @@ class AgentExecutor:
         client = self._http.get()
         try:
             async with client.stream(
-                "POST", gw.endpoint(gw.chat_path), json=body, headers=headers,
+                "POST",
+                gw.endpoint(gw.chat_path),
+                json=body,
+                headers=headers,
                 timeout=gw.timeout(),
             ) as response:
                 ctx.heartbeat()
@@ -208,8 +218,12 @@ class AgentExecutor:
             await self._http.aclose()
 
     def statistics(self) -> dict[str, Any]:
-        return {"turns": self.turns, "deferred": self.deferred, "probes": self.probes,
-                "healthy": self._healthy}
+        return {
+            "turns": self.turns,
+            "deferred": self.deferred,
+            "probes": self.probes,
+            "healthy": self._healthy,
+        }
 
     def __repr__(self) -> str:
         where = self._gw.url if self._gw is not None else "no gateway"
@@ -246,8 +260,7 @@ async def _trigger(host: Any, parent_run_id: int | None) -> tuple[str | None, di
         summary=summary if isinstance(summary, str) else None,
         error_message=run.error,
     )
-    meta = {"parent_run_id": parent_run_id, "parent_job": run.job_name,
-            "parent_status": run.status}
+    meta = {"parent_run_id": parent_run_id, "parent_job": run.job_name, "parent_status": run.status}
     return text, meta
 
 
@@ -308,8 +321,11 @@ async def _read_sse(response: httpx.Response, ctx: RunContext) -> tuple[str, int
         if event.get("error"):
             err = event["error"]
             text = err.get("message") if isinstance(err, dict) else err
-            return ExecResult(ok=False, error=f"gateway reported an error mid-stream: {text}",
-                              details={"gateway_failure": True})
+            return ExecResult(
+                ok=False,
+                error=f"gateway reported an error mid-stream: {text}",
+                details={"gateway_failure": True},
+            )
         choices = event.get("choices") or []
         if choices and isinstance(choices[0], dict):
             delta = choices[0].get("delta") or {}
@@ -357,5 +373,11 @@ def _verdict(gw: GatewayConfig, reply: str, chunks: int) -> ExecResult:
         return ExecResult(ok=True, result=result, deliver=verdict.deliver, details=details)
     if is_drain_error(reply.strip()[:500]):
         raise Deferred(max(float(gw.defer), DRAIN_DEFER), "Gateway is draining")
-    return ExecResult(ok=False, error=verdict.reason, result=result, retry=verdict.retry,
-                      deliver=verdict.deliver, details=details)
+    return ExecResult(
+        ok=False,
+        error=verdict.reason,
+        result=result,
+        retry=verdict.retry,
+        deliver=verdict.deliver,
+        details=details,
+    )

@@ -47,9 +47,7 @@ class EventExecutor:
     def __init__(self, gateway: GatewayConfig | None, http: HttpClient | None = None) -> None:
         self._gw = gateway
         self._owns_http = http is None
-        self._http = http or HttpClient(
-            max_connections=gateway.max_connections if gateway else 16
-        )
+        self._http = http or HttpClient(max_connections=gateway.max_connections if gateway else 16)
         self.sent = 0
 
     def validate(self, spec: JobSpec) -> None:
@@ -69,8 +67,12 @@ class EventExecutor:
             raise Discard("event job needs [gateway] url in config")
         text = _text(ctx.job, ctx.payload)
         mode = str(ctx.job.options.get("mode", "now"))
-        ctx.report(details={**(ctx.reported.get("details") or {}),
-                            "event": {"mode": mode, "chars": len(text)}})
+        ctx.report(
+            details={
+                **(ctx.reported.get("details") or {}),
+                "event": {"mode": mode, "chars": len(text)},
+            }
+        )
         try:
             response = await self._http.get().post(
                 gw.endpoint(gw.event_path),

@@ -113,9 +113,7 @@ class HttpClient:
     def get(self) -> httpx.AsyncClient:
         if self._client is None or self._client.is_closed:
             self._client = httpx.AsyncClient(
-                limits=httpx.Limits(
-                    max_connections=self._max, max_keepalive_connections=self._max
-                ),
+                limits=httpx.Limits(max_connections=self._max, max_keepalive_connections=self._max),
                 timeout=httpx.Timeout(10.0),
                 follow_redirects=False,
             )
@@ -159,9 +157,7 @@ def http_error_text(response: httpx.Response, body: bytes) -> str:
 def require_gateway(cfg: GatewayConfig | None, spec: JobSpec) -> GatewayConfig:
     """Reject a job of a gateway executor when the runtime has no ``[gateway]``."""
     if cfg is None:
-        raise ConfigError(
-            f"{spec.executor} job needs [gateway] url in config", field="executor"
-        )
+        raise ConfigError(f"{spec.executor} job needs [gateway] url in config", field="executor")
     return cfg
 
 

@@ -167,9 +167,7 @@ class ShellExecutor:
         if code == 0:
             return ExecResult(ok=True, result=result)
         tail = se.text.strip()[-500:] or so.text.strip()[-500:]
-        return ExecResult(
-            ok=False, error=f"{message}: {tail}" if tail else message, result=result
-        )
+        return ExecResult(ok=False, error=f"{message}: {tail}" if tail else message, result=result)
 
     def __repr__(self) -> str:
         return f"<ShellExecutor {self._shell}>"

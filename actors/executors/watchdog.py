@@ -86,8 +86,9 @@ class WatchdogExecutor:
             )
         opts = spec.options
         limit = opts.get("timeout_min")
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
-                                  or limit < 1):
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
             raise ConfigError("must be an integer >= 1 (minutes)", field="options.timeout_min")
         if not isinstance(opts.get("self_destruct", True), bool):
             raise ConfigError("must be true or false", field="options.self_destruct")
@@ -137,13 +138,27 @@ class WatchdogExecutor:
         elapsed_min = round(max(0.0, ctx.wall() - started) / 60.0)
         label = str(opts.get("label") or job.name)
         facts: dict[str, Any] = {"exit_code": code, "elapsed_min": elapsed_min}
-        ctx.report(exit_code=code, stdout=stdout[:2000], stderr=stderr[:2000],
-                   details={**(ctx.reported.get("details") or {}), "watchdog": facts})
+        ctx.report(
+            exit_code=code,
+            stdout=stdout[:2000],
+            stderr=stderr[:2000],
+            details={**(ctx.reported.get("details") or {}), "watchdog": facts},
+        )
         if code is None:
-            return ExecResult(ok=False, error=f"Watchdog check timed out after {limit:g}s",
-                              deliver=False, result={"summary": "check timed out"})
+            return ExecResult(
+                ok=False,
+                error=f"Watchdog check timed out after {limit:g}s",
+                deliver=False,
+                result={"summary": "check timed out"},
+            )
         decision = watchdog_decision(
-            code, stdout, stderr, elapsed_min, opts.get("timeout_min"), label, cmd,
+            code,
+            stdout,
+            stderr,
+            elapsed_min,
+            opts.get("timeout_min"),
+            label,
+            cmd,
             dispatched_at=datetime.fromtimestamp(started, UTC).strftime("%Y-%m-%d %H:%M:%S"),
         )
         if decision.alert is not None:
@@ -154,8 +169,13 @@ class WatchdogExecutor:
         result = {"summary": decision.summary}
         if decision.status == "ok":
             return ExecResult(ok=True, result=result, deliver=False, details={"watchdog": facts})
-        return ExecResult(ok=False, error=decision.summary, result=result, deliver=False,
-                          details={"watchdog": facts})
+        return ExecResult(
+            ok=False,
+            error=decision.summary,
+            result=result,
+            deliver=False,
+            details={"watchdog": facts},
+        )
 
     async def _alert(self, ctx: RunContext, host: Any, text: str) -> int | str:
         """Send ``text`` to the alert target; returns the delivery id or why not."""

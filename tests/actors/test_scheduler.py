@@ -21,7 +21,7 @@ import pytest
 from actors.clock import FakeClock
 from actors.mailbox import Mailbox
 from actors.messages import DispatcherMsg, Enqueued, Event, JobsChanged, SlotRecord
-from actors.schedule import backed_off, error_backoff, slot_key
+from actors.schedule import backed_off, error_backoff, fire_item, next_fire, slot_key
 from actors.scheduler import Outcome, Scheduler, SchedulerConfig, SchedulerMsg
 from actors.writer import StoreWriter
 from runtime.jobs import save_op
@@ -142,6 +142,33 @@ def test_backed_off_follows_the_ocs_ladder() -> None:
     assert backed_off(spec, None, 100.0, 3) == (None, [])
 
 
+@pytest.mark.parametrize(
+    "spec",
+    [
+        JobSpec(name="c", cron="* * * * *"),
+        JobSpec(name="b", cron="30 2 * * *", tz="America/New_York", misfire="run_all"),
+        JobSpec(name="e", every=Seconds(7.0), misfire="run_once"),
+        JobSpec(name="a", at="2024-06-10T12:01:00Z"),
+    ],
+)
+def test_prepared_commit_equals_the_full_plan_when_it_is_used(spec: JobSpec) -> None:
+    due = next_fire(spec, T0 - 86400 * 2) if spec.at is None else T0 + 30
+    assert due is not None
+    ready = fire_item(7, spec, due, due, due, anchor=T0 - 86400 * 3)
+    for late in (0.0, 0.5, 30.0, 59.9, 60.0, 61.0, 3600.0, 86400.0 * 2):
+        now = due + late
+        full = fire_item(7, spec, due, due, now, anchor=T0 - 86400 * 3)
+        fast = fire_item(7, spec, due, due, now, anchor=T0 - 86400 * 3, ready=ready)
+        if fast is ready:  # used: it must be what the full plan says
+            assert (full.dispatches, full.skipped, full.next_run_at) == (
+                ready.dispatches,
+                ready.skipped,
+                ready.next_run_at,
+            ), late
+        else:
+            assert fast == full
+
+
 # -- timers: one sleep to the earliest of many ----------------------------------------
 
 
@@ -157,7 +184,7 @@ async def test_sleeps_until_the_earliest_of_many_jobs(h: Harness) -> None:
         # the six jobs due by now fire once each, at their latest slot (misfire skip:
         # the clock jumped 60 s, so the 10 s job's earlier slots are recorded missed)
         latest = [10.0 * (i + 1) * (60 // (10 * (i + 1))) for i in range(6)]  # own grid
-        assert sorted(h.enqueued()) == [(r.id, T0 + t) for r, t in zip(rows, latest)]
+        assert sorted(h.enqueued()) == [(r.id, T0 + t) for r, t in zip(rows, latest, strict=False)]
         assert h.scheduler.counters["missed"] == 5 + 2 + 1 + 0 + 0 + 0
         assert h.scheduler.statistics()["next_due"] == T0 + 70.0
 

@@ -16,21 +16,50 @@ REPO = Path(__file__).resolve().parents[2]
 N = 200
 
 
-def test_quick_run_reports_floor_and_huey_and_skips_shepherd(tmp_path: Path) -> None:
+SHEPHERD = {
+    "shepherd-enqueue": {
+        f"enqueue_{v}.normal{s}"
+        for v in ("single", "concurrent", "batch")
+        for s in ("", ".vs_floor")
+    },
+    "shepherd-e2e": {
+        "e2e.normal",
+        "e2e.normal.vs_floor",
+        "e2e_c256.normal",
+        "e2e_single_producer.normal",
+        "worker_rss_peak.normal",
+        "worker_rss_after.normal",
+    },
+    # n is the number of latency samples (pickup) or of queued dispatches (recovery)
+    "shepherd-pickup": {
+        f"pickup_{k}_{p}" for k in ("inproc", "xproc") for p in ("p50", "p99", "max")
+    },
+    "shepherd-recovery": {
+        "recovery_to_open",
+        "recovery_to_first_dispatch",
+        "recovery_dispatcher_seconds",
+    },
+}
+SIZELESS = {("floor", "python_idle_rss")} | {
+    (s, m) for s in ("shepherd-pickup", "shepherd-recovery") for m in SHEPHERD[s]
+}
+
+
+def test_quick_run_reports_every_scenario(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--sizes", str(N), "--json", str(out)],
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=90,
+        timeout=180,
     )
     assert proc.returncode == 0, proc.stderr
     assert "| floor | commit_1row.normal |" in proc.stdout
 
     report = json.loads(out.read_text())
     assert report["failed"] == {}
-    assert "not yet wired" in report["skipped"]["shepherd"]
+    assert report["skipped"] == {}
     assert report["meta"]["sizes"] == [N]
 
     got = {(r["scenario"], r["metric"]): r for r in report["results"]}
@@ -41,12 +70,14 @@ def test_quick_run_reports_floor_and_huey_and_skips_shepherd(tmp_path: Path) -> 
             ("huey", f"{m}.{sync}") for m in ("enqueue", "drain_backlog", "e2e", "worker_rss_peak")
         }
     expected.add(("floor", "commit_1row_execute_commit.normal"))
+    expected |= {(scenario, m) for scenario, metrics in SHEPHERD.items() for m in metrics}
     assert set(got) == expected
 
     for key, r in got.items():
         assert r["value"] > 0, key
-        if key != ("floor", "python_idle_rss"):
+        if key not in SIZELESS:
             assert r["n"] == N, key
         if r["ratio_to"] is not None:
             assert r["ratio"] is not None and r["ratio"] > 0, key
-    assert all(r["ratio_to"] for s, r in got.items() if s[0] == "huey")
+    assert all(r["ratio_to"] for s, r in got.items() if s[0] in ("huey", "shepherd-enqueue"))
+    assert all(r["ratio_to"] for s, r in got.items() if s[0] == "shepherd-e2e")

@@ -61,12 +61,20 @@ class Host:
 
 
 def message(i: int, body: str = "hello", to: str = "ops", kind: str = "text") -> Message:
-    return Message(id=i, from_agent="lead", to_agent=to, kind=kind, subject=f"s{i}",
-                   body=body, priority=0, status="pending", created_at=float(i))
+    return Message(
+        id=i,
+        from_agent="lead",
+        to_agent=to,
+        kind=kind,
+        subject=f"s{i}",
+        body=body,
+        priority=0,
+        status="pending",
+        created_at=float(i),
+    )
 
 
-async def test_normal_reply_streams_and_records_the_turn(gw: StandIn,
-                                                         agent: AgentExecutor) -> None:
+async def test_normal_reply_streams_and_records_the_turn(gw: StandIn, agent: AgentExecutor) -> None:
     gw.set_mode(reply="All systems nominal today")
     beats = Beats()
     ctx = make_ctx(agent_job(options={"auth_profile": "work"}), beats=beats)
@@ -92,24 +100,31 @@ async def test_normal_reply_streams_and_records_the_turn(gw: StandIn,
     assert details["context"]["sections"] == ["header", "message"]
 
 
-async def test_model_session_and_agent_can_be_overridden(gw: StandIn,
-                                                         agent: AgentExecutor) -> None:
+async def test_model_session_and_agent_can_be_overridden(gw: StandIn, agent: AgentExecutor) -> None:
     job = agent_job(options={"model": "anthropic/opus", "session_key": "team:7"})
     await agent.execute(make_ctx(job))
-    await agent.execute(make_ctx(job, payload={"message": "hi", "agent": "main",
-                                               "session_key": "x:1", "model": "m2"}))
+    await agent.execute(
+        make_ctx(
+            job, payload={"message": "hi", "agent": "main", "session_key": "x:1", "model": "m2"}
+        )
+    )
     first, second = gw.requests
     assert first.json["model"] == "anthropic/opus"
     assert first.headers["x-openclaw-session-key"] == "team:7"
-    assert (second.json["model"], second.headers["x-openclaw-agent-id"],
-            second.headers["x-openclaw-session-key"]) == ("m2", "main", "x:1")
+    assert (
+        second.json["model"],
+        second.headers["x-openclaw-agent-id"],
+        second.headers["x-openclaw-session-key"],
+    ) == ("m2", "main", "x:1")
     assert second.json["messages"][0]["content"].endswith("\nhi")
 
 
-async def test_inbox_messages_are_injected_and_marked_delivered(gw: StandIn,
-                                                                agent: AgentExecutor) -> None:
-    host = Host(inbox=[message(i, body=f"note {i}") for i in range(1, 8)]
-                + [message(99, to="someone-else")])
+async def test_inbox_messages_are_injected_and_marked_delivered(
+    gw: StandIn, agent: AgentExecutor
+) -> None:
+    host = Host(
+        inbox=[message(i, body=f"note {i}") for i in range(1, 8)] + [message(99, to="someone-else")]
+    )
     ctx = make_ctx(agent_job(), services={"runtime": host})
     res = await agent.execute(ctx)
     assert res.ok
@@ -121,8 +136,7 @@ async def test_inbox_messages_are_injected_and_marked_delivered(gw: StandIn,
     assert (context["messages_injected"], context["message_ids"]) == (5, [1, 2, 3, 4, 5])
 
 
-async def test_a_refused_turn_leaves_the_inbox_pending(gw: StandIn,
-                                                       agent: AgentExecutor) -> None:
+async def test_a_refused_turn_leaves_the_inbox_pending(gw: StandIn, agent: AgentExecutor) -> None:
     gw.set_mode(status=400)
     host = Host(inbox=[message(1)])
     res = await agent.execute(make_ctx(agent_job(), services={"runtime": host}))
@@ -131,8 +145,16 @@ async def test_a_refused_turn_leaves_the_inbox_pending(gw: StandIn,
 
 
 async def test_trigger_context_and_idempotency_key(gw: StandIn, agent: AgentExecutor) -> None:
-    parent = Run(id=41, dispatch_id=1, job_id=3, job_name="fetch", attempt=1, status="ok",
-                 started_at=0.0, result={"summary": "fetched 12 rows"})
+    parent = Run(
+        id=41,
+        dispatch_id=1,
+        job_id=3,
+        job_name="fetch",
+        attempt=1,
+        status="ok",
+        started_at=0.0,
+        result={"summary": "fetched 12 rows"},
+    )
     host = Host(runs=[parent])
     job = agent_job(delivery_guarantee="at-least-once")
     ctx = make_ctx(job, services={"runtime": host}, parent_run_id=41, idempotency_key="k-9")
@@ -147,10 +169,12 @@ async def test_trigger_context_and_idempotency_key(gw: StandIn, agent: AgentExec
     assert "Trigger Context" not in gw.requests[1].json["messages"][0]["content"]
 
 
-@pytest.mark.parametrize("reply", ["HEARTBEAT_OK", "NO_FLUSH: nothing new",
-                                   "IDEMPOTENT_SKIP already done"])
-async def test_ok_sentinels_suppress_delivery(gw: StandIn, agent: AgentExecutor,
-                                              reply: str) -> None:
+@pytest.mark.parametrize(
+    "reply", ["HEARTBEAT_OK", "NO_FLUSH: nothing new", "IDEMPOTENT_SKIP already done"]
+)
+async def test_ok_sentinels_suppress_delivery(
+    gw: StandIn, agent: AgentExecutor, reply: str
+) -> None:
     gw.set_mode(reply=reply)
     res = await agent.execute(make_ctx(agent_job()))
     assert res.ok and not res.deliver
@@ -203,8 +227,7 @@ async def test_http_errors_are_clear_run_errors(
 
 
 @pytest.mark.parametrize("status", [502, 503, 504])
-async def test_gateway_down_statuses_defer(gw: StandIn, agent: AgentExecutor,
-                                           status: int) -> None:
+async def test_gateway_down_statuses_defer(gw: StandIn, agent: AgentExecutor, status: int) -> None:
     gw.set_mode(status=status)
     with pytest.raises(Deferred) as info:
         await agent.execute(make_ctx(agent_job()))
@@ -217,8 +240,10 @@ async def test_non_json_reply_is_a_clear_error(gw: StandIn, agent: AgentExecutor
     gw.set_mode(raw_body="<html>hello</html>", status=200)
     res = await agent.execute(make_ctx(agent_job(options={"stream": False})))
     assert not res.ok
-    assert res.error == "gateway returned a non-JSON reply (text/html; charset=utf-8): " \
+    assert (
+        res.error == "gateway returned a non-JSON reply (text/html; charset=utf-8): "
         "'<html>hello</html>'"
+    )
     gw.set_mode(raw_body="<html>502 Bad Gateway</html>", status=502)
     with pytest.raises(Deferred):
         await agent.execute(make_ctx(agent_job()))
@@ -257,8 +282,7 @@ async def test_down_defers_then_health_probe_brings_it_back(
     assert [r.path for r in gw.requests] == ["/health", CHAT]
 
 
-async def test_probe_health_reads_the_health_endpoint(gw: StandIn,
-                                                      agent: AgentExecutor) -> None:
+async def test_probe_health_reads_the_health_endpoint(gw: StandIn, agent: AgentExecutor) -> None:
     assert await agent.probe_health() is True
     gw.set_mode(healthy=False)
     assert await agent.probe_health() is False

@@ -18,8 +18,11 @@ pytestmark = pytest.mark.anyio
 
 
 def event_job(**kw: Any) -> JobSpec:
-    base: dict[str, Any] = {"name": "wake", "executor": "event",
-                            "payload": {"message": "Check the build queue"}}
+    base: dict[str, Any] = {
+        "name": "wake",
+        "executor": "event",
+        "payload": {"message": "Check the build queue"},
+    }
     base.update(kw)
     return JobSpec(**base)
 

@@ -30,8 +30,9 @@ async def test_small_output_is_stored_whole_with_an_ocs_summary(tmp_path: Path) 
 
 
 async def test_large_output_is_offloaded_and_only_an_excerpt_stored(tmp_path: Path) -> None:
-    job = sh("yes 'é line' | head -c 300000", output_offload=1024, output_excerpt=200,
-             output_summary=300)
+    job = sh(
+        "yes 'é line' | head -c 300000", output_offload=1024, output_excerpt=200, output_summary=300
+    )
     ctx = make_ctx(job, run_id=12, data_dir=str(tmp_path))
     res = await ShellExecutor().execute(ctx)
     assert res.ok

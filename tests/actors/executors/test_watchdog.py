@@ -133,8 +133,7 @@ def test_validation_names_fields() -> None:
     ):
         target = "" if "check_cmd" in options else "true"
         with pytest.raises(ConfigError) as info:
-            ex.validate(JobSpec(name="wd", executor="watchdog", target=target,
-                                options=options))
+            ex.validate(JobSpec(name="wd", executor="watchdog", target=target, options=options))
         assert info.value.field == field
     ex.validate(dog("true", started_at="2024-06-01T10:00:00Z", timeout_min=5))
     assert parse_started_at("2024-06-01T10:00:00") == parse_started_at(1717236000)
