@@ -6,8 +6,9 @@ Role: own the schedule of every enabled job that has one: a heap of next fire ti
 job, atomically (``store.ops.RecordSlots``), the dispatches of the slots that run
 (kind ``schedule``, at most one per (job, slot) by a unique index), a ``skipped`` run
 row with its reason for every slot that does not, and the job's next fire time; then
-tell the dispatcher, which applies overlap, pools and admission. Many due jobs are
-committed in chunks, the next chunk planned while the previous one commits. When a
+tell the dispatcher, which applies overlap, pools and admission. Each job's next
+on-time commit is prepared while idle (the cron maths), so a due slot costs a lookup;
+many due jobs commit in chunks, one planned while the previous commits. When a
 schedule dispatch ends for good, apply the OCS consecutive-error ladder to the next
 slot (``schedule.result_item``) and finish one-shot jobs (disabled, or deleted with
 ``delete_after_run``; a recurring job with ``delete_after_run`` is deleted after ``ok``).
@@ -261,9 +262,9 @@ class Scheduler:
             args = (job_id, st.spec, st.next, st.stored, now)
             item = schedule.fire_item(*args, anchor=st.anchor, ready=st.ready)
             self._pending.append(_Plan(item, st.version, fire=True))
-            if len(self._pending) >= self._cfg.chunk:  # commit while planning the rest
+            if len(self._pending) >= self._cfg.chunk:  # one chunk commits, one is planned
                 sent.append(await self._send(now))
-                while len(sent) > 1 and sent[0][1].done:
+                if len(sent) > 1:  # at most two in flight: early slots commit early
                     await self._settle(*sent.pop(0), now)
         await self._flush(now, sent)
 

@@ -60,7 +60,7 @@ def runtime_log(path: Path) -> Iterator[None]:
 
 @asynccontextmanager
 async def open_runtime(
-    db: Path,
+    db: str | Path,
     *,
     concurrency: int = 64,
     targets: Mapping[str, PythonTarget] | None = None,

@@ -17,6 +17,7 @@ for the batch.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 
 import anyio
@@ -56,10 +57,9 @@ async def _batch(rt: Runtime, n: int) -> None:
         )
 
 
-def _count_queued(conn: object) -> int:
-    return int(
-        conn.execute("SELECT count(*) FROM dispatches WHERE status = 'queued'").fetchone()[0]
-    )  # type: ignore[attr-defined]
+def _count_queued(conn: sqlite3.Connection) -> int:
+    sql = "SELECT count(*) FROM dispatches WHERE status = 'queued'"
+    return int(conn.execute(sql).fetchone()[0])
 
 
 async def measure(ctx: BenchContext, variant: str, n: int) -> float:

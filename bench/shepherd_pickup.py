@@ -26,6 +26,8 @@ from collections.abc import Callable
 
 import anyio
 
+from actors.executors.base import RunContext
+from actors.executors.python import PythonTarget
 from bench.context import BenchContext
 from bench.report import Result, percentiles
 from bench.shepherd_bench import open_runtime, result, runtime_log
@@ -41,8 +43,8 @@ WARMUP = 50
 JOB = "stamp"
 
 
-def _target(samples: list[float], clock: Callable[[], float]):  # type: ignore[no-untyped-def]
-    async def stamp(ctx):  # type: ignore[no-untyped-def]
+def _target(samples: list[float], clock: Callable[[], float]) -> PythonTarget:
+    async def stamp(ctx: RunContext) -> None:
         samples.append(clock() - ctx.payload["t"])
 
     return stamp

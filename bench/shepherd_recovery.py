@@ -34,7 +34,7 @@ from runtime.config import Config
 from runtime.jobs import new_dispatch
 from store import queries
 from store.ledger import lineage_key
-from store.models import EnqueueRequest, JobSpec
+from store.models import EnqueueRequest, JobRow, JobSpec
 from store.ops import ClaimRun, ClaimRuns, InsertDispatches
 from store.sqlite import SqliteStore
 
@@ -52,11 +52,15 @@ _JOBS = (
 
 async def build(db: str, queued: int, orphans: int) -> None:
     """Create the jobs with a runtime, then the queue and the orphans without one."""
-    async with open_runtime(db, jobs=_JOBS):  # type: ignore[arg-type]
+    async with open_runtime(db, jobs=_JOBS):
         pass
     store = await SqliteStore.open(db, create=False)
     try:
-        rows = {j.name: await store.read(queries.get_job, j.name) for j in _JOBS}
+        rows: dict[str, JobRow] = {}
+        for j in _JOBS:
+            row = await store.read(queries.get_job, j.name)
+            assert row is not None, j.name
+            rows[j.name] = row
         now = time.time()
 
         def new(job: str) -> Any:

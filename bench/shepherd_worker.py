@@ -49,7 +49,7 @@ async def e2e(db: str, n: int, concurrency: int, producer: str, stall: float) ->
             elif time.monotonic() - at > stall:
                 raise TimeoutError(f"no completion for {stall:g}s ({done}/{n} done)")
 
-    async with open_runtime(db, concurrency=concurrency) as rt:  # type: ignore[arg-type]
+    async with open_runtime(db, concurrency=concurrency) as rt:
         async with (
             rt.subscribe(OutcomeEvent, buffer=n + BATCH) as events,
             anyio.create_task_group() as tg,

@@ -199,6 +199,7 @@ class Runtime(MessagingMixin):
             writer=self._writer_mb.address(),
             executors=self.executors,
             snapshot=self.statistics,
+            maintenance=self.store.checkpoint,
             interval=float(cfg.health_interval),
         )
         self._actors = {"store": writer, "dispatcher": dispatcher, "scheduler": scheduler,
