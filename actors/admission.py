@@ -77,7 +77,6 @@ def check(entry: Entry, job: JobSpec | None, state: AdmissionState, now: float) 
             return Verdict("park", "overlap-queued", key=key)
         if job.overlap == "replace":
             return Verdict("replace", "replaced", key=key)
-    if job.pool:
-        if state.running_by_pool[job.pool] >= state.pool_limit(job.pool):
-            return Verdict("park", "pool-busy", key=f"pool:{job.pool}")
+    if job.pool and state.running_by_pool[job.pool] >= state.pool_limit(job.pool):
+        return Verdict("park", "pool-busy", key=f"pool:{job.pool}")
     return RUN

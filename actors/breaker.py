@@ -36,8 +36,9 @@ class Breaker(msgspec.Struct, frozen=True, kw_only=True):
 def on_failure(b: Breaker, now: float) -> Breaker:
     failures = b.failures + 1
     if b.state == "half_open" or failures >= b.fail_max:
-        return msgspec.structs.replace(b, state="open", failures=failures, opened_at=now,
-                                       trial=False)
+        return msgspec.structs.replace(
+            b, state="open", failures=failures, opened_at=now, trial=False
+        )
     return msgspec.structs.replace(b, failures=failures)
 
 

@@ -117,8 +117,24 @@ class Dispatcher(CommitMixin):
         self._drained = False
         self._drain_reply: Any = None
         self.counters: dict[str, int] = dict.fromkeys(
-            ("admitted", "ok", "error", "timeout", "crashed", "cancelled", "retried",
-             "dead", "skipped", "fenced", "store_errors", "loops", "deferred", "stale"), 0)
+            (
+                "admitted",
+                "ok",
+                "error",
+                "timeout",
+                "crashed",
+                "cancelled",
+                "retried",
+                "dead",
+                "skipped",
+                "fenced",
+                "store_errors",
+                "loops",
+                "deferred",
+                "stale",
+            ),
+            0,
+        )
         self.recovery_seconds = 0.0
 
     # -- lifecycle -----------------------------------------------------------------
@@ -135,8 +151,12 @@ class Dispatcher(CommitMixin):
         await self._load_queued(0)
         self.recovered = len(recovered)
         self.recovery_seconds = self._clock.now() - began
-        log.info("dispatcher ready: %d orphaned runs resolved, %d queued, in %.3fs",
-                 len(recovered), len(self._queued), self.recovery_seconds)
+        log.info(
+            "dispatcher ready: %d orphaned runs resolved, %d queued, in %.3fs",
+            len(recovered),
+            len(self._queued),
+            self.recovery_seconds,
+        )
         async with anyio.create_task_group() as tg:
             self._tg = tg
             self._runsup = RunSupervisor(
@@ -315,12 +335,17 @@ class Dispatcher(CommitMixin):
             else:
                 del self._queued[e.id]
                 status = {"dead": "dead", "skip": "done", "cancel": "cancelled"}[v.action]
-                outcome = {"dead": "cancelled", "skip": "skipped", "cancel": "cancelled"}[
-                    v.action
-                ]
+                outcome = {"dead": "cancelled", "skip": "skipped", "cancel": "cancelled"}[v.action]
                 self._settles.append(
-                    (e, Settle(dispatch_id=e.id, status=status, outcome=outcome,
-                               reason=v.reason or v.action))
+                    (
+                        e,
+                        Settle(
+                            dispatch_id=e.id,
+                            status=status,
+                            outcome=outcome,
+                            reason=v.reason or v.action,
+                        ),
+                    )
                 )
 
     def _unpark(self, key: str) -> None:
@@ -352,8 +377,18 @@ class Dispatcher(CommitMixin):
             raise
         e = self._queued.pop(dispatch_id, None)
         if e is not None and status == "cancelled":
-            self._emit(_outcome(e, self._job_name(e.job_id), None, e.attempt, "cancelled",
-                                "cancelled", self._clock.wall(), error="cancelled by operator"))
+            self._emit(
+                _outcome(
+                    e,
+                    self._job_name(e.job_id),
+                    None,
+                    e.attempt,
+                    "cancelled",
+                    "cancelled",
+                    self._clock.wall(),
+                    error="cancelled by operator",
+                )
+            )
         return status
 
     # -- introspection ---------------------------------------------------------------
@@ -369,11 +404,15 @@ class Dispatcher(CommitMixin):
             "draining": self._draining,
             "recovered": getattr(self, "recovered", 0),
             "recovery_seconds": round(self.recovery_seconds, 4),
-            "breakers": {name: {"state": b.state, "failures": b.failures}
-                         for name, b in self._breakers.items()},
+            "breakers": {
+                name: {"state": b.state, "failures": b.failures}
+                for name, b in self._breakers.items()
+            },
             **self.counters,
         }
 
     def __repr__(self) -> str:
-        return (f"<Dispatcher queued={len(self._queued)} running={len(self._running)} "
-                f"admitted={self.counters['admitted']}>")
+        return (
+            f"<Dispatcher queued={len(self._queued)} running={len(self._running)} "
+            f"admitted={self.counters['admitted']}>"
+        )

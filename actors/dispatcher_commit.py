@@ -94,7 +94,6 @@ class CommitMixin:
 
     def _unpark(self, key: str) -> None: ...  # defined by Dispatcher
 
-
     async def _flush(self, now: float) -> None:
         finished, self._finished = self._finished, []
         settles, self._settles = self._settles, []
@@ -114,10 +113,16 @@ class CommitMixin:
         if claims:
             ops.append(
                 ClaimRuns(
-                    [ClaimRun(dispatch_id=e.id, attempt=e.attempt + 1, job_id=e.job_id,
-                              idempotency_key=e.idempotency_key or lineage_key(e.id),
-                              key_ttl=self._key_ttl(e.job_id))
-                     for e in claims],
+                    [
+                        ClaimRun(
+                            dispatch_id=e.id,
+                            attempt=e.attempt + 1,
+                            job_id=e.job_id,
+                            idempotency_key=e.idempotency_key or lineage_key(e.id),
+                            key_ttl=self._key_ttl(e.job_id),
+                        )
+                        for e in claims
+                    ],
                     self._cfg.instance,
                     now,
                 )
@@ -198,19 +203,31 @@ class CommitMixin:
             if f.next in ("retry", "requeue"):
                 self.counters["retried"] += 1
                 attempt = r.attempt - 1 if f.refund else r.attempt
-                self._add(msgspec.structs.replace(
-                    r.entry, seq=seq, attempt=attempt, not_before=f.not_before or now))
+                self._add(
+                    msgspec.structs.replace(
+                        r.entry, seq=seq, attempt=attempt, not_before=f.not_before or now
+                    )
+                )
             elif f.next == "dead":
                 self.counters["dead"] += 1
-            self._emit(_outcome(
-                r.entry, self._job_name(r.entry.job_id), msg.run_id, r.attempt, msg.outcome,
-                status, now, error=msg.error, result=msg.result, dead_reason=f.dead_reason,
-                next_attempt_at=f.not_before if status == "queued" else None,
-                deliver=msg.deliver))
+            self._emit(
+                _outcome(
+                    r.entry,
+                    self._job_name(r.entry.job_id),
+                    msg.run_id,
+                    r.attempt,
+                    msg.outcome,
+                    status,
+                    now,
+                    error=msg.error,
+                    result=msg.result,
+                    dead_reason=f.dead_reason,
+                    next_attempt_at=f.not_before if status == "queued" else None,
+                    deliver=msg.deliver,
+                )
+            )
 
-    def _after_settles(
-        self, settles: list[tuple[Entry, Settle]], results: Any, now: float
-    ) -> None:
+    def _after_settles(self, settles: list[tuple[Entry, Settle]], results: Any, now: float) -> None:
         if isinstance(results, StoreError):
             log.error("settling dispatches failed: %s", results)
             return
@@ -220,11 +237,22 @@ class CommitMixin:
             name = self._job_name(e.job_id)
             if s.outcome == "skipped":
                 self.counters["skipped"] += 1
-                self._emit(SlotRecord(job=name, reason=s.reason, dispatch_id=e.id, slot=e.slot,
-                                      at=now))
-            self._emit(_outcome(e, name, None, e.attempt, s.outcome, s.status, now,
-                                error=s.reason,
-                                dead_reason=s.reason if s.status == "dead" else None))
+                self._emit(
+                    SlotRecord(job=name, reason=s.reason, dispatch_id=e.id, slot=e.slot, at=now)
+                )
+            self._emit(
+                _outcome(
+                    e,
+                    name,
+                    None,
+                    e.attempt,
+                    s.outcome,
+                    s.status,
+                    now,
+                    error=s.reason,
+                    dead_reason=s.reason if s.status == "dead" else None,
+                )
+            )
 
     def _after_claims(self, claims: list[Entry], results: Any, now: float) -> None:
         if isinstance(results, StoreError):
@@ -236,10 +264,23 @@ class CommitMixin:
                 self._release(e)
                 self.counters["skipped"] += 1
                 name = self._job_name(e.job_id)
-                self._emit(SlotRecord(job=name, reason="idempotency-skip", dispatch_id=e.id,
-                                      slot=e.slot, at=now))
-                self._emit(_outcome(e, name, None, e.attempt, "skipped", "done", now,
-                                    error="idempotency key already claimed"))
+                self._emit(
+                    SlotRecord(
+                        job=name, reason="idempotency-skip", dispatch_id=e.id, slot=e.slot, at=now
+                    )
+                )
+                self._emit(
+                    _outcome(
+                        e,
+                        name,
+                        None,
+                        e.attempt,
+                        "skipped",
+                        "done",
+                        now,
+                        error="idempotency key already claimed",
+                    )
+                )
                 continue
             if run_id is None or job is None:
                 self._release(e)  # someone else cancelled or claimed it meanwhile
@@ -261,16 +302,32 @@ class CommitMixin:
             )
             executor = self._executors.get(job.executor)
             if executor is None:
-                self._finished.append(RunFinished(
-                    run_id=run_id, dispatch_id=e.id, outcome="error", retry=False,
-                    error=f"no executor named {job.executor!r} in this runtime"))
+                self._finished.append(
+                    RunFinished(
+                        run_id=run_id,
+                        dispatch_id=e.id,
+                        outcome="error",
+                        retry=False,
+                        error=f"no executor named {job.executor!r} in this runtime",
+                    )
+                )
                 continue
-            self._runsup.start_child(run_id, partial(
-                run_actor, order=order, executor=executor, clock=self._clock,
-                report=self._self, data_dir=self._cfg.data_dir, services=self._services,
-                on_heartbeat=partial(self._heartbeat, e.id)))
-            self._emit(RunStarted(dispatch_id=e.id, run_id=run_id, job=job.name,
-                                  attempt=attempt, at=now))
+            self._runsup.start_child(
+                run_id,
+                partial(
+                    run_actor,
+                    order=order,
+                    executor=executor,
+                    clock=self._clock,
+                    report=self._self,
+                    data_dir=self._cfg.data_dir,
+                    services=self._services,
+                    on_heartbeat=partial(self._heartbeat, e.id),
+                ),
+            )
+            self._emit(
+                RunStarted(dispatch_id=e.id, run_id=run_id, job=job.name, attempt=attempt, at=now)
+            )
         if self._finished:
             self._self.tell(Poke("-"))  # outcomes decided here need a flush of their own
 
@@ -287,16 +344,17 @@ class CommitMixin:
             self._unpark(f"pool:{pool}")
 
     def _new_breaker(self) -> breaker.Breaker:
-        return breaker.Breaker(fail_max=self._cfg.breaker_fail_max,
-                               reset=self._cfg.breaker_reset)
+        return breaker.Breaker(fail_max=self._cfg.breaker_fail_max, reset=self._cfg.breaker_reset)
 
     def _feed_breaker(self, executor: str, msg: RunFinished) -> None:
         gateway_failure = msg.reason == "deferred" or bool(
-            (msg.details or {}).get("gateway_failure"))
+            (msg.details or {}).get("gateway_failure")
+        )
         b = self._breakers.get(executor)
         if gateway_failure:
-            self._breakers[executor] = breaker.on_failure(b or self._new_breaker(),
-                                                          self._clock.wall())
+            self._breakers[executor] = breaker.on_failure(
+                b or self._new_breaker(), self._clock.wall()
+            )
         elif b is not None and msg.outcome == "ok":
             self._breakers[executor] = breaker.on_success(b, self._clock.wall())
         elif b is not None and b.trial:  # a trial that failed for its own reasons
@@ -328,16 +386,28 @@ class CommitMixin:
                 self.counters["stale"] += 1
                 self._runsup.cancel(r.run_id, "stale")
             elif now >= limit + 2 * margin:
-                self._finished.append(RunFinished(
-                    run_id=r.run_id, dispatch_id=r.entry.id, outcome="timeout",
-                    timed_out=True, reason="stale",
-                    error=f"no outcome {2 * margin:g}s past its deadline (stale)"))
+                self._finished.append(
+                    RunFinished(
+                        run_id=r.run_id,
+                        dispatch_id=r.entry.id,
+                        outcome="timeout",
+                        timed_out=True,
+                        reason="stale",
+                        error=f"no outcome {2 * margin:g}s past its deadline (stale)",
+                    )
+                )
 
     def _run_actor_died(self, run_id: int, exc: BaseException) -> None:
         for r in self._running.values():
             if r.run_id == run_id:
-                self._self.tell(RunFinished(run_id=run_id, dispatch_id=r.entry.id,
-                                            outcome="crashed", error=f"run actor died: {exc!r}"))
+                self._self.tell(
+                    RunFinished(
+                        run_id=run_id,
+                        dispatch_id=r.entry.id,
+                        outcome="crashed",
+                        error=f"run actor died: {exc!r}",
+                    )
+                )
                 return
 
     def _key_ttl(self, job_id: int) -> float:
@@ -368,6 +438,17 @@ def _outcome(
     at: float,
     **kw: Any,
 ) -> OutcomeEvent:
-    return OutcomeEvent(dispatch_id=e.id, job=job, run_id=run_id, attempt=attempt,
-                        outcome=outcome, status=status, final=status != "queued", at=at,
-                        job_id=e.job_id, kind=e.kind, slot=e.slot, **kw)
+    return OutcomeEvent(
+        dispatch_id=e.id,
+        job=job,
+        run_id=run_id,
+        attempt=attempt,
+        outcome=outcome,
+        status=status,
+        final=status != "queued",
+        at=at,
+        job_id=e.job_id,
+        kind=e.kind,
+        slot=e.slot,
+        **kw,
+    )

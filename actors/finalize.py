@@ -63,9 +63,9 @@ def decide(
     if msg.outcome == "ok":
         return Decision("done")
     if msg.outcome == "cancelled":
-        if msg.reason == "shutdown" and job is not None:
-            if job.delivery_guarantee == "at-least-once":
-                return Decision("requeue", not_before=now)
+        replay = job is not None and job.delivery_guarantee == "at-least-once"
+        if msg.reason == "shutdown" and replay:
+            return Decision("requeue", not_before=now)
         return Decision("cancelled")
     if msg.reason == "deferred":
         return Decision("requeue", not_before=now + (msg.retry_after or 60.0), refund=True)

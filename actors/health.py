@@ -97,8 +97,12 @@ class HealthMonitor:
             with anyio.move_on_after(self._probe_timeout):
                 healthy = bool(await probe())
             if self.probes.get(name) != healthy:
-                log.log(logging.INFO if healthy else logging.WARNING,
-                        "gateway of executor %s is %s", name, "up" if healthy else "DOWN")
+                log.log(
+                    logging.INFO if healthy else logging.WARNING,
+                    "gateway of executor %s is %s",
+                    name,
+                    "up" if healthy else "DOWN",
+                )
             self.probes[name] = healthy
             await self._dispatcher.send(Probe(name, healthy))
         if self._maintenance is not None:
@@ -112,8 +116,17 @@ class HealthMonitor:
     async def _save(self, *, stopped: bool = False) -> None:
         try:
             status = msgspec.json.encode(self._snapshot(), enc_hook=repr)
-            await write(self._writer, SaveStatus(self._instance, os.getpid(), self._started_at,
-                                                 self._clock.wall(), status, stopped=stopped))
+            await write(
+                self._writer,
+                SaveStatus(
+                    self._instance,
+                    os.getpid(),
+                    self._started_at,
+                    self._clock.wall(),
+                    status,
+                    stopped=stopped,
+                ),
+            )
         except StoreError as exc:
             self.last_error = str(exc)
             log.error("health snapshot not written: %s", exc)

@@ -146,11 +146,21 @@ DispatcherMsg = (
 def entry_from_new(new: NewDispatch, dispatch_id: int, seq: int) -> Entry:
     """The dispatcher's entry for a dispatch just inserted from ``new``."""
     payload = msgspec.json.decode(new.payload) if new.payload is not None else None
-    return Entry(id=dispatch_id, seq=seq, job_id=new.job_id, priority=new.priority,
-                 not_before=new.not_before, attempt=new.attempt, max_attempts=new.max_attempts,
-                 kind=new.kind, expires_at=new.expires_at, payload=payload,
-                 idempotency_key=new.idempotency_key, slot=new.slot,
-                 parent_run_id=new.parent_run_id)
+    return Entry(
+        id=dispatch_id,
+        seq=seq,
+        job_id=new.job_id,
+        priority=new.priority,
+        not_before=new.not_before,
+        attempt=new.attempt,
+        max_attempts=new.max_attempts,
+        kind=new.kind,
+        expires_at=new.expires_at,
+        payload=payload,
+        idempotency_key=new.idempotency_key,
+        slot=new.slot,
+        parent_run_id=new.parent_run_id,
+    )
 
 
 # -- the scheduler's inbox ----------------------------------------------------------

@@ -138,31 +138,49 @@ def _outcome(
         if handle.cancel_reason in ("idle", "stale"):  # the health check's backstop
             why_deadline = "idle"
         elif handle.cancel_reason is not None:
-            return RunFinished(outcome="cancelled", reason=handle.cancel_reason,
-                               error=f"cancelled ({handle.cancel_reason})", **base)
+            return RunFinished(
+                outcome="cancelled",
+                reason=handle.cancel_reason,
+                error=f"cancelled ({handle.cancel_reason})",
+                **base,
+            )
         if why_deadline == "idle":
             text = f"no activity for {float(job.idle_timeout or 0):g}s (idle timeout)"
         else:
             text = f"exceeded {float(job.timeout):g}s timeout"
-        return RunFinished(outcome="timeout", error=text, timed_out=True, reason=why_deadline,
-                           **base)
+        return RunFinished(
+            outcome="timeout", error=text, timed_out=True, reason=why_deadline, **base
+        )
     if error is not None:
         if isinstance(error, RetryAfter):
-            return RunFinished(outcome="error", error=str(error), retry_after=error.seconds,
-                               **base)
+            return RunFinished(outcome="error", error=str(error), retry_after=error.seconds, **base)
         if isinstance(error, Deferred):
-            return RunFinished(outcome="error", error=str(error), retry_after=error.seconds,
-                               reason="deferred", **base)
+            return RunFinished(
+                outcome="error",
+                error=str(error),
+                retry_after=error.seconds,
+                reason="deferred",
+                **base,
+            )
         if isinstance(error, Discard):
             return RunFinished(outcome="error", error=error.reason, retry=False, **base)
-        log.warning("run %s of %s crashed: %s: %s", order.run_id, job.name,
-                    type(error).__name__, error)
+        log.warning(
+            "run %s of %s crashed: %s: %s", order.run_id, job.name, type(error).__name__, error
+        )
         return RunFinished(outcome="crashed", error=f"{type(error).__name__}: {error}", **base)
     assert result is not None
     details = {**(base.pop("details") or {}), **result.details} or None
     if result.ok:
-        return RunFinished(outcome="ok", result=result.result, deliver=result.deliver,
-                           details=details, **base)
-    return RunFinished(outcome="error", error=result.error or "failed", result=result.result,
-                       retry=result.retry, retry_after=result.retry_after,
-                       deliver=result.deliver, details=details, **base)
+        return RunFinished(
+            outcome="ok", result=result.result, deliver=result.deliver, details=details, **base
+        )
+    return RunFinished(
+        outcome="error",
+        error=result.error or "failed",
+        result=result.result,
+        retry=result.retry,
+        retry_after=result.retry_after,
+        deliver=result.deliver,
+        details=details,
+        **base,
+    )

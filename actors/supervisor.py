@@ -72,7 +72,7 @@ def add_restart(
     window: tuple[float, ...], now: float, intensity: int, period: float
 ) -> tuple[tuple[float, ...], bool]:
     """Record a restart at ``now``; return the new window and whether it is exceeded."""
-    kept = tuple(t for t in window if now - t < period) + (now,)
+    kept = (*tuple(t for t in window if now - t < period), now)
     return kept, len(kept) > intensity
 
 

@@ -24,7 +24,9 @@ from typing import Any
 import anyio
 
 from bench import (
+    agent_bench,
     floor,
+    scheduler_bench,
     shepherd_e2e,
     shepherd_enqueue,
     shepherd_pickup,
@@ -143,3 +145,11 @@ register(
     "shepherd-recovery",
     description="shepherd start-up on 100k queued + 1k orphaned runs (issue 4)",
 )(shepherd_recovery.run)
+register(
+    "shepherd-scheduler",
+    description="10k cron jobs/min + 1k one-shots: lateness, CPU/slot, RSS (issue 3); ~8 min",
+)(scheduler_bench.run)
+register(
+    "agent",
+    description="agent-turn overhead vs the raw gateway stand-in at c=1/10/100 (issue 5)",
+)(agent_bench.run)

@@ -84,7 +84,9 @@ FINAL = ("done", "dead", "cancelled")
 
 
 class Runtime(MessagingMixin):
-    def __init__(self, cfg: Config, store: SqliteStore, clock: Clock, executors: dict[str, Executor]):
+    def __init__(
+        self, cfg: Config, store: SqliteStore, clock: Clock, executors: dict[str, Executor]
+    ):
         self.config = cfg
         self.store = store
         self.clock = clock
@@ -202,9 +204,13 @@ class Runtime(MessagingMixin):
             maintenance=self.store.checkpoint,
             interval=float(cfg.health_interval),
         )
-        self._actors = {"store": writer, "dispatcher": dispatcher, "scheduler": scheduler,
-                        "health": health,
-                        "ingest": ingest}
+        self._actors = {
+            "store": writer,
+            "dispatcher": dispatcher,
+            "scheduler": scheduler,
+            "health": health,
+            "ingest": ingest,
+        }
         router, router_spec = self._router_child()
         self._actors["router"] = router
         grace = float(cfg.shutdown_grace)
@@ -212,6 +218,9 @@ class Runtime(MessagingMixin):
             "root",
             [
                 ChildSpec(name="store", start=writer.run),
+                # before the dispatcher: on shutdown (last-first) the router outlives the
+                # drain and announces its outcomes; the price is that a router crash
+                # restarts the dispatcher too (rest_for_one)
                 router_spec,
                 ChildSpec(
                     name="dispatcher",
@@ -240,10 +249,18 @@ class Runtime(MessagingMixin):
         self._route(event)
         if isinstance(event, OutcomeEvent) and event.kind == "schedule" and event.final:
             try:  # never blocks the dispatcher; a lost outcome only skips error bookkeeping
-                self._scheduler.tell(Outcome(
-                    job_id=event.job_id, job=event.job, dispatch_id=event.dispatch_id,
-                    outcome=event.outcome, final=event.final, slot=event.slot,
-                    kind=event.kind, at=event.at))
+                self._scheduler.tell(
+                    Outcome(
+                        job_id=event.job_id,
+                        job=event.job,
+                        dispatch_id=event.dispatch_id,
+                        outcome=event.outcome,
+                        final=event.final,
+                        slot=event.slot,
+                        kind=event.kind,
+                        at=event.at,
+                    )
+                )
             except (MailboxFull, MailboxClosed):
                 self.lost_outcomes += 1
                 log.warning("scheduler missed the outcome of dispatch %s", event.dispatch_id)
@@ -356,11 +373,20 @@ class Runtime(MessagingMixin):
         """Queue one run of ``job``; returns the dispatch id once it is committed."""
         now = self.clock.wall()
         nb = _epoch(not_before) if not_before is not None else (now + delay if delay else None)
-        exp = _epoch(expires_at) if expires_at is not None else (
-            now + expires_in if expires_in else None)
-        req = EnqueueRequest(job=job, payload=payload, priority=priority,  # type: ignore[arg-type]
-                             not_before=nb, expires_at=exp, max_attempts=max_attempts,
-                             idempotency_key=idempotency_key)
+        exp = (
+            _epoch(expires_at)
+            if expires_at is not None
+            else (now + expires_in if expires_in else None)
+        )
+        req = EnqueueRequest(
+            job=job,
+            payload=payload,
+            priority=priority,  # type: ignore[arg-type]
+            not_before=nb,
+            expires_at=exp,
+            max_attempts=max_attempts,
+            idempotency_key=idempotency_key,
+        )
         return (await self.enqueue_many([req]))[0]
 
     async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[int]:
@@ -375,8 +401,9 @@ class Runtime(MessagingMixin):
         entries: list[Entry] = []
         for new, got in zip(rows, result, strict=True):
             if got is None:  # the idempotency key already has a dispatch
-                existing = await self.store.read(queries.dispatch_by_key, new.job_id,
-                                                 new.idempotency_key)
+                existing = await self.store.read(
+                    queries.dispatch_by_key, new.job_id, new.idempotency_key
+                )
                 ids.append(existing)
                 continue
             dispatch_id, seq = got
@@ -412,15 +439,22 @@ class Runtime(MessagingMixin):
             raise NotFound(f"no dispatch {dispatch_id}")
         return d
 
-    async def dispatches(self, *, status: str | None = None, job: str | None = None,
-                         limit: int = 100) -> list[Dispatch]:
-        return await self.store.read(queries.list_dispatches, status=status, job=job,
-                                     limit=limit)
+    async def dispatches(
+        self, *, status: str | None = None, job: str | None = None, limit: int = 100
+    ) -> list[Dispatch]:
+        return await self.store.read(queries.list_dispatches, status=status, job=job, limit=limit)
 
-    async def runs(self, *, job: str | None = None, status: str | None = None,
-                   dispatch_id: int | None = None, limit: int = 100) -> list[Run]:
-        return await self.store.read(queries.list_runs, job=job, status=status,
-                                     dispatch_id=dispatch_id, limit=limit)
+    async def runs(
+        self,
+        *,
+        job: str | None = None,
+        status: str | None = None,
+        dispatch_id: int | None = None,
+        limit: int = 100,
+    ) -> list[Run]:
+        return await self.store.read(
+            queries.list_runs, job=job, status=status, dispatch_id=dispatch_id, limit=limit
+        )
 
     async def run(self, run_id: int) -> Run:
         r = await self.store.read(queries.get_run, run_id)
@@ -436,17 +470,20 @@ class Runtime(MessagingMixin):
     async def retry_dead(self, ids: Sequence[int]) -> list[int]:
         """Put dead letters back in the queue with fresh attempts."""
         done: list[int] = await write(
-            self._writer, RetryDead(list(ids), self.clock.wall(), origin=self.instance))
+            self._writer, RetryDead(list(ids), self.clock.wall(), origin=self.instance)
+        )
         entries = [entry_from_dispatch(await self.dispatch(i)) for i in done]
         if entries:
             await self._dispatcher.send(Enqueued(entries))
         return done
 
-    async def purge_dead(self, ids: Sequence[int] | None = None, *,
-                         older_than: float | None = None) -> int:
+    async def purge_dead(
+        self, ids: Sequence[int] | None = None, *, older_than: float | None = None
+    ) -> int:
         before = self.clock.wall() - older_than if older_than is not None else None
-        n: int = await write(self._writer, PurgeDead(list(ids) if ids is not None else None,
-                                                     before))
+        n: int = await write(
+            self._writer, PurgeDead(list(ids) if ids is not None else None, before)
+        )
         return n
 
     # -- events and introspection -------------------------------------------------
@@ -536,7 +573,8 @@ async def _lock_database(path: str) -> IO[str]:
     lock_path = f"{path}.lock"
     try:
         Path(lock_path).parent.mkdir(parents=True, exist_ok=True)
-        f = open(lock_path, "a+")  # noqa: SIM115 - held for the runtime's lifetime
+        # held for the runtime's lifetime; a local lock file, opened once at start
+        f = open(lock_path, "a+")  # noqa: SIM115, ASYNC230
     except OSError as exc:
         raise ReadOnly(f"{path}: cannot write beside the database ({exc})") from None
     for attempt in range(21):

@@ -91,8 +91,9 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
             try:
                 out[name] = int(raw)
             except ValueError:
-                raise ConfigError(f"expected an integer, got {raw!r}",
-                                  field=f"SHEPHERD_{name.upper()}") from None
+                raise ConfigError(
+                    f"expected an integer, got {raw!r}", field=f"SHEPHERD_{name.upper()}"
+                ) from None
         elif name == "use_uvloop":
             out[name] = raw.strip().lower() in ("1", "true", "yes", "on")
         else:
@@ -124,18 +125,20 @@ def load_config(
 
 def default_config_toml(database: str = "shepherd.db") -> str:
     """The commented default config written by ``config init``."""
-    body = tomli_w.dumps({
-        "database": database,
-        "synchronous": "NORMAL",
-        "concurrency": 64,
-        "shutdown_grace": "30s",
-        "busy_timeout": "5s",
-        "restart_intensity": 5,
-        "restart_period": "10s",
-        "log_level": "INFO",
-        "use_uvloop": True,
-        "pools": {"gpu": 1},
-    })
+    body = tomli_w.dumps(
+        {
+            "database": database,
+            "synchronous": "NORMAL",
+            "concurrency": 64,
+            "shutdown_grace": "30s",
+            "busy_timeout": "5s",
+            "restart_intensity": 5,
+            "restart_period": "10s",
+            "log_level": "INFO",
+            "use_uvloop": True,
+            "pools": {"gpu": 1},
+        }
+    )
     comments = {
         "database": "SQLite file (WAL). Relative paths are relative to this file.",
         "synchronous": "NORMAL survives any process crash; FULL also survives power loss.",
@@ -147,8 +150,11 @@ def default_config_toml(database: str = "shepherd.db") -> str:
         "log_level": "DEBUG, INFO, WARNING or ERROR.",
         "use_uvloop": "Run on uvloop when it is installed.",
     }
-    lines = ["# shepherd configuration. Every key is optional; these are the defaults.",
-             "# Environment variables SHEPHERD_<KEY> override top-level keys.", ""]
+    lines = [
+        "# shepherd configuration. Every key is optional; these are the defaults.",
+        "# Environment variables SHEPHERD_<KEY> override top-level keys.",
+        "",
+    ]
     for line in body.splitlines():
         key = line.split("=", 1)[0].strip()
         if key in comments:

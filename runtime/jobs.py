@@ -118,9 +118,7 @@ def save_op(spec: JobSpec, now: float, previous: JobRow | None = None) -> SaveJo
 
 def _keeps_schedule(old: JobSpec, new: JobSpec) -> bool:
     fields = ("cron", "tz", "at", "every")
-    return old.enabled and new.enabled and all(
-        getattr(old, f) == getattr(new, f) for f in fields
-    )
+    return old.enabled and new.enabled and all(getattr(old, f) == getattr(new, f) for f in fields)
 
 
 def new_dispatch(row: JobRow, req: EnqueueRequest, now: float, *, where: str) -> NewDispatch:

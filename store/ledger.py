@@ -14,9 +14,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 
-__all__ = [
-    "DDL",
-    "SAME_KEY_SQL", "claim", "lineage_key", "prune", "release_runs", "replay_key"]
+__all__ = ["DDL", "SAME_KEY_SQL", "claim", "lineage_key", "prune", "release_runs", "replay_key"]
 
 DDL = [
     """CREATE TABLE idempotency (

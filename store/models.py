@@ -75,7 +75,8 @@ def parse_duration(value: object, *, field: str = "duration") -> float:
         m = _DURATION.match(value)
         if not m:
             raise ConfigError(
-                f"invalid duration {value!r}; use a number of seconds or e.g. 500ms, 30s, 5m, 2h, 1d",
+                f"invalid duration {value!r}; use a number of seconds"
+                " or e.g. 500ms, 30s, 5m, 2h, 1d",
                 field=field,
             )
         seconds = float(m.group(1)) * _UNIT[m.group(2)]

@@ -32,15 +32,15 @@ __all__ = [
     "NewDispatch",
     "PurgeDead",
     "RecordSlots",
-    "RetryDead",
     "RecoverOrphans",
+    "RetryDead",
     "SaveJob",
     "SaveStatus",
-    "SkippedSlot",
-    "SlotItem",
+    "SetJobState",
     "Settle",
     "SettleQueued",
-    "SetJobState",
+    "SkippedSlot",
+    "SlotItem",
     "WriteOp",
     "apply_op",
 ]
@@ -350,20 +350,23 @@ def _claim_runs(conn: sqlite3.Connection, op: ClaimRuns) -> list[int | None]:
     )
     cur = conn.executemany(
         claim_sql,
-        [(c.attempt, r, op.now, c.dispatch_id) for c, r in zip(op.claims, ids)
-         if c.dispatch_id not in blocked],
+        [
+            (c.attempt, r, op.now, c.dispatch_id)
+            for c, r in zip(op.claims, ids, strict=False)
+            if c.dispatch_id not in blocked
+        ],
     )
     if cur.rowcount == len(op.claims) and not blocked:  # the common case: every claim won
         conn.executemany(
             run_sql,
             [
                 (r, c.attempt, op.now, op.now, c.idempotency_key, op.instance, c.dispatch_id, r)
-                for c, r in zip(op.claims, ids)
+                for c, r in zip(op.claims, ids, strict=False)
             ],
         )
         return list(ids)
     out: list[int | None] = []
-    for c, r in zip(op.claims, ids):
+    for c, r in zip(op.claims, ids, strict=False):
         if c.dispatch_id in blocked:
             out.append(0)
             continue
@@ -385,16 +388,34 @@ def _claim_runs(conn: sqlite3.Connection, op: ClaimRuns) -> list[int | None]:
 def _claim_keys(conn: sqlite3.Connection, op: ClaimRuns, ids: list[int]) -> set[int]:
     """Claim each run's idempotency key; settle the dispatches whose key is taken."""
     blocked: set[int] = set()
-    for c, r in zip(op.claims, ids):
+    for c, r in zip(op.claims, ids, strict=False):
         if c.idempotency_key is None:
             continue
-        if ledger.claim(conn, c.idempotency_key, job_id=c.job_id, dispatch_id=c.dispatch_id,
-                        run_id=r, now=op.now, ttl=c.key_ttl):
+        if ledger.claim(
+            conn,
+            c.idempotency_key,
+            job_id=c.job_id,
+            dispatch_id=c.dispatch_id,
+            run_id=r,
+            now=op.now,
+            ttl=c.key_ttl,
+        ):
             continue
         blocked.add(c.dispatch_id)
-        _settle_queued(conn, SettleQueued(
-            [Settle(dispatch_id=c.dispatch_id, status="done", outcome="skipped",
-                    reason="idempotency-skip")], op.now))
+        _settle_queued(
+            conn,
+            SettleQueued(
+                [
+                    Settle(
+                        dispatch_id=c.dispatch_id,
+                        status="done",
+                        outcome="skipped",
+                        reason="idempotency-skip",
+                    )
+                ],
+                op.now,
+            ),
+        )
     return blocked
 
 
@@ -432,8 +453,17 @@ def _finish_runs(conn: sqlite3.Connection, op: FinishRuns) -> list[int | None]:
                 "UPDATE dispatches SET status = 'queued', seq = ?, origin = ?, not_before = ?,"
                 " outcome = ?, last_error = ?, current_run_id = NULL, updated_at = ?,"
                 " attempt = attempt - ? WHERE id = ? AND current_run_id = ?",
-                (next_seq, op.origin, f.not_before or op.now, f.outcome, f.error, op.now,
-                 int(f.refund), f.dispatch_id, f.run_id),
+                (
+                    next_seq,
+                    op.origin,
+                    f.not_before or op.now,
+                    f.outcome,
+                    f.error,
+                    op.now,
+                    int(f.refund),
+                    f.dispatch_id,
+                    f.run_id,
+                ),
             )
             if cur.rowcount == 1:
                 out.append(next_seq)
@@ -445,8 +475,7 @@ def _finish_runs(conn: sqlite3.Connection, op: FinishRuns) -> list[int | None]:
         cur = conn.execute(
             "UPDATE dispatches SET status = ?, outcome = ?, dead_reason = ?, last_error = ?,"
             " result = ?, updated_at = ? WHERE id = ? AND current_run_id = ?",
-            (status, f.outcome, f.dead_reason, f.error, f.result, op.now, f.dispatch_id,
-             f.run_id),
+            (status, f.outcome, f.dead_reason, f.error, f.result, op.now, f.dispatch_id, f.run_id),
         )
         out.append(0 if cur.rowcount == 1 else None)
     return out
@@ -475,8 +504,7 @@ def _settle_queued(conn: sqlite3.Connection, op: SettleQueued) -> list[bool]:
                 " started_at, finished_at, reason, error)"
                 " SELECT ?, id, job_id, job_name, attempt, ?, ?, ?, ?, ? FROM dispatches"
                 " WHERE id = ?",
-                (run_id, item.outcome, op.now, op.now, item.reason, item.reason,
-                 item.dispatch_id),
+                (run_id, item.outcome, op.now, op.now, item.reason, item.reason, item.dispatch_id),
             )
             run_id += 1
         out.append(ok)
@@ -510,8 +538,14 @@ def _recover_orphans(conn: sqlite3.Connection, op: RecoverOrphans) -> list[tuple
                 " max_attempts = MAX(max_attempts, attempt + 1), outcome = 'crashed',"
                 " last_error = 'replayed after a crash', current_run_id = NULL,"
                 " idempotency_key = ?, updated_at = ? WHERE id = ? AND status = 'running'",
-                (seq, op.origin, op.now, ledger.replay_key(key, dispatch_id, (attempt or 0) + 1),
-                 op.now, dispatch_id),
+                (
+                    seq,
+                    op.origin,
+                    op.now,
+                    ledger.replay_key(key, dispatch_id, (attempt or 0) + 1),
+                    op.now,
+                    dispatch_id,
+                ),
             )
             seq += 1
             action = "replay"
@@ -538,9 +572,7 @@ def _recover_orphans(conn: sqlite3.Connection, op: RecoverOrphans) -> list[tuple
 
 
 def _cancel_dispatch(conn: sqlite3.Connection, op: CancelDispatch) -> str | None:
-    row = conn.execute(
-        "SELECT status FROM dispatches WHERE id = ?", (op.dispatch_id,)
-    ).fetchone()
+    row = conn.execute("SELECT status FROM dispatches WHERE id = ?", (op.dispatch_id,)).fetchone()
     if row is None:
         return None
     status = str(row[0])
@@ -596,8 +628,16 @@ def _save_job(conn: sqlite3.Connection, op: SaveJob) -> int:
         cur = conn.execute(
             "INSERT INTO jobs (name, executor, enabled, spec, next_run_at, anchor, created_at,"
             " updated_at) VALUES (?,?,?,?,?,?,?,?)",
-            (op.name, op.executor, int(op.enabled), op.spec, op.next_run_at, op.anchor, op.now,
-             op.now),
+            (
+                op.name,
+                op.executor,
+                int(op.enabled),
+                op.spec,
+                op.next_run_at,
+                op.anchor,
+                op.now,
+                op.now,
+            ),
         )
         return int(cur.lastrowid or 0)
     job_id = int(row[0])
@@ -667,8 +707,7 @@ def _record_slots(conn: sqlite3.Connection, op: RecordSlots) -> list[Any]:
             owners.append(len(out) - 1)
         for s in item.skipped:
             details = None if s.slot is None else msgspec.json.encode({"slot": s.slot})
-            skipped.append((item.job_id, item.job_name, op.now, op.now, s.reason, s.error,
-                            details))
+            skipped.append((item.job_id, item.job_name, op.now, op.now, s.reason, s.error, details))
         if item.finish == "delete":
             _delete_job(conn, DeleteJob(item.job_id, op.now))
         elif item.finish == "disable":
@@ -712,8 +751,11 @@ def _compare_and_set(conn: sqlite3.Connection, op: RecordSlots) -> list[bool]:
         ok.append(good)
     conn.executemany(
         "UPDATE jobs SET next_run_at = ?, updated_at = ? WHERE id = ?",
-        [(i.next_run_at, op.now, i.job_id) for i, g in zip(op.items, ok, strict=True)
-         if g and i.set_next],
+        [
+            (i.next_run_at, op.now, i.job_id)
+            for i, g in zip(op.items, ok, strict=True)
+            if g and i.set_next
+        ],
     )
     return ok
 
@@ -731,15 +773,38 @@ def _insert_slots(
         " priority, not_before, expires_at, attempt, max_attempts, payload, idempotency_key,"
         " slot, parent_run_id, created_at, updated_at)"
         " VALUES (?,?,?,?,?,?,'queued',?,?,?,?,?,?,?,?,?,?,?)",
-        [(first_id + k, first_seq + k, op.origin, r.job_id, r.job_name, r.kind, r.priority,
-          r.not_before, r.expires_at, r.attempt, r.max_attempts, r.payload, r.idempotency_key,
-          r.slot, r.parent_run_id, op.now, op.now) for k, r in enumerate(rows)],
+        [
+            (
+                first_id + k,
+                first_seq + k,
+                op.origin,
+                r.job_id,
+                r.job_name,
+                r.kind,
+                r.priority,
+                r.not_before,
+                r.expires_at,
+                r.attempt,
+                r.max_attempts,
+                r.payload,
+                r.idempotency_key,
+                r.slot,
+                r.parent_run_id,
+                op.now,
+                op.now,
+            )
+            for k, r in enumerate(rows)
+        ],
     ).rowcount
     out: list[tuple[int, int] | None] = [(first_id + k, first_seq + k) for k in range(len(rows))]
     if inserted < len(rows):
-        present = {r[0] for r in conn.execute(
-            "SELECT id FROM dispatches WHERE id >= ? AND id < ?", (first_id, first_id + len(rows))
-        )}
+        present = {
+            r[0]
+            for r in conn.execute(
+                "SELECT id FROM dispatches WHERE id >= ? AND id < ?",
+                (first_id, first_id + len(rows)),
+            )
+        }
         out = [o if o is not None and o[0] in present else None for o in out]
     return out
 

@@ -246,8 +246,9 @@ def stats(conn: sqlite3.Connection) -> dict[str, Any]:
     runs_running = conn.execute("SELECT COUNT(*) FROM runs WHERE status = 'running'").fetchone()
     jobs = conn.execute("SELECT COUNT(*), COALESCE(SUM(enabled), 0) FROM jobs").fetchone()
     return {
-        "dispatches": {s: int(by_state.get(s, 0)) for s in ("queued", "running", "done",
-                                                            "cancelled", "dead")},
+        "dispatches": {
+            s: int(by_state.get(s, 0)) for s in ("queued", "running", "done", "cancelled", "dead")
+        },
         "runs_running": int(runs_running[0]),
         "jobs": int(jobs[0]),
         "jobs_enabled": int(jobs[1]),

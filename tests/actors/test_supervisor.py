@@ -58,9 +58,13 @@ async def _settle() -> None:
     await anyio.wait_all_tasks_blocked()
 
 
-def _sup(children: list[Child], clock: FakeClock, events: list[ActorEvent], **kw: Any) -> Supervisor:
-    specs = [ChildSpec(name=c.name, start=c.run, restart=kw.pop(f"restart_{c.name}", "permanent"))
-             for c in children]
+def _sup(
+    children: list[Child], clock: FakeClock, events: list[ActorEvent], **kw: Any
+) -> Supervisor:
+    specs = [
+        ChildSpec(name=c.name, start=c.run, restart=kw.pop(f"restart_{c.name}", "permanent"))
+        for c in children
+    ]
     return Supervisor("sup", specs, clock=clock, on_event=events.append, **kw)
 
 
@@ -91,7 +95,7 @@ async def test_rest_for_one_restarts_the_crashed_child_and_those_after_it() -> N
         assert (a.starts, b.starts, c.starts) == (1, 2, 2)
         # c was stopped before b and c were started again, in order
         i = log.index("stop c")
-        assert log[i:i + 3] == ["stop c", "start b", "start c"]
+        assert log[i : i + 3] == ["stop c", "start b", "start c"]
         sup.request_stop()
 
 
@@ -110,8 +114,15 @@ async def test_one_for_all_restarts_every_child() -> None:
 async def test_restart_types() -> None:
     log: list[str] = []
     perm, trans, temp = Child("perm", log), Child("trans", log), Child("temp", log)
-    sup = _sup([perm, trans, temp], FakeClock(), [], strategy="one_for_one",
-               restart_trans="transient", restart_temp="temporary", intensity=10)
+    sup = _sup(
+        [perm, trans, temp],
+        FakeClock(),
+        [],
+        strategy="one_for_one",
+        restart_trans="transient",
+        restart_temp="temporary",
+        intensity=10,
+    )
     async with anyio.create_task_group() as tg:
         await tg.start(sup.run)
         trans.finish()  # normal exit of a transient child: not restarted

@@ -35,12 +35,36 @@ async def _claim_without_running(db_path: str, job_id: int, job: str) -> int:
     """Leave a dispatch claimed with a ``running`` run, as a killed process would."""
     store = await SqliteStore.open(db_path)
     try:
-        [(dispatch_id, _)] = await store.apply_one(InsertDispatches(
-            [NewDispatch(job_id=job_id, job_name=job, kind="enqueue", priority=2, not_before=0,
-                         max_attempts=1)], "dead-process", 1.0))
-        [run_id] = await store.apply_one(ClaimRuns(
-            [ClaimRun(dispatch_id=dispatch_id, attempt=1, job_id=job_id,
-                      idempotency_key=f"key-{job}")], "dead-process", 2.0))
+        [(dispatch_id, _)] = await store.apply_one(
+            InsertDispatches(
+                [
+                    NewDispatch(
+                        job_id=job_id,
+                        job_name=job,
+                        kind="enqueue",
+                        priority=2,
+                        not_before=0,
+                        max_attempts=1,
+                    )
+                ],
+                "dead-process",
+                1.0,
+            )
+        )
+        [run_id] = await store.apply_one(
+            ClaimRuns(
+                [
+                    ClaimRun(
+                        dispatch_id=dispatch_id,
+                        attempt=1,
+                        job_id=job_id,
+                        idempotency_key=f"key-{job}",
+                    )
+                ],
+                "dead-process",
+                2.0,
+            )
+        )
         assert run_id
     finally:
         await store.close()
@@ -50,8 +74,9 @@ async def _claim_without_running(db_path: str, job_id: int, job: str) -> int:
 async def test_restart_replays_at_least_once_and_not_at_most_once(db_path: str) -> None:
     SEEN.clear()
     async with Runtime.open(Config(database=db_path), targets={"record": record}) as rt:
-        a = await rt.add_job(JobSpec(name="alo", target="record",
-                                     delivery_guarantee="at-least-once"))
+        a = await rt.add_job(
+            JobSpec(name="alo", target="record", delivery_guarantee="at-least-once")
+        )
         b = await rt.add_job(JobSpec(name="amo", target="record"))
     alo = await _claim_without_running(db_path, a.id, "alo")
     amo = await _claim_without_running(db_path, b.id, "amo")
@@ -78,8 +103,13 @@ async def test_retries_share_the_lineage_key_and_reclaim_it(db_path: str) -> Non
             raise RuntimeError("again")
 
     async with Runtime.open(Config(database=db_path), targets={"flaky": flaky}) as rt:
-        await rt.add_job(JobSpec(name="flaky", target="flaky",
-                                 retry=RetryPolicy(max_attempts=3, base=0.01, max_delay=0.01)))
+        await rt.add_job(
+            JobSpec(
+                name="flaky",
+                target="flaky",
+                retry=RetryPolicy(max_attempts=3, base=0.01, max_delay=0.01),
+            )
+        )
         final = await rt.wait(await rt.enqueue("flaky"), timeout=10)
         assert final.status == "done"
     assert len(keys) == 3 and len(set(keys)) == 1 and keys[0]
@@ -159,8 +189,15 @@ async def test_idle_timeout_is_pushed_back_by_heartbeats(db_path: str) -> None:
 
     cfg = Config(database=db_path, shutdown_grace=0, health_interval=1000)
     async with Runtime.open(cfg, clock=clock, targets={"slow": slow}) as rt:
-        await rt.add_job(JobSpec(name="slow", target="slow", idle_timeout=5, timeout=100,
-                                 retry=RetryPolicy(max_attempts=1)))
+        await rt.add_job(
+            JobSpec(
+                name="slow",
+                target="slow",
+                idle_timeout=5,
+                timeout=100,
+                retry=RetryPolicy(max_attempts=1),
+            )
+        )
         dispatch_id = await rt.enqueue("slow")
         await eventually(lambda: _status(rt, dispatch_id, "running"))
         for _ in range(3):  # activity every 4 s keeps a 5 s idle timeout from firing
@@ -192,8 +229,13 @@ async def test_breaker_opens_defers_without_spending_attempts_and_recovers(
             raise Deferred(5, "gateway unavailable")
         return "answered"
 
-    cfg = Config(database=db_path, shutdown_grace=0, health_interval=1000,
-                 breaker_fail_max=3, breaker_reset=30)
+    cfg = Config(
+        database=db_path,
+        shutdown_grace=0,
+        health_interval=1000,
+        breaker_fail_max=3,
+        breaker_reset=30,
+    )
     async with Runtime.open(cfg, clock=clock, targets={"turn": turn}) as rt:
         await rt.add_job(JobSpec(name="turn", target="turn", retry=RetryPolicy(max_attempts=2)))
         dispatch_id = await rt.enqueue("turn")

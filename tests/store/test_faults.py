@@ -33,7 +33,7 @@ async def test_a_foreign_sqlite_file_is_refused_and_left_alone(tmp_path: Path) -
 async def test_a_file_that_is_not_sqlite_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "notes.db"
     path.write_bytes(b"these are my notes, not a database\n" * 200)
-    with pytest.raises(DatabaseCorrupt, match="notes.db"):
+    with pytest.raises(DatabaseCorrupt, match=r"notes\.db"):
         await SqliteStore.open(path)
     assert path.read_bytes().startswith(b"these are my notes")
 
@@ -69,8 +69,11 @@ async def test_a_locked_database_gives_a_clear_error_and_keeps_its_rows(db_path:
 @contextlib.contextmanager
 def _tmpfs(where: Path, size: str) -> Iterator[Path]:
     where.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         pytest.skip(f"mounting a size-limited tmpfs needs root: {done.stderr.strip()}")
     try:
@@ -89,12 +92,16 @@ async def test_a_full_disk_fails_the_write_and_keeps_what_was_committed(tmp_path
         committed: list[int] = []
         with pytest.raises(DiskFull, match="full"):
             async with Runtime.open(Config(database=db, concurrency=1)) as rt:
-                await rt.add_job(JobSpec(name="a", executor="shell", target="sleep 60",
-                                         enabled=True, timeout=120))
+                await rt.add_job(
+                    JobSpec(
+                        name="a", executor="shell", target="sleep 60", enabled=True, timeout=120
+                    )
+                )
                 payload = {"blob": "x" * 2000}
                 for _ in range(1000):
                     committed += await rt.enqueue_many(
-                        [EnqueueRequest(job="a", payload=payload)] * 10)
+                        [EnqueueRequest(job="a", payload=payload)] * 10
+                    )
         assert committed, "some batches fit before the disk filled up"
         with sqlite3.connect(db) as conn:
             ids = {r[0] for r in conn.execute("SELECT id FROM dispatches")}
@@ -105,7 +112,7 @@ async def test_a_full_disk_fails_the_write_and_keeps_what_was_committed(tmp_path
 async def test_a_read_only_directory_gives_a_clear_error(tmp_path: Path) -> None:
     with _tmpfs(tmp_path / "ro", "1m") as disk:
         subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
-        with pytest.raises(ReadOnly, match="x.db: cannot write") as info:
+        with pytest.raises(ReadOnly, match=r"x\.db: cannot write") as info:
             async with Runtime.open(Config(database=str(disk / "x.db"))):
                 pass
         assert "Read-only file system" in str(info.value)
