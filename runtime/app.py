@@ -46,6 +46,7 @@ from actors.messages import (
     JobsChanged,
     OutcomeEvent,
     entry_from_dispatch,
+    entry_from_new,
 )
 from actors.schedule import next_fires as _next_fires
 from actors.scheduler import Outcome, Scheduler, SchedulerConfig, SchedulerMsg
@@ -408,7 +409,7 @@ class Runtime(MessagingMixin):
                 continue
             dispatch_id, seq = got
             ids.append(dispatch_id)
-            entries.append(_entry(new, dispatch_id, seq))
+            entries.append(entry_from_new(new, dispatch_id, seq))
         if entries:
             await self._dispatcher.send(Enqueued(entries))
         return ids
@@ -544,26 +545,6 @@ def _with(spec: JobSpec, **changes: Any) -> JobSpec:
     import msgspec
 
     return msgspec.structs.replace(spec, **changes)
-
-
-def _entry(new: NewDispatch, dispatch_id: int, seq: int) -> Entry:
-    import msgspec
-
-    return Entry(
-        id=dispatch_id,
-        seq=seq,
-        job_id=new.job_id,
-        priority=new.priority,
-        not_before=new.not_before,
-        attempt=new.attempt,
-        max_attempts=new.max_attempts,
-        kind=new.kind,
-        expires_at=new.expires_at,
-        payload=msgspec.json.decode(new.payload) if new.payload is not None else None,
-        idempotency_key=new.idempotency_key,
-        slot=new.slot,
-        parent_run_id=new.parent_run_id,
-    )
 
 
 async def _lock_database(path: str) -> IO[str]:

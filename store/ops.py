@@ -278,37 +278,46 @@ def _next_id(conn: sqlite3.Connection, table: str, column: str = "id") -> int:
     return int(row[0]) + 1
 
 
+_INSERT_DISPATCH = (
+    "INSERT INTO dispatches (id, seq, origin, job_id, job_name, kind, status, priority,"
+    " not_before, expires_at, attempt, max_attempts, payload, idempotency_key, slot,"
+    " parent_run_id, created_at, updated_at)"
+    " VALUES (?,?,?,?,?,?,'queued',?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+
+def _dispatch_values(
+    r: NewDispatch, dispatch_id: int, seq: int, origin: str, now: float
+) -> tuple[Any, ...]:
+    return (
+        dispatch_id,
+        seq,
+        origin,
+        r.job_id,
+        r.job_name,
+        r.kind,
+        r.priority,
+        r.not_before,
+        r.expires_at,
+        r.attempt,
+        r.max_attempts,
+        r.payload,
+        r.idempotency_key,
+        r.slot,
+        r.parent_run_id,
+        now,
+        now,
+    )
+
+
 def _insert_dispatches(conn: sqlite3.Connection, op: InsertDispatches) -> list[Any]:
     next_id = _next_id(conn, "dispatches")
     next_seq = _next_id(conn, "dispatches", "seq")
     out: list[tuple[int, int] | None] = []
     plain: list[tuple[Any, ...]] = []
-    sql = (
-        "INSERT INTO dispatches (id, seq, origin, job_id, job_name, kind, status, priority,"
-        " not_before, expires_at, attempt, max_attempts, payload, idempotency_key, slot,"
-        " parent_run_id, created_at, updated_at)"
-        " VALUES (?,?,?,?,?,?,'queued',?,?,?,?,?,?,?,?,?,?,?)"
-    )
+    sql = _INSERT_DISPATCH
     for r in op.rows:
-        values = (
-            next_id,
-            next_seq,
-            op.origin,
-            r.job_id,
-            r.job_name,
-            r.kind,
-            r.priority,
-            r.not_before,
-            r.expires_at,
-            r.attempt,
-            r.max_attempts,
-            r.payload,
-            r.idempotency_key,
-            r.slot,
-            r.parent_run_id,
-            op.now,
-            op.now,
-        )
+        values = _dispatch_values(r, next_id, next_seq, op.origin, op.now)
         if r.slot is None and r.idempotency_key is None:
             plain.append(values)
         else:
@@ -769,30 +778,9 @@ def _insert_slots(
         return []
     first_id, first_seq = _next_id(conn, "dispatches"), _next_id(conn, "dispatches", "seq")
     inserted = conn.executemany(
-        "INSERT OR IGNORE INTO dispatches (id, seq, origin, job_id, job_name, kind, status,"
-        " priority, not_before, expires_at, attempt, max_attempts, payload, idempotency_key,"
-        " slot, parent_run_id, created_at, updated_at)"
-        " VALUES (?,?,?,?,?,?,'queued',?,?,?,?,?,?,?,?,?,?,?)",
+        _INSERT_DISPATCH.replace("INSERT", "INSERT OR IGNORE", 1),
         [
-            (
-                first_id + k,
-                first_seq + k,
-                op.origin,
-                r.job_id,
-                r.job_name,
-                r.kind,
-                r.priority,
-                r.not_before,
-                r.expires_at,
-                r.attempt,
-                r.max_attempts,
-                r.payload,
-                r.idempotency_key,
-                r.slot,
-                r.parent_run_id,
-                op.now,
-                op.now,
-            )
+            _dispatch_values(r, first_id + k, first_seq + k, op.origin, op.now)
             for k, r in enumerate(rows)
         ],
     ).rowcount
