@@ -33,8 +33,10 @@ __all__ = [
     "cmd_jobs_list",
     "cmd_jobs_rm",
     "cmd_jobs_show",
+    "flag_data",
     "load_job_file",
     "save_jobs",
+    "spec_from_data",
 ]
 
 # spec field (as validate_job names it) → the flag that set it
@@ -85,7 +87,12 @@ def cmd_jobs_add(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def _spec_from_flags(args: argparse.Namespace, now: float) -> JobSpec:
-    data: dict[str, Any] = {"name": args.name}
+    return spec_from_data(flag_data(args, {"name": args.name}), now)
+
+
+def flag_data(args: argparse.Namespace, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` (builtins of a spec) with every job flag that was given laid over it."""
+    data = dict(data)
     for key in (
         "executor",
         "target",
@@ -99,21 +106,26 @@ def _spec_from_flags(args: argparse.Namespace, now: float) -> JobSpec:
         "overlap",
         "pool",
     ):
-        value = getattr(args, key)
+        value = getattr(args, key, None)
         if value is not None:
             data[key] = value
-    if args.guarantee is not None:
+    if getattr(args, "guarantee", None) is not None:
         data["delivery_guarantee"] = args.guarantee
-    retry: dict[str, Any] = {}
-    if args.max_attempts is not None:
+    retry: dict[str, Any] = dict(data.get("retry") or {})
+    if getattr(args, "max_attempts", None) is not None:
         retry["max_attempts"] = args.max_attempts
-    if args.retry_base is not None:
+    if getattr(args, "retry_base", None) is not None:
         retry["base"] = args.retry_base
-        retry["max_delay"] = max(3600.0, args.retry_base)
+        retry["max_delay"] = max(float(retry.get("max_delay", 3600.0)), args.retry_base)
     if retry:
         data["retry"] = retry
-    if args.disabled:
+    if getattr(args, "disabled", False):
         data["enabled"] = False
+    return data
+
+
+def spec_from_data(data: dict[str, Any], now: float) -> JobSpec:
+    """Decode and validate; an error names the flag that set the bad field."""
     try:
         spec = job_from_data(data)
         validate_job(spec, builtin_executors(), now)

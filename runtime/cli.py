@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from runtime import _cli_ops as ops
+from runtime import _cli_schedule as sched
 from runtime._cli_fmt import CliError
 from runtime._cli_jobs import (
     cmd_config_init,
@@ -87,6 +88,25 @@ def _common(default: Any) -> argparse.ArgumentParser:
         help="machine-readable output on stdout",
     )
     return p
+
+
+def _job_flags(p: argparse.ArgumentParser, *, update: bool = False) -> None:
+    p.add_argument("--executor", help="python (default) or shell")
+    p.add_argument("--target", help="shell: the command; python: the registered target")
+    p.add_argument("--payload", type=json_object, metavar="JSON")
+    p.add_argument("--cron", metavar="EXPR")
+    p.add_argument("--tz", metavar="ZONE", help="IANA time zone of --cron / --at")
+    p.add_argument("--at", metavar="ISO", help="one shot: ISO 8601 instant or 'in 10m'")
+    p.add_argument("--every", type=duration, metavar="DUR")
+    p.add_argument("--priority", choices=PRIORITIES)
+    p.add_argument("--timeout", type=duration, metavar="DUR")
+    p.add_argument("--max-attempts", type=positive_int, metavar="N")
+    p.add_argument("--retry-base", type=duration, metavar="DUR", help="first retry delay")
+    p.add_argument("--overlap", choices=("skip", "queue", "allow", "replace"))
+    p.add_argument("--pool", metavar="NAME")
+    p.add_argument("--guarantee", choices=("at-least-once", "at-most-once"))
+    if not update:
+        p.add_argument("--disabled", action="store_true")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -183,21 +203,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd(jobs, "add", cmd_jobs_add, "add or replace a job (flags or --file)")
     p.add_argument("name", nargs="?", metavar="NAME")
     p.add_argument("--file", metavar="FILE", help="TOML or JSON: one job, or [[jobs]]")
-    p.add_argument("--executor", help="python (default) or shell")
-    p.add_argument("--target", help="shell: the command; python: the registered target")
+    _job_flags(p)
+    p = cmd(jobs, "update", sched.cmd_jobs_update, "change some fields of a job")
+    p.add_argument("name", metavar="NAME")
+    _job_flags(p, update=True)
+    p = cmd(jobs, "enable", sched.cmd_jobs_enable, "enable a job (recomputes its next run)")
+    p.add_argument("name", metavar="NAME")
+    p = cmd(jobs, "disable", sched.cmd_jobs_disable, "disable a job's schedule")
+    p.add_argument("name", metavar="NAME")
+    p = cmd(jobs, "run", sched.cmd_jobs_run, "run now (also when disabled; schedule unchanged)")
+    p.add_argument("name", metavar="NAME")
     p.add_argument("--payload", type=json_object, metavar="JSON")
-    p.add_argument("--cron", metavar="EXPR")
-    p.add_argument("--tz", metavar="ZONE", help="IANA time zone of --cron / --at")
-    p.add_argument("--at", metavar="ISO", help="one shot: ISO 8601 instant or 'in 10m'")
-    p.add_argument("--every", type=duration, metavar="DUR")
-    p.add_argument("--priority", choices=PRIORITIES)
-    p.add_argument("--timeout", type=duration, metavar="DUR")
-    p.add_argument("--max-attempts", type=positive_int, metavar="N")
-    p.add_argument("--retry-base", type=duration, metavar="DUR", help="first retry delay")
-    p.add_argument("--overlap", choices=("skip", "queue", "allow", "replace"))
-    p.add_argument("--pool", metavar="NAME")
-    p.add_argument("--guarantee", choices=("at-least-once", "at-most-once"))
-    p.add_argument("--disabled", action="store_true")
+    p = cmd(jobs, "next", sched.cmd_jobs_next, "the next N fire times of a job")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("-n", "--count", type=positive_int, default=5, metavar="N")
     cmd(jobs, "list", cmd_jobs_list, "list jobs")
     p = cmd(jobs, "show", cmd_jobs_show, "one job's spec and schedule")
     p.add_argument("name", metavar="NAME")
@@ -253,6 +272,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return result
     except KeyboardInterrupt:
         return _fail("interrupted", EXIT_CODES["interrupted"])
+    except BrokenPipeError:  # `shepherd runs list | head`: the reader left, not an error
+        sys.stderr.close()
+        return 0
     except BaseException as exc:
         if isinstance(exc, SystemExit):
             raise

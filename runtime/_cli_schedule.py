@@ -1,0 +1,120 @@
+"""CLI commands that change a stored job's schedule or fire it: ``jobs update | enable |
+disable | run | next``. Like every command they work on the database file directly and
+wake the daemon serving it; a rejected change leaves the stored job untouched."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import anyio
+
+from actors.ingest import send_wake
+from actors.schedule import next_fires
+from runtime._cli_fmt import emit_json, iso, print_fields, table
+from runtime._cli_jobs import flag_data, spec_from_data
+from runtime._cli_store import open_store, origin, wall
+from runtime.config import Config
+from runtime.jobs import new_dispatch, save_op
+from store import queries
+from store.errors import ConfigError, NotFound
+from store.models import EnqueueRequest, JobRow, to_builtins
+from store.ops import InsertDispatches
+
+__all__ = [
+    "cmd_jobs_disable",
+    "cmd_jobs_enable",
+    "cmd_jobs_next",
+    "cmd_jobs_run",
+    "cmd_jobs_update",
+]
+
+
+def cmd_jobs_update(args: argparse.Namespace, cfg: Config) -> int:
+    row = anyio.run(_change, cfg, args.name, lambda old: flag_data(args, old))
+    return _report(args, row, "updated")
+
+
+def cmd_jobs_enable(args: argparse.Namespace, cfg: Config) -> int:
+    row = anyio.run(_change, cfg, args.name, lambda old: {**old, "enabled": True})
+    return _report(args, row, "enabled")
+
+
+def cmd_jobs_disable(args: argparse.Namespace, cfg: Config) -> int:
+    row = anyio.run(_change, cfg, args.name, lambda old: {**old, "enabled": False})
+    return _report(args, row, "disabled")
+
+
+async def _change(cfg: Config, name: str, edit: Any) -> JobRow:
+    now = wall()
+    async with open_store(cfg, create=False) as store:
+        row = await store.read(queries.get_job, name)
+        if row is None:
+            raise NotFound(f"no job named {name!r}")
+        data = edit(to_builtins(row.spec))
+        if data.get("name", name) != name:
+            raise ConfigError("a job cannot be renamed; add a new one", field="NAME")
+        spec = spec_from_data(data, now)
+        await store.apply_one(save_op(spec, now, row))  # same schedule keeps its next slot
+        new = await store.read(queries.get_job, name)
+    send_wake(cfg.database, "j")
+    assert new is not None
+    return new
+
+
+def _report(args: argparse.Namespace, row: JobRow, what: str) -> int:
+    summary = {"name": row.name, "enabled": row.spec.enabled, "next_run_at": row.next_run_at}
+    if args.json:
+        emit_json(summary)
+    else:
+        nxt = iso(row.next_run_at) if row.next_run_at else "none"
+        print(f"{what} job {row.name!r}; next run {nxt}")
+    return 0
+
+
+def cmd_jobs_run(args: argparse.Namespace, cfg: Config) -> int:
+    """Run-now: one dispatch now, also for a disabled job; the schedule does not move."""
+    dispatch_id = anyio.run(_run_now, cfg, args.name, args.payload)
+    send_wake(cfg.database, "d")
+    if args.json:
+        emit_json({"dispatch_id": dispatch_id, "job": args.name})
+    else:
+        print(dispatch_id)
+    return 0
+
+
+async def _run_now(cfg: Config, name: str, payload: dict[str, Any] | None) -> int:
+    now = wall()
+    async with open_store(cfg, create=False) as store:
+        row = await store.read(queries.get_job, name)
+        if row is None:
+            raise NotFound(f"no job named {name!r}")
+        new = new_dispatch(
+            row, EnqueueRequest(job=name, payload=payload, kind="run_now"), now, where="run"
+        )
+        [got] = await store.apply_one(InsertDispatches([new], origin(), now))
+    assert got is not None
+    return int(got[0])
+
+
+def cmd_jobs_next(args: argparse.Namespace, cfg: Config) -> int:
+    row = anyio.run(_get, cfg, args.name)
+    times: list[float] = []
+    if row.next_run_at is not None and args.count > 0:
+        later = next_fires(row.spec, row.next_run_at, args.count - 1, anchor=row.anchor)
+        times = [row.next_run_at, *later]
+    if args.json:
+        emit_json({"name": row.name, "next": times})
+    elif times:
+        table([{"n": i + 1, "at": iso(t)} for i, t in enumerate(times)], ("n", "at"))
+    else:
+        print_fields({"name": row.name, "next": "no scheduled runs"})
+    return 0
+
+
+async def _get(cfg: Config, name: str) -> JobRow:
+    async with open_store(cfg, create=False) as store:
+        row = await store.read(queries.get_job, name)
+    if row is None:
+        raise NotFound(f"no job named {name!r}")
+    return row
