@@ -29,6 +29,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from actors import admission, breaker
 from actors.clock import Clock
 from actors.dispatcher_commit import CommitMixin, _outcome, _Running
+from actors.dispatcher_health import HealthMixin
 from actors.executors.base import Executor
 from actors.mailbox import Address, Mailbox
 from actors.messages import (
@@ -75,7 +76,7 @@ class DispatcherConfig(msgspec.Struct, frozen=True, kw_only=True):
     stale_margin: float = 5.0  # past a deadline by this much, the health check steps in
 
 
-class Dispatcher(CommitMixin):
+class Dispatcher(CommitMixin, HealthMixin):
     def __init__(
         self,
         cfg: DispatcherConfig,

@@ -1,6 +1,7 @@
 """The dispatcher's commit half: turn what the loop decided into one group of writes,
-then act on what was committed (start run actors, requeue retries, emit events), and
-the checks that ride on the health monitor's tick (heartbeats, stale runs, breakers).
+then act on what was committed (start run actors, requeue retries, emit events).
+The checks that ride on the health monitor's tick (heartbeats, stale runs, breakers)
+are the other mixin, ``actors/dispatcher_health.py``.
 
 A mixin of ``actors.dispatcher.Dispatcher``: same actor, same state, split by
 responsibility so each module stays readable. Decisions stay in the pure modules
@@ -93,6 +94,12 @@ class CommitMixin:
     def _add(self, e: Entry) -> None: ...  # defined by Dispatcher
 
     def _unpark(self, key: str) -> None: ...  # defined by Dispatcher
+
+    if TYPE_CHECKING:  # defined by HealthMixin (actors/dispatcher_health.py)
+
+        def _feed_breaker(self, executor: str, msg: RunFinished) -> None: ...
+
+        def _heartbeat(self, dispatch_id: int, run_id: int, wall: float) -> None: ...
 
     async def _flush(self, now: float) -> None:
         finished, self._finished = self._finished, []
@@ -342,73 +349,6 @@ class CommitMixin:
         if pool:
             self._adm.running_by_pool[pool] -= 1
             self._unpark(f"pool:{pool}")
-
-    def _new_breaker(self) -> breaker.Breaker:
-        return breaker.Breaker(fail_max=self._cfg.breaker_fail_max, reset=self._cfg.breaker_reset)
-
-    def _feed_breaker(self, executor: str, msg: RunFinished) -> None:
-        gateway_failure = msg.reason == "deferred" or bool(
-            (msg.details or {}).get("gateway_failure")
-        )
-        b = self._breakers.get(executor)
-        if gateway_failure:
-            self._breakers[executor] = breaker.on_failure(
-                b or self._new_breaker(), self._clock.wall()
-            )
-        elif b is not None and msg.outcome == "ok":
-            self._breakers[executor] = breaker.on_success(b, self._clock.wall())
-        elif b is not None and b.trial:  # a trial that failed for its own reasons
-            self._breakers[executor] = msgspec.structs.replace(b, trial=False)
-
-    def _heartbeat(self, dispatch_id: int, run_id: int, wall: float) -> None:
-        r = self._running.get(dispatch_id)
-        if r is not None and r.run_id == run_id:
-            r.activity = self._clock.now()
-            self._beats[run_id] = wall
-
-    def _check_stale(self) -> None:
-        """Backstop for the run actors' own deadlines: a run past its idle or absolute
-        deadline by ``stale_margin`` is cancelled; one that still has not reported after
-        another margin is finalized here as ``timeout`` (a late report is then fenced)."""
-        now = self._clock.now()
-        margin = self._cfg.stale_margin
-        for r in list(self._running.values()):
-            job = self._jobs.get(r.entry.job_id)
-            if job is None:
-                continue
-            limit = r.started + float(job.timeout)
-            if job.idle_timeout:
-                limit = min(limit, r.activity + float(job.idle_timeout))
-            if now < limit + margin:
-                continue
-            if not r.forced:
-                r.forced = True
-                self.counters["stale"] += 1
-                self._runsup.cancel(r.run_id, "stale")
-            elif now >= limit + 2 * margin:
-                self._finished.append(
-                    RunFinished(
-                        run_id=r.run_id,
-                        dispatch_id=r.entry.id,
-                        outcome="timeout",
-                        timed_out=True,
-                        reason="stale",
-                        error=f"no outcome {2 * margin:g}s past its deadline (stale)",
-                    )
-                )
-
-    def _run_actor_died(self, run_id: int, exc: BaseException) -> None:
-        for r in self._running.values():
-            if r.run_id == run_id:
-                self._self.tell(
-                    RunFinished(
-                        run_id=run_id,
-                        dispatch_id=r.entry.id,
-                        outcome="crashed",
-                        error=f"run actor died: {exc!r}",
-                    )
-                )
-                return
 
     def _key_ttl(self, job_id: int) -> float:
         job = self._jobs.get(job_id)

@@ -1,7 +1,7 @@
 """The scheduler: cron / every / one-shot timers become ``schedule`` dispatches.
 
 Role: own the schedule of every enabled job that has one: a heap of next fire times
-(wall clock). Sleep until the earliest; when slots are due, let ``schedule.fire_item``
+(wall clock). Sleep until the earliest; when slots are due, let ``schedule_plan.fire_item``
 (``plan_slots``, the misfire policy) split them into runs and misses, and commit per
 job, atomically (``store.ops.RecordSlots``), the dispatches of the slots that run
 (kind ``schedule``, at most one per (job, slot) by a unique index), a ``skipped`` run
@@ -10,7 +10,7 @@ tell the dispatcher, which applies overlap, pools and admission. Each job's next
 on-time commit is prepared while idle (the cron maths), so a due slot costs a lookup;
 many due jobs commit in chunks, one planned while the previous commits. When a
 schedule dispatch ends for good, apply the OCS consecutive-error ladder to the next
-slot (``schedule.result_item``) and finish one-shot jobs (disabled, or deleted with
+slot (``schedule_plan.result_item``) and finish one-shot jobs (disabled, or deleted with
 ``delete_after_run``; a recurring job with ``delete_after_run`` is deleted after ``ok``).
 Inbox: ``SchedulerMsg`` = ``JobsChanged`` (reload these jobs, None = all) | ``Poke``
 (``"j"``: another process changed jobs) | ``Outcome``. Sends: write ops to the store
@@ -35,7 +35,7 @@ import anyio
 import msgspec
 from anyio.abc import TaskStatus
 
-from actors import schedule
+from actors import schedule, schedule_plan
 from actors.clock import Clock
 from actors.mailbox import Address, Mailbox, Reply
 from actors.messages import (
@@ -209,7 +209,7 @@ class Scheduler:
         ended: list[int] = []  # one-shot jobs that fired: did their run end unseen?
         for job_id in ids:
             row = rows.get(job_id)
-            if row is None or not row.spec.enabled or not schedule.scheduled(row.spec):
+            if row is None or not row.spec.enabled or not schedule_plan.scheduled(row.spec):
                 self._jobs.pop(job_id, None)
                 continue
             old = self._jobs.get(job_id)
@@ -241,13 +241,13 @@ class Scheduler:
             st = self._jobs.get(job_id)
             if st is not None and st.version == version and st.next is not None:
                 args = (job_id, st.spec, st.next, st.stored, st.next)  # as if on time
-                st.ready = schedule.fire_item(*args, anchor=st.anchor)
+                st.ready = schedule_plan.fire_item(*args, anchor=st.anchor)
                 budget -= 1
 
     def _finish(self, job_id: int, st: _Job, msg: Outcome | None = None) -> None:
         outcome, at = (msg.outcome, msg.at) if msg else (None, None)
         self._pending.append(
-            _Plan(schedule.finish_item(job_id, st.spec, st.errors, outcome, at), -1)
+            _Plan(schedule_plan.finish_item(job_id, st.spec, st.errors, outcome, at), -1)
         )
 
     # -- firing and outcomes -------------------------------------------------------
@@ -260,7 +260,7 @@ class Scheduler:
             if st is None or st.version != version or st.next is None:
                 continue
             args = (job_id, st.spec, st.next, st.stored, now)
-            item = schedule.fire_item(*args, anchor=st.anchor, ready=st.ready)
+            item = schedule_plan.fire_item(*args, anchor=st.anchor, ready=st.ready)
             self._pending.append(_Plan(item, st.version, fire=True))
             if len(self._pending) >= self._cfg.chunk:  # one chunk commits, one is planned
                 sent.append(await self._send(now))
@@ -274,15 +274,15 @@ class Scheduler:
         st = self._jobs.get(msg.job_id)
         if st is None:  # disabled or removed since: keep its record, nothing to schedule
             self._pending.append(
-                _Plan(schedule.status_item(msg.job_id, msg.job, msg.outcome, msg.at), -1)
+                _Plan(schedule_plan.status_item(msg.job_id, msg.job, msg.outcome, msg.at), -1)
             )
             return
-        st.errors = schedule.count_errors(st.errors, msg.outcome)
-        if schedule.ends_after(st.spec, msg.outcome):
+        st.errors = schedule_plan.count_errors(st.errors, msg.outcome)
+        if schedule_plan.ends_after(st.spec, msg.outcome):
             self._finish(msg.job_id, st, msg)
             return
         state = (msg.outcome, msg.at, st.errors, st.next, st.stored, now)
-        item = schedule.result_item(msg.job_id, st.spec, *state, anchor=st.anchor)
+        item = schedule_plan.result_item(msg.job_id, st.spec, *state, anchor=st.anchor)
         self._pending.append(_Plan(item, st.version))
 
     # -- committing ----------------------------------------------------------------

@@ -9,6 +9,10 @@ The tree (DESIGN.md): root supervisor (rest_for_one) → store writer, dispatche
 its run supervisor), scheduler, ingest. Leaving the ``async with`` stops admitting, lets running
 runs finish for ``shutdown_grace`` seconds, cancels the rest (their delivery guarantee
 applies), stops the actors last-first and checkpoints the database.
+
+The API methods live in mixins, one module each: ``runtime/_jobs_api.py`` (jobs,
+enqueue), ``runtime/_queries_api.py`` (dispatches, runs, dead letters) and
+``runtime/messaging.py`` (inboxes, deliveries, sinks).
 """
 
 from __future__ import annotations
@@ -18,9 +22,8 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -35,56 +38,33 @@ from actors.executors.python import PythonExecutor, PythonTarget
 from actors.executors.shell import ShellExecutor
 from actors.health import HealthMonitor
 from actors.ingest import Ingest
-from actors.mailbox import Mailbox, Reply, ask
-from actors.messages import (
-    Cancel,
-    DispatcherMsg,
-    Drain,
-    Enqueued,
-    Entry,
-    Event,
-    JobsChanged,
-    OutcomeEvent,
-    entry_from_dispatch,
-    entry_from_new,
-)
-from actors.schedule import next_fires as _next_fires
+from actors.mailbox import Mailbox, Reply
+from actors.messages import DispatcherMsg, Drain, Event, OutcomeEvent
 from actors.scheduler import Outcome, Scheduler, SchedulerConfig, SchedulerMsg
 from actors.supervisor import ActorEvent, ChildSpec, Supervisor
-from actors.writer import StoreMsg, StoreWriter, write
+from actors.writer import StoreMsg, StoreWriter
+from runtime._jobs_api import JobsMixin
+from runtime._queries_api import QueriesMixin
 from runtime.config import Config
 from runtime.events import EventHub
-from runtime.jobs import job_from_data, new_dispatch, save_op, validate_job
 from runtime.messaging import MessagingMixin, gateway_executors
 from store import queries
 from store.errors import (
-    ConfigError,
     MailboxClosed,
     MailboxFull,
-    NotFound,
     ReadOnly,
     StoreError,
     SupervisorEscalation,
 )
-from store.models import (
-    Dispatch,
-    EnqueueRequest,
-    JobRow,
-    JobSpec,
-    Run,
-    to_builtins,
-)
-from store.ops import DeleteJob, InsertDispatches, NewDispatch, PurgeDead, RetryDead
+from store.models import JobRow
 from store.sqlite import SqliteStore
 
 __all__ = ["Runtime"]
 
 log = logging.getLogger("shepherd")
 
-FINAL = ("done", "dead", "cancelled")
 
-
-class Runtime(MessagingMixin):
+class Runtime(JobsMixin, QueriesMixin, MessagingMixin):
     def __init__(
         self, cfg: Config, store: SqliteStore, clock: Clock, executors: dict[str, Executor]
     ):
@@ -274,219 +254,6 @@ class Runtime(MessagingMixin):
         assert isinstance(python, PythonExecutor)
         python.register(name, fn)
 
-    # -- jobs --------------------------------------------------------------------------
-
-    async def add_job(self, spec: JobSpec) -> JobRow:
-        """Add a job, or replace the job of the same name. Its next fire time is
-        recomputed when the schedule changed (or it was disabled), kept otherwise."""
-        now = self.clock.wall()
-        validate_job(spec, self.executors, now)
-        previous = await self.store.read(queries.get_job, spec.name)
-        await write(self._writer, save_op(spec, now, previous))
-        return await self._job_changed(spec.name)
-
-    async def update_job(self, name: str, **changes: Any) -> JobRow:
-        """Change some fields of a job (validated as ``add_job``; the stored job is
-        untouched on error). A changed schedule recomputes the next fire time."""
-        row = await self.get_job(name)
-        if changes.get("name", name) != name:
-            raise ConfigError("a job cannot be renamed; add a new one", field="name")
-        spec = job_from_data({**to_builtins(row.spec), **to_builtins(changes)})
-        now = self.clock.wall()
-        validate_job(spec, self.executors, now)
-        await write(self._writer, save_op(spec, now, row))
-        return await self._job_changed(name)
-
-    async def set_enabled(self, name: str, enabled: bool) -> JobRow:
-        """Re-enabling recomputes the next fire time; disabling clears it."""
-        row = await self.get_job(name)
-        now = self.clock.wall()
-        spec = row.spec if row.spec.enabled == enabled else _with(row.spec, enabled=enabled)
-        await write(self._writer, save_op(spec, now, row))
-        return await self._job_changed(name)
-
-    async def enable(self, name: str) -> JobRow:
-        return await self.set_enabled(name, True)
-
-    async def disable(self, name: str) -> JobRow:
-        return await self.set_enabled(name, False)
-
-    async def remove_job(self, name: str) -> None:
-        row = await self.get_job(name)
-        await write(self._writer, DeleteJob(row.id, self.clock.wall()))
-        self._jobs.pop(name, None)
-        await self._jobs_changed([row.id])
-
-    async def run_now(self, name: str, payload: dict[str, Any] | None = None) -> int:
-        """Queue one run of ``name`` now, even if it is disabled; its schedule does not
-        move. Returns the dispatch id."""
-        req = EnqueueRequest(job=name, payload=payload, kind="run_now")
-        return (await self.enqueue_many([req]))[0]
-
-    async def next_fires(self, name: str, n: int = 5) -> list[float]:
-        """The next ``n`` fire times of ``name`` (epoch seconds); [] if none."""
-        row = await self.get_job(name)
-        if row.next_run_at is None or n < 1:
-            return []
-        later = _next_fires(row.spec, row.next_run_at, n - 1, anchor=row.anchor)
-        return [row.next_run_at, *later]
-
-    async def get_job(self, name: str) -> JobRow:
-        row = await self.store.read(queries.get_job, name)
-        if row is None:
-            raise NotFound(f"no job named {name!r}")
-        self._jobs[row.name] = row
-        return row
-
-    async def list_jobs(self) -> list[JobRow]:
-        return await self.store.read(queries.list_jobs)
-
-    async def _job_changed(self, name: str) -> JobRow:
-        row = await self.get_job(name)
-        await self._jobs_changed([row.id])
-        return row
-
-    async def _jobs_changed(self, ids: list[int]) -> None:
-        for job_id in ids:
-            self._forget_job(job_id)
-        await self._dispatcher.send(JobsChanged(ids))
-        await self._scheduler.send(JobsChanged(ids))
-
-    async def _job(self, name: str) -> JobRow:
-        row = self._jobs.get(name)
-        return row if row is not None else await self.get_job(name)
-
-    # -- enqueue -----------------------------------------------------------------------
-
-    async def enqueue(
-        self,
-        job: str,
-        payload: dict[str, Any] | None = None,
-        *,
-        priority: str | None = None,
-        not_before: float | datetime | None = None,
-        delay: float | None = None,
-        expires_at: float | datetime | None = None,
-        expires_in: float | None = None,
-        max_attempts: int | None = None,
-        idempotency_key: str | None = None,
-    ) -> int:
-        """Queue one run of ``job``; returns the dispatch id once it is committed."""
-        now = self.clock.wall()
-        nb = _epoch(not_before) if not_before is not None else (now + delay if delay else None)
-        exp = (
-            _epoch(expires_at)
-            if expires_at is not None
-            else (now + expires_in if expires_in else None)
-        )
-        req = EnqueueRequest(
-            job=job,
-            payload=payload,
-            priority=priority,  # type: ignore[arg-type]
-            not_before=nb,
-            expires_at=exp,
-            max_attempts=max_attempts,
-            idempotency_key=idempotency_key,
-        )
-        return (await self.enqueue_many([req]))[0]
-
-    async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[int]:
-        """Queue many dispatches in one transaction; ids in the same order."""
-        now = self.clock.wall()
-        rows: list[NewDispatch] = []
-        for i, req in enumerate(requests):
-            row = await self._job(req.job)
-            rows.append(new_dispatch(row, req, now, where=f"requests[{i}]"))
-        result = await write(self._writer, InsertDispatches(rows, self.instance, now))
-        ids: list[int] = []
-        entries: list[Entry] = []
-        for new, got in zip(rows, result, strict=True):
-            if got is None:  # the idempotency key already has a dispatch
-                existing = await self.store.read(
-                    queries.dispatch_by_key, new.job_id, new.idempotency_key
-                )
-                ids.append(existing)
-                continue
-            dispatch_id, seq = got
-            ids.append(dispatch_id)
-            entries.append(entry_from_new(new, dispatch_id, seq))
-        if entries:
-            await self._dispatcher.send(Enqueued(entries))
-        return ids
-
-    # -- following dispatches ------------------------------------------------------
-
-    async def wait(self, dispatch_id: int, timeout: float | None = None) -> Dispatch:
-        """Wait until the dispatch is final (done, dead or cancelled) and return it."""
-        event = self.events.waiter(dispatch_id)
-        try:
-            d = await self.dispatch(dispatch_id)
-            if d.status in FINAL:
-                return d
-            with anyio.fail_after(timeout):
-                await event.wait()
-        finally:
-            self.events.forget(dispatch_id, event)
-        return await self.dispatch(dispatch_id)
-
-    async def cancel(self, dispatch_id: int) -> str | None:
-        """Cancel a queued dispatch (now) or a running one (its run is cancelled and
-        recorded ``cancelled``). Returns the dispatch's status at the time of the call."""
-        return await ask(self._dispatcher, lambda r: Cancel(dispatch_id, r))
-
-    async def dispatch(self, dispatch_id: int) -> Dispatch:
-        d = await self.store.read(queries.get_dispatch, dispatch_id)
-        if d is None:
-            raise NotFound(f"no dispatch {dispatch_id}")
-        return d
-
-    async def dispatches(
-        self, *, status: str | None = None, job: str | None = None, limit: int = 100
-    ) -> list[Dispatch]:
-        return await self.store.read(queries.list_dispatches, status=status, job=job, limit=limit)
-
-    async def runs(
-        self,
-        *,
-        job: str | None = None,
-        status: str | None = None,
-        dispatch_id: int | None = None,
-        limit: int = 100,
-    ) -> list[Run]:
-        return await self.store.read(
-            queries.list_runs, job=job, status=status, dispatch_id=dispatch_id, limit=limit
-        )
-
-    async def run(self, run_id: int) -> Run:
-        r = await self.store.read(queries.get_run, run_id)
-        if r is None:
-            raise NotFound(f"no run {run_id}")
-        return r
-
-    # -- dead letters --------------------------------------------------------------
-
-    async def dead_letters(self, *, job: str | None = None, limit: int = 100) -> list[Dispatch]:
-        return await self.dispatches(status="dead", job=job, limit=limit)
-
-    async def retry_dead(self, ids: Sequence[int]) -> list[int]:
-        """Put dead letters back in the queue with fresh attempts."""
-        done: list[int] = await write(
-            self._writer, RetryDead(list(ids), self.clock.wall(), origin=self.instance)
-        )
-        entries = [entry_from_dispatch(await self.dispatch(i)) for i in done]
-        if entries:
-            await self._dispatcher.send(Enqueued(entries))
-        return done
-
-    async def purge_dead(
-        self, ids: Sequence[int] | None = None, *, older_than: float | None = None
-    ) -> int:
-        before = self.clock.wall() - older_than if older_than is not None else None
-        n: int = await write(
-            self._writer, PurgeDead(list(ids) if ids is not None else None, before)
-        )
-        return n
-
     # -- events and introspection -------------------------------------------------
 
     def subscribe(self, *kinds: type, buffer: int = 10_000) -> Any:
@@ -531,20 +298,6 @@ def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
         else:
             out.append(exc)
     return out
-
-
-def _epoch(value: float | datetime) -> float:
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ConfigError("a datetime must carry a time zone", field="not_before")
-        return value.timestamp()
-    return float(value)
-
-
-def _with(spec: JobSpec, **changes: Any) -> JobSpec:
-    import msgspec
-
-    return msgspec.structs.replace(spec, **changes)
 
 
 async def _lock_database(path: str) -> IO[str]:

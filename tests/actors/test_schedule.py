@@ -8,18 +8,15 @@ from typing import Any
 
 import pytest
 
-from actors.schedule import (
+from actors.schedule import next_fire, next_fires, resolve_at, validate_schedule
+from actors.schedule_plan import (
     MAX_SLOTS,
     MISFIRE_GRACE,
     SlotPlan,
     error_backoff,
-    next_fire,
-    next_fires,
     next_run_after_result,
     plan_slots,
-    resolve_at,
     slot_key,
-    validate_schedule,
 )
 from store.errors import ConfigError
 from store.models import JobSpec, Seconds

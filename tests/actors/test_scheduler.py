@@ -21,7 +21,8 @@ import pytest
 from actors.clock import FakeClock
 from actors.mailbox import Mailbox
 from actors.messages import DispatcherMsg, Enqueued, Event, JobsChanged, SlotRecord
-from actors.schedule import backed_off, error_backoff, fire_item, next_fire, slot_key
+from actors.schedule import next_fire
+from actors.schedule_plan import backed_off, error_backoff, fire_item, slot_key
 from actors.scheduler import Outcome, Scheduler, SchedulerConfig, SchedulerMsg
 from actors.writer import StoreWriter
 from runtime.jobs import save_op

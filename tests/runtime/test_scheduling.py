@@ -14,7 +14,7 @@ import pytest
 
 from actors.clock import FakeClock
 from actors.ingest import send_wake
-from actors.schedule import slot_key
+from actors.schedule_plan import slot_key
 from runtime import Config, ConfigError, JobSpec, NotFound, RetryPolicy, RunContext, Runtime
 from runtime.jobs import save_op
 from store.models import Dispatch

@@ -1,0 +1,198 @@
+"""The Runtime's jobs side: add, update, enable, remove and run jobs, their next fire
+times, and enqueueing dispatches. Split from ``runtime/app.py``.
+
+``JobsMixin`` is mixed into ``Runtime`` as ``MessagingMixin`` is; the state it uses is
+created in ``Runtime.__init__`` and only declared here, for the type checker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from actors.clock import Clock
+from actors.executors.base import Executor
+from actors.mailbox import Address
+from actors.messages import DispatcherMsg, Enqueued, Entry, JobsChanged, entry_from_new
+from actors.schedule import next_fires as _next_fires
+from actors.scheduler import SchedulerMsg
+from actors.writer import StoreMsg, write
+from runtime.jobs import job_from_data, new_dispatch, save_op, validate_job
+from store import queries
+from store.errors import ConfigError, NotFound
+from store.models import EnqueueRequest, JobRow, JobSpec, to_builtins
+from store.ops import DeleteJob, InsertDispatches, NewDispatch
+from store.sqlite import SqliteStore
+
+__all__ = ["JobsMixin"]
+
+
+class JobsMixin:
+    # state owned by Runtime (declared here for the type checker)
+    clock: Clock
+    executors: dict[str, Executor]
+    store: SqliteStore
+    instance: str
+    _writer: Address[StoreMsg]
+    _dispatcher: Address[DispatcherMsg]
+    _scheduler: Address[SchedulerMsg]
+    _jobs: dict[str, JobRow]
+
+    if TYPE_CHECKING:
+
+        def _forget_job(self, job_id: int) -> None: ...  # defined by MessagingMixin
+
+    # -- jobs --------------------------------------------------------------------------
+
+    async def add_job(self, spec: JobSpec) -> JobRow:
+        """Add a job, or replace the job of the same name. Its next fire time is
+        recomputed when the schedule changed (or it was disabled), kept otherwise."""
+        now = self.clock.wall()
+        validate_job(spec, self.executors, now)
+        previous = await self.store.read(queries.get_job, spec.name)
+        await write(self._writer, save_op(spec, now, previous))
+        return await self._job_changed(spec.name)
+
+    async def update_job(self, name: str, **changes: Any) -> JobRow:
+        """Change some fields of a job (validated as ``add_job``; the stored job is
+        untouched on error). A changed schedule recomputes the next fire time."""
+        row = await self.get_job(name)
+        if changes.get("name", name) != name:
+            raise ConfigError("a job cannot be renamed; add a new one", field="name")
+        spec = job_from_data({**to_builtins(row.spec), **to_builtins(changes)})
+        now = self.clock.wall()
+        validate_job(spec, self.executors, now)
+        await write(self._writer, save_op(spec, now, row))
+        return await self._job_changed(name)
+
+    async def set_enabled(self, name: str, enabled: bool) -> JobRow:
+        """Re-enabling recomputes the next fire time; disabling clears it."""
+        row = await self.get_job(name)
+        now = self.clock.wall()
+        spec = row.spec if row.spec.enabled == enabled else _with(row.spec, enabled=enabled)
+        await write(self._writer, save_op(spec, now, row))
+        return await self._job_changed(name)
+
+    async def enable(self, name: str) -> JobRow:
+        return await self.set_enabled(name, True)
+
+    async def disable(self, name: str) -> JobRow:
+        return await self.set_enabled(name, False)
+
+    async def remove_job(self, name: str) -> None:
+        row = await self.get_job(name)
+        await write(self._writer, DeleteJob(row.id, self.clock.wall()))
+        self._jobs.pop(name, None)
+        await self._jobs_changed([row.id])
+
+    async def run_now(self, name: str, payload: dict[str, Any] | None = None) -> int:
+        """Queue one run of ``name`` now, even if it is disabled; its schedule does not
+        move. Returns the dispatch id."""
+        req = EnqueueRequest(job=name, payload=payload, kind="run_now")
+        return (await self.enqueue_many([req]))[0]
+
+    async def next_fires(self, name: str, n: int = 5) -> list[float]:
+        """The next ``n`` fire times of ``name`` (epoch seconds); [] if none."""
+        row = await self.get_job(name)
+        if row.next_run_at is None or n < 1:
+            return []
+        later = _next_fires(row.spec, row.next_run_at, n - 1, anchor=row.anchor)
+        return [row.next_run_at, *later]
+
+    async def get_job(self, name: str) -> JobRow:
+        row = await self.store.read(queries.get_job, name)
+        if row is None:
+            raise NotFound(f"no job named {name!r}")
+        self._jobs[row.name] = row
+        return row
+
+    async def list_jobs(self) -> list[JobRow]:
+        return await self.store.read(queries.list_jobs)
+
+    async def _job_changed(self, name: str) -> JobRow:
+        row = await self.get_job(name)
+        await self._jobs_changed([row.id])
+        return row
+
+    async def _jobs_changed(self, ids: list[int]) -> None:
+        for job_id in ids:
+            self._forget_job(job_id)
+        await self._dispatcher.send(JobsChanged(ids))
+        await self._scheduler.send(JobsChanged(ids))
+
+    async def _job(self, name: str) -> JobRow:
+        row = self._jobs.get(name)
+        return row if row is not None else await self.get_job(name)
+
+    # -- enqueue -----------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        job: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        priority: str | None = None,
+        not_before: float | datetime | None = None,
+        delay: float | None = None,
+        expires_at: float | datetime | None = None,
+        expires_in: float | None = None,
+        max_attempts: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> int:
+        """Queue one run of ``job``; returns the dispatch id once it is committed."""
+        now = self.clock.wall()
+        nb = _epoch(not_before) if not_before is not None else (now + delay if delay else None)
+        exp = (
+            _epoch(expires_at)
+            if expires_at is not None
+            else (now + expires_in if expires_in else None)
+        )
+        req = EnqueueRequest(
+            job=job,
+            payload=payload,
+            priority=priority,  # type: ignore[arg-type]
+            not_before=nb,
+            expires_at=exp,
+            max_attempts=max_attempts,
+            idempotency_key=idempotency_key,
+        )
+        return (await self.enqueue_many([req]))[0]
+
+    async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[int]:
+        """Queue many dispatches in one transaction; ids in the same order."""
+        now = self.clock.wall()
+        rows: list[NewDispatch] = []
+        for i, req in enumerate(requests):
+            row = await self._job(req.job)
+            rows.append(new_dispatch(row, req, now, where=f"requests[{i}]"))
+        result = await write(self._writer, InsertDispatches(rows, self.instance, now))
+        ids: list[int] = []
+        entries: list[Entry] = []
+        for new, got in zip(rows, result, strict=True):
+            if got is None:  # the idempotency key already has a dispatch
+                existing = await self.store.read(
+                    queries.dispatch_by_key, new.job_id, new.idempotency_key
+                )
+                ids.append(existing)
+                continue
+            dispatch_id, seq = got
+            ids.append(dispatch_id)
+            entries.append(entry_from_new(new, dispatch_id, seq))
+        if entries:
+            await self._dispatcher.send(Enqueued(entries))
+        return ids
+
+
+def _epoch(value: float | datetime) -> float:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ConfigError("a datetime must carry a time zone", field="not_before")
+        return value.timestamp()
+    return float(value)
+
+
+def _with(spec: JobSpec, **changes: Any) -> JobSpec:
+    import msgspec
+
+    return msgspec.structs.replace(spec, **changes)

@@ -1,0 +1,110 @@
+"""The Runtime's dispatch side: wait for, cancel and look up dispatches and runs, and
+manage dead letters. Split from ``runtime/app.py``.
+
+``QueriesMixin`` is mixed into ``Runtime`` as ``MessagingMixin`` is; the state it uses
+is created in ``Runtime.__init__`` and only declared here, for the type checker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import anyio
+
+from actors.clock import Clock
+from actors.mailbox import Address, ask
+from actors.messages import Cancel, DispatcherMsg, Enqueued, entry_from_dispatch
+from actors.writer import StoreMsg, write
+from runtime.events import EventHub
+from store import queries
+from store.errors import NotFound
+from store.models import Dispatch, Run
+from store.ops import PurgeDead, RetryDead
+from store.sqlite import SqliteStore
+
+__all__ = ["QueriesMixin"]
+
+FINAL = ("done", "dead", "cancelled")
+
+
+class QueriesMixin:
+    # state owned by Runtime (declared here for the type checker)
+    clock: Clock
+    store: SqliteStore
+    instance: str
+    events: EventHub
+    _writer: Address[StoreMsg]
+    _dispatcher: Address[DispatcherMsg]
+
+    # -- following dispatches ------------------------------------------------------
+
+    async def wait(self, dispatch_id: int, timeout: float | None = None) -> Dispatch:
+        """Wait until the dispatch is final (done, dead or cancelled) and return it."""
+        event = self.events.waiter(dispatch_id)
+        try:
+            d = await self.dispatch(dispatch_id)
+            if d.status in FINAL:
+                return d
+            with anyio.fail_after(timeout):
+                await event.wait()
+        finally:
+            self.events.forget(dispatch_id, event)
+        return await self.dispatch(dispatch_id)
+
+    async def cancel(self, dispatch_id: int) -> str | None:
+        """Cancel a queued dispatch (now) or a running one (its run is cancelled and
+        recorded ``cancelled``). Returns the dispatch's status at the time of the call."""
+        return await ask(self._dispatcher, lambda r: Cancel(dispatch_id, r))
+
+    async def dispatch(self, dispatch_id: int) -> Dispatch:
+        d = await self.store.read(queries.get_dispatch, dispatch_id)
+        if d is None:
+            raise NotFound(f"no dispatch {dispatch_id}")
+        return d
+
+    async def dispatches(
+        self, *, status: str | None = None, job: str | None = None, limit: int = 100
+    ) -> list[Dispatch]:
+        return await self.store.read(queries.list_dispatches, status=status, job=job, limit=limit)
+
+    async def runs(
+        self,
+        *,
+        job: str | None = None,
+        status: str | None = None,
+        dispatch_id: int | None = None,
+        limit: int = 100,
+    ) -> list[Run]:
+        return await self.store.read(
+            queries.list_runs, job=job, status=status, dispatch_id=dispatch_id, limit=limit
+        )
+
+    async def run(self, run_id: int) -> Run:
+        r = await self.store.read(queries.get_run, run_id)
+        if r is None:
+            raise NotFound(f"no run {run_id}")
+        return r
+
+    # -- dead letters --------------------------------------------------------------
+
+    async def dead_letters(self, *, job: str | None = None, limit: int = 100) -> list[Dispatch]:
+        return await self.dispatches(status="dead", job=job, limit=limit)
+
+    async def retry_dead(self, ids: Sequence[int]) -> list[int]:
+        """Put dead letters back in the queue with fresh attempts."""
+        done: list[int] = await write(
+            self._writer, RetryDead(list(ids), self.clock.wall(), origin=self.instance)
+        )
+        entries = [entry_from_dispatch(await self.dispatch(i)) for i in done]
+        if entries:
+            await self._dispatcher.send(Enqueued(entries))
+        return done
+
+    async def purge_dead(
+        self, ids: Sequence[int] | None = None, *, older_than: float | None = None
+    ) -> int:
+        before = self.clock.wall() - older_than if older_than is not None else None
+        n: int = await write(
+            self._writer, PurgeDead(list(ids) if ids is not None else None, before)
+        )
+        return n

@@ -1,0 +1,107 @@
+"""New dispatches: ``NewDispatch``, ``InsertDispatches`` and the insert SQL that the
+schedule ops share. Split from ``store.ops``, which applies it and re-exports its names.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import msgspec
+
+from store import ledger
+
+__all__ = ["InsertDispatches", "NewDispatch"]
+
+
+class NewDispatch(msgspec.Struct, frozen=True, kw_only=True):
+    job_id: int
+    job_name: str
+    kind: str
+    priority: int
+    not_before: float
+    max_attempts: int
+    expires_at: float | None = None
+    payload: bytes | None = None
+    idempotency_key: str | None = None
+    slot: float | None = None
+    parent_run_id: int | None = None
+    attempt: int = 0
+
+
+class InsertDispatches(msgspec.Struct, frozen=True, tag=True):
+    """Returns ``list[tuple[id, seq] | None]``; None where a slot or key already exists."""
+
+    rows: list[NewDispatch]
+    origin: str
+    now: float
+
+
+def _next_id(conn: sqlite3.Connection, table: str, column: str = "id") -> int:
+    row = conn.execute(f"SELECT COALESCE(MAX({column}), 0) FROM {table}").fetchone()
+    return int(row[0]) + 1
+
+
+_INSERT_DISPATCH = (
+    "INSERT INTO dispatches (id, seq, origin, job_id, job_name, kind, status, priority,"
+    " not_before, expires_at, attempt, max_attempts, payload, idempotency_key, slot,"
+    " parent_run_id, created_at, updated_at)"
+    " VALUES (?,?,?,?,?,?,'queued',?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+
+def _dispatch_values(
+    r: NewDispatch, dispatch_id: int, seq: int, origin: str, now: float
+) -> tuple[Any, ...]:
+    return (
+        dispatch_id,
+        seq,
+        origin,
+        r.job_id,
+        r.job_name,
+        r.kind,
+        r.priority,
+        r.not_before,
+        r.expires_at,
+        r.attempt,
+        r.max_attempts,
+        r.payload,
+        r.idempotency_key,
+        r.slot,
+        r.parent_run_id,
+        now,
+        now,
+    )
+
+
+def _insert_dispatches(conn: sqlite3.Connection, op: InsertDispatches) -> list[Any]:
+    next_id = _next_id(conn, "dispatches")
+    next_seq = _next_id(conn, "dispatches", "seq")
+    out: list[tuple[int, int] | None] = []
+    plain: list[tuple[Any, ...]] = []
+    sql = _INSERT_DISPATCH
+    for r in op.rows:
+        values = _dispatch_values(r, next_id, next_seq, op.origin, op.now)
+        if r.slot is None and r.idempotency_key is None:
+            plain.append(values)
+        else:
+            if r.idempotency_key is not None:
+                k = r.idempotency_key
+                row = conn.execute(
+                    f"SELECT id FROM dispatches WHERE {ledger.SAME_KEY_SQL} AND job_id = ?"
+                    " AND status IN ('queued', 'running', 'done')",
+                    (k, k, k, r.job_id),
+                ).fetchone()
+                if row is not None:
+                    out.append(None)
+                    continue
+            cur = conn.execute(sql.replace("INSERT", "INSERT OR IGNORE", 1), values)
+            if cur.rowcount == 0:
+                out.append(None)
+                continue
+        out.append((next_id, next_seq))
+        next_id += 1
+        next_seq += 1
+    if plain:
+        conn.executemany(sql, plain)
+    return out

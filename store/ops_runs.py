@@ -1,0 +1,249 @@
+"""Write ops that settle, recover or administer dispatches and runs without claiming
+them (settle, crash recovery, cancel, dead-letter retry / purge), plus heartbeats and
+the status snapshot. Split from ``store.ops``, which applies them and re-exports them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import msgspec
+
+from store import ledger
+from store.ops_dispatch import _next_id
+
+__all__ = [
+    "CancelDispatch",
+    "Heartbeats",
+    "PurgeDead",
+    "RecoverOrphans",
+    "RetryDead",
+    "SaveStatus",
+    "Settle",
+    "SettleQueued",
+]
+
+
+class Settle(msgspec.Struct, frozen=True, kw_only=True):
+    dispatch_id: int
+    status: str  # done | dead | cancelled
+    outcome: str  # skipped | cancelled | ...
+    reason: str
+    record_run: bool = True  # leave a ``skipped`` run row saying why
+
+
+class SettleQueued(msgspec.Struct, frozen=True, tag=True):
+    """Queued dispatches that end without running (skipped, expired, job removed).
+    Returns ``list[bool]``: whether each was still queued."""
+
+    items: list[Settle]
+    now: float
+
+
+class RecoverOrphans(msgspec.Struct, frozen=True, tag=True):
+    """Runs left ``running`` by a dead process → ``crashed``; at-least-once dispatches
+    are requeued for exactly one replay, at-most-once ones dead-lettered (``crashed``).
+    Returns ``list[tuple[run_id, dispatch_id, action]]``."""
+
+    now: float
+    origin: str
+
+
+class CancelDispatch(msgspec.Struct, frozen=True, tag=True):
+    """Queued → cancelled at once; running → ``cancel_requested`` (the owner stops it).
+    Returns the dispatch status after the call, or None if there is no such dispatch."""
+
+    dispatch_id: int
+    now: float
+
+
+class RetryDead(msgspec.Struct, frozen=True, tag=True):
+    """Dead → queued with fresh attempts. Returns the ids requeued."""
+
+    ids: list[int]
+    now: float
+    origin: str = ""
+
+
+class PurgeDead(msgspec.Struct, frozen=True, tag=True):
+    """Delete dead letters (and their runs): the given ids, or all older than ``before``."""
+
+    ids: list[int] | None = None
+    before: float | None = None
+
+
+class Heartbeats(msgspec.Struct, frozen=True, tag=True):
+    """Stamp ``heartbeat_at`` on running runs, many per commit."""
+
+    items: list[tuple[int, float]]
+
+
+class SaveStatus(msgspec.Struct, frozen=True, tag=True):
+    """The runtime's health snapshot, for ``status`` in other processes."""
+
+    instance: str
+    pid: int
+    started_at: float
+    now: float
+    status: bytes
+    stopped: bool = False
+
+
+def _settle_queued(conn: sqlite3.Connection, op: SettleQueued) -> list[bool]:
+    out: list[bool] = []
+    run_id = _next_id(conn, "runs")
+    for item in op.items:
+        cur = conn.execute(
+            "UPDATE dispatches SET status = ?, outcome = ?, dead_reason = ?, last_error = ?,"
+            " updated_at = ? WHERE id = ? AND status = 'queued'",
+            (
+                item.status,
+                item.outcome,
+                item.reason if item.status == "dead" else None,
+                item.reason,
+                op.now,
+                item.dispatch_id,
+            ),
+        )
+        ok = cur.rowcount == 1
+        if ok and item.record_run:
+            conn.execute(
+                "INSERT INTO runs (id, dispatch_id, job_id, job_name, attempt, status,"
+                " started_at, finished_at, reason, error)"
+                " SELECT ?, id, job_id, job_name, attempt, ?, ?, ?, ?, ? FROM dispatches"
+                " WHERE id = ?",
+                (run_id, item.outcome, op.now, op.now, item.reason, item.reason, item.dispatch_id),
+            )
+            run_id += 1
+        out.append(ok)
+    return out
+
+
+def _recover_orphans(conn: sqlite3.Connection, op: RecoverOrphans) -> list[tuple[int, int, str]]:
+    rows = conn.execute(
+        "SELECT r.id, r.dispatch_id, j.spec, d.attempt,"
+        " COALESCE(r.idempotency_key, d.idempotency_key) FROM runs r"
+        " LEFT JOIN dispatches d ON d.id = r.dispatch_id"
+        " LEFT JOIN jobs j ON j.id = r.job_id WHERE r.status = 'running'"
+    ).fetchall()
+    out: list[tuple[int, int, str]] = []
+    seq = _next_id(conn, "dispatches", "seq")
+    ledger.release_runs(conn, [int(r[0]) for r in rows], op.now)
+    for run_id, dispatch_id, spec, attempt, key in rows:
+        conn.execute(
+            "UPDATE runs SET status = 'crashed', finished_at = ?,"
+            " error = 'the process running it died', reason = 'orphaned' WHERE id = ?",
+            (op.now, run_id),
+        )
+        guarantee = "at-most-once"
+        if spec is not None:
+            guarantee = msgspec.json.decode(spec).get("delivery_guarantee", guarantee)
+        if dispatch_id is None:
+            continue
+        if guarantee == "at-least-once":
+            conn.execute(
+                "UPDATE dispatches SET status = 'queued', seq = ?, origin = ?, not_before = ?,"
+                " max_attempts = MAX(max_attempts, attempt + 1), outcome = 'crashed',"
+                " last_error = 'replayed after a crash', current_run_id = NULL,"
+                " idempotency_key = ?, updated_at = ? WHERE id = ? AND status = 'running'",
+                (
+                    seq,
+                    op.origin,
+                    op.now,
+                    ledger.replay_key(key, dispatch_id, (attempt or 0) + 1),
+                    op.now,
+                    dispatch_id,
+                ),
+            )
+            seq += 1
+            action = "replay"
+        else:
+            conn.execute(
+                "UPDATE dispatches SET status = 'dead', outcome = 'crashed',"
+                " dead_reason = 'crashed', last_error = 'the process running it died',"
+                " updated_at = ? WHERE id = ? AND status = 'running'",
+                (op.now, dispatch_id),
+            )
+            action = "dead"
+        out.append((int(run_id), int(dispatch_id), action))
+    # a dispatch marked running with no running run (cannot happen with one-transaction
+    # claims, but a foreign writer or an old version could leave one): requeue it
+    conn.execute(
+        "UPDATE dispatches SET status = 'queued', current_run_id = NULL, updated_at = ?"
+        " WHERE status = 'running' AND (current_run_id IS NULL OR current_run_id NOT IN"
+        " (SELECT id FROM runs WHERE status = 'running'))"
+        " AND id NOT IN (SELECT dispatch_id FROM runs WHERE status = 'crashed' AND"
+        " finished_at = ?)",
+        (op.now, op.now),
+    )
+    return out
+
+
+def _cancel_dispatch(conn: sqlite3.Connection, op: CancelDispatch) -> str | None:
+    row = conn.execute("SELECT status FROM dispatches WHERE id = ?", (op.dispatch_id,)).fetchone()
+    if row is None:
+        return None
+    status = str(row[0])
+    if status == "queued":
+        conn.execute(
+            "UPDATE dispatches SET status = 'cancelled', outcome = 'cancelled', updated_at = ?"
+            " WHERE id = ?",
+            (op.now, op.dispatch_id),
+        )
+        return "cancelled"
+    if status == "running":
+        conn.execute(
+            "UPDATE dispatches SET cancel_requested = 1, updated_at = ? WHERE id = ?",
+            (op.now, op.dispatch_id),
+        )
+    return status
+
+
+def _retry_dead(conn: sqlite3.Connection, op: RetryDead) -> list[int]:
+    done: list[int] = []
+    seq = _next_id(conn, "dispatches", "seq")
+    for dispatch_id in op.ids:
+        cur = conn.execute(
+            "UPDATE dispatches SET status = 'queued', seq = ?, origin = ?, attempt = 0,"
+            " not_before = ?, dead_reason = NULL, expires_at = NULL, current_run_id = NULL,"
+            " cancel_requested = 0, updated_at = ? WHERE id = ? AND status = 'dead'",
+            (seq, op.origin, op.now, op.now, dispatch_id),
+        )
+        if cur.rowcount == 1:
+            done.append(dispatch_id)
+            seq += 1
+    return done
+
+
+def _purge_dead(conn: sqlite3.Connection, op: PurgeDead) -> int:
+    args: list[Any]
+    if op.ids is not None:
+        marks = ",".join("?" * len(op.ids)) or "NULL"
+        where, args = f"status = 'dead' AND id IN ({marks})", list(op.ids)
+    elif op.before is not None:
+        where, args = "status = 'dead' AND updated_at < ?", [op.before]
+    else:
+        where, args = "status = 'dead'", []
+    conn.execute(
+        f"DELETE FROM runs WHERE dispatch_id IN (SELECT id FROM dispatches WHERE {where})", args
+    )
+    return conn.execute(f"DELETE FROM dispatches WHERE {where}", args).rowcount
+
+
+def _heartbeats(conn: sqlite3.Connection, op: Heartbeats) -> int:
+    cur = conn.executemany(
+        "UPDATE runs SET heartbeat_at = ? WHERE id = ? AND status = 'running'",
+        [(at, run_id) for run_id, at in op.items],
+    )
+    return cur.rowcount
+
+
+def _save_status(conn: sqlite3.Connection, op: SaveStatus) -> None:
+    conn.execute(
+        "INSERT INTO instances (instance, pid, started_at, updated_at, stopped_at, status)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(instance) DO UPDATE SET"
+        " updated_at = excluded.updated_at, stopped_at = excluded.stopped_at,"
+        " status = excluded.status",
+        (op.instance, op.pid, op.started_at, op.now, op.now if op.stopped else None, op.status),
+    )
