@@ -42,7 +42,7 @@ from actors.mailbox import Mailbox, Reply
 from actors.messages import DispatcherMsg, Drain, Event, OutcomeEvent
 from actors.scheduler import Outcome, Scheduler, SchedulerConfig, SchedulerMsg
 from actors.supervisor import ActorEvent, ChildSpec, Supervisor
-from actors.writer import StoreMsg, StoreWriter
+from actors.writer import StoreMsg, StoreWriter, write
 from runtime._jobs_api import JobsMixin
 from runtime._queries_api import QueriesMixin
 from runtime.config import Config
@@ -57,6 +57,7 @@ from store.errors import (
     SupervisorEscalation,
 )
 from store.models import JobRow
+from store.ops import PruneKeys
 from store.sqlite import SqliteStore
 
 __all__ = ["Runtime"]
@@ -84,6 +85,7 @@ class Runtime(JobsMixin, QueriesMixin, MessagingMixin):
         self.lost_outcomes = 0
         self._jobs: dict[str, JobRow] = {}
         self._root: Supervisor | None = None
+        self._keys_pruned_at = 0.0
         self._actors: dict[str, Any] = {}
         self._init_messaging()
 
@@ -182,7 +184,7 @@ class Runtime(JobsMixin, QueriesMixin, MessagingMixin):
             writer=self._writer_mb.address(),
             executors=self.executors,
             snapshot=self.statistics,
-            maintenance=self.store.checkpoint,
+            maintenance=self._maintenance,
             interval=float(cfg.health_interval),
         )
         self._actors = {
@@ -220,6 +222,17 @@ class Runtime(JobsMixin, QueriesMixin, MessagingMixin):
             on_event=self.actor_events.append,
         )
         await self._root.run(task_status=task_status)
+
+    async def _maintenance(self) -> None:
+        """Each health tick: a PASSIVE WAL checkpoint off the writer's thread; hourly:
+        delete expired idempotency keys (7 days, 24 h for delete_after_run jobs)."""
+        await self.store.checkpoint()
+        now = self.clock.wall()
+        if now - self._keys_pruned_at >= 3600.0:
+            self._keys_pruned_at = now
+            pruned = await write(self._writer, PruneKeys(now))
+            if pruned:
+                log.info("pruned %d expired idempotency keys", pruned)
 
     async def _stop(self) -> None:
         if self._root is not None:

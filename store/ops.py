@@ -40,6 +40,7 @@ from store.ops_jobs import (
 from store.ops_runs import (
     CancelDispatch,
     Heartbeats,
+    PruneKeys,
     PurgeDead,
     RecoverOrphans,
     RetryDead,
@@ -48,6 +49,7 @@ from store.ops_runs import (
     SettleQueued,
     _cancel_dispatch,
     _heartbeats,
+    _prune_keys,
     _purge_dead,
     _recover_orphans,
     _retry_dead,
@@ -65,6 +67,7 @@ __all__ = [
     "Heartbeats",
     "InsertDispatches",
     "NewDispatch",
+    "PruneKeys",
     "PurgeDead",
     "RecordSlots",
     "RecoverOrphans",
@@ -141,6 +144,7 @@ WriteOp = (
     | SetJobState
     | RecordSlots
     | Heartbeats
+    | PruneKeys
     | SaveStatus
     | _messages.MessageOp  # inboxes and deliveries: store/messages.py
 )
@@ -297,6 +301,8 @@ def apply_op(conn: sqlite3.Connection, op: WriteOp) -> Any:
     match op:
         case Heartbeats():
             return _heartbeats(conn, op)
+        case PruneKeys():
+            return _prune_keys(conn, op)
         case SaveStatus():
             return _save_status(conn, op)
         case InsertDispatches():

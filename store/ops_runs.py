@@ -79,6 +79,12 @@ class Heartbeats(msgspec.Struct, frozen=True, tag=True):
     items: list[tuple[int, float]]
 
 
+class PruneKeys(msgspec.Struct, frozen=True, tag=True):
+    """Delete expired idempotency keys (``store.ledger``). Returns how many."""
+
+    now: float
+
+
 class SaveStatus(msgspec.Struct, frozen=True, tag=True):
     """The runtime's health snapshot, for ``status`` in other processes."""
 
@@ -237,6 +243,10 @@ def _heartbeats(conn: sqlite3.Connection, op: Heartbeats) -> int:
         [(at, run_id) for run_id, at in op.items],
     )
     return cur.rowcount
+
+
+def _prune_keys(conn: sqlite3.Connection, op: PruneKeys) -> int:
+    return ledger.prune(conn, op.now)
 
 
 def _save_status(conn: sqlite3.Connection, op: SaveStatus) -> None:

@@ -273,3 +273,27 @@ async def test_status_snapshot_is_written_for_other_processes(db_path: str) -> N
 def _snapshot(db_path: str) -> Any:
     with sqlite3.connect(db_path) as conn:
         return conn.execute("SELECT instance, status FROM instances").fetchone()
+
+
+async def test_expired_idempotency_keys_are_pruned(db_path: str) -> None:
+    clock = FakeClock()
+    cfg = Config(database=db_path, shutdown_grace=0, health_interval=1)
+    async with Runtime.open(cfg, clock=clock, targets={"record": record}) as rt:
+        await rt.add_job(JobSpec(name="rec", target="record"))
+        await rt.wait(await rt.enqueue("rec"), timeout=10)
+        assert _keys(db_path) == 1  # kept after success
+        clock.advance(1)  # first tick prunes nothing: the key is fresh
+        await eventually(lambda: rt.statistics()["health"]["ticks"] >= 1)
+        assert _keys(db_path) == 1
+        clock.advance(7 * 86400 + 3600)  # past its 7-day expiry and the hourly prune
+
+        def gone() -> bool:
+            clock.advance(1)  # keep ticking: the first tick may still be running
+            return _keys(db_path) == 0
+
+        await eventually(gone, what="the expired key to go")
+
+
+def _keys(db_path: str) -> int:
+    with sqlite3.connect(db_path) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM idempotency").fetchone()[0])
