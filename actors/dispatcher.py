@@ -137,6 +137,7 @@ class Dispatcher(CommitMixin, HealthMixin):
             0,
         )
         self.recovery_seconds = 0.0
+        self.recovered = 0
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -391,29 +392,3 @@ class Dispatcher(CommitMixin, HealthMixin):
                 )
             )
         return status
-
-    # -- introspection ---------------------------------------------------------------
-
-    def statistics(self) -> dict[str, Any]:
-        return {
-            "inbox": self._mailbox.depth,
-            "queued": len(self._queued),
-            "ready": len(self._ready),
-            "delayed": len(self._delayed),
-            "parked": sum(len(q) for q in self._parked.values()),
-            "running": len(self._running),
-            "draining": self._draining,
-            "recovered": getattr(self, "recovered", 0),
-            "recovery_seconds": round(self.recovery_seconds, 4),
-            "breakers": {
-                name: {"state": b.state, "failures": b.failures}
-                for name, b in self._breakers.items()
-            },
-            **self.counters,
-        }
-
-    def __repr__(self) -> str:
-        return (
-            f"<Dispatcher queued={len(self._queued)} running={len(self._running)} "
-            f"admitted={self.counters['admitted']}>"
-        )

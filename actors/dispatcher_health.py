@@ -1,6 +1,6 @@
-"""The dispatcher's run-health half: heartbeats from run actors, the stale-run backstop
-that rides on the health monitor's tick, run actors that died, and the executor circuit
-breakers fed by outcomes and probes.
+"""The dispatcher's run-health half and its statistics: heartbeats from run actors, the
+stale-run backstop that rides on the health monitor's tick, run actors that died, and
+the executor circuit breakers fed by outcomes and probes.
 
 A mixin of ``actors.dispatcher.Dispatcher``, split from ``actors/dispatcher_commit.py``:
 same actor, same state. The breaker maths is the pure module ``actors.breaker``.
@@ -8,14 +8,15 @@ same actor, same state. The breaker maths is the pure module ``actors.breaker``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections import deque
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from actors import breaker
 from actors.clock import Clock
-from actors.mailbox import Address
-from actors.messages import DispatcherMsg, RunFinished
+from actors.mailbox import Address, Mailbox
+from actors.messages import DispatcherMsg, Entry, RunFinished
 from actors.runsup import RunSupervisor
 from store.models import JobSpec
 
@@ -38,6 +39,38 @@ class HealthMixin:
     _runsup: RunSupervisor
     _self: Address[DispatcherMsg]
     counters: dict[str, int]
+    _mailbox: Mailbox[DispatcherMsg]
+    _queued: dict[int, Entry]
+    _ready: list[tuple[int, float, int, int]]
+    _delayed: list[tuple[float, int, int]]
+    _parked: dict[str, deque[int]]
+    _draining: bool
+    recovered: int
+    recovery_seconds: float
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "inbox": self._mailbox.depth,
+            "queued": len(self._queued),
+            "ready": len(self._ready),
+            "delayed": len(self._delayed),
+            "parked": sum(len(q) for q in self._parked.values()),
+            "running": len(self._running),
+            "draining": self._draining,
+            "recovered": self.recovered,
+            "recovery_seconds": round(self.recovery_seconds, 4),
+            "breakers": {
+                name: {"state": b.state, "failures": b.failures}
+                for name, b in self._breakers.items()
+            },
+            **self.counters,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"<Dispatcher queued={len(self._queued)} running={len(self._running)} "
+            f"admitted={self.counters['admitted']}>"
+        )
 
     def _new_breaker(self) -> breaker.Breaker:
         return breaker.Breaker(fail_max=self._cfg.breaker_fail_max, reset=self._cfg.breaker_reset)

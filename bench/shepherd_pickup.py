@@ -108,7 +108,11 @@ async def cross_process(ctx: BenchContext, duration: float) -> list[float]:
             raise RuntimeError(f"producer failed ({proc.returncode}): {output.decode()[-2000:]}")
         report = json.loads(output.decode().strip().splitlines()[-1])
         await _wait_for(samples, report["count"], ctx.stall_timeout)
-        if report["lag_max"] > 0.05:
+        # A producer commit that waits for the daemon's write lock (SQLite's busy handler
+        # sleeps 1-100 ms) makes it late; that wait is inside the measured latency (the
+        # stamp is taken before the commit). Only a producer that cannot keep the rate
+        # at all makes the figure meaningless.
+        if report["lag_max"] > 1.0:
             raise RuntimeError(f"the producer fell {report['lag_max']:.3f}s behind its schedule")
         if len(samples) != report["count"]:
             raise RuntimeError(f"{len(samples)} runs for {report['count']} dispatches")
