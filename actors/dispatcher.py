@@ -31,7 +31,7 @@ from actors.clock import Clock
 from actors.dispatcher_commit import CommitMixin, _outcome, _Running
 from actors.dispatcher_health import HealthMixin
 from actors.executors.base import Executor
-from actors.mailbox import Address, Mailbox
+from actors.mailbox import Address, Mailbox, receive_by
 from actors.messages import (
     Cancel,
     DispatcherMsg,
@@ -198,12 +198,8 @@ class Dispatcher(CommitMixin, HealthMixin):
                 return
 
     async def _receive(self) -> DispatcherMsg | None:
-        if not self._delayed:
-            return await self._mailbox.receive()
-        with anyio.CancelScope() as scope:
-            self._clock.cancel_at(scope, self._clock.mono_for_wall(self._delayed[0][0]))
-            return await self._mailbox.receive()
-        return None
+        wake = self._delayed[0][0] if self._delayed else None
+        return await receive_by(self._mailbox, self._clock, wake)
 
     async def _handle(self, msg: DispatcherMsg, tg: TaskGroup) -> None:
         match msg:

@@ -22,9 +22,10 @@ from typing import Any, Generic, TypeVar
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from actors.clock import Clock
 from store.errors import MailboxClosed, MailboxFull
 
-__all__ = ["Address", "Mailbox", "Reply", "ask"]
+__all__ = ["Address", "Mailbox", "Reply", "ask", "receive_by"]
 
 M = TypeVar("M")
 T = TypeVar("T")
@@ -175,6 +176,17 @@ class Mailbox(Generic[M]):
 
     def __repr__(self) -> str:
         return f"<Mailbox {self.name} {self.depth}/{self.capacity}>"
+
+
+async def receive_by(mailbox: Mailbox[M], clock: Clock, wall: float | None) -> M | None:
+    """The next message, or None once ``clock.wall()`` reaches ``wall`` (an actor's timer
+    folded into its receive: no separate timer task). ``wall=None`` waits forever."""
+    if wall is None:
+        return await mailbox.receive()
+    with anyio.CancelScope() as scope:
+        clock.cancel_at(scope, clock.mono_for_wall(wall))
+        return await mailbox.receive()
+    return None
 
 
 async def ask(address: Address[M], make: Callable[[Reply[T]], M]) -> T:

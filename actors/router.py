@@ -32,7 +32,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from actors.clock import Clock
 from actors.delivery import DeliveryConfig, pick_sink
 from actors.executors.gateway import GatewayConfig, HttpClient, http_error_text
-from actors.mailbox import Address, Mailbox, Reply
+from actors.mailbox import Address, Mailbox, Reply, receive_by
 from actors.messages import OutcomeEvent
 from actors.router_commit import RouterCommitMixin
 from actors.writer import StoreMsg
@@ -194,10 +194,7 @@ class Router(RouterCommitMixin):
         wake = min(self._next_expiry, self._due[0][0]) if self._due else self._next_expiry
         if wake <= self._clock.wall():
             return None
-        with anyio.CancelScope() as scope:
-            self._clock.cancel_at(scope, self._clock.mono_for_wall(wake))
-            return await self._mailbox.receive()
-        return None
+        return await receive_by(self._mailbox, self._clock, wake)
 
     # -- sending --------------------------------------------------------------------------
 

@@ -7,7 +7,6 @@ the slow-trickle test, which is about real streaming and uses the real clock.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -19,24 +18,12 @@ from actors.executors.gateway import GatewayConfig
 from runtime import Config, ConfigError, EnqueueRequest, JobSpec, NotFound, RetryPolicy, Runtime
 from store.messages import Delivery
 from store.models import Seconds
-from tests.actors.executors.conftest import reset
-from tests.gateway_standin import StandIn, run_standin
+from tests.gateway_standin import StandIn
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.anyio
 CHAT = "/v1/chat/completions"
 W = "\u26a0\ufe0f"
-
-
-@pytest.fixture(scope="module")
-def standin() -> Iterator[StandIn]:
-    with run_standin() as gw:
-        yield gw
-
-
-@pytest.fixture
-def gw(standin: StandIn) -> StandIn:
-    return reset(standin)
 
 
 class Sink:

@@ -1,44 +1,12 @@
-"""Fixtures for executor tests: one real gateway stand-in per module, reset per test."""
+"""Fixtures for executor tests (the gateway stand-in fixtures are in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from actors.executors.base import RunContext
 from store.models import JobSpec
-from tests.gateway_standin import Mode, StandIn, run_standin
-
-
-def reset(gw: StandIn) -> StandIn:
-    defaults = Mode()
-    gw.set_mode(
-        down=False,
-        reply=defaults.reply,
-        status=defaults.status,
-        raw_body=None,
-        hang=False,
-        delay=0.0,
-        trickle=None,
-        healthy=True,
-        webhook_fail_first=0,
-    )
-    gw.clear()
-    return gw
-
-
-@pytest.fixture(scope="module")
-def standin() -> Iterator[StandIn]:
-    with run_standin() as gw:
-        yield gw
-
-
-@pytest.fixture
-def gw(standin: StandIn) -> StandIn:
-    return reset(standin)
 
 
 class Beats:
