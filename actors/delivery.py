@@ -23,7 +23,7 @@ here, as plain functions (SEMANTICS.md §2.6, D9):
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -35,13 +35,16 @@ from actors.executors.output import (
     soft_failed_text,
     validate_limits,
 )
+from store.bounds import DAY, HOUR, Range, check_bounds
 from store.errors import ConfigError
 from store.models import JobSpec, Run, Seconds
 
 __all__ = [
+    "DELIVERY_OPTIONS",
     "DeliveryConfig",
     "DeliveryTarget",
     "announce_text",
+    "check_option_keys",
     "delivery_settings",
     "pick_sink",
     "resolve_target",
@@ -65,21 +68,16 @@ class DeliveryConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     aliases: dict[str, DeliveryTarget] = msgspec.field(default_factory=dict)
     webhooks: dict[str, str] = msgspec.field(default_factory=dict)  # sink name → URL
     default_sink: str = "gateway"
-    max_attempts: int = 8
-    retry_base: Seconds = Seconds(5.0)
-    retry_max: Seconds = Seconds(600.0)
-    timeout: Seconds = Seconds(10.0)  # one send
-    concurrency: int = 16  # sends in flight at once
-    expire_interval: Seconds = Seconds(15.0)  # inbox message expiry sweep
+    max_attempts: Annotated[int, Range(1, 1000)] = 8
+    retry_base: Annotated[Seconds, Range(0.001, DAY, "s")] = Seconds(5.0)
+    retry_max: Annotated[Seconds, Range(0.001, 30 * DAY, "s")] = Seconds(600.0)
+    timeout: Annotated[Seconds, Range(0.001, HOUR, "s")] = Seconds(10.0)  # one send
+    concurrency: Annotated[int, Range(1, 10_000)] = 16  # sends in flight at once
+    # inbox message expiry sweep
+    expire_interval: Annotated[Seconds, Range(0.001, DAY, "s")] = Seconds(15.0)
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ConfigError("must be >= 1", field="delivery.max_attempts")
-        if self.concurrency < 1:
-            raise ConfigError("must be >= 1", field="delivery.concurrency")
-        for name in ("retry_base", "timeout", "expire_interval"):
-            if getattr(self, name) <= 0:
-                raise ConfigError("must be > 0", field=f"delivery.{name}")
+        check_bounds(self, prefix="delivery.")
         if self.retry_max < self.retry_base:
             raise ConfigError("must be >= delivery.retry_base", field="delivery.retry_max")
         for name, url in self.webhooks.items():
@@ -100,6 +98,21 @@ def delivery_settings(options: Mapping[str, Any]) -> tuple[str, str | None, str 
     channel = options.get("delivery_channel") or None
     mode = options.get("delivery") or ("announce" if to else "none")
     return str(mode), to if to is None else str(to), channel if channel is None else str(channel)
+
+
+DELIVERY_OPTIONS = frozenset({"delivery", "delivery_to", "delivery_channel"})
+
+
+def check_option_keys(spec: JobSpec, own: Collection[str]) -> None:
+    """ConfigError naming the first key of ``spec.options`` that neither the executor
+    (``own``) nor announce delivery reads: a misspelt option is never ignored."""
+    known = DELIVERY_OPTIONS | set(own)
+    for key in spec.options:
+        if key not in known:
+            raise ConfigError(
+                f"unknown option for executor {spec.executor}; known: {', '.join(sorted(known))}",
+                field=f"options.{key}",
+            )
 
 
 def validate_delivery(options: Mapping[str, Any]) -> None:

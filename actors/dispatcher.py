@@ -9,8 +9,9 @@ supervisor, and turn each outcome into done / retry / dead letter
 that is waiting and commits what it decided as one group, so a burst of N dispatches
 costs a few commits, not N.
 Inbox: ``DispatcherMsg``. Sends: write ops to the store writer (ask), events to the
-sink. Restart type: permanent; on (re)start it recovers orphaned runs and reloads
-the queue from the store. Timers: the earliest future not-before time.
+sink. Restart type: permanent; on (re)start it recovers orphaned runs (``actors.recovery``:
+their process groups are killed first) and reloads the queue from the store. Timers:
+the earliest future not-before time.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import heapq
 import logging
 import random
-from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -47,6 +47,7 @@ from actors.messages import (
     Tick,
     entry_from_dispatch,
 )
+from actors.recovery import PROCESSES, StoreProcesses, recover_orphans
 from actors.runsup import RunSupervisor
 from actors.writer import StoreMsg, write
 from store import queries
@@ -55,7 +56,6 @@ from store.models import JobSpec
 from store.ops import (
     CancelDispatch,
     Heartbeats,
-    RecoverOrphans,
     Settle,
 )
 from store.sqlite import SqliteStore
@@ -96,7 +96,7 @@ class Dispatcher(CommitMixin, HealthMixin):
         self._executors = executors
         self._clock = clock
         self._emit = emit
-        self._services = services or {}
+        self._services = {**(services or {}), PROCESSES: StoreProcesses(writer)}
         self._rng = random.Random()
         self._reset()
 
@@ -105,13 +105,13 @@ class Dispatcher(CommitMixin, HealthMixin):
         self._queued: dict[int, Entry] = {}
         self._ready: list[tuple[int, float, int, int]] = []
         self._delayed: list[tuple[float, int, int]] = []
-        self._parked: dict[str, deque[int]] = {}
         self._running: dict[int, _Running] = {}
         self._adm = admission.AdmissionState(self._cfg.pool_limits)
         self._finished: list[RunFinished] = []
         self._settles: list[tuple[Entry, Settle]] = []
         self._claims: list[Entry] = []
         self._ext_seq = 0
+        self._poked: set[str] = set()  # flags of this batch's Pokes
         self._beats: dict[int, float] = {}
         self._breakers: dict[str, breaker.Breaker] = {}
         self._draining = False
@@ -133,6 +133,7 @@ class Dispatcher(CommitMixin, HealthMixin):
                 "loops",
                 "deferred",
                 "stale",
+                "reloads",
             ),
             0,
         )
@@ -144,8 +145,8 @@ class Dispatcher(CommitMixin, HealthMixin):
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         self._reset()
         began = self._clock.now()
-        recovered = await write(
-            self._writer, RecoverOrphans(now=self._clock.wall(), origin=self._cfg.instance)
+        recovered = await recover_orphans(
+            self._store, self._writer, self._clock, origin=self._cfg.instance
         )
         for run_id, dispatch_id, action in recovered:
             log.warning("run %s of dispatch %s was orphaned: %s", run_id, dispatch_id, action)
@@ -187,6 +188,8 @@ class Dispatcher(CommitMixin, HealthMixin):
             self.counters["loops"] += 1
             for msg in batch:
                 await self._handle(msg, tg)
+            if self._poked:
+                await self._reload()
             now = self._clock.wall()
             self._promote(now)
             if not self._draining:
@@ -211,14 +214,7 @@ class Dispatcher(CommitMixin, HealthMixin):
             case Cancel(dispatch_id, reply):
                 reply.set(await self._cancel(dispatch_id))
             case Poke(what):
-                if "j" in what:
-                    await self._load_jobs()
-                if "d" in what or "j" in what:
-                    await self._load_queued(self._ext_seq, exclude_own=True)
-                if "c" in what:
-                    for dispatch_id, status in await self._store.read(queries.cancel_requests):
-                        if status == "running":
-                            await self._cancel(dispatch_id, write_through=False)
+                self._poked.update(what.replace("-", ""))  # "-" only wakes: no _reload
             case JobsChanged(ids):
                 await self._load_jobs(ids)
             case Drain(grace, reply):
@@ -248,17 +244,34 @@ class Dispatcher(CommitMixin, HealthMixin):
     # -- loading -------------------------------------------------------------------
 
     async def _load_jobs(self, ids: list[int] | None = None) -> None:
+        before: Mapping[int, JobSpec | None] = self._jobs  # replaced below, not changed
         if ids is None:
             rows = await self._store.read(queries.list_jobs)
             self._jobs = {r.id: r.spec for r in rows}
-            return
-        found = await self._store.read(queries.jobs_by_id, ids)  # only those: O(changed)
-        for job_id in ids:
-            row = found.get(job_id)
-            if row is None:
-                self._jobs.pop(job_id, None)
-            else:
-                self._jobs[job_id] = row.spec
+        else:
+            before = {job_id: self._jobs.get(job_id) for job_id in ids}
+            found = await self._store.read(queries.jobs_by_id, ids)  # only those: O(changed)
+            for job_id in ids:
+                row = found.get(job_id)
+                if row is None:
+                    self._jobs.pop(job_id, None)
+                else:
+                    self._jobs[job_id] = row.spec
+        # the waiters of a changed job go back through admission (a disabled job's fires)
+        self._ready_again(self._adm.parked.take_changed(before, self._jobs))
+
+    async def _reload(self) -> None:
+        """Once per batch, however many ``Poke``s it held: what other processes committed."""
+        what, self._poked = self._poked, set()
+        self.counters["reloads"] += 1
+        if "j" in what:
+            await self._load_jobs()
+        if "d" in what or "j" in what:
+            await self._load_queued(self._ext_seq, exclude_own=True)
+        if "c" in what:
+            for dispatch_id, status in await self._store.read(queries.cancel_requests):
+                if status == "running":
+                    await self._cancel(dispatch_id, write_through=False)
 
     async def _load_queued(self, after_seq: int, *, exclude_own: bool = False) -> None:
         rows = await self._store.read(
@@ -323,39 +336,29 @@ class Dispatcher(CommitMixin, HealthMixin):
                     for r in self._running.values():
                         if r.entry.job_id == e.job_id:
                             self._runsup.cancel(r.run_id, "replaced")
-                self._parked.setdefault(v.key, deque()).append(e.id)
-                self._adm.parked[v.key] += 1
+                self._adm.parked.park(v.key, e.id, e.job_id)
             elif v.action == "defer":
                 assert v.until is not None
                 moved = msgspec.structs.replace(e, not_before=v.until)
                 self._queued[e.id] = moved
                 heapq.heappush(self._delayed, (v.until, e.seq, e.id))
-            else:
+            else:  # it ends without running: settled, and its free keys passed on
                 del self._queued[e.id]
-                status = {"dead": "dead", "skip": "done", "cancel": "cancelled"}[v.action]
-                outcome = {"dead": "cancelled", "skip": "skipped", "cancel": "cancelled"}[v.action]
-                self._settles.append(
-                    (
-                        e,
-                        Settle(
-                            dispatch_id=e.id,
-                            status=status,
-                            outcome=outcome,
-                            reason=v.reason or v.action,
-                        ),
-                    )
-                )
+                self._settles.append((e, admission.settle(e.id, v)))
+                self._unpark(*admission.free_keys(e.job_id, job, self._adm))
 
-    def _unpark(self, key: str) -> None:
-        q = self._parked.get(key)
-        if not q:
-            return
-        dispatch_id = q.popleft()
-        self._adm.parked[key] -= 1
-        e = self._queued.get(dispatch_id)
-        if e is not None:
+    def _unpark(self, *keys: str) -> None:
+        """Hand each key to its next waiter: a run holding it ended, or a dispatch that
+        would have held it left the queue without running (``admission.free_keys``)."""
+        for key in keys:
+            dispatch_id = self._adm.parked.pop(key, self._queued)
+            if dispatch_id is not None:
+                self._ready_again([dispatch_id])
+                self._self.tell(Poke("-"))  # unparked after this pass's admission: admit now
+
+    def _ready_again(self, ids: list[int]) -> None:
+        for e in filter(None, map(self._queued.get, ids)):
             heapq.heappush(self._ready, (*admission.ready_key(e), e.id))
-            self._self.tell(Poke("-"))  # unparked after this pass's admission: admit it now
 
     # -- cancel ----------------------------------------------------------------------
 
@@ -374,6 +377,8 @@ class Dispatcher(CommitMixin, HealthMixin):
             log.error("cancel of dispatch %s failed: %s", dispatch_id, exc)
             raise
         e = self._queued.pop(dispatch_id, None)
+        if e is not None:
+            self._unpark(*admission.free_keys(e.job_id, self._jobs.get(e.job_id), self._adm))
         if e is not None and status == "cancelled":
             self._emit(
                 _outcome(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import random
-from collections import deque
 from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -79,7 +78,6 @@ class CommitMixin:
     _rng: random.Random
     _jobs: dict[int, JobSpec]
     _queued: dict[int, Entry]
-    _parked: dict[str, deque[int]]
     _running: dict[int, _Running]
     _adm: admission.AdmissionState
     _finished: list[RunFinished]

@@ -8,12 +8,11 @@ same actor, same state. The breaker maths is the pure module ``actors.breaker``.
 
 from __future__ import annotations
 
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from actors import breaker
+from actors import admission, breaker
 from actors.clock import Clock
 from actors.mailbox import Address, Mailbox
 from actors.messages import DispatcherMsg, Entry, RunFinished
@@ -43,8 +42,8 @@ class HealthMixin:
     _queued: dict[int, Entry]
     _ready: list[tuple[int, float, int, int]]
     _delayed: list[tuple[float, int, int]]
-    _parked: dict[str, deque[int]]
     _draining: bool
+    _adm: admission.AdmissionState
     recovered: int
     recovery_seconds: float
 
@@ -54,7 +53,7 @@ class HealthMixin:
             "queued": len(self._queued),
             "ready": len(self._ready),
             "delayed": len(self._delayed),
-            "parked": sum(len(q) for q in self._parked.values()),
+            "parked": len(self._adm.parked),
             "running": len(self._running),
             "draining": self._draining,
             "recovered": self.recovered,

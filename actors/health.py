@@ -7,9 +7,7 @@ Role: every ``interval`` seconds (a timer on the injected clock, not on the hot 
 2. probes each executor that has ``probe_health()`` (the agent gateway's ``/health``)
    and tells the dispatcher ``Probe(executor, healthy)``, which feeds that executor's
    circuit breaker;
-3. runs the store's maintenance (a PASSIVE WAL checkpoint on a connection of its own,
-   so commits never wait for checkpoint syncs);
-4. writes the runtime's health snapshot (actors, supervisor, breakers, recovery time)
+3. writes the runtime's health snapshot (actors, supervisor, breakers, recovery time)
    to the ``instances`` table so ``shepherd status`` in another process can show it.
 Inbox: none (timer-driven). Sends: ``Tick`` and ``Probe`` to the dispatcher, a
 ``SaveStatus`` op to the store writer. Restart type: permanent.
@@ -19,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
@@ -49,7 +47,6 @@ class HealthMonitor:
         writer: Address[StoreMsg],
         executors: Mapping[str, Executor],
         snapshot: Callable[[], dict[str, Any]],
-        maintenance: Callable[[], Awaitable[None]] | None = None,
         interval: float = 2.0,
         probe_timeout: float = 5.0,
     ) -> None:
@@ -59,7 +56,6 @@ class HealthMonitor:
         self._writer = writer
         self._executors = executors
         self._snapshot = snapshot
-        self._maintenance = maintenance
         self._interval = interval
         self._probe_timeout = probe_timeout
         self._started_at = clock.wall()
@@ -105,12 +101,6 @@ class HealthMonitor:
                 )
             self.probes[name] = healthy
             await self._dispatcher.send(Probe(name, healthy))
-        if self._maintenance is not None:
-            try:
-                await self._maintenance()
-            except StoreError as exc:
-                self.last_error = str(exc)
-                log.warning("maintenance (WAL checkpoint) failed: %s", exc)
         await self._save()
 
     async def _save(self, *, stopped: bool = False) -> None:

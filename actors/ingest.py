@@ -2,15 +2,25 @@
 
 Role: another process (the CLI, a second producer) that commits a dispatch, a job
 change or a cancel request sends one datagram to this runtime's wake socket; the
-ingest actor turns it into a ``Poke`` for the dispatcher, which then reads only what
-is new (by sequence number). No polling tick sits on this path: a dispatch enqueued
-from another process starts within milliseconds.
+ingest actor turns what is waiting into one ``Poke`` for the dispatcher, which then
+reads only what is new (by sequence number). No polling tick sits on this path: a
+dispatch enqueued from another process starts within milliseconds.
 Inbox: the unix datagram socket. Sends: ``Poke`` to the dispatcher, and to the
 scheduler when jobs changed (``"j"``). Restart type: permanent. Timers: none.
 
+- **Merged**: each pass takes every datagram already waiting (up to `MAX_DRAIN`) and
+  sends one ``Poke`` carrying the union of their flags (`merge_wakes`), so a producer
+  committing one dispatch at a time costs one reload per pass, not one per datagram.
+- **Nothing lost at start**: the dispatcher and the scheduler load the store before this
+  actor binds; a commit made in between found no socket to wake. Right after the bind
+  it sends one ``Poke`` of every kind (`CATCH_UP`), so both read what is newer than
+  their load. The same holds after a restart of this actor alone.
+
 The socket lives in the temp directory under a name derived from the database path, so
 every process that opens the same file finds it; a sender with no runtime listening
-simply has nobody to wake (the next runtime start loads everything queued).
+simply has nobody to wake (the next runtime start loads everything queued). A full
+socket queue drops a datagram; one already waiting covers it (it is read after the
+dropped sender's commit).
 """
 
 from __future__ import annotations
@@ -20,16 +30,21 @@ import hashlib
 import os
 import socket
 import tempfile
+from collections.abc import Iterable
 from typing import Any
 
 import anyio
-from anyio.abc import TaskStatus
+from anyio.abc import SocketAttribute, TaskStatus
 
 from actors.mailbox import Address
 from actors.messages import DispatcherMsg, Poke, SchedulerMsg
 from store.errors import MailboxClosed, MailboxFull
+from store.opening import os_error
 
-__all__ = ["Ingest", "send_wake", "wake_path"]
+__all__ = ["CATCH_UP", "MAX_DRAIN", "Ingest", "merge_wakes", "send_wake", "wake_path"]
+
+CATCH_UP = "cdj"  # dispatches, jobs and cancel requests: everything a wake-up can mean
+MAX_DRAIN = 4096  # datagrams merged into one Poke at most (the socket queue is smaller)
 
 
 def wake_path(db_path: str) -> str:
@@ -48,6 +63,14 @@ def send_wake(db_path: str, what: str = "d") -> bool:
         return False
 
 
+def merge_wakes(datagrams: Iterable[bytes]) -> str:
+    """The flags of several wake-ups as one ``Poke.what`` (sorted, each flag once)."""
+    flags: set[str] = set()
+    for data in datagrams:
+        flags.update(data[:8].decode(errors="replace"))
+    return "".join(sorted(flags))
+
+
 class Ingest:
     def __init__(
         self,
@@ -58,30 +81,46 @@ class Ingest:
         self._path = wake_path(db_path)
         self._dispatcher = dispatcher
         self._scheduler = scheduler
-        self.wakes = 0
+        self.wakes = 0  # datagrams received
+        self.pokes = 0  # Pokes sent to the dispatcher (the catch-up one included)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._path)
-        sock = await anyio.create_unix_datagram_socket(local_path=self._path)
+        try:
+            sock = await anyio.create_unix_datagram_socket(local_path=self._path)
+        except OSError as exc:  # a full or read-only temp directory: a store-level fault
+            raise os_error(exc, f"wake socket {self._path}") from None
+        raw = sock.extra(SocketAttribute.raw_socket)  # non-blocking: for the drain
         try:
             async with sock:
                 task_status.started()
+                what = CATCH_UP
                 while True:
+                    await self._poke(what)
                     data, _ = await sock.receive()
-                    self.wakes += 1
-                    what = data.decode(errors="replace")[:8]
-                    with contextlib.suppress(MailboxFull):
-                        await self._dispatcher.send(Poke(what))
-                    if self._scheduler is not None and "j" in what:
-                        with contextlib.suppress(MailboxFull, MailboxClosed):
-                            self._scheduler.tell(Poke(what))
+                    waiting = [data]
+                    while len(waiting) < MAX_DRAIN:
+                        try:
+                            waiting.append(raw.recv(64))
+                        except BlockingIOError:
+                            break
+                    self.wakes += len(waiting)
+                    what = merge_wakes(waiting)
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(self._path)
 
+    async def _poke(self, what: str) -> None:
+        self.pokes += 1
+        with contextlib.suppress(MailboxFull):
+            await self._dispatcher.send(Poke(what))
+        if self._scheduler is not None and "j" in what:
+            with contextlib.suppress(MailboxFull, MailboxClosed):
+                self._scheduler.tell(Poke(what))
+
     def statistics(self) -> dict[str, Any]:
-        return {"socket": self._path, "wakes": self.wakes}
+        return {"socket": self._path, "wakes": self.wakes, "pokes": self.pokes}
 
     def __repr__(self) -> str:
-        return f"<Ingest {self._path} wakes={self.wakes}>"
+        return f"<Ingest {self._path} wakes={self.wakes} pokes={self.pokes}>"

@@ -136,7 +136,10 @@ def _outcome(
     }
     if scope.cancelled_caught or (result is None and error is None):
         if handle.cancel_reason in ("idle", "stale"):  # the health check's backstop
-            why_deadline = "idle"
+            # it steps in once a deadline has passed: the one this run was waiting for
+            # (``why_deadline``); a job without ``idle_timeout`` has no idle deadline
+            if handle.cancel_reason == "idle" and job.idle_timeout:
+                why_deadline = "idle"
         elif handle.cancel_reason is not None:
             return RunFinished(
                 outcome="cancelled",

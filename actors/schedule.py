@@ -53,7 +53,7 @@ from cronsim import CronSim, CronSimError
 from store.errors import ConfigError
 from store.models import JobSpec, parse_duration
 
-__all__ = ["next_fire", "next_fires", "resolve_at", "validate_schedule"]
+__all__ = ["next_fire", "next_fires", "resolve_at", "upcoming", "validate_schedule"]
 
 _MISFIRE = ("skip", "run_once", "run_all")
 _ALIASES = {
@@ -117,6 +117,20 @@ def next_fire(spec: JobSpec, after: float, *, anchor: float | None = None) -> fl
 def next_fires(spec: JobSpec, after: float, n: int, *, anchor: float | None = None) -> list[float]:
     """The next ``n`` fire times after ``after`` (fewer if the schedule ends)."""
     return list(islice(_fires(spec, after, anchor), max(n, 0)))
+
+
+def upcoming(
+    spec: JobSpec, next_run_at: float | None, n: int, *, anchor: float | None = None
+) -> list[float]:
+    """The next ``n`` fire times of a stored job: its ``next_run_at`` and the fires after
+    it. An ``at`` job has that one slot only: its instant resolved again from the stored
+    ISO text (microseconds) may differ from the stored float by rounding, and must not
+    be listed as a second fire."""
+    if next_run_at is None or n <= 0:
+        return []
+    if spec.at is not None:
+        return [next_run_at]
+    return [next_run_at, *next_fires(spec, next_run_at, n - 1, anchor=anchor)]
 
 
 # -- helpers ---------------------------------------------------------------------------

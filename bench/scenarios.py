@@ -26,11 +26,13 @@ import anyio
 from bench import (
     agent_bench,
     floor,
+    prune_bench,
     scheduler_bench,
     shepherd_e2e,
     shepherd_enqueue,
     shepherd_pickup,
     shepherd_recovery,
+    shepherd_xproc,
 )
 from bench.context import BenchContext, ScenarioSkipped
 from bench.peers import huey_peer
@@ -142,9 +144,18 @@ register(
     description="shepherd enqueue -> run start at 500 jobs/s, in-process and cross-process",
 )(shepherd_pickup.run)
 register(
+    "shepherd-xproc",
+    description="shepherd e2e with the producer in another process, one enqueue at a time,"
+    " beside the backlog drain rate",
+)(shepherd_xproc.run)
+register(
     "shepherd-recovery",
     description="shepherd start-up on 100k queued + 1k orphaned runs (issue 4)",
 )(shepherd_recovery.run)
+register(
+    "shepherd-prune",
+    description="store writer commit latency p50/p99 while the pruner deletes 1M rows; ~2 min",
+)(prune_bench.run)
 register(
     "shepherd-scheduler",
     description="10k cron jobs/min + 1k one-shots: lateness, CPU/slot, RSS (issue 3); ~8 min",

@@ -8,7 +8,8 @@
   are killed, in-flight runs stay ``running`` in the store and are recovered as
   orphans by the next start (replayed when ``at-least-once``); exit 130.
 - ``exit_when_idle``: stop once no dispatch is queued or running (a future not-before
-  counts as queued). ``run_for``: stop after that many seconds. Both stop gracefully.
+  counts as queued). ``run_for``: stop after that many seconds. Both stop gracefully,
+  and only signals are counted: the first signal during such a drain is a graceful one.
 
 Logs go to stderr, one line per event: ``<ISO UTC time> <LEVEL> <logger> <message>``,
 with run events as ``run.started`` / ``run.finished`` followed by ``key=value`` pairs.
@@ -21,7 +22,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 
@@ -30,7 +31,7 @@ from runtime._cli_fmt import iso
 from runtime.app import Runtime
 from runtime.config import Config
 
-__all__ = ["FORCED_EXIT", "run_daemon", "setup_logging"]
+__all__ = ["FORCED_EXIT", "run_daemon", "setup_logging", "signal_action"]
 
 FORCED_EXIT = 130
 _IDLE_RECHECK = 1.0  # seconds between idle checks when no event arrives
@@ -87,13 +88,16 @@ async def _serve(cfg: Config, exit_when_idle: bool, run_for: float | None) -> in
 
             async def watch_signals() -> None:
                 nonlocal forced
+                received = 0
                 async for signum in signals:
                     name = signal.Signals(signum).name
-                    if not stop.is_set():
+                    received += 1
+                    if signal_action(received) == "shutdown":
                         log.info(
-                            "signal.received signal=%s action=shutdown grace=%gs",
+                            "signal.received signal=%s action=shutdown grace=%gs%s",
                             name,
                             float(cfg.shutdown_grace),
+                            " (already stopping)" if stop.is_set() else "",
                         )
                         stop.set()
                     else:
@@ -125,6 +129,13 @@ async def _serve(cfg: Config, exit_when_idle: bool, run_for: float | None) -> in
         log.warning("daemon.stopped forced=yes (in-flight runs are recovered on next start)")
         return FORCED_EXIT
     return 0
+
+
+def signal_action(received: int) -> Literal["shutdown", "cancel-now"]:
+    """What the ``received``-th SIGTERM/SIGINT does. Only signals count: a stop that
+    began without one (``--exit-when-idle``, ``--for``) is still drained gracefully
+    when the first signal arrives during it."""
+    return "shutdown" if received <= 1 else "cancel-now"
 
 
 async def _stop_after(seconds: float, stop: anyio.Event) -> None:

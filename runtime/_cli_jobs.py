@@ -9,7 +9,6 @@ file, the job and its field.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tomllib
 from pathlib import Path
@@ -19,7 +18,7 @@ import anyio
 
 from actors.ingest import send_wake
 from runtime._cli_fmt import CliError, emit_json, iso, plain, print_fields, table
-from runtime._cli_store import builtin_executors, open_store, wall
+from runtime._cli_store import builtin_executors, loads_json, open_store, wall
 from runtime.config import Config, default_config_toml
 from runtime.jobs import job_from_data, save_op, validate_job
 from store import queries
@@ -28,6 +27,7 @@ from store.models import JobRow, JobSpec
 from store.ops import DeleteJob
 
 __all__ = [
+    "check_config_jobs",
     "cmd_config_init",
     "cmd_jobs_add",
     "cmd_jobs_list",
@@ -52,6 +52,7 @@ _FLAGS = {
     "schedule": "--cron/--at/--every",
     "priority": "--priority",
     "timeout": "--timeout",
+    "options": "--options",
     "retry.max_attempts": "--max-attempts",
     "retry.base": "--retry-base",
     "retry.max_delay": "--retry-base",
@@ -68,7 +69,10 @@ def cmd_jobs_add(args: argparse.Namespace, cfg: Config) -> int:
     if (args.name is None) == (args.file is None):
         raise CliError("give a job NAME with flags, or --file FILE (not both)", code=2)
     now = wall()
-    specs = load_job_file(args.file, now) if args.file else [_spec_from_flags(args, now)]
+    if args.file:
+        specs = load_job_file(args.file, now, cfg)
+    else:
+        specs = [spec_from_data(flag_data(args, {"name": args.name}), now, cfg)]
     rows = anyio.run(save_jobs, cfg, specs, now)
     send_wake(cfg.database, "j")
     if args.json:
@@ -80,14 +84,11 @@ def cmd_jobs_add(args: argparse.Namespace, cfg: Config) -> int:
     if any(r.spec.executor == "python" for r in rows):
         print(
             "note: a python job runs only in a process that registered its target "
-            "(an embedded Runtime); the standalone daemon runs shell jobs",
+            "(an embedded Runtime); the standalone daemon runs shell, agent, event "
+            "and watchdog jobs",
             file=sys.stderr,
         )
     return 0
-
-
-def _spec_from_flags(args: argparse.Namespace, now: float) -> JobSpec:
-    return spec_from_data(flag_data(args, {"name": args.name}), now)
 
 
 def flag_data(args: argparse.Namespace, data: dict[str, Any]) -> dict[str, Any]:
@@ -105,6 +106,7 @@ def flag_data(args: argparse.Namespace, data: dict[str, Any]) -> dict[str, Any]:
         "timeout",
         "overlap",
         "pool",
+        "options",
     ):
         value = getattr(args, key, None)
         if value is not None:
@@ -124,19 +126,41 @@ def flag_data(args: argparse.Namespace, data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def spec_from_data(data: dict[str, Any], now: float) -> JobSpec:
-    """Decode and validate; an error names the flag that set the bad field."""
+def spec_from_data(
+    data: dict[str, Any], now: float, cfg: Config, previous: JobSpec | None = None
+) -> JobSpec:
+    """Decode and validate; an error names the flag that set the bad field (a field
+    inside ``--options`` / ``--payload`` as ``--options: foo``)."""
     try:
         spec = job_from_data(data)
-        validate_job(spec, builtin_executors(), now)
+        validate_job(spec, builtin_executors(cfg), now, previous=previous)
     except ConfigError as exc:
-        flag = _FLAGS.get(exc.field or "", exc.field)
+        field = exc.field or ""
+        head, _, rest = field.partition(".")
+        if field in _FLAGS:
+            flag = _FLAGS[field]
+        elif head in ("options", "payload") and rest:
+            flag = f"{_FLAGS[head]}: {rest}"
+        else:
+            flag = field
         text = str(exc).removeprefix(f"{exc.field}: ") if exc.field else str(exc)
-        raise ConfigError(text, field=flag) from None
+        raise ConfigError(text, field=flag or None) from None
     return spec
 
 
-def load_job_file(path: str, now: float) -> list[JobSpec]:
+def check_config_jobs(cfg: Config, now: float) -> None:
+    """Validate the ``[[jobs]]`` of the config as ``run`` will add them, so every command
+    refuses a config whose jobs the daemon would refuse. An ``at`` that has passed is
+    not an error here: a declared one-shot stays in the config after it ran."""
+    executors = builtin_executors(cfg)
+    for i, spec in enumerate(cfg.jobs):
+        try:
+            validate_job(spec, executors, now, previous=spec)
+        except ConfigError as exc:
+            raise ConfigError(str(exc), field=f"config: jobs[{i}] ({spec.name})") from None
+
+
+def load_job_file(path: str, now: float, cfg: Config) -> list[JobSpec]:
     """Decode and validate every job in a TOML or JSON file; nothing is stored here."""
     p = Path(path)
     try:
@@ -145,10 +169,10 @@ def load_job_file(path: str, now: float) -> list[JobSpec]:
         raise ConfigError(f"cannot read it ({exc.strerror})", field=path) from None
     try:
         if p.suffix.lower() == ".json":
-            data: Any = json.loads(text)
+            data: Any = loads_json(text)
         else:
             data = tomllib.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+    except (ValueError, tomllib.TOMLDecodeError) as exc:  # JSONDecodeError is a ValueError
         raise ConfigError(
             f"not valid {p.suffix.lstrip('.').upper() or 'TOML'}: {exc}", field=path
         ) from None
@@ -166,7 +190,7 @@ def load_job_file(path: str, now: float) -> list[JobSpec]:
     if not isinstance(items, list) or not items:
         raise ConfigError("expected a job table or a non-empty list of jobs", field=path)
     specs: list[JobSpec] = []
-    executors = builtin_executors()
+    executors = builtin_executors(cfg)
     for i, item in enumerate(items):
         where = f"{path}: jobs[{i}]"
         if isinstance(item, dict) and isinstance(item.get("name"), str):

@@ -15,9 +15,9 @@ from actors.ingest import send_wake
 from runtime._cli_fmt import CliError, emit_json, iso, plain, print_fields, table
 from runtime._cli_store import open_store, origin, wall
 from runtime.config import Config
-from runtime.jobs import new_dispatch
+from runtime.jobs import check_enqueue, new_dispatch
 from store import queries
-from store.errors import NotFound
+from store.errors import ConfigError, NotFound
 from store.models import Dispatch, EnqueueRequest, Run
 from store.ops import CancelDispatch, InsertDispatches, PurgeDead, RetryDead
 
@@ -42,8 +42,16 @@ _MANY = 1_000_000
 def cmd_enqueue(args: argparse.Namespace, cfg: Config) -> int:
     if args.delay is not None and args.not_before is not None:
         raise CliError("--delay and --not-before exclude each other", code=2)
-    if args.expires_in is not None and args.expires_in <= 0:
-        raise CliError("--expires-in: must be > 0", code=2)
+    try:
+        key = args.idempotency_key
+        check_enqueue(
+            EnqueueRequest(job=args.job, idempotency_key=key),
+            delay=args.delay,
+            expires_in=args.expires_in,
+        )
+    except ConfigError as exc:  # name the flag
+        flag = "--" + (exc.field or "").replace("_", "-")
+        raise ConfigError(str(exc).removeprefix(f"{exc.field}: "), field=flag) from None
     now = wall()
     not_before = (
         args.not_before
@@ -65,7 +73,7 @@ def cmd_enqueue(args: argparse.Namespace, cfg: Config) -> int:
     if args.json:
         emit_json({"id": dispatch_id, "job": args.job, "duplicate": duplicate})
     elif duplicate:
-        print(f"{dispatch_id} (already queued under idempotency key {args.idempotency_key!r})")
+        print(f"{dispatch_id} (the existing dispatch of idempotency key {args.idempotency_key!r})")
     else:
         print(dispatch_id)
     return 0
@@ -78,9 +86,9 @@ async def enqueue_one(cfg: Config, req: EnqueueRequest, now: float) -> tuple[int
             raise NotFound(f"no job named {req.job!r}")
         new = new_dispatch(row, req, now, where="enqueue")
         [got] = await store.apply_one(InsertDispatches([new], origin(), now))
-        if got is not None:
-            return int(got[0]), False
-        return await store.read(queries.dispatch_by_key, row.id, req.idempotency_key), True
+    if isinstance(got, int):  # the dispatch the producer's key is bound to, any state
+        return got, True
+    return int(got[0]), False
 
 
 def cmd_cancel(args: argparse.Namespace, cfg: Config) -> int:
@@ -225,9 +233,23 @@ def cmd_dlq_purge(args: argparse.Namespace, cfg: Config) -> int:
         ids=list(args.ids) if args.ids else None,
         before=wall() - args.older_than if args.older_than is not None else None,
     )
-    n = anyio.run(_apply, cfg, op)
+    n, missing = anyio.run(_purge, cfg, op)
     if args.json:
-        emit_json({"purged": n})
+        emit_json({"purged": n, **({"not_dead": missing} if args.ids else {})})
     else:
         print(f"purged {n} dead letter(s)")
+    if missing:  # as for retry: an id that is not a dead letter fails the command
+        raise CliError(f"not dead letters: {', '.join(map(str, missing))}")
     return 0
+
+
+async def _purge(cfg: Config, op: PurgeDead) -> tuple[int, list[int]]:
+    """(how many were purged, the given ids that were not dead letters)."""
+    async with open_store(cfg, create=False) as store:
+        missing: list[int] = []
+        for i in op.ids or ():
+            d = await store.read(queries.get_dispatch, i)
+            if d is None or d.status != "dead":
+                missing.append(i)
+        n: int = await store.apply_one(op)
+    return n, missing

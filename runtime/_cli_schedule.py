@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 
 from actors.ingest import send_wake
-from actors.schedule import next_fires
+from actors.schedule import upcoming
 from runtime._cli_fmt import emit_json, iso, print_fields, table
 from runtime._cli_jobs import flag_data, spec_from_data
 from runtime._cli_store import open_store, origin, wall
@@ -54,7 +54,7 @@ async def _change(cfg: Config, name: str, edit: Any) -> JobRow:
         data = edit(to_builtins(row.spec))
         if data.get("name", name) != name:
             raise ConfigError("a job cannot be renamed; add a new one", field="NAME")
-        spec = spec_from_data(data, now)
+        spec = spec_from_data(data, now, cfg, previous=row.spec)
         await store.apply_one(save_op(spec, now, row))  # same schedule keeps its next slot
         new = await store.read(queries.get_job, name)
     send_wake(cfg.database, "j")
@@ -99,10 +99,7 @@ async def _run_now(cfg: Config, name: str, payload: dict[str, Any] | None) -> in
 
 def cmd_jobs_next(args: argparse.Namespace, cfg: Config) -> int:
     row = anyio.run(_get, cfg, args.name)
-    times: list[float] = []
-    if row.next_run_at is not None and args.count > 0:
-        later = next_fires(row.spec, row.next_run_at, args.count - 1, anchor=row.anchor)
-        times = [row.next_run_at, *later]
+    times = upcoming(row.spec, row.next_run_at, args.count, anchor=row.anchor)
     if args.json:
         emit_json({"name": row.name, "next": times})
     elif times:

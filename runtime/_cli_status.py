@@ -89,4 +89,8 @@ def _health_lines(instance: dict[str, Any]) -> dict[str, Any]:
             f"{dispatcher['recovered']} orphaned run(s) resolved in "
             f"{float(dispatcher.get('recovery_seconds') or 0):.3f}s"
         )
+    last = (health.get("pruner") or {}).get("last_pass")
+    if last:
+        pruned = ", ".join(f"{n} {k}" for k, n in last["pruned"].items() if n) or "nothing"
+        out["retention"] = f"last pass {iso(last['at'])} ({last['seconds']:.2f}s): {pruned}"
     return out

@@ -13,27 +13,33 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
 import anyio
 
+from actors.clock import RealClock
 from actors.executors.base import Executor
+from actors.executors.gateway import HttpClient
 from actors.executors.python import PythonExecutor
 from actors.executors.shell import ShellExecutor
 from runtime.config import Config
+from runtime.messaging import gateway_executors
+from store.bounds import Range, check_json, check_value
 from store.errors import ConfigError
 from store.models import parse_duration
 from store.sqlite import SqliteStore
 
 __all__ = [
+    "bounded_int",
     "builtin_executors",
     "daemon_pid",
     "duration",
     "instant",
     "json_object",
+    "loads_json",
     "open_store",
     "origin",
     "positive_int",
@@ -50,19 +56,26 @@ def origin() -> str:
     return f"cli:{os.getpid()}"
 
 
-def builtin_executors() -> dict[str, Executor]:
-    """The executor table of a standalone daemon, built as ``Runtime.open`` builds it.
-    A python target need not be registered here: it only has to exist where it runs."""
-    return {"python": PythonExecutor(), "shell": ShellExecutor()}
+def builtin_executors(cfg: Config) -> dict[str, Executor]:
+    """The executor table of a standalone daemon, built as ``Runtime.open`` builds it
+    (``agent`` / ``event`` refuse jobs when ``cfg`` has no ``[gateway]``), to validate
+    with. A python target need not be registered here: it only has to exist where it
+    runs. Nothing here opens a connection (the HTTP client is created on first use)."""
+    table: dict[str, Executor] = {"python": PythonExecutor(), "shell": ShellExecutor()}
+    table.update(gateway_executors(cfg, HttpClient(), RealClock()))
+    return table
 
 
 @asynccontextmanager
 async def open_store(cfg: Config, *, create: bool = True) -> AsyncIterator[SqliteStore]:
+    """The database, after the bounded integrity check (``store.integrity``): a damaged
+    file is refused (``DatabaseCorrupt``) before this command writes anything."""
     store = await SqliteStore.open(
         cfg.database,
         synchronous=cfg.synchronous,
         busy_timeout=float(cfg.busy_timeout),
         create=create,
+        check="bounded",
     )
     try:
         yield store
@@ -117,23 +130,50 @@ def duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc).removeprefix("duration: ")) from None
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+_ROW_ID = Range(1, 2**63 - 1)  # what an SQLite INTEGER holds
+
+
+def bounded_int(bounds: Range) -> Callable[[str], int]:
+    """An argparse type: an integer within ``bounds`` (``Range`` of the field it sets)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        try:
+            check_value(value, bounds, field="", integer=True)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return value
+
+    parse.__name__ = "integer"  # argparse's "invalid <name> value" when it fails
+    return parse
+
+
+positive_int = bounded_int(_ROW_ID)  # ids, limits, counts
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def loads_json(text: str) -> Any:
+    """``json.loads`` that refuses NaN / Infinity (Python's extension, not JSON)."""
+    return json.loads(text, parse_constant=_not_json)
 
 
 def json_object(text: str) -> dict[str, Any]:
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
+        value = loads_json(text)
+    except ValueError as exc:  # JSONDecodeError is a ValueError
         raise argparse.ArgumentTypeError(f"invalid JSON ({exc})") from None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"expected a JSON object, got {type(value).__name__}")
+    try:
+        check_json(value, field="")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(f"invalid JSON ({exc})") from None
     return value
 
 

@@ -18,7 +18,7 @@ from actors.messages import DispatcherMsg, Enqueued, Entry, JobsChanged, entry_f
 from actors.schedule import next_fires as _next_fires
 from actors.scheduler import SchedulerMsg
 from actors.writer import StoreMsg, write
-from runtime.jobs import job_from_data, new_dispatch, save_op, validate_job
+from runtime.jobs import check_enqueue, job_from_data, new_dispatch, save_op, validate_job
 from store import queries
 from store.errors import ConfigError, NotFound
 from store.models import EnqueueRequest, JobRow, JobSpec, to_builtins
@@ -49,8 +49,8 @@ class JobsMixin:
         """Add a job, or replace the job of the same name. Its next fire time is
         recomputed when the schedule changed (or it was disabled), kept otherwise."""
         now = self.clock.wall()
-        validate_job(spec, self.executors, now)
         previous = await self.store.read(queries.get_job, spec.name)
+        validate_job(spec, self.executors, now, previous=previous.spec if previous else None)
         await write(self._writer, save_op(spec, now, previous))
         return await self._job_changed(spec.name)
 
@@ -62,7 +62,7 @@ class JobsMixin:
             raise ConfigError("a job cannot be renamed; add a new one", field="name")
         spec = job_from_data({**to_builtins(row.spec), **to_builtins(changes)})
         now = self.clock.wall()
-        validate_job(spec, self.executors, now)
+        validate_job(spec, self.executors, now, previous=row.spec)
         await write(self._writer, save_op(spec, now, row))
         return await self._job_changed(name)
 
@@ -142,6 +142,8 @@ class JobsMixin:
     ) -> int:
         """Queue one run of ``job``; returns the dispatch id once it is committed."""
         now = self.clock.wall()
+        # the relative values first (they are added to now), then the request
+        check_enqueue(EnqueueRequest(job=job), delay=delay, expires_in=expires_in)
         nb = _epoch(not_before) if not_before is not None else (now + delay if delay else None)
         exp = (
             _epoch(expires_at)
@@ -157,6 +159,7 @@ class JobsMixin:
             max_attempts=max_attempts,
             idempotency_key=idempotency_key,
         )
+        check_enqueue(req)  # errors name the argument (enqueue_many names requests[i])
         return (await self.enqueue_many([req]))[0]
 
     async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[int]:
@@ -170,11 +173,8 @@ class JobsMixin:
         ids: list[int] = []
         entries: list[Entry] = []
         for new, got in zip(rows, result, strict=True):
-            if got is None:  # the idempotency key already has a dispatch
-                existing = await self.store.read(
-                    queries.dispatch_by_key, new.job_id, new.idempotency_key
-                )
-                ids.append(existing)
+            if isinstance(got, int):  # the dispatch the producer's key is bound to
+                ids.append(got)
                 continue
             dispatch_id, seq = got
             ids.append(dispatch_id)

@@ -5,10 +5,11 @@
         dispatch_id = await rt.enqueue("noop", {"x": 1})
         final = await rt.wait(dispatch_id)
 
-The tree (DESIGN.md): root supervisor (rest_for_one) → store writer, dispatcher (with
-its run supervisor), scheduler, ingest. Leaving the ``async with`` stops admitting, lets running
-runs finish for ``shutdown_grace`` seconds, cancels the rest (their delivery guarantee
-applies), stops the actors last-first and checkpoints the database.
+The tree (DESIGN.md): root supervisor (rest_for_one) → store writer, router, dispatcher
+(with its run supervisor), scheduler, health monitor, ingest, pruner. Leaving the
+``async with`` stops admitting, lets running runs finish for ``shutdown_grace`` seconds,
+cancels the rest (their delivery guarantee applies), stops the actors last-first and
+checkpoints the database.
 
 The API methods live in mixins, one module each: ``runtime/_jobs_api.py`` (jobs,
 enqueue), ``runtime/_queries_api.py`` (dispatches, runs, dead letters) and
@@ -17,15 +18,13 @@ enqueue), ``runtime/_queries_api.py`` (dispatches, runs, dead letters) and
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
@@ -40,10 +39,13 @@ from actors.health import HealthMonitor
 from actors.ingest import Ingest
 from actors.mailbox import Mailbox, Reply
 from actors.messages import DispatcherMsg, Drain, Event, OutcomeEvent
+from actors.pruner import Pruner, PrunerMsg
+from actors.pruner import Stop as StopPruner
 from actors.scheduler import Outcome, Scheduler, SchedulerConfig, SchedulerMsg
 from actors.supervisor import ActorEvent, ChildSpec, Supervisor
-from actors.writer import StoreMsg, StoreWriter, write
+from actors.writer import StoreMsg, StoreWriter
 from runtime._jobs_api import JobsMixin
+from runtime._lock import lock_database
 from runtime._queries_api import QueriesMixin
 from runtime.config import Config
 from runtime.events import EventHub
@@ -52,12 +54,9 @@ from store import queries
 from store.errors import (
     MailboxClosed,
     MailboxFull,
-    ReadOnly,
-    StoreError,
     SupervisorEscalation,
 )
 from store.models import JobRow
-from store.ops import PruneKeys
 from store.sqlite import SqliteStore
 
 __all__ = ["Runtime"]
@@ -85,7 +84,9 @@ class Runtime(JobsMixin, QueriesMixin, MessagingMixin):
         self.lost_outcomes = 0
         self._jobs: dict[str, JobRow] = {}
         self._root: Supervisor | None = None
-        self._keys_pruned_at = 0.0
+        # operator requests only (PruneNow, Stop): a small inbox
+        self._pruner_mb: Mailbox[PrunerMsg] = Mailbox("pruner", 16)
+        self._pruner = self._pruner_mb.address()
         self._actors: dict[str, Any] = {}
         self._init_messaging()
 
@@ -102,7 +103,7 @@ class Runtime(JobsMixin, QueriesMixin, MessagingMixin):
         clock: Clock | None = None,
     ) -> AsyncIterator[Runtime]:
         cfg = config or Config()
-        lock = await _lock_database(cfg.database)
+        lock = await lock_database(cfg.database)
         try:
             store = await SqliteStore.open(
                 cfg.database, synchronous=cfg.synchronous, busy_timeout=float(cfg.busy_timeout)
@@ -184,8 +185,15 @@ class Runtime(JobsMixin, QueriesMixin, MessagingMixin):
             writer=self._writer_mb.address(),
             executors=self.executors,
             snapshot=self.statistics,
-            maintenance=self._maintenance,
             interval=float(cfg.health_interval),
+        )
+        pruner = Pruner(
+            cfg.retention,
+            writer=self._writer_mb.address(),
+            mailbox=self._pruner_mb,
+            clock=self.clock,
+            store=self.store,
+            checkpoint_every=float(cfg.health_interval),
         )
         self._actors = {
             "store": writer,
@@ -193,6 +201,7 @@ class Runtime(JobsMixin, QueriesMixin, MessagingMixin):
             "scheduler": scheduler,
             "health": health,
             "ingest": ingest,
+            "pruner": pruner,
         }
         router, router_spec = self._router_child()
         self._actors["router"] = router
@@ -213,7 +222,10 @@ class Runtime(JobsMixin, QueriesMixin, MessagingMixin):
                 ),
                 ChildSpec(name="scheduler", start=scheduler.run, shutdown=1.0),
                 ChildSpec(name="health", start=health.run, shutdown=3.0, stop=health.stop),
+                # after the dispatcher and the scheduler have loaded the store: once its
+                # socket is bound it pokes both to read what was committed meanwhile
                 ChildSpec(name="ingest", start=ingest.run, shutdown=1.0),
+                ChildSpec(name="pruner", start=pruner.run, shutdown=3.0, stop=self._stop_pruner),
             ],
             strategy="rest_for_one",
             intensity=cfg.restart_intensity,
@@ -223,16 +235,11 @@ class Runtime(JobsMixin, QueriesMixin, MessagingMixin):
         )
         await self._root.run(task_status=task_status)
 
-    async def _maintenance(self) -> None:
-        """Each health tick: a PASSIVE WAL checkpoint off the writer's thread; hourly:
-        delete expired idempotency keys (7 days, 24 h for delete_after_run jobs)."""
-        await self.store.checkpoint()
-        now = self.clock.wall()
-        if now - self._keys_pruned_at >= 3600.0:
-            self._keys_pruned_at = now
-            pruned = await write(self._writer, PruneKeys(now))
-            if pruned:
-                log.info("pruned %d expired idempotency keys", pruned)
+    def _stop_pruner(self) -> None:
+        try:  # a full inbox: the supervisor cancels it after its shutdown grace
+            self._pruner.tell(StopPruner())
+        except (MailboxFull, MailboxClosed):
+            pass
 
     async def _stop(self) -> None:
         if self._root is not None:
@@ -311,32 +318,3 @@ def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
         else:
             out.append(exc)
     return out
-
-
-async def _lock_database(path: str) -> IO[str]:
-    """One runtime per database file: an exclusive lock held while the runtime is open.
-
-    A short-lived shared lock (``shepherd status`` probing) is waited out for up to 1 s."""
-    lock_path = f"{path}.lock"
-    try:
-        Path(lock_path).parent.mkdir(parents=True, exist_ok=True)
-        # held for the runtime's lifetime; a local lock file, opened once at start
-        f = open(lock_path, "a+")  # noqa: SIM115, ASYNC230
-    except OSError as exc:
-        raise ReadOnly(f"{path}: cannot write beside the database ({exc})") from None
-    for attempt in range(21):
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            if attempt == 20:
-                f.seek(0)
-                owner = f.read().strip() or "another process"
-                f.close()
-                raise StoreError(f"{path}: already served by a runtime ({owner})") from None
-            await anyio.sleep(0.05)
-    f.seek(0)
-    f.truncate()
-    f.write(f"pid {os.getpid()}\n")
-    f.flush()
-    return f

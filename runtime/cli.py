@@ -5,6 +5,7 @@
     shepherd config init [PATH] [--force]              write the default config
     shepherd enqueue JOB [--payload JSON] [--priority P] [--delay DUR] ...
     shepherd status                                    queue depth, running, daemon
+    shepherd doctor                                    integrity, WAL, schema, lock
     shepherd runs list | runs show ID
     shepherd dlq list | dlq retry ID...|--all | dlq purge ID...|--all|--older-than DUR
     shepherd jobs add NAME [flags] | jobs add --file F | jobs list | jobs show | jobs rm
@@ -21,7 +22,8 @@ Exit codes:
          letter id that is not dead, a dispatch that already ended
     2    bad input: command line, config file, job spec (nothing was stored)
     3    store error: database locked, corrupt, read-only, missing, disk full, or
-         already served by another runtime
+         already served by another runtime (also an escalation caused by one);
+         ``doctor``: the file is not healthy
     4    supervisor escalation: the runtime's restart intensity was exceeded
     130  interrupted: ``run`` got a second signal during its graceful drain and
          cancelled at once, or another command was interrupted with Ctrl-C
@@ -32,13 +34,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from runtime import _cli_ops as ops
 from runtime import _cli_schedule as sched
+from runtime._cli_doctor import cmd_doctor
 from runtime._cli_fmt import CliError
 from runtime._cli_jobs import (
+    check_config_jobs,
     cmd_config_init,
     cmd_jobs_add,
     cmd_jobs_list,
@@ -46,10 +51,11 @@ from runtime._cli_jobs import (
     cmd_jobs_show,
 )
 from runtime._cli_status import cmd_status
-from runtime._cli_store import duration, instant, json_object, positive_int
+from runtime._cli_store import bounded_int, duration, instant, json_object, positive_int
 from runtime.config import Config, load_config
+from store.bounds import Range
 from store.errors import ConfigError, NotFound, ShepherdError, StoreError, SupervisorEscalation
-from store.models import PRIORITIES
+from store.models import ATTEMPTS, PRIORITIES
 
 __all__ = ["EXIT_CODES", "build_parser", "main"]
 
@@ -61,6 +67,7 @@ _EPILOG = """exit codes:
 _RUN_STATES = ("running", "ok", "error", "timeout", "crashed", "cancelled", "skipped")
 
 Command = Callable[[argparse.Namespace, Config], int]
+attempts = bounded_int(ATTEMPTS)  # --max-attempts: the bounds of the field it sets
 
 
 def _common(default: Any) -> argparse.ArgumentParser:
@@ -91,16 +98,23 @@ def _common(default: Any) -> argparse.ArgumentParser:
 
 
 def _job_flags(p: argparse.ArgumentParser, *, update: bool = False) -> None:
-    p.add_argument("--executor", help="python (default) or shell")
-    p.add_argument("--target", help="shell: the command; python: the registered target")
+    p.add_argument(
+        "--executor", help="python (default), shell, agent, event or watchdog (see README)"
+    )
+    p.add_argument(
+        "--target", help="shell: the command; python: the registered target; agent: agent id"
+    )
     p.add_argument("--payload", type=json_object, metavar="JSON")
+    p.add_argument(
+        "--options", type=json_object, metavar="JSON", help="executor options, a JSON object"
+    )
     p.add_argument("--cron", metavar="EXPR")
     p.add_argument("--tz", metavar="ZONE", help="IANA time zone of --cron / --at")
     p.add_argument("--at", metavar="ISO", help="one shot: ISO 8601 instant or 'in 10m'")
     p.add_argument("--every", type=duration, metavar="DUR")
     p.add_argument("--priority", choices=PRIORITIES)
     p.add_argument("--timeout", type=duration, metavar="DUR")
-    p.add_argument("--max-attempts", type=positive_int, metavar="N")
+    p.add_argument("--max-attempts", type=attempts, metavar="N", help="1-1000")
     p.add_argument("--retry-base", type=duration, metavar="DUR", help="first retry delay")
     p.add_argument("--overlap", choices=("skip", "queue", "allow", "replace"))
     p.add_argument("--pool", metavar="NAME")
@@ -167,10 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DUR",
         help="dead-letter (expired) if not started within DUR",
     )
-    p.add_argument("--max-attempts", type=positive_int, metavar="N")
+    p.add_argument("--max-attempts", type=attempts, metavar="N", help="1-1000")
     p.add_argument("--idempotency-key", metavar="KEY")
 
     cmd(sub, "status", cmd_status, "queue depth, running runs, dead letters, daemon")
+    cmd(sub, "doctor", cmd_doctor, "check the database file: integrity, WAL, schema, lock")
 
     runs = sub.add_parser("runs", help="run history").add_subparsers(
         dest="runs_command", required=True, metavar="ACTION"
@@ -180,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", choices=_RUN_STATES)
     p.add_argument("--limit", type=positive_int, default=50)
     p = cmd(runs, "show", ops.cmd_runs_show, "one run with its output and error")
-    p.add_argument("run_id", type=int, metavar="ID")
+    p.add_argument("run_id", type=positive_int, metavar="ID")
 
     dlq = sub.add_parser("dlq", help="dead letters").add_subparsers(
         dest="dlq_command", required=True, metavar="ACTION"
@@ -189,11 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--job")
     p.add_argument("--limit", type=positive_int, default=100)
     p = cmd(dlq, "retry", ops.cmd_dlq_retry, "queue dead letters again with fresh attempts")
-    p.add_argument("ids", type=int, nargs="*", metavar="ID")
+    p.add_argument("ids", type=positive_int, nargs="*", metavar="ID")
     p.add_argument("--all", action="store_true", help="every dead letter (see --job)")
     p.add_argument("--job", help="with --all: only this job's")
     p = cmd(dlq, "purge", ops.cmd_dlq_purge, "delete dead letters and their runs")
-    p.add_argument("ids", type=int, nargs="*", metavar="ID")
+    p.add_argument("ids", type=positive_int, nargs="*", metavar="ID")
     p.add_argument("--all", action="store_true")
     p.add_argument("--older-than", type=duration, metavar="DUR")
 
@@ -216,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--payload", type=json_object, metavar="JSON")
     p = cmd(jobs, "next", sched.cmd_jobs_next, "the next N fire times of a job")
     p.add_argument("name", metavar="NAME")
-    p.add_argument("-n", "--count", type=positive_int, default=5, metavar="N")
+    p.add_argument("-n", "--count", type=bounded_int(Range(1, 1000)), default=5, metavar="N")
     cmd(jobs, "list", cmd_jobs_list, "list jobs")
     p = cmd(jobs, "show", cmd_jobs_show, "one job's spec and schedule")
     p.add_argument("name", metavar="NAME")
@@ -224,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME")
 
     p = cmd(sub, "cancel", ops.cmd_cancel, "cancel a queued or running dispatch")
-    p.add_argument("dispatch_id", type=int, metavar="DISPATCH_ID")
+    p.add_argument("dispatch_id", type=positive_int, metavar="DISPATCH_ID")
     return root
 
 
@@ -254,7 +269,9 @@ def _config(args: argparse.Namespace) -> Config:
     path = args.config
     if path is None and os.path.exists("shepherd.toml"):
         path = "shepherd.toml"
-    return load_config(path, database=args.database)
+    cfg = load_config(path, database=args.database)
+    check_config_jobs(cfg, time.time())  # what `run` would refuse, every command refuses
+    return cfg
 
 
 # -- main and error mapping --------------------------------------------------------------
@@ -300,6 +317,9 @@ def classify(exc: BaseException) -> tuple[int | None, str]:
             return EXIT_CODES["failed"], str(exc)
         case StoreError():
             return EXIT_CODES["store"], f"store error ({type(exc).__name__}): {exc}"
+        case SupervisorEscalation(cause=StoreError() as cause):  # a store fault, not a bug
+            kind = type(cause).__name__
+            return EXIT_CODES["store"], f"runtime stopped: store error ({kind}): {exc}"
         case SupervisorEscalation():
             return EXIT_CODES["escalation"], f"runtime stopped: SupervisorEscalation: {exc}"
         case ShepherdError():

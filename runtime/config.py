@@ -11,13 +11,15 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import tomli_w
 
 from actors.delivery import DeliveryConfig
 from actors.executors.gateway import GatewayConfig
+from actors.retention import RetentionConfig
+from store.bounds import DAY, HOUR, Range, check_bounds
 from store.errors import ConfigError
 from store.models import JobSpec, Seconds, decode_spec
 
@@ -27,16 +29,16 @@ __all__ = ["Config", "default_config_toml", "load_config"]
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     database: str = "shepherd.db"
     data_dir: str = ""  # artifacts, outputs; default: "<database>.d" beside the database
-    concurrency: int = 64
+    concurrency: Annotated[int, Range(1, 100_000)] = 64
     synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
-    busy_timeout: Seconds = Seconds(5.0)
-    shutdown_grace: Seconds = Seconds(30.0)
-    pools: dict[str, int] = msgspec.field(default_factory=dict)
-    restart_intensity: int = 5
-    restart_period: Seconds = Seconds(10.0)
-    health_interval: Seconds = Seconds(2.0)
-    breaker_fail_max: int = 5
-    breaker_reset: Seconds = Seconds(30.0)
+    busy_timeout: Annotated[Seconds, Range(0, HOUR, "s")] = Seconds(5.0)
+    shutdown_grace: Annotated[Seconds, Range(0, DAY, "s")] = Seconds(30.0)
+    pools: dict[str, Annotated[int, Range(1, 100_000)]] = msgspec.field(default_factory=dict)
+    restart_intensity: Annotated[int, Range(0, 10_000)] = 5
+    restart_period: Annotated[Seconds, Range(0.001, DAY, "s")] = Seconds(10.0)
+    health_interval: Annotated[Seconds, Range(0.01, HOUR, "s")] = Seconds(2.0)
+    breaker_fail_max: Annotated[int, Range(1, 10_000)] = 5
+    breaker_reset: Annotated[Seconds, Range(0.001, DAY, "s")] = Seconds(30.0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     use_uvloop: bool = True
     jobs: list[JobSpec] = msgspec.field(default_factory=list)
@@ -44,21 +46,16 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     gateway: GatewayConfig | None = None
     # announce delivery: aliases, webhook sinks, default sink, retries
     delivery: DeliveryConfig = msgspec.field(default_factory=DeliveryConfig)
+    # the pruner: how long finished runs, dispatches, messages and deliveries are kept
+    retention: RetentionConfig = msgspec.field(default_factory=RetentionConfig)
 
     def __post_init__(self) -> None:
-        if self.concurrency < 1:
-            raise ConfigError("must be >= 1", field="concurrency")
-        if self.restart_intensity < 0:
-            raise ConfigError("must be >= 0", field="restart_intensity")
-        if self.restart_period <= 0:
-            raise ConfigError("must be > 0", field="restart_period")
-        if self.health_interval <= 0:
-            raise ConfigError("must be > 0", field="health_interval")
-        if self.breaker_fail_max < 1:
-            raise ConfigError("must be >= 1", field="breaker_fail_max")
-        for name, limit in self.pools.items():
-            if limit < 1:
-                raise ConfigError("a pool limit must be >= 1", field=f"pools.{name}")
+        # runs for a Config built in Python too: bounds of every numeric field, the
+        # declared jobs, [delivery] and [gateway] included (jobs[0].retry.max_attempts)
+        check_bounds(self)
+        for name in ("database", "data_dir"):
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError("expected a string (a file path)", field=name)
         if not self.database:
             raise ConfigError("must not be empty", field="database")
 
@@ -116,8 +113,13 @@ def load_config(
             raise ConfigError(f"no such file {str(p)!r}", field="config") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{p}: invalid TOML: {exc}", field="config") from None
-        if "database" in data and not os.path.isabs(str(data["database"])):
-            data["database"] = str(p.parent / str(data["database"]))
+        database = data.get("database")
+        if database is not None and not isinstance(database, str):
+            raise ConfigError(
+                f"expected a string (a file path), got {database!r} in {p}", field="database"
+            )
+        if database and not os.path.isabs(database):
+            data["database"] = str(p.parent / database)
     data.update(_env_overrides(os.environ if env is None else env))
     data.update({k: v for k, v in overrides.items() if v is not None})
     return decode_spec(data, Config, what="config")
@@ -137,6 +139,18 @@ def default_config_toml(database: str = "shepherd.db") -> str:
             "log_level": "INFO",
             "use_uvloop": True,
             "pools": {"gpu": 1},
+            "retention": {
+                "interval": "1h",
+                "batch_size": 1000,
+                "runs_per_job": 100,
+                "runs_max_age": 0,
+                "dispatches_max_age": "7d",
+                "dead_max_age": 0,
+                "messages_max_age": "30d",
+                "messages_delivered_max_age": "3d",
+                "deliveries_max_age": "30d",
+                "deliveries_sent_max_age": "3d",
+            },
         }
     )
     comments = {
@@ -149,6 +163,16 @@ def default_config_toml(database: str = "shepherd.db") -> str:
         "restart_period": "... within this many seconds, and the runtime exits non-zero.",
         "log_level": "DEBUG, INFO, WARNING or ERROR.",
         "use_uvloop": "Run on uvloop when it is installed.",
+        "interval": "How often a retention pass runs (the first a minute after start).",
+        "batch_size": "Rows deleted per write op; each batch is its own commit.",
+        "runs_per_job": "Finished runs kept per job, newest first (0: no count limit).",
+        "runs_max_age": "Finished runs older than this go (0: no age limit).",
+        "dispatches_max_age": "Done / cancelled dispatches (a keyed one: not before its key).",
+        "dead_max_age": "Dead letters and their runs (0: kept until purged).",
+        "messages_max_age": "Read / expired / failed inbox messages.",
+        "messages_delivered_max_age": "Delivered, unread inbox messages.",
+        "deliveries_max_age": "Failed deliveries.",
+        "deliveries_sent_max_age": "Sent deliveries.",
     }
     lines = [
         "# shepherd configuration. Every key is optional; these are the defaults.",
@@ -161,6 +185,8 @@ def default_config_toml(database: str = "shepherd.db") -> str:
             lines.append(f"# {comments[key]}")
         if line.startswith("[pools]"):
             lines.append("# Resource pools: name = how many runs of jobs in the pool at once.")
+        if line.startswith("[retention]"):
+            lines.append("# The pruner: how long history is kept. 0 turns a rule off.")
         lines.append(line)
     lines += [
         "",

@@ -15,8 +15,13 @@ import msgspec
 from actors import schedule
 from actors.delivery import validate_delivery
 from actors.executors.base import Executor
+from actors.schedule_plan import MISFIRE_GRACE
+from store import ledger
+from store.bounds import check_bounds, check_json, check_value
 from store.errors import ConfigError
 from store.models import (
+    DELAY,
+    EXPIRES_IN,
     EnqueueRequest,
     JobRow,
     JobSpec,
@@ -26,13 +31,28 @@ from store.models import (
 )
 from store.ops import NewDispatch, SaveJob
 
-__all__ = ["first_run_at", "job_from_data", "new_dispatch", "save_op", "validate_job"]
+__all__ = [
+    "check_enqueue",
+    "first_run_at",
+    "job_from_data",
+    "new_dispatch",
+    "save_op",
+    "validate_job",
+]
 
 _OVERLAP = ("skip", "queue", "allow", "replace")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,199}$")
 
 
-def validate_job(spec: JobSpec, executors: Mapping[str, Executor], now: float) -> None:
+def validate_job(
+    spec: JobSpec,
+    executors: Mapping[str, Executor],
+    now: float,
+    *,
+    previous: JobSpec | None = None,
+) -> None:
+    """Everything ``spec`` must satisfy before it is stored; ``previous`` is the stored
+    job it replaces, if any (an ``at`` it already had may have passed)."""
     if not _NAME.match(spec.name):
         raise ConfigError(
             f"invalid job name {spec.name!r}: 1-200 characters, letters, digits and _ . : @ / -",
@@ -44,33 +64,59 @@ def validate_job(spec: JobSpec, executors: Mapping[str, Executor], now: float) -
             f"unknown executor {spec.executor!r}; known: {', '.join(sorted(executors))}",
             field="executor",
         )
-    if spec.timeout <= 0:
-        raise ConfigError("must be > 0", field="timeout")
-    if spec.idle_timeout is not None and spec.idle_timeout <= 0:
-        raise ConfigError("must be > 0", field="idle_timeout")
-    r = spec.retry
-    if r.max_attempts < 1:
-        raise ConfigError("must be >= 1", field="retry.max_attempts")
-    if r.factor < 1:
-        raise ConfigError("must be >= 1", field="retry.factor")
-    if not 0 <= r.jitter <= 1:
-        raise ConfigError("must be between 0 and 1", field="retry.jitter")
-    if r.max_delay < r.base:
+    check_bounds(spec)  # a JobSpec built in Python is not checked by msgspec
+    check_json(spec.payload, field="payload")
+    check_json(spec.options, field="options")
+    if spec.retry.max_delay < spec.retry.base:
         raise ConfigError("must be >= retry.base", field="retry.max_delay")
     if spec.overlap not in _OVERLAP:
         raise ConfigError(
             f"unknown overlap policy {spec.overlap!r}; expected one of {', '.join(_OVERLAP)}",
             field="overlap",
         )
-    if spec.max_queued < 0:
-        raise ConfigError("must be >= 0", field="max_queued")
     if spec.pool is not None and not spec.pool.strip():
         raise ConfigError("must not be empty (omit it for no pool)", field="pool")
-    if spec.expires_in is not None and spec.expires_in <= 0:
-        raise ConfigError("must be > 0", field="expires_in")
     schedule.validate_schedule(spec, now)
+    if spec.at is not None and (previous is None or previous.at != spec.at):
+        _check_at_not_past(spec, now)
     validate_delivery(spec.options)
     executor.validate(spec)
+
+
+def _check_at_not_past(spec: JobSpec, now: float) -> None:
+    """A newly set ``at`` may lie up to ``MISFIRE_GRACE`` (60 s) in the past, and then
+    runs at once, as a slot that late still would; an older one is refused."""
+    when = schedule.resolve_at(spec, now)
+    if when < now - MISFIRE_GRACE:
+        from datetime import UTC, datetime
+
+        iso = datetime.fromtimestamp(when, UTC).isoformat()
+        raise ConfigError(
+            f"{spec.at!r} ({iso}) is in the past, more than {MISFIRE_GRACE:g}s ago;"
+            " give a future instant or e.g. 'in 10m'",
+            field="at",
+        )
+
+
+def check_enqueue(
+    req: EnqueueRequest,
+    *,
+    where: str = "",
+    delay: float | None = None,
+    expires_in: float | None = None,
+) -> None:
+    """Bounds and JSON of one enqueue's values (``delay`` / ``expires_in`` are the
+    relative forms the API and CLI take) and its producer key (``store.ledger.
+    key_problem``); errors name ``<where>.<field>``."""
+    prefix = f"{where}." if where else ""
+    check_bounds(req, prefix=prefix)
+    check_json(req.payload, field=f"{prefix}payload")
+    if delay is not None:
+        check_value(delay, DELAY, field=f"{prefix}delay")
+    if expires_in is not None:
+        check_value(expires_in, EXPIRES_IN, field=f"{prefix}expires_in")
+    if req.idempotency_key is not None and (bad := ledger.key_problem(req.idempotency_key)):
+        raise ConfigError(bad, field=f"{prefix}idempotency_key")
 
 
 def job_from_data(data: Mapping[str, Any]) -> JobSpec:
@@ -123,13 +169,12 @@ def _keeps_schedule(old: JobSpec, new: JobSpec) -> bool:
 
 def new_dispatch(row: JobRow, req: EnqueueRequest, now: float, *, where: str) -> NewDispatch:
     spec = row.spec
+    check_enqueue(req, where=where)
     try:
         prio = priority_rank(req.priority or spec.priority)
     except ConfigError as exc:
         raise ConfigError(str(exc), field=f"{where}.priority") from None
     max_attempts = req.max_attempts if req.max_attempts is not None else spec.retry.max_attempts
-    if max_attempts < 1:
-        raise ConfigError("must be >= 1", field=f"{where}.max_attempts")
     expires_at = req.expires_at
     if expires_at is None and spec.expires_in is not None:
         expires_at = now + float(spec.expires_in)

@@ -5,11 +5,15 @@ can raise and catch the same classes; ``runtime`` re-exports them for users.
 
     ShepherdError
     ├── ConfigError          bad config, job spec, CLI flag or spool file; names the field
-    ├── StoreError           a database fault, translated at the store's edge
-    │   ├── DatabaseLocked   another writer holds the lock past busy_timeout
-    │   ├── DatabaseCorrupt  not a shepherd database, or damaged
+    ├── StoreError           a database fault, translated at the store's edge by its
+    │   │                    SQLite result code (``store.sqlite.translate``); also the
+    │   │                    result of one failed op in a group commit
+    │   ├── DatabaseLocked   SQLITE_BUSY / LOCKED: another writer holds the lock
+    │   │                    past busy_timeout
+    │   ├── DatabaseCorrupt  SQLITE_CORRUPT / NOTADB: not a shepherd database, or damaged
     │   ├── DiskFull         SQLITE_FULL
-    │   ├── ReadOnly         the file or its directory cannot be written
+    │   ├── ReadOnly         SQLITE_READONLY / CANTOPEN / PERM: the file or its
+    │   │                    directory cannot be written
     │   └── NotFound         no row with that id / name
     ├── MailboxFull          tell() on a full bounded mailbox
     ├── MailboxClosed        tell() / send() after the receiver has gone

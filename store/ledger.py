@@ -7,6 +7,12 @@ recorded ``skipped`` (``idempotency-skip``). A run that ends ``ok`` keeps its ke
 claimed until it expires (7 days; 24 h for ``delete_after_run`` jobs); any other end
 releases it so the next attempt can claim it again. The pruner deletes expired keys.
 Functions run on the writer's thread inside the caller's transaction.
+
+The key a producer gives on enqueue is two things: the run key (``dispatches.
+idempotency_key``, claimed here, ``<key>:replay<n>`` after a crash replay) and the
+dispatch's producer key (``dispatches.producer_key``: set once, never rewritten, unique
+per job by an index), which binds the key to that dispatch for as long as its row
+exists, whatever its state; enqueueing the key again returns that dispatch.
 """
 
 from __future__ import annotations
@@ -14,7 +20,16 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 
-__all__ = ["DDL", "SAME_KEY_SQL", "claim", "lineage_key", "prune", "release_runs", "replay_key"]
+__all__ = [
+    "DDL",
+    "MAX_KEY",
+    "claim",
+    "key_problem",
+    "lineage_key",
+    "prune",
+    "release_runs",
+    "replay_key",
+]
 
 DDL = [
     """CREATE TABLE idempotency (
@@ -35,9 +50,23 @@ DEFAULT_TTL = 7 * 86400.0
 SHORT_TTL = 86400.0
 
 
-# A dispatch holds its producer's key, or ``<key>:replay<n>`` after a crash replay; both
-# count as that key when a producer enqueues it again. Parameters: (key, key).
-SAME_KEY_SQL = "(idempotency_key = ? OR substr(idempotency_key, 1, length(?) + 7) = ? || ':replay')"
+MAX_KEY = 255  # characters in a producer's key
+REPLAY = ":replay"  # ``<key>:replay<n>``: the run key of a crash replay (``replay_key``)
+
+
+def key_problem(key: object) -> str | None:
+    """Why ``key`` cannot be a producer's idempotency key (None: it can). The system's
+    own run keys end in ``:replay<n>``, so a producer's key may not hold ``:replay``: it
+    would collide with the replay of another key (and be cut there on a replay)."""
+    if not isinstance(key, str):
+        return f"must be a string, not {type(key).__name__}"
+    if not key.strip():
+        return "must not be empty or only whitespace"
+    if len(key) > MAX_KEY:
+        return f"must be at most {MAX_KEY} characters (got {len(key)})"
+    if REPLAY in key:
+        return f"must not contain {REPLAY!r} (reserved for the keys of crash replays)"
+    return None
 
 
 def lineage_key(dispatch_id: int) -> str:
@@ -48,7 +77,7 @@ def lineage_key(dispatch_id: int) -> str:
 def replay_key(key: str | None, dispatch_id: int, attempt: int) -> str:
     """A fresh key in the same lineage, for the replay of a run orphaned by a crash."""
     base = key or lineage_key(dispatch_id)
-    return f"{base.split(':replay', 1)[0]}:replay{attempt}"
+    return f"{base.split(REPLAY, 1)[0]}{REPLAY}{attempt}"
 
 
 def claim(
@@ -83,5 +112,10 @@ def release_runs(conn: sqlite3.Connection, run_ids: list[int], now: float) -> No
         )
 
 
-def prune(conn: sqlite3.Connection, now: float) -> int:
-    return conn.execute("DELETE FROM idempotency WHERE expires_at < ?", (now,)).rowcount
+def prune(conn: sqlite3.Connection, now: float, limit: int) -> int:
+    """Delete at most ``limit`` expired keys; how many went."""
+    return conn.execute(
+        "DELETE FROM idempotency WHERE rowid IN"
+        " (SELECT rowid FROM idempotency WHERE expires_at < ? LIMIT ?)",
+        (now, limit),
+    ).rowcount

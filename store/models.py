@@ -11,17 +11,22 @@ so the hooks are applied.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
+from store.bounds import DAY, MAX_EPOCH, Range, check_bounds
 from store.errors import ConfigError
 
 __all__ = [
+    "ATTEMPTS",
     "DEAD_REASONS",
+    "DELAY",
     "DISPATCH_STATES",
+    "EXPIRES_IN",
     "OUTCOMES",
     "PRIORITIES",
+    "Attempts",
     "Dispatch",
     "EnqueueRequest",
     "JobRow",
@@ -82,8 +87,8 @@ def parse_duration(value: object, *, field: str = "duration") -> float:
         seconds = float(m.group(1)) * _UNIT[m.group(2)]
     else:
         raise ConfigError(f"expected a duration, got {type(value).__name__}", field=field)
-    if seconds < 0 or seconds != seconds:
-        raise ConfigError(f"duration must be >= 0, got {value!r}", field=field)
+    if not seconds >= 0:  # NaN too
+        raise ConfigError(f"must be a duration >= 0, got {value!r}", field=field)
     return seconds
 
 
@@ -95,7 +100,7 @@ class Seconds(float):
 
 def _dec_hook(type_: type, obj: Any) -> Any:
     if type_ is Seconds:
-        return Seconds(parse_duration(obj))
+        return Seconds(parse_duration(obj, field=""))  # decode_spec adds the field path
     raise NotImplementedError(f"cannot decode {type_!r}")
 
 
@@ -105,14 +110,24 @@ def _enc_hook(obj: Any) -> Any:
     raise NotImplementedError(f"cannot encode {type(obj)!r}")
 
 
+# Bounds of the numeric fields (store.bounds): the README's Jobs table shows them.
+ATTEMPTS = Range(1, 1000)
+Attempts = Annotated[int, ATTEMPTS]
+_RUN_TIME = Range(0.001, 30 * DAY, "s")  # timeout, idle_timeout
+_DELAY = Range(0, 30 * DAY, "s")  # retry base and cap
+_EPOCH = Range(0, MAX_EPOCH)
+DELAY = Range(0, 3650 * DAY, "s")  # an enqueue's delay
+EXPIRES_IN = Range(0.001, 3650 * DAY, "s")  # a job's or an enqueue's expires_in
+
+
 class RetryPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """Per-dispatch attempts with exponential backoff: base · factor^(n-1), capped, jittered."""
 
-    max_attempts: int = 3
-    base: Seconds = Seconds(30.0)
-    factor: float = 2.0
-    max_delay: Seconds = Seconds(3600.0)
-    jitter: float = 0.0  # fraction of the delay, 0..1, spread both ways
+    max_attempts: Attempts = 3
+    base: Annotated[Seconds, _DELAY] = Seconds(30.0)
+    factor: Annotated[float, Range(1, 100)] = 2.0
+    max_delay: Annotated[Seconds, _DELAY] = Seconds(3600.0)
+    jitter: Annotated[float, Range(0, 1)] = 0.0  # fraction of the delay, spread both ways
 
 
 class JobSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -128,18 +143,18 @@ class JobSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
     cron: str | None = None
     tz: str = "UTC"
     at: str | None = None  # ISO 8601 instant, or "in 10m"
-    every: Seconds | None = None
+    every: Annotated[Seconds, Range(0.001, 366 * DAY, "s")] | None = None
     misfire: Literal["skip", "run_once", "run_all"] = "skip"
-    catch_up_window: Seconds = Seconds(3600.0)
+    catch_up_window: Annotated[Seconds, Range(0, 366 * DAY, "s")] = Seconds(3600.0)
     delete_after_run: bool = False
     # how a dispatch of this job runs
     priority: Priority = "normal"
-    timeout: Seconds = Seconds(300.0)
-    idle_timeout: Seconds | None = None
+    timeout: Annotated[Seconds, _RUN_TIME] = Seconds(300.0)
+    idle_timeout: Annotated[Seconds, _RUN_TIME] | None = None
     retry: RetryPolicy = msgspec.field(default_factory=RetryPolicy)
-    expires_in: Seconds | None = None
+    expires_in: Annotated[Seconds, EXPIRES_IN] | None = None
     overlap: Literal["skip", "queue", "allow", "replace"] = "allow"
-    max_queued: int = 25
+    max_queued: Annotated[int, Range(0, 100_000)] = 25
     pool: str | None = None
     delivery_guarantee: Literal["at-most-once", "at-least-once"] = "at-most-once"
     capabilities: list[str] = msgspec.field(default_factory=list)
@@ -171,9 +186,9 @@ class EnqueueRequest(msgspec.Struct, frozen=True, kw_only=True):
     job: str
     payload: dict[str, Any] | None = None
     priority: Priority | None = None
-    not_before: float | None = None  # wall-clock epoch seconds
-    expires_at: float | None = None
-    max_attempts: int | None = None
+    not_before: Annotated[float, _EPOCH] | None = None  # wall-clock epoch seconds
+    expires_at: Annotated[float, _EPOCH] | None = None
+    max_attempts: Attempts | None = None
     idempotency_key: str | None = None
     kind: str = "enqueue"  # enqueue | schedule | retry | run_now | chain | spawn | replay
     slot: float | None = None  # the scheduled fire time this dispatch stands for
@@ -225,19 +240,41 @@ class Run(msgspec.Struct, frozen=True, kw_only=True):
     stdout: str | None = None
     stderr: str | None = None
     details: dict[str, Any] | None = None
+    pgid: int | None = None  # the process group the run started (shell, watchdog)
+    process: str | None = None  # what crash recovery found of it: gone | killed | alive
 
 
 T = TypeVar("T")
 
 
+_AT_PATH = re.compile(r" - at `\$\.?([^`]*)`$")
+
+
 def decode_spec(data: Any, type_: type[T], *, what: str = "job") -> T:
-    """Decode builtins (from TOML / JSON / CLI) into ``type_``; errors name the field."""
+    """Decode builtins (from TOML / JSON / CLI) into ``type_`` and check the bounds of
+    its numeric fields; a ConfigError names the field (``retry.max_attempts``)."""
     try:
-        return msgspec.convert(data, type_, dec_hook=_dec_hook, strict=False)
+        value = msgspec.convert(data, type_, dec_hook=_dec_hook, strict=False)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"invalid {what}: {exc}") from None
+        text = str(exc)
+        m = _AT_PATH.search(text)
+        cause = exc.__cause__
+        if isinstance(cause, ConfigError) and cause.field:  # from a __post_init__
+            raise ConfigError(_message(cause), field=cause.field) from None
+        if m and m.group(1):
+            inner = _message(cause) if isinstance(cause, ConfigError) else text[: m.start()]
+            raise ConfigError(inner, field=m.group(1)) from None
+        raise ConfigError(f"invalid {what}: {text}") from None
     except ConfigError as exc:
         raise ConfigError(f"invalid {what}: {exc}") from None
+    if isinstance(value, msgspec.Struct):
+        check_bounds(value)
+    return value
+
+
+def _message(exc: ConfigError) -> str:
+    text = str(exc)
+    return text.removeprefix(f"{exc.field}: ") if exc.field else text
 
 
 def to_builtins(obj: Any) -> Any:

@@ -12,7 +12,8 @@ completion after a timeout, can never both win.
 The ops live in four modules: this one (claims, outcomes, the ``WriteOp`` union and
 ``apply_op``), ``store.ops_dispatch`` (new dispatches), ``store.ops_runs`` (settle,
 recovery, dead letters, heartbeats, status) and ``store.ops_jobs`` (jobs and the
-scheduler's ``RecordSlots``). Every op is importable from here.
+scheduler's ``RecordSlots``); the pruner's batched deletes are in ``store.prune``. Every
+op is importable from here.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import msgspec
 
 from store import ledger
 from store import messages as _messages
+from store import prune as _prune
 from store.ops_dispatch import InsertDispatches, NewDispatch, _insert_dispatches, _next_id
 from store.ops_jobs import (
     DeleteJob,
@@ -40,8 +42,8 @@ from store.ops_jobs import (
 from store.ops_runs import (
     CancelDispatch,
     Heartbeats,
-    PruneKeys,
     PurgeDead,
+    RecordProcess,
     RecoverOrphans,
     RetryDead,
     SaveStatus,
@@ -49,12 +51,21 @@ from store.ops_runs import (
     SettleQueued,
     _cancel_dispatch,
     _heartbeats,
-    _prune_keys,
     _purge_dead,
+    _record_process,
     _recover_orphans,
     _retry_dead,
     _save_status,
     _settle_queued,
+)
+from store.prune import (
+    Pruned,
+    PruneDeliveries,
+    PruneDispatches,
+    PruneKeys,
+    PruneMessages,
+    PruneRunsBefore,
+    PruneRunsPerJob,
 )
 
 __all__ = [
@@ -67,8 +78,15 @@ __all__ = [
     "Heartbeats",
     "InsertDispatches",
     "NewDispatch",
+    "PruneDeliveries",
+    "PruneDispatches",
     "PruneKeys",
+    "PruneMessages",
+    "PruneRunsBefore",
+    "PruneRunsPerJob",
+    "Pruned",
     "PurgeDead",
+    "RecordProcess",
     "RecordSlots",
     "RecoverOrphans",
     "RetryDead",
@@ -136,6 +154,7 @@ WriteOp = (
     | FinishRuns
     | SettleQueued
     | RecoverOrphans
+    | RecordProcess
     | CancelDispatch
     | RetryDead
     | PurgeDead
@@ -144,7 +163,7 @@ WriteOp = (
     | SetJobState
     | RecordSlots
     | Heartbeats
-    | PruneKeys
+    | _prune.PruneOp  # retention: store/prune.py
     | SaveStatus
     | _messages.MessageOp  # inboxes and deliveries: store/messages.py
 )
@@ -154,6 +173,14 @@ def _claim_runs(conn: sqlite3.Connection, op: ClaimRuns) -> list[int | None]:
     run_id = _next_id(conn, "runs")
     ids = list(range(run_id, run_id + len(op.claims)))
     blocked = _claim_keys(conn, op, ids)
+    out = _claim_unblocked(conn, op, ids, blocked)
+    _settle_blocked(conn, blocked, op.now)  # their skipped runs take ids past the claims'
+    return out
+
+
+def _claim_unblocked(
+    conn: sqlite3.Connection, op: ClaimRuns, ids: list[int], blocked: set[int]
+) -> list[int | None]:
     claim_sql = (
         "UPDATE dispatches SET status = 'running', attempt = ?, current_run_id = ?,"
         " updated_at = ? WHERE id = ? AND status = 'queued'"
@@ -202,7 +229,8 @@ def _claim_runs(conn: sqlite3.Connection, op: ClaimRuns) -> list[int | None]:
 
 
 def _claim_keys(conn: sqlite3.Connection, op: ClaimRuns, ids: list[int]) -> set[int]:
-    """Claim each run's idempotency key; settle the dispatches whose key is taken."""
+    """Claim each run's idempotency key; the dispatches whose key is taken (settled
+    ``skipped`` by ``_settle_blocked``)."""
     blocked: set[int] = set()
     for c, r in zip(op.claims, ids, strict=False):
         if c.idempotency_key is None:
@@ -218,21 +246,16 @@ def _claim_keys(conn: sqlite3.Connection, op: ClaimRuns, ids: list[int]) -> set[
         ):
             continue
         blocked.add(c.dispatch_id)
-        _settle_queued(
-            conn,
-            SettleQueued(
-                [
-                    Settle(
-                        dispatch_id=c.dispatch_id,
-                        status="done",
-                        outcome="skipped",
-                        reason="idempotency-skip",
-                    )
-                ],
-                op.now,
-            ),
-        )
     return blocked
+
+
+def _settle_blocked(conn: sqlite3.Connection, blocked: set[int], now: float) -> None:
+    skip = [
+        Settle(dispatch_id=d, status="done", outcome="skipped", reason="idempotency-skip")
+        for d in sorted(blocked)
+    ]
+    if skip:
+        _settle_queued(conn, SettleQueued(skip, now))
 
 
 def _finish_runs(conn: sqlite3.Connection, op: FinishRuns) -> list[int | None]:
@@ -301,8 +324,6 @@ def apply_op(conn: sqlite3.Connection, op: WriteOp) -> Any:
     match op:
         case Heartbeats():
             return _heartbeats(conn, op)
-        case PruneKeys():
-            return _prune_keys(conn, op)
         case SaveStatus():
             return _save_status(conn, op)
         case InsertDispatches():
@@ -317,6 +338,8 @@ def apply_op(conn: sqlite3.Connection, op: WriteOp) -> Any:
             return _settle_queued(conn, op)
         case RecoverOrphans():
             return _recover_orphans(conn, op)
+        case RecordProcess():
+            return _record_process(conn, op)
         case RetryDead():
             return _retry_dead(conn, op)
         case PurgeDead():
@@ -329,6 +352,15 @@ def apply_op(conn: sqlite3.Connection, op: WriteOp) -> Any:
             return _set_job_state(conn, op)
         case RecordSlots():
             return _record_slots(conn, op)
+        case (
+            PruneRunsPerJob()
+            | PruneRunsBefore()
+            | PruneDispatches()
+            | PruneMessages()
+            | PruneDeliveries()
+            | PruneKeys()
+        ):
+            return _prune.apply_prune_op(conn, op)
         case _ if isinstance(op, _messages.MESSAGE_OP_TYPES):
             return _messages.apply_message_op(conn, op)
     raise TypeError(f"unknown write op {type(op).__name__}")

@@ -9,8 +9,6 @@ from typing import Any
 
 import msgspec
 
-from store import ledger
-
 __all__ = ["InsertDispatches", "NewDispatch"]
 
 
@@ -30,7 +28,14 @@ class NewDispatch(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class InsertDispatches(msgspec.Struct, frozen=True, tag=True):
-    """Returns ``list[tuple[id, seq] | None]``; None where a slot or key already exists."""
+    """Returns, per row: ``(id, seq)`` of the new dispatch; the id (an ``int``) of the
+    dispatch that already holds the row's producer key; or None where the (job, slot)
+    already has a dispatch.
+
+    A row without a slot that carries an ``idempotency_key`` carries its producer's key:
+    it is also stored as ``producer_key``, which the unique index ``dispatches_producer``
+    binds to this one dispatch of the job for as long as the row exists (whatever its
+    state; only ``dlq retry`` runs a dead one again)."""
 
     rows: list[NewDispatch]
     origin: str
@@ -45,8 +50,8 @@ def _next_id(conn: sqlite3.Connection, table: str, column: str = "id") -> int:
 _INSERT_DISPATCH = (
     "INSERT INTO dispatches (id, seq, origin, job_id, job_name, kind, status, priority,"
     " not_before, expires_at, attempt, max_attempts, payload, idempotency_key, slot,"
-    " parent_run_id, created_at, updated_at)"
-    " VALUES (?,?,?,?,?,?,'queued',?,?,?,?,?,?,?,?,?,?,?)"
+    " parent_run_id, created_at, updated_at, producer_key)"
+    " VALUES (?,?,?,?,?,?,'queued',?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 
 
@@ -71,37 +76,32 @@ def _dispatch_values(
         r.parent_run_id,
         now,
         now,
+        r.idempotency_key if r.slot is None else None,
     )
+
+
+_EXISTING = "SELECT id FROM dispatches WHERE job_id = ? AND producer_key = ?"
 
 
 def _insert_dispatches(conn: sqlite3.Connection, op: InsertDispatches) -> list[Any]:
     next_id = _next_id(conn, "dispatches")
     next_seq = _next_id(conn, "dispatches", "seq")
-    out: list[tuple[int, int] | None] = []
+    out: list[tuple[int, int] | int | None] = []
     plain: list[tuple[Any, ...]] = []
-    sql = _INSERT_DISPATCH
     for r in op.rows:
         values = _dispatch_values(r, next_id, next_seq, op.origin, op.now)
         if r.slot is None and r.idempotency_key is None:
             plain.append(values)
-        else:
-            if r.idempotency_key is not None:
-                k = r.idempotency_key
-                row = conn.execute(
-                    f"SELECT id FROM dispatches WHERE {ledger.SAME_KEY_SQL} AND job_id = ?"
-                    " AND status IN ('queued', 'running', 'done')",
-                    (k, k, k, r.job_id),
-                ).fetchone()
-                if row is not None:
-                    out.append(None)
-                    continue
-            cur = conn.execute(sql.replace("INSERT", "INSERT OR IGNORE", 1), values)
-            if cur.rowcount == 0:
-                out.append(None)
-                continue
+        # the unique indexes decide (slot, producer key): no lookup before the insert
+        elif conn.execute(f"{_INSERT_DISPATCH} ON CONFLICT DO NOTHING", values).rowcount == 0:
+            held = None
+            if r.slot is None:
+                held = conn.execute(_EXISTING, (r.job_id, r.idempotency_key)).fetchone()
+            out.append(int(held[0]) if held is not None else None)
+            continue
         out.append((next_id, next_seq))
         next_id += 1
         next_seq += 1
     if plain:
-        conn.executemany(sql, plain)
+        conn.executemany(_INSERT_DISPATCH, plain)
     return out

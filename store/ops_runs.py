@@ -17,11 +17,13 @@ __all__ = [
     "CancelDispatch",
     "Heartbeats",
     "PurgeDead",
+    "RecordProcess",
     "RecoverOrphans",
     "RetryDead",
     "SaveStatus",
     "Settle",
     "SettleQueued",
+    "orphaned_processes",
 ]
 
 
@@ -44,10 +46,23 @@ class SettleQueued(msgspec.Struct, frozen=True, tag=True):
 class RecoverOrphans(msgspec.Struct, frozen=True, tag=True):
     """Runs left ``running`` by a dead process → ``crashed``; at-least-once dispatches
     are requeued for exactly one replay, at-most-once ones dead-lettered (``crashed``).
+    ``processes`` is what the caller found of the runs' recorded process groups before
+    (``gone`` / ``killed`` / ``alive``), stored in ``runs.process``.
     Returns ``list[tuple[run_id, dispatch_id, action]]``."""
 
     now: float
     origin: str
+    processes: dict[int, str] = msgspec.field(default_factory=dict)
+
+
+class RecordProcess(msgspec.Struct, frozen=True, tag=True):
+    """The process group a running run has started (``actors.executors.procs``), so
+    crash recovery can find it again. Returns whether the run was still running."""
+
+    run_id: int
+    pgid: int
+    start: int  # the leader's start time, counted as ``clock`` says
+    clock: str
 
 
 class CancelDispatch(msgspec.Struct, frozen=True, tag=True):
@@ -77,12 +92,6 @@ class Heartbeats(msgspec.Struct, frozen=True, tag=True):
     """Stamp ``heartbeat_at`` on running runs, many per commit."""
 
     items: list[tuple[int, float]]
-
-
-class PruneKeys(msgspec.Struct, frozen=True, tag=True):
-    """Delete expired idempotency keys (``store.ledger``). Returns how many."""
-
-    now: float
 
 
 class SaveStatus(msgspec.Struct, frozen=True, tag=True):
@@ -138,9 +147,9 @@ def _recover_orphans(conn: sqlite3.Connection, op: RecoverOrphans) -> list[tuple
     ledger.release_runs(conn, [int(r[0]) for r in rows], op.now)
     for run_id, dispatch_id, spec, attempt, key in rows:
         conn.execute(
-            "UPDATE runs SET status = 'crashed', finished_at = ?,"
+            "UPDATE runs SET status = 'crashed', finished_at = ?, process = ?,"
             " error = 'the process running it died', reason = 'orphaned' WHERE id = ?",
-            (op.now, run_id),
+            (op.now, op.processes.get(int(run_id)), run_id),
         )
         guarantee = "at-most-once"
         if spec is not None:
@@ -184,6 +193,25 @@ def _recover_orphans(conn: sqlite3.Connection, op: RecoverOrphans) -> list[tuple
         (op.now, op.now),
     )
     return out
+
+
+def _record_process(conn: sqlite3.Connection, op: RecordProcess) -> bool:
+    cur = conn.execute(
+        "UPDATE runs SET pgid = ?, proc_start = ?, proc_clock = ?"
+        " WHERE id = ? AND status = 'running'",
+        (op.pgid, op.start, op.clock, op.run_id),
+    )
+    return cur.rowcount == 1
+
+
+def orphaned_processes(conn: sqlite3.Connection) -> list[tuple[int, int, int, str]]:
+    """``(run_id, pgid, start, clock)`` of every running run that recorded a process
+    group: read by crash recovery before ``RecoverOrphans`` (a read, on any connection)."""
+    rows = conn.execute(
+        "SELECT id, pgid, proc_start, proc_clock FROM runs"
+        " WHERE status = 'running' AND pgid IS NOT NULL"
+    ).fetchall()
+    return [(int(r[0]), int(r[1]), int(r[2] or 0), str(r[3] or "")) for r in rows]
 
 
 def _cancel_dispatch(conn: sqlite3.Connection, op: CancelDispatch) -> str | None:
@@ -243,10 +271,6 @@ def _heartbeats(conn: sqlite3.Connection, op: Heartbeats) -> int:
         [(at, run_id) for run_id, at in op.items],
     )
     return cur.rowcount
-
-
-def _prune_keys(conn: sqlite3.Connection, op: PruneKeys) -> int:
-    return ledger.prune(conn, op.now)
 
 
 def _save_status(conn: sqlite3.Connection, op: SaveStatus) -> None:

@@ -10,7 +10,6 @@ from typing import Any
 
 import msgspec
 
-from store import ledger
 from store.models import PRIORITIES, Dispatch, JobRow, JobSpec, Run, _dec_hook
 
 __all__ = [
@@ -40,7 +39,7 @@ DISPATCH_COLUMNS = (
 _RUN_COLUMNS = (
     "id, dispatch_id, job_id, job_name, attempt, status, started_at, finished_at,"
     " heartbeat_at, error, result, idempotency_key, reason, exit_code, signal, timed_out,"
-    " stdout, stderr, details"
+    " stdout, stderr, details, pgid, process"
 )
 _JOB_COLUMNS = (
     "id, spec, next_run_at, last_run_at, last_status, consecutive_errors, created_at, updated_at,"
@@ -100,6 +99,8 @@ def _run_from_row(r: tuple[Any, ...]) -> Run:
         stdout=r[16],
         stderr=r[17],
         details=_json(r[18]),
+        pgid=r[19],
+        process=r[20],
     )
 
 
@@ -191,8 +192,18 @@ def list_dispatches(
 def queued_since(
     conn: sqlite3.Connection, after_seq: int, *, exclude_origin: str | None = None
 ) -> list[Dispatch]:
-    """Queued dispatches with ``seq > after_seq`` (all of them with ``after_seq=0``)."""
-    sql = f"SELECT {DISPATCH_COLUMNS} FROM dispatches WHERE status = 'queued' AND seq > ?"
+    """Queued dispatches with ``seq > after_seq`` (all of them with ``after_seq=0``).
+
+    The dispatcher runs this on every wake-up from another process, so its cost must
+    not grow with the queue: the partial index ``dispatches_queued`` (seq, queued rows
+    only) serves both the range and the order. Left to itself the planner prefers the
+    equality on ``dispatches_status`` and sorts every queued row in a temp B-tree;
+    ``INDEXED BY`` pins the plan (and makes the statement fail, not slow down, if the
+    index ever went away). The plan is asserted in tests/store/test_reload_plan.py."""
+    sql = (
+        f"SELECT {DISPATCH_COLUMNS} FROM dispatches INDEXED BY dispatches_queued"
+        " WHERE status = 'queued' AND seq > ?"
+    )
     args: list[Any] = [after_seq]
     if exclude_origin is not None:
         sql += " AND origin != ?"
@@ -256,11 +267,10 @@ def stats(conn: sqlite3.Connection) -> dict[str, Any]:
 
 
 def dispatch_by_key(conn: sqlite3.Connection, job_id: int, key: str | None) -> int:
-    """The live dispatch of ``job_id`` holding the producer's idempotency ``key`` (0: none)."""
+    """The dispatch of ``job_id`` bound to the producer's idempotency ``key``, whatever
+    its state (0: none)."""
     row = conn.execute(
-        f"SELECT id FROM dispatches WHERE job_id = ? AND {ledger.SAME_KEY_SQL}"
-        " AND status IN ('queued', 'running', 'done') ORDER BY id LIMIT 1",
-        (job_id, key, key, key),
+        "SELECT id FROM dispatches WHERE job_id = ? AND producer_key = ?", (job_id, key)
     ).fetchone()
     return int(row[0]) if row else 0
 

@@ -156,6 +156,46 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX deliveries_status ON deliveries(status, id)",
         "CREATE INDEX deliveries_run ON deliveries(run_id)",
     ],
+    # 3: indexes for the pruner's batched deletes (store/prune.py); messages_reply serves
+    # the reply_to foreign key's ON DELETE SET NULL, which otherwise scans the table
+    [
+        "CREATE INDEX runs_finished ON runs(finished_at) WHERE finished_at IS NOT NULL",
+        """CREATE INDEX dispatches_ended ON dispatches(status, updated_at)
+            WHERE status IN ('done', 'cancelled', 'dead')""",
+        "CREATE INDEX messages_ended ON messages(status, created_at)",
+        "CREATE INDEX messages_reply ON messages(reply_to)",
+        "CREATE INDEX deliveries_ended ON deliveries(status, updated_at)",
+    ],
+    # 4: the process group a run started (actors/executors/procs.py): its id, the
+    # leader's start time and what that time counts in, so crash recovery finds it again
+    # and never kills a reused pid; ``process`` is what recovery found (gone / killed)
+    [
+        "ALTER TABLE runs ADD COLUMN pgid INTEGER",
+        "ALTER TABLE runs ADD COLUMN proc_start INTEGER",
+        "ALTER TABLE runs ADD COLUMN proc_clock TEXT",
+        "ALTER TABLE runs ADD COLUMN process TEXT",
+    ],
+    # 5: a producer's idempotency key bound to its dispatch for the row's lifetime
+    # (store/ops_dispatch.py). ``producer_key`` is the key as given; ``idempotency_key``
+    # stays the run key (``<key>:replay<n>`` after a crash replay). Existing rows: the
+    # key of a row without a slot, cut at ``:replay`` (a replayed keyless dispatch so gets
+    # its own lineage hash, which no producer holds). Older versions let a key be reused
+    # once its dispatch was dead or cancelled, so a file may hold several dispatches of
+    # one (job, key): the newest keeps the key (the one an enqueue returned last), the
+    # older ones keep their run key only, and the unique index can be built.
+    [
+        "ALTER TABLE dispatches ADD COLUMN producer_key TEXT",
+        """UPDATE dispatches SET producer_key = CASE
+                WHEN instr(idempotency_key, ':replay') > 0
+                THEN substr(idempotency_key, 1, instr(idempotency_key, ':replay') - 1)
+                ELSE idempotency_key END
+            WHERE slot IS NULL AND idempotency_key IS NOT NULL""",
+        """UPDATE dispatches SET producer_key = NULL
+            WHERE producer_key IS NOT NULL AND id NOT IN (SELECT MAX(id) FROM dispatches
+                WHERE producer_key IS NOT NULL GROUP BY job_id, producer_key)""",
+        """CREATE UNIQUE INDEX dispatches_producer ON dispatches(job_id, producer_key)
+            WHERE producer_key IS NOT NULL""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -18,17 +18,21 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import aiosqlite
+import anyio
 
 from store import queries
+from store.activity import THREAD_WORK
 from store.errors import (
+    ConfigError,
     DatabaseCorrupt,
     DatabaseLocked,
     DiskFull,
     ReadOnly,
     StoreError,
 )
+from store.integrity import Check
+from store.opening import check_file, connect, prepare_writer
 from store.ops import WriteOp, apply_op
-from store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
 __all__ = ["SqliteStore", "translate"]
 
@@ -36,37 +40,105 @@ T = TypeVar("T")
 Synchronous = Literal["NORMAL", "FULL"]
 
 
+# Primary result codes (``sqlite_errorcode & 0xFF``) → the class and what it means.
+_BY_CODE: dict[int, tuple[type[StoreError], str]] = {
+    sqlite3.SQLITE_BUSY: (DatabaseLocked, "database is locked by another writer"),
+    sqlite3.SQLITE_LOCKED: (DatabaseLocked, "database is locked by another writer"),
+    sqlite3.SQLITE_FULL: (DiskFull, "disk is full"),
+    sqlite3.SQLITE_READONLY: (ReadOnly, "cannot write the database or its directory"),
+    sqlite3.SQLITE_CANTOPEN: (ReadOnly, "cannot write the database or its directory"),
+    sqlite3.SQLITE_PERM: (ReadOnly, "cannot write the database or its directory"),
+    sqlite3.SQLITE_CORRUPT: (DatabaseCorrupt, "not a shepherd database or damaged"),
+    sqlite3.SQLITE_NOTADB: (DatabaseCorrupt, "not a shepherd database or damaged"),
+}
+
+# After these SQLite may have rolled the whole transaction back on its own, or the file
+# or connection cannot go on (sqlite.org/lang_transaction.html, "Response To Errors
+# Within A Transaction"): the batch fails as a whole. Any other error fails one op.
+_WHOLE_BATCH = frozenset(
+    {
+        sqlite3.SQLITE_ABORT,
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_NOMEM,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_INTERRUPT,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_PROTOCOL,
+        sqlite3.SQLITE_NOTADB,
+        sqlite3.SQLITE_PERM,
+    }
+)
+
+
+def _primary_code(exc: BaseException) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None and type(exc) is sqlite3.DatabaseError:
+        # no code: raised by this module's own checks (a foreign file, a newer schema)
+        return sqlite3.SQLITE_NOTADB
+    return None if code is None else int(code) & 0xFF
+
+
 def translate(exc: BaseException, path: str) -> StoreError:
-    """Map a sqlite3 exception to the project's error classes."""
-    text = str(exc).lower()
-    if "locked" in text or "busy" in text:
-        return DatabaseLocked(f"{path}: database is locked by another writer ({exc})")
-    if "full" in text:
-        return DiskFull(f"{path}: disk is full ({exc})")
-    if "readonly" in text or "read-only" in text or "unable to open" in text:
-        return ReadOnly(f"{path}: cannot write the database or its directory ({exc})")
-    if "not a database" in text or "malformed" in text or "corrupt" in text:
-        return DatabaseCorrupt(f"{path}: not a shepherd database or damaged ({exc})")
-    return StoreError(f"{path}: {exc}")
+    """Map a sqlite3 exception to the project's error classes, by its SQLite result
+    code (``sqlite_errorcode``), never by the words of its message."""
+    code = _primary_code(exc)
+    kind = _BY_CODE.get(code) if code is not None else None
+    if kind is None:
+        return StoreError(f"{path}: {exc}")
+    cls, what = kind
+    name = getattr(exc, "sqlite_errorname", None)
+    return cls(f"{path}: {what} ({exc}{f'; {name}' if name else ''})")
+
+
+def _fails_batch(conn: sqlite3.Connection, exc: BaseException) -> bool:
+    """Whether ``exc``, raised by one op, fails its whole batch."""
+    if not isinstance(exc, Exception) or not conn.in_transaction:
+        return True  # not an error of the op (interrupt, exit), or SQLite rolled back
+    code = _primary_code(exc)
+    return code is not None and code in _WHOLE_BATCH
+
+
+def _op_error(exc: Exception) -> StoreError:
+    """What the caller of a failed op gets (its own reply fails, no one else's)."""
+    text = str(exc) if isinstance(exc, sqlite3.IntegrityError) else f"{type(exc).__name__}: {exc}"
+    error = StoreError(text)
+    error.__cause__ = exc
+    return error
 
 
 def _apply_batch(conn: sqlite3.Connection, ops: Sequence[WriteOp]) -> list[Any]:
-    """Runs on the writer thread: all ops in one transaction, one SAVEPOINT each."""
+    """Runs on the writer thread: all ops in one transaction, one SAVEPOINT each.
+
+    An op that raises (a constraint, a value SQLite cannot bind such as an int past 64
+    bits, a bug in the op) is rolled back to its savepoint and its result is a
+    ``StoreError``; the other ops commit. Only an error of the transaction itself
+    (``_WHOLE_BATCH``) fails the batch. A batch of one needs no savepoint: a failed op
+    rolls the transaction back and nothing is committed.
+    """
     results: list[Any] = []
     conn.execute("BEGIN IMMEDIATE")
     try:
         single = len(ops) == 1
         for op in ops:
-            if single:
-                results.append(apply_op(conn, op))
-                continue
-            conn.execute("SAVEPOINT op")
+            if not single:
+                conn.execute("SAVEPOINT op")
             try:
                 results.append(apply_op(conn, op))
-            except sqlite3.IntegrityError as exc:
-                conn.execute("ROLLBACK TO op")
-                results.append(StoreError(str(exc)))
-            conn.execute("RELEASE op")
+            # Broad on purpose: the writer serves every actor, and one op's failure is
+            # its caller's alone (cancellation cannot arrive on this thread).
+            except Exception as exc:
+                if _fails_batch(conn, exc):
+                    raise
+                conn.execute("ROLLBACK" if single else "ROLLBACK TO op")
+                results.append(_op_error(exc))
+                if single:
+                    return results
+            if not single:
+                conn.execute("RELEASE op")
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -100,33 +172,38 @@ class SqliteStore:
         synchronous: Synchronous = "NORMAL",
         busy_timeout: float = 5.0,
         create: bool = True,
+        check: Check = "full",
     ) -> SqliteStore:
+        """Open (create, migrate) the file. ``check``: the integrity check run before
+        anything is written (``store.integrity``: ``full``, ``bounded``, ``none``)."""
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
         p = str(path)
-        # two stat calls on open, not on a hot path
+        # a few stat calls on open, not on a hot path
         if not create and not Path(p).exists():  # noqa: ASYNC240
             raise StoreError(f"{p}: no such database")
         if p != ":memory:":
+            if Path(p).is_dir():  # noqa: ASYNC240
+                raise ConfigError(f"{p} is a directory, not a database file", field="database")
             parent = Path(p).resolve().parent  # noqa: ASYNC240
             if not parent.is_dir():
                 raise ReadOnly(f"{p}: directory {parent} does not exist")
         writer = reader = None
         try:
-            writer = await aiosqlite.connect(
-                p, timeout=busy_timeout, isolation_level=None, check_same_thread=False
-            )
-            await _on_thread(writer, _prepare_writer, synchronous, busy_timeout)
-            reader = await aiosqlite.connect(
-                p, timeout=busy_timeout, isolation_level=None, check_same_thread=False
-            )
+            await anyio.to_thread.run_sync(check_file, p, check, busy_timeout)
+            writer = await connect(p, busy_timeout)
+            await _on_thread(writer, prepare_writer, synchronous, busy_timeout)
+            reader = await connect(p, busy_timeout)
             await reader.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             await reader.execute("PRAGMA query_only = 1")
-        except sqlite3.Error as exc:
-            for c in (writer, reader):
-                if c is not None:
-                    await c.close()
-            raise translate(exc, p) from None
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):
+                for c in (writer, reader):
+                    if c is not None:
+                        await c.close()
+            if isinstance(exc, sqlite3.Error):
+                raise translate(exc, p) from None
+            raise
         return cls(p, writer, reader, synchronous)
 
     async def apply(self, ops: Sequence[WriteOp]) -> list[Any]:
@@ -208,48 +285,22 @@ async def _on_thread(
 ) -> T:
     """Run ``fn(sqlite3_connection, *args)`` on the connection's own thread: one hop for
     a whole batch of statements. aiosqlite's public API is one hop per statement; its
-    ``_execute`` (stable for years) is the documented-by-source way to run a function."""
-    result: T = await conn._execute(fn, conn._conn, *args, **kwargs)  # type: ignore[no-untyped-call]
-    return result
+    ``_execute`` (stable for years) is the documented-by-source way to run a function.
 
-
-def _prepare_writer(conn: sqlite3.Connection, synchronous: str, busy_timeout: float) -> None:
-    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-    tables = conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
-    if app_id not in (0, APPLICATION_ID) or (app_id == 0 and tables > 0):
-        raise sqlite3.DatabaseError("file is not a database: not a shepherd database")
-    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-    if str(mode).lower() not in ("wal", "memory"):
-        raise sqlite3.OperationalError(f"could not enable WAL (journal_mode={mode})")
-    conn.execute(f"PRAGMA synchronous = {synchronous}")
-    # Checkpoints are the health monitor's job, off the writer's thread (see checkpoint());
-    # this high threshold only bounds the WAL if that ever falls behind (~400 MB).
-    conn.execute("PRAGMA wal_autocheckpoint = 100000")
-    conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute("PRAGMA temp_store = MEMORY")
-    conn.execute("PRAGMA cache_size = -32000")
-    _migrate(conn)
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    conn.execute("BEGIN IMMEDIATE")
+    ``THREAD_WORK`` counts the hop while it runs (a fake clock waits for it); a hop whose
+    task is cancelled stays counted until a marker queued behind it has run."""
+    THREAD_WORK.begin()
     try:
-        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
-        current = int(row[0] or 0)
-        if current > SCHEMA_VERSION:
-            raise sqlite3.DatabaseError(
-                f"file is not a database this version understands: schema {current} is newer"
-                f" than {SCHEMA_VERSION}"
-            )
-        for version in range(current + 1, SCHEMA_VERSION + 1):
-            for statement in MIGRATIONS[version - 1]:
-                conn.execute(statement)
-            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
-        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
+        result: T = await conn._execute(fn, conn._conn, *args, **kwargs)  # type: ignore[no-untyped-call]
+    except Exception:
+        THREAD_WORK.end()
         raise
+    except BaseException:
+        marker = THREAD_WORK.abandon(getattr(conn, "_thread", None))
+        try:
+            conn._tx.put_nowait((None, marker))
+        except Exception:  # aiosqlite internals changed: count it done
+            marker()
+        raise
+    THREAD_WORK.end()
+    return result

@@ -10,7 +10,11 @@ import anyio
 async def eventually(
     predicate: Callable[[], object], *, timeout: float = 10.0, what: str = "condition"
 ) -> None:
-    """Poll ``predicate`` (sync or async) until true; fail after ``timeout`` seconds."""
+    """Poll ``predicate`` (sync or async) until true; fail after ``timeout`` seconds.
+
+    For real I/O (a subprocess, a socket, another process). Never move a fake clock in
+    ``predicate``: ``await clock.advance_when_blocked(s)`` moves it once every task is
+    blocked and no store work is in flight, so no timer is armed after the step."""
     with anyio.move_on_after(timeout):
         while True:
             value = predicate()

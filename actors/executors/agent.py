@@ -34,6 +34,8 @@ from typing import Any
 import httpx
 import msgspec
 
+from actors.delivery import check_option_keys
+from actors.executors import prompt
 from actors.executors.base import ExecResult, RunContext
 from actors.executors.gateway import (
     AGENT_HEADER,
@@ -51,7 +53,10 @@ from actors.executors.sentinels import classify_reply, is_drain_error
 from store.errors import ConfigError, Deferred, Discard, NotFound
 from store.models import JobSpec
 
-__all__ = ["SUMMARY_CHARS", "AgentExecutor", "turn_settings"]
+__all__ = ["AGENT_OPTIONS", "SUMMARY_CHARS", "AgentExecutor", "turn_settings"]
+
+#: the options an agent job may set (the prompt's and announce delivery's on top)
+AGENT_OPTIONS = frozenset({"model", "session_key", "auth_profile", "stream"}) | prompt.OPTIONS
 
 SUMMARY_CHARS = 5000
 PROMPT_RECORD_CHARS = 20_000  # the prompt text kept on the run (details.prompt)
@@ -90,12 +95,14 @@ class AgentExecutor:
         message = spec.payload.get("message")
         if not isinstance(message, str) or not message.strip():
             raise ConfigError("an agent job needs a message to send", field="payload.message")
+        check_option_keys(spec, AGENT_OPTIONS)
         for key in ("model", "session_key", "auth_profile"):
             value = spec.options.get(key)
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise ConfigError("must be a non-empty string", field=f"options.{key}")
         if not isinstance(spec.options.get("stream", True), bool):
             raise ConfigError("must be true or false", field="options.stream")
+        prompt.validate_options(spec.options)
 
     # -- health -------------------------------------------------------------------------
 

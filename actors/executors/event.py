@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from actors.delivery import check_option_keys
 from actors.executors.base import ExecResult, RunContext
 from actors.executors.gateway import (
     GatewayConfig,
@@ -28,9 +29,10 @@ from actors.executors.gateway import (
 from store.errors import ConfigError, Discard
 from store.models import JobSpec
 
-__all__ = ["EVENT_MODES", "EventExecutor"]
+__all__ = ["EVENT_MODES", "EVENT_OPTIONS", "EventExecutor"]
 
 EVENT_MODES = ("now", "next-heartbeat")
+EVENT_OPTIONS = frozenset({"mode"})  # announce delivery's come on top
 DISPATCHED = "System event dispatched"
 
 
@@ -54,6 +56,7 @@ class EventExecutor:
         require_gateway(self._gw, spec)
         if not _text(spec, spec.payload).strip():
             raise ConfigError("a system event needs a text", field="payload.message")
+        check_option_keys(spec, EVENT_OPTIONS)
         mode = spec.options.get("mode", "now")
         if mode not in EVENT_MODES:
             raise ConfigError(

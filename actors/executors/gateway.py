@@ -19,13 +19,14 @@ Failure classes (what the executors do with them, DESIGN.md D11):
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import msgspec
 
 from actors.executors.base import ExecResult
 from actors.executors.sentinels import is_drain_error
+from store.bounds import DAY, HOUR, Range, check_bounds
 from store.errors import ConfigError, Deferred
 from store.models import JobSpec, Seconds
 
@@ -51,6 +52,9 @@ AUTH_PROFILE_HEADER = "x-openclaw-auth-profile"
 DOWN_STATUSES = frozenset({502, 503, 504})
 
 
+_TIMEOUT = Range(0.001, HOUR, "s")
+
+
 class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """``[gateway]`` in the config file."""
 
@@ -63,13 +67,15 @@ class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     chat_path: str = "/v1/chat/completions"
     event_path: str = "/v1/system-event"  # system events into the main session
     delivery_path: str = "/v1/system-event"  # the "gateway" delivery sink
-    connect_timeout: Seconds = Seconds(5.0)
-    health_timeout: Seconds = Seconds(5.0)
-    write_timeout: Seconds = Seconds(30.0)
-    defer: Seconds = Seconds(60.0)  # how long a dispatch waits when the gateway is down
-    max_connections: int = 256
+    connect_timeout: Annotated[Seconds, _TIMEOUT] = Seconds(5.0)
+    health_timeout: Annotated[Seconds, _TIMEOUT] = Seconds(5.0)
+    write_timeout: Annotated[Seconds, _TIMEOUT] = Seconds(30.0)
+    # how long a dispatch waits when the gateway is down
+    defer: Annotated[Seconds, Range(0.001, DAY, "s")] = Seconds(60.0)
+    max_connections: Annotated[int, Range(1, 10_000)] = 256
 
     def __post_init__(self) -> None:
+        check_bounds(self, prefix="gateway.")
         if not self.url.startswith(("http://", "https://")):
             raise ConfigError(
                 f"expected an http:// or https:// URL, got {self.url!r}", field="gateway.url"
@@ -77,10 +83,6 @@ class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
         for name in ("health_path", "chat_path", "event_path", "delivery_path"):
             if not getattr(self, name).startswith("/"):
                 raise ConfigError("must start with '/'", field=f"gateway.{name}")
-        if self.max_connections < 1:
-            raise ConfigError("must be >= 1", field="gateway.max_connections")
-        if self.defer <= 0:
-            raise ConfigError("must be > 0", field="gateway.defer")
 
     def endpoint(self, path: str) -> str:
         return self.url.rstrip("/") + path

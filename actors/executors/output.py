@@ -27,10 +27,13 @@ from typing import Any
 
 import msgspec
 
+from store.bounds import Range, check_value
 from store.errors import ConfigError
 
 __all__ = [
     "DELIVERY_MODES",
+    "OUTPUT_BYTES",
+    "OUTPUT_OPTIONS",
     "TRUNCATION_MARKER",
     "OutputLimits",
     "StreamResult",
@@ -89,24 +92,22 @@ _LIMIT_KEYS = (
     ("summary", "output_summary"),
     ("offload", "output_offload"),
 )
+OUTPUT_OPTIONS = frozenset(key for _, key in _LIMIT_KEYS)
+OUTPUT_BYTES = Range(1, 64 * 1024 * 1024)  # each output_* option, in bytes
 
 
 def validate_limits(options: Mapping[str, Any]) -> OutputLimits:
     """Read ``options.output_*`` over the defaults; ConfigError names the bad field.
 
-    Rules: each a positive int; excerpt ≤ store; summary ≥ excerpt. (OCS also has
-    minimums of 128/64/64/128 bytes; we do not impose them, tiny limits are legal.)
+    Rules: each an int of 1 byte to 64 MiB (``OUTPUT_BYTES``); excerpt ≤ store;
+    summary ≥ excerpt. (OCS also has minimums of 128/64/64/128 bytes; we do not impose
+    them, tiny limits are legal.)
     """
     defaults = OutputLimits()
     values: dict[str, int] = {}
     for attr, key in _LIMIT_KEYS:
         raw = options.get(key, getattr(defaults, attr))
-        if isinstance(raw, bool) or not isinstance(raw, int):
-            raise ConfigError(
-                f"expected a positive integer (bytes), got {raw!r}", field=f"options.{key}"
-            )
-        if raw <= 0:
-            raise ConfigError(f"must be > 0, got {raw}", field=f"options.{key}")
+        check_value(raw, OUTPUT_BYTES, field=f"options.{key}", integer=True)
         values[attr] = raw
     if values["excerpt"] > values["store"]:
         raise ConfigError(

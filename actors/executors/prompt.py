@@ -23,19 +23,24 @@ from typing import Any
 
 import msgspec
 
+from store.errors import ConfigError
 from store.models import JobSpec
 
 __all__ = [
     "INBOX_LIMIT",
     "MESSAGE_BODY_LIMIT",
+    "OPTIONS",
     "InboxMessage",
     "PromptResult",
     "build_prompt",
     "inbox_order_key",
     "trigger_context_text",
+    "validate_options",
 ]
 
 INBOX_LIMIT = 5
+#: the job options the prompt reads (the table in this module's docstring)
+OPTIONS = frozenset({"execution_intent", "read_only", "thinking", "job_class", "scope"})
 MESSAGE_BODY_LIMIT = 500
 _BODY_MARKER = "\n[... message truncated]"
 # Kinds shown without a "[kind] " label in front of the body.
@@ -146,6 +151,16 @@ def _message(job: JobSpec, payload: Mapping[str, Any]) -> str:
     if message is None or message == "":
         return job.target
     return message if isinstance(message, str) else str(message)
+
+
+def validate_options(options: Mapping[str, Any]) -> None:
+    """ConfigError naming the field for a prompt option of the wrong type."""
+    for key in ("execution_intent", "thinking", "job_class", "scope"):
+        value = options.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError("must be a string", field=f"options.{key}")
+    if not isinstance(options.get("read_only", False), bool):
+        raise ConfigError("must be true or false", field="options.read_only")
 
 
 def build_prompt(

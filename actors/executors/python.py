@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from actors.delivery import check_option_keys
 from actors.executors.base import ExecResult, RunContext
 from store.errors import ConfigError
 from store.models import JobSpec
@@ -39,6 +40,8 @@ class PythonExecutor:
     def validate(self, spec: JobSpec) -> None:
         if not (spec.target or spec.name):
             raise ConfigError("a python job needs a target", field="target")
+        # no options of its own (announce delivery's only): job data goes in ``payload``
+        check_option_keys(spec, ())
 
     async def execute(self, ctx: RunContext) -> ExecResult:
         name = ctx.job.target or ctx.job.name

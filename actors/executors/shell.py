@@ -1,8 +1,12 @@
 """The ``shell`` executor: runs ``job.target`` with ``/bin/sh -c`` in its own process group.
 
-- The process is started in a new session, so its pid is the group id; on timeout or
-  cancel the WHOLE group gets SIGKILL (children, grandchildren and pipes included) and
-  the run actor records ``timeout`` / ``cancelled``.
+- The process is started in a new session (``procs.spawn_group``), so its pid is the
+  group id; on timeout or cancel the WHOLE group gets SIGKILL (children, grandchildren
+  and pipes included) and the run actor records ``timeout`` / ``cancelled``.
+- It dies with the runtime: on Linux the kernel kills it when the runtime dies
+  (parent-death signal); on every platform the group is recorded on the run before the
+  command starts, and the next start kills what is left of it before the delivery
+  guarantee applies (``actors.recovery``).
 - stdout and stderr are read concurrently. Output limits (OCS, ``output.py``):
   ``options.output_store`` / ``output_excerpt`` / ``output_summary`` / ``output_offload``
   (bytes; 65536 / 2000 / 5000 / 65536). A stream longer than the offload threshold is
@@ -19,18 +23,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-import signal
-import subprocess
 from pathlib import Path
 from typing import IO, Any
 
 import anyio
 import msgspec
-from anyio.abc import ByteReceiveStream, Process
 
+from actors.delivery import check_option_keys
+from actors.executors import procs
 from actors.executors.base import ExecResult, RunContext
 from actors.executors.output import (
+    OUTPUT_OPTIONS,
     OutputLimits,
     StreamResult,
     normalize_stream,
@@ -42,7 +47,10 @@ from actors.executors.output import (
 from store.errors import ConfigError
 from store.models import JobSpec
 
-__all__ = ["ShellExecutor", "artifact_path"]
+__all__ = ["SHELL_OPTIONS", "ShellExecutor", "artifact_path"]
+
+#: the options a shell job may set (announce delivery's come on top)
+SHELL_OPTIONS = OUTPUT_OPTIONS | {"cwd"}
 
 
 def artifact_path(data_dir: str, run_id: int, stream: str) -> Path:
@@ -98,10 +106,10 @@ def _open_artifact(path: Path) -> IO[bytes]:
     return open(path, "wb")  # closed by _Capture.close
 
 
-async def _pump(stream: ByteReceiveStream | None, cap: _Capture, ctx: RunContext) -> None:
+async def _pump(stream: asyncio.StreamReader | None, cap: _Capture, ctx: RunContext) -> None:
     if stream is None:
         return
-    async for chunk in stream:
+    while chunk := await stream.read(65536):
         await cap.feed(chunk)
         ctx.heartbeat()
 
@@ -115,7 +123,11 @@ class ShellExecutor:
     def validate(self, spec: JobSpec) -> None:
         if not spec.target.strip():
             raise ConfigError("a shell job needs a command in target", field="target")
+        check_option_keys(spec, SHELL_OPTIONS)
         validate_limits(spec.options)
+        cwd = spec.options.get("cwd")
+        if cwd is not None and (not isinstance(cwd, str) or not cwd.strip()):
+            raise ConfigError("must be a non-empty string (a directory)", field="options.cwd")
 
     async def execute(self, ctx: RunContext) -> ExecResult:
         limits = validate_limits(ctx.job.options)
@@ -129,15 +141,13 @@ class ShellExecutor:
             "SHEPHERD_IDEMPOTENCY_KEY": ctx.idempotency_key or "",
             "SHEPHERD_PAYLOAD": msgspec.json.encode(ctx.payload).decode(),
         }
-        cwd = ctx.job.options.get("cwd")
-        proc: Process = await anyio.open_process(
-            [self._shell, "-c", ctx.job.target],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+        proc = await procs.spawn_group(
+            self._shell,
+            ctx.job.target,
+            run_id=ctx.run_id,
+            registry=ctx.services.get(procs.PROCESSES),
             env=env,
-            cwd=cwd,
-            start_new_session=True,
+            cwd=ctx.job.options.get("cwd"),
         )
         ctx.report(pid=proc.pid)
         try:
@@ -147,10 +157,7 @@ class ShellExecutor:
                 ctx.heartbeat()
             code = await proc.wait()
         finally:
-            if proc.returncode is None:
-                _kill_group(proc.pid)
-            with anyio.CancelScope(shield=True):
-                await proc.aclose()
+            await procs.end_group(proc)
             out.close()
             err.close()
             so, se = _record(ctx, proc, out.result(), err.result())
@@ -173,15 +180,8 @@ class ShellExecutor:
         return f"<ShellExecutor {self._shell}>"
 
 
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
 def _record(
-    ctx: RunContext, proc: Process, out: StreamResult, err: StreamResult
+    ctx: RunContext, proc: asyncio.subprocess.Process, out: StreamResult, err: StreamResult
 ) -> tuple[StreamResult, StreamResult]:
     code = proc.returncode
     details: dict[str, Any] = {

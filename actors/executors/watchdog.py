@@ -3,7 +3,9 @@
 A watchdog job guards a long task started elsewhere. Each run executes the check
 command (``options.check_cmd``, else ``target``) with ``/bin/sh -c`` in its own process
 group, bounded by ``min(job.timeout, 60 s)`` (the group is killed past it), and feeds
-exit code, output and elapsed minutes to ``watchdog_rules.watchdog_decision``:
+exit code, output and elapsed minutes to ``watchdog_rules.watchdog_decision``. The check
+dies with the runtime as a shell run does (``procs.spawn_group``: parent-death signal on
+Linux, recorded on the run and killed by the next start's recovery everywhere).
 
 - exit 2 → transient check failure, ok, nothing sent;
 - exit 0 with output → target done: "✅ … watchdog disarmed" alert, then (unless
@@ -20,22 +22,42 @@ seconds or ISO 8601), else when the job was created.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
 import anyio
-from anyio.abc import ByteReceiveStream
 
 from actors.clock import Clock, RealClock
+from actors.delivery import check_option_keys
+from actors.executors import procs
 from actors.executors.base import ExecResult, RunContext
 from actors.executors.watchdog_rules import watchdog_decision
+from store.bounds import Range, check_value
 from store.errors import ConfigError, NotFound
 from store.models import JobSpec
 
-__all__ = ["CHECK_TIMEOUT_CAP", "WatchdogExecutor", "parse_started_at"]
+__all__ = [
+    "CHECK_TIMEOUT_CAP",
+    "TIMEOUT_MIN",
+    "WATCHDOG_OPTIONS",
+    "WatchdogExecutor",
+    "parse_started_at",
+]
+
+#: the options a watchdog job may set (announce delivery's come on top)
+WATCHDOG_OPTIONS = frozenset(
+    {
+        "check_cmd",
+        "timeout_min",
+        "self_destruct",
+        "alert_to",
+        "alert_channel",
+        "label",
+        "started_at",
+    }
+)
+TIMEOUT_MIN = Range(1, 43_200)  # options.timeout_min: 1 minute to 30 days
 
 CHECK_TIMEOUT_CAP = 60.0
 _KEEP = 65536  # bytes of check output kept per stream
@@ -61,10 +83,10 @@ def _check_cmd(spec: JobSpec) -> str:
     return cmd if isinstance(cmd, str) and cmd.strip() else spec.target
 
 
-async def _read(stream: ByteReceiveStream | None, buf: bytearray) -> None:
+async def _read(stream: asyncio.StreamReader | None, buf: bytearray) -> None:
     if stream is None:
         return
-    async for chunk in stream:
+    while chunk := await stream.read(65536):
         room = _KEEP - len(buf)
         if room > 0:
             buf += chunk[:room]
@@ -84,12 +106,13 @@ class WatchdogExecutor:
                 "a watchdog job needs a check command (options.check_cmd or target)",
                 field="options.check_cmd",
             )
+        check_option_keys(spec, WATCHDOG_OPTIONS)
         opts = spec.options
-        limit = opts.get("timeout_min")
-        if limit is not None and (
-            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
-        ):
-            raise ConfigError("must be an integer >= 1 (minutes)", field="options.timeout_min")
+        cmd = opts.get("check_cmd")
+        if cmd is not None and not isinstance(cmd, str):
+            raise ConfigError("must be a string (a shell command)", field="options.check_cmd")
+        if opts.get("timeout_min") is not None:
+            check_value(opts["timeout_min"], TIMEOUT_MIN, field="options.timeout_min", integer=True)
         if not isinstance(opts.get("self_destruct", True), bool):
             raise ConfigError("must be true or false", field="options.self_destruct")
         for key in ("alert_to", "alert_channel", "label"):
@@ -99,16 +122,11 @@ class WatchdogExecutor:
         if opts.get("started_at") is not None:
             parse_started_at(opts["started_at"])
 
-    async def _check(self, cmd: str, limit: float) -> tuple[int | None, str, str]:
+    async def _check(self, ctx: RunContext, cmd: str, limit: float) -> tuple[int | None, str, str]:
         """Run the check; exit code None when it was killed at ``limit`` seconds."""
         out, err = bytearray(), bytearray()
-        proc = await anyio.open_process(
-            [self._shell, "-c", cmd],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
+        registry = ctx.services.get(procs.PROCESSES)
+        proc = await procs.spawn_group(self._shell, cmd, run_id=ctx.run_id, registry=registry)
         code: int | None = None
         try:
             with anyio.CancelScope() as scope:
@@ -118,20 +136,14 @@ class WatchdogExecutor:
                     tg.start_soon(_read, proc.stderr, err)
                 code = await proc.wait()
         finally:
-            if proc.returncode is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            with anyio.CancelScope(shield=True):
-                await proc.aclose()
+            await procs.end_group(proc)
         return code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
     async def execute(self, ctx: RunContext) -> ExecResult:
         job, opts = ctx.job, ctx.job.options
         cmd = _check_cmd(job)
         limit = min(float(job.timeout), CHECK_TIMEOUT_CAP)
-        code, stdout, stderr = await self._check(cmd, limit)
+        code, stdout, stderr = await self._check(ctx, cmd, limit)
         ctx.heartbeat()
         host = ctx.services.get("runtime")
         started = await _started_at(host, job, ctx.wall())

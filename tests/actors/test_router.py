@@ -109,7 +109,7 @@ async def harness(
             await tg.start(router.run)
             yield Harness(store, router, addr, writer_mb.address(), clock)
             addr.tell(Stop())
-            await anyio.wait_all_tasks_blocked()
+            await clock.wait_idle()
             tg.cancel_scope.cancel()
     finally:
         await http.aclose()
@@ -131,13 +131,12 @@ async def test_webhook_fails_twice_then_succeeds(db_path: str, gw: StandIn) -> N
         d = await h.wait_attempts(delivery_id, 1, "pending")
         assert d.last_error == 'HTTP 500: {"ok":false,"attempt":1}'
         assert d.next_attempt_at == t0 + 5.0
-        h.clock.advance(4.9)
-        await anyio.wait_all_tasks_blocked()
+        await h.clock.advance_when_blocked(4.9)
         assert (await h.delivery(delivery_id)).attempts == 1  # not before its time
-        h.clock.advance(0.1)
-        d = await h.wait_attempts(delivery_id, 2, "pending")
+        await h.clock.advance_when_blocked(0.1)
+        d = await h.wait_attempts(delivery_id, 2, "pending")  # the POST is real I/O
         assert d.next_attempt_at == t0 + 5.0 + 10.0  # doubled
-        h.clock.advance(10.0)
+        await h.clock.advance_when_blocked(10.0)
         d = await h.wait_attempts(delivery_id, 3, "sent")
         assert (d.sink, d.channel, d.target, d.sent_at) == ("hook", "hook", "C-1", t0 + 15.0)
         posts = [r.json for r in gw.requests if r.path == "/webhook"]
@@ -161,7 +160,7 @@ async def test_callback_sink_gets_the_delivery_and_a_raise_is_retried(
         delivery_id = await h.announce("hello")
         d = await h.wait_attempts(delivery_id, 1, "pending")
         assert d.last_error == "RuntimeError: telegram said 502"
-        h.clock.advance(5.0)
+        await h.clock.advance_when_blocked(5.0)
         await h.wait_attempts(delivery_id, 2, "sent")
         assert [(x.body, x.channel, x.target) for x in got] == [("hello", "tg", "@me")] * 2
 
@@ -186,7 +185,7 @@ async def test_gives_up_after_max_attempts_and_an_operator_can_requeue(
         delivery_id = await h.announce("x", to="someone", channel="nowhere")
         d = await h.wait_attempts(delivery_id, 1, "pending")
         assert d.last_error == "no delivery sink for channel 'nowhere'"
-        h.clock.advance(5.0)
+        await h.clock.advance_when_blocked(5.0)
         d = await h.wait_attempts(delivery_id, 2, "failed")
         assert [f.id for f in await h.store.read(list_deliveries, status="failed")] == [delivery_id]
         got: list[str] = []
@@ -240,14 +239,9 @@ async def test_expired_messages_are_swept(db_path: str, gw: StandIn) -> None:
         ]
         ids = await write(h.writer, InsertMessages(rows, now))
         assert [m.body for m in await h.store.read(inbox, "main")] == ["soon", "stays"]
-        h.clock.advance(16.0)
-
-        async def swept() -> bool:
-            # keep time moving: the router may not have armed its timer at the first advance
-            h.clock.advance(0.001)
-            msgs = await h.store.read(list_messages, status="expired")
-            return [m.id for m in msgs] == [ids[0]]
-
-        await eventually(swept, what="the expiry sweep")
+        # the router's first sweep (a store round trip) arms the next one before time moves
+        await h.clock.advance_when_blocked(16.0)
+        msgs = await h.store.read(list_messages, status="expired")
+        assert [m.id for m in msgs] == [ids[0]]
         assert h.router.statistics()["expired"] == 1
         assert [m.body for m in await h.store.read(inbox, "main")] == ["stays"]

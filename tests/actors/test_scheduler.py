@@ -30,7 +30,6 @@ from store import queries
 from store.models import JobRow, JobSpec, Seconds
 from store.ops import InsertDispatches, NewDispatch, RecordSlots, SlotItem
 from store.sqlite import SqliteStore
-from tests.helpers import eventually
 
 pytestmark = pytest.mark.anyio
 
@@ -66,25 +65,23 @@ class Harness:
         return row
 
     async def idle(self) -> None:
-        now = self.clock.wall()
-
-        def done() -> bool:
-            s = self.scheduler.statistics()
-            due = s["next_due"] is not None and s["next_due"] <= now
-            return bool(s["idle"]) and not due
-
-        await eventually(done, what="the scheduler to be idle")
+        """Wait until every task is blocked and no store work runs, then check that the
+        scheduler is caught up: in receive, nothing due that it has not fired."""
+        await self.clock.wait_idle()
+        s = self.scheduler.statistics()
+        due = s["next_due"] is not None and s["next_due"] <= self.clock.wall()
+        assert s["idle"] and not due, s
 
     async def tell(self, msg: SchedulerMsg) -> None:
         """Send and wait until the scheduler took it (a message handed straight to a
         waiting receiver never shows in the inbox depth) and is idle again."""
         seen = self.mailbox.received
         await self.inbox.send(msg)
-        await eventually(lambda: self.mailbox.received > seen, what="the message taken")
         await self.idle()
+        assert self.mailbox.received > seen
 
     async def step_to(self, wall: float) -> None:
-        self.clock.set_wall(wall)
+        await self.clock.set_wall_when_blocked(wall)
         await self.idle()
 
     def told(self) -> list[Any]:
@@ -228,8 +225,7 @@ async def test_a_concurrent_change_wins_over_a_planned_slot(h: Harness) -> None:
         # another writer moves next_run_at and does not tell the scheduler
         sql(h, f"UPDATE jobs SET next_run_at = {T0 + 3600} WHERE id = {row.id}")
         await h.step_to(T0 + 30)  # the slot it believes in: compare-and-set fails
-        await eventually(lambda: h.scheduler.counters["stale"] == 1)
-        await h.idle()
+        assert h.scheduler.counters["stale"] == 1
         assert h.enqueued() == []
         assert h.scheduler.statistics()["next_due"] == T0 + 3600  # reloaded
         await h.step_to(T0 + 3600)
@@ -310,7 +306,8 @@ async def test_outcomes_drive_the_error_ladder_and_one_shot_jobs(h: Harness) -> 
                 at=now,
             )
         )
-        await eventually(lambda: any(isinstance(m, JobsChanged) for m in h.told()))
+        await h.idle()
+        assert any(isinstance(m, JobsChanged) for m in h.told())
         assert await h.store.read(queries.get_job, "o") is None
 
 
@@ -325,7 +322,7 @@ async def test_restart_repairs_what_a_crash_left(h: Harness) -> None:
     sql(h, "UPDATE dispatches SET status = 'dead'")
     sql(h, f"UPDATE jobs SET next_run_at = NULL WHERE id = {rec.id}")
     async with running(h):
-        await eventually(lambda: h.scheduler.counters["finished"] == 1)
+        assert h.scheduler.counters["finished"] == 1
         row = await h.store.read(queries.get_job, "o")
         assert row is not None and not row.spec.enabled and row.next_run_at is None
         r = await h.store.read(queries.get_job, "r")

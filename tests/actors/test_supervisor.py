@@ -54,8 +54,8 @@ class Child:
         self._finish.set()
 
 
-async def _settle() -> None:
-    await anyio.wait_all_tasks_blocked()
+async def _settle(clock: FakeClock) -> None:
+    await clock.wait_idle()
 
 
 def _sup(
@@ -72,11 +72,12 @@ async def test_one_for_one_restarts_only_the_crashed_child() -> None:
     log: list[str] = []
     a, b, c = Child("a", log), Child("b", log), Child("c", log)
     events: list[ActorEvent] = []
-    sup = _sup([a, b, c], FakeClock(), events, strategy="one_for_one")
+    clock = FakeClock()
+    sup = _sup([a, b, c], clock, events, strategy="one_for_one")
     async with anyio.create_task_group() as tg:
         await tg.start(sup.run)
         b.crash()
-        await _settle()
+        await _settle(clock)
         assert (a.starts, b.starts, c.starts) == (1, 2, 1)
         assert sup.statistics()["restarts"] == 1
         assert any(e.kind == "exited" and e.reason == "crash" and e.child == "b" for e in events)
@@ -87,11 +88,12 @@ async def test_one_for_one_restarts_only_the_crashed_child() -> None:
 async def test_rest_for_one_restarts_the_crashed_child_and_those_after_it() -> None:
     log: list[str] = []
     a, b, c = Child("a", log), Child("b", log), Child("c", log)
-    sup = _sup([a, b, c], FakeClock(), [], strategy="rest_for_one")
+    clock = FakeClock()
+    sup = _sup([a, b, c], clock, [], strategy="rest_for_one")
     async with anyio.create_task_group() as tg:
         await tg.start(sup.run)
         b.crash()
-        await _settle()
+        await _settle(clock)
         assert (a.starts, b.starts, c.starts) == (1, 2, 2)
         # c was stopped before b and c were started again, in order
         i = log.index("stop c")
@@ -102,11 +104,12 @@ async def test_rest_for_one_restarts_the_crashed_child_and_those_after_it() -> N
 async def test_one_for_all_restarts_every_child() -> None:
     log: list[str] = []
     a, b = Child("a", log), Child("b", log)
-    sup = _sup([a, b], FakeClock(), [], strategy="one_for_all")
+    clock = FakeClock()
+    sup = _sup([a, b], clock, [], strategy="one_for_all")
     async with anyio.create_task_group() as tg:
         await tg.start(sup.run)
         b.crash()
-        await _settle()
+        await _settle(clock)
         assert (a.starts, b.starts) == (2, 2)
         sup.request_stop()
 
@@ -114,9 +117,10 @@ async def test_one_for_all_restarts_every_child() -> None:
 async def test_restart_types() -> None:
     log: list[str] = []
     perm, trans, temp = Child("perm", log), Child("trans", log), Child("temp", log)
+    clock = FakeClock()
     sup = _sup(
         [perm, trans, temp],
-        FakeClock(),
+        clock,
         [],
         strategy="one_for_one",
         restart_trans="transient",
@@ -128,7 +132,7 @@ async def test_restart_types() -> None:
         trans.finish()  # normal exit of a transient child: not restarted
         temp.crash()  # a temporary child is never restarted
         perm.finish()  # a permanent child is restarted even after a normal exit
-        await _settle()
+        await _settle(clock)
         assert (perm.starts, trans.starts, temp.starts) == (2, 1, 1)
         trans_crash = Child("x", log)
         assert trans_crash.starts == 0
@@ -146,8 +150,7 @@ async def test_intensity_exceeded_escalates_and_stops_children_in_reverse() -> N
             await tg.start(sup.run)
             for _ in range(3):
                 b.crash()
-                await _settle()
-                clock.advance(1.0)
+                await clock.advance_when_blocked(1.0)
     (exc,) = info.value.exceptions  # the supervisor raises the escalation itself, unwrapped
     assert isinstance(exc, SupervisorEscalation)
     assert exc.child == "b" and "b crashed" in str(exc)
@@ -167,8 +170,7 @@ async def test_restarts_outside_the_window_do_not_count() -> None:
         await tg.start(sup.run)
         for _ in range(4):
             a.crash()
-            await _settle()
-            clock.advance(6.0)  # each crash falls outside the previous one's window
+            await clock.advance_when_blocked(6.0)  # each crash falls outside the last window
         assert a.starts == 5
         assert sup.statistics()["restarts_in_window"] == 0
         sup.request_stop()

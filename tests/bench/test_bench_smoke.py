@@ -34,14 +34,28 @@ SHEPHERD = {
     "shepherd-pickup": {
         f"pickup_{k}_{p}" for k in ("inproc", "xproc") for p in ("p50", "p99", "max")
     },
+    # the producer in another process, beside the backlog drain of the same run
+    "shepherd-xproc": {
+        "drain_backlog.normal",
+        "enqueue_xproc_alone.normal",
+        "e2e_xproc_single.normal",
+        "e2e_xproc_single.normal.vs_producer",
+    },
     "shepherd-recovery": {
         "recovery_to_open",
         "recovery_to_first_dispatch",
         "recovery_dispatcher_seconds",
     },
+    # n is the number of rows to prune
+    "shepherd-prune": {
+        f"commit_{p}.{phase}"
+        for p in ("p50", "p99", "max")
+        for phase in ("idle", "prune", "unbatched")
+    }
+    | {"prune_rows_per_s", "prune_unbatched_rows_per_s", "prune_seconds"},
 }
 SIZELESS = {("floor", "python_idle_rss")} | {
-    (s, m) for s in ("shepherd-pickup", "shepherd-recovery") for m in SHEPHERD[s]
+    (s, m) for s in ("shepherd-pickup", "shepherd-recovery", "shepherd-prune") for m in SHEPHERD[s]
 }
 
 
@@ -95,3 +109,5 @@ def test_quick_run_reports_every_scenario(tmp_path: Path) -> None:
             assert r["ratio"] is not None and r["ratio"] > 0, key
     assert all(r["ratio_to"] for s, r in got.items() if s[0] in ("huey", "shepherd-enqueue"))
     assert all(r["ratio_to"] for s, r in got.items() if s[0] == "shepherd-e2e")
+    xproc = got[("shepherd-xproc", "e2e_xproc_single.normal")]
+    assert xproc["ratio_to"] == "shepherd-xproc:drain_backlog.normal"

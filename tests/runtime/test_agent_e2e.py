@@ -133,7 +133,7 @@ async def test_error_replies_retry_with_a_soft_failed_announce(
         d = await rt.dispatch(dispatch_id)
         assert (d.status, d.attempt, d.outcome) == ("queued", 1, "error")
         assert d.not_before == clock.wall() + 30.0
-        clock.advance(30.0)
+        await clock.advance_when_blocked(30.0)
         d = await rt.wait(dispatch_id, timeout=10)
         assert (d.status, d.outcome, d.attempt) == ("done", "ok", 2)
         assert len(sink.got) == 1  # announce: the ok run is not announced
@@ -148,7 +148,7 @@ async def test_a_hanging_response_ends_in_an_idle_timeout(db_path: str, gw: Stan
         await eventually(
             lambda: [r for r in gw.requests if r.path == CHAT], what="the turn to reach the gateway"
         )
-        clock.advance(5.0)
+        await clock.advance_when_blocked(5.0)
         d = await rt.wait(dispatch_id, timeout=10)
         assert (d.status, d.outcome, d.dead_reason) == ("dead", "timeout", "attempts")
         [run] = await rt.runs(dispatch_id=dispatch_id)
@@ -184,7 +184,7 @@ async def test_gateway_down_defers_without_spending_an_attempt(db_path: str, gw:
         [run] = await rt.runs(dispatch_id=dispatch_id)
         assert (run.status, run.reason) == ("error", "deferred")
         gw.set_mode(down=False)
-        clock.advance(60.0)
+        await clock.advance_when_blocked(60.0)
         d = await rt.wait(dispatch_id, timeout=10)
         assert (d.status, d.outcome, d.attempt) == ("done", "ok", 1)
         assert sink.got == []  # a deferral is not a failure to announce
@@ -217,9 +217,9 @@ async def test_webhook_delivery_fails_twice_then_succeeds(db_path: str, gw: Stan
             await eventually(check, what=f"{n} delivery attempts, {status}")
 
         await attempts(1, "pending")
-        clock.advance(5.0)
+        await clock.advance_when_blocked(5.0)
         await attempts(2, "pending")
-        clock.advance(10.0)
+        await clock.advance_when_blocked(10.0)
         await attempts(3, "sent")
         [delivery] = await rt.deliveries(status="sent")
         assert (delivery.body, delivery.sink, delivery.run_id) == (

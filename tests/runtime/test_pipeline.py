@@ -103,11 +103,11 @@ async def test_crash_is_retried_with_backoff_then_dead_lettered(
         await eventually(lambda: _attempt_is(rt, dispatch_id, 1, "queued"), what="attempt 1")
         d = await state()
         assert d.not_before == pytest.approx(t0 + 10, abs=1e-3)  # base
-        clock.advance(10)
+        await clock.advance_when_blocked(10)
         await eventually(lambda: _attempt_is(rt, dispatch_id, 2, "queued"), what="attempt 2")
         d = await state()
         assert d.not_before == pytest.approx(t0 + 10 + 20, abs=1e-3)  # base * factor
-        clock.advance(20)
+        await clock.advance_when_blocked(20)
         final = await rt.wait(dispatch_id, timeout=10)
         assert (final.status, final.dead_reason, final.attempt) == ("dead", "attempts", 3)
         runs = await rt.runs(dispatch_id=dispatch_id)
@@ -146,7 +146,7 @@ async def test_retry_after_and_discard(db_path: str, clock: FakeClock) -> None:
         )
         await eventually(lambda: _attempt_is(rt, a, 1, "queued"))
         assert (await rt.dispatch(a)).not_before == pytest.approx(t0 + 7, abs=1e-3)
-        clock.advance(7)
+        await clock.advance_when_blocked(7)
         final_a = await rt.wait(a, timeout=10)
         assert final_a.status == "done" and final_a.result == "second time lucky"
 
@@ -158,10 +158,9 @@ async def test_python_run_past_its_timeout_ends_timeout(db_path: str, clock: Fak
         )
         dispatch_id = await rt.enqueue("forever")
         await eventually(lambda: _attempt_is(rt, dispatch_id, 1, "running"))
-        clock.advance(4.9)
-        await anyio.wait_all_tasks_blocked()
+        await clock.advance_when_blocked(4.9)
         assert (await rt.dispatch(dispatch_id)).status == "running"
-        clock.advance(0.2)
+        await clock.advance_when_blocked(0.2)
         final = await rt.wait(dispatch_id, timeout=10)
         assert final.status == "dead"
         (run,) = await rt.runs(dispatch_id=dispatch_id)
@@ -283,7 +282,7 @@ async def test_expired_dispatch_is_dead_lettered_without_running(
         first = await rt.enqueue("gate", {"n": 1})
         await eventually(lambda: gate.started == [1])
         late = await rt.enqueue("gate", {"n": 2}, expires_in=5)
-        clock.advance(6)
+        await clock.advance_when_blocked(6)
         gate.release.set()
         await rt.wait(first, timeout=10)
         final = await rt.wait(late, timeout=10)

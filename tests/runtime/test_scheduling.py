@@ -99,19 +99,16 @@ def job(name: str, target: str = "noop", **kw: Any) -> JobSpec:
 
 
 async def scheduler_idle(rt: Runtime, clock: FakeClock) -> None:
-    """Wait until the scheduler waits for a time after now with nothing left to do."""
-    now = clock.wall()
-
-    def done() -> bool:
-        s = rt.statistics()["scheduler"]
-        due = s["next_due"] is not None and s["next_due"] <= now
-        return bool(s["idle"]) and not due
-
-    await eventually(done, what="the scheduler to catch up")
+    """Wait until every task is blocked and no store work runs; the scheduler then waits
+    for a time after now with nothing left to do."""
+    await clock.wait_idle()
+    s = rt.statistics()["scheduler"]
+    due = s["next_due"] is not None and s["next_due"] <= clock.wall()
+    assert s["idle"] and not due, s
 
 
 async def step_to(rt: Runtime, clock: FakeClock, wall: float) -> None:
-    clock.set_wall(wall)
+    await clock.set_wall_when_blocked(wall)
     await scheduler_idle(rt, clock)
 
 
@@ -470,7 +467,10 @@ async def _disabled(rt: Runtime, name: str) -> bool:
 
 async def test_at_job_in_the_past_and_relative_at(session: Any, clock: FakeClock) -> None:
     async with session() as rt:
-        await rt.add_job(job("late", at="2024-06-10T11:00:00Z"))  # due: runs once, now
+        with pytest.raises(ConfigError) as info:  # more than the 60 s grace ago: refused
+            await rt.add_job(job("stale", at="2024-06-10T11:00:00Z"))
+        assert info.value.field == "at" and "past" in str(info.value)
+        await rt.add_job(job("late", at="2024-06-10T11:59:40Z"))  # 50 s ago: runs once, now
         await count(rt, "late", 1, status="done")
         row = await rt.add_job(job("soon", at="in 10m"))
         assert row.next_run_at == T0 + 600 and row.spec.at == "2024-06-10T12:10:30+00:00"
@@ -553,7 +553,7 @@ async def test_update_enable_disable_and_run_now(
         assert (await rt.get_job("j")).next_run_at is None  # the schedule did not move
         await step_to(rt, clock, ts("2024-06-10T12:05:00Z"))
         assert await schedule_dispatches(rt, "j") == []  # disabled: no slot
-        clock.set_wall(ts("2024-06-10T12:07:00Z"))
+        await clock.set_wall_when_blocked(ts("2024-06-10T12:07:00Z"))
         row = await rt.enable("j")  # recomputed from now, the 12:05 slot is not owed
         assert row.next_run_at == ts("2024-06-10T12:10:00Z")
         await step_to(rt, clock, ts("2024-06-10T12:10:00Z"))

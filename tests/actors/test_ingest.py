@@ -1,0 +1,58 @@
+"""The ingest actor: wake-up datagrams become Pokes, merged, and one catch-up Poke
+right after the socket is bound."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from actors.ingest import CATCH_UP, Ingest, merge_wakes, send_wake
+from actors.mailbox import Mailbox
+from actors.messages import DispatcherMsg, Poke, SchedulerMsg
+
+pytestmark = pytest.mark.anyio
+
+
+def test_merge_wakes_is_the_union_of_flags() -> None:
+    assert merge_wakes([b"d"]) == "d"
+    assert merge_wakes([b"d", b"d", b"j", b"d", b"jc"]) == "cdj"
+    assert merge_wakes([b"d", b"-"]) == "-d"
+
+
+async def _next_poke(mb: Mailbox[DispatcherMsg] | Mailbox[SchedulerMsg]) -> Poke:
+    with anyio.fail_after(5):
+        msg = await mb.receive()
+    assert isinstance(msg, Poke), msg
+    return msg
+
+
+async def test_one_catch_up_poke_after_the_bind_then_waiting_datagrams_merge(
+    db_path: str,
+) -> None:
+    dispatcher: Mailbox[DispatcherMsg] = Mailbox("dispatcher", 1000)
+    scheduler: Mailbox[SchedulerMsg] = Mailbox("scheduler", 1000)
+    ingest = Ingest(db_path, dispatcher.address(), scheduler.address())
+    async with anyio.create_task_group() as tg:
+        await tg.start(ingest.run)
+        # what was committed before the bind had nobody to wake: read everything once
+        assert (await _next_poke(dispatcher)).what == CATCH_UP
+        assert "j" in (await _next_poke(scheduler)).what
+
+        # wake-ups already waiting when the actor next runs: one Poke, all the flags
+        # (8: Linux queues only net.unix.max_dgram_qlen datagrams, 10 by default)
+        for i in range(8):
+            assert send_wake(db_path, "j" if i == 3 else "d")
+        assert (await _next_poke(dispatcher)).what == "dj"
+        assert (await _next_poke(scheduler)).what == "dj"
+        await anyio.wait_all_tasks_blocked()
+        assert dispatcher.depth == 0 and scheduler.depth == 0
+        assert ingest.statistics()["wakes"] == 8
+        assert ingest.statistics()["pokes"] == 2
+
+        # jobs unchanged: the scheduler is left alone
+        assert send_wake(db_path, "c") and send_wake(db_path, "d")
+        assert (await _next_poke(dispatcher)).what == "cd"
+        await anyio.wait_all_tasks_blocked()
+        assert scheduler.depth == 0
+        tg.cancel_scope.cancel()
+    assert not send_wake(db_path), "the socket is removed when the actor stops"

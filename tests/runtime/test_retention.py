@@ -1,0 +1,101 @@
+"""Retention end to end: a runtime with a small ``[retention]`` prunes its own history.
+
+The pruner is a child of the runtime's tree; with a fake clock its first pass comes a
+minute after start. Old runs go, the newest N of every job stay, ended dispatches past
+their age go, queued ones stay, and the runtime's statistics and ``shepherd status``
+say what was pruned.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import pytest
+
+from actors.clock import FakeClock
+from actors.retention import RetentionConfig
+from runtime import Config, JobSpec, Runtime
+from runtime._cli_status import _health_lines
+from store import queries
+from store.models import EnqueueRequest, Seconds
+from store.sqlite import SqliteStore
+from tests.helpers import eventually
+
+pytestmark = pytest.mark.anyio
+
+
+async def noop(_ctx: Any) -> None:
+    return None
+
+
+def runs_by_job(db_path: str) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    with sqlite3.connect(db_path) as conn:
+        for job, run_id in conn.execute("SELECT job_name, id FROM runs ORDER BY id"):
+            out.setdefault(job, []).append(run_id)
+    return out
+
+
+def dispatch_states(db_path: str) -> list[str]:
+    with sqlite3.connect(db_path) as conn:
+        return [r[0] for r in conn.execute("SELECT status FROM dispatches ORDER BY id")]
+
+
+async def test_a_runtime_keeps_the_newest_runs_per_job_and_prunes_the_rest(
+    db_path: str,
+) -> None:
+    clock = FakeClock()
+    retention = RetentionConfig(runs_per_job=3, dispatches_max_age=Seconds(30))
+    cfg = Config(database=db_path, shutdown_grace=0, retention=retention)
+    async with Runtime.open(cfg, clock=clock, targets={"noop": noop}) as rt:
+        for name in ("a", "b", "c"):
+            await rt.add_job(JobSpec(name=name, target="noop"))
+        for job, n in (("a", 6), ("b", 5), ("c", 2)):
+            for _ in range(n):
+                await rt.wait(await rt.enqueue(job), timeout=10)
+        later = await rt.enqueue("a", delay=3600)  # queued: never pruned
+        before = runs_by_job(db_path)
+        assert {job: len(ids) for job, ids in before.items()} == {"a": 6, "b": 5, "c": 2}
+
+        await clock.advance_when_blocked(60)  # the first pass: a minute after start
+        await eventually(lambda: rt.statistics()["pruner"]["passes"] == 1, what="a pass")
+
+        after = runs_by_job(db_path)
+        assert after == {"a": before["a"][-3:], "b": before["b"][-3:], "c": before["c"]}
+        # every done dispatch ended more than 30 s ago; the newest row always stays
+        assert dispatch_states(db_path) == ["queued"]
+        assert (await rt.dispatch(later)).status == "queued"
+        stats = rt.statistics()["pruner"]
+        assert stats["pruned"]["runs"] == 5 and stats["pruned"]["dispatches"] == 13
+        assert stats["checkpoints"] >= 1  # the WAL checkpoint is the pruner's now
+    # the last snapshot (written on the way out) carries the pass for `shepherd status`
+    instance = await read_instance(db_path)
+    assert instance is not None
+    line = _health_lines(instance)["retention"]
+    assert line.endswith("): 5 runs, 13 dispatches"), line
+
+
+async def read_instance(db_path: str) -> dict[str, Any] | None:
+    store = await SqliteStore.open(db_path, create=False)
+    try:
+        return await store.read(queries.latest_instance)
+    finally:
+        await store.close(checkpoint=False)
+
+
+async def test_by_default_the_newest_100_runs_of_a_job_are_kept(db_path: str) -> None:
+    clock = FakeClock()
+    cfg = Config(database=db_path, shutdown_grace=0)
+    async with Runtime.open(cfg, clock=clock, targets={"noop": noop}) as rt:
+        await rt.add_job(JobSpec(name="a", target="noop"))
+        ids = await rt.enqueue_many([EnqueueRequest(job="a") for _ in range(103)])
+        for dispatch_id in ids:
+            await rt.wait(dispatch_id, timeout=10)
+        await clock.advance_when_blocked(61)
+
+        def pruned() -> bool:
+            return len(runs_by_job(db_path)["a"]) == 100
+
+        await eventually(pruned, what="the oldest 3 runs to go")
+        assert len(dispatch_states(db_path)) == 103  # done for less than 7 days: kept

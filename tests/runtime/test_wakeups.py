@@ -1,0 +1,114 @@
+"""Wake-ups from other processes, through the embedded runtime.
+
+A runtime that is starting picks up what other processes commit before its wake
+socket is bound: the dispatcher and the scheduler load the store before the ingest actor binds the
+socket; a CLI command that commits in that window finds nobody to wake. The tests put
+a commit exactly there (a wrapper around ``Ingest.run`` commits through the CLI's own
+path, then binds), so the outcome does not depend on timing.
+
+Many wake-ups waiting at once cost the dispatcher one reload, not one each.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import pytest
+from anyio.abc import TaskStatus
+
+from actors.ingest import Ingest, send_wake
+from actors.messages import Poke
+from runtime import Config, JobSpec, RunContext, Runtime
+from runtime._cli_jobs import save_jobs
+from runtime._cli_ops import enqueue_one
+from store.models import EnqueueRequest
+from tests.helpers import eventually
+
+pytestmark = pytest.mark.anyio
+
+
+async def noop(ctx: RunContext) -> None:
+    return None
+
+
+def commit_before_bind(
+    monkeypatch: pytest.MonkeyPatch, db_path: str, commit: Callable[[], Awaitable[Any]]
+) -> list[Any]:
+    """Make the ingest actor run ``commit`` (another store connection, as the CLI opens
+    one) just before it binds its socket; what ``commit`` returned is appended."""
+    original = Ingest.run
+    got: list[Any] = []
+
+    async def late_bind(
+        self: Ingest, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        got.append(await commit())
+        assert not send_wake(db_path), "the wake socket must not be bound yet"
+        await original(self, task_status=task_status)
+
+    monkeypatch.setattr(Ingest, "run", late_bind)
+    return got
+
+
+async def test_dispatch_committed_before_the_socket_is_bound_runs(
+    db_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = Config(database=db_path)
+    async with Runtime.open(cfg, targets={"noop": noop}) as rt:
+        await rt.add_job(JobSpec(name="noop", target="noop"))
+
+    req = EnqueueRequest(job="noop")
+    got = commit_before_bind(monkeypatch, db_path, lambda: enqueue_one(cfg, req, time.time()))
+    async with Runtime.open(cfg, targets={"noop": noop}) as rt:
+        [(dispatch_id, duplicate)] = got
+        assert not duplicate
+        final = await rt.wait(dispatch_id, timeout=5)
+        assert final.status == "done"
+
+
+async def test_job_saved_before_the_socket_is_bound_is_scheduled(
+    db_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = Config(database=db_path)
+    async with Runtime.open(cfg, targets={"noop": noop}) as rt:
+        await rt.add_job(JobSpec(name="noop", target="noop"))
+
+    hourly = JobSpec(name="hourly", target="noop", every=3600.0)
+    got = commit_before_bind(monkeypatch, db_path, lambda: save_jobs(cfg, [hourly], time.time()))
+    async with Runtime.open(cfg, targets={"noop": noop}) as rt:
+        [[row]] = got
+        assert row.next_run_at is not None
+
+        def scheduler_knows() -> bool:
+            s = rt.statistics()["scheduler"]  # "jobs": those with a schedule
+            return bool(s["jobs"] == 1 and s["next_due"] == row.next_run_at)
+
+        await eventually(scheduler_knows, timeout=5, what="the scheduler to load 'hourly'")
+
+
+async def test_pokes_waiting_together_cost_one_reload(db_path: str) -> None:
+    cfg = Config(database=db_path)
+    async with Runtime.open(cfg, targets={"noop": noop}) as rt:
+        await rt.add_job(JobSpec(name="noop", target="noop"))
+        now = time.time()
+        # committed by another process whose wake-ups have not been read yet
+        ids = [(await enqueue_one(cfg, EnqueueRequest(job="noop"), now))[0] for _ in range(20)]
+        reloads: list[str] = []
+
+        def seen(sql: str) -> None:
+            if "status = 'queued' AND seq >" in sql:
+                reloads.append(sql)
+
+        await rt.store._reader.set_trace_callback(seen)  # the dispatcher's reads
+        for _ in range(50):  # all waiting in the mailbox before the dispatcher runs
+            rt._dispatcher.tell(Poke("d"))
+        for dispatch_id in ids:
+            assert (await rt.wait(dispatch_id, timeout=5)).status == "done"
+        # two round trips through the dispatcher: the pokes' batch is over
+        await rt.cancel(10**9)
+        await rt.cancel(10**9)
+        await rt.store._reader.set_trace_callback(None)
+        assert len(reloads) == 1, reloads

@@ -1,0 +1,148 @@
+"""The integrity checks run before anything writes (``store.integrity``), and OSErrors
+on the files kept beside the database mapped onto the store's errors."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from actors.ingest import Ingest
+from actors.mailbox import Mailbox
+from actors.messages import DispatcherMsg
+from runtime import Config, EnqueueRequest, JobSpec, Runtime
+from store import integrity
+from store.errors import DatabaseCorrupt, DiskFull, ReadOnly, StoreError
+from store.opening import os_error
+from store.sqlite import SqliteStore
+
+pytestmark = pytest.mark.anyio
+
+
+async def _database(path: str) -> None:
+    async with Runtime.open(Config(database=path)) as rt:
+        for i in range(40):
+            await rt.add_job(JobSpec(name=f"job{i}", target="x", payload={"pad": "y" * 300}))
+        await rt.enqueue_many(
+            [EnqueueRequest(job="job0", payload={"n": i}, not_before=4e9) for i in range(3000)]
+        )
+
+
+def _pages(path: str, name: str, kind: str) -> list[int]:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        try:
+            rows = conn.execute(
+                "SELECT pageno FROM dbstat WHERE name = ? AND pagetype = ? ORDER BY pageno",
+                (name, kind),
+            ).fetchall()
+        except sqlite3.OperationalError:
+            pytest.skip("this SQLite has no dbstat virtual table")
+    return [r[0] for r in rows]
+
+
+def _scribble(path: str, page: int) -> None:
+    with open(path, "r+b") as f:
+        f.seek((page - 1) * 4096 + 8)
+        f.write(b"\xa5" * 3000)
+
+
+def _check(path: str, mode: integrity.Check) -> None:
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        integrity.verify(conn, mode, path)
+
+
+@pytest.fixture
+async def db(db_path: str) -> str:
+    await _database(db_path)
+    return db_path
+
+
+async def test_bounded_check_of_a_large_file_reads_the_small_tables_whole(
+    db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(integrity, "FULL_UP_TO", 0)  # as if the file were large
+    _check(db, "bounded")  # healthy
+    leaves = _pages(db, "jobs", "leaf")
+    assert len(leaves) > 2
+    _scribble(db, leaves[len(leaves) // 2])
+    with pytest.raises(DatabaseCorrupt, match="in table jobs"):
+        _check(db, "bounded")
+
+
+async def test_bounded_check_probes_the_btrees_of_the_large_tables(
+    db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(integrity, "FULL_UP_TO", 0)
+    [root] = _pages(db, "dispatches", "internal")[:1]  # the btree's top: every probe reads it
+    _scribble(db, root)
+    with pytest.raises(DatabaseCorrupt, match="in table dispatches"):
+        _check(db, "bounded")
+
+
+async def test_a_full_check_finds_one_damaged_leaf_anywhere(db: str) -> None:
+    leaves = _pages(db, "dispatches", "leaf")
+    _scribble(db, leaves[len(leaves) // 2])
+    with pytest.raises(DatabaseCorrupt, match="in table dispatches") as info:
+        _check(db, "full")
+    assert "table jobs" not in str(info.value)
+    with pytest.raises(DatabaseCorrupt, match="in table dispatches"):
+        await SqliteStore.open(db)  # the runtime's default: full
+
+
+def _bytes(path: str) -> bytes:
+    return Path(path).read_bytes() if Path(path).exists() else b""
+
+
+async def test_opening_a_store_at_its_schema_version_writes_nothing(db: str) -> None:
+    before = _bytes(db)
+    store = await SqliteStore.open(db, check="bounded")
+    assert _bytes(f"{db}-wal") == b""  # no WAL frame: nothing written
+    await store.close(checkpoint=False)
+    assert _bytes(db) == before
+
+
+def test_os_errors_beside_the_database_map_by_errno() -> None:
+    def err(code: int) -> OSError:
+        return OSError(code, os.strerror(code))
+
+    assert isinstance(os_error(err(errno.ENOSPC), "x.db"), DiskFull)
+    assert isinstance(os_error(err(errno.EDQUOT), "x.db"), DiskFull)
+    assert isinstance(os_error(err(errno.EROFS), "x.db"), ReadOnly)
+    assert isinstance(os_error(err(errno.EACCES), "x.db"), ReadOnly)
+    other = os_error(err(errno.EIO), "x.db")
+    assert type(other) is StoreError and str(other).startswith("x.db: ")
+
+
+@contextlib.contextmanager
+def _tmpfs(where: Path, options: str) -> Iterator[Path]:
+    where.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"mounting a tmpfs needs root: {done.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+async def test_a_wake_socket_on_a_full_file_system_is_disk_full(tmp_path: Path) -> None:
+    with _tmpfs(tmp_path / "full", "size=1m,nr_inodes=8") as disk:
+        with contextlib.suppress(OSError):  # use up every inode
+            for i in range(100):
+                (disk / f"f{i}").touch()
+        mailbox: Mailbox[DispatcherMsg] = Mailbox("dispatcher", 10)
+        ingest = Ingest(str(tmp_path / "x.db"), mailbox.address())
+        ingest._path = str(disk / "x.wake")
+        with pytest.raises(DiskFull, match="wake socket"):
+            await ingest.run()
