@@ -32,9 +32,9 @@ from typing import Literal
 
 import msgspec
 
-from actors.messages import Entry
-from store.models import JobSpec
-from store.ops import Settle
+from shepherd.actors.messages import Entry
+from shepherd.store.models import JobSpec
+from shepherd.store.ops import Settle
 
 __all__ = ["AdmissionState", "Parked", "Verdict", "check", "free_keys", "ready_key", "settle"]
 

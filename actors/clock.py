@@ -22,7 +22,7 @@ from typing import Protocol
 
 import anyio
 
-from store.activity import THREAD_WORK
+from shepherd.store.activity import THREAD_WORK
 
 __all__ = ["Clock", "FakeClock", "RealClock"]
 

@@ -27,7 +27,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from actors.executors.output import (
+from shepherd.actors.executors.output import (
     DELIVERY_MODES,
     OutputLimits,
     delivery_decision,
@@ -35,9 +35,9 @@ from actors.executors.output import (
     soft_failed_text,
     validate_limits,
 )
-from store.bounds import DAY, HOUR, Range, check_bounds
-from store.errors import ConfigError
-from store.models import JobSpec, Run, Seconds
+from shepherd.store.bounds import DAY, HOUR, Range, check_bounds
+from shepherd.store.errors import ConfigError
+from shepherd.store.models import JobSpec, Run, Seconds
 
 __all__ = [
     "DELIVERY_OPTIONS",

@@ -26,13 +26,13 @@ import anyio
 import msgspec
 from anyio.abc import TaskGroup, TaskStatus
 
-from actors import admission, breaker
-from actors.clock import Clock
-from actors.dispatcher_commit import CommitMixin, _outcome, _Running
-from actors.dispatcher_health import HealthMixin
-from actors.executors.base import Executor
-from actors.mailbox import Address, Mailbox, receive_by
-from actors.messages import (
+from shepherd.actors import admission, breaker
+from shepherd.actors.clock import Clock
+from shepherd.actors.dispatcher_commit import CommitMixin, _outcome, _Running
+from shepherd.actors.dispatcher_health import HealthMixin
+from shepherd.actors.executors.base import Executor
+from shepherd.actors.mailbox import Address, Mailbox, receive_by
+from shepherd.actors.messages import (
     Cancel,
     DispatcherMsg,
     Drain,
@@ -47,18 +47,18 @@ from actors.messages import (
     Tick,
     entry_from_dispatch,
 )
-from actors.recovery import PROCESSES, StoreProcesses, recover_orphans
-from actors.runsup import RunSupervisor
-from actors.writer import StoreMsg, write
-from store import queries
-from store.errors import StoreError
-from store.models import JobSpec
-from store.ops import (
+from shepherd.actors.recovery import PROCESSES, StoreProcesses, recover_orphans
+from shepherd.actors.runsup import RunSupervisor
+from shepherd.actors.writer import StoreMsg, write
+from shepherd.store import queries
+from shepherd.store.errors import StoreError
+from shepherd.store.models import JobSpec
+from shepherd.store.ops import (
     CancelDispatch,
     Heartbeats,
     Settle,
 )
-from store.sqlite import SqliteStore
+from shepherd.store.sqlite import SqliteStore
 
 __all__ = ["Dispatcher", "DispatcherConfig"]
 

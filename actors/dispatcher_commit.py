@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from actors import admission, breaker
-from actors.clock import Clock
-from actors.finalize import decide
-from actors.mailbox import Address
-from actors.messages import (
+from shepherd.actors import admission, breaker
+from shepherd.actors.clock import Clock
+from shepherd.actors.finalize import decide
+from shepherd.actors.mailbox import Address
+from shepherd.actors.messages import (
     DispatcherMsg,
     Entry,
     Event,
@@ -32,14 +32,14 @@ from actors.messages import (
     RunStarted,
     SlotRecord,
 )
-from actors.run import RunOrder, run_actor
-from actors.runsup import RunSupervisor
-from actors.writer import StoreMsg, write_many
-from store import ledger
-from store.errors import StoreError
-from store.ledger import lineage_key
-from store.models import JobSpec
-from store.ops import (
+from shepherd.actors.run import RunOrder, run_actor
+from shepherd.actors.runsup import RunSupervisor
+from shepherd.actors.writer import StoreMsg, write_many
+from shepherd.store import ledger
+from shepherd.store.errors import StoreError
+from shepherd.store.ledger import lineage_key
+from shepherd.store.models import JobSpec
+from shepherd.store.ops import (
     ClaimRun,
     ClaimRuns,
     FinishRun,
@@ -50,7 +50,7 @@ from store.ops import (
 )
 
 if TYPE_CHECKING:
-    from actors.dispatcher import DispatcherConfig
+    from shepherd.actors.dispatcher import DispatcherConfig
 
 __all__ = ["CommitMixin"]
 

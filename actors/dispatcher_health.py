@@ -12,16 +12,16 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from actors import admission, breaker
-from actors.clock import Clock
-from actors.mailbox import Address, Mailbox
-from actors.messages import DispatcherMsg, Entry, RunFinished
-from actors.runsup import RunSupervisor
-from store.models import JobSpec
+from shepherd.actors import admission, breaker
+from shepherd.actors.clock import Clock
+from shepherd.actors.mailbox import Address, Mailbox
+from shepherd.actors.messages import DispatcherMsg, Entry, RunFinished
+from shepherd.actors.runsup import RunSupervisor
+from shepherd.store.models import JobSpec
 
 if TYPE_CHECKING:
-    from actors.dispatcher import DispatcherConfig
-    from actors.dispatcher_commit import _Running
+    from shepherd.actors.dispatcher import DispatcherConfig
+    from shepherd.actors.dispatcher_commit import _Running
 
 __all__ = ["HealthMixin"]
 

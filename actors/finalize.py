@@ -28,8 +28,8 @@ from typing import Literal
 
 import msgspec
 
-from actors.messages import Entry, RunFinished
-from store.models import JobSpec, RetryPolicy
+from shepherd.actors.messages import Entry, RunFinished
+from shepherd.store.models import JobSpec, RetryPolicy
 
 __all__ = ["Decision", "backoff", "decide"]
 

@@ -24,13 +24,13 @@ import anyio
 import msgspec
 from anyio.abc import TaskStatus
 
-from actors.clock import Clock
-from actors.executors.base import Executor
-from actors.mailbox import Address
-from actors.messages import DispatcherMsg, Probe, Tick
-from actors.writer import StoreMsg, write
-from store.errors import MailboxFull, StoreError
-from store.ops import SaveStatus
+from shepherd.actors.clock import Clock
+from shepherd.actors.executors.base import Executor
+from shepherd.actors.mailbox import Address
+from shepherd.actors.messages import DispatcherMsg, Probe, Tick
+from shepherd.actors.writer import StoreMsg, write
+from shepherd.store.errors import MailboxFull, StoreError
+from shepherd.store.ops import SaveStatus
 
 __all__ = ["HealthMonitor"]
 

@@ -36,10 +36,10 @@ from typing import Any
 import anyio
 from anyio.abc import SocketAttribute, TaskStatus
 
-from actors.mailbox import Address
-from actors.messages import DispatcherMsg, Poke, SchedulerMsg
-from store.errors import MailboxClosed, MailboxFull
-from store.opening import os_error
+from shepherd.actors.mailbox import Address
+from shepherd.actors.messages import DispatcherMsg, Poke, SchedulerMsg
+from shepherd.store.errors import MailboxClosed, MailboxFull
+from shepherd.store.opening import os_error
 
 __all__ = ["CATCH_UP", "MAX_DRAIN", "Ingest", "merge_wakes", "send_wake", "wake_path"]
 

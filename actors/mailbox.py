@@ -22,8 +22,8 @@ from typing import Any, Generic, TypeVar
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from actors.clock import Clock
-from store.errors import MailboxClosed, MailboxFull
+from shepherd.actors.clock import Clock
+from shepherd.store.errors import MailboxClosed, MailboxFull
 
 __all__ = ["Address", "Mailbox", "Reply", "ask", "receive_by"]
 

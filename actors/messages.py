@@ -10,9 +10,9 @@ from typing import Any, Literal
 
 import msgspec
 
-from actors.mailbox import Reply
-from store.models import Dispatch, priority_rank
-from store.ops import NewDispatch
+from shepherd.actors.mailbox import Reply
+from shepherd.store.models import Dispatch, priority_rank
+from shepherd.store.ops import NewDispatch
 
 __all__ = [
     "Cancel",

@@ -27,13 +27,21 @@ import anyio
 import msgspec
 from anyio.abc import TaskStatus
 
-from actors.clock import Clock
-from actors.mailbox import Address, Mailbox, Reply, receive_by
-from actors.retention import KINDS, RetentionConfig, first_pass_at, follow, kind_of, plan, summary
-from actors.writer import StoreMsg, write
-from store import ledger
-from store.errors import StoreError
-from store.prune import Pruned, PruneOp
+from shepherd.actors.clock import Clock
+from shepherd.actors.mailbox import Address, Mailbox, Reply, receive_by
+from shepherd.actors.retention import (
+    KINDS,
+    RetentionConfig,
+    first_pass_at,
+    follow,
+    kind_of,
+    plan,
+    summary,
+)
+from shepherd.actors.writer import StoreMsg, write
+from shepherd.store import ledger
+from shepherd.store.errors import StoreError
+from shepherd.store.prune import Pruned, PruneOp
 
 __all__ = ["Checkpointer", "PruneNow", "Pruner", "PrunerMsg", "Stop"]
 

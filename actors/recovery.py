@@ -27,13 +27,13 @@ import logging
 
 import anyio
 
-from actors.clock import Clock
-from actors.executors import procs
-from actors.mailbox import Address
-from actors.writer import StoreMsg, write
-from store.ops import RecordProcess, RecoverOrphans
-from store.ops_runs import orphaned_processes
-from store.sqlite import SqliteStore
+from shepherd.actors.clock import Clock
+from shepherd.actors.executors import procs
+from shepherd.actors.mailbox import Address
+from shepherd.actors.writer import StoreMsg, write
+from shepherd.store.ops import RecordProcess, RecoverOrphans
+from shepherd.store.ops_runs import orphaned_processes
+from shepherd.store.sqlite import SqliteStore
 
 __all__ = ["KILL_WAIT", "PROCESSES", "StoreProcesses", "end_orphaned_groups", "recover_orphans"]
 

@@ -32,10 +32,10 @@ from typing import Annotated, Literal, assert_never
 
 import msgspec
 
-from store import ledger
-from store.bounds import DAY, Range, check_bounds
-from store.models import Seconds
-from store.prune import (
+from shepherd.store import ledger
+from shepherd.store.bounds import DAY, Range, check_bounds
+from shepherd.store.models import Seconds
+from shepherd.store.prune import (
     Pruned,
     PruneDeliveries,
     PruneDispatches,

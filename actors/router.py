@@ -29,17 +29,17 @@ import httpx
 import msgspec
 from anyio.abc import TaskGroup, TaskStatus
 
-from actors.clock import Clock
-from actors.delivery import DeliveryConfig, pick_sink
-from actors.executors.gateway import GatewayConfig, HttpClient, http_error_text
-from actors.mailbox import Address, Mailbox, Reply, receive_by
-from actors.messages import OutcomeEvent
-from actors.router_commit import RouterCommitMixin
-from actors.writer import StoreMsg
-from store.errors import StoreError
-from store.messages import Attempt, Delivery, NewDelivery
-from store.models import JobSpec
-from store.sqlite import SqliteStore
+from shepherd.actors.clock import Clock
+from shepherd.actors.delivery import DeliveryConfig, pick_sink
+from shepherd.actors.executors.gateway import GatewayConfig, HttpClient, http_error_text
+from shepherd.actors.mailbox import Address, Mailbox, Reply, receive_by
+from shepherd.actors.messages import OutcomeEvent
+from shepherd.actors.router_commit import RouterCommitMixin
+from shepherd.actors.writer import StoreMsg
+from shepherd.store.errors import StoreError
+from shepherd.store.messages import Attempt, Delivery, NewDelivery
+from shepherd.store.models import JobSpec
+from shepherd.store.sqlite import SqliteStore
 
 __all__ = [
     "Announce",

@@ -16,20 +16,20 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from actors.clock import Clock
-from actors.delivery import (
+from shepherd.actors.clock import Clock
+from shepherd.actors.delivery import (
     DeliveryConfig,
     announce_text,
     resolve_target,
     retry_delay,
     should_announce,
 )
-from actors.mailbox import Address, Reply
-from actors.messages import OutcomeEvent
-from actors.writer import StoreMsg, Write
-from store import queries
-from store.errors import StoreError
-from store.messages import (
+from shepherd.actors.mailbox import Address, Reply
+from shepherd.actors.messages import OutcomeEvent
+from shepherd.actors.writer import StoreMsg, Write
+from shepherd.store import queries
+from shepherd.store.errors import StoreError
+from shepherd.store.messages import (
     Attempt,
     Delivery,
     ExpireMessages,
@@ -38,12 +38,12 @@ from store.messages import (
     RecordAttempts,
     pending_deliveries,
 )
-from store.models import JobSpec
-from store.ops import WriteOp
-from store.sqlite import SqliteStore
+from shepherd.store.models import JobSpec
+from shepherd.store.ops import WriteOp
+from shepherd.store.sqlite import SqliteStore
 
 if TYPE_CHECKING:
-    from actors.router import Announce, Attempted
+    from shepherd.actors.router import Announce, Attempted
 
 __all__ = ["RouterCommitMixin"]
 

@@ -17,13 +17,13 @@ from typing import Any
 import anyio
 import msgspec
 
-from actors.clock import Clock
-from actors.executors.base import ExecResult, Executor, RunContext
-from actors.mailbox import Address
-from actors.messages import DispatcherMsg, RunFinished
-from actors.runsup import ChildHandle
-from store.errors import Deferred, Discard, MailboxFull, RetryAfter
-from store.models import JobSpec
+from shepherd.actors.clock import Clock
+from shepherd.actors.executors.base import ExecResult, Executor, RunContext
+from shepherd.actors.mailbox import Address
+from shepherd.actors.messages import DispatcherMsg, RunFinished
+from shepherd.actors.runsup import ChildHandle
+from shepherd.store.errors import Deferred, Discard, MailboxFull, RetryAfter
+from shepherd.store.models import JobSpec
 
 __all__ = ["RunOrder", "run_actor"]
 

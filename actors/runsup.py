@@ -23,7 +23,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from actors.clock import Clock
+from shepherd.actors.clock import Clock
 
 __all__ = ["ChildHandle", "RunSupervisor"]
 

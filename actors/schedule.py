@@ -50,8 +50,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
-from store.errors import ConfigError
-from store.models import JobSpec, parse_duration
+from shepherd.store.errors import ConfigError
+from shepherd.store.models import JobSpec, parse_duration
 
 __all__ = ["next_fire", "next_fires", "resolve_at", "upcoming", "validate_schedule"]
 

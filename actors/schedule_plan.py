@@ -38,9 +38,9 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from actors.schedule import _fires, next_fire
-from store.models import JobSpec, encode_json, priority_rank
-from store.ops import NewDispatch, SkippedSlot, SlotItem
+from shepherd.actors.schedule import _fires, next_fire
+from shepherd.store.models import JobSpec, encode_json, priority_rank
+from shepherd.store.ops import NewDispatch, SkippedSlot, SlotItem
 
 __all__ = [
     "MAX_SLOTS",

@@ -35,10 +35,10 @@ import anyio
 import msgspec
 from anyio.abc import TaskStatus
 
-from actors import schedule, schedule_plan
-from actors.clock import Clock
-from actors.mailbox import Address, Mailbox, Reply
-from actors.messages import (
+from shepherd.actors import schedule, schedule_plan
+from shepherd.actors.clock import Clock
+from shepherd.actors.mailbox import Address, Mailbox, Reply
+from shepherd.actors.messages import (
     DispatcherMsg,
     Enqueued,
     Entry,
@@ -50,12 +50,12 @@ from actors.messages import (
     SlotRecord,
     entry_from_new,
 )
-from actors.writer import StoreMsg, Write
-from store import queries
-from store.errors import StoreError
-from store.models import JobRow
-from store.ops import RecordSlots, SlotItem
-from store.sqlite import SqliteStore
+from shepherd.actors.writer import StoreMsg, Write
+from shepherd.store import queries
+from shepherd.store.errors import StoreError
+from shepherd.store.models import JobRow
+from shepherd.store.ops import RecordSlots, SlotItem
+from shepherd.store.sqlite import SqliteStore
 
 __all__ = ["Outcome", "Scheduler", "SchedulerConfig", "SchedulerMsg"]
 

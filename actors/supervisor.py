@@ -32,8 +32,8 @@ import anyio
 import msgspec
 from anyio.abc import TaskGroup, TaskStatus
 
-from actors.clock import Clock, RealClock
-from store.errors import ConfigError, SupervisorEscalation
+from shepherd.actors.clock import Clock, RealClock
+from shepherd.store.errors import ConfigError, SupervisorEscalation
 
 __all__ = ["ActorEvent", "ChildSpec", "Supervisor", "add_restart"]
 

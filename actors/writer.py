@@ -17,10 +17,10 @@ import anyio
 import msgspec
 from anyio.abc import TaskStatus
 
-from actors.mailbox import Address, Mailbox, Reply
-from store.errors import StoreError
-from store.ops import WriteOp
-from store.sqlite import SqliteStore
+from shepherd.actors.mailbox import Address, Mailbox, Reply
+from shepherd.store.errors import StoreError
+from shepherd.store.ops import WriteOp
+from shepherd.store.sqlite import SqliteStore
 
 __all__ = ["StoreMsg", "StoreWriter", "Write", "write", "write_many"]
 

@@ -42,10 +42,10 @@ from typing import Any
 import anyio
 import httpx
 
-from actors.executors.gateway import GatewayConfig
 from bench.context import BenchContext
 from bench.report import Result, percentiles
-from runtime import Config, EnqueueRequest, JobSpec, RetryPolicy, Runtime
+from shepherd.actors.executors.gateway import GatewayConfig
+from shepherd.runtime import Config, EnqueueRequest, JobSpec, RetryPolicy, Runtime
 
 SCENARIO = "agent"
 CONCURRENCY = (1, 10, 100)

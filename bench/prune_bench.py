@@ -28,18 +28,18 @@ from pathlib import Path
 
 import anyio
 
-from actors.clock import RealClock
-from actors.mailbox import Address, Mailbox, Reply
-from actors.pruner import PruneNow, Pruner, PrunerMsg, Stop
-from actors.retention import RetentionConfig
-from actors.writer import StoreMsg, StoreWriter, write
 from bench.context import BenchContext
 from bench.report import Result, percentiles
 from bench.shepherd_bench import result, runtime_log
-from store.models import Seconds
-from store.ops import InsertDispatches, NewDispatch
-from store.prune import PruneDispatches, PruneRunsPerJob
-from store.sqlite import SqliteStore
+from shepherd.actors.clock import RealClock
+from shepherd.actors.mailbox import Address, Mailbox, Reply
+from shepherd.actors.pruner import PruneNow, Pruner, PrunerMsg, Stop
+from shepherd.actors.retention import RetentionConfig
+from shepherd.actors.writer import StoreMsg, StoreWriter, write
+from shepherd.store.models import Seconds
+from shepherd.store.ops import InsertDispatches, NewDispatch
+from shepherd.store.prune import PruneDispatches, PruneRunsPerJob
+from shepherd.store.sqlite import SqliteStore
 
 SCENARIO = "shepherd-prune"
 ROWS = 1_000_000

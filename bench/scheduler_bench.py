@@ -42,11 +42,11 @@ import anyio
 from bench.context import BenchContext
 from bench.report import Result, percentiles, rss_mib
 from bench.shepherd_bench import NOOP, noop, result, runtime_log
-from runtime.app import Runtime
-from runtime.config import Config
-from runtime.jobs import save_op
-from store.models import JobSpec
-from store.sqlite import SqliteStore
+from shepherd.runtime.app import Runtime
+from shepherd.runtime.config import Config
+from shepherd.runtime.jobs import save_op
+from shepherd.store.models import JobSpec
+from shepherd.store.sqlite import SqliteStore
 
 SCENARIO = "shepherd-scheduler"
 SIZES: dict[int, int] = {100: 2, 1_000: 2, 10_000: 3}  # N → minute boundaries measured

@@ -25,11 +25,11 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
-from actors.executors.python import PythonTarget
 from bench.report import Result
-from runtime.app import Runtime
-from runtime.config import Config
-from store.models import JobSpec
+from shepherd.actors.executors.python import PythonTarget
+from shepherd.runtime.app import Runtime
+from shepherd.runtime.config import Config
+from shepherd.store.models import JobSpec
 
 __all__ = ["NOOP", "noop", "open_runtime", "result", "runtime_log"]
 

@@ -31,10 +31,10 @@ from typing import Any
 
 import psutil
 
-import store
 from bench.context import BenchContext
 from bench.report import Result, rss_mib
 from bench.shepherd_bench import result
+from shepherd import store
 
 SCENARIO = "shepherd-e2e"
 _RSS_EVERY = 0.1

@@ -25,8 +25,8 @@ import anyio
 from bench.context import BenchContext
 from bench.report import Result
 from bench.shepherd_bench import NOOP, open_runtime, result, runtime_log
-from runtime.app import Runtime
-from store.models import EnqueueRequest
+from shepherd.runtime.app import Runtime
+from shepherd.store.models import EnqueueRequest
 
 SCENARIO = "shepherd-enqueue"
 PRODUCERS = 16

@@ -26,14 +26,14 @@ from collections.abc import Callable
 
 import anyio
 
-from actors.executors.base import RunContext
-from actors.executors.python import PythonTarget
 from bench.context import BenchContext
 from bench.report import Result, percentiles
 from bench.shepherd_bench import open_runtime, result, runtime_log
 from bench.shepherd_e2e import _CODE_ROOT, child_env
-from runtime.app import Runtime
-from store.models import JobSpec
+from shepherd.actors.executors.base import RunContext
+from shepherd.actors.executors.python import PythonTarget
+from shepherd.runtime.app import Runtime
+from shepherd.store.models import JobSpec
 
 SCENARIO = "shepherd-pickup"
 RATE = 500.0

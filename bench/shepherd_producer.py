@@ -23,13 +23,13 @@ import time
 
 import anyio
 
-from actors.ingest import send_wake
 from bench.report import percentiles
-from runtime.jobs import new_dispatch  # what the CLI uses to turn a request into a row
-from store import queries
-from store.models import EnqueueRequest
-from store.ops import InsertDispatches
-from store.sqlite import SqliteStore
+from shepherd.actors.ingest import send_wake
+from shepherd.runtime.jobs import new_dispatch  # what the CLI uses to turn a request into a row
+from shepherd.store import queries
+from shepherd.store.models import EnqueueRequest
+from shepherd.store.ops import InsertDispatches
+from shepherd.store.sqlite import SqliteStore
 
 ORIGIN = "bench-producer"
 

@@ -29,14 +29,14 @@ import anyio
 from bench.context import BenchContext
 from bench.report import Result
 from bench.shepherd_bench import NOOP, open_runtime, result, runtime_log
-from runtime.app import Runtime
-from runtime.config import Config
-from runtime.jobs import new_dispatch
-from store import queries
-from store.ledger import lineage_key
-from store.models import EnqueueRequest, JobRow, JobSpec
-from store.ops import ClaimRun, ClaimRuns, InsertDispatches
-from store.sqlite import SqliteStore
+from shepherd.runtime.app import Runtime
+from shepherd.runtime.config import Config
+from shepherd.runtime.jobs import new_dispatch
+from shepherd.store import queries
+from shepherd.store.ledger import lineage_key
+from shepherd.store.models import EnqueueRequest, JobRow, JobSpec
+from shepherd.store.ops import ClaimRun, ClaimRuns, InsertDispatches
+from shepherd.store.sqlite import SqliteStore
 
 SCENARIO = "shepherd-recovery"
 QUEUED = 100_000

@@ -19,11 +19,11 @@ from typing import Any
 
 import anyio
 
-from actors.messages import OutcomeEvent
 from bench.report import rss_mib
 from bench.shepherd_bench import NOOP, open_runtime
-from runtime.app import Runtime
-from store.models import EnqueueRequest
+from shepherd.actors.messages import OutcomeEvent
+from shepherd.runtime.app import Runtime
+from shepherd.store.models import EnqueueRequest
 
 BATCH = 1_000
 

@@ -32,17 +32,17 @@ from typing import Any
 
 import anyio
 
-from actors.executors.base import RunContext
 from bench.context import BenchContext
 from bench.report import Result
 from bench.shepherd_bench import NOOP, noop, open_runtime, result, runtime_log
 from bench.shepherd_e2e import _BENCH_ROOT, child_env
-from runtime.app import Runtime
-from runtime.jobs import new_dispatch
-from store import queries
-from store.models import EnqueueRequest
-from store.ops import InsertDispatches
-from store.sqlite import SqliteStore
+from shepherd.actors.executors.base import RunContext
+from shepherd.runtime.app import Runtime
+from shepherd.runtime.jobs import new_dispatch
+from shepherd.store import queries
+from shepherd.store.models import EnqueueRequest
+from shepherd.store.ops import InsertDispatches
+from shepherd.store.sqlite import SqliteStore
 
 SCENARIO = "shepherd-xproc"
 CONCURRENCY = 64

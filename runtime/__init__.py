@@ -1,12 +1,12 @@
 """shepherd's public API: the embeddable ``Runtime``, job specs, config and errors."""
 
-from actors.delivery import DeliveryConfig, DeliveryTarget
-from actors.executors.base import ExecResult, Executor, RunContext
-from actors.executors.gateway import GatewayConfig
-from actors.messages import OutcomeEvent, RunStarted, SlotRecord
-from runtime.app import Runtime
-from runtime.config import Config, load_config
-from store.errors import (
+from shepherd.actors.delivery import DeliveryConfig, DeliveryTarget
+from shepherd.actors.executors.base import ExecResult, Executor, RunContext
+from shepherd.actors.executors.gateway import GatewayConfig
+from shepherd.actors.messages import OutcomeEvent, RunStarted, SlotRecord
+from shepherd.runtime.app import Runtime
+from shepherd.runtime.config import Config, load_config
+from shepherd.store.errors import (
     ConfigError,
     DatabaseCorrupt,
     DatabaseLocked,
@@ -20,8 +20,8 @@ from store.errors import (
     StoreError,
     SupervisorEscalation,
 )
-from store.messages import Delivery, Message
-from store.models import Dispatch, EnqueueRequest, JobSpec, RetryPolicy, Run
+from shepherd.store.messages import Delivery, Message
+from shepherd.store.models import Dispatch, EnqueueRequest, JobSpec, RetryPolicy, Run
 
 __all__ = [
     "Config",

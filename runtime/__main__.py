@@ -1,5 +1,5 @@
-"""``python -m runtime …`` is the ``shepherd`` command line (see ``runtime.cli``)."""
+"""``python -m shepherd.runtime …``: the ``shepherd`` command line, as ``python -m shepherd``."""
 
-from runtime.cli import main
+from shepherd.runtime.cli import main
 
 raise SystemExit(main())

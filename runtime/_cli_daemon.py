@@ -26,10 +26,10 @@ from typing import Any, Literal
 
 import anyio
 
-from actors.messages import OutcomeEvent, RunStarted, SlotRecord
-from runtime._cli_fmt import iso
-from runtime.app import Runtime
-from runtime.config import Config
+from shepherd.actors.messages import OutcomeEvent, RunStarted, SlotRecord
+from shepherd.runtime._cli_fmt import iso
+from shepherd.runtime.app import Runtime
+from shepherd.runtime.config import Config
 
 __all__ = ["FORCED_EXIT", "run_daemon", "setup_logging", "signal_action"]
 

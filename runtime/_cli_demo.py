@@ -16,15 +16,15 @@ from typing import Any, Literal
 
 import anyio
 
-from runtime._cli_daemon import run_daemon
-from runtime._cli_fmt import emit_json, iso, print_fields, table
-from runtime._cli_jobs import save_jobs
-from runtime._cli_ops import enqueue_one
-from runtime._cli_store import open_store, wall
-from runtime.config import Config
-from runtime.jobs import job_from_data
-from store import queries
-from store.models import Dispatch, EnqueueRequest, Run, Seconds
+from shepherd.runtime._cli_daemon import run_daemon
+from shepherd.runtime._cli_fmt import emit_json, iso, print_fields, table
+from shepherd.runtime._cli_jobs import save_jobs
+from shepherd.runtime._cli_ops import enqueue_one
+from shepherd.runtime._cli_store import open_store, wall
+from shepherd.runtime.config import Config
+from shepherd.runtime.jobs import job_from_data
+from shepherd.store import queries
+from shepherd.store.models import Dispatch, EnqueueRequest, Run, Seconds
 
 __all__ = ["DEMO_JOBS_TOML", "cmd_demo"]
 

@@ -14,11 +14,11 @@ import argparse
 import os
 from typing import Any
 
-from actors.ingest import wake_path
-from runtime._cli_fmt import CliError, emit_json, iso, print_fields
-from runtime._cli_store import daemon_pid, wall
-from runtime.config import Config
-from store.integrity import diagnose
+from shepherd.actors.ingest import wake_path
+from shepherd.runtime._cli_fmt import CliError, emit_json, iso, print_fields
+from shepherd.runtime._cli_store import daemon_pid, wall
+from shepherd.runtime.config import Config
+from shepherd.store.integrity import diagnose
 
 __all__ = ["cmd_doctor"]
 

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 import msgspec
 
-from store.models import to_builtins
+from shepherd.store.models import to_builtins
 
 __all__ = ["CliError", "emit_json", "iso", "plain", "print_fields", "table"]
 

@@ -16,15 +16,15 @@ from typing import Any
 
 import anyio
 
-from actors.ingest import send_wake
-from runtime._cli_fmt import CliError, emit_json, iso, plain, print_fields, table
-from runtime._cli_store import builtin_executors, loads_json, open_store, wall
-from runtime.config import Config, default_config_toml
-from runtime.jobs import job_from_data, save_op, validate_job
-from store import queries
-from store.errors import ConfigError, NotFound
-from store.models import JobRow, JobSpec
-from store.ops import DeleteJob
+from shepherd.actors.ingest import send_wake
+from shepherd.runtime._cli_fmt import CliError, emit_json, iso, plain, print_fields, table
+from shepherd.runtime._cli_store import builtin_executors, loads_json, open_store, wall
+from shepherd.runtime.config import Config, default_config_toml
+from shepherd.runtime.jobs import job_from_data, save_op, validate_job
+from shepherd.store import queries
+from shepherd.store.errors import ConfigError, NotFound
+from shepherd.store.models import JobRow, JobSpec
+from shepherd.store.ops import DeleteJob
 
 __all__ = [
     "check_config_jobs",

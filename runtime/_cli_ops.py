@@ -11,15 +11,15 @@ from typing import Any
 
 import anyio
 
-from actors.ingest import send_wake
-from runtime._cli_fmt import CliError, emit_json, iso, plain, print_fields, table
-from runtime._cli_store import open_store, origin, wall
-from runtime.config import Config
-from runtime.jobs import check_enqueue, new_dispatch
-from store import queries
-from store.errors import ConfigError, NotFound
-from store.models import Dispatch, EnqueueRequest, Run
-from store.ops import CancelDispatch, InsertDispatches, PurgeDead, RetryDead
+from shepherd.actors.ingest import send_wake
+from shepherd.runtime._cli_fmt import CliError, emit_json, iso, plain, print_fields, table
+from shepherd.runtime._cli_store import open_store, origin, wall
+from shepherd.runtime.config import Config
+from shepherd.runtime.jobs import check_enqueue, new_dispatch
+from shepherd.store import queries
+from shepherd.store.errors import ConfigError, NotFound
+from shepherd.store.models import Dispatch, EnqueueRequest, Run
+from shepherd.store.ops import CancelDispatch, InsertDispatches, PurgeDead, RetryDead
 
 __all__ = [
     "cmd_cancel",

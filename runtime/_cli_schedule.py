@@ -9,17 +9,17 @@ from typing import Any
 
 import anyio
 
-from actors.ingest import send_wake
-from actors.schedule import upcoming
-from runtime._cli_fmt import emit_json, iso, print_fields, table
-from runtime._cli_jobs import flag_data, spec_from_data
-from runtime._cli_store import open_store, origin, wall
-from runtime.config import Config
-from runtime.jobs import new_dispatch, save_op
-from store import queries
-from store.errors import ConfigError, NotFound
-from store.models import EnqueueRequest, JobRow, to_builtins
-from store.ops import InsertDispatches
+from shepherd.actors.ingest import send_wake
+from shepherd.actors.schedule import upcoming
+from shepherd.runtime._cli_fmt import emit_json, iso, print_fields, table
+from shepherd.runtime._cli_jobs import flag_data, spec_from_data
+from shepherd.runtime._cli_store import open_store, origin, wall
+from shepherd.runtime.config import Config
+from shepherd.runtime.jobs import new_dispatch, save_op
+from shepherd.store import queries
+from shepherd.store.errors import ConfigError, NotFound
+from shepherd.store.models import EnqueueRequest, JobRow, to_builtins
+from shepherd.store.ops import InsertDispatches
 
 __all__ = [
     "cmd_jobs_disable",

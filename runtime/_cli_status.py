@@ -10,12 +10,12 @@ from typing import Any
 
 import anyio
 
-from runtime._cli_fmt import emit_json, iso, print_fields, table
-from runtime._cli_ops import run_row
-from runtime._cli_store import daemon_pid, open_store
-from runtime.config import Config
-from store import queries
-from store.models import Run
+from shepherd.runtime._cli_fmt import emit_json, iso, print_fields, table
+from shepherd.runtime._cli_ops import run_row
+from shepherd.runtime._cli_store import daemon_pid, open_store
+from shepherd.runtime.config import Config
+from shepherd.store import queries
+from shepherd.store.models import Run
 
 __all__ = ["cmd_status"]
 

@@ -20,17 +20,17 @@ from typing import Any
 
 import anyio
 
-from actors.clock import RealClock
-from actors.executors.base import Executor
-from actors.executors.gateway import HttpClient
-from actors.executors.python import PythonExecutor
-from actors.executors.shell import ShellExecutor
-from runtime.config import Config
-from runtime.messaging import gateway_executors
-from store.bounds import Range, check_json, check_value
-from store.errors import ConfigError
-from store.models import parse_duration
-from store.sqlite import SqliteStore
+from shepherd.actors.clock import RealClock
+from shepherd.actors.executors.base import Executor
+from shepherd.actors.executors.gateway import HttpClient
+from shepherd.actors.executors.python import PythonExecutor
+from shepherd.actors.executors.shell import ShellExecutor
+from shepherd.runtime.config import Config
+from shepherd.runtime.messaging import gateway_executors
+from shepherd.store.bounds import Range, check_json, check_value
+from shepherd.store.errors import ConfigError
+from shepherd.store.models import parse_duration
+from shepherd.store.sqlite import SqliteStore
 
 __all__ = [
     "bounded_int",

@@ -11,19 +11,19 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from actors.clock import Clock
-from actors.executors.base import Executor
-from actors.mailbox import Address
-from actors.messages import DispatcherMsg, Enqueued, Entry, JobsChanged, entry_from_new
-from actors.schedule import next_fires as _next_fires
-from actors.scheduler import SchedulerMsg
-from actors.writer import StoreMsg, write
-from runtime.jobs import check_enqueue, job_from_data, new_dispatch, save_op, validate_job
-from store import queries
-from store.errors import ConfigError, NotFound
-from store.models import EnqueueRequest, JobRow, JobSpec, to_builtins
-from store.ops import DeleteJob, InsertDispatches, NewDispatch
-from store.sqlite import SqliteStore
+from shepherd.actors.clock import Clock
+from shepherd.actors.executors.base import Executor
+from shepherd.actors.mailbox import Address
+from shepherd.actors.messages import DispatcherMsg, Enqueued, Entry, JobsChanged, entry_from_new
+from shepherd.actors.schedule import next_fires as _next_fires
+from shepherd.actors.scheduler import SchedulerMsg
+from shepherd.actors.writer import StoreMsg, write
+from shepherd.runtime.jobs import check_enqueue, job_from_data, new_dispatch, save_op, validate_job
+from shepherd.store import queries
+from shepherd.store.errors import ConfigError, NotFound
+from shepherd.store.models import EnqueueRequest, JobRow, JobSpec, to_builtins
+from shepherd.store.ops import DeleteJob, InsertDispatches, NewDispatch
+from shepherd.store.sqlite import SqliteStore
 
 __all__ = ["JobsMixin"]
 

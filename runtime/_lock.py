@@ -14,8 +14,8 @@ from typing import IO
 
 import anyio
 
-from store.errors import ConfigError, StoreError
-from store.opening import os_error
+from shepherd.store.errors import ConfigError, StoreError
+from shepherd.store.opening import os_error
 
 __all__ = ["lock_database"]
 

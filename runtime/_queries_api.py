@@ -11,16 +11,16 @@ from collections.abc import Sequence
 
 import anyio
 
-from actors.clock import Clock
-from actors.mailbox import Address, ask
-from actors.messages import Cancel, DispatcherMsg, Enqueued, entry_from_dispatch
-from actors.writer import StoreMsg, write
-from runtime.events import EventHub
-from store import queries
-from store.errors import NotFound
-from store.models import Dispatch, Run
-from store.ops import PurgeDead, RetryDead
-from store.sqlite import SqliteStore
+from shepherd.actors.clock import Clock
+from shepherd.actors.mailbox import Address, ask
+from shepherd.actors.messages import Cancel, DispatcherMsg, Enqueued, entry_from_dispatch
+from shepherd.actors.writer import StoreMsg, write
+from shepherd.runtime.events import EventHub
+from shepherd.store import queries
+from shepherd.store.errors import NotFound
+from shepherd.store.models import Dispatch, Run
+from shepherd.store.ops import PurgeDead, RetryDead
+from shepherd.store.sqlite import SqliteStore
 
 __all__ = ["QueriesMixin"]
 

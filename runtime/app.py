@@ -29,35 +29,35 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
-from actors.clock import Clock, RealClock
-from actors.dispatcher import Dispatcher, DispatcherConfig
-from actors.executors.base import Executor
-from actors.executors.gateway import HttpClient
-from actors.executors.python import PythonExecutor, PythonTarget
-from actors.executors.shell import ShellExecutor
-from actors.health import HealthMonitor
-from actors.ingest import Ingest
-from actors.mailbox import Mailbox, Reply
-from actors.messages import DispatcherMsg, Drain, Event, OutcomeEvent
-from actors.pruner import Pruner, PrunerMsg
-from actors.pruner import Stop as StopPruner
-from actors.scheduler import Outcome, Scheduler, SchedulerConfig, SchedulerMsg
-from actors.supervisor import ActorEvent, ChildSpec, Supervisor
-from actors.writer import StoreMsg, StoreWriter
-from runtime._jobs_api import JobsMixin
-from runtime._lock import lock_database
-from runtime._queries_api import QueriesMixin
-from runtime.config import Config
-from runtime.events import EventHub
-from runtime.messaging import MessagingMixin, gateway_executors
-from store import queries
-from store.errors import (
+from shepherd.actors.clock import Clock, RealClock
+from shepherd.actors.dispatcher import Dispatcher, DispatcherConfig
+from shepherd.actors.executors.base import Executor
+from shepherd.actors.executors.gateway import HttpClient
+from shepherd.actors.executors.python import PythonExecutor, PythonTarget
+from shepherd.actors.executors.shell import ShellExecutor
+from shepherd.actors.health import HealthMonitor
+from shepherd.actors.ingest import Ingest
+from shepherd.actors.mailbox import Mailbox, Reply
+from shepherd.actors.messages import DispatcherMsg, Drain, Event, OutcomeEvent
+from shepherd.actors.pruner import Pruner, PrunerMsg
+from shepherd.actors.pruner import Stop as StopPruner
+from shepherd.actors.scheduler import Outcome, Scheduler, SchedulerConfig, SchedulerMsg
+from shepherd.actors.supervisor import ActorEvent, ChildSpec, Supervisor
+from shepherd.actors.writer import StoreMsg, StoreWriter
+from shepherd.runtime._jobs_api import JobsMixin
+from shepherd.runtime._lock import lock_database
+from shepherd.runtime._queries_api import QueriesMixin
+from shepherd.runtime.config import Config
+from shepherd.runtime.events import EventHub
+from shepherd.runtime.messaging import MessagingMixin, gateway_executors
+from shepherd.store import queries
+from shepherd.store.errors import (
     MailboxClosed,
     MailboxFull,
     SupervisorEscalation,
 )
-from store.models import JobRow
-from store.sqlite import SqliteStore
+from shepherd.store.models import JobRow
+from shepherd.store.sqlite import SqliteStore
 
 __all__ = ["Runtime"]
 

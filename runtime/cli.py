@@ -1,4 +1,4 @@
-"""The ``shepherd`` command line (also ``python -m runtime``).
+"""The ``shepherd`` command line (also ``python -m shepherd``).
 
     shepherd run [--exit-when-idle] [--for DUR]      the daemon (SIGTERM: graceful stop)
     shepherd demo [--dir DIR]                          a self-contained demo, ~3 s
@@ -38,11 +38,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from runtime import _cli_ops as ops
-from runtime import _cli_schedule as sched
-from runtime._cli_doctor import cmd_doctor
-from runtime._cli_fmt import CliError
-from runtime._cli_jobs import (
+from shepherd.runtime import _cli_ops as ops
+from shepherd.runtime import _cli_schedule as sched
+from shepherd.runtime._cli_doctor import cmd_doctor
+from shepherd.runtime._cli_fmt import CliError
+from shepherd.runtime._cli_jobs import (
     check_config_jobs,
     cmd_config_init,
     cmd_jobs_add,
@@ -50,12 +50,18 @@ from runtime._cli_jobs import (
     cmd_jobs_rm,
     cmd_jobs_show,
 )
-from runtime._cli_status import cmd_status
-from runtime._cli_store import bounded_int, duration, instant, json_object, positive_int
-from runtime.config import Config, load_config
-from store.bounds import Range
-from store.errors import ConfigError, NotFound, ShepherdError, StoreError, SupervisorEscalation
-from store.models import ATTEMPTS, PRIORITIES
+from shepherd.runtime._cli_status import cmd_status
+from shepherd.runtime._cli_store import bounded_int, duration, instant, json_object, positive_int
+from shepherd.runtime.config import Config, load_config
+from shepherd.store.bounds import Range
+from shepherd.store.errors import (
+    ConfigError,
+    NotFound,
+    ShepherdError,
+    StoreError,
+    SupervisorEscalation,
+)
+from shepherd.store.models import ATTEMPTS, PRIORITIES
 
 __all__ = ["EXIT_CODES", "build_parser", "main"]
 
@@ -247,13 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace, cfg: Config) -> int:
-    from runtime._cli_daemon import run_daemon
+    from shepherd.runtime._cli_daemon import run_daemon
 
     return run_daemon(cfg, exit_when_idle=args.exit_when_idle, run_for=args.run_for)
 
 
 def _demo(args: argparse.Namespace, cfg: Config) -> int:
-    from runtime._cli_demo import cmd_demo
+    from shepherd.runtime._cli_demo import cmd_demo
 
     return cmd_demo(args)
 

@@ -16,12 +16,12 @@ from typing import Annotated, Any, Literal
 import msgspec
 import tomli_w
 
-from actors.delivery import DeliveryConfig
-from actors.executors.gateway import GatewayConfig
-from actors.retention import RetentionConfig
-from store.bounds import DAY, HOUR, Range, check_bounds
-from store.errors import ConfigError
-from store.models import JobSpec, Seconds, decode_spec
+from shepherd.actors.delivery import DeliveryConfig
+from shepherd.actors.executors.gateway import GatewayConfig
+from shepherd.actors.retention import RetentionConfig
+from shepherd.store.bounds import DAY, HOUR, Range, check_bounds
+from shepherd.store.errors import ConfigError
+from shepherd.store.models import JobSpec, Seconds, decode_spec
 
 __all__ = ["Config", "default_config_toml", "load_config"]
 

@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
-from actors.messages import Event, OutcomeEvent
+from shepherd.actors.messages import Event, OutcomeEvent
 
 __all__ = ["EventHub"]
 

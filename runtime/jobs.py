@@ -12,14 +12,14 @@ from typing import Any
 
 import msgspec
 
-from actors import schedule
-from actors.delivery import validate_delivery
-from actors.executors.base import Executor
-from actors.schedule_plan import MISFIRE_GRACE
-from store import ledger
-from store.bounds import check_bounds, check_json, check_value
-from store.errors import ConfigError
-from store.models import (
+from shepherd.actors import schedule
+from shepherd.actors.delivery import validate_delivery
+from shepherd.actors.executors.base import Executor
+from shepherd.actors.schedule_plan import MISFIRE_GRACE
+from shepherd.store import ledger
+from shepherd.store.bounds import check_bounds, check_json, check_value
+from shepherd.store.errors import ConfigError
+from shepherd.store.models import (
     DELAY,
     EXPIRES_IN,
     EnqueueRequest,
@@ -29,7 +29,7 @@ from store.models import (
     encode_json,
     priority_rank,
 )
-from store.ops import NewDispatch, SaveJob
+from shepherd.store.ops import NewDispatch, SaveJob
 
 __all__ = [
     "check_enqueue",

@@ -18,15 +18,15 @@ from typing import Any
 import anyio
 import msgspec
 
-from actors.clock import Clock
-from actors.executors.agent import AgentExecutor
-from actors.executors.base import Executor
-from actors.executors.event import EventExecutor
-from actors.executors.gateway import HttpClient
-from actors.executors.watchdog import WatchdogExecutor
-from actors.mailbox import Address, Mailbox, ask
-from actors.messages import Event, OutcomeEvent
-from actors.router import (
+from shepherd.actors.clock import Clock
+from shepherd.actors.executors.agent import AgentExecutor
+from shepherd.actors.executors.base import Executor
+from shepherd.actors.executors.event import EventExecutor
+from shepherd.actors.executors.gateway import HttpClient
+from shepherd.actors.executors.watchdog import WatchdogExecutor
+from shepherd.actors.mailbox import Address, Mailbox, ask
+from shepherd.actors.messages import Event, OutcomeEvent
+from shepherd.actors.router import (
     Announce,
     ForgetJobs,
     Reload,
@@ -36,12 +36,12 @@ from actors.router import (
     SinkFn,
     Stop,
 )
-from actors.supervisor import ChildSpec
-from actors.writer import StoreMsg, write
-from runtime.config import Config
-from store import messages as msgs
-from store.errors import ConfigError, MailboxClosed, MailboxFull
-from store.sqlite import SqliteStore
+from shepherd.actors.supervisor import ChildSpec
+from shepherd.actors.writer import StoreMsg, write
+from shepherd.runtime.config import Config
+from shepherd.store import messages as msgs
+from shepherd.store.errors import ConfigError, MailboxClosed, MailboxFull
+from shepherd.store.sqlite import SqliteStore
 
 __all__ = ["MessagingMixin", "gateway_executors"]
 

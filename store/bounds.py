@@ -32,7 +32,7 @@ from typing import Annotated, Any, NamedTuple, Union
 
 import msgspec
 
-from store.errors import ConfigError
+from shepherd.store.errors import ConfigError
 
 __all__ = ["DAY", "HOUR", "MAX_EPOCH", "Range", "check_bounds", "check_json", "check_value"]
 

@@ -31,9 +31,9 @@ import time
 from typing import Any, Literal
 from urllib.parse import quote
 
-from store import queries
-from store.errors import DatabaseCorrupt
-from store.schema import APPLICATION_ID, SCHEMA_VERSION
+from shepherd.store import queries
+from shepherd.store.errors import DatabaseCorrupt
+from shepherd.store.schema import APPLICATION_ID, SCHEMA_VERSION
 
 __all__ = [
     "FULL_UP_TO",

@@ -24,7 +24,7 @@ from typing import Any
 
 import msgspec
 
-from store.deliveries import (
+from shepherd.store.deliveries import (
     DELIVERY_STATES,
     Attempt,
     Delivery,

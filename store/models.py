@@ -15,8 +15,8 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
-from store.bounds import DAY, MAX_EPOCH, Range, check_bounds
-from store.errors import ConfigError
+from shepherd.store.bounds import DAY, MAX_EPOCH, Range, check_bounds
+from shepherd.store.errors import ConfigError
 
 __all__ = [
     "ATTEMPTS",

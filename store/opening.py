@@ -17,9 +17,9 @@ from urllib.parse import quote
 import aiosqlite
 import anyio
 
-from store.errors import DiskFull, ReadOnly, StoreError
-from store.integrity import Check, verify
-from store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
+from shepherd.store.errors import DiskFull, ReadOnly, StoreError
+from shepherd.store.integrity import Check, verify
+from shepherd.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
 __all__ = ["check_file", "connect", "migrate", "os_error", "prepare_writer", "schema_state"]
 

@@ -23,11 +23,11 @@ from typing import Any
 
 import msgspec
 
-from store import ledger
-from store import messages as _messages
-from store import prune as _prune
-from store.ops_dispatch import InsertDispatches, NewDispatch, _insert_dispatches, _next_id
-from store.ops_jobs import (
+from shepherd.store import ledger
+from shepherd.store import messages as _messages
+from shepherd.store import prune as _prune
+from shepherd.store.ops_dispatch import InsertDispatches, NewDispatch, _insert_dispatches, _next_id
+from shepherd.store.ops_jobs import (
     DeleteJob,
     RecordSlots,
     SaveJob,
@@ -39,7 +39,7 @@ from store.ops_jobs import (
     _save_job,
     _set_job_state,
 )
-from store.ops_runs import (
+from shepherd.store.ops_runs import (
     CancelDispatch,
     Heartbeats,
     PurgeDead,
@@ -58,7 +58,7 @@ from store.ops_runs import (
     _save_status,
     _settle_queued,
 )
-from store.prune import (
+from shepherd.store.prune import (
     Pruned,
     PruneDeliveries,
     PruneDispatches,

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from store.ops_dispatch import _INSERT_DISPATCH, NewDispatch, _dispatch_values, _next_id
+from shepherd.store.ops_dispatch import _INSERT_DISPATCH, NewDispatch, _dispatch_values, _next_id
 
 __all__ = ["DeleteJob", "RecordSlots", "SaveJob", "SetJobState", "SkippedSlot", "SlotItem"]
 

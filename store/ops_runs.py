@@ -10,8 +10,8 @@ from typing import Any
 
 import msgspec
 
-from store import ledger
-from store.ops_dispatch import _next_id
+from shepherd.store import ledger
+from shepherd.store.ops_dispatch import _next_id
 
 __all__ = [
     "CancelDispatch",

@@ -35,7 +35,7 @@ from typing import Literal, assert_never
 
 import msgspec
 
-from store import ledger
+from shepherd.store import ledger
 
 __all__ = [
     "PRUNE_OP_TYPES",

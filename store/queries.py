@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from store.models import PRIORITIES, Dispatch, JobRow, JobSpec, Run, _dec_hook
+from shepherd.store.models import PRIORITIES, Dispatch, JobRow, JobSpec, Run, _dec_hook
 
 __all__ = [
     "DISPATCH_COLUMNS",

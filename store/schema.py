@@ -7,7 +7,7 @@ A migration is a list of statements; never edit a released one, append a new one
 
 from __future__ import annotations
 
-from store import ledger
+from shepherd.store import ledger
 
 __all__ = ["APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION"]
 

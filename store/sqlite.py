@@ -20,9 +20,9 @@ from typing import Any, Literal, TypeVar
 import aiosqlite
 import anyio
 
-from store import queries
-from store.activity import THREAD_WORK
-from store.errors import (
+from shepherd.store import queries
+from shepherd.store.activity import THREAD_WORK
+from shepherd.store.errors import (
     ConfigError,
     DatabaseCorrupt,
     DatabaseLocked,
@@ -30,9 +30,9 @@ from store.errors import (
     ReadOnly,
     StoreError,
 )
-from store.integrity import Check
-from store.opening import check_file, connect, prepare_writer
-from store.ops import WriteOp, apply_op
+from shepherd.store.integrity import Check
+from shepherd.store.opening import check_file, connect, prepare_writer
+from shepherd.store.ops import WriteOp, apply_op
 
 __all__ = ["SqliteStore", "translate"]
 

@@ -12,14 +12,24 @@ ALLOWED = {"store": set(), "actors": {"store"}, "runtime": {"actors", "store"}}
 OURS = {"store", "actors", "runtime", "bench", "tests"}
 
 
+def _ours(module: str) -> str:
+    """``shepherd.actors.x`` -> ``actors``; ``bench.x`` -> ``bench``."""
+    parts = module.split(".")
+    if parts[0] == "shepherd" and len(parts) > 1:
+        return parts[1]
+    return parts[0]
+
+
 def _imports(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(), filename=str(path))
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            found.update(alias.name.split(".")[0] for alias in node.names)
+            found.update(_ours(alias.name) for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module.split(".")[0])
+            found.add(_ours(node.module))
+            if node.module == "shepherd":
+                found.update(alias.name for alias in node.names)
     return found & OURS
 
 

@@ -34,10 +34,10 @@ from typing import Any
 import httpx
 import msgspec
 
-from actors.delivery import check_option_keys
-from actors.executors import prompt
-from actors.executors.base import ExecResult, RunContext
-from actors.executors.gateway import (
+from shepherd.actors.delivery import check_option_keys
+from shepherd.actors.executors import prompt
+from shepherd.actors.executors.base import ExecResult, RunContext
+from shepherd.actors.executors.gateway import (
     AGENT_HEADER,
     AUTH_PROFILE_HEADER,
     SESSION_HEADER,
@@ -48,10 +48,10 @@ from actors.executors.gateway import (
     require_gateway,
     transport_failure,
 )
-from actors.executors.prompt import InboxMessage, build_prompt, trigger_context_text
-from actors.executors.sentinels import classify_reply, is_drain_error
-from store.errors import ConfigError, Deferred, Discard, NotFound
-from store.models import JobSpec
+from shepherd.actors.executors.prompt import InboxMessage, build_prompt, trigger_context_text
+from shepherd.actors.executors.sentinels import classify_reply, is_drain_error
+from shepherd.store.errors import ConfigError, Deferred, Discard, NotFound
+from shepherd.store.models import JobSpec
 
 __all__ = ["AGENT_OPTIONS", "SUMMARY_CHARS", "AgentExecutor", "turn_settings"]
 

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from store.models import JobSpec
+from shepherd.store.models import JobSpec
 
 __all__ = ["ExecResult", "Executor", "RunContext"]
 

@@ -17,17 +17,17 @@ from typing import Any
 
 import httpx
 
-from actors.delivery import check_option_keys
-from actors.executors.base import ExecResult, RunContext
-from actors.executors.gateway import (
+from shepherd.actors.delivery import check_option_keys
+from shepherd.actors.executors.base import ExecResult, RunContext
+from shepherd.actors.executors.gateway import (
     GatewayConfig,
     HttpClient,
     failed_response,
     require_gateway,
     transport_failure,
 )
-from store.errors import ConfigError, Discard
-from store.models import JobSpec
+from shepherd.store.errors import ConfigError, Discard
+from shepherd.store.models import JobSpec
 
 __all__ = ["EVENT_MODES", "EVENT_OPTIONS", "EventExecutor"]
 

@@ -24,11 +24,11 @@ from typing import Annotated, Any
 import httpx
 import msgspec
 
-from actors.executors.base import ExecResult
-from actors.executors.sentinels import is_drain_error
-from store.bounds import DAY, HOUR, Range, check_bounds
-from store.errors import ConfigError, Deferred
-from store.models import JobSpec, Seconds
+from shepherd.actors.executors.base import ExecResult
+from shepherd.actors.executors.sentinels import is_drain_error
+from shepherd.store.bounds import DAY, HOUR, Range, check_bounds
+from shepherd.store.errors import ConfigError, Deferred
+from shepherd.store.models import JobSpec, Seconds
 
 __all__ = [
     "AGENT_HEADER",

@@ -27,8 +27,8 @@ from typing import Any
 
 import msgspec
 
-from store.bounds import Range, check_value
-from store.errors import ConfigError
+from shepherd.store.bounds import Range, check_value
+from shepherd.store.errors import ConfigError
 
 __all__ = [
     "DELIVERY_MODES",

@@ -23,8 +23,8 @@ from typing import Any
 
 import msgspec
 
-from store.errors import ConfigError
-from store.models import JobSpec
+from shepherd.store.errors import ConfigError
+from shepherd.store.models import JobSpec
 
 __all__ = [
     "INBOX_LIMIT",

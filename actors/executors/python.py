@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from actors.delivery import check_option_keys
-from actors.executors.base import ExecResult, RunContext
-from store.errors import ConfigError
-from store.models import JobSpec
+from shepherd.actors.delivery import check_option_keys
+from shepherd.actors.executors.base import ExecResult, RunContext
+from shepherd.store.errors import ConfigError
+from shepherd.store.models import JobSpec
 
 __all__ = ["PythonExecutor", "PythonTarget"]
 

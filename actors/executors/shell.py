@@ -31,10 +31,10 @@ from typing import IO, Any
 import anyio
 import msgspec
 
-from actors.delivery import check_option_keys
-from actors.executors import procs
-from actors.executors.base import ExecResult, RunContext
-from actors.executors.output import (
+from shepherd.actors.delivery import check_option_keys
+from shepherd.actors.executors import procs
+from shepherd.actors.executors.base import ExecResult, RunContext
+from shepherd.actors.executors.output import (
     OUTPUT_OPTIONS,
     OutputLimits,
     StreamResult,
@@ -44,8 +44,8 @@ from actors.executors.output import (
     truncate_utf8,
     validate_limits,
 )
-from store.errors import ConfigError
-from store.models import JobSpec
+from shepherd.store.errors import ConfigError
+from shepherd.store.models import JobSpec
 
 __all__ = ["SHELL_OPTIONS", "ShellExecutor", "artifact_path"]
 

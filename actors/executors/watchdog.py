@@ -28,14 +28,14 @@ from typing import Any
 
 import anyio
 
-from actors.clock import Clock, RealClock
-from actors.delivery import check_option_keys
-from actors.executors import procs
-from actors.executors.base import ExecResult, RunContext
-from actors.executors.watchdog_rules import watchdog_decision
-from store.bounds import Range, check_value
-from store.errors import ConfigError, NotFound
-from store.models import JobSpec
+from shepherd.actors.clock import Clock, RealClock
+from shepherd.actors.delivery import check_option_keys
+from shepherd.actors.executors import procs
+from shepherd.actors.executors.base import ExecResult, RunContext
+from shepherd.actors.executors.watchdog_rules import watchdog_decision
+from shepherd.store.bounds import Range, check_value
+from shepherd.store.errors import ConfigError, NotFound
+from shepherd.store.models import JobSpec
 
 __all__ = [
     "CHECK_TIMEOUT_CAP",

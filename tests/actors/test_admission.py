@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import msgspec
 
-from actors.admission import AdmissionState, Parked, Verdict, check, free_keys, settle
-from actors.messages import Entry
-from store.models import JobSpec
+from shepherd.actors.admission import AdmissionState, Parked, Verdict, check, free_keys, settle
+from shepherd.actors.messages import Entry
+from shepherd.store.models import JobSpec
 
 QUEUE = JobSpec(name="q", target="t", overlap="queue", max_queued=2)
 

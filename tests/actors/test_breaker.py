@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from actors import breaker
-from actors.breaker import Breaker
+from shepherd.actors import breaker
+from shepherd.actors.breaker import Breaker
 
 
 def test_opens_after_fail_max_consecutive_failures() -> None:

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import anyio
 import pytest
 
-from actors.clock import FakeClock
-from store.activity import THREAD_WORK
-from store.sqlite import SqliteStore
+from shepherd.actors.clock import FakeClock
+from shepherd.store.activity import THREAD_WORK
+from shepherd.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.anyio
 

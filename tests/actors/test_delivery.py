@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from actors.delivery import (
+from shepherd.actors.delivery import (
     DeliveryConfig,
     DeliveryTarget,
     announce_text,
@@ -17,8 +17,8 @@ from actors.delivery import (
     should_announce,
     validate_delivery,
 )
-from store.errors import ConfigError
-from store.models import JobSpec, Run
+from shepherd.store.errors import ConfigError
+from shepherd.store.models import JobSpec, Run
 
 W = "\u26a0\ufe0f"
 

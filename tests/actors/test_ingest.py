@@ -6,9 +6,9 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from actors.ingest import CATCH_UP, Ingest, merge_wakes, send_wake
-from actors.mailbox import Mailbox
-from actors.messages import DispatcherMsg, Poke, SchedulerMsg
+from shepherd.actors.ingest import CATCH_UP, Ingest, merge_wakes, send_wake
+from shepherd.actors.mailbox import Mailbox
+from shepherd.actors.messages import DispatcherMsg, Poke, SchedulerMsg
 
 pytestmark = pytest.mark.anyio
 

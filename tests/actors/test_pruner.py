@@ -16,14 +16,14 @@ from contextlib import asynccontextmanager
 import anyio
 import pytest
 
-from actors.clock import FakeClock
-from actors.mailbox import Address, Mailbox, Reply
-from actors.pruner import PruneNow, Pruner, PrunerMsg, Stop
-from actors.retention import RetentionConfig
-from actors.writer import StoreMsg, StoreWriter
-from store.errors import DiskFull, StoreError
-from store.models import Seconds
-from store.sqlite import SqliteStore
+from shepherd.actors.clock import FakeClock
+from shepherd.actors.mailbox import Address, Mailbox, Reply
+from shepherd.actors.pruner import PruneNow, Pruner, PrunerMsg, Stop
+from shepherd.actors.retention import RetentionConfig
+from shepherd.actors.writer import StoreMsg, StoreWriter
+from shepherd.store.errors import DiskFull, StoreError
+from shepherd.store.models import Seconds
+from shepherd.store.sqlite import SqliteStore
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.anyio

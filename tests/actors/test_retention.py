@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from actors.retention import (
+from shepherd.actors.retention import (
     FIRST_PASS_DELAY,
     RetentionConfig,
     first_pass_at,
@@ -13,11 +13,11 @@ from actors.retention import (
     plan,
     summary,
 )
-from runtime.config import load_config
-from store.errors import ConfigError
-from store.ledger import DEFAULT_TTL
-from store.models import Seconds
-from store.prune import (
+from shepherd.runtime.config import load_config
+from shepherd.store.errors import ConfigError
+from shepherd.store.ledger import DEFAULT_TTL
+from shepherd.store.models import Seconds
+from shepherd.store.prune import (
     Pruned,
     PruneDeliveries,
     PruneDispatches,

@@ -13,13 +13,13 @@ from typing import Any
 import anyio
 import pytest
 
-from actors.clock import FakeClock
-from actors.delivery import DeliveryConfig, DeliveryTarget
-from actors.executors.gateway import GatewayConfig, HttpClient
-from actors.mailbox import Address, Mailbox, ask
-from actors.router import Announce, Reload, Router, RouterMsg, SinkFn, Stop
-from actors.writer import StoreMsg, StoreWriter, write
-from store.messages import (
+from shepherd.actors.clock import FakeClock
+from shepherd.actors.delivery import DeliveryConfig, DeliveryTarget
+from shepherd.actors.executors.gateway import GatewayConfig, HttpClient
+from shepherd.actors.mailbox import Address, Mailbox, ask
+from shepherd.actors.router import Announce, Reload, Router, RouterMsg, SinkFn, Stop
+from shepherd.actors.writer import StoreMsg, StoreWriter, write
+from shepherd.store.messages import (
     Delivery,
     InsertDeliveries,
     InsertMessages,
@@ -31,8 +31,8 @@ from store.messages import (
     list_deliveries,
     list_messages,
 )
-from store.models import Seconds
-from store.sqlite import SqliteStore
+from shepherd.store.models import Seconds
+from shepherd.store.sqlite import SqliteStore
 from tests.gateway_standin import StandIn
 from tests.helpers import eventually
 

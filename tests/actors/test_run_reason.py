@@ -8,13 +8,13 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from actors.clock import FakeClock
-from actors.executors.base import ExecResult, RunContext
-from actors.mailbox import Mailbox
-from actors.messages import DispatcherMsg, RunFinished
-from actors.run import RunOrder, run_actor
-from actors.runsup import ChildHandle
-from store.models import JobSpec
+from shepherd.actors.clock import FakeClock
+from shepherd.actors.executors.base import ExecResult, RunContext
+from shepherd.actors.mailbox import Mailbox
+from shepherd.actors.messages import DispatcherMsg, RunFinished
+from shepherd.actors.run import RunOrder, run_actor
+from shepherd.actors.runsup import ChildHandle
+from shepherd.store.models import JobSpec
 
 pytestmark = pytest.mark.anyio
 

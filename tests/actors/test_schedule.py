@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from actors.schedule import next_fire, next_fires, resolve_at, validate_schedule
-from actors.schedule_plan import (
+from shepherd.actors.schedule import next_fire, next_fires, resolve_at, validate_schedule
+from shepherd.actors.schedule_plan import (
     MAX_SLOTS,
     MISFIRE_GRACE,
     SlotPlan,
@@ -18,8 +18,8 @@ from actors.schedule_plan import (
     plan_slots,
     slot_key,
 )
-from store.errors import ConfigError
-from store.models import JobSpec, Seconds
+from shepherd.store.errors import ConfigError
+from shepherd.store.models import JobSpec, Seconds
 
 NOW = 1_718_000_000.0  # 2024-06-10T06:13:20Z
 

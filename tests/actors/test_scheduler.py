@@ -18,18 +18,18 @@ import anyio
 import msgspec
 import pytest
 
-from actors.clock import FakeClock
-from actors.mailbox import Mailbox
-from actors.messages import DispatcherMsg, Enqueued, Event, JobsChanged, SlotRecord
-from actors.schedule import next_fire
-from actors.schedule_plan import backed_off, error_backoff, fire_item, slot_key
-from actors.scheduler import Outcome, Scheduler, SchedulerConfig, SchedulerMsg
-from actors.writer import StoreWriter
-from runtime.jobs import save_op
-from store import queries
-from store.models import JobRow, JobSpec, Seconds
-from store.ops import InsertDispatches, NewDispatch, RecordSlots, SlotItem
-from store.sqlite import SqliteStore
+from shepherd.actors.clock import FakeClock
+from shepherd.actors.mailbox import Mailbox
+from shepherd.actors.messages import DispatcherMsg, Enqueued, Event, JobsChanged, SlotRecord
+from shepherd.actors.schedule import next_fire
+from shepherd.actors.schedule_plan import backed_off, error_backoff, fire_item, slot_key
+from shepherd.actors.scheduler import Outcome, Scheduler, SchedulerConfig, SchedulerMsg
+from shepherd.actors.writer import StoreWriter
+from shepherd.runtime.jobs import save_op
+from shepherd.store import queries
+from shepherd.store.models import JobRow, JobSpec, Seconds
+from shepherd.store.ops import InsertDispatches, NewDispatch, RecordSlots, SlotItem
+from shepherd.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.anyio
 

@@ -8,9 +8,9 @@ import anyio
 import pytest
 from anyio.abc import TaskStatus
 
-from actors.clock import FakeClock
-from actors.supervisor import ActorEvent, ChildSpec, Supervisor, add_restart
-from store.errors import ConfigError, SupervisorEscalation
+from shepherd.actors.clock import FakeClock
+from shepherd.actors.supervisor import ActorEvent, ChildSpec, Supervisor, add_restart
+from shepherd.store.errors import ConfigError, SupervisorEscalation
 
 pytestmark = pytest.mark.anyio
 

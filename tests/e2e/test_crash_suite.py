@@ -59,9 +59,9 @@ RETRY_BASE = "50ms"
 LAUNCHER = """
 import os, sys
 import anyio
-from runtime import RetryAfter
-from runtime.app import Runtime
-from runtime.cli import main
+from shepherd.runtime import RetryAfter
+from shepherd.runtime.app import Runtime
+from shepherd.runtime.cli import main
 
 LOG = os.environ["CRASH_SUITE_LOG"]
 

@@ -1,4 +1,4 @@
-"""End to end: the real daemon (``python -m runtime run``) as a subprocess, fed by the
+"""End to end: the real daemon (``python -m shepherd run``) as a subprocess, fed by the
 real CLI, killed for real.
 
 - a dispatch enqueued by the CLI while the daemon runs is picked up (latency printed);
@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from runtime._cli_store import daemon_pid
+from shepherd.runtime._cli_store import daemon_pid
 
 pytestmark = pytest.mark.e2e
 
@@ -59,7 +59,7 @@ class Env:
         self.log = tmp / "daemon.log"
 
     def _argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "runtime", "--config", str(self.config), *args]
+        return [sys.executable, "-m", "shepherd", "--config", str(self.config), *args]
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(

@@ -6,7 +6,7 @@
   own commits: a healthy ``every 1s`` job keeps getting its dispatches, and
   ``run --for`` exits on time.
 
-The real daemon (``python -m runtime run``) as a subprocess; polling with deadlines.
+The real daemon (``python -m shepherd run``) as a subprocess; polling with deadlines.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from store.models import JobSpec, RetryPolicy, Seconds, encode_json
-from store.ops import SaveJob
-from store.sqlite import SqliteStore
+from shepherd.store.models import JobSpec, RetryPolicy, Seconds, encode_json
+from shepherd.store.ops import SaveJob
+from shepherd.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.e2e
 
@@ -30,7 +30,7 @@ HUGE = 10**20
 
 
 def _argv(config: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "runtime", "--config", str(config), *args]
+    return [sys.executable, "-m", "shepherd", "--config", str(config), *args]
 
 
 def _config(tmp: Path, extra: str = "") -> Path:

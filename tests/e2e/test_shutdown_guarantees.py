@@ -1,6 +1,6 @@
 """End to end: SIGTERM past ``shutdown_grace`` applies each job's delivery guarantee.
 
-The daemon (``python -m runtime run``) runs a shell job that sleeps far longer than the
+The daemon (``python -m shepherd run``) runs a shell job that sleeps far longer than the
 grace (0.5 s) on its first execution and finishes at once on any later one (a flag
 file tells them apart). Every execution appends ``<dispatch id> <attempt> <key>`` to a
 side-effect log.

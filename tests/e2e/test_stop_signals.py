@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_signal_action_counts_signals_only() -> None:
-    from runtime._cli_daemon import signal_action
+    from shepherd.runtime._cli_daemon import signal_action
 
     assert signal_action(1) == "shutdown"
     assert signal_action(2) == "cancel-now"
@@ -51,7 +51,7 @@ def test_a_sigterm_during_a_deadline_stop_is_a_graceful_stop(tmp_path: Path) -> 
     config.write_text('shutdown_grace = "2s"\n')
 
     def cli(*args: str) -> subprocess.Popen[bytes]:
-        argv = [sys.executable, "-m", "runtime", "--config", str(config), "--database", db]
+        argv = [sys.executable, "-m", "shepherd", "--config", str(config), "--database", db]
         return subprocess.Popen([*argv, *args], stdout=log, stderr=log)
 
     log_path = tmp_path / "daemon.log"

@@ -24,14 +24,14 @@ from typing import Any
 import anyio
 import pytest
 
-from runtime import Config, EnqueueRequest, JobSpec, Runtime
-from runtime._cli_store import daemon_pid
+from shepherd.runtime import Config, EnqueueRequest, JobSpec, Runtime
+from shepherd.runtime._cli_store import daemon_pid
 
 pytestmark = pytest.mark.e2e
 
 
 def shepherd(db: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "runtime", "--database", db, *args]
+    argv = [sys.executable, "-m", "shepherd", "--database", db, *args]
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
 
 
@@ -153,7 +153,7 @@ def test_doctor_on_a_healthy_file_with_and_without_a_daemon(tmp_path: Path) -> N
     assert report["daemon"]["instance"]["stopped_at"] is not None
 
     log = (tmp_path / "daemon.log").open("wb")
-    argv = [sys.executable, "-m", "runtime", "--database", db, "run"]
+    argv = [sys.executable, "-m", "shepherd", "--database", db, "run"]
     daemon = subprocess.Popen(argv, stdout=log, stderr=log)
     try:
         eventually(lambda: daemon_pid(db) == daemon.pid, what="the daemon's lock")

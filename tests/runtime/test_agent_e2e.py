@@ -12,12 +12,20 @@ from typing import Any
 
 import pytest
 
-from actors.clock import FakeClock
-from actors.delivery import DeliveryConfig, DeliveryTarget
-from actors.executors.gateway import GatewayConfig
-from runtime import Config, ConfigError, EnqueueRequest, JobSpec, NotFound, RetryPolicy, Runtime
-from store.messages import Delivery
-from store.models import Seconds
+from shepherd.actors.clock import FakeClock
+from shepherd.actors.delivery import DeliveryConfig, DeliveryTarget
+from shepherd.actors.executors.gateway import GatewayConfig
+from shepherd.runtime import (
+    Config,
+    ConfigError,
+    EnqueueRequest,
+    JobSpec,
+    NotFound,
+    RetryPolicy,
+    Runtime,
+)
+from shepherd.store.messages import Delivery
+from shepherd.store.models import Seconds
 from tests.gateway_standin import StandIn
 from tests.helpers import eventually
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from runtime._cli_demo import DEMO_JOBS_TOML
-from runtime.cli import main
-from runtime.config import load_config
+from shepherd.runtime._cli_demo import DEMO_JOBS_TOML
+from shepherd.runtime.cli import main
+from shepherd.runtime.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -391,7 +391,7 @@ def test_examples_demo_toml_holds_the_demo_jobs() -> None:
 
 def test_python_dash_m_runtime_is_the_cli(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "runtime", "--database", str(tmp_path / "none.db"), "status"],
+        [sys.executable, "-m", "shepherd", "--database", str(tmp_path / "none.db"), "status"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -401,8 +401,8 @@ def test_python_dash_m_runtime_is_the_cli(tmp_path: Path) -> None:
 
 
 def test_errors_map_to_documented_exit_codes() -> None:
-    from runtime.cli import classify
-    from store.errors import ConfigError, DatabaseLocked, NotFound, SupervisorEscalation
+    from shepherd.runtime.cli import classify
+    from shepherd.store.errors import ConfigError, DatabaseLocked, NotFound, SupervisorEscalation
 
     escalation = SupervisorEscalation("root", "dispatcher", RuntimeError("boom"))
     assert classify(escalation)[0] == 4 and "SupervisorEscalation" in classify(escalation)[1]

@@ -15,11 +15,11 @@ from typing import Any
 import anyio
 import pytest
 
-import runtime
-from runtime.cli import main
-from runtime.jobs import save_op
-from store.models import JobSpec
-from store.sqlite import SqliteStore
+from shepherd import runtime
+from shepherd.runtime.cli import main
+from shepherd.runtime.jobs import save_op
+from shepherd.store.models import JobSpec
+from shepherd.store.sqlite import SqliteStore
 
 
 class Cli:
@@ -99,8 +99,8 @@ def test_deferred_and_the_store_errors_are_public() -> None:
 
 
 def test_an_escalation_caused_by_a_store_fault_exits_3() -> None:
-    from runtime.cli import classify
-    from store.errors import DatabaseCorrupt, SupervisorEscalation
+    from shepherd.runtime.cli import classify
+    from shepherd.store.errors import DatabaseCorrupt, SupervisorEscalation
 
     cause = DatabaseCorrupt("x.db: database disk image is malformed")
     code, message = classify(SupervisorEscalation("root", "dispatcher", cause))

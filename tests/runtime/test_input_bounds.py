@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from runtime import Config, JobSpec, RetryPolicy, Runtime
-from runtime.cli import main
-from runtime.config import load_config
-from store.errors import ConfigError
-from store.models import EnqueueRequest, Seconds
+from shepherd.runtime import Config, JobSpec, RetryPolicy, Runtime
+from shepherd.runtime.cli import main
+from shepherd.runtime.config import load_config
+from shepherd.store.errors import ConfigError
+from shepherd.store.models import EnqueueRequest, Seconds
 
 HUGE = "100000000000000000000"  # 10**20: past SQLite's 64-bit INTEGER
 

@@ -15,10 +15,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from actors.executors import procs
-from runtime import Config, JobSpec, RunContext, Runtime
-from store.ops import RecordProcess
-from store.sqlite import SqliteStore
+from shepherd.actors.executors import procs
+from shepherd.runtime import Config, JobSpec, RunContext, Runtime
+from shepherd.store.ops import RecordProcess
+from shepherd.store.sqlite import SqliteStore
 from tests.helpers import eventually
 from tests.runtime.test_reliability import _claim_without_running
 

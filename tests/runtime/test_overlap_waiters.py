@@ -13,9 +13,9 @@ from typing import Any
 import anyio
 import pytest
 
-from actors.clock import FakeClock
-from runtime import Config, JobSpec, RunContext, Runtime
-from store.models import Dispatch
+from shepherd.actors.clock import FakeClock
+from shepherd.runtime import Config, JobSpec, RunContext, Runtime
+from shepherd.store.models import Dispatch
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.anyio

@@ -11,9 +11,9 @@ from typing import Any
 import anyio
 import pytest
 
-from actors.clock import FakeClock
-from actors.messages import OutcomeEvent, RunStarted
-from runtime import (
+from shepherd.actors.clock import FakeClock
+from shepherd.actors.messages import OutcomeEvent, RunStarted
+from shepherd.runtime import (
     Config,
     ConfigError,
     Discard,
@@ -327,7 +327,7 @@ async def test_subscribers_see_starts_and_outcomes(rt: Runtime) -> None:
 
 
 async def test_batch_enqueue_keeps_order_and_commits_once(rt: Runtime) -> None:
-    from store.models import EnqueueRequest
+    from shepherd.store.models import EnqueueRequest
 
     commits = rt.store.commits
     ids = await rt.enqueue_many([EnqueueRequest(job="noop", payload={"i": i}) for i in range(50)])
@@ -356,7 +356,7 @@ async def test_bad_input_is_rejected_naming_the_field(rt: Runtime, db_path: str)
 
 
 async def test_a_second_runtime_on_the_same_file_is_refused(rt: Runtime, db_path: str) -> None:
-    from store.errors import StoreError
+    from shepherd.store.errors import StoreError
 
     with pytest.raises(StoreError, match="already served"):
         async with Runtime.open(Config(database=db_path)):

@@ -12,11 +12,19 @@ from typing import Any
 
 import pytest
 
-from runtime import Config, ConfigError, EnqueueRequest, JobSpec, RetryPolicy, RunContext, Runtime
-from store.ledger import MAX_KEY
-from store.ops import ClaimRun, ClaimRuns, InsertDispatches, NewDispatch, RecoverOrphans
-from store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
-from store.sqlite import SqliteStore
+from shepherd.runtime import (
+    Config,
+    ConfigError,
+    EnqueueRequest,
+    JobSpec,
+    RetryPolicy,
+    RunContext,
+    Runtime,
+)
+from shepherd.store.ledger import MAX_KEY
+from shepherd.store.ops import ClaimRun, ClaimRuns, InsertDispatches, NewDispatch, RecoverOrphans
+from shepherd.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
+from shepherd.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.anyio
 

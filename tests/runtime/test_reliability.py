@@ -8,17 +8,17 @@ from typing import Any
 import anyio
 import pytest
 
-from actors.clock import FakeClock
-from runtime import (
+from shepherd.actors.clock import FakeClock
+from shepherd.runtime import (
     Config,
     JobSpec,
     RetryPolicy,
     RunContext,
     Runtime,
 )
-from store.errors import Deferred
-from store.ops import ClaimRun, ClaimRuns, InsertDispatches, NewDispatch
-from store.sqlite import SqliteStore
+from shepherd.store.errors import Deferred
+from shepherd.store.ops import ClaimRun, ClaimRuns, InsertDispatches, NewDispatch
+from shepherd.store.sqlite import SqliteStore
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.anyio

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from actors.clock import FakeClock
-from actors.retention import RetentionConfig
-from runtime import Config, JobSpec, Runtime
-from runtime._cli_status import _health_lines
-from store import queries
-from store.models import EnqueueRequest, Seconds
-from store.sqlite import SqliteStore
+from shepherd.actors.clock import FakeClock
+from shepherd.actors.retention import RetentionConfig
+from shepherd.runtime import Config, JobSpec, Runtime
+from shepherd.runtime._cli_status import _health_lines
+from shepherd.store import queries
+from shepherd.store.models import EnqueueRequest, Seconds
+from shepherd.store.sqlite import SqliteStore
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.anyio

@@ -12,14 +12,22 @@ from typing import Any
 import anyio
 import pytest
 
-from actors.clock import FakeClock
-from actors.ingest import send_wake
-from actors.schedule_plan import slot_key
-from runtime import Config, ConfigError, JobSpec, NotFound, RetryPolicy, RunContext, Runtime
-from runtime.jobs import save_op
-from store.models import Dispatch
-from store.ops import InsertDispatches, NewDispatch
-from store.sqlite import SqliteStore
+from shepherd.actors.clock import FakeClock
+from shepherd.actors.ingest import send_wake
+from shepherd.actors.schedule_plan import slot_key
+from shepherd.runtime import (
+    Config,
+    ConfigError,
+    JobSpec,
+    NotFound,
+    RetryPolicy,
+    RunContext,
+    Runtime,
+)
+from shepherd.runtime.jobs import save_op
+from shepherd.store.models import Dispatch
+from shepherd.store.ops import InsertDispatches, NewDispatch
+from shepherd.store.sqlite import SqliteStore
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.anyio

@@ -8,9 +8,9 @@ from typing import Any
 import anyio
 import pytest
 
-from actors.dispatcher import Dispatcher
-from actors.messages import Poke
-from runtime import Config, JobSpec, RunContext, Runtime, SupervisorEscalation
+from shepherd.actors.dispatcher import Dispatcher
+from shepherd.actors.messages import Poke
+from shepherd.runtime import Config, JobSpec, RunContext, Runtime, SupervisorEscalation
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.anyio

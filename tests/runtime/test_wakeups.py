@@ -19,12 +19,12 @@ import anyio
 import pytest
 from anyio.abc import TaskStatus
 
-from actors.ingest import Ingest, send_wake
-from actors.messages import Poke
-from runtime import Config, JobSpec, RunContext, Runtime
-from runtime._cli_jobs import save_jobs
-from runtime._cli_ops import enqueue_one
-from store.models import EnqueueRequest
+from shepherd.actors.ingest import Ingest, send_wake
+from shepherd.actors.messages import Poke
+from shepherd.runtime import Config, JobSpec, RunContext, Runtime
+from shepherd.runtime._cli_jobs import save_jobs
+from shepherd.runtime._cli_ops import enqueue_one
+from shepherd.store.models import EnqueueRequest
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.anyio

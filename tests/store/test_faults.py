@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from runtime import Config, JobSpec, Runtime
-from store.errors import DatabaseCorrupt, DatabaseLocked, DiskFull, ReadOnly
-from store.models import EnqueueRequest
-from store.sqlite import SqliteStore
+from shepherd.runtime import Config, JobSpec, Runtime
+from shepherd.store.errors import DatabaseCorrupt, DatabaseLocked, DiskFull, ReadOnly
+from shepherd.store.models import EnqueueRequest
+from shepherd.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.anyio
 

@@ -13,12 +13,12 @@ from typing import Any
 import anyio
 import pytest
 
-from actors.mailbox import Mailbox
-from actors.writer import StoreMsg, StoreWriter, write
-from store import queries
-from store.errors import DatabaseCorrupt, DatabaseLocked, DiskFull, ReadOnly, StoreError
-from store.ops import InsertDispatches, NewDispatch, SaveJob
-from store.sqlite import SqliteStore, translate
+from shepherd.actors.mailbox import Mailbox
+from shepherd.actors.writer import StoreMsg, StoreWriter, write
+from shepherd.store import queries
+from shepherd.store.errors import DatabaseCorrupt, DatabaseLocked, DiskFull, ReadOnly, StoreError
+from shepherd.store.ops import InsertDispatches, NewDispatch, SaveJob
+from shepherd.store.sqlite import SqliteStore, translate
 
 pytestmark = pytest.mark.anyio
 

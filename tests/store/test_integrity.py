@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from actors.ingest import Ingest
-from actors.mailbox import Mailbox
-from actors.messages import DispatcherMsg
-from runtime import Config, EnqueueRequest, JobSpec, Runtime
-from store import integrity
-from store.errors import DatabaseCorrupt, DiskFull, ReadOnly, StoreError
-from store.opening import os_error
-from store.sqlite import SqliteStore
+from shepherd.actors.ingest import Ingest
+from shepherd.actors.mailbox import Mailbox
+from shepherd.actors.messages import DispatcherMsg
+from shepherd.runtime import Config, EnqueueRequest, JobSpec, Runtime
+from shepherd.store import integrity
+from shepherd.store.errors import DatabaseCorrupt, DiskFull, ReadOnly, StoreError
+from shepherd.store.opening import os_error
+from shepherd.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.anyio
 

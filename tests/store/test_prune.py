@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from store.prune import (
+from shepherd.store.prune import (
     Pruned,
     PruneDeliveries,
     PruneDispatches,
@@ -24,7 +24,7 @@ from store.prune import (
     PruneRunsBefore,
     PruneRunsPerJob,
 )
-from store.sqlite import SqliteStore
+from shepherd.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.anyio
 

@@ -13,12 +13,12 @@ import time
 
 import pytest
 
-from runtime import Config, JobSpec, RunContext, Runtime
-from runtime.jobs import new_dispatch
-from store import queries
-from store.models import EnqueueRequest
-from store.ops import InsertDispatches
-from store.sqlite import SqliteStore
+from shepherd.runtime import Config, JobSpec, RunContext, Runtime
+from shepherd.runtime.jobs import new_dispatch
+from shepherd.store import queries
+from shepherd.store.models import EnqueueRequest
+from shepherd.store.ops import InsertDispatches
+from shepherd.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.anyio
 

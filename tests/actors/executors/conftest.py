@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from actors.executors.base import RunContext
-from store.models import JobSpec
+from shepherd.actors.executors.base import RunContext
+from shepherd.store.models import JobSpec
 
 
 class Beats:

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from actors.executors.agent import AgentExecutor
-from actors.executors.gateway import GatewayConfig
-from store.errors import ConfigError, Deferred, NotFound
-from store.messages import Message
-from store.models import JobSpec, Run
+from shepherd.actors.executors.agent import AgentExecutor
+from shepherd.actors.executors.gateway import GatewayConfig
+from shepherd.store.errors import ConfigError, Deferred, NotFound
+from shepherd.store.messages import Message
+from shepherd.store.models import JobSpec, Run
 from tests.actors.executors.conftest import Beats, make_ctx
 from tests.gateway_standin import StandIn
 

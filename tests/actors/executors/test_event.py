@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from actors.executors.event import EventExecutor
-from actors.executors.gateway import GatewayConfig
-from store.errors import ConfigError, Deferred
-from store.models import JobSpec
+from shepherd.actors.executors.event import EventExecutor
+from shepherd.actors.executors.gateway import GatewayConfig
+from shepherd.store.errors import ConfigError, Deferred
+from shepherd.store.models import JobSpec
 from tests.actors.executors.conftest import make_ctx
 from tests.gateway_standin import StandIn
 

@@ -4,7 +4,7 @@ import pathlib
 
 import pytest
 
-from actors.executors.output import (
+from shepherd.actors.executors.output import (
     TRUNCATION_MARKER,
     OutputLimits,
     delivery_decision,
@@ -16,7 +16,7 @@ from actors.executors.output import (
     truncate_utf8,
     validate_limits,
 )
-from store.errors import ConfigError
+from shepherd.store.errors import ConfigError
 
 WARN = "\u26a0\ufe0f"
 

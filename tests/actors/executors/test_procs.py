@@ -16,11 +16,11 @@ from pathlib import Path
 import anyio
 import pytest
 
-from actors.executors import procs
-from actors.executors.procs import ProcessId, ProcInfo, decide, parse_ps, parse_stat
-from actors.executors.shell import ShellExecutor
-from actors.executors.watchdog import WatchdogExecutor
-from store.models import JobSpec
+from shepherd.actors.executors import procs
+from shepherd.actors.executors.procs import ProcessId, ProcInfo, decide, parse_ps, parse_stat
+from shepherd.actors.executors.shell import ShellExecutor
+from shepherd.actors.executors.watchdog import WatchdogExecutor
+from shepherd.store.models import JobSpec
 from tests.actors.executors.conftest import make_ctx
 
 LINUX = sys.platform.startswith("linux")
@@ -183,7 +183,7 @@ async def test_shell_and_watchdog_runs_record_their_group(tmp_path: Path) -> Non
 HOST = textwrap.dedent(
     """
     import asyncio, sys
-    from actors.executors import procs
+    from shepherd.actors.executors import procs
 
     async def main():
         proc = await procs.spawn_group("/bin/sh", "sleep 30", run_id=1, registry=None)

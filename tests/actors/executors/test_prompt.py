@@ -2,13 +2,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors.executors.prompt import (
+from shepherd.actors.executors.prompt import (
     InboxMessage,
     build_prompt,
     inbox_order_key,
     trigger_context_text,
 )
-from store.models import JobSpec
+from shepherd.store.models import JobSpec
 
 
 def job(**kw: Any) -> JobSpec:

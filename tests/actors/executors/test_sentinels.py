@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from actors.executors.sentinels import (
+from shepherd.actors.executors.sentinels import (
     SENTINELS,
     ReplyVerdict,
     classify_reply,

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from actors.executors.shell import ShellExecutor, artifact_path
-from store.errors import ConfigError
-from store.models import JobSpec
+from shepherd.actors.executors.shell import ShellExecutor, artifact_path
+from shepherd.store.errors import ConfigError
+from shepherd.store.models import JobSpec
 from tests.actors.executors.conftest import make_ctx
 
 pytestmark = pytest.mark.anyio

@@ -8,11 +8,11 @@ from typing import Any
 import anyio
 import pytest
 
-from actors.clock import FakeClock
-from actors.executors.base import ExecResult
-from actors.executors.watchdog import WatchdogExecutor, parse_started_at
-from store.errors import ConfigError
-from store.models import JobSpec
+from shepherd.actors.clock import FakeClock
+from shepherd.actors.executors.base import ExecResult
+from shepherd.actors.executors.watchdog import WatchdogExecutor, parse_started_at
+from shepherd.store.errors import ConfigError
+from shepherd.store.models import JobSpec
 from tests.actors.executors.conftest import make_ctx
 
 pytestmark = pytest.mark.anyio

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from actors.executors.watchdog_rules import WatchdogDecision, watchdog_decision
+from shepherd.actors.executors.watchdog_rules import WatchdogDecision, watchdog_decision
 
 LABEL = "nightly-build"
 CMD = "pgrep -f build.sh || echo done"
