@@ -86,10 +86,9 @@ class FakeClock:
     - ``async with clock.autojump():``: while the block runs, whenever everything is idle,
       jump to the next pending deadline (trio's ``MockClock(autojump_threshold=0)``).
 
-    "Blocked" includes waiting on a subprocess, a socket, a real timer or a statement
-    sent through aiosqlite's own API (the WAL checkpoint): a test that needs such work
-    done first waits for it explicitly (``tests.helpers.eventually``). The waiting forms
-    need the asyncio backend (they inspect its tasks and ready queue).
+    "Blocked" includes waiting on a subprocess, a socket or a real timer: a test that
+    needs such work done first waits for it explicitly (``tests.helpers.eventually``).
+    The waiting forms need the asyncio backend (they inspect its tasks and ready queue).
     """
 
     def __init__(self, *, wall: float = 1_700_000_000.0, mono: float = 1000.0) -> None:

@@ -6,7 +6,7 @@ ingest actor turns what is waiting into one ``Poke`` for the dispatcher, which t
 reads only what is new (by sequence number). No polling tick sits on this path: a
 dispatch enqueued from another process starts within milliseconds.
 Inbox: the unix datagram socket. Sends: ``Poke`` to the dispatcher, and to the
-scheduler when jobs changed (``"j"``). Restart type: permanent. Timers: none.
+scheduler when jobs changed (``Poke.jobs``). Restart type: permanent. Timers: none.
 
 - **Merged**: each pass takes every datagram already waiting (up to `MAX_DRAIN`) and
   sends one ``Poke`` carrying the union of their flags (`merge_wakes`), so a producer
@@ -38,12 +38,12 @@ from anyio.abc import SocketAttribute, TaskStatus
 
 from shepherd.actors.mailbox import Address
 from shepherd.actors.messages import DispatcherMsg, Poke, SchedulerMsg
-from shepherd.store.errors import MailboxClosed, MailboxFull
-from shepherd.store.opening import os_error
+from shepherd.store.errors import MailboxClosed, MailboxFull, os_error
 
 __all__ = ["CATCH_UP", "MAX_DRAIN", "Ingest", "merge_wakes", "send_wake", "wake_path"]
 
-CATCH_UP = "cdj"  # dispatches, jobs and cancel requests: everything a wake-up can mean
+# dispatches, jobs and cancel requests: everything a wake-up can mean
+CATCH_UP = Poke(dispatches=True, jobs=True, cancels=True)
 MAX_DRAIN = 4096  # datagrams merged into one Poke at most (the socket queue is smaller)
 
 
@@ -63,12 +63,13 @@ def send_wake(db_path: str, what: str = "d") -> bool:
         return False
 
 
-def merge_wakes(datagrams: Iterable[bytes]) -> str:
-    """The flags of several wake-ups as one ``Poke.what`` (sorted, each flag once)."""
+def merge_wakes(datagrams: Iterable[bytes]) -> Poke:
+    """Several wake-ups as one ``Poke``: the union of their flags (a datagram carries
+    ``d`` for dispatches, ``j`` for jobs, ``c`` for cancels, ``-`` to only wake)."""
     flags: set[str] = set()
     for data in datagrams:
         flags.update(data[:8].decode(errors="replace"))
-    return "".join(sorted(flags))
+    return Poke(dispatches="d" in flags, jobs="j" in flags, cancels="c" in flags)
 
 
 class Ingest:
@@ -95,9 +96,9 @@ class Ingest:
         try:
             async with sock:
                 task_status.started()
-                what = CATCH_UP
+                poke = CATCH_UP
                 while True:
-                    await self._poke(what)
+                    await self._poke(poke)
                     data, _ = await sock.receive()
                     waiting = [data]
                     while len(waiting) < MAX_DRAIN:
@@ -106,18 +107,18 @@ class Ingest:
                         except BlockingIOError:
                             break
                     self.wakes += len(waiting)
-                    what = merge_wakes(waiting)
+                    poke = merge_wakes(waiting)
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(self._path)
 
-    async def _poke(self, what: str) -> None:
+    async def _poke(self, poke: Poke) -> None:
         self.pokes += 1
         with contextlib.suppress(MailboxFull):
-            await self._dispatcher.send(Poke(what))
-        if self._scheduler is not None and "j" in what:
+            await self._dispatcher.send(poke)
+        if self._scheduler is not None and poke.jobs:
             with contextlib.suppress(MailboxFull, MailboxClosed):
-                self._scheduler.tell(Poke(what))
+                self._scheduler.tell(poke)
 
     def statistics(self) -> dict[str, Any]:
         return {"socket": self._path, "wakes": self.wakes, "pokes": self.pokes}

@@ -1,11 +1,13 @@
 """Bounded typed mailboxes over anyio memory object streams, and reply slots.
 
-A ``Mailbox[M]`` belongs to one actor, which receives from it. Others hold an
-``Address[M]`` (the send side) and choose how to send:
+A ``Mailbox[M]`` belongs to one actor, which receives from it. Its capacity (how many
+messages may wait) is chosen by whoever creates it, per actor; there is no default.
+Others hold an ``Address[M]`` (the send side) and choose how to send:
 
-- ``tell(msg)``: synchronous; raises ``MailboxFull`` when the mailbox is at capacity
-  and ``MailboxClosed`` when the actor has gone.
-- ``await send(msg)``: waits for space (back-pressure).
+- ``tell(msg)``: synchronous; raises ``MailboxFull`` (naming the mailbox) when
+  ``capacity`` messages are waiting, and ``MailboxClosed`` when the actor has gone. The
+  message is not queued: the sender decides (count it, drop it, or ``send`` instead).
+- ``await send(msg)``: waits for space (back-pressure), in arrival order.
 - ``await ask(address, lambda reply: Request(..., reply=reply))``: send a request that
   carries a ``Reply`` slot and wait for the answer. Only down the tree or to the store.
 
@@ -23,7 +25,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from shepherd.actors.clock import Clock
-from shepherd.store.errors import MailboxClosed, MailboxFull
+from shepherd.store.errors import ConfigError, MailboxClosed, MailboxFull
 
 __all__ = ["Address", "Mailbox", "Reply", "ask", "receive_by"]
 
@@ -105,9 +107,9 @@ class Address(Generic[M]):
 class Mailbox(Generic[M]):
     """The receive side, owned by exactly one actor."""
 
-    def __init__(self, name: str, capacity: int = 10_000) -> None:
-        if capacity < 1:
-            raise ValueError("mailbox capacity must be >= 1")
+    def __init__(self, name: str, capacity: int) -> None:
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+            raise ConfigError(f"mailbox {name!r}: must be an integer >= 1", field="capacity")
         self.name = name
         self.capacity = capacity
         send: MemoryObjectSendStream[M]

@@ -11,6 +11,7 @@ from typing import Any, Literal
 import msgspec
 
 from shepherd.actors.mailbox import Reply
+from shepherd.store import models
 from shepherd.store.models import Dispatch, priority_rank
 from shepherd.store.ops import NewDispatch
 
@@ -25,9 +26,11 @@ __all__ = [
     "JobsChanged",
     "Outcome",
     "OutcomeEvent",
+    "OutcomeStatus",
     "Poke",
     "Probe",
     "RunFinished",
+    "RunOutcome",
     "RunStarted",
     "SchedulerMsg",
     "SlotRecord",
@@ -35,6 +38,9 @@ __all__ = [
     "entry_from_dispatch",
     "entry_from_new",
 ]
+
+
+RunOutcome = Literal["ok", "error", "timeout", "crashed", "cancelled"]
 
 
 class Entry(msgspec.Struct, frozen=True, kw_only=True):
@@ -87,7 +93,7 @@ class RunFinished(msgspec.Struct, frozen=True, tag=True, kw_only=True):
 
     run_id: int
     dispatch_id: int
-    outcome: str  # ok | error | timeout | crashed | cancelled
+    outcome: RunOutcome
     error: str | None = None
     result: Any = None
     retry: bool = True
@@ -107,11 +113,28 @@ class Cancel(msgspec.Struct, frozen=True, tag=True):
     reply: Reply[str | None]
 
 
-class Poke(msgspec.Struct, frozen=True, tag=True):
-    """Another process committed something: ``d`` dispatches, ``j`` jobs, ``c`` cancels
-    (any combination); ``-`` only wakes the loop."""
+class Poke(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    """Read again what changed in the store: new ``dispatches``, changed ``jobs``,
+    ``cancels`` requested (another process committed them; any combination). With no
+    flag set it only wakes the loop for another pass."""
 
-    what: str = "d"
+    dispatches: bool = False
+    jobs: bool = False
+    cancels: bool = False
+
+    def __or__(self, other: Poke) -> Poke:
+        """Both Pokes' flags (one reload covers several Pokes)."""
+        if other == self or other == Poke():
+            return self
+        return Poke(
+            dispatches=self.dispatches or other.dispatches,
+            jobs=self.jobs or other.jobs,
+            cancels=self.cancels or other.cancels,
+        )
+
+    def __bool__(self) -> bool:
+        """True when there is something to read again (not a mere wake-up)."""
+        return self.dispatches or self.jobs or self.cancels
 
 
 class JobsChanged(msgspec.Struct, frozen=True, tag=True):
@@ -167,15 +190,16 @@ def entry_from_new(new: NewDispatch, dispatch_id: int, seq: int) -> Entry:
 
 
 class Outcome(msgspec.Struct, frozen=True, tag=True, kw_only=True):
-    """A schedule dispatch ended (forwarded from the dispatcher's ``OutcomeEvent``)."""
+    """A dispatch ended (forwarded from the dispatcher's ``OutcomeEvent``); the
+    scheduler acts on those of kind ``schedule`` that are ``final``."""
 
     job_id: int
     job: str
     dispatch_id: int
-    outcome: str
+    outcome: models.Outcome
     final: bool
     slot: float | None
-    kind: str
+    kind: str  # the dispatch's kind (open: the Python API may label an enqueue)
     at: float
 
 
@@ -183,6 +207,10 @@ SchedulerMsg = JobsChanged | Poke | Outcome
 
 
 # -- events going out (subscribers, waiters, metrics, delivery) ----------------------
+
+# the state an ended run leaves its dispatch in (``queued``: another attempt follows)
+OutcomeStatus = Literal["done", "queued", "dead", "cancelled"]
+Status = OutcomeStatus
 
 
 class RunStarted(msgspec.Struct, frozen=True, tag=True, kw_only=True):
@@ -202,8 +230,8 @@ class OutcomeEvent(msgspec.Struct, frozen=True, tag=True, kw_only=True):
     job: str
     run_id: int | None
     attempt: int
-    outcome: str
-    status: str
+    outcome: models.Outcome  # a run's outcome, or ``skipped`` (ended without running)
+    status: OutcomeStatus
     final: bool
     at: float
     job_id: int = 0
@@ -227,5 +255,3 @@ class SlotRecord(msgspec.Struct, frozen=True, tag=True, kw_only=True):
 
 
 Event = RunStarted | OutcomeEvent | SlotRecord
-
-Status = Literal["done", "queued", "dead", "cancelled"]

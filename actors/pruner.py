@@ -3,14 +3,14 @@
 Role: keeps the database from growing without bound. Every ``retention.interval``
 (the first pass a minute after start, or one interval if that is shorter) it runs a
 pass: the retention rules in order, each as a series of write ops of at most
-``batch_size`` rows (``store/prune.py``), every op its own group-commit op through the
-store writer. After each batch it pauses as long as the batch took, so the writer
+``batch_size`` rows (``store/ops/retention.py``), every op its own group-commit op
+through the store writer. After each batch it pauses as long as the batch took, so the writer
 spends at most about half its time on pruning and other actors' commits never queue
 behind a long delete. Every ``checkpoint_every`` seconds (the runtime's
 ``health_interval``) it runs the store's PASSIVE WAL checkpoint, between batches too.
 
 The rules, their defaults and their order are ``actors/retention.py`` (pure); the
-SQL that selects the rows of each is ``store/prune.py``.
+rows each selects are the store's (``store/ops/retention.py``).
 
 Inbox: ``PrunerMsg`` = ``PruneNow`` (a pass now, the reply gets its counts) | ``Stop``;
 capacity 16 (operator requests only). Sends: prune ops to the store writer; calls the
@@ -39,9 +39,9 @@ from shepherd.actors.retention import (
     summary,
 )
 from shepherd.actors.writer import StoreMsg, write
-from shepherd.store import ledger
+from shepherd.store import keys
 from shepherd.store.errors import StoreError
-from shepherd.store.prune import Pruned, PruneOp
+from shepherd.store.ops import Pruned, PruneOp
 
 __all__ = ["Checkpointer", "PruneNow", "Pruner", "PrunerMsg", "Stop"]
 
@@ -75,7 +75,7 @@ class Pruner:
         clock: Clock,
         store: Checkpointer,
         checkpoint_every: float = 2.0,
-        key_lifetime: float = ledger.DEFAULT_TTL,
+        key_lifetime: float = keys.DEFAULT_TTL,
     ) -> None:
         self._cfg = cfg
         self._writer = writer

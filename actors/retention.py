@@ -1,9 +1,9 @@
 """Retention: the ``[retention]`` config and the pruner's decisions. Pure.
 
 The pruner (``actors/pruner.py``) performs passes; what a pass deletes is decided here,
-as plain functions of ``(config, now)``; which rows a cutoff selects is SQL in
-``store/prune.py``. A pass runs these rules in this order, each as a series of write
-ops of at most ``batch_size`` rows:
+as plain functions of ``(config, now)``; which rows a cutoff selects is the store's
+(``store/ops/retention.py``). A pass runs these rules in this order, each as a series of
+write ops of at most ``batch_size`` rows:
 
 | rule (``[retention]`` key)      | default | rows                                          |
 | --- | --- | --- |
@@ -20,7 +20,7 @@ ops of at most ``batch_size`` rows:
 ``0`` turns a count or an age rule off (keep forever). The message and delivery ages
 are OCS's; so is 100 runs per job. A producer's idempotency key is bound to its
 dispatch for as long as the row exists, so the dispatch's age rule is the key's
-lifetime: 7 days by default, and never less than ``store.ledger.DEFAULT_TTL`` (7 days)
+lifetime: 7 days by default, and never less than ``store.keys.DEFAULT_TTL`` (7 days)
 whatever ``dispatches_max_age`` / ``dead_max_age`` say, because enqueueing the key
 again must still find its dispatch. Never pruned: queued or running dispatches,
 running runs, a dead letter's runs while it is kept.
@@ -32,10 +32,10 @@ from typing import Annotated, Literal, assert_never
 
 import msgspec
 
-from shepherd.store import ledger
+from shepherd.store import keys
 from shepherd.store.bounds import DAY, Range, check_bounds
 from shepherd.store.models import Seconds
-from shepherd.store.prune import (
+from shepherd.store.ops import (
     Pruned,
     PruneDeliveries,
     PruneDispatches,
@@ -86,7 +86,7 @@ _DeliveryState = Literal["sent", "failed"]
 
 
 def plan(
-    cfg: RetentionConfig, now: float, *, key_lifetime: float = ledger.DEFAULT_TTL
+    cfg: RetentionConfig, now: float, *, key_lifetime: float = keys.DEFAULT_TTL
 ) -> list[PruneOp]:
     """The first op of every rule that is on, in pass order."""
     n = cfg.batch_size

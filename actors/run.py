@@ -19,6 +19,7 @@ import msgspec
 
 from shepherd.actors.clock import Clock
 from shepherd.actors.executors.base import ExecResult, Executor, RunContext
+from shepherd.actors.executors.host import Host
 from shepherd.actors.mailbox import Address
 from shepherd.actors.messages import DispatcherMsg, RunFinished
 from shepherd.actors.runsup import ChildHandle
@@ -50,7 +51,7 @@ async def run_actor(
     clock: Clock,
     report: Address[DispatcherMsg],
     data_dir: str,
-    services: dict[str, Any],
+    host: Host | None,
     on_heartbeat: Callable[[int, float], None] | None = None,
 ) -> None:
     job = order.job
@@ -92,7 +93,7 @@ async def run_actor(
         data_dir=data_dir,
         wall=clock.wall,
         on_heartbeat=heartbeat,
-        services=services,
+        host=host,
     )
     result: ExecResult | None = None
     error: BaseException | None = None

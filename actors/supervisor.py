@@ -20,6 +20,15 @@ Semantics (Erlang/OTP ``supervisor``):
 A child's ``start`` is ``async def run(*, task_status)``; it calls
 ``task_status.started()`` once it is ready. Stopping a child calls its spec's ``stop``
 (if any, e.g. close its mailbox), waits up to ``shutdown`` seconds, then cancels it.
+
+Exits reach the watching loop through a bounded stream (``EXIT_BUFFER``). An exit is
+never dropped: when the stream is full (a crash storm while the loop is busy
+restarting), the exiting child's wrapper task waits for room (back-pressure), and each
+such wait is counted (``statistics()["exits_waited"]``) and logged as a warning.
+
+The module is long because the strategies, the per-child wrapper and the stop protocol
+share one piece of state (the children and their generations); split apart, each part
+would reach into the others'.
 """
 
 from __future__ import annotations
@@ -35,13 +44,15 @@ from anyio.abc import TaskGroup, TaskStatus
 from shepherd.actors.clock import Clock, RealClock
 from shepherd.store.errors import ConfigError, SupervisorEscalation
 
-__all__ = ["ActorEvent", "ChildSpec", "Supervisor", "add_restart"]
+__all__ = ["EXIT_BUFFER", "ActorEvent", "ChildSpec", "Supervisor", "add_restart"]
 
 log = logging.getLogger("shepherd.supervisor")
 
 Restart = Literal["permanent", "transient", "temporary"]
 Strategy = Literal["one_for_one", "rest_for_one", "one_for_all"]
 ExitReason = Literal["normal", "shutdown", "crash"]
+
+EXIT_BUFFER = 1000  # exits waiting for the loop; past it an exiting child waits for room
 
 
 class ChildSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -127,8 +138,9 @@ class Supervisor:
         self._restarts = 0
         self._crashes = 0
         self._last_error: str | None = None
+        self._exits_waited = 0  # exits that found the stream full and waited for room
         self._tg: TaskGroup | None = None
-        self._exits_send, self._exits_recv = anyio.create_memory_object_stream[_Exit](1000)
+        self._exits_send, self._exits_recv = anyio.create_memory_object_stream[_Exit](EXIT_BUFFER)
         self._stopping = False
 
     # -- running -------------------------------------------------------------------
@@ -152,7 +164,10 @@ class Supervisor:
     def request_stop(self) -> None:
         """Stop every child last-first and return from ``run()`` normally."""
         self._stopping = True
-        self._exits_send.send_nowait(_Exit(-1, -1, "shutdown", None))
+        try:
+            self._exits_send.send_nowait(_Exit(-1, -1, "shutdown", None))
+        except anyio.WouldBlock:
+            pass  # exits are waiting: the loop wakes on the next one and sees _stopping
 
     async def _watch(self) -> SupervisorEscalation | None:
         async for ex in self._exits_recv:
@@ -235,10 +250,22 @@ class Supervisor:
             if not started:
                 task_status.started()
             if generation == child.generation and not self._stopping:
-                try:
-                    self._exits_send.send_nowait(_Exit(index, generation, reason, error))
-                except (anyio.WouldBlock, anyio.ClosedResourceError):
-                    pass
+                await self._report_exit(_Exit(index, generation, reason, error))
+
+    async def _report_exit(self, ex: _Exit) -> None:
+        """Hand ``ex`` to the loop; a full stream makes this wrapper wait for room."""
+        try:
+            self._exits_send.send_nowait(ex)
+            return
+        except anyio.WouldBlock:
+            self._exits_waited += 1
+            log.warning(
+                "supervisor %s: exit stream full (%d waiting); the exit of %s waits for room",
+                self.name,
+                EXIT_BUFFER,
+                self._children[ex.index].spec.name,
+            )
+        await self._exits_send.send(ex)  # cancelled only when the supervisor itself ends
 
     async def _stop_range(self, first: int, stop: int) -> None:
         for i in reversed(range(first, stop)):
@@ -286,6 +313,7 @@ class Supervisor:
             "restarts_in_window": sum(1 for t in self._window if now - t < self.period),
             "crashes": self._crashes,
             "last_error": self._last_error,
+            "exits_waited": self._exits_waited,
         }
 
     def __repr__(self) -> str:

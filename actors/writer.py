@@ -20,9 +20,9 @@ from anyio.abc import TaskStatus
 from shepherd.actors.mailbox import Address, Mailbox, Reply
 from shepherd.store.errors import StoreError
 from shepherd.store.ops import WriteOp
-from shepherd.store.sqlite import SqliteStore
+from shepherd.store.protocol import Store
 
-__all__ = ["StoreMsg", "StoreWriter", "Write", "write", "write_many"]
+__all__ = ["StoreMsg", "StoreWriter", "Write", "write", "write_each", "write_many"]
 
 
 class Write(msgspec.Struct, frozen=True):
@@ -34,7 +34,7 @@ StoreMsg = Write
 
 
 class StoreWriter:
-    def __init__(self, store: SqliteStore, mailbox: Mailbox[StoreMsg], *, max_batch: int = 256):
+    def __init__(self, store: Store, mailbox: Mailbox[StoreMsg], *, max_batch: int = 256):
         self._store = store
         self._mailbox = mailbox
         self._max_batch = max_batch
@@ -102,10 +102,26 @@ async def write(address: Address[StoreMsg], op: WriteOp) -> Any:
 
 
 async def write_many(address: Address[StoreMsg], ops: Sequence[WriteOp]) -> list[Any]:
-    """Send several ops at once; they land in the same or consecutive commits."""
+    """Send several ops at once; they land in the same or consecutive commits. The
+    first failed op's StoreError is raised."""
+    return [await r.wait() for r in await _send_all(address, ops)]
+
+
+async def write_each(address: Address[StoreMsg], ops: Sequence[WriteOp]) -> list[Any]:
+    """``write_many``, but a failed op's StoreError is its result: nothing raises."""
+    out: list[Any] = []
+    for reply in await _send_all(address, ops):
+        try:
+            out.append(await reply.wait())
+        except StoreError as exc:
+            out.append(exc)
+    return out
+
+
+async def _send_all(address: Address[StoreMsg], ops: Sequence[WriteOp]) -> list[Reply[Any]]:
     replies: list[Reply[Any]] = []
     for op in ops:
         reply: Reply[Any] = Reply()
         await address.send(Write(op, reply))
         replies.append(reply)
-    return [await r.wait() for r in replies]
+    return replies

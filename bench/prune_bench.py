@@ -37,8 +37,7 @@ from shepherd.actors.pruner import PruneNow, Pruner, PrunerMsg, Stop
 from shepherd.actors.retention import RetentionConfig
 from shepherd.actors.writer import StoreMsg, StoreWriter, write
 from shepherd.store.models import Seconds
-from shepherd.store.ops import InsertDispatches, NewDispatch
-from shepherd.store.prune import PruneDispatches, PruneRunsPerJob
+from shepherd.store.ops import InsertDispatches, NewDispatch, PruneDispatches, PruneRunsPerJob
 from shepherd.store.sqlite import SqliteStore
 
 SCENARIO = "shepherd-prune"

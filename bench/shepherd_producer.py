@@ -26,7 +26,6 @@ import anyio
 from bench.report import percentiles
 from shepherd.actors.ingest import send_wake
 from shepherd.runtime.jobs import new_dispatch  # what the CLI uses to turn a request into a row
-from shepherd.store import queries
 from shepherd.store.models import EnqueueRequest
 from shepherd.store.ops import InsertDispatches
 from shepherd.store.sqlite import SqliteStore
@@ -37,7 +36,7 @@ ORIGIN = "bench-producer"
 async def produce(db: str, job: str, rate: float, count: int) -> dict[str, float]:
     store = await SqliteStore.open(db, create=False)
     try:
-        row = await store.read(queries.get_job, job)
+        row = await store.job(job)
         if row is None:
             raise RuntimeError(f"no job {job!r} in {db}")
         print("ready", flush=True)

@@ -32,8 +32,7 @@ from bench.shepherd_bench import NOOP, open_runtime, result, runtime_log
 from shepherd.runtime.app import Runtime
 from shepherd.runtime.config import Config
 from shepherd.runtime.jobs import new_dispatch
-from shepherd.store import queries
-from shepherd.store.ledger import lineage_key
+from shepherd.store.keys import lineage_key
 from shepherd.store.models import EnqueueRequest, JobRow, JobSpec
 from shepherd.store.ops import ClaimRun, ClaimRuns, InsertDispatches
 from shepherd.store.sqlite import SqliteStore
@@ -58,7 +57,7 @@ async def build(db: str, queued: int, orphans: int) -> None:
     try:
         rows: dict[str, JobRow] = {}
         for j in _JOBS:
-            row = await store.read(queries.get_job, j.name)
+            row = await store.job(j.name)
             assert row is not None, j.name
             rows[j.name] = row
         now = time.time()

@@ -39,7 +39,6 @@ from bench.shepherd_e2e import _BENCH_ROOT, child_env
 from shepherd.actors.executors.base import RunContext
 from shepherd.runtime.app import Runtime
 from shepherd.runtime.jobs import new_dispatch
-from shepherd.store import queries
 from shepherd.store.models import EnqueueRequest
 from shepherd.store.ops import InsertDispatches
 from shepherd.store.sqlite import SqliteStore
@@ -93,7 +92,7 @@ async def _create(db: Path) -> None:
 async def _fill(db: Path, n: int) -> None:
     store = await SqliteStore.open(db, create=False)
     try:
-        row = await store.read(queries.get_job, NOOP)
+        row = await store.job(NOOP)
         assert row is not None
         now = time.time()
         for i in range(0, n, _CHUNK):

@@ -1,9 +1,9 @@
 """shepherd's public API: the embeddable ``Runtime``, job specs, config and errors."""
 
-from shepherd.actors.delivery import DeliveryConfig, DeliveryTarget
 from shepherd.actors.executors.base import ExecResult, Executor, RunContext
 from shepherd.actors.executors.gateway import GatewayConfig
 from shepherd.actors.messages import OutcomeEvent, RunStarted, SlotRecord
+from shepherd.actors.router.delivery import DeliveryConfig, DeliveryTarget
 from shepherd.runtime.app import Runtime
 from shepherd.runtime.config import Config, load_config
 from shepherd.store.errors import (
@@ -20,8 +20,15 @@ from shepherd.store.errors import (
     StoreError,
     SupervisorEscalation,
 )
-from shepherd.store.messages import Delivery, Message
-from shepherd.store.models import Dispatch, EnqueueRequest, JobSpec, RetryPolicy, Run
+from shepherd.store.models import (
+    Delivery,
+    Dispatch,
+    EnqueueRequest,
+    JobSpec,
+    Message,
+    RetryPolicy,
+    Run,
+)
 
 __all__ = [
     "Config",

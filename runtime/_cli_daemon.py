@@ -22,11 +22,11 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, assert_never
 
 import anyio
 
-from shepherd.actors.messages import OutcomeEvent, RunStarted, SlotRecord
+from shepherd.actors.messages import Event, OutcomeEvent, RunStarted, SlotRecord
 from shepherd.runtime._cli_fmt import iso
 from shepherd.runtime.app import Runtime
 from shepherd.runtime.config import Config
@@ -163,40 +163,46 @@ async def _log_events(rt: Runtime) -> None:
     runs = logging.getLogger("shepherd.events")
     async with rt.subscribe(RunStarted, OutcomeEvent, SlotRecord) as events:
         async for ev in events:
-            match ev:
-                case RunStarted():
-                    runs.info(
-                        "run.started dispatch=%d run=%d job=%s attempt=%d",
-                        ev.dispatch_id,
-                        ev.run_id,
-                        ev.job,
-                        ev.attempt,
-                    )
-                case OutcomeEvent():
-                    extra = ""
-                    if ev.next_attempt_at is not None:
-                        extra += f" next_attempt_at={iso(ev.next_attempt_at)}"
-                    if ev.dead_reason:
-                        extra += f" dead_reason={ev.dead_reason}"
-                    if ev.error:
-                        extra += f" error={_quote(ev.error)}"
-                    runs.info(
-                        "run.finished dispatch=%d run=%s job=%s attempt=%d outcome=%s status=%s%s",
-                        ev.dispatch_id,
-                        ev.run_id,
-                        ev.job,
-                        ev.attempt,
-                        ev.outcome,
-                        ev.status,
-                        extra,
-                    )
-                case SlotRecord():
-                    runs.info(
-                        "slot.skipped job=%s dispatch=%s reason=%s",
-                        ev.job,
-                        ev.dispatch_id,
-                        _quote(ev.reason),
-                    )
+            _log_event(runs, ev)
+
+
+def _log_event(runs: logging.Logger, ev: Event) -> None:
+    match ev:
+        case RunStarted():
+            runs.info(
+                "run.started dispatch=%d run=%d job=%s attempt=%d",
+                ev.dispatch_id,
+                ev.run_id,
+                ev.job,
+                ev.attempt,
+            )
+        case OutcomeEvent():
+            extra = ""
+            if ev.next_attempt_at is not None:
+                extra += f" next_attempt_at={iso(ev.next_attempt_at)}"
+            if ev.dead_reason:
+                extra += f" dead_reason={ev.dead_reason}"
+            if ev.error:
+                extra += f" error={_quote(ev.error)}"
+            runs.info(
+                "run.finished dispatch=%d run=%s job=%s attempt=%d outcome=%s status=%s%s",
+                ev.dispatch_id,
+                ev.run_id,
+                ev.job,
+                ev.attempt,
+                ev.outcome,
+                ev.status,
+                extra,
+            )
+        case SlotRecord():
+            runs.info(
+                "slot.skipped job=%s dispatch=%s reason=%s",
+                ev.job,
+                ev.dispatch_id,
+                _quote(ev.reason),
+            )
+        case _:
+            assert_never(ev)
 
 
 def _quote(text: str, limit: int = 200) -> str:

@@ -23,7 +23,6 @@ from shepherd.runtime._cli_ops import enqueue_one
 from shepherd.runtime._cli_store import open_store, wall
 from shepherd.runtime.config import Config
 from shepherd.runtime.jobs import job_from_data
-from shepherd.store import queries
 from shepherd.store.models import Dispatch, EnqueueRequest, Run, Seconds
 
 __all__ = ["DEMO_JOBS_TOML", "cmd_demo"]
@@ -151,7 +150,7 @@ def _demo_row(r: Run, priority: dict[int, str]) -> dict[str, Any]:
 
 async def _collect(cfg: Config) -> tuple[dict[str, Any], list[Run], list[Dispatch]]:
     async with open_store(cfg, create=False) as store:
-        stats = await store.read(queries.stats)
-        runs = await store.read(queries.list_runs, limit=1000)
-        dispatches = await store.read(queries.list_dispatches, limit=1000)
+        stats = await store.stats()
+        runs = await store.runs(limit=1000)
+        dispatches = await store.dispatches(limit=1000)
     return stats, sorted(runs, key=lambda r: r.id), sorted(dispatches, key=lambda d: d.id)

@@ -2,7 +2,7 @@
 
 Read-only (a read-only SQLite connection: it never checkpoints the WAL into the file).
 It reports the file and WAL sizes, the schema version of the file and of this runtime,
-a full integrity check (``PRAGMA quick_check``, per table when it fails), who holds
+a full integrity check (per table when it fails), who holds
 the lock file, and whether a daemon serves the file (the lock, its wake socket and the
 heartbeat of its ``instances`` row). Exit 0 when healthy, 3 when the file is missing,
 foreign, damaged or of a newer schema.
@@ -18,7 +18,7 @@ from shepherd.actors.ingest import wake_path
 from shepherd.runtime._cli_fmt import CliError, emit_json, iso, print_fields
 from shepherd.runtime._cli_store import daemon_pid, wall
 from shepherd.runtime.config import Config
-from shepherd.store.integrity import diagnose
+from shepherd.store.factory import diagnose
 
 __all__ = ["cmd_doctor"]
 

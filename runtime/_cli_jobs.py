@@ -4,6 +4,9 @@ A job comes from flags or from a file (one job table, or a list under ``[[jobs]]
 ``"jobs"``). Every job is decoded and validated (``runtime.jobs.validate_job``) before
 the store is opened, so a bad spec stores nothing; an error names the flag, or the
 file, the job and its field.
+
+The module is longer than most because the job-file loader and its per-field errors
+sit beside the four commands that share them.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ from shepherd.runtime._cli_fmt import CliError, emit_json, iso, plain, print_fie
 from shepherd.runtime._cli_store import builtin_executors, loads_json, open_store, wall
 from shepherd.runtime.config import Config, default_config_toml
 from shepherd.runtime.jobs import job_from_data, save_op, validate_job
-from shepherd.store import queries
 from shepherd.store.errors import ConfigError, NotFound
 from shepherd.store.models import JobRow, JobSpec
 from shepherd.store.ops import DeleteJob
@@ -217,7 +219,7 @@ async def save_jobs(cfg: Config, specs: list[JobSpec], now: float) -> list[JobRo
         for result in results:
             if isinstance(result, Exception):
                 raise result
-        rows = [await store.read(queries.get_job, s.name) for s in specs]
+        rows = [await store.job(s.name) for s in specs]
     return [r for r in rows if r is not None]
 
 
@@ -273,12 +275,12 @@ def cmd_jobs_list(args: argparse.Namespace, cfg: Config) -> int:
 
 async def _list(cfg: Config) -> list[JobRow]:
     async with open_store(cfg, create=False) as store:
-        return await store.read(queries.list_jobs)
+        return await store.jobs()
 
 
 async def _get(cfg: Config, name: str) -> JobRow:
     async with open_store(cfg, create=False) as store:
-        row = await store.read(queries.get_job, name)
+        row = await store.job(name)
     if row is None:
         raise NotFound(f"no job named {name!r}")
     return row
@@ -308,7 +310,7 @@ def cmd_jobs_rm(args: argparse.Namespace, cfg: Config) -> int:
 
 async def _remove(cfg: Config, name: str) -> None:
     async with open_store(cfg, create=False) as store:
-        row = await store.read(queries.get_job, name)
+        row = await store.job(name)
         if row is None:
             raise NotFound(f"no job named {name!r}")
         await store.apply_one(DeleteJob(row.id, wall()))

@@ -7,7 +7,8 @@ applies at most one write op and wakes the daemon serving the database, if any.
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import anyio
 
@@ -16,10 +17,12 @@ from shepherd.runtime._cli_fmt import CliError, emit_json, iso, plain, print_fie
 from shepherd.runtime._cli_store import open_store, origin, wall
 from shepherd.runtime.config import Config
 from shepherd.runtime.jobs import check_enqueue, new_dispatch
-from shepherd.store import queries
 from shepherd.store.errors import ConfigError, NotFound
 from shepherd.store.models import Dispatch, EnqueueRequest, Run
 from shepherd.store.ops import CancelDispatch, InsertDispatches, PurgeDead, RetryDead
+from shepherd.store.protocol import Store
+
+T = TypeVar("T")
 
 __all__ = [
     "cmd_cancel",
@@ -81,7 +84,7 @@ def cmd_enqueue(args: argparse.Namespace, cfg: Config) -> int:
 
 async def enqueue_one(cfg: Config, req: EnqueueRequest, now: float) -> tuple[int, bool]:
     async with open_store(cfg) as store:
-        row = await store.read(queries.get_job, req.job)
+        row = await store.job(req.job)
         if row is None:
             raise NotFound(f"no job named {req.job!r}")
         new = new_dispatch(row, req, now, where="enqueue")
@@ -132,7 +135,7 @@ def run_row(r: Run) -> dict[str, Any]:
 
 def cmd_runs_list(args: argparse.Namespace, cfg: Config) -> int:
     runs = anyio.run(
-        _read, cfg, queries.list_runs, {"job": args.job, "status": args.status, "limit": args.limit}
+        _read, cfg, lambda s: s.runs(job=args.job, status=args.status, limit=args.limit)
     )
     if args.json:
         emit_json(runs)
@@ -145,7 +148,7 @@ def cmd_runs_list(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def cmd_runs_show(args: argparse.Namespace, cfg: Config) -> int:
-    run = anyio.run(_read, cfg, queries.get_run, {}, args.run_id)
+    run = anyio.run(_read, cfg, lambda s: s.run(args.run_id))
     if run is None:
         raise NotFound(f"no run {args.run_id}")
     if args.json:
@@ -160,9 +163,10 @@ def cmd_runs_show(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
-async def _read(cfg: Config, fn: Any, kwargs: dict[str, Any], *args: Any) -> Any:
+async def _read(cfg: Config, ask: Callable[[Store], Awaitable[T]]) -> T:
+    """One typed read (``ask(store)``) on the existing database."""
     async with open_store(cfg, create=False) as store:
-        return await store.read(fn, *args, **kwargs)
+        return await ask(store)
 
 
 # -- dead letters ----------------------------------------------------------------------
@@ -182,10 +186,7 @@ def _dead_row(d: Dispatch) -> dict[str, Any]:
 
 def cmd_dlq_list(args: argparse.Namespace, cfg: Config) -> int:
     dead = anyio.run(
-        _read,
-        cfg,
-        queries.list_dispatches,
-        {"status": "dead", "job": args.job, "limit": args.limit},
+        _read, cfg, lambda s: s.dispatches(status="dead", job=args.job, limit=args.limit)
     )
     if args.json:
         emit_json(dead)
@@ -219,7 +220,7 @@ def cmd_dlq_retry(args: argparse.Namespace, cfg: Config) -> int:
 async def _retry(cfg: Config, ids: list[int], job: str | None) -> tuple[list[int], list[int]]:
     async with open_store(cfg, create=False) as store:
         if not ids:
-            dead = await store.read(queries.list_dispatches, status="dead", job=job, limit=_MANY)
+            dead = await store.dispatches(status="dead", job=job, limit=_MANY)
             ids = sorted(d.id for d in dead)
         retried: list[int] = await store.apply_one(RetryDead(ids, wall(), origin=origin()))
     return retried, ids
@@ -248,7 +249,7 @@ async def _purge(cfg: Config, op: PurgeDead) -> tuple[int, list[int]]:
     async with open_store(cfg, create=False) as store:
         missing: list[int] = []
         for i in op.ids or ():
-            d = await store.read(queries.get_dispatch, i)
+            d = await store.dispatch(i)
             if d is None or d.status != "dead":
                 missing.append(i)
         n: int = await store.apply_one(op)

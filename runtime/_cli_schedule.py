@@ -10,13 +10,12 @@ from typing import Any
 import anyio
 
 from shepherd.actors.ingest import send_wake
-from shepherd.actors.schedule import upcoming
+from shepherd.actors.scheduler.cron import upcoming
 from shepherd.runtime._cli_fmt import emit_json, iso, print_fields, table
 from shepherd.runtime._cli_jobs import flag_data, spec_from_data
 from shepherd.runtime._cli_store import open_store, origin, wall
 from shepherd.runtime.config import Config
 from shepherd.runtime.jobs import new_dispatch, save_op
-from shepherd.store import queries
 from shepherd.store.errors import ConfigError, NotFound
 from shepherd.store.models import EnqueueRequest, JobRow, to_builtins
 from shepherd.store.ops import InsertDispatches
@@ -48,7 +47,7 @@ def cmd_jobs_disable(args: argparse.Namespace, cfg: Config) -> int:
 async def _change(cfg: Config, name: str, edit: Any) -> JobRow:
     now = wall()
     async with open_store(cfg, create=False) as store:
-        row = await store.read(queries.get_job, name)
+        row = await store.job(name)
         if row is None:
             raise NotFound(f"no job named {name!r}")
         data = edit(to_builtins(row.spec))
@@ -56,7 +55,7 @@ async def _change(cfg: Config, name: str, edit: Any) -> JobRow:
             raise ConfigError("a job cannot be renamed; add a new one", field="NAME")
         spec = spec_from_data(data, now, cfg, previous=row.spec)
         await store.apply_one(save_op(spec, now, row))  # same schedule keeps its next slot
-        new = await store.read(queries.get_job, name)
+        new = await store.job(name)
     send_wake(cfg.database, "j")
     assert new is not None
     return new
@@ -86,7 +85,7 @@ def cmd_jobs_run(args: argparse.Namespace, cfg: Config) -> int:
 async def _run_now(cfg: Config, name: str, payload: dict[str, Any] | None) -> int:
     now = wall()
     async with open_store(cfg, create=False) as store:
-        row = await store.read(queries.get_job, name)
+        row = await store.job(name)
         if row is None:
             raise NotFound(f"no job named {name!r}")
         new = new_dispatch(
@@ -111,7 +110,7 @@ def cmd_jobs_next(args: argparse.Namespace, cfg: Config) -> int:
 
 async def _get(cfg: Config, name: str) -> JobRow:
     async with open_store(cfg, create=False) as store:
-        row = await store.read(queries.get_job, name)
+        row = await store.job(name)
     if row is None:
         raise NotFound(f"no job named {name!r}")
     return row

@@ -14,7 +14,6 @@ from shepherd.runtime._cli_fmt import emit_json, iso, print_fields, table
 from shepherd.runtime._cli_ops import run_row
 from shepherd.runtime._cli_store import daemon_pid, open_store
 from shepherd.runtime.config import Config
-from shepherd.store import queries
 from shepherd.store.models import Run
 
 __all__ = ["cmd_status"]
@@ -56,9 +55,9 @@ def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
 
 async def _status(cfg: Config) -> tuple[dict[str, Any], list[Run], dict[str, Any] | None]:
     async with open_store(cfg, create=False) as store:
-        stats = await store.read(queries.stats)
-        running = await store.read(queries.list_runs, status="running", limit=50)
-        instance = await store.read(queries.latest_instance)
+        stats = await store.stats()
+        running = await store.runs(status="running", limit=50)
+        instance = await store.latest_instance()
     return stats, running, instance
 
 

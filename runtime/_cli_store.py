@@ -2,7 +2,7 @@
 telling whether a daemon serves a database, and argparse value types.
 
 The CLI never goes through a ``Runtime``: it opens the database directly
-(``SqliteStore.open``), applies one write op, and sends the daemon a wake-up datagram
+(``store.factory.open_store``), applies one write op, and sends the daemon a wake-up datagram
 (``actors.ingest.send_wake``) so that it reads what changed within milliseconds.
 """
 
@@ -27,10 +27,11 @@ from shepherd.actors.executors.python import PythonExecutor
 from shepherd.actors.executors.shell import ShellExecutor
 from shepherd.runtime.config import Config
 from shepherd.runtime.messaging import gateway_executors
+from shepherd.store import factory as store_factory
 from shepherd.store.bounds import Range, check_json, check_value
 from shepherd.store.errors import ConfigError
 from shepherd.store.models import parse_duration
-from shepherd.store.sqlite import SqliteStore
+from shepherd.store.protocol import Store
 
 __all__ = [
     "bounded_int",
@@ -67,10 +68,10 @@ def builtin_executors(cfg: Config) -> dict[str, Executor]:
 
 
 @asynccontextmanager
-async def open_store(cfg: Config, *, create: bool = True) -> AsyncIterator[SqliteStore]:
-    """The database, after the bounded integrity check (``store.integrity``): a damaged
+async def open_store(cfg: Config, *, create: bool = True) -> AsyncIterator[Store]:
+    """The database, after the bounded integrity check (``store.sqlite.integrity``): a damaged
     file is refused (``DatabaseCorrupt``) before this command writes anything."""
-    store = await SqliteStore.open(
+    store = await store_factory.open_store(
         cfg.database,
         synchronous=cfg.synchronous,
         busy_timeout=float(cfg.busy_timeout),

@@ -1,47 +1,69 @@
-"""The Runtime's jobs side: add, update, enable, remove and run jobs, their next fire
-times, and enqueueing dispatches. Split from ``runtime/app.py``.
+"""The jobs side of ``Runtime``: add, update, enable, remove and run jobs, their next
+fire times, and enqueueing dispatches.
 
-``JobsMixin`` is mixed into ``Runtime`` as ``MessagingMixin`` is; the state it uses is
-created in ``Runtime.__init__`` and only declared here, for the type checker.
+``JobsApi`` is a plain collaborator the ``Runtime`` façade holds: it owns the cache of
+job rows it looked up (``enqueue`` needs a job's id and defaults) and sends
+``JobsChanged`` to the dispatcher and the scheduler (and ``forget_job`` to the router)
+when a job changes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from shepherd.actors.clock import Clock
 from shepherd.actors.executors.base import Executor
 from shepherd.actors.mailbox import Address
-from shepherd.actors.messages import DispatcherMsg, Enqueued, Entry, JobsChanged, entry_from_new
-from shepherd.actors.schedule import next_fires as _next_fires
-from shepherd.actors.scheduler import SchedulerMsg
+from shepherd.actors.messages import (
+    DispatcherMsg,
+    Enqueued,
+    Entry,
+    JobsChanged,
+    SchedulerMsg,
+    entry_from_new,
+)
+from shepherd.actors.scheduler.cron import next_fires as _next_fires
 from shepherd.actors.writer import StoreMsg, write
-from shepherd.runtime.jobs import check_enqueue, job_from_data, new_dispatch, save_op, validate_job
-from shepherd.store import queries
+from shepherd.runtime.jobs import (
+    check_enqueue,
+    job_from_data,
+    keep_ended,
+    new_dispatch,
+    save_op,
+    validate_job,
+)
 from shepherd.store.errors import ConfigError, NotFound
 from shepherd.store.models import EnqueueRequest, JobRow, JobSpec, to_builtins
 from shepherd.store.ops import DeleteJob, InsertDispatches, NewDispatch
-from shepherd.store.sqlite import SqliteStore
+from shepherd.store.protocol import Store
 
-__all__ = ["JobsMixin"]
+__all__ = ["JobsApi"]
 
 
-class JobsMixin:
-    # state owned by Runtime (declared here for the type checker)
-    clock: Clock
-    executors: dict[str, Executor]
-    store: SqliteStore
-    instance: str
-    _writer: Address[StoreMsg]
-    _dispatcher: Address[DispatcherMsg]
-    _scheduler: Address[SchedulerMsg]
-    _jobs: dict[str, JobRow]
-
-    if TYPE_CHECKING:
-
-        def _forget_job(self, job_id: int) -> None: ...  # defined by MessagingMixin
+class JobsApi:
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        executors: dict[str, Executor],
+        store: Store,
+        instance: str,
+        writer: Address[StoreMsg],
+        dispatcher: Address[DispatcherMsg],
+        scheduler: Address[SchedulerMsg],
+        forget_job: Callable[[int], None],
+    ) -> None:
+        self.clock = clock
+        self.executors = executors
+        self.store = store
+        self.instance = instance
+        self._writer = writer
+        self._dispatcher = dispatcher
+        self._scheduler = scheduler
+        self._forget_job = forget_job
+        self._jobs: dict[str, JobRow] = {}
 
     # -- jobs --------------------------------------------------------------------------
 
@@ -49,12 +71,13 @@ class JobsMixin:
         """Add a job, or replace the job of the same name. Its next fire time is
         recomputed when the schedule changed (or it was disabled), kept otherwise."""
         now = self.clock.wall()
-        previous = await self.store.read(queries.get_job, spec.name)
+        previous = await self.store.job(spec.name)
+        spec = keep_ended(spec, previous, now)
         validate_job(spec, self.executors, now, previous=previous.spec if previous else None)
         await write(self._writer, save_op(spec, now, previous))
         return await self._job_changed(spec.name)
 
-    async def update_job(self, name: str, **changes: Any) -> JobRow:
+    async def update_job(self, /, name: str, **changes: Any) -> JobRow:
         """Change some fields of a job (validated as ``add_job``; the stored job is
         untouched on error). A changed schedule recomputes the next fire time."""
         row = await self.get_job(name)
@@ -86,6 +109,11 @@ class JobsMixin:
         self._jobs.pop(name, None)
         await self._jobs_changed([row.id])
 
+    async def retire_job(self, name: str) -> None:
+        """Disable, then remove ``name`` (a watchdog's self-destruct, through its host)."""
+        await self.set_enabled(name, False)
+        await self.remove_job(name)
+
     async def run_now(self, name: str, payload: dict[str, Any] | None = None) -> int:
         """Queue one run of ``name`` now, even if it is disabled; its schedule does not
         move. Returns the dispatch id."""
@@ -101,14 +129,14 @@ class JobsMixin:
         return [row.next_run_at, *later]
 
     async def get_job(self, name: str) -> JobRow:
-        row = await self.store.read(queries.get_job, name)
+        row = await self.store.job(name)
         if row is None:
             raise NotFound(f"no job named {name!r}")
         self._jobs[row.name] = row
         return row
 
     async def list_jobs(self) -> list[JobRow]:
-        return await self.store.read(queries.list_jobs)
+        return await self.store.jobs()
 
     async def _job_changed(self, name: str) -> JobRow:
         row = await self.get_job(name)

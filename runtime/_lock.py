@@ -14,8 +14,7 @@ from typing import IO
 
 import anyio
 
-from shepherd.store.errors import ConfigError, StoreError
-from shepherd.store.opening import os_error
+from shepherd.store.errors import ConfigError, StoreError, os_error
 
 __all__ = ["lock_database"]
 

@@ -1,8 +1,9 @@
-"""The Runtime's dispatch side: wait for, cancel and look up dispatches and runs, and
-manage dead letters. Split from ``runtime/app.py``.
+"""The dispatch side of ``Runtime``: wait for, cancel and look up dispatches and runs,
+and manage dead letters.
 
-``QueriesMixin`` is mixed into ``Runtime`` as ``MessagingMixin`` is; the state it uses
-is created in ``Runtime.__init__`` and only declared here, for the type checker.
+``QueriesApi`` is a plain collaborator the ``Runtime`` façade holds; it owns no state:
+it reads the store, writes through the store writer, asks the dispatcher (``cancel``)
+and waits on the event hub (``wait``).
 """
 
 from __future__ import annotations
@@ -16,25 +17,33 @@ from shepherd.actors.mailbox import Address, ask
 from shepherd.actors.messages import Cancel, DispatcherMsg, Enqueued, entry_from_dispatch
 from shepherd.actors.writer import StoreMsg, write
 from shepherd.runtime.events import EventHub
-from shepherd.store import queries
 from shepherd.store.errors import NotFound
 from shepherd.store.models import Dispatch, Run
 from shepherd.store.ops import PurgeDead, RetryDead
-from shepherd.store.sqlite import SqliteStore
+from shepherd.store.protocol import Store
 
-__all__ = ["QueriesMixin"]
+__all__ = ["QueriesApi"]
 
 FINAL = ("done", "dead", "cancelled")
 
 
-class QueriesMixin:
-    # state owned by Runtime (declared here for the type checker)
-    clock: Clock
-    store: SqliteStore
-    instance: str
-    events: EventHub
-    _writer: Address[StoreMsg]
-    _dispatcher: Address[DispatcherMsg]
+class QueriesApi:
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        store: Store,
+        instance: str,
+        events: EventHub,
+        writer: Address[StoreMsg],
+        dispatcher: Address[DispatcherMsg],
+    ) -> None:
+        self.clock = clock
+        self.store = store
+        self.instance = instance
+        self.events = events
+        self._writer = writer
+        self._dispatcher = dispatcher
 
     # -- following dispatches ------------------------------------------------------
 
@@ -57,7 +66,7 @@ class QueriesMixin:
         return await ask(self._dispatcher, lambda r: Cancel(dispatch_id, r))
 
     async def dispatch(self, dispatch_id: int) -> Dispatch:
-        d = await self.store.read(queries.get_dispatch, dispatch_id)
+        d = await self.store.dispatch(dispatch_id)
         if d is None:
             raise NotFound(f"no dispatch {dispatch_id}")
         return d
@@ -65,7 +74,7 @@ class QueriesMixin:
     async def dispatches(
         self, *, status: str | None = None, job: str | None = None, limit: int = 100
     ) -> list[Dispatch]:
-        return await self.store.read(queries.list_dispatches, status=status, job=job, limit=limit)
+        return await self.store.dispatches(status=status, job=job, limit=limit)
 
     async def runs(
         self,
@@ -75,12 +84,10 @@ class QueriesMixin:
         dispatch_id: int | None = None,
         limit: int = 100,
     ) -> list[Run]:
-        return await self.store.read(
-            queries.list_runs, job=job, status=status, dispatch_id=dispatch_id, limit=limit
-        )
+        return await self.store.runs(job=job, status=status, dispatch_id=dispatch_id, limit=limit)
 
     async def run(self, run_id: int) -> Run:
-        r = await self.store.read(queries.get_run, run_id)
+        r = await self.store.run(run_id)
         if r is None:
             raise NotFound(f"no run {run_id}")
         return r

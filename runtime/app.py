@@ -1,94 +1,159 @@
-"""``Runtime``: the public, embeddable API and the composition of the actor tree.
+"""``Runtime``: the public, embeddable API, a façade over plain collaborators.
 
     async with Runtime.open(Config(database="app.db"), targets={"noop": noop}) as rt:
         await rt.add_job(JobSpec(name="noop", target="noop"))
         dispatch_id = await rt.enqueue("noop", {"x": 1})
         final = await rt.wait(dispatch_id)
 
-The tree (DESIGN.md): root supervisor (rest_for_one) → store writer, router, dispatcher
-(with its run supervisor), scheduler, health monitor, ingest, pruner. Leaving the
+``Runtime.open`` takes the database lock, opens the store, builds the executors and
+starts the actor tree (``runtime/tree.py``: which actor starts in which order, under
+which strategy, with which mailbox, and who hears which event). Leaving the
 ``async with`` stops admitting, lets running runs finish for ``shutdown_grace`` seconds,
 cancels the rest (their delivery guarantee applies), stops the actors last-first and
 checkpoints the database.
 
-The API methods live in mixins, one module each: ``runtime/_jobs_api.py`` (jobs,
-enqueue), ``runtime/_queries_api.py`` (dispatches, runs, dead letters) and
-``runtime/messaging.py`` (inboxes, deliveries, sinks).
+Three plain collaborators answer the calls: ``JobsApi`` (``runtime/_jobs_api.py``: jobs,
+enqueue), ``QueriesApi`` (``runtime/_queries_api.py``: dispatches, runs, dead letters)
+and ``Messaging`` (``runtime/messaging.py``: inboxes, deliveries, sinks). The table at
+the top of the class says which call goes where; ``rt.add_job`` *is* the jobs side's
+bound method (``delegate``), with its signature and types.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 import anyio
 from anyio.abc import TaskStatus
 
 from shepherd.actors.clock import Clock, RealClock
-from shepherd.actors.dispatcher import Dispatcher, DispatcherConfig
 from shepherd.actors.executors.base import Executor
 from shepherd.actors.executors.gateway import HttpClient
 from shepherd.actors.executors.python import PythonExecutor, PythonTarget
 from shepherd.actors.executors.shell import ShellExecutor
-from shepherd.actors.health import HealthMonitor
-from shepherd.actors.ingest import Ingest
-from shepherd.actors.mailbox import Mailbox, Reply
-from shepherd.actors.messages import DispatcherMsg, Drain, Event, OutcomeEvent
-from shepherd.actors.pruner import Pruner, PrunerMsg
-from shepherd.actors.pruner import Stop as StopPruner
-from shepherd.actors.scheduler import Outcome, Scheduler, SchedulerConfig, SchedulerMsg
-from shepherd.actors.supervisor import ActorEvent, ChildSpec, Supervisor
-from shepherd.actors.writer import StoreMsg, StoreWriter
-from shepherd.runtime._jobs_api import JobsMixin
+from shepherd.actors.supervisor import ActorEvent, Supervisor
+from shepherd.runtime._jobs_api import JobsApi
 from shepherd.runtime._lock import lock_database
-from shepherd.runtime._queries_api import QueriesMixin
+from shepherd.runtime._queries_api import QueriesApi
 from shepherd.runtime.config import Config
 from shepherd.runtime.events import EventHub
-from shepherd.runtime.messaging import MessagingMixin, gateway_executors
-from shepherd.store import queries
-from shepherd.store.errors import (
-    MailboxClosed,
-    MailboxFull,
-    SupervisorEscalation,
-)
-from shepherd.store.models import JobRow
-from shepherd.store.sqlite import SqliteStore
+from shepherd.runtime.host import RuntimeHost
+from shepherd.runtime.messaging import Messaging, gateway_executors
+from shepherd.runtime.tree import Fanout, Inboxes, build_tree
+from shepherd.store.errors import SupervisorEscalation
+from shepherd.store.factory import open_store
+from shepherd.store.protocol import Store
 
 __all__ = ["Runtime"]
 
-log = logging.getLogger("shepherd")
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-class Runtime(JobsMixin, QueriesMixin, MessagingMixin):
+class delegate(Generic[P, R]):
+    """``name = delegate("_part", Part.name)``: ``obj.name`` is ``obj._part.name``."""
+
+    def __init__(self, part: str, method: Callable[Concatenate[Any, P], R]) -> None:
+        self._part = part
+        self._name = method.__name__
+        self.__doc__ = method.__doc__
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> delegate[P, R]: ...
+    @overload
+    def __get__(self, obj: object, owner: type) -> Callable[P, R]: ...
+    def __get__(self, obj: object | None, owner: type) -> Any:
+        if obj is None:
+            return self
+        method: Callable[P, R] = getattr(getattr(obj, self._part), self._name)
+        return method
+
+
+class Runtime:
+    # -- jobs and enqueue: runtime/_jobs_api.py ------------------------------------
+    add_job = delegate("_jobs_api", JobsApi.add_job)
+    update_job = delegate("_jobs_api", JobsApi.update_job)
+    set_enabled = delegate("_jobs_api", JobsApi.set_enabled)
+    enable = delegate("_jobs_api", JobsApi.enable)
+    disable = delegate("_jobs_api", JobsApi.disable)
+    remove_job = delegate("_jobs_api", JobsApi.remove_job)
+    run_now = delegate("_jobs_api", JobsApi.run_now)
+    next_fires = delegate("_jobs_api", JobsApi.next_fires)
+    get_job = delegate("_jobs_api", JobsApi.get_job)
+    list_jobs = delegate("_jobs_api", JobsApi.list_jobs)
+    enqueue = delegate("_jobs_api", JobsApi.enqueue)
+    enqueue_many = delegate("_jobs_api", JobsApi.enqueue_many)
+    # -- dispatches, runs, dead letters: runtime/_queries_api.py -------------------
+    wait = delegate("_queries", QueriesApi.wait)
+    cancel = delegate("_queries", QueriesApi.cancel)
+    dispatch = delegate("_queries", QueriesApi.dispatch)
+    dispatches = delegate("_queries", QueriesApi.dispatches)
+    runs = delegate("_queries", QueriesApi.runs)
+    run = delegate("_queries", QueriesApi.run)
+    dead_letters = delegate("_queries", QueriesApi.dead_letters)
+    retry_dead = delegate("_queries", QueriesApi.retry_dead)
+    purge_dead = delegate("_queries", QueriesApi.purge_dead)
+    # -- inboxes, deliveries, sinks: runtime/messaging.py --------------------------
+    register_delivery_sink = delegate("_messaging", Messaging.register_delivery_sink)
+    deliver = delegate("_messaging", Messaging.deliver)
+    deliveries = delegate("_messaging", Messaging.deliveries)
+    retry_deliveries = delegate("_messaging", Messaging.retry_deliveries)
+    send_message = delegate("_messaging", Messaging.send_message)
+    inbox = delegate("_messaging", Messaging.inbox)
+    messages = delegate("_messaging", Messaging.messages)
+    mark_delivered = delegate("_messaging", Messaging.mark_delivered)
+    mark_read = delegate("_messaging", Messaging.mark_read)
+
     def __init__(
-        self, cfg: Config, store: SqliteStore, clock: Clock, executors: dict[str, Executor]
+        self,
+        cfg: Config,
+        store: Store,
+        clock: Clock,
+        executors: dict[str, Executor],
+        http: HttpClient | None = None,
     ):
         self.config = cfg
         self.store = store
         self.clock = clock
         self.instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.executors = executors
+        self.http = http or HttpClient()
         self.events = EventHub()
         self.actor_events: list[ActorEvent] = []
-        self._writer_mb: Mailbox[StoreMsg] = Mailbox("store", 100_000)
-        self._dispatcher_mb: Mailbox[DispatcherMsg] = Mailbox("dispatcher", 100_000)
-        self._writer = self._writer_mb.address()
-        self._dispatcher = self._dispatcher_mb.address()
-        self._scheduler_mb: Mailbox[SchedulerMsg] = Mailbox("scheduler", 100_000)
-        self._scheduler = self._scheduler_mb.address()
-        self.lost_outcomes = 0
-        self._jobs: dict[str, JobRow] = {}
+        self._inboxes = Inboxes(cfg.concurrency)
+        self._writer = self._inboxes.store.address()
+        self._dispatcher = self._inboxes.dispatcher.address()
+        self._scheduler = self._inboxes.scheduler.address()
+        self._router = self._inboxes.router.address()
+        self._fanout = Fanout(self.events, {"router": self._router, "scheduler": self._scheduler})
+        self._messaging = Messaging(
+            store=store, clock=clock, writer=self._writer, router=self._router
+        )
+        self._jobs_api = JobsApi(
+            clock=clock,
+            executors=executors,
+            store=store,
+            instance=self.instance,
+            writer=self._writer,
+            dispatcher=self._dispatcher,
+            scheduler=self._scheduler,
+            forget_job=self._messaging.forget_job,
+        )
+        self._queries = QueriesApi(
+            clock=clock,
+            store=store,
+            instance=self.instance,
+            events=self.events,
+            writer=self._writer,
+            dispatcher=self._dispatcher,
+        )
         self._root: Supervisor | None = None
-        # operator requests only (PruneNow, Stop): a small inbox
-        self._pruner_mb: Mailbox[PrunerMsg] = Mailbox("pruner", 16)
-        self._pruner = self._pruner_mb.address()
         self._actors: dict[str, Any] = {}
-        self._init_messaging()
 
     # -- opening and closing -------------------------------------------------------
 
@@ -105,7 +170,7 @@ class Runtime(JobsMixin, QueriesMixin, MessagingMixin):
         cfg = config or Config()
         lock = await lock_database(cfg.database)
         try:
-            store = await SqliteStore.open(
+            store = await open_store(
                 cfg.database, synchronous=cfg.synchronous, busy_timeout=float(cfg.busy_timeout)
             )
         except BaseException:
@@ -120,8 +185,7 @@ class Runtime(JobsMixin, QueriesMixin, MessagingMixin):
         table.update(gateway_executors(cfg, http, clock))
         for ex in executors:
             table[ex.name] = ex
-        rt = cls(cfg, store, clock or RealClock(), table)
-        rt.http = http
+        rt = cls(cfg, store, clock, table, http)
         try:
             async with anyio.create_task_group() as tg:
                 await tg.start(rt._serve)
@@ -144,127 +208,36 @@ class Runtime(JobsMixin, QueriesMixin, MessagingMixin):
             raise
         finally:
             with anyio.CancelScope(shield=True):
-                await rt._close_messaging()
+                await rt.http.aclose()
                 await store.close()
             lock.close()
 
     async def _serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        cfg = self.config
-        writer = StoreWriter(self.store, self._writer_mb)
-        dispatcher = Dispatcher(
-            DispatcherConfig(
-                instance=self.instance,
-                concurrency=cfg.concurrency,
-                pool_limits=dict(cfg.pools),
-                data_dir=cfg.artifacts_dir,
-                breaker_fail_max=cfg.breaker_fail_max,
-                breaker_reset=float(cfg.breaker_reset),
-            ),
-            store=self.store,
-            writer=self._writer_mb.address(),
-            mailbox=self._dispatcher_mb,
-            executors=self.executors,
-            clock=self.clock,
-            emit=self._publish,
-            services={"runtime": self},
-        )
-        scheduler = Scheduler(
-            SchedulerConfig(instance=self.instance),
-            store=self.store,
-            writer=self._writer_mb.address(),
-            mailbox=self._scheduler_mb,
-            dispatcher=self._dispatcher_mb.address(),
-            clock=self.clock,
-            emit=self._publish,
-        )
-        ingest = Ingest(cfg.database, self._dispatcher_mb.address(), self._scheduler_mb.address())
-        health = HealthMonitor(
+        self._root, self._actors = build_tree(
+            self.config,
             instance=self.instance,
-            clock=self.clock,
-            dispatcher=self._dispatcher_mb.address(),
-            writer=self._writer_mb.address(),
-            executors=self.executors,
-            snapshot=self.statistics,
-            interval=float(cfg.health_interval),
-        )
-        pruner = Pruner(
-            cfg.retention,
-            writer=self._writer_mb.address(),
-            mailbox=self._pruner_mb,
-            clock=self.clock,
             store=self.store,
-            checkpoint_every=float(cfg.health_interval),
-        )
-        self._actors = {
-            "store": writer,
-            "dispatcher": dispatcher,
-            "scheduler": scheduler,
-            "health": health,
-            "ingest": ingest,
-            "pruner": pruner,
-        }
-        router, router_spec = self._router_child()
-        self._actors["router"] = router
-        grace = float(cfg.shutdown_grace)
-        self._root = Supervisor(
-            "root",
-            [
-                ChildSpec(name="store", start=writer.run),
-                # before the dispatcher: on shutdown (last-first) the router outlives the
-                # drain and announces its outcomes; the price is that a router crash
-                # restarts the dispatcher too (rest_for_one)
-                router_spec,
-                ChildSpec(
-                    name="dispatcher",
-                    start=dispatcher.run,
-                    shutdown=grace + 10.0,
-                    stop=lambda: self._dispatcher.tell(Drain(grace, Reply())),
-                ),
-                ChildSpec(name="scheduler", start=scheduler.run, shutdown=1.0),
-                ChildSpec(name="health", start=health.run, shutdown=3.0, stop=health.stop),
-                # after the dispatcher and the scheduler have loaded the store: once its
-                # socket is bound it pokes both to read what was committed meanwhile
-                ChildSpec(name="ingest", start=ingest.run, shutdown=1.0),
-                ChildSpec(name="pruner", start=pruner.run, shutdown=3.0, stop=self._stop_pruner),
-            ],
-            strategy="rest_for_one",
-            intensity=cfg.restart_intensity,
-            period=float(cfg.restart_period),
             clock=self.clock,
+            inboxes=self._inboxes,
+            executors=self.executors,
+            emit=self._fanout.publish,
+            host=RuntimeHost(
+                store=self.store,
+                writer=self._writer,
+                router=self._router,
+                clock=self.clock,
+                retire=self._jobs_api.retire_job,
+            ),
+            snapshot=self.statistics,
+            sinks=self._messaging.sinks,
+            http=self.http,
             on_event=self.actor_events.append,
         )
         await self._root.run(task_status=task_status)
 
-    def _stop_pruner(self) -> None:
-        try:  # a full inbox: the supervisor cancels it after its shutdown grace
-            self._pruner.tell(StopPruner())
-        except (MailboxFull, MailboxClosed):
-            pass
-
     async def _stop(self) -> None:
         if self._root is not None:
             self._root.request_stop()
-
-    def _publish(self, event: Event) -> None:
-        self.events.publish(event)
-        self._route(event)
-        if isinstance(event, OutcomeEvent) and event.kind == "schedule" and event.final:
-            try:  # never blocks the dispatcher; a lost outcome only skips error bookkeeping
-                self._scheduler.tell(
-                    Outcome(
-                        job_id=event.job_id,
-                        job=event.job,
-                        dispatch_id=event.dispatch_id,
-                        outcome=event.outcome,
-                        final=event.final,
-                        slot=event.slot,
-                        kind=event.kind,
-                        at=event.at,
-                    )
-                )
-            except (MailboxFull, MailboxClosed):
-                self.lost_outcomes += 1
-                log.warning("scheduler missed the outcome of dispatch %s", event.dispatch_id)
 
     # -- executors -------------------------------------------------------------------
 
@@ -281,10 +254,13 @@ class Runtime(JobsMixin, QueriesMixin, MessagingMixin):
         return self.events.subscribe(*kinds, buffer=buffer)
 
     async def stats(self) -> dict[str, Any]:
-        return await self.store.read(queries.stats)
+        return await self.store.stats()
 
     def statistics(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"instance": self.instance, "events": self.events.statistics()}
+        out: dict[str, Any] = {
+            "instance": self.instance,
+            "events": {**self.events.statistics(), **self._fanout.statistics()},
+        }
         if self._root is not None:
             out["supervisor"] = self._root.statistics()
         for name, actor in self._actors.items():

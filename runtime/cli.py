@@ -27,6 +27,9 @@ Exit codes:
     4    supervisor escalation: the runtime's restart intensity was exceeded
     130  interrupted: ``run`` got a second signal during its graceful drain and
          cancelled at once, or another command was interrupted with Ctrl-C
+
+The module is longer than most because ``build_parser`` declares every command and flag
+in one place, so it reads as the CLI's reference; the commands live in ``_cli_*.py``.
 """
 
 from __future__ import annotations

@@ -16,11 +16,12 @@ from typing import Annotated, Any, Literal
 import msgspec
 import tomli_w
 
-from shepherd.actors.delivery import DeliveryConfig
 from shepherd.actors.executors.gateway import GatewayConfig
 from shepherd.actors.retention import RetentionConfig
+from shepherd.actors.router.delivery import DeliveryConfig
 from shepherd.store.bounds import DAY, HOUR, Range, check_bounds
 from shepherd.store.errors import ConfigError
+from shepherd.store.factory import database_path
 from shepherd.store.models import JobSpec, Seconds, decode_spec
 
 __all__ = ["Config", "default_config_toml", "load_config"]
@@ -58,6 +59,10 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
                 raise ConfigError("expected a string (a file path)", field=name)
         if not self.database:
             raise ConfigError("must not be empty", field="database")
+        # a sqlite:/// URL names its file; another engine's URL is refused here
+        path = database_path(self.database)
+        if path != self.database:
+            msgspec.structs.force_setattr(self, "database", path)
 
     @property
     def artifacts_dir(self) -> str:
@@ -118,6 +123,8 @@ def load_config(
             raise ConfigError(
                 f"expected a string (a file path), got {database!r} in {p}", field="database"
             )
+        if database:
+            database = database_path(database)
         if database and not os.path.isabs(database):
             data["database"] = str(p.parent / database)
     data.update(_env_overrides(os.environ if env is None else env))

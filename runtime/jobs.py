@@ -12,11 +12,11 @@ from typing import Any
 
 import msgspec
 
-from shepherd.actors import schedule
-from shepherd.actors.delivery import validate_delivery
 from shepherd.actors.executors.base import Executor
-from shepherd.actors.schedule_plan import MISFIRE_GRACE
-from shepherd.store import ledger
+from shepherd.actors.router.delivery import validate_delivery
+from shepherd.actors.scheduler import cron
+from shepherd.actors.scheduler.plan import MISFIRE_GRACE
+from shepherd.store import keys
 from shepherd.store.bounds import check_bounds, check_json, check_value
 from shepherd.store.errors import ConfigError
 from shepherd.store.models import (
@@ -35,6 +35,7 @@ __all__ = [
     "check_enqueue",
     "first_run_at",
     "job_from_data",
+    "keep_ended",
     "new_dispatch",
     "save_op",
     "validate_job",
@@ -76,7 +77,7 @@ def validate_job(
         )
     if spec.pool is not None and not spec.pool.strip():
         raise ConfigError("must not be empty (omit it for no pool)", field="pool")
-    schedule.validate_schedule(spec, now)
+    cron.validate_schedule(spec, now)
     if spec.at is not None and (previous is None or previous.at != spec.at):
         _check_at_not_past(spec, now)
     validate_delivery(spec.options)
@@ -86,7 +87,7 @@ def validate_job(
 def _check_at_not_past(spec: JobSpec, now: float) -> None:
     """A newly set ``at`` may lie up to ``MISFIRE_GRACE`` (60 s) in the past, and then
     runs at once, as a slot that late still would; an older one is refused."""
-    when = schedule.resolve_at(spec, now)
+    when = cron.resolve_at(spec, now)
     if when < now - MISFIRE_GRACE:
         from datetime import UTC, datetime
 
@@ -106,7 +107,7 @@ def check_enqueue(
     expires_in: float | None = None,
 ) -> None:
     """Bounds and JSON of one enqueue's values (``delay`` / ``expires_in`` are the
-    relative forms the API and CLI take) and its producer key (``store.ledger.
+    relative forms the API and CLI take) and its producer key (``store.keys.
     key_problem``); errors name ``<where>.<field>``."""
     prefix = f"{where}." if where else ""
     check_bounds(req, prefix=prefix)
@@ -115,7 +116,7 @@ def check_enqueue(
         check_value(delay, DELAY, field=f"{prefix}delay")
     if expires_in is not None:
         check_value(expires_in, EXPIRES_IN, field=f"{prefix}expires_in")
-    if req.idempotency_key is not None and (bad := ledger.key_problem(req.idempotency_key)):
+    if req.idempotency_key is not None and (bad := keys.key_problem(req.idempotency_key)):
         raise ConfigError(bad, field=f"{prefix}idempotency_key")
 
 
@@ -129,12 +130,38 @@ def first_run_at(spec: JobSpec, now: float) -> tuple[float | None, float | None]
     if not spec.enabled:
         return None, None
     if spec.at is not None:
-        return schedule.resolve_at(spec, now), None
+        return cron.resolve_at(spec, now), None
     if spec.every is not None:
         return now + float(spec.every), now
     if spec.cron is not None:
-        return schedule.next_fire(spec, now), None
+        return cron.next_fire(spec, now), None
     return None, None
+
+
+def keep_ended(spec: JobSpec, previous: JobRow | None, now: float) -> JobSpec:
+    """``spec`` as ``add_job`` stores it over ``previous``, the stored job of that name.
+    Adding a one-shot job again, as a daemon restart with the same config does, keeps
+    what the store knows of it: a relative ``at`` (``in 10m``) keeps the instant it
+    resolved to when the job was first added, and a job that is disabled once that
+    instant has passed (its run ended it, or it was disabled before it could run) stays
+    disabled, so it does not fire again. ``update_job(name, at=...)`` moves it and
+    ``run_now`` runs it again."""
+    if previous is None or spec.at is None or previous.spec.at is None:
+        return spec
+    if _relative(spec.at):
+        spec = msgspec.structs.replace(spec, at=previous.spec.at)
+    if (
+        spec.at == previous.spec.at
+        and spec.enabled
+        and not previous.spec.enabled
+        and cron.resolve_at(previous.spec, now) <= now
+    ):
+        spec = msgspec.structs.replace(spec, enabled=False)
+    return spec
+
+
+def _relative(at: str) -> bool:
+    return at.strip().lower().startswith("in ")
 
 
 def save_op(spec: JobSpec, now: float, previous: JobRow | None = None) -> SaveJob:
@@ -145,7 +172,7 @@ def save_op(spec: JobSpec, now: float, previous: JobRow | None = None) -> SaveJo
         next_run_at, anchor = previous.next_run_at, previous.anchor
     else:
         next_run_at, anchor = first_run_at(spec, now)
-    if spec.at is not None and spec.at.strip().lower().startswith("in "):
+    if spec.at is not None and _relative(spec.at):
         # store the resolved instant so a restart does not move it
         from datetime import UTC, datetime
 

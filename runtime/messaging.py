@@ -1,8 +1,9 @@
-"""The Runtime's messaging side: inboxes, deliveries, sinks, the gateway executors.
+"""The messaging side of ``Runtime``: inboxes, deliveries, sinks, the gateway executors.
 
-``MessagingMixin`` is mixed into ``Runtime`` (``runtime/app.py``) so the composition
-file stays small; it holds no state of its own beyond the router's mailbox, the sink
-registry and the shared HTTP client, all created in ``_init_messaging``.
+``Messaging`` is a plain collaborator the ``Runtime`` façade holds. It owns the sink
+registry (the router reads it); it writes messages through the store writer, reads
+them from the store, and tells the router about new sinks, retried deliveries and
+forgotten jobs.
 
     rt.register_delivery_sink("ops", send_to_ops)          # async fn(Delivery) -> None
     await rt.send_message("ops", "main", "disk at 91%", kind="fact")
@@ -15,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import anyio
 import msgspec
 
 from shepherd.actors.clock import Clock
@@ -24,26 +24,16 @@ from shepherd.actors.executors.base import Executor
 from shepherd.actors.executors.event import EventExecutor
 from shepherd.actors.executors.gateway import HttpClient
 from shepherd.actors.executors.watchdog import WatchdogExecutor
-from shepherd.actors.mailbox import Address, Mailbox, ask
-from shepherd.actors.messages import Event, OutcomeEvent
-from shepherd.actors.router import (
-    Announce,
-    ForgetJobs,
-    Reload,
-    Routed,
-    Router,
-    RouterMsg,
-    SinkFn,
-    Stop,
-)
-from shepherd.actors.supervisor import ChildSpec
+from shepherd.actors.mailbox import Address, ask
+from shepherd.actors.router import Announce, ForgetJobs, Reload, RouterMsg, SinkFn
 from shepherd.actors.writer import StoreMsg, write
 from shepherd.runtime.config import Config
-from shepherd.store import messages as msgs
 from shepherd.store.errors import ConfigError, MailboxClosed, MailboxFull
-from shepherd.store.sqlite import SqliteStore
+from shepherd.store.models import DELIVERY_STATES, MESSAGE_KINDS, MESSAGE_STATES, Delivery, Message
+from shepherd.store.ops import InsertMessages, MarkMessages, NewMessage, RequeueDeliveries
+from shepherd.store.protocol import Store
 
-__all__ = ["MessagingMixin", "gateway_executors"]
+__all__ = ["Messaging", "gateway_executors"]
 
 MAX_BODY = 100_000
 
@@ -58,37 +48,20 @@ def gateway_executors(cfg: Config, http: HttpClient, clock: Clock) -> dict[str, 
     }
 
 
-class MessagingMixin:
-    config: Config
-    store: SqliteStore
-    clock: Clock
-    executors: dict[str, Executor]
-    _writer: Address[StoreMsg]
-
-    def _init_messaging(self, http: HttpClient | None = None) -> None:
-        self._router_mb: Mailbox[RouterMsg] = Mailbox("router", 100_000)
-        self._router = self._router_mb.address()
-        self._sinks: dict[str, SinkFn] = {}
-        self.http = http or HttpClient()
-        self.router_drops = 0  # outcome events the router's full mailbox could not take
-
-    def _router_child(self) -> tuple[Router, ChildSpec]:
-        router = Router(
-            self.config.delivery,
-            store=self.store,
-            writer=self._writer,
-            mailbox=self._router_mb,
-            clock=self.clock,
-            sinks=self._sinks,
-            http=self.http,
-            gateway=self.config.gateway,
-        )
-        return router, ChildSpec(
-            name="router", start=router.run, shutdown=5.0, stop=self._stop_router
-        )
-
-    def _stop_router(self) -> None:
-        self._tell_router(Stop())
+class Messaging:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        clock: Clock,
+        writer: Address[StoreMsg],
+        router: Address[RouterMsg],
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self._writer = writer
+        self._router = router
+        self.sinks: dict[str, SinkFn] = {}
 
     def _tell_router(self, msg: RouterMsg) -> bool:
         try:
@@ -97,14 +70,7 @@ class MessagingMixin:
             return False
         return True
 
-    def _route(self, event: Event) -> None:
-        """Forward a run outcome to the router; never blocks, counts what it drops."""
-        if not isinstance(event, OutcomeEvent) or event.run_id is None:
-            return
-        if not self._tell_router(Routed(event)):
-            self.router_drops += 1
-
-    def _forget_job(self, job_id: int) -> None:
+    def forget_job(self, job_id: int) -> None:
         self._tell_router(ForgetJobs([job_id]))
 
     # -- delivery sinks and deliveries ------------------------------------------------
@@ -114,7 +80,7 @@ class MessagingMixin:
         ``async def fn(delivery: Delivery) -> None``; raising = a failed attempt."""
         if not name or not callable(fn):
             raise ConfigError("a delivery sink needs a name and an async callable", field="sink")
-        self._sinks[name] = fn
+        self.sinks[name] = fn
         self._tell_router(Reload())  # deliveries waiting for this sink may go now
 
     async def deliver(
@@ -156,18 +122,14 @@ class MessagingMixin:
         job: str | None = None,
         run_id: int | None = None,
         limit: int = 100,
-    ) -> list[msgs.Delivery]:
-        if status is not None and status not in msgs.DELIVERY_STATES:
-            raise ConfigError(f"expected one of {', '.join(msgs.DELIVERY_STATES)}", field="status")
-        return await self.store.read(
-            msgs.list_deliveries, status=status, job=job, run_id=run_id, limit=limit
-        )
+    ) -> list[Delivery]:
+        if status is not None and status not in DELIVERY_STATES:
+            raise ConfigError(f"expected one of {', '.join(DELIVERY_STATES)}", field="status")
+        return await self.store.deliveries(status=status, job=job, run_id=run_id, limit=limit)
 
     async def retry_deliveries(self, ids: Sequence[int]) -> list[int]:
         """Failed deliveries → pending again, with a fresh attempt budget."""
-        done: list[int] = await write(
-            self._writer, msgs.RequeueDeliveries(list(ids), self.clock.wall())
-        )
+        done: list[int] = await write(self._writer, RequeueDeliveries(list(ids), self.clock.wall()))
         if done:
             self._tell_router(Reload())
         return done
@@ -196,9 +158,9 @@ class MessagingMixin:
         for field, value in (("from_agent", from_agent), ("to_agent", to_agent), ("body", body)):
             if not value or not value.strip():
                 raise ConfigError("must not be empty", field=field)
-        if kind not in msgs.MESSAGE_KINDS:
+        if kind not in MESSAGE_KINDS:
             raise ConfigError(
-                f"invalid message kind {kind!r}; valid: {', '.join(msgs.MESSAGE_KINDS)}",
+                f"invalid message kind {kind!r}; valid: {', '.join(MESSAGE_KINDS)}",
                 field="kind",
             )
         if priority not in (0, 1, 2):
@@ -208,29 +170,25 @@ class MessagingMixin:
         if expires_in is not None and expires_in <= 0:
             raise ConfigError("must be > 0", field="expires_in")
         now = self.clock.wall()
-        row = msgs.NewMessage(
+        row = NewMessage(
             from_agent=from_agent, to_agent=to_agent, body=body, kind=kind, subject=subject,
             priority=priority, metadata=msgspec.json.encode(metadata) if metadata else None,
             channel=channel, delivery_to=delivery_to,
             expires_at=now + expires_in if expires_in is not None else None,
             job_id=job_id, run_id=run_id, owner=owner, reply_to=reply_to,
         )  # fmt: skip
-        ids: list[int] = await write(self._writer, msgs.InsertMessages([row], now))
+        ids: list[int] = await write(self._writer, InsertMessages([row], now))
         return ids[0]
 
     async def inbox(
         self, agent: str, *, status: str | Sequence[str] = "pending", limit: int = 100
-    ) -> list[msgs.Message]:
+    ) -> list[Message]:
         """``agent``'s messages (and broadcasts) in OCS inbox order, unexpired."""
         statuses = (status,) if isinstance(status, str) else tuple(status)
         for s in statuses:
-            if s not in msgs.MESSAGE_STATES:
-                raise ConfigError(
-                    f"expected one of {', '.join(msgs.MESSAGE_STATES)}", field="status"
-                )
-        return await self.store.read(
-            msgs.inbox, agent, statuses=statuses, limit=limit, now=self.clock.wall()
-        )
+            if s not in MESSAGE_STATES:
+                raise ConfigError(f"expected one of {', '.join(MESSAGE_STATES)}", field="status")
+        return await self.store.inbox(agent, statuses=statuses, limit=limit, now=self.clock.wall())
 
     async def messages(
         self,
@@ -239,22 +197,16 @@ class MessagingMixin:
         from_agent: str | None = None,
         status: str | None = None,
         limit: int = 100,
-    ) -> list[msgs.Message]:
-        return await self.store.read(
-            msgs.list_messages, to_agent=to_agent, from_agent=from_agent, status=status, limit=limit
+    ) -> list[Message]:
+        return await self.store.messages(
+            to_agent=to_agent, from_agent=from_agent, status=status, limit=limit
         )
 
     async def mark_delivered(self, ids: Sequence[int]) -> int:
         """Pending → delivered (the agent executor calls this once a turn is accepted)."""
-        n: int = await write(
-            self._writer, msgs.MarkMessages(list(ids), "delivered", self.clock.wall())
-        )
+        n: int = await write(self._writer, MarkMessages(list(ids), "delivered", self.clock.wall()))
         return n
 
     async def mark_read(self, ids: Sequence[int]) -> int:
-        n: int = await write(self._writer, msgs.MarkMessages(list(ids), "read", self.clock.wall()))
+        n: int = await write(self._writer, MarkMessages(list(ids), "read", self.clock.wall()))
         return n
-
-    async def _close_messaging(self) -> None:
-        with anyio.CancelScope(shield=True):
-            await self.http.aclose()

@@ -4,8 +4,8 @@ A task awaiting the store looks blocked to the event loop while the connection's
 still works for it. A test clock that moves time only once every task is blocked
 (``actors.clock.FakeClock.wait_idle``) also waits until ``THREAD_WORK.busy()`` is false.
 The cost on the hot path is two counter updates per thread hop. Counted: every hop of
-``store.sqlite._on_thread`` (``apply``, ``read``, the writer's setup); not counted:
-statements sent through aiosqlite's own API (the PASSIVE checkpoint, ``backup``).
+the SQLite engine's ``store.sqlite.batch.on_thread`` (``apply``, every read, the
+writer's setup, ``checkpoint``, ``backup``).
 """
 
 from __future__ import annotations

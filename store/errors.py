@@ -6,7 +6,7 @@ can raise and catch the same classes; ``runtime`` re-exports them for users.
     ShepherdError
     ├── ConfigError          bad config, job spec, CLI flag or spool file; names the field
     ├── StoreError           a database fault, translated at the store's edge by its
-    │   │                    SQLite result code (``store.sqlite.translate``); also the
+    │   │                    SQLite result code (``store.sqlite.codes.translate``); also the
     │   │                    result of one failed op in a group commit
     │   ├── DatabaseLocked   SQLITE_BUSY / LOCKED: another writer holds the lock
     │   │                    past busy_timeout
@@ -28,6 +28,8 @@ can raise and catch the same classes; ``runtime`` re-exports them for users.
 
 from __future__ import annotations
 
+import errno
+
 __all__ = [
     "ConfigError",
     "DatabaseCorrupt",
@@ -44,6 +46,7 @@ __all__ = [
     "ShepherdError",
     "StoreError",
     "SupervisorEscalation",
+    "os_error",
 ]
 
 
@@ -129,3 +132,13 @@ class Deferred(JobSignal):
         self.seconds = float(seconds)
         self.reason = reason
         super().__init__(f"{reason} -- deferred {seconds:g}s")
+
+
+def os_error(exc: OSError, what: str) -> StoreError:
+    """An OSError on a file the runtime keeps beside the database (lock file, wake
+    socket, data directory) as the store error it means, by errno."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFull(f"{what}: disk is full ({exc})")
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return ReadOnly(f"{what}: cannot write beside the database ({exc})")
+    return StoreError(f"{what}: {exc}")

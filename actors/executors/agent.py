@@ -23,7 +23,10 @@ Job fields: ``target`` = agent id (default ``main``); ``payload.message``; optio
 ``model``, ``session_key``, ``auth_profile``, ``stream`` (default true) and the prompt
 options of ``prompt.build_prompt``. A dispatch payload may override ``message``,
 ``agent``, ``model`` and ``session_key``.
-Services: ``ctx.services["runtime"]`` (inbox, mark_delivered, run) when present.
+The module is long because one turn reads best in order in one place (probe, prompt,
+stream, verdict); what stands alone lives in ``prompt.py``, ``gateway.py`` and
+``sentinels.py``.
+Asks of the host (``ctx.host``, when there is one): ``inbox``, ``mark_delivered``, ``run``.
 """
 
 from __future__ import annotations
@@ -34,7 +37,6 @@ from typing import Any
 import httpx
 import msgspec
 
-from shepherd.actors.delivery import check_option_keys
 from shepherd.actors.executors import prompt
 from shepherd.actors.executors.base import ExecResult, RunContext
 from shepherd.actors.executors.gateway import (
@@ -48,8 +50,10 @@ from shepherd.actors.executors.gateway import (
     require_gateway,
     transport_failure,
 )
+from shepherd.actors.executors.host import Host
 from shepherd.actors.executors.prompt import InboxMessage, build_prompt, trigger_context_text
 from shepherd.actors.executors.sentinels import classify_reply, is_drain_error
+from shepherd.actors.router.delivery import check_option_keys
 from shepherd.store.errors import ConfigError, Deferred, Discard, NotFound
 from shepherd.store.models import JobSpec
 
@@ -138,7 +142,7 @@ class AgentExecutor:
         if self._healthy is False and not await self.probe_health():
             self.deferred += 1
             raise gateway_down(gw, "health probe failed")
-        host = ctx.services.get("runtime")
+        host = ctx.host
         agent, model, session, profile = turn_settings(
             ctx.job, ctx.job_id, ctx.payload, gw.model_prefix
         )
@@ -194,7 +198,7 @@ class AgentExecutor:
         ctx: RunContext,
         body: dict[str, Any],
         headers: dict[str, str],
-        host: Any,
+        host: Host | None,
         delivered: Sequence[int],
     ) -> tuple[str, int] | ExecResult:
         client = self._http.get()
@@ -240,8 +244,8 @@ class AgentExecutor:
 # -- helpers -------------------------------------------------------------------------------
 
 
-async def _inbox(host: Any, agent: str) -> list[InboxMessage]:
-    if host is None or not hasattr(host, "inbox"):
+async def _inbox(host: Host | None, agent: str) -> list[InboxMessage]:
+    if host is None:
         return []
     rows = await host.inbox(agent, limit=INBOX_FETCH)
     return [
@@ -253,7 +257,9 @@ async def _inbox(host: Any, agent: str) -> list[InboxMessage]:
     ]  # fmt: skip
 
 
-async def _trigger(host: Any, parent_run_id: int | None) -> tuple[str | None, dict[str, Any]]:
+async def _trigger(
+    host: Host | None, parent_run_id: int | None
+) -> tuple[str | None, dict[str, Any]]:
     if parent_run_id is None or host is None:
         return None, {}
     try:

@@ -3,7 +3,9 @@
 An executor is a named plugin that performs one run. It is a plain object, not an
 actor: the run actor owns the cancel scope, the deadline and the outcome, and calls
 ``await executor.execute(ctx)`` inside them. Executors report liveness with
-``ctx.heartbeat()`` and extra facts about the run with ``ctx.report(...)``.
+``ctx.heartbeat()`` and extra facts about the run with ``ctx.report(...)``; what they
+may ask of the runtime beyond their run goes through ``ctx.host`` (a ``Host``,
+``actors/executors/host.py``).
 
 Outcome rules the run actor applies to what an executor does:
 - returns ``ExecResult(ok=True)``      → ``ok``
@@ -22,6 +24,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from shepherd.actors.executors.host import Host
 from shepherd.store.models import JobSpec
 
 __all__ = ["ExecResult", "Executor", "RunContext"]
@@ -41,7 +44,8 @@ class RunContext:
     """What one run attempt knows. Built by the run actor; executors only read it.
 
     ``heartbeat`` and ``report`` are callbacks into the run actor (same task tree),
-    never into another actor's state.
+    never into another actor's state. ``host`` is what the run may ask of the runtime;
+    None where the run has no runtime around it (an executor tested alone).
     """
 
     __slots__ = (
@@ -49,6 +53,7 @@ class RunContext:
         "attempt",
         "data_dir",
         "dispatch_id",
+        "host",
         "idempotency_key",
         "job",
         "job_id",
@@ -57,7 +62,6 @@ class RunContext:
         "payload",
         "reported",
         "run_id",
-        "services",
         "wall",
     )
 
@@ -76,7 +80,7 @@ class RunContext:
         data_dir: str = ".",
         wall: Callable[[], float],
         on_heartbeat: Callable[[str | None], None] | None = None,
-        services: dict[str, Any] | None = None,
+        host: Host | None = None,
     ) -> None:
         self.run_id = run_id
         self.dispatch_id = dispatch_id
@@ -90,7 +94,7 @@ class RunContext:
         self.data_dir = data_dir
         self.wall = wall
         self._on_heartbeat = on_heartbeat
-        self.services = services or {}
+        self.host = host
         self.reported: dict[str, Any] = {}
 
     def heartbeat(self, note: str | None = None) -> None:

@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 
-from shepherd.actors.delivery import check_option_keys
 from shepherd.actors.executors.base import ExecResult, RunContext
 from shepherd.actors.executors.gateway import (
     GatewayConfig,
@@ -26,6 +25,7 @@ from shepherd.actors.executors.gateway import (
     require_gateway,
     transport_failure,
 )
+from shepherd.actors.router.delivery import check_option_keys
 from shepherd.store.errors import ConfigError, Discard
 from shepherd.store.models import JobSpec
 

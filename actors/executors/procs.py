@@ -15,8 +15,8 @@ the runtime that started it:
    inherit it, and neither does anything on platforms without it (macOS, the BSDs).
 2. **Recorded, and killed at the next start (every POSIX platform).** The command waits
    behind a gate (one line on its stdin) until the run has recorded its group id and the
-   leader's start time (``ProcessId``) through the ``ProcessRegistry`` in
-   ``ctx.services[PROCESSES]``, committed; nothing of the command runs before. Crash
+   leader's start time (``ProcessId``) through the run's host
+   (``ctx.host.record_process``), committed; nothing of the command runs before. Crash
    recovery kills a recorded group that is still alive (``decide``) and waits until it
    is gone before it applies the delivery guarantee. The start time (Linux: field 22 of
    ``/proc/<pid>/stat``, clock ticks since the boot named by ``clock``; elsewhere ``ps``'s
@@ -42,7 +42,6 @@ import anyio
 import msgspec
 
 __all__ = [
-    "PROCESSES",
     "ProcInfo",
     "ProcessId",
     "ProcessRegistry",
@@ -56,8 +55,6 @@ __all__ = [
     "process_table",
     "spawn_group",
 ]
-
-PROCESSES = "processes"  # the ``RunContext.services`` key of the ``ProcessRegistry``
 
 # Waits for one line on stdin (the gate), then becomes the command (same pid, same
 # group, same start time) with stdin on /dev/null. EOF instead of a line: the runtime
@@ -86,7 +83,9 @@ class ProcInfo(NamedTuple):
 
 
 class ProcessRegistry(Protocol):
-    async def record(self, run_id: int, proc: ProcessId) -> None:
+    """Where a spawned group is recorded (the run's ``Host`` is one)."""
+
+    async def record_process(self, run_id: int, proc: ProcessId) -> None:
         """Store ``proc`` on run ``run_id``; returns once it is committed."""
         ...
 
@@ -268,7 +267,7 @@ async def spawn_group(
         if registry is not None:
             ident = await identify(proc.pid)
             if ident is not None:
-                await registry.record(run_id, ident)
+                await registry.record_process(run_id, ident)
         gate = proc.stdin
         assert gate is not None
         try:

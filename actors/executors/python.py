@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from shepherd.actors.delivery import check_option_keys
 from shepherd.actors.executors.base import ExecResult, RunContext
+from shepherd.actors.router.delivery import check_option_keys
 from shepherd.store.errors import ConfigError
 from shepherd.store.models import JobSpec
 

@@ -6,7 +6,7 @@
 - It dies with the runtime: on Linux the kernel kills it when the runtime dies
   (parent-death signal); on every platform the group is recorded on the run before the
   command starts, and the next start kills what is left of it before the delivery
-  guarantee applies (``actors.recovery``).
+  guarantee applies (``actors.dispatcher.recovery``).
 - stdout and stderr are read concurrently. Output limits (OCS, ``output.py``):
   ``options.output_store`` / ``output_excerpt`` / ``output_summary`` / ``output_offload``
   (bytes; 65536 / 2000 / 5000 / 65536). A stream longer than the offload threshold is
@@ -31,7 +31,6 @@ from typing import IO, Any
 import anyio
 import msgspec
 
-from shepherd.actors.delivery import check_option_keys
 from shepherd.actors.executors import procs
 from shepherd.actors.executors.base import ExecResult, RunContext
 from shepherd.actors.executors.output import (
@@ -44,6 +43,7 @@ from shepherd.actors.executors.output import (
     truncate_utf8,
     validate_limits,
 )
+from shepherd.actors.router.delivery import check_option_keys
 from shepherd.store.errors import ConfigError
 from shepherd.store.models import JobSpec
 
@@ -145,7 +145,7 @@ class ShellExecutor:
             self._shell,
             ctx.job.target,
             run_id=ctx.run_id,
-            registry=ctx.services.get(procs.PROCESSES),
+            registry=ctx.host,
             env=env,
             cwd=ctx.job.options.get("cwd"),
         )

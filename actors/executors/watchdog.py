@@ -15,7 +15,7 @@ Linux, recorded on the run and killed by the next start's recovery everywhere).
 - exit 0 silent → still running, nothing sent; any other exit → error run.
 
 Alerts go to the watchdog's own target (``options.alert_to`` / ``alert_channel``,
-announce-always) through the message router (``services["runtime"].deliver``), never
+announce-always) through the message router (``ctx.host.deliver``), never
 through the job's delivery settings. The start time is ``options.started_at`` (epoch
 seconds or ISO 8601), else when the job was created.
 """
@@ -29,10 +29,11 @@ from typing import Any
 import anyio
 
 from shepherd.actors.clock import Clock, RealClock
-from shepherd.actors.delivery import check_option_keys
 from shepherd.actors.executors import procs
 from shepherd.actors.executors.base import ExecResult, RunContext
+from shepherd.actors.executors.host import Host
 from shepherd.actors.executors.watchdog_rules import watchdog_decision
+from shepherd.actors.router.delivery import check_option_keys
 from shepherd.store.bounds import Range, check_value
 from shepherd.store.errors import ConfigError, NotFound
 from shepherd.store.models import JobSpec
@@ -125,8 +126,7 @@ class WatchdogExecutor:
     async def _check(self, ctx: RunContext, cmd: str, limit: float) -> tuple[int | None, str, str]:
         """Run the check; exit code None when it was killed at ``limit`` seconds."""
         out, err = bytearray(), bytearray()
-        registry = ctx.services.get(procs.PROCESSES)
-        proc = await procs.spawn_group(self._shell, cmd, run_id=ctx.run_id, registry=registry)
+        proc = await procs.spawn_group(self._shell, cmd, run_id=ctx.run_id, registry=ctx.host)
         code: int | None = None
         try:
             with anyio.CancelScope() as scope:
@@ -145,7 +145,7 @@ class WatchdogExecutor:
         limit = min(float(job.timeout), CHECK_TIMEOUT_CAP)
         code, stdout, stderr = await self._check(ctx, cmd, limit)
         ctx.heartbeat()
-        host = ctx.services.get("runtime")
+        host = ctx.host
         started = await _started_at(host, job, ctx.wall())
         elapsed_min = round(max(0.0, ctx.wall() - started) / 60.0)
         label = str(opts.get("label") or job.name)
@@ -176,7 +176,7 @@ class WatchdogExecutor:
         if decision.alert is not None:
             facts["alert"] = await self._alert(ctx, host, decision.alert)
         if decision.done and opts.get("self_destruct", True) and host is not None:
-            await _retire(host, job.name)
+            await host.retire_job(job.name)
             facts["self_destructed"] = True
         result = {"summary": decision.summary}
         if decision.status == "ok":
@@ -189,16 +189,16 @@ class WatchdogExecutor:
             details={"watchdog": facts},
         )
 
-    async def _alert(self, ctx: RunContext, host: Any, text: str) -> int | str:
+    async def _alert(self, ctx: RunContext, host: Host | None, text: str) -> int | str:
         """Send ``text`` to the alert target; returns the delivery id or why not."""
         to = ctx.job.options.get("alert_to")
         channel = ctx.job.options.get("alert_channel")
-        if host is None or not hasattr(host, "deliver"):
+        if host is None:
             return "no delivery service"
         if not to and not channel:
             return "no alert target (options.alert_to)"
         self.alerts += 1
-        delivery_id: int = await host.deliver(
+        delivery_id = await host.deliver(
             text, to=to, channel=channel, kind="alert", job=ctx.job.name,
             run_id=ctx.run_id, dispatch_id=ctx.dispatch_id, outcome="ok",
         )  # fmt: skip
@@ -208,22 +208,13 @@ class WatchdogExecutor:
         return f"<WatchdogExecutor {self._shell} alerts={self.alerts}>"
 
 
-async def _started_at(host: Any, job: JobSpec, now: float) -> float:
+async def _started_at(host: Host | None, job: JobSpec, now: float) -> float:
     if job.options.get("started_at") is not None:
         return parse_started_at(job.options["started_at"])
-    if host is not None and hasattr(host, "get_job"):
-        try:
-            row = await host.get_job(job.name)
-        except NotFound:
-            return now
-        return float(row.created_at or now)
-    return now
-
-
-async def _retire(host: Any, name: str) -> None:
-    """Disable, then remove the job (OCS self-destruct). Gone already is fine."""
+    if host is None:
+        return now
     try:
-        await host.set_enabled(name, False)
-        await host.remove_job(name)
+        row = await host.job(job.name)
     except NotFound:
-        pass
+        return now
+    return float(row.created_at or now)

@@ -14,9 +14,10 @@ pytestmark = pytest.mark.anyio
 
 
 def test_merge_wakes_is_the_union_of_flags() -> None:
-    assert merge_wakes([b"d"]) == "d"
-    assert merge_wakes([b"d", b"d", b"j", b"d", b"jc"]) == "cdj"
-    assert merge_wakes([b"d", b"-"]) == "-d"
+    assert merge_wakes([b"d"]) == Poke(dispatches=True)
+    assert merge_wakes([b"d", b"d", b"j", b"d", b"jc"]) == CATCH_UP
+    assert merge_wakes([b"d", b"-"]) == Poke(dispatches=True)
+    assert merge_wakes([b"-"]) == Poke()  # only wakes
 
 
 async def _next_poke(mb: Mailbox[DispatcherMsg] | Mailbox[SchedulerMsg]) -> Poke:
@@ -35,15 +36,15 @@ async def test_one_catch_up_poke_after_the_bind_then_waiting_datagrams_merge(
     async with anyio.create_task_group() as tg:
         await tg.start(ingest.run)
         # what was committed before the bind had nobody to wake: read everything once
-        assert (await _next_poke(dispatcher)).what == CATCH_UP
-        assert "j" in (await _next_poke(scheduler)).what
+        assert await _next_poke(dispatcher) == CATCH_UP
+        assert (await _next_poke(scheduler)).jobs
 
         # wake-ups already waiting when the actor next runs: one Poke, all the flags
         # (8: Linux queues only net.unix.max_dgram_qlen datagrams, 10 by default)
         for i in range(8):
             assert send_wake(db_path, "j" if i == 3 else "d")
-        assert (await _next_poke(dispatcher)).what == "dj"
-        assert (await _next_poke(scheduler)).what == "dj"
+        assert await _next_poke(dispatcher) == Poke(dispatches=True, jobs=True)
+        assert await _next_poke(scheduler) == Poke(dispatches=True, jobs=True)
         await anyio.wait_all_tasks_blocked()
         assert dispatcher.depth == 0 and scheduler.depth == 0
         assert ingest.statistics()["wakes"] == 8
@@ -51,7 +52,7 @@ async def test_one_catch_up_poke_after_the_bind_then_waiting_datagrams_merge(
 
         # jobs unchanged: the scheduler is left alone
         assert send_wake(db_path, "c") and send_wake(db_path, "d")
-        assert (await _next_poke(dispatcher)).what == "cd"
+        assert await _next_poke(dispatcher) == Poke(dispatches=True, cancels=True)
         await anyio.wait_all_tasks_blocked()
         assert scheduler.depth == 0
         tg.cancel_scope.cancel()

@@ -15,9 +15,9 @@ from shepherd.actors.retention import (
 )
 from shepherd.runtime.config import load_config
 from shepherd.store.errors import ConfigError
-from shepherd.store.ledger import DEFAULT_TTL
+from shepherd.store.keys import DEFAULT_TTL
 from shepherd.store.models import Seconds
-from shepherd.store.prune import (
+from shepherd.store.ops import (
     Pruned,
     PruneDeliveries,
     PruneDispatches,

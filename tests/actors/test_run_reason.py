@@ -58,7 +58,7 @@ async def _stale_outcome(job: JobSpec) -> RunFinished:
                 clock=clock,
                 report=mailbox.address(),
                 data_dir=".",
-                services={},
+                host=None,
             )
         )
         with anyio.fail_after(10):

@@ -209,3 +209,52 @@ async def test_repr_and_statistics() -> None:
         assert repr(sup) == "<Supervisor sup one_for_one 1/1 up restarts=0>"
         assert sup.statistics()["children"]["a"] == {"running": True, "starts": 1}
         sup.request_stop()
+
+
+async def test_a_full_exit_stream_delays_exits_and_never_drops_one() -> None:
+    """More children crash at once than the exit stream holds while the supervisor is
+    busy restarting another child: every exit still arrives, every crash is restarted."""
+    n = 1100  # more than the stream's room (EXIT_BUFFER = 1000)
+    starts: dict[str, int] = {}
+    gate_crash, gate_hold, crash_all = anyio.Event(), anyio.Event(), anyio.Event()
+
+    async def gate(*, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        starts["gate"] = starts.get("gate", 0) + 1
+        if starts["gate"] == 2:
+            await gate_hold.wait()  # the supervisor waits in this restart
+        task_status.started()
+        if starts["gate"] == 1:
+            await gate_crash.wait()
+            raise RuntimeError("gate crashed")
+        await anyio.sleep_forever()
+
+    def crasher(name: str) -> Any:
+        async def run(*, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+            starts[name] = starts.get(name, 0) + 1
+            task_status.started()
+            if starts[name] == 1:
+                await crash_all.wait()
+                raise RuntimeError(f"{name} crashed")
+            await anyio.sleep_forever()
+
+        return run
+
+    specs = [ChildSpec(name="gate", start=gate)]
+    specs += [ChildSpec(name=f"c{i}", start=crasher(f"c{i}")) for i in range(n)]
+    clock = FakeClock()
+    sup = Supervisor("sup", specs, intensity=10 * n, period=3600.0, clock=clock)
+    async with anyio.create_task_group() as tg:
+        await tg.start(sup.run)
+        gate_crash.set()
+        await _settle(clock)
+        assert starts["gate"] == 2  # stuck in its restart
+        crash_all.set()
+        await _settle(clock)  # every crasher has exited; the stream is full
+        assert not any(sup.statistics()["children"][f"c{i}"]["running"] for i in range(n))
+        gate_hold.set()
+        await _settle(clock)
+        stats = sup.statistics()
+        assert [starts[f"c{i}"] for i in range(n)] == [2] * n
+        assert stats["restarts"] == n + 1 and stats["crashes"] == n + 1
+        assert stats["exits_waited"] == n - 1000
+        sup.request_stop()

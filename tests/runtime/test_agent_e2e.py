@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from shepherd.actors.clock import FakeClock
-from shepherd.actors.delivery import DeliveryConfig, DeliveryTarget
 from shepherd.actors.executors.gateway import GatewayConfig
+from shepherd.actors.router.delivery import DeliveryConfig, DeliveryTarget
 from shepherd.runtime import (
     Config,
     ConfigError,
@@ -24,8 +24,7 @@ from shepherd.runtime import (
     RetryPolicy,
     Runtime,
 )
-from shepherd.store.messages import Delivery
-from shepherd.store.models import Seconds
+from shepherd.store.models import Delivery, Seconds
 from tests.gateway_standin import StandIn
 from tests.helpers import eventually
 

@@ -1,5 +1,5 @@
 """Crash recovery ends the process groups orphaned runs recorded, before the delivery
-guarantee applies (actors/recovery.py), on real process groups and a real database:
+guarantee applies (actors/dispatcher/recovery.py), on real process groups and a real database:
 
 - a live group whose leader's start time matches is killed and waited for; the run says
   ``process: killed`` (``rt.run``), and the at-least-once replay starts only after;

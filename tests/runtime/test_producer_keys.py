@@ -21,10 +21,10 @@ from shepherd.runtime import (
     RunContext,
     Runtime,
 )
-from shepherd.store.ledger import MAX_KEY
+from shepherd.store.keys import MAX_KEY
 from shepherd.store.ops import ClaimRun, ClaimRuns, InsertDispatches, NewDispatch, RecoverOrphans
-from shepherd.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 from shepherd.store.sqlite import SqliteStore
+from shepherd.store.sqlite.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
 pytestmark = pytest.mark.anyio
 

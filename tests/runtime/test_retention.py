@@ -17,9 +17,8 @@ from shepherd.actors.clock import FakeClock
 from shepherd.actors.retention import RetentionConfig
 from shepherd.runtime import Config, JobSpec, Runtime
 from shepherd.runtime._cli_status import _health_lines
-from shepherd.store import queries
 from shepherd.store.models import EnqueueRequest, Seconds
-from shepherd.store.sqlite import SqliteStore
+from shepherd.store.sqlite import SqliteStore, queries
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.anyio

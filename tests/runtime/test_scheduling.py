@@ -14,7 +14,7 @@ import pytest
 
 from shepherd.actors.clock import FakeClock
 from shepherd.actors.ingest import send_wake
-from shepherd.actors.schedule_plan import slot_key
+from shepherd.actors.scheduler.plan import slot_key
 from shepherd.runtime import (
     Config,
     ConfigError,

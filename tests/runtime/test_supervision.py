@@ -9,11 +9,13 @@ import anyio
 import pytest
 
 from shepherd.actors.dispatcher import Dispatcher
-from shepherd.actors.messages import Poke
+from shepherd.actors.messages import Probe
 from shepherd.runtime import Config, JobSpec, RunContext, Runtime, SupervisorEscalation
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.anyio
+
+POISON = Probe("poisoned", healthy=True)  # harmless if it got through
 
 
 async def noop(ctx: RunContext) -> str:
@@ -21,12 +23,12 @@ async def noop(ctx: RunContext) -> str:
 
 
 def _poison(monkeypatch: pytest.MonkeyPatch, times: int) -> list[int]:
-    """Make the dispatcher crash on ``Poke("x")``, ``times`` times."""
+    """Make the dispatcher crash on ``POISON``, ``times`` times."""
     crashes: list[int] = []
     original = Dispatcher._handle
 
     async def handle(self: Dispatcher, msg: Any, tg: Any) -> None:
-        if isinstance(msg, Poke) and msg.what == "x" and len(crashes) < times:
+        if msg == POISON and len(crashes) < times:
             crashes.append(1)
             raise RuntimeError("poisoned message")
         await original(self, msg, tg)
@@ -42,7 +44,7 @@ async def test_a_crashed_actor_is_restarted_and_the_runtime_keeps_serving(
     async with Runtime.open(Config(database=db_path), targets={"noop": noop}) as rt:
         await rt.add_job(JobSpec(name="noop", target="noop"))
         assert (await rt.wait(await rt.enqueue("noop"), timeout=10)).status == "done"
-        rt._dispatcher.tell(Poke("x"))
+        rt._dispatcher.tell(POISON)
         await eventually(lambda: rt.statistics()["supervisor"]["restarts"] == 1)
         assert crashes == [1]
         crash = [e for e in rt.actor_events if e.kind == "exited" and e.reason == "crash"]
@@ -62,7 +64,7 @@ async def test_crashes_beyond_the_intensity_stop_the_runtime_naming_the_actor(
         async with Runtime.open(cfg, targets={"noop": noop}) as rt:
             for n in range(1, 4):
                 # one poisoned message at a time: a crash loses the batch in hand
-                rt._dispatcher.tell(Poke("x"))
+                rt._dispatcher.tell(POISON)
                 await eventually(lambda n=n: len(crashes) == n)
             await anyio.sleep_forever()  # the escalation ends this block
     assert info.value.child == "dispatcher"

@@ -104,7 +104,7 @@ async def test_pokes_waiting_together_cost_one_reload(db_path: str) -> None:
 
         await rt.store._reader.set_trace_callback(seen)  # the dispatcher's reads
         for _ in range(50):  # all waiting in the mailbox before the dispatcher runs
-            rt._dispatcher.tell(Poke("d"))
+            rt._dispatcher.tell(Poke(dispatches=True))
         for dispatch_id in ids:
             assert (await rt.wait(dispatch_id, timeout=5)).status == "done"
         # two round trips through the dispatcher: the pokes' batch is over

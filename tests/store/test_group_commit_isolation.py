@@ -15,10 +15,9 @@ import pytest
 
 from shepherd.actors.mailbox import Mailbox
 from shepherd.actors.writer import StoreMsg, StoreWriter, write
-from shepherd.store import queries
 from shepherd.store.errors import DatabaseCorrupt, DatabaseLocked, DiskFull, ReadOnly, StoreError
 from shepherd.store.ops import InsertDispatches, NewDispatch, SaveJob
-from shepherd.store.sqlite import SqliteStore, translate
+from shepherd.store.sqlite import SqliteStore, queries, translate
 
 pytestmark = pytest.mark.anyio
 

@@ -1,4 +1,4 @@
-"""The integrity checks run before anything writes (``store.integrity``), and OSErrors
+"""The integrity checks run before anything writes (``store.sqlite.integrity``), and OSErrors
 on the files kept beside the database mapped onto the store's errors."""
 
 from __future__ import annotations
@@ -17,10 +17,8 @@ from shepherd.actors.ingest import Ingest
 from shepherd.actors.mailbox import Mailbox
 from shepherd.actors.messages import DispatcherMsg
 from shepherd.runtime import Config, EnqueueRequest, JobSpec, Runtime
-from shepherd.store import integrity
-from shepherd.store.errors import DatabaseCorrupt, DiskFull, ReadOnly, StoreError
-from shepherd.store.opening import os_error
-from shepherd.store.sqlite import SqliteStore
+from shepherd.store.errors import DatabaseCorrupt, DiskFull, ReadOnly, StoreError, os_error
+from shepherd.store.sqlite import SqliteStore, integrity
 
 pytestmark = pytest.mark.anyio
 

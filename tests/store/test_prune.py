@@ -1,4 +1,5 @@
-"""The pruner's write ops (store/prune.py) on a real SQLite file.
+"""The pruner's write ops (store/ops/retention.py, SQL in store/sqlite/prune.py), on a real
+SQLite file.
 
 Rows are written with plain SQL (as an old database would hold them); each op is
 applied through ``SqliteStore.apply_one`` as the store writer applies it. What must
@@ -15,7 +16,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from shepherd.store.prune import (
+from shepherd.store.ops import (
     Pruned,
     PruneDeliveries,
     PruneDispatches,

@@ -15,10 +15,9 @@ import pytest
 
 from shepherd.runtime import Config, JobSpec, RunContext, Runtime
 from shepherd.runtime.jobs import new_dispatch
-from shepherd.store import queries
 from shepherd.store.models import EnqueueRequest
 from shepherd.store.ops import InsertDispatches
-from shepherd.store.sqlite import SqliteStore
+from shepherd.store.sqlite import SqliteStore, queries
 
 pytestmark = pytest.mark.anyio
 

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from shepherd.actors.executors.agent import AgentExecutor
 from shepherd.actors.executors.gateway import GatewayConfig
-from shepherd.store.errors import ConfigError, Deferred, NotFound
-from shepherd.store.messages import Message
-from shepherd.store.models import JobSpec, Run
-from tests.actors.executors.conftest import Beats, make_ctx
+from shepherd.store.errors import ConfigError, Deferred
+from shepherd.store.models import JobSpec, Message, Run
+from tests.actors.executors.conftest import Beats, FakeHost, make_ctx
 from tests.gateway_standin import StandIn
 
 pytestmark = pytest.mark.anyio
@@ -37,27 +36,6 @@ async def agent(gw: StandIn) -> AsyncIterator[AgentExecutor]:
         yield ex
     finally:
         await ex.aclose()
-
-
-class Host:
-    """The slice of the Runtime the executor uses, over plain lists."""
-
-    def __init__(self, inbox: Sequence[Message] = (), runs: Sequence[Run] = ()) -> None:
-        self._inbox = list(inbox)
-        self._runs = {r.id: r for r in runs}
-        self.delivered: list[int] = []
-
-    async def inbox(self, agent: str, *, limit: int = 100) -> list[Message]:
-        return [m for m in self._inbox if m.to_agent == agent][:limit]
-
-    async def mark_delivered(self, ids: Sequence[int]) -> int:
-        self.delivered += ids
-        return len(ids)
-
-    async def run(self, run_id: int) -> Run:
-        if run_id not in self._runs:
-            raise NotFound(f"no run {run_id}")
-        return self._runs[run_id]
 
 
 def message(i: int, body: str = "hello", to: str = "ops", kind: str = "text") -> Message:
@@ -122,10 +100,10 @@ async def test_model_session_and_agent_can_be_overridden(gw: StandIn, agent: Age
 async def test_inbox_messages_are_injected_and_marked_delivered(
     gw: StandIn, agent: AgentExecutor
 ) -> None:
-    host = Host(
+    host = FakeHost(
         inbox=[message(i, body=f"note {i}") for i in range(1, 8)] + [message(99, to="someone-else")]
     )
-    ctx = make_ctx(agent_job(), services={"runtime": host})
+    ctx = make_ctx(agent_job(), host=host)
     res = await agent.execute(ctx)
     assert res.ok
     prompt = gw.requests[0].json["messages"][0]["content"]
@@ -138,8 +116,8 @@ async def test_inbox_messages_are_injected_and_marked_delivered(
 
 async def test_a_refused_turn_leaves_the_inbox_pending(gw: StandIn, agent: AgentExecutor) -> None:
     gw.set_mode(status=400)
-    host = Host(inbox=[message(1)])
-    res = await agent.execute(make_ctx(agent_job(), services={"runtime": host}))
+    host = FakeHost(inbox=[message(1)])
+    res = await agent.execute(make_ctx(agent_job(), host=host))
     assert not res.ok
     assert host.delivered == []
 
@@ -155,9 +133,9 @@ async def test_trigger_context_and_idempotency_key(gw: StandIn, agent: AgentExec
         started_at=0.0,
         result={"summary": "fetched 12 rows"},
     )
-    host = Host(runs=[parent])
+    host = FakeHost(runs=[parent])
     job = agent_job(delivery_guarantee="at-least-once")
-    ctx = make_ctx(job, services={"runtime": host}, parent_run_id=41, idempotency_key="k-9")
+    ctx = make_ctx(job, host=host, parent_run_id=41, idempotency_key="k-9")
     await agent.execute(ctx)
     prompt = gw.requests[0].json["messages"][0]["content"]
     assert "--- Trigger Context ---\nTriggered by: fetch\nParent run status: ok" in prompt
@@ -165,7 +143,7 @@ async def test_trigger_context_and_idempotency_key(gw: StandIn, agent: AgentExec
     assert "[IDEMPOTENCY KEY: k-9]" in prompt
     trigger = ctx.reported["details"]["context"]["trigger"]
     assert trigger == {"parent_run_id": 41, "parent_job": "fetch", "parent_status": "ok"}
-    await agent.execute(make_ctx(job, services={"runtime": host}, parent_run_id=404))
+    await agent.execute(make_ctx(job, host=host, parent_run_id=404))
     assert "Trigger Context" not in gw.requests[1].json["messages"][0]["content"]
 
 

@@ -21,7 +21,7 @@ from shepherd.actors.executors.procs import ProcessId, ProcInfo, decide, parse_p
 from shepherd.actors.executors.shell import ShellExecutor
 from shepherd.actors.executors.watchdog import WatchdogExecutor
 from shepherd.store.models import JobSpec
-from tests.actors.executors.conftest import make_ctx
+from tests.actors.executors.conftest import FakeHost, make_ctx
 
 LINUX = sys.platform.startswith("linux")
 CLOCK = "linux:boot-a"
@@ -106,7 +106,7 @@ class Registry:
         self.fail = fail
         self.recorded: list[tuple[int, ProcessId, bool]] = []
 
-    async def record(self, run_id: int, proc: ProcessId) -> None:
+    async def record_process(self, run_id: int, proc: ProcessId) -> None:
         ran = self.marker is not None and self.marker.exists()
         self.recorded.append((run_id, proc, ran))
         if self.fail:
@@ -165,19 +165,21 @@ async def test_identify_and_the_process_table_see_a_live_group() -> None:
 
 @pytest.mark.anyio
 async def test_shell_and_watchdog_runs_record_their_group(tmp_path: Path) -> None:
-    reg = Registry()
+    host = FakeHost()
     ctx = make_ctx(
         JobSpec(name="s", executor="shell", target="echo $$"),
         run_id=3,
         data_dir=str(tmp_path),
-        services={procs.PROCESSES: reg},
+        host=host,
     )
     res = await ShellExecutor().execute(ctx)
-    assert res.ok and reg.recorded[0][1].pgid == int(ctx.reported["stdout"]) == ctx.reported["pid"]
+    [(run_id, rec)] = host.processes
+    assert res.ok and (run_id, rec.pgid) == (3, int(ctx.reported["stdout"]))
+    assert rec.pgid == ctx.reported["pid"]
     job = JobSpec(name="w", executor="watchdog", target="echo $$ >&2; exit 2")
-    ctx = make_ctx(job, run_id=4, services={procs.PROCESSES: reg})
+    ctx = make_ctx(job, run_id=4, host=host)
     await WatchdogExecutor().execute(ctx)
-    assert reg.recorded[1][0] == 4 and reg.recorded[1][1].pgid == int(ctx.reported["stderr"])
+    assert host.processes[1][0] == 4 and host.processes[1][1].pgid == int(ctx.reported["stderr"])
 
 
 HOST = textwrap.dedent(

@@ -13,25 +13,9 @@ from shepherd.actors.executors.base import ExecResult
 from shepherd.actors.executors.watchdog import WatchdogExecutor, parse_started_at
 from shepherd.store.errors import ConfigError
 from shepherd.store.models import JobSpec
-from tests.actors.executors.conftest import make_ctx
+from tests.actors.executors.conftest import FakeHost, make_ctx
 
 pytestmark = pytest.mark.anyio
-
-
-class Host:
-    def __init__(self) -> None:
-        self.alerts: list[tuple[str, dict[str, Any]]] = []
-        self.calls: list[tuple[str, Any]] = []
-
-    async def deliver(self, body: str, **kw: Any) -> int:
-        self.alerts.append((body, kw))
-        return len(self.alerts)
-
-    async def set_enabled(self, name: str, enabled: bool) -> None:
-        self.calls.append(("set_enabled", (name, enabled)))
-
-    async def remove_job(self, name: str) -> None:
-        self.calls.append(("remove_job", name))
 
 
 def dog(cmd: str, **options: Any) -> JobSpec:
@@ -40,9 +24,9 @@ def dog(cmd: str, **options: Any) -> JobSpec:
     return JobSpec(name="wd", executor="watchdog", target=cmd, options=options)
 
 
-async def run(job: JobSpec, host: Host | None = None) -> tuple[ExecResult, Host]:
-    host = host or Host()
-    res = await WatchdogExecutor().execute(make_ctx(job, services={"runtime": host}))
+async def run(job: JobSpec, host: FakeHost | None = None) -> tuple[ExecResult, FakeHost]:
+    host = host or FakeHost()
+    res = await WatchdogExecutor().execute(make_ctx(job, host=host))
     return res, host
 
 
@@ -52,13 +36,13 @@ async def test_target_done_alerts_and_self_destructs() -> None:
     [(text, kw)] = host.alerts
     assert text == '\u2705 [watchdog] Task "nightly build" completed -- watchdog disarmed'
     assert (kw["to"], kw["kind"], kw["job"]) == ("@ops", "alert", "wd")
-    assert host.calls == [("set_enabled", ("wd", False)), ("remove_job", "wd")]
+    assert host.retired == ["wd"]
     assert res.details["watchdog"]["self_destructed"] is True
 
 
 async def test_self_destruct_can_be_turned_off() -> None:
     res, host = await run(dog("echo finished", self_destruct=False))
-    assert res.ok and len(host.alerts) == 1 and host.calls == []
+    assert res.ok and len(host.alerts) == 1 and host.retired == []
 
 
 async def test_exit_1_is_a_stuck_alert_with_the_output() -> None:
@@ -68,7 +52,7 @@ async def test_exit_1_is_a_stuck_alert_with_the_output() -> None:
     assert text.startswith('\U0001f6a8 [watchdog] Task "nightly build" appears stuck')
     assert "- Reason: check command reported stuck" in text
     assert "- Error: oops" in text and "- Output: still at 40%" in text
-    assert host.calls == []
+    assert host.retired == []
 
 
 async def test_past_timeout_min_is_stuck_even_when_the_check_says_running() -> None:
@@ -107,7 +91,7 @@ async def test_check_is_killed_after_its_timeout() -> None:
     got: list[ExecResult] = []
 
     async def go() -> None:
-        got.append(await ex.execute(make_ctx(job, services={"runtime": Host()})))
+        got.append(await ex.execute(make_ctx(job, host=FakeHost())))
 
     started = time.monotonic()
     async with anyio.create_task_group() as tg:

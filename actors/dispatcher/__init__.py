@@ -1,0 +1,19 @@
+"""The dispatcher: its actor shell and the collaborators it holds.
+
+=================  ==============================================================
+module             owns
+=================  ==============================================================
+``actor``          the shell: receive loop, store reads, run actors, events
+``ready``          the ready queue: ready and delayed heaps, parked waiters
+``admission``      may a ready dispatch start now: verdicts, runs per job / pool
+``breakers``       the circuit breaker of each executor (``actors.breaker``)
+``runs``           the run table: runs in flight, heartbeats, stale detection
+``commit``         one pass's group of writes, and what follows its commit
+``finalize``       the retry policy (``decide``), the ops and events of an end
+``recovery``       orphaned runs at start: their process groups, their guarantee
+=================  ==============================================================
+"""
+
+from shepherd.actors.dispatcher.actor import Dispatcher, DispatcherConfig
+
+__all__ = ["Dispatcher", "DispatcherConfig"]

@@ -1,0 +1,194 @@
+"""Admission: may this ready dispatch start now? No I/O, no clock (``now`` is passed).
+
+``admit`` pops the ready queue in order (priority rank, not-before, seq) while run
+slots are free and asks ``check`` about each. The verdicts:
+
+- ``run``: start it (claimed in the next commit), unless its executor's circuit breaker
+  says not yet (``BreakerTable.gate``): then it is deferred, no attempt spent;
+- ``dead``: it expired before it could start (dead letter, reason ``expired``);
+- ``skip``: it will not run; a skipped run is recorded with the reason
+  (``skipped-overlap``, ``queue-full``, ``disabled``);
+- ``cancel``: its job no longer exists;
+- ``park``: it waits on a key (``job:<id>`` for overlap ``queue`` / ``replace``,
+  ``pool:<name>`` for a busy resource pool) and is put back in the ready queue the
+  moment a run holding that key ends — no polling;
+- ``replace``: cancel the job's running runs, then park this one on the job key;
+- ``defer``: not before the given time; no attempt is spent.
+
+Parked dispatches wait FIFO per key (``ready.Parked``). A key is handed on when its
+holder ends (``Admission.release``), and also when a dispatch leaves the queue without
+running while nothing holds the key (``free_keys``): a waiter that is skipped, expired,
+cancelled or whose job is gone passes its turn to the next one instead of ending the
+chain. When a job's spec changes (disabled, removed, a new overlap policy), its
+waiters go back through ``check`` at once (``ReadyQueue.take_changed``): the waiting
+fires of a disabled job are skipped (``disabled``) then, not left queued.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from typing import Literal
+
+import msgspec
+
+from shepherd.actors.dispatcher.breakers import BreakerTable
+from shepherd.actors.dispatcher.ready import Parked, ReadyQueue
+from shepherd.actors.messages import Entry
+from shepherd.store.models import JobSpec
+from shepherd.store.ops import Settle
+
+__all__ = ["Admission", "Admitted", "Verdict", "admit", "check", "free_keys", "settle"]
+
+Action = Literal["run", "dead", "skip", "cancel", "park", "replace", "defer"]
+
+
+class Verdict(msgspec.Struct, frozen=True):
+    action: Action
+    reason: str | None = None
+    key: str | None = None
+    until: float | None = None
+
+
+RUN = Verdict("run")
+
+
+class Admission:
+    """Runs held per job and per pool, against the pool limits."""
+
+    __slots__ = ("pool_limits", "running_by_job", "running_by_pool")
+
+    def __init__(self, pool_limits: Mapping[str, int] | None = None) -> None:
+        self.running_by_job: Counter[int] = Counter()
+        self.running_by_pool: Counter[str] = Counter()
+        self.pool_limits: dict[str, int] = dict(pool_limits or {})
+
+    def pool_limit(self, pool: str) -> int:
+        return self.pool_limits.get(pool, 1)  # an undeclared pool is a mutex (OCS)
+
+    def hold(self, job_id: int, pool: str | None) -> None:
+        """A dispatch of ``job_id`` was admitted: count it against its job and pool."""
+        self.running_by_job[job_id] += 1
+        if pool:
+            self.running_by_pool[pool] += 1
+
+    def release(self, job_id: int, pool: str | None) -> list[str]:
+        """Give back what ``hold`` counted; the keys to hand to their next waiter."""
+        self.running_by_job[job_id] -= 1
+        if self.running_by_job[job_id] <= 0:
+            del self.running_by_job[job_id]
+        if not pool:
+            return [f"job:{job_id}"]
+        self.running_by_pool[pool] -= 1
+        return [f"job:{job_id}", f"pool:{pool}"]
+
+    def statistics(self) -> dict[str, int]:
+        return {
+            "holding_jobs": len(self.running_by_job),
+            "holding_pools": len(self.running_by_pool),
+        }
+
+
+def check(
+    entry: Entry, job: JobSpec | None, state: Admission, parked: Parked, now: float
+) -> Verdict:
+    if job is None:
+        return Verdict("cancel", "job removed")
+    if entry.expires_at is not None and now >= entry.expires_at:
+        return Verdict("dead", "expired")
+    if not job.enabled and entry.kind == "schedule":
+        return Verdict("skip", "disabled")
+    if state.running_by_job[entry.job_id] > 0:
+        key = f"job:{entry.job_id}"
+        if job.overlap == "skip":
+            return Verdict("skip", "skipped-overlap")
+        if job.overlap == "queue":
+            if parked.count(key) >= job.max_queued:
+                return Verdict("skip", "queue-full")
+            return Verdict("park", "overlap-queued", key=key)
+        if job.overlap == "replace":
+            return Verdict("replace", "replaced", key=key)
+    if job.pool and state.running_by_pool[job.pool] >= state.pool_limit(job.pool):
+        return Verdict("park", "pool-busy", key=f"pool:{job.pool}")
+    return RUN
+
+
+def free_keys(job_id: int, job: JobSpec | None, state: Admission) -> list[str]:
+    """The wait keys of a dispatch of ``job_id`` that nothing holds now. A dispatch that
+    leaves the queue without running hands these to their next waiter."""
+    keys = [f"job:{job_id}"] if state.running_by_job[job_id] <= 0 else []
+    pool = job.pool if job is not None else None
+    if pool and state.running_by_pool[pool] < state.pool_limit(pool):
+        keys.append(f"pool:{pool}")
+    return keys
+
+
+_SETTLE: dict[str, tuple[Literal["done", "dead", "cancelled"], Literal["skipped", "cancelled"]]] = {
+    "dead": ("dead", "cancelled"),
+    "skip": ("done", "skipped"),
+    "cancel": ("cancelled", "cancelled"),
+}
+
+
+def settle(dispatch_id: int, v: Verdict) -> Settle:
+    """How a ``dead`` / ``skip`` / ``cancel`` verdict ends its dispatch (status, outcome)."""
+    status, outcome = _SETTLE[v.action]
+    return Settle(
+        dispatch_id=dispatch_id, status=status, outcome=outcome, reason=v.reason or v.action
+    )
+
+
+class Admitted:
+    """What one ``admit`` pass decided, for the caller to commit and perform."""
+
+    __slots__ = ("claims", "deferred", "replaced", "settles", "unparked")
+
+    def __init__(self) -> None:
+        self.claims: list[Entry] = []  # admitted: claim a run for each
+        self.settles: list[tuple[Entry, Settle]] = []  # ended without running
+        self.replaced: list[int] = []  # job ids whose running runs are to be cancelled
+        self.deferred = 0  # held back by an open circuit breaker
+        self.unparked = 0  # waiters handed a key freed by a settled dispatch
+
+
+def admit(
+    queue: ReadyQueue,
+    jobs: Mapping[int, JobSpec],
+    state: Admission,
+    breakers: BreakerTable,
+    free: int,
+    now: float,
+) -> Admitted:
+    """Admit ready dispatches into at most ``free`` run slots, in queue order."""
+    out = Admitted()
+    while free > 0:
+        e = queue.pop_ready()
+        if e is None:
+            break
+        job = jobs.get(e.job_id)
+        v = check(e, job, state, queue.parked, now)
+        if v is RUN and job is not None:
+            until = breakers.gate(job.executor, now)
+            if until is not None:
+                v = Verdict("defer", "circuit-open", until=until)
+                out.deferred += 1
+        if v.action == "run":
+            assert job is not None
+            queue.take(e.id)
+            out.claims.append(e)
+            state.hold(e.job_id, job.pool)
+            free -= 1
+        elif v.action in ("park", "replace"):
+            assert v.key is not None
+            if v.action == "replace":
+                out.replaced.append(e.job_id)
+            queue.park(v.key, e)
+        elif v.action == "defer":
+            assert v.until is not None
+            queue.defer(e, v.until)
+        else:  # it ends without running: settled, and its free keys passed on
+            queue.take(e.id)
+            out.settles.append((e, settle(e.id, v)))
+            for key in free_keys(e.job_id, job, state):
+                out.unparked += queue.unpark(key)
+    return out

@@ -1,0 +1,228 @@
+"""The commit batch: what one dispatcher pass writes as one group, and what it does once
+that group is committed.
+
+A pass collects three kinds of work — outcomes reported by runs (``finished``),
+dispatches admission ended without a run (``settles``) and dispatches admission let
+through (``claims``) — and ``take`` turns them into at most three write ops
+(``FinishRuns``, ``SettleQueued``, ``ClaimRuns``, built by ``finalize``), fencing
+outcomes whose run is no longer current. The shell sends the ops to the store writer;
+then
+
+- ``committed`` acts on the results: a finalized run leaves the run table, gives back
+  its admission counts (its keys go to their next waiter), feeds its executor's
+  breaker, and is queued again if it retries; a claimed run is started through the
+  ``start`` callback; every end is emitted as an event;
+- ``failed`` keeps everything for the next pass (nothing of a failed group was
+  committed): the outcomes stay pending, the rest goes back in the queue.
+
+A plain class holding references to the dispatcher's collaborators; no I/O of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+from shepherd.actors.clock import Clock
+from shepherd.actors.dispatcher.admission import Admission, free_keys
+from shepherd.actors.dispatcher.breakers import BreakerTable
+from shepherd.actors.dispatcher.finalize import (
+    claim_op,
+    finish_op,
+    finished,
+    key_taken,
+    outcome_event,
+    settled,
+)
+from shepherd.actors.dispatcher.jobs import JobTable
+from shepherd.actors.dispatcher.ready import ReadyQueue
+from shepherd.actors.dispatcher.runs import Running, RunTable
+from shepherd.actors.messages import Entry, Event, RunFinished
+from shepherd.store.errors import StoreError
+from shepherd.store.models import JobSpec
+from shepherd.store.ops import ClaimRuns, FinishRun, FinishRuns, Settle, SettleQueued, WriteOp
+
+__all__ = ["Batch", "Pending"]
+
+log = logging.getLogger("shepherd.dispatcher")
+
+Start = Callable[[Entry, JobSpec, int, float], None]  # entry, job, run id, now
+
+
+class Pending:
+    """One group taken from the batch: its ops and what they were built from."""
+
+    __slots__ = ("claims", "finals", "finished", "ops", "settles")
+
+    def __init__(self) -> None:
+        self.finished: list[RunFinished] = []
+        self.finals: list[tuple[RunFinished, Running, FinishRun]] = []
+        self.settles: list[tuple[Entry, Settle]] = []
+        self.claims: list[Entry] = []
+        self.ops: list[WriteOp] = []
+
+
+class Batch:
+    def __init__(
+        self,
+        *,
+        instance: str,
+        jobs: JobTable,
+        queue: ReadyQueue,
+        runs: RunTable,
+        admission: Admission,
+        breakers: BreakerTable,
+        counters: dict[str, int],
+        clock: Clock,
+        emit: Callable[[Event], None],
+        wake: Callable[[], None],
+        start: Start,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._instance = instance
+        self._jobs = jobs
+        self._queue = queue
+        self._runs = runs
+        self._admission = admission
+        self._breakers = breakers
+        self._counters = counters
+        self._clock = clock
+        self._emit = emit
+        self._wake = wake
+        self._start = start
+        self._rng = rng or random.Random()
+        self.finished: list[RunFinished] = []  # outcomes to finalize
+        self.settles: list[tuple[Entry, Settle]] = []  # ended without running
+        self.claims: list[Entry] = []  # admitted: to claim
+
+    def __bool__(self) -> bool:
+        return bool(self.finished or self.settles or self.claims)
+
+    def add(self, e: Entry) -> None:
+        """Queue ``e`` unless a run of it is in flight."""
+        if e.id not in self._runs:
+            self._queue.add(e, self._clock.wall())
+
+    def hand_on(self, keys: list[str]) -> None:
+        """Hand each key to its next waiter; wake the loop to admit one that was."""
+        woke = False
+        for key in keys:
+            woke = self._queue.unpark(key) or woke
+        if woke:
+            self._wake()
+
+    def release(self, e: Entry, pool: str | None = None) -> None:
+        """Give back what admission counted for ``e``; its keys go to their next waiter."""
+        pool = pool if pool is not None else self._jobs.pool(e.job_id)
+        self.hand_on(self._admission.release(e.job_id, pool))
+
+    def cancelled(self, dispatch_id: int, status: str | None, now: float) -> None:
+        """The store cancelled a queued dispatch (``status``: what it found): it leaves
+        the queue, its free keys go to their next waiter."""
+        e = self._queue.take(dispatch_id)
+        if e is None:
+            return
+        self.hand_on(free_keys(e.job_id, self._jobs.get(e.job_id), self._admission))
+        if status == "cancelled":
+            name, error = self._jobs.name(e.job_id), "cancelled by operator"
+            ev = outcome_event(e, name, None, e.attempt, "cancelled", "cancelled", now, error=error)
+            self._emit(ev)
+
+    def take(self, now: float) -> Pending:
+        """Everything waiting, as ops (none if there is nothing to write)."""
+        p = Pending()
+        p.finished, self.finished = self.finished, []
+        p.settles, self.settles = self.settles, []
+        p.claims, self.claims = self.claims, []
+        for msg in p.finished:
+            r = self._runs.current(msg)
+            if r is None:
+                self._counters["fenced"] += 1
+                continue
+            job = self._jobs.get(r.entry.job_id)
+            f = finish_op(msg, r.entry, job, now, attempt=r.attempt, rng=self._rng)
+            p.finals.append((msg, r, f))
+        if p.finals:
+            p.ops.append(FinishRuns([f for _, _, f in p.finals], now, origin=self._instance))
+        if p.settles:
+            p.ops.append(SettleQueued([s for _, s in p.settles], now))
+        if p.claims:
+            jobs = self._jobs
+            claims = [claim_op(e, jobs.get(e.job_id)) for e in p.claims]
+            p.ops.append(ClaimRuns(claims, self._instance, now))
+        return p
+
+    def failed(self, p: Pending) -> None:
+        """Nothing of ``p`` was committed: keep the outcomes, put the rest back."""
+        self.finished = p.finished + self.finished
+        for e, _ in p.settles:
+            self.add(e)
+        for e in p.claims:
+            self.release(e)
+            self.add(e)
+
+    def committed(self, p: Pending, results: list[Any], now: float) -> None:
+        """Act on the results of ``p.ops``, in order (one result, or error, per op)."""
+        results.reverse()
+        if p.finals:
+            self._after_finals(p.finals, results.pop(), now)
+        if p.settles:
+            self._after_settles(p.settles, results.pop(), now)
+        if p.claims:
+            self._after_claims(p.claims, results.pop(), now)
+
+    def _after_finals(
+        self, finals: list[tuple[RunFinished, Running, FinishRun]], results: Any, now: float
+    ) -> None:
+        if isinstance(results, StoreError):
+            log.error("finishing runs failed: %s", results)
+            results = [None] * len(finals)
+        counters = self._counters
+        for (msg, r, f), seq in zip(finals, results, strict=True):
+            self._runs.remove(r)
+            self.release(r.entry, r.pool)
+            job = self._jobs.get(r.entry.job_id)
+            if job is not None:
+                self._breakers.on_outcome(job.executor, msg, self._clock.wall())
+            if seq is None:
+                counters["fenced"] += 1
+                continue
+            counters[msg.outcome] += 1
+            name = self._jobs.name(r.entry.job_id)
+            again, event = finished(msg, r.entry, r.attempt, f, seq, name, now)
+            if again is not None:
+                counters["retried"] += 1
+                self.add(again)
+            elif f.next == "dead":
+                counters["dead"] += 1
+            self._emit(event)
+
+    def _after_settles(self, settles: list[tuple[Entry, Settle]], results: Any, now: float) -> None:
+        if isinstance(results, StoreError):
+            log.error("settling dispatches failed: %s", results)
+            return
+        for (e, s), ok in zip(settles, results, strict=True):
+            if ok:
+                self._counters["skipped"] += s.outcome == "skipped"
+                for event in settled(e, s, self._jobs.name(e.job_id), now):
+                    self._emit(event)
+
+    def _after_claims(self, claims: list[Entry], results: Any, now: float) -> None:
+        if isinstance(results, StoreError):
+            log.error("claiming dispatches failed: %s", results)
+            results = [None] * len(claims)
+        for e, run_id in zip(claims, results, strict=True):
+            job = self._jobs.get(e.job_id)
+            if run_id == 0:  # its idempotency key is claimed by another run: recorded skipped
+                self.release(e)
+                self._counters["skipped"] += 1
+                for event in key_taken(e, self._jobs.name(e.job_id), now):
+                    self._emit(event)
+            elif run_id is None or job is None:
+                self.release(e)  # someone else cancelled or claimed it meanwhile
+            else:
+                self._start(e, job, run_id, now)
+        if self.finished:
+            self._wake()  # outcomes decided here need a flush of their own

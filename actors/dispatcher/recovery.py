@@ -1,0 +1,88 @@
+"""Crash recovery at start, and the process groups it ends.
+
+``recover_orphans`` is the dispatcher's first step on every (re)start: it ends what the
+orphaned runs' process groups left running (``end_orphaned_groups``), then applies the
+delivery guarantee in one transaction (``RecoverOrphans``), in that order.
+
+Runs record their process groups through their host (``Host.record_process``: one
+write op per spawned group, awaited before the command may start,
+``actors.executors.procs.spawn_group``); a run that starts no process pays nothing.
+
+``end_orphaned_groups`` runs once when the dispatcher starts, before ``RecoverOrphans``
+applies the delivery guarantee: for every run left ``running`` that recorded a group, it
+kills the group if a process of it is still alive (SIGKILL to the group; a recorded
+start time that does not match means the pid was reused and nothing is killed), and
+waits, polling the process table on the injected clock, until it is gone. An
+at-least-once replay therefore never runs beside the body it replays, and an
+at-most-once dead letter is not still running. What it found goes on the run
+(``runs.process``): ``gone`` (nothing was left), ``killed``, or ``alive`` (still there
+``KILL_WAIT`` seconds after SIGKILL, e.g. stuck in the kernel; logged as an error, and
+recovery goes on: the runtime does not stay down for it).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+
+from shepherd.actors.clock import Clock
+from shepherd.actors.executors import procs
+from shepherd.actors.mailbox import Address
+from shepherd.actors.writer import StoreMsg, write
+from shepherd.store.ops import RecoverOrphans
+from shepherd.store.protocol import Store
+
+__all__ = ["KILL_WAIT", "end_orphaned_groups", "recover_orphans"]
+
+log = logging.getLogger("shepherd.recovery")
+
+KILL_WAIT = 10.0  # seconds a killed group may take to be gone
+POLL = 0.02
+
+
+async def recover_orphans(
+    store: Store, writer: Address[StoreMsg], clock: Clock, *, origin: str
+) -> list[tuple[int, int, str]]:
+    """Orphaned runs → ``crashed`` and their guarantee applied, once their process groups
+    are gone. Returns ``(run_id, dispatch_id, action)`` for each (``RecoverOrphans``)."""
+    found = await end_orphaned_groups(store, clock)
+    op = RecoverOrphans(now=clock.wall(), origin=origin, processes=found)
+    result: list[tuple[int, int, str]] = await write(writer, op)
+    return result
+
+
+async def end_orphaned_groups(store: Store, clock: Clock) -> dict[int, str]:
+    """Kill what is left of the orphaned runs' process groups; ``{run_id: found}``."""
+    rows = await store.orphaned_processes()
+    if not rows:
+        return {}
+    here = procs.clock_id()
+    pending = {
+        run_id: procs.ProcessId(pgid=pgid, start=start, clock=kind)
+        for run_id, pgid, start, kind in rows
+    }
+    found: dict[int, str] = {}
+    killed: set[int] = set()
+    deadline = clock.now() + KILL_WAIT
+    while True:
+        table = await anyio.to_thread.run_sync(procs.process_table)
+        for run_id, rec in list(pending.items()):
+            if procs.decide(rec, table, here) == "gone":
+                found[run_id] = "killed" if run_id in killed else "gone"
+                del pending[run_id]
+            else:  # again on every pass: a member may have forked while we looked
+                procs.kill_group(rec.pgid)
+                killed.add(run_id)
+        if not pending or clock.now() >= deadline:
+            break
+        await clock.sleep_until(clock.now() + POLL)
+    for run_id, rec in pending.items():
+        log.error(
+            "run %s: process group %s still alive %.0fs after SIGKILL", run_id, rec.pgid, KILL_WAIT
+        )
+        found[run_id] = "alive"
+    for run_id, what in found.items():
+        if what == "killed":
+            log.warning("run %s: killed the process group its dead runtime left", run_id)
+    return found

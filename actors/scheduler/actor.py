@@ -1,0 +1,253 @@
+"""The scheduler actor: cron / every / one-shot timers become ``schedule`` dispatches.
+
+Role: own the schedule of every enabled job that has one (a ``Timetable``: a heap of
+next fire times, wall clock). Sleep until the earliest; when slots are due, the
+timetable plans them (``plan.fire_item``: the misfire policy splits them into runs and
+misses) and the actor commits them per job, atomically (``store.ops.RecordSlots``):
+the dispatches of the slots that run (kind ``schedule``, at most one per (job, slot) by
+a unique index), a ``skipped`` run row with its reason for every slot that does not,
+and the job's next fire time; then it tells the dispatcher, which applies overlap,
+pools and admission. Each job's next on-time commit is planned while idle, so a due
+slot costs a lookup; many due jobs commit in chunks, one planned while the previous
+commits. A job whose item fails on its own (a value the store cannot take) is logged
+and moved on to its next slot; the other jobs in the op commit. When a schedule
+dispatch ends for good, the OCS consecutive-error ladder applies to the next slot
+(``plan.result_item``) and one-shot jobs finish (disabled, or deleted with
+``delete_after_run``; a recurring job with ``delete_after_run`` is deleted after ok).
+
+Inbox: ``SchedulerMsg`` = ``JobsChanged`` (reload these jobs, None = all) | ``Poke``
+(``jobs``: another process changed jobs, reload all) | ``Outcome`` (a dispatch ended).
+Sends: write ops to the store writer (ask), ``Enqueued`` / ``JobsChanged`` to the
+dispatcher, ``SlotRecord`` events.
+Restart type: permanent; on (re)start it reloads every job from the store, which is
+the truth, so a restart neither loses nor duplicates a slot. It also repairs what a
+crash left: a recurring job without a next run, a one-shot job whose run ended
+unseen. Timers: one, the earliest fire time (a cancel scope on the inbox receive),
+capped at ``max_sleep`` so a step of the wall clock is noticed; after a failed
+commit, its fires again ``retry_delay`` later. No fixed tick.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, assert_never
+
+import anyio
+import msgspec
+from anyio.abc import TaskStatus
+
+from shepherd.actors.clock import Clock
+from shepherd.actors.mailbox import Address, Mailbox, Reply
+from shepherd.actors.messages import (
+    DispatcherMsg,
+    Enqueued,
+    Event,
+    JobsChanged,
+    Outcome,
+    Poke,
+    SchedulerMsg,
+)
+from shepherd.actors.scheduler.timetable import Plan, Timetable
+from shepherd.actors.writer import StoreMsg, Write
+from shepherd.store.errors import StoreError
+from shepherd.store.ops import RecordSlots
+from shepherd.store.protocol import Store
+
+__all__ = ["Scheduler", "SchedulerConfig"]
+
+log = logging.getLogger("shepherd.scheduler")
+
+_FINAL = ("done", "dead", "cancelled")
+
+
+class SchedulerConfig(msgspec.Struct, frozen=True, kw_only=True):
+    instance: str
+    chunk: int = 500  # jobs per commit op when many fire at once (pipelined)
+    max_sleep: float = 60.0  # re-read the wall clock at least this often
+    retry_delay: float = 1.0  # after a failed commit
+
+
+_Sent = tuple[list[Plan], Reply[Any]]
+
+
+class Scheduler:
+    def __init__(
+        self,
+        cfg: SchedulerConfig,
+        *,
+        store: Store,
+        writer: Address[StoreMsg],
+        mailbox: Mailbox[SchedulerMsg],
+        dispatcher: Address[DispatcherMsg],
+        clock: Clock,
+        emit: Callable[[Event], None],
+        observe: Callable[[float, list[float]], None] | None = None,
+    ) -> None:
+        self._cfg = cfg
+        self._store = store
+        self._writer = writer
+        self._mailbox = mailbox
+        self._dispatcher = dispatcher
+        self._clock = clock
+        self._emit = emit
+        self.observe = observe  # (commit wall time, slots committed): benchmarks, tests
+        self._reset()
+
+    def _reset(self) -> None:
+        self._table = Timetable()
+        self._pending: list[Plan] = []
+        self._stale: set[int] = set()
+        self._busy = True
+        self.checked_at = self.late_last = self.late_max = 0.0
+        self.last_error: str | None = None
+        names = "fired missed backoff duplicates finished stale store_errors slot_errors loops"
+        self.counters = dict.fromkeys(names.split(), 0)
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        self._reset()
+        await self._reload(None, self._clock.wall())
+        task_status.started()
+        batch: list[SchedulerMsg] = []  # the first pass fires what came due while down
+        while True:
+            self.counters["loops"] += 1
+            now = self._clock.wall()
+            reload: set[int] | None = set()
+            for msg in batch:
+                match msg:
+                    case JobsChanged(ids):
+                        reload = None if ids is None or reload is None else reload | set(ids)
+                    case Poke(jobs=jobs):
+                        reload = None if jobs else reload
+                    case Outcome():
+                        plan = self._table.outcome(msg, now)
+                        if plan is not None:
+                            self._pending.append(plan)
+                    case _:
+                        assert_never(msg)
+            await self._flush(now)  # outcomes first: they may move a next slot
+            stale, self._stale = self._stale, set()
+            if reload is None or reload or stale:
+                await self._reload(None if reload is None else reload | stale, now)
+            await self._fire(now)
+            self.checked_at, self._busy = now, False
+            try:
+                first = await self._receive()
+            except anyio.EndOfStream:
+                return
+            self._busy = True
+            batch = self._mailbox.drain(first, 10_000) if first is not None else []
+
+    async def _receive(self) -> SchedulerMsg | None:
+        if self._pending or self._stale:
+            try:
+                return self._mailbox.receive_nowait()
+            except anyio.WouldBlock:
+                return None
+        due = self._table.next_due()
+        while self._table.unready and (due is None or due > self._clock.wall() + 0.05):
+            self._table.prepare(128)  # idle time: plan the next slots ahead (cron maths)
+            try:
+                return self._mailbox.receive_nowait()
+            except anyio.WouldBlock:
+                await anyio.lowlevel.checkpoint()
+        deadline = self._clock.wall() + self._cfg.max_sleep
+        if due is not None:
+            deadline = min(deadline, due)
+        with anyio.CancelScope() as scope:
+            self._clock.cancel_at(scope, self._clock.mono_for_wall(deadline))
+            return await self._mailbox.receive()
+        return None
+
+    async def _reload(self, ids: set[int] | None, now: float) -> None:
+        if ids is None:
+            rows = {r.id: r for r in await self._store.jobs()}
+        else:
+            rows = await self._store.jobs_by_id(sorted(ids))
+        repairs, ended = self._table.load(rows, ids, now)
+        self._pending.extend(repairs)
+        states = await self._store.schedule_states(ended) if ended else {}
+        for job_id in ended:
+            if states.get(job_id) in _FINAL:
+                self._pending.append(self._table.finish(job_id))
+
+    # -- committing ----------------------------------------------------------------
+
+    async def _fire(self, now: float) -> None:
+        sent: list[_Sent] = []
+        for plan in self._table.due(now):
+            self._pending.append(plan)
+            if len(self._pending) >= self._cfg.chunk:  # one chunk commits, one is planned
+                sent.append(await self._send(now))
+                if len(sent) > 1:  # at most two in flight: early slots commit early
+                    await self._settle(*sent.pop(0), now)
+        await self._flush(now, sent)
+
+    async def _send(self, now: float) -> _Sent:
+        chunk, self._pending = self._pending, []
+        reply: Reply[Any] = Reply()
+        op = RecordSlots([p.item for p in chunk], self._cfg.instance, now)
+        await self._writer.send(Write(op, reply))
+        return chunk, reply
+
+    async def _flush(self, now: float, sent: list[_Sent] | None = None) -> None:
+        sent = sent or []
+        while self._pending:
+            sent.append(await self._send(now))
+        for chunk, reply in sent:
+            await self._settle(chunk, reply, now)
+
+    async def _settle(self, chunk: list[Plan], reply: Reply[Any], now: float) -> None:
+        try:
+            results: list[Any] = await reply.wait()
+        except StoreError as exc:
+            self.counters["store_errors"] += 1
+            self.last_error = str(exc)
+            log.error("scheduler could not commit %d jobs (will retry): %s", len(chunk), exc)
+            self._table.retry(chunk, now + self._cfg.retry_delay)
+            return
+        done = self._clock.wall()
+        s = self._table.settle(chunk, results, now)
+        self._pending.extend(s.follow)
+        self._stale.update(s.stale)
+        self.counters["stale"] += len(s.stale)
+        self.counters["duplicates"] += s.duplicates
+        self.counters["finished"] += len(s.finished)
+        for job, error in s.failed:
+            self.counters["slot_errors"] += 1
+            self.last_error = f"job {job}: {error}"
+            log.error("scheduler could not commit a slot of job %s (moved on): %s", job, error)
+        for record in s.records:
+            self.counters["backoff" if record.reason == "backoff" else "missed"] += 1
+            self._emit(record)
+        if s.entries:
+            self.counters["fired"] += len(s.entries)
+            await self._dispatcher.send(Enqueued(s.entries))
+            slots = [e.slot if e.slot is not None else now for e in s.entries]
+            self.late_last = max(done - slot for slot in slots)
+            self.late_max = max(self.late_max, self.late_last)
+            if self.observe is not None:
+                self.observe(done, slots)
+        if s.finished:
+            await self._dispatcher.send(JobsChanged(s.finished))
+
+    # -- introspection -------------------------------------------------------------
+
+    def statistics(self) -> dict[str, Any]:
+        mb = self._mailbox.statistics()
+        return {
+            "inbox": mb["depth"],
+            # blocked in receive with nothing waiting (tests: "has it caught up?")
+            "idle": not self._busy and mb["depth"] == 0 and mb["waiting"] > 0,
+            "busy": self._busy,
+            "jobs": len(self._table),
+            "next_due": self._table.peek(),
+            "checked_at": self.checked_at,
+            "late_last_ms": round(self.late_last * 1000, 3),
+            "late_max_ms": round(self.late_max * 1000, 3),
+            "last_error": self.last_error,
+            **self.counters,
+        }
+
+    def __repr__(self) -> str:
+        return f"<Scheduler jobs={len(self._table)} fired={self.counters['fired']}>"

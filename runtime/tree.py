@@ -1,0 +1,360 @@
+"""The actor tree, wired in one place and readable as data.
+
+``TREE`` is the root supervisor's children in start order (they stop last-first), with
+their restart types, shutdown graces and why each sits where it does; ``STRATEGY`` is
+the root's strategy. ``INBOXES`` is every mailbox's capacity and what flows into it.
+``ROUTES`` is who hears which event besides the subscribers. ``build_tree`` turns the
+three into actors and a ``Supervisor``; ``Fanout`` delivers events along ``ROUTES``.
+
+    root supervisor (rest_for_one; restart_intensity in restart_period)
+    ├── store       store writer: the one connection that writes; group commit
+    ├── router      inbox expiry, announce deliveries to sinks
+    ├── dispatcher  ready queue, admission, claims, finalization (+ its run supervisor)
+    ├── scheduler   cron / every / at slots become dispatches
+    ├── health      heartbeat flush and stale runs (Tick), gateway probes, status rows
+    ├── ingest      wake-ups from other processes (unix datagram socket)
+    └── pruner      retention passes in bounded batches, key expiry, WAL checkpoint
+
+A mailbox is a bound, not an allocation (anyio buffers what is queued, nothing more):
+a sender that awaits ``send`` waits for room, one that ``tell``s gets ``MailboxFull``.
+Each capacity below is chosen from the senders of that inbox and what a full inbox
+costs them.
+
+The module is longer than most because it is mostly data (the three tables, each row
+with its reason) beside the one function that turns them into actors: the wiring is
+meant to be read in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+import msgspec
+
+from shepherd.actors.clock import Clock
+from shepherd.actors.dispatcher import Dispatcher, DispatcherConfig
+from shepherd.actors.executors.base import Executor
+from shepherd.actors.executors.gateway import HttpClient
+from shepherd.actors.executors.host import Host
+from shepherd.actors.health import HealthMonitor
+from shepherd.actors.ingest import Ingest
+from shepherd.actors.mailbox import Address, Mailbox, Reply
+from shepherd.actors.messages import (
+    DispatcherMsg,
+    Drain,
+    Event,
+    Outcome,
+    OutcomeEvent,
+    SchedulerMsg,
+)
+from shepherd.actors.pruner import Pruner, PrunerMsg
+from shepherd.actors.pruner import Stop as StopPruner
+from shepherd.actors.router import Routed, Router, RouterMsg, SinkFn
+from shepherd.actors.router import Stop as StopRouter
+from shepherd.actors.scheduler import Scheduler, SchedulerConfig
+from shepherd.actors.supervisor import ActorEvent, ChildSpec, Restart, Supervisor
+from shepherd.actors.writer import StoreMsg, StoreWriter
+from shepherd.runtime.config import Config
+from shepherd.runtime.events import EventHub
+from shepherd.store.errors import MailboxClosed, MailboxFull
+from shepherd.store.protocol import Store
+
+__all__ = ["INBOXES", "ROUTES", "STRATEGY", "TREE", "Fanout", "Inboxes", "build_tree"]
+
+log = logging.getLogger("shepherd")
+
+ActorName = Literal["store", "router", "dispatcher", "scheduler", "health", "ingest", "pruner"]
+
+
+class Child(msgspec.Struct, frozen=True):
+    """One child of the root: ``shutdown`` seconds of grace on stop (plus the runtime's
+    ``shutdown_grace`` when ``plus_grace``), then it is cancelled."""
+
+    name: ActorName
+    shutdown: float
+    why: str
+    restart: Restart = "permanent"
+    plus_grace: bool = False
+
+
+STRATEGY: Literal["rest_for_one"] = "rest_for_one"
+
+# fmt: off
+TREE: tuple[Child, ...] = (
+    Child("store", 5.0,
+          "first: every other actor writes through it, so it starts before them and"
+          " stops after them, answering their last writes"),
+    Child("router", 5.0,
+          "before the dispatcher: on shutdown (last-first) the router outlives the drain"
+          " and announces its outcomes; the price is that a router crash restarts the"
+          " dispatcher too (rest_for_one)"),
+    Child("dispatcher", 10.0, plus_grace=True, why=(
+          "its stop drains: running runs get shutdown_grace to finish, then are"
+          " cancelled and their outcomes written; the 10 s cover those writes")),
+    Child("scheduler", 1.0,
+          "after the dispatcher, which it tells about the dispatches it commits"),
+    Child("health", 3.0,
+          "after the dispatcher, which it ticks; its stop writes a last status snapshot"),
+    Child("ingest", 1.0,
+          "after the dispatcher and the scheduler have loaded the store: once its socket"
+          " is bound it pokes both to read what was committed meanwhile"),
+    Child("pruner", 3.0,
+          "last: housekeeping; a pass stops after its current batch"),
+)
+# fmt: on
+
+
+class Inbox(msgspec.Struct, frozen=True):
+    """A mailbox's capacity: ``capacity``, plus ``concurrency`` when ``per_run``."""
+
+    name: ActorName
+    capacity: int
+    why: str
+    per_run: bool = False
+
+
+# fmt: off
+INBOXES: tuple[Inbox, ...] = (
+    Inbox("store", 4_096,
+          "one Write per caller, and every caller awaits its reply, so the depth is the"
+          " number of concurrent writers; 16 full group commits (max_batch 256) can"
+          " queue, past that senders wait (back-pressure, never an error)"),
+    Inbox("dispatcher", 4_096, per_run=True, why=(
+          "every running run's RunFinished fits (at most one per run; a run tells"
+          " first) beside 4,096 other messages: Enqueued, one per enqueue or"
+          " enqueue_many call however many rows (awaited), Cancel, JobsChanged, the"
+          " health monitor's Tick and Probe, ingest's merged Poke; the dispatcher also"
+          " tells itself Poke, which needs that room")),
+    Inbox("scheduler", 1_024,
+          "JobsChanged (awaited) and Poke from ingest (merged, dropped when full), and"
+          " one Outcome per final schedule dispatch (told; when full it is lost and"
+          " counted, skipping that slot's error bookkeeping): 1,024 covers that many"
+          " jobs' slots ending together"),
+    Inbox("router", 16_384,
+          "one Routed per finished run, told: a full inbox loses that run's announce"
+          " (counted), so it is deep, about 2 s of outcomes at the benchmark's ~8,800"
+          " runs/s; Announce, Reload, ForgetJobs and its own Attempted are few"),
+    Inbox("pruner", 16,
+          "operator requests only (PruneNow, Stop); its timers are its own"),
+)
+# fmt: on
+
+
+def capacity(name: ActorName, concurrency: int) -> int:
+    """The capacity ``INBOXES`` gives ``name``'s mailbox."""
+    inbox = next(i for i in INBOXES if i.name == name)
+    return inbox.capacity + (concurrency if inbox.per_run else 0)
+
+
+class Inboxes:
+    """Every mailbox of the tree, sized by ``INBOXES`` (health and ingest have none:
+    one runs on a timer, the other reads a socket)."""
+
+    def __init__(self, concurrency: int) -> None:
+        def make(name: ActorName) -> Mailbox[Any]:
+            return Mailbox(name, capacity(name, concurrency))
+
+        self.store: Mailbox[StoreMsg] = make("store")
+        self.router: Mailbox[RouterMsg] = make("router")
+        self.dispatcher: Mailbox[DispatcherMsg] = make("dispatcher")
+        self.scheduler: Mailbox[SchedulerMsg] = make("scheduler")
+        self.pruner: Mailbox[PrunerMsg] = make("pruner")
+
+
+# -- who hears which event -----------------------------------------------------------
+
+
+class Route(msgspec.Struct, frozen=True, kw_only=True):
+    """``listener`` hears the events of type ``hears`` for which ``when`` holds, as the
+    message ``message(event)``, told (never blocking the publisher)."""
+
+    listener: Literal["router", "scheduler"]
+    hears: type
+    when: Callable[[Any], bool]
+    message: Callable[[Any], Any]
+    warn: bool  # log a warning for each event the full inbox could not take
+    why: str
+
+
+def _outcome(event: OutcomeEvent) -> Outcome:
+    return Outcome(
+        job_id=event.job_id,
+        job=event.job,
+        dispatch_id=event.dispatch_id,
+        outcome=event.outcome,
+        final=event.final,
+        slot=event.slot,
+        kind=event.kind,
+        at=event.at,
+    )
+
+
+# Every event first goes to the subscribers (``EventHub``: ``subscribe()`` streams and
+# ``wait()`` callers); then along these routes, in this order.
+ROUTES: tuple[Route, ...] = (
+    Route(
+        listener="router",
+        hears=OutcomeEvent,
+        when=lambda e: e.run_id is not None,
+        message=Routed,
+        warn=False,
+        why="a run's outcome may be announced (actors/router/delivery.py decides)",
+    ),
+    Route(
+        listener="scheduler",
+        hears=OutcomeEvent,
+        when=lambda e: e.kind == "schedule" and e.final,
+        message=_outcome,
+        warn=True,
+        why="a schedule dispatch ended: the error ladder, the end of a one-shot job",
+    ),
+)
+
+
+class Fanout:
+    """Publishes an event to the subscribers, then along ``ROUTES``; never blocks,
+    counts per listener what a full inbox could not take."""
+
+    def __init__(self, hub: EventHub, listeners: Mapping[str, Address[Any]]) -> None:
+        self._hub = hub
+        self._listeners = dict(listeners)
+        self.dropped: dict[str, int] = {name: 0 for name in self._listeners}
+
+    def publish(self, event: Event) -> None:
+        self._hub.publish(event)
+        for route in ROUTES:
+            if not isinstance(event, route.hears) or not route.when(event):
+                continue
+            try:
+                self._listeners[route.listener].tell(route.message(event))
+            except (MailboxFull, MailboxClosed):
+                self.dropped[route.listener] += 1
+                if route.warn:
+                    log.warning(
+                        "%s missed the outcome of dispatch %s",
+                        route.listener,
+                        getattr(event, "dispatch_id", None),
+                    )
+
+    def statistics(self) -> dict[str, Any]:
+        return {"routes_dropped": dict(self.dropped)}
+
+
+# -- building it ---------------------------------------------------------------------
+
+
+def build_tree(
+    cfg: Config,
+    *,
+    instance: str,
+    store: Store,
+    clock: Clock,
+    inboxes: Inboxes,
+    executors: dict[str, Executor],
+    emit: Callable[[Event], None],
+    host: Host,
+    snapshot: Callable[[], dict[str, Any]],
+    sinks: dict[str, SinkFn],
+    http: HttpClient,
+    on_event: Callable[[ActorEvent], None],
+) -> tuple[Supervisor, dict[str, Any]]:
+    """The actors of ``TREE`` and the root supervisor that runs them."""
+    writer = inboxes.store.address()
+    dispatcher = inboxes.dispatcher.address()
+    scheduler = inboxes.scheduler.address()
+    router_addr = inboxes.router.address()
+    pruner_addr = inboxes.pruner.address()
+    grace = float(cfg.shutdown_grace)
+    health = HealthMonitor(
+        instance=instance,
+        clock=clock,
+        dispatcher=dispatcher,
+        writer=writer,
+        executors=executors,
+        snapshot=snapshot,
+        interval=float(cfg.health_interval),
+    )
+    actors: dict[str, Any] = {
+        "store": StoreWriter(store, inboxes.store),
+        "router": Router(
+            cfg.delivery,
+            store=store,
+            writer=writer,
+            mailbox=inboxes.router,
+            clock=clock,
+            sinks=sinks,
+            http=http,
+            gateway=cfg.gateway,
+        ),
+        "dispatcher": Dispatcher(
+            DispatcherConfig(
+                instance=instance,
+                concurrency=cfg.concurrency,
+                pool_limits=dict(cfg.pools),
+                data_dir=cfg.artifacts_dir,
+                breaker_fail_max=cfg.breaker_fail_max,
+                breaker_reset=float(cfg.breaker_reset),
+            ),
+            store=store,
+            writer=writer,
+            mailbox=inboxes.dispatcher,
+            executors=executors,
+            clock=clock,
+            emit=emit,
+            host=host,
+        ),
+        "scheduler": Scheduler(
+            SchedulerConfig(instance=instance),
+            store=store,
+            writer=writer,
+            mailbox=inboxes.scheduler,
+            dispatcher=dispatcher,
+            clock=clock,
+            emit=emit,
+        ),
+        "health": health,
+        "ingest": Ingest(cfg.database, dispatcher, scheduler),
+        "pruner": Pruner(
+            cfg.retention,
+            writer=writer,
+            mailbox=inboxes.pruner,
+            clock=clock,
+            store=store,
+            checkpoint_every=float(cfg.health_interval),
+        ),
+    }
+    stops: dict[str, Callable[[], None]] = {
+        "router": lambda: _tell(router_addr, StopRouter()),
+        "dispatcher": lambda: dispatcher.tell(Drain(grace, Reply())),
+        "health": health.stop,
+        "pruner": lambda: _tell(pruner_addr, StopPruner()),
+    }
+    children = [
+        ChildSpec(
+            name=child.name,
+            start=actors[child.name].run,
+            restart=child.restart,
+            shutdown=child.shutdown + (grace if child.plus_grace else 0.0),
+            stop=stops.get(child.name),
+        )
+        for child in TREE
+    ]
+    root = Supervisor(
+        "root",
+        children,
+        strategy=STRATEGY,
+        intensity=cfg.restart_intensity,
+        period=float(cfg.restart_period),
+        clock=clock,
+        on_event=on_event,
+    )
+    return root, actors
+
+
+def _tell(address: Address[Any], msg: Any) -> None:
+    try:  # a full inbox: the supervisor cancels the actor after its shutdown grace
+        address.tell(msg)
+    except (MailboxFull, MailboxClosed):
+        pass

@@ -1,0 +1,66 @@
+"""Opening a store: the engine is chosen by the database string.
+
+- a file path, or a ``sqlite:///`` URL (``sqlite:///relative.db``,
+  ``sqlite:////absolute/path.db``): the SQLite engine (``store.sqlite``);
+- ``postgresql://...``: not supported yet (a ``ConfigError`` naming ``database``);
+- any other ``scheme://``: a ``ConfigError`` too.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from shepherd.store.errors import ConfigError
+from shepherd.store.protocol import Store
+from shepherd.store.sqlite import SqliteStore, integrity
+
+__all__ = ["Check", "database_path", "diagnose", "open_store"]
+
+Check = Literal["full", "bounded", "none"]
+_URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$")
+_SQLITE = "sqlite:///"
+
+
+def database_path(database: str) -> str:
+    """The SQLite file a database string names; a ConfigError for any other engine."""
+    if database.startswith(_SQLITE):
+        path = database[len(_SQLITE) :]
+        if not path:
+            raise ConfigError("sqlite:/// URL without a file path", field="database")
+        return path
+    m = _URL.match(database)
+    if m is None:
+        return database
+    scheme = m["scheme"].lower()
+    if scheme.startswith("postgres"):
+        raise ConfigError(
+            "PostgreSQL is not supported yet; use a SQLite file path or sqlite:/// URL",
+            field="database",
+        )
+    raise ConfigError(
+        f"unknown database scheme {scheme!r}: expected a file path or a sqlite:/// URL",
+        field="database",
+    )
+
+
+async def open_store(
+    database: str,
+    *,
+    synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+    busy_timeout: float = 5.0,
+    create: bool = True,
+    check: Check = "full",
+) -> Store:
+    """Open (create, migrate) the database ``database`` names, after its integrity
+    ``check`` (``full``, ``bounded``, ``none``)."""
+    path = database_path(database)
+    return await SqliteStore.open(
+        path, synchronous=synchronous, busy_timeout=busy_timeout, create=create, check=check
+    )
+
+
+def diagnose(database: str) -> dict[str, Any]:
+    """What ``shepherd doctor`` reports of the database: the file, its schema, a full
+    integrity check per table, the latest runtime instance (``store.sqlite.integrity``)."""
+    return integrity.diagnose(database_path(database))

@@ -1,0 +1,102 @@
+"""Write ops on jobs and the scheduler's commit (``RecordSlots``: due slots' dispatches,
+skipped slots, next fire time)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from shepherd.store.ops.dispatches import NewDispatch
+
+__all__ = [
+    "DeleteJob",
+    "RecordSlots",
+    "SaveJob",
+    "SetJobState",
+    "SkippedSlot",
+    "SlotFailed",
+    "SlotItem",
+]
+
+
+class SaveJob(msgspec.Struct, frozen=True, tag=True):
+    """Insert or replace a job by name. Returns the job id."""
+
+    name: str
+    executor: str
+    enabled: bool
+    spec: bytes
+    next_run_at: float | None
+    now: float
+    anchor: float | None = None
+
+
+class DeleteJob(msgspec.Struct, frozen=True, tag=True):
+    """Remove a job; its queued dispatches are cancelled. Returns True if it existed."""
+
+    job_id: int
+    now: float
+
+
+class SetJobState(msgspec.Struct, frozen=True, tag=True):
+    job_id: int
+    now: float
+    next_run_at: float | None = None
+    set_next: bool = False
+    last_run_at: float | None = None
+    last_status: str | None = None
+    consecutive_errors: int | None = None
+    enabled: bool | None = None
+
+
+class SkippedSlot(msgspec.Struct, frozen=True, kw_only=True):
+    """A scheduled slot that does not run: recorded as a ``skipped`` run with the reason."""
+
+    slot: float | None
+    reason: str  # missed | backoff | duplicate-slot
+    error: str
+
+
+class SlotItem(msgspec.Struct, frozen=True, kw_only=True):
+    """One job's part of a ``RecordSlots`` op.
+
+    ``next_run_at``, the dispatches and the skipped records are written only if the
+    job is still enabled and its stored ``next_run_at`` is still ``expect_next``
+    (compare-and-set: a concurrent change of the job wins, the scheduler reloads it).
+    ``last_*`` / ``consecutive_errors`` are written whenever the job exists. ``finish``
+    ends a job after its last run: ``disable`` (writing ``spec``) or ``delete``.
+    """
+
+    job_id: int
+    job_name: str
+    expect_next: float | None = None
+    set_next: bool = True
+    next_run_at: float | None = None
+    dispatches: list[NewDispatch] = msgspec.field(default_factory=list)
+    skipped: list[SkippedSlot] = msgspec.field(default_factory=list)
+    last_run_at: float | None = None
+    last_status: str | None = None
+    consecutive_errors: int | None = None
+    finish: Literal["", "disable", "delete"] = ""
+    spec: bytes | None = None
+
+
+class RecordSlots(msgspec.Struct, frozen=True, tag=True):
+    """The scheduler's commit: for each job, its due slots' dispatches (kind
+    ``schedule``, unique per (job, slot)), a record for every slot that does not run,
+    its next fire time and its run bookkeeping, in one transaction. Returns per item
+    ``None`` when the compare-and-set failed (job gone, disabled or changed), else
+    ``list[tuple[id, seq] | None]`` for its dispatches (None: the slot already has one),
+    or ``SlotFailed`` when that item's values could not be written: that item alone
+    is rolled back, the other items commit."""
+
+    items: list[SlotItem]
+    origin: str
+    now: float
+
+
+class SlotFailed(msgspec.Struct, frozen=True):
+    """A ``RecordSlots`` item that was rolled back on its own; ``error`` says why."""
+
+    error: str

@@ -1,0 +1,162 @@
+"""SQL of the claim and outcome ops (``ClaimRuns``, ``FinishRuns``), with their fencing:
+conditional UPDATEs on ``status`` and ``current_run_id``."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from shepherd.store.ops import ClaimRuns, FinishRuns, Settle, SettleQueued
+from shepherd.store.sqlite import ledger
+from shepherd.store.sqlite.dispatches import next_id
+from shepherd.store.sqlite.runs import settle_queued
+
+
+def claim_runs(conn: sqlite3.Connection, op: ClaimRuns) -> list[int | None]:
+    run_id = next_id(conn, "runs")
+    ids = list(range(run_id, run_id + len(op.claims)))
+    blocked = _claim_keys(conn, op, ids)
+    out = _claim_unblocked(conn, op, ids, blocked)
+    _settle_blocked(conn, blocked, op.now)  # their skipped runs take ids past the claims'
+    return out
+
+
+def _claim_unblocked(
+    conn: sqlite3.Connection, op: ClaimRuns, ids: list[int], blocked: set[int]
+) -> list[int | None]:
+    claim_sql = (
+        "UPDATE dispatches SET status = 'running', attempt = ?, current_run_id = ?,"
+        " updated_at = ? WHERE id = ? AND status = 'queued'"
+    )
+    run_sql = (
+        "INSERT INTO runs (id, dispatch_id, job_id, job_name, attempt, status, started_at,"
+        " heartbeat_at, idempotency_key, instance)"
+        " SELECT ?, id, job_id, job_name, ?, 'running', ?, ?, ?, ? FROM dispatches"
+        " WHERE id = ? AND current_run_id = ?"
+    )
+    cur = conn.executemany(
+        claim_sql,
+        [
+            (c.attempt, r, op.now, c.dispatch_id)
+            for c, r in zip(op.claims, ids, strict=False)
+            if c.dispatch_id not in blocked
+        ],
+    )
+    if cur.rowcount == len(op.claims) and not blocked:  # the common case: every claim won
+        conn.executemany(
+            run_sql,
+            [
+                (r, c.attempt, op.now, op.now, c.idempotency_key, op.instance, c.dispatch_id, r)
+                for c, r in zip(op.claims, ids, strict=False)
+            ],
+        )
+        return list(ids)
+    out: list[int | None] = []
+    for c, r in zip(op.claims, ids, strict=False):
+        if c.dispatch_id in blocked:
+            out.append(0)
+            continue
+        row = conn.execute(
+            "SELECT current_run_id FROM dispatches WHERE id = ? AND status = 'running'",
+            (c.dispatch_id,),
+        ).fetchone()
+        if row is None or row[0] != r:
+            out.append(None)
+            continue
+        conn.execute(
+            run_sql,
+            (r, c.attempt, op.now, op.now, c.idempotency_key, op.instance, c.dispatch_id, r),
+        )
+        out.append(r)
+    return out
+
+
+def _claim_keys(conn: sqlite3.Connection, op: ClaimRuns, ids: list[int]) -> set[int]:
+    """Claim each run's idempotency key; the dispatches whose key is taken (settled
+    ``skipped`` by ``_settle_blocked``)."""
+    blocked: set[int] = set()
+    for c, r in zip(op.claims, ids, strict=False):
+        if c.idempotency_key is None:
+            continue
+        if ledger.claim(
+            conn,
+            c.idempotency_key,
+            job_id=c.job_id,
+            dispatch_id=c.dispatch_id,
+            run_id=r,
+            now=op.now,
+            ttl=c.key_ttl,
+        ):
+            continue
+        blocked.add(c.dispatch_id)
+    return blocked
+
+
+def _settle_blocked(conn: sqlite3.Connection, blocked: set[int], now: float) -> None:
+    skip = [
+        Settle(dispatch_id=d, status="done", outcome="skipped", reason="idempotency-skip")
+        for d in sorted(blocked)
+    ]
+    if skip:
+        settle_queued(conn, SettleQueued(skip, now))
+
+
+def finish_runs(conn: sqlite3.Connection, op: FinishRuns) -> list[int | None]:
+    out: list[int | None] = []
+    next_seq: int | None = None
+    ledger.release_runs(conn, [f.run_id for f in op.finals if f.outcome != "ok"], op.now)
+    for f in op.finals:
+        cur = conn.execute(
+            "UPDATE runs SET status = ?, finished_at = ?, error = ?, result = ?, reason = ?,"
+            " exit_code = ?, signal = ?, timed_out = ?, stdout = ?, stderr = ?, details = ?"
+            " WHERE id = ? AND status = 'running'",
+            (
+                f.outcome,
+                op.now,
+                f.error,
+                f.result,
+                f.reason,
+                f.exit_code,
+                f.signal,
+                int(f.timed_out),
+                f.stdout,
+                f.stderr,
+                f.details,
+                f.run_id,
+            ),
+        )
+        if cur.rowcount != 1:
+            out.append(None)
+            continue
+        if f.next in ("retry", "requeue"):
+            if next_seq is None:
+                next_seq = next_id(conn, "dispatches", "seq")
+            cur = conn.execute(
+                "UPDATE dispatches SET status = 'queued', seq = ?, origin = ?, not_before = ?,"
+                " outcome = ?, last_error = ?, current_run_id = NULL, updated_at = ?,"
+                " attempt = attempt - ? WHERE id = ? AND current_run_id = ?",
+                (
+                    next_seq,
+                    op.origin,
+                    f.not_before or op.now,
+                    f.outcome,
+                    f.error,
+                    op.now,
+                    int(f.refund),
+                    f.dispatch_id,
+                    f.run_id,
+                ),
+            )
+            if cur.rowcount == 1:
+                out.append(next_seq)
+                next_seq += 1
+            else:
+                out.append(None)
+            continue
+        status = {"done": "done", "dead": "dead", "cancelled": "cancelled"}[f.next]
+        cur = conn.execute(
+            "UPDATE dispatches SET status = ?, outcome = ?, dead_reason = ?, last_error = ?,"
+            " result = ?, updated_at = ? WHERE id = ? AND current_run_id = ?",
+            (status, f.outcome, f.dead_reason, f.error, f.result, op.now, f.dispatch_id, f.run_id),
+        )
+        out.append(0 if cur.rowcount == 1 else None)
+    return out

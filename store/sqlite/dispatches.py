@@ -1,0 +1,74 @@
+"""SQL of new dispatches (``InsertDispatches``) and the insert the scheduler's
+``RecordSlots`` shares. Ids and seqs are ``MAX() + 1``."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from shepherd.store.ops import InsertDispatches, NewDispatch
+
+
+def next_id(conn: sqlite3.Connection, table: str, column: str = "id") -> int:
+    row = conn.execute(f"SELECT COALESCE(MAX({column}), 0) FROM {table}").fetchone()
+    return int(row[0]) + 1
+
+
+INSERT_DISPATCH = (
+    "INSERT INTO dispatches (id, seq, origin, job_id, job_name, kind, status, priority,"
+    " not_before, expires_at, attempt, max_attempts, payload, idempotency_key, slot,"
+    " parent_run_id, created_at, updated_at, producer_key)"
+    " VALUES (?,?,?,?,?,?,'queued',?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+
+def dispatch_values(
+    r: NewDispatch, dispatch_id: int, seq: int, origin: str, now: float
+) -> tuple[Any, ...]:
+    return (
+        dispatch_id,
+        seq,
+        origin,
+        r.job_id,
+        r.job_name,
+        r.kind,
+        r.priority,
+        r.not_before,
+        r.expires_at,
+        r.attempt,
+        r.max_attempts,
+        r.payload,
+        r.idempotency_key,
+        r.slot,
+        r.parent_run_id,
+        now,
+        now,
+        r.idempotency_key if r.slot is None else None,
+    )
+
+
+_EXISTING = "SELECT id FROM dispatches WHERE job_id = ? AND producer_key = ?"
+
+
+def insert_dispatches(conn: sqlite3.Connection, op: InsertDispatches) -> list[Any]:
+    new_id = next_id(conn, "dispatches")
+    next_seq = next_id(conn, "dispatches", "seq")
+    out: list[tuple[int, int] | int | None] = []
+    plain: list[tuple[Any, ...]] = []
+    for r in op.rows:
+        values = dispatch_values(r, new_id, next_seq, op.origin, op.now)
+        if r.slot is None and r.idempotency_key is None:
+            plain.append(values)
+        # the unique indexes decide (slot, producer key): no lookup before the insert
+        elif conn.execute(f"{INSERT_DISPATCH} ON CONFLICT DO NOTHING", values).rowcount == 0:
+            held = None
+            if r.slot is None:
+                held = conn.execute(_EXISTING, (r.job_id, r.idempotency_key)).fetchone()
+            out.append(int(held[0]) if held is not None else None)
+            continue
+        out.append((new_id, next_seq))
+        new_id += 1
+        next_seq += 1
+    if plain:
+        conn.executemany(INSERT_DISPATCH, plain)
+    return out

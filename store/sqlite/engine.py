@@ -1,0 +1,287 @@
+"""The SQLite engine (``store.protocol.Store``): one file in WAL mode, a writer
+connection and a reader connection, each with its own thread.
+
+- ``apply(ops)`` runs a batch of write ops in ONE transaction on the writer's thread
+  (one thread hop, one commit): this is the group commit the store-writer actor feeds.
+- Typed reads run the functions of ``store.sqlite.queries`` (and ``messages``,
+  ``deliveries``, ``runs``) on the reader. ``read(fn, ...)`` runs any such function:
+  the engine's own tests and tools use it; actors and the runtime never do.
+- ``synchronous``: ``NORMAL`` (default) survives any process crash, SIGKILL included;
+  the last transactions may be lost on power failure or an OS crash. ``FULL`` fsyncs
+  the WAL on every commit and survives those too, at a cost in commit rate.
+- Driver errors become ``store.errors`` classes by result code (``store.sqlite.codes``).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import aiosqlite
+import anyio
+
+from shepherd.store.errors import ConfigError, ReadOnly, StoreError
+from shepherd.store.models import Delivery, Dispatch, JobRow, Message, Run
+from shepherd.store.ops import WriteOp
+from shepherd.store.protocol import CheckpointMode, OrphanedProcess
+from shepherd.store.sqlite import deliveries, messages, queries, runs
+from shepherd.store.sqlite.batch import apply_batch, on_thread
+from shepherd.store.sqlite.codes import translate
+from shepherd.store.sqlite.integrity import Check
+from shepherd.store.sqlite.opening import check_file, connect, prepare_writer
+
+__all__ = ["SqliteStore", "Synchronous"]
+
+T = TypeVar("T")
+Synchronous = Literal["NORMAL", "FULL"]
+
+
+class SqliteStore:
+    def __init__(
+        self,
+        path: str,
+        writer: aiosqlite.Connection,
+        reader: aiosqlite.Connection,
+        synchronous: Synchronous,
+    ) -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self._writer = writer
+        self._reader = reader
+        self._maintenance: aiosqlite.Connection | None = None
+        self.commits = 0
+        self.ops_applied = 0
+        self.checkpoints = 0
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: Synchronous = "NORMAL",
+        busy_timeout: float = 5.0,
+        create: bool = True,
+        check: Check = "full",
+    ) -> SqliteStore:
+        """Open (create, migrate) the file. ``check``: the integrity check run before
+        anything is written (``store.sqlite.integrity``: ``full``, ``bounded``, ``none``)."""
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
+        p = str(path)
+        # a few stat calls on open, not on a hot path
+        if not create and not Path(p).exists():  # noqa: ASYNC240
+            raise StoreError(f"{p}: no such database")
+        if p != ":memory:":
+            if Path(p).is_dir():  # noqa: ASYNC240
+                raise ConfigError(f"{p} is a directory, not a database file", field="database")
+            parent = Path(p).resolve().parent  # noqa: ASYNC240
+            if not parent.is_dir():
+                raise ReadOnly(f"{p}: directory {parent} does not exist")
+        writer = reader = None
+        try:
+            await anyio.to_thread.run_sync(check_file, p, check, busy_timeout)
+            writer = await connect(p, busy_timeout)
+            await on_thread(writer, prepare_writer, synchronous, busy_timeout)
+            reader = await connect(p, busy_timeout)
+            await reader.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            await reader.execute("PRAGMA query_only = 1")
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):
+                for c in (writer, reader):
+                    if c is not None:
+                        await c.close()
+            if isinstance(exc, sqlite3.Error):
+                raise translate(exc, p) from None
+            raise
+        return cls(p, writer, reader, synchronous)
+
+    async def apply(self, ops: Sequence[WriteOp]) -> list[Any]:
+        """Apply ``ops`` in one transaction; per-op results (a StoreError for a failed op)."""
+        try:
+            results: list[Any] = await on_thread(self._writer, apply_batch, ops)
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from None
+        self.commits += 1
+        self.ops_applied += len(ops)
+        return results
+
+    async def apply_one(self, op: WriteOp) -> Any:
+        result = (await self.apply([op]))[0]
+        if isinstance(result, StoreError):
+            raise result
+        return result
+
+    async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        try:
+            result: T = await on_thread(self._reader, fn, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from None
+        return result
+
+    async def checkpoint(self, mode: CheckpointMode = "PASSIVE") -> None:
+        """PASSIVE runs on a connection (and thread) of its own, so the writer's commits
+        never wait for the checkpoint's disk syncs; TRUNCATE (on close) uses the writer.
+        Both hop through ``_on_thread``, so ``THREAD_WORK`` counts them."""
+        try:
+            if mode == "TRUNCATE":
+                await on_thread(self._writer, _wal_checkpoint, "TRUNCATE")
+                return
+            if self._maintenance is None:
+                self._maintenance = await connect(self.path, 1.0)
+                await on_thread(self._maintenance, _set_busy_timeout, 1.0)
+            await on_thread(self._maintenance, _wal_checkpoint, "PASSIVE")
+            self.checkpoints += 1
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from None
+
+    async def backup(self, target: str) -> None:
+        """A consistent copy of the database at ``target``, taken on the reader's thread."""
+        try:
+            await on_thread(self._reader, _backup_to, target)
+        except sqlite3.Error as exc:
+            raise translate(exc, target) from None
+
+    async def close(self, *, checkpoint: bool = True) -> None:
+        """Close both connections; the runtime checkpoints (TRUNCATE) on the way out,
+        short-lived clients such as the CLI pass ``checkpoint=False``."""
+        if checkpoint:
+            try:
+                await self.checkpoint("TRUNCATE")
+            except StoreError:
+                pass
+        if self._maintenance is not None:
+            await self._maintenance.close()
+        await self._reader.close()
+        await self._writer.close()
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "synchronous": self.synchronous,
+            "commits": self.commits,
+            "ops_applied": self.ops_applied,
+            "checkpoints": self.checkpoints,
+        }
+
+    def __repr__(self) -> str:
+        return f"<SqliteStore {self.path} {self.synchronous} commits={self.commits}>"
+
+    # -- typed reads (store.protocol.Store) -------------------------------------------
+
+    async def job(self, ref: str | int) -> JobRow | None:
+        return await self.read(queries.get_job, ref)
+
+    async def jobs(self) -> list[JobRow]:
+        return await self.read(queries.list_jobs)
+
+    async def jobs_by_id(self, ids: Sequence[int]) -> dict[int, JobRow]:
+        return await self.read(queries.jobs_by_id, list(ids))
+
+    async def schedule_states(self, job_ids: Sequence[int]) -> dict[int, str]:
+        return await self.read(queries.schedule_states, list(job_ids))
+
+    async def dispatch(self, dispatch_id: int) -> Dispatch | None:
+        return await self.read(queries.get_dispatch, dispatch_id)
+
+    async def dispatches(
+        self, *, status: str | None = None, job: str | None = None, limit: int = 100
+    ) -> list[Dispatch]:
+        return await self.read(queries.list_dispatches, status=status, job=job, limit=limit)
+
+    async def queued_since(
+        self, after_seq: int, *, exclude_origin: str | None = None
+    ) -> list[Dispatch]:
+        return await self.read(queries.queued_since, after_seq, exclude_origin=exclude_origin)
+
+    async def cancel_requests(self) -> list[tuple[int, str]]:
+        return await self.read(queries.cancel_requests)
+
+    async def dispatch_by_key(self, job_id: int, key: str | None) -> int:
+        return await self.read(queries.dispatch_by_key, job_id, key)
+
+    async def run(self, run_id: int) -> Run | None:
+        return await self.read(queries.get_run, run_id)
+
+    async def runs(
+        self,
+        *,
+        job: str | None = None,
+        status: str | None = None,
+        dispatch_id: int | None = None,
+        limit: int = 100,
+    ) -> list[Run]:
+        return await self.read(
+            queries.list_runs, job=job, status=status, dispatch_id=dispatch_id, limit=limit
+        )
+
+    async def orphaned_processes(self) -> list[OrphanedProcess]:
+        return await self.read(runs.orphaned_processes)
+
+    async def inbox(
+        self,
+        agent: str,
+        *,
+        statuses: tuple[str, ...] = ("pending",),
+        limit: int = 100,
+        now: float | None = None,
+    ) -> list[Message]:
+        return await self.read(messages.inbox, agent, statuses=statuses, limit=limit, now=now)
+
+    async def messages(
+        self,
+        *,
+        to_agent: str | None = None,
+        from_agent: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+    ) -> list[Message]:
+        return await self.read(
+            messages.list_messages,
+            to_agent=to_agent,
+            from_agent=from_agent,
+            status=status,
+            limit=limit,
+        )
+
+    async def delivery(self, delivery_id: int) -> Delivery | None:
+        return await self.read(deliveries.get_delivery, delivery_id)
+
+    async def deliveries(
+        self,
+        *,
+        status: str | None = None,
+        job: str | None = None,
+        run_id: int | None = None,
+        limit: int = 100,
+    ) -> list[Delivery]:
+        return await self.read(
+            deliveries.list_deliveries, status=status, job=job, run_id=run_id, limit=limit
+        )
+
+    async def pending_deliveries(self, *, limit: int = 10_000) -> list[Delivery]:
+        return await self.read(deliveries.pending_deliveries, limit=limit)
+
+    async def stats(self) -> dict[str, Any]:
+        return await self.read(queries.stats)
+
+    async def latest_instance(self) -> dict[str, Any] | None:
+        return await self.read(queries.latest_instance)
+
+
+def _wal_checkpoint(conn: sqlite3.Connection, mode: str) -> None:
+    conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
+
+
+def _set_busy_timeout(conn: sqlite3.Connection, seconds: float) -> None:
+    conn.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
+
+
+def _backup_to(conn: sqlite3.Connection, target: str) -> None:
+    dst = sqlite3.connect(target)
+    try:
+        conn.backup(dst)
+    finally:
+        dst.close()

@@ -1,0 +1,130 @@
+"""SQL of the retention ops (``store.ops.retention``): which rows a cutoff selects, one
+bounded batch per op.
+
+Never selected: a ``running`` run; a queued or running dispatch; the runs of a dead
+letter (they go when it is purged); and the newest row of each table (the highest
+``id``, and for dispatches the highest ``seq``). Ids and sequence numbers are
+``MAX() + 1``, and the dispatcher reads new dispatches by ``seq`` above a mark, so
+deleting the newest row would hand its id or seq to the next insert.
+
+Indexes (a migration in ``store.sqlite.schema``): ``runs_finished``, ``dispatches_ended``,
+``messages_ended``, ``messages_reply`` (the ``reply_to`` foreign key's ON DELETE
+lookup), ``deliveries_ended``; ``runs_job`` and ``idempotency_expiry`` already exist.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import assert_never
+
+from shepherd.store.ops import (
+    Pruned,
+    PruneDeliveries,
+    PruneDispatches,
+    PruneKeys,
+    PruneMessages,
+    PruneOp,
+    PruneRunsBefore,
+    PruneRunsPerJob,
+)
+from shepherd.store.sqlite import ledger
+
+# a run that may go: finished, not a dead letter's, not the newest row
+_RUN_MAY_GO = (
+    "status != 'running' AND id < (SELECT MAX(id) FROM runs) AND NOT EXISTS"
+    " (SELECT 1 FROM dispatches d WHERE d.id = runs.dispatch_id AND d.status = 'dead')"
+)
+
+
+def _done(deleted: int, limit: int, cursor: int = 0) -> Pruned:
+    return Pruned(deleted, cursor if deleted >= limit else None)
+
+
+def _runs_per_job(conn: sqlite3.Connection, op: PruneRunsPerJob) -> Pruned:
+    deleted, job = 0, op.after_job
+    for _ in range(op.max_jobs):
+        row = conn.execute(
+            "SELECT job_id FROM runs WHERE job_id > ? ORDER BY job_id LIMIT 1", (job,)
+        ).fetchone()
+        if row is None:
+            return Pruned(deleted, None)
+        job = int(row[0])
+        oldest_kept = conn.execute(
+            "SELECT id FROM runs WHERE job_id = ? AND status != 'running'"
+            " ORDER BY id DESC LIMIT 1 OFFSET ?",
+            (job, op.keep - 1),
+        ).fetchone()
+        if oldest_kept is None:
+            continue
+        room = op.limit - deleted
+        n = conn.execute(
+            "DELETE FROM runs WHERE id IN (SELECT id FROM runs WHERE job_id = ? AND id < ?"
+            f" AND {_RUN_MAY_GO} LIMIT ?)",
+            (job, oldest_kept[0], room),
+        ).rowcount
+        deleted += n
+        if n >= room:  # the batch is full: this job may have more, look at it again
+            return Pruned(deleted, job - 1)
+    return Pruned(deleted, job)
+
+
+def _runs_before(conn: sqlite3.Connection, op: PruneRunsBefore) -> Pruned:
+    n = conn.execute(
+        "DELETE FROM runs WHERE id IN (SELECT id FROM runs WHERE finished_at < ?"
+        f" AND {_RUN_MAY_GO} LIMIT ?)",
+        (op.before, op.limit),
+    ).rowcount
+    return _done(n, op.limit)
+
+
+def _dispatches(conn: sqlite3.Connection, op: PruneDispatches) -> Pruned:
+    # the partial index's own term, written out, lets the planner use it; the order is
+    # the index's, so the two statements choose the same rows
+    chosen = (
+        "SELECT id FROM dispatches WHERE status IN ('done', 'cancelled', 'dead')"
+        " AND status = ? AND updated_at < ? AND (producer_key IS NULL OR updated_at < ?)"
+        " AND id < (SELECT MAX(id) FROM dispatches) AND seq < (SELECT MAX(seq) FROM dispatches)"
+        " ORDER BY updated_at, id LIMIT ?"
+    )
+    args = (op.status, op.before, op.keyed_before, op.limit)
+    runs = 0
+    if op.status == "dead":  # a dead letter keeps its runs until it goes
+        runs = conn.execute(f"DELETE FROM runs WHERE dispatch_id IN ({chosen})", args).rowcount
+    n = conn.execute(f"DELETE FROM dispatches WHERE id IN ({chosen})", args).rowcount
+    return Pruned(n, 0 if n >= op.limit else None, runs)
+
+
+def _messages(conn: sqlite3.Connection, op: PruneMessages) -> Pruned:
+    n = conn.execute(
+        "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE status = ?"
+        " AND created_at < ? AND id < (SELECT MAX(id) FROM messages) LIMIT ?)",
+        (op.status, op.before, op.limit),
+    ).rowcount
+    return _done(n, op.limit)
+
+
+def _deliveries(conn: sqlite3.Connection, op: PruneDeliveries) -> Pruned:
+    n = conn.execute(
+        "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries WHERE status = ?"
+        " AND updated_at < ? AND id < (SELECT MAX(id) FROM deliveries) LIMIT ?)",
+        (op.status, op.before, op.limit),
+    ).rowcount
+    return _done(n, op.limit)
+
+
+def apply_prune_op(conn: sqlite3.Connection, op: PruneOp) -> Pruned:
+    match op:
+        case PruneRunsPerJob():
+            return _runs_per_job(conn, op)
+        case PruneRunsBefore():
+            return _runs_before(conn, op)
+        case PruneDispatches():
+            return _dispatches(conn, op)
+        case PruneMessages():
+            return _messages(conn, op)
+        case PruneDeliveries():
+            return _deliveries(conn, op)
+        case PruneKeys():
+            return _done(ledger.prune(conn, op.now, op.limit), op.limit)
+        case _:
+            assert_never(op)

@@ -1,0 +1,237 @@
+"""Schema and migrations. Applied in order on open; ``schema_version`` records the level.
+
+Timestamps are epoch seconds (REAL, UTC). Priorities are stored as their rank
+(0 critical … 4 background) so the ready index sorts without a CASE.
+A migration is a list of statements; never edit a released one, append a new one.
+"""
+
+from __future__ import annotations
+
+from shepherd.store.sqlite import ledger
+
+__all__ = ["APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION"]
+
+# Written into the file header so a foreign SQLite database is recognised as such.
+APPLICATION_ID = 0x53485044  # "SHPD"
+
+MIGRATIONS: list[list[str]] = [
+    # 1: jobs, dispatches, runs
+    [
+        """CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            executor TEXT NOT NULL,
+            enabled INTEGER NOT NULL DEFAULT 1,
+            spec BLOB NOT NULL,
+            next_run_at REAL,
+            anchor REAL,
+            last_run_at REAL,
+            last_status TEXT,
+            consecutive_errors INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )""",
+        "CREATE INDEX jobs_due ON jobs(next_run_at) WHERE enabled = 1 AND next_run_at IS NOT NULL",
+        """CREATE TABLE dispatches (
+            id INTEGER PRIMARY KEY,
+            seq INTEGER NOT NULL,
+            origin TEXT NOT NULL DEFAULT '',
+            job_id INTEGER NOT NULL,
+            job_name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            status TEXT NOT NULL,
+            priority INTEGER NOT NULL,
+            not_before REAL NOT NULL,
+            expires_at REAL,
+            attempt INTEGER NOT NULL DEFAULT 0,
+            max_attempts INTEGER NOT NULL,
+            payload BLOB,
+            idempotency_key TEXT,
+            slot REAL,
+            parent_run_id INTEGER,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            outcome TEXT,
+            dead_reason TEXT,
+            last_error TEXT,
+            current_run_id INTEGER,
+            result BLOB,
+            cancel_requested INTEGER NOT NULL DEFAULT 0
+        )""",
+        "CREATE UNIQUE INDEX dispatches_seq ON dispatches(seq)",
+        "CREATE INDEX dispatches_queued ON dispatches(seq) WHERE status = 'queued'",
+        "CREATE INDEX dispatches_status ON dispatches(status, job_id)",
+        """CREATE UNIQUE INDEX dispatches_slot ON dispatches(job_id, slot)
+            WHERE kind = 'schedule' AND slot IS NOT NULL""",
+        """CREATE INDEX dispatches_cancel ON dispatches(id)
+            WHERE cancel_requested = 1 AND status IN ('queued', 'running')""",
+        """CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            dispatch_id INTEGER,
+            job_id INTEGER NOT NULL,
+            job_name TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            finished_at REAL,
+            heartbeat_at REAL,
+            error TEXT,
+            result BLOB,
+            idempotency_key TEXT,
+            reason TEXT,
+            exit_code INTEGER,
+            signal INTEGER,
+            timed_out INTEGER NOT NULL DEFAULT 0,
+            stdout TEXT,
+            stderr TEXT,
+            details BLOB,
+            instance TEXT
+        )""",
+        "CREATE INDEX runs_running ON runs(id) WHERE status = 'running'",
+        "CREATE INDEX runs_dispatch ON runs(dispatch_id)",
+        "CREATE INDEX runs_job ON runs(job_id, id)",
+        *ledger.DDL,
+        # one row per runtime that has served this file: its latest health snapshot
+        """CREATE TABLE instances (
+            instance TEXT PRIMARY KEY,
+            pid INTEGER NOT NULL,
+            started_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            stopped_at REAL,
+            status BLOB
+        )""",
+    ],
+    # 2: messages (inboxes, OCS columns minus teams) and deliveries (store/sqlite/messages.py)
+    [
+        """CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            from_agent TEXT NOT NULL,
+            to_agent TEXT NOT NULL,
+            kind TEXT NOT NULL DEFAULT 'text',
+            subject TEXT,
+            body TEXT NOT NULL,
+            metadata BLOB,
+            priority INTEGER NOT NULL DEFAULT 0,
+            channel TEXT,
+            delivery_to TEXT,
+            status TEXT NOT NULL DEFAULT 'pending',
+            delivered_at REAL,
+            read_at REAL,
+            ack_required INTEGER NOT NULL DEFAULT 0,
+            ack_at REAL,
+            delivery_attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            expires_at REAL,
+            created_at REAL NOT NULL,
+            job_id INTEGER,
+            run_id INTEGER,
+            owner TEXT,
+            reply_to INTEGER REFERENCES messages(id) ON DELETE SET NULL
+        )""",
+        "CREATE INDEX messages_inbox ON messages(to_agent, status)",
+        """CREATE INDEX messages_expiry ON messages(expires_at)
+            WHERE expires_at IS NOT NULL AND status IN ('pending', 'delivered')""",
+        """CREATE TABLE deliveries (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            status TEXT NOT NULL,
+            channel TEXT,
+            target TEXT,
+            sink TEXT,
+            body TEXT NOT NULL,
+            job_id INTEGER,
+            job_name TEXT,
+            run_id INTEGER,
+            dispatch_id INTEGER,
+            outcome TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            max_attempts INTEGER NOT NULL,
+            next_attempt_at REAL,
+            last_error TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            sent_at REAL
+        )""",
+        "CREATE INDEX deliveries_due ON deliveries(next_attempt_at) WHERE status = 'pending'",
+        "CREATE INDEX deliveries_status ON deliveries(status, id)",
+        "CREATE INDEX deliveries_run ON deliveries(run_id)",
+    ],
+    # 3: indexes for the pruner's batched deletes (store/sqlite/prune.py); messages_reply serves
+    # the reply_to foreign key's ON DELETE SET NULL, which otherwise scans the table
+    [
+        "CREATE INDEX runs_finished ON runs(finished_at) WHERE finished_at IS NOT NULL",
+        """CREATE INDEX dispatches_ended ON dispatches(status, updated_at)
+            WHERE status IN ('done', 'cancelled', 'dead')""",
+        "CREATE INDEX messages_ended ON messages(status, created_at)",
+        "CREATE INDEX messages_reply ON messages(reply_to)",
+        "CREATE INDEX deliveries_ended ON deliveries(status, updated_at)",
+    ],
+    # 4: the process group a run started (actors/executors/procs.py): its id, the
+    # leader's start time and what that time counts in, so crash recovery finds it again
+    # and never kills a reused pid; ``process`` is what recovery found (gone / killed)
+    [
+        "ALTER TABLE runs ADD COLUMN pgid INTEGER",
+        "ALTER TABLE runs ADD COLUMN proc_start INTEGER",
+        "ALTER TABLE runs ADD COLUMN proc_clock TEXT",
+        "ALTER TABLE runs ADD COLUMN process TEXT",
+    ],
+    # 5: a producer's idempotency key bound to its dispatch for the row's lifetime
+    # (store/sqlite/dispatches.py). ``producer_key`` is the key as given; ``idempotency_key``
+    # stays the run key (``<key>:replay<n>`` after a crash replay). Existing rows: the
+    # key of a row without a slot, cut at ``:replay`` (a replayed keyless dispatch so gets
+    # its own lineage hash, which no producer holds). Older versions let a key be reused
+    # once its dispatch was dead or cancelled, so a file may hold several dispatches of
+    # one (job, key): the newest keeps the key (the one an enqueue returned last), the
+    # older ones keep their run key only, and the unique index can be built.
+    [
+        "ALTER TABLE dispatches ADD COLUMN producer_key TEXT",
+        """UPDATE dispatches SET producer_key = CASE
+                WHEN instr(idempotency_key, ':replay') > 0
+                THEN substr(idempotency_key, 1, instr(idempotency_key, ':replay') - 1)
+                ELSE idempotency_key END
+            WHERE slot IS NULL AND idempotency_key IS NOT NULL""",
+        """UPDATE dispatches SET producer_key = NULL
+            WHERE producer_key IS NOT NULL AND id NOT IN (SELECT MAX(id) FROM dispatches
+                WHERE producer_key IS NOT NULL GROUP BY job_id, producer_key)""",
+        """CREATE UNIQUE INDEX dispatches_producer ON dispatches(job_id, producer_key)
+            WHERE producer_key IS NOT NULL""",
+    ],
+    # 6: job ids are never reused. ``jobs.id`` was a plain INTEGER PRIMARY KEY, so after
+    # the highest-numbered job was removed the next job got its id back, and with it
+    # the old job's dispatches, runs and producer keys (unique per job id). The table is
+    # rebuilt with AUTOINCREMENT and its sequence starts past every job id any table
+    # still names.
+    [
+        """CREATE TABLE jobs_v6 (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL UNIQUE,
+            executor TEXT NOT NULL,
+            enabled INTEGER NOT NULL DEFAULT 1,
+            spec BLOB NOT NULL,
+            next_run_at REAL,
+            anchor REAL,
+            last_run_at REAL,
+            last_status TEXT,
+            consecutive_errors INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )""",
+        """INSERT INTO jobs_v6 (id, name, executor, enabled, spec, next_run_at, anchor,
+                last_run_at, last_status, consecutive_errors, created_at, updated_at)
+            SELECT id, name, executor, enabled, spec, next_run_at, anchor, last_run_at,
+                last_status, consecutive_errors, created_at, updated_at FROM jobs""",
+        "DROP TABLE jobs",
+        "ALTER TABLE jobs_v6 RENAME TO jobs",
+        "CREATE INDEX jobs_due ON jobs(next_run_at) WHERE enabled = 1 AND next_run_at IS NOT NULL",
+        "DELETE FROM sqlite_sequence WHERE name = 'jobs'",
+        """INSERT INTO sqlite_sequence (name, seq) SELECT 'jobs', COALESCE(MAX(id), 0) FROM (
+                SELECT MAX(id) AS id FROM jobs
+                UNION ALL SELECT MAX(job_id) FROM dispatches
+                UNION ALL SELECT MAX(job_id) FROM runs
+                UNION ALL SELECT MAX(job_id) FROM idempotency
+                UNION ALL SELECT MAX(job_id) FROM messages
+                UNION ALL SELECT MAX(job_id) FROM deliveries)""",
+    ],
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
