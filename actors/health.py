@@ -24,10 +24,10 @@ import anyio
 import msgspec
 from anyio.abc import TaskStatus
 
-from shepherd.actors.clock import Clock
 from shepherd.actors.executors.base import Executor
-from shepherd.actors.mailbox import Address
 from shepherd.actors.messages import DispatcherMsg, Probe, Tick
+from shepherd.actors.primitives.clock import Clock
+from shepherd.actors.primitives.mailbox import Address
 from shepherd.actors.writer import StoreMsg, write
 from shepherd.store.errors import MailboxFull, StoreError
 from shepherd.store.ops import SaveStatus

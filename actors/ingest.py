@@ -36,8 +36,8 @@ from typing import Any
 import anyio
 from anyio.abc import SocketAttribute, TaskStatus
 
-from shepherd.actors.mailbox import Address
 from shepherd.actors.messages import DispatcherMsg, Poke, SchedulerMsg
+from shepherd.actors.primitives.mailbox import Address
 from shepherd.store.errors import MailboxClosed, MailboxFull, os_error
 
 __all__ = ["CATCH_UP", "MAX_DRAIN", "Ingest", "merge_wakes", "send_wake", "wake_path"]

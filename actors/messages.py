@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from shepherd.actors.mailbox import Reply
+from shepherd.actors.primitives.mailbox import Reply
 from shepherd.store import models
 from shepherd.store.models import Dispatch, priority_rank
 from shepherd.store.ops import NewDispatch

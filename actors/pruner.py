@@ -27,8 +27,8 @@ import anyio
 import msgspec
 from anyio.abc import TaskStatus
 
-from shepherd.actors.clock import Clock
-from shepherd.actors.mailbox import Address, Mailbox, Reply, receive_by
+from shepherd.actors.primitives.clock import Clock
+from shepherd.actors.primitives.mailbox import Address, Mailbox, Reply, receive_by
 from shepherd.actors.retention import (
     KINDS,
     RetentionConfig,

@@ -17,12 +17,12 @@ from typing import Any
 import anyio
 import msgspec
 
-from shepherd.actors.clock import Clock
 from shepherd.actors.executors.base import ExecResult, Executor, RunContext
 from shepherd.actors.executors.host import Host
-from shepherd.actors.mailbox import Address
 from shepherd.actors.messages import DispatcherMsg, RunFinished
-from shepherd.actors.runsup import ChildHandle
+from shepherd.actors.primitives.clock import Clock
+from shepherd.actors.primitives.mailbox import Address
+from shepherd.actors.primitives.runsup import ChildHandle
 from shepherd.store.errors import Deferred, Discard, MailboxFull, RetryAfter
 from shepherd.store.models import JobSpec
 

@@ -17,7 +17,7 @@ import anyio
 import msgspec
 from anyio.abc import TaskStatus
 
-from shepherd.actors.mailbox import Address, Mailbox, Reply
+from shepherd.actors.primitives.mailbox import Address, Mailbox, Reply
 from shepherd.store.errors import StoreError
 from shepherd.store.ops import WriteOp
 from shepherd.store.protocol import Store

@@ -31,8 +31,8 @@ import anyio
 from bench.context import BenchContext
 from bench.report import Result, percentiles
 from bench.shepherd_bench import result, runtime_log
-from shepherd.actors.clock import RealClock
-from shepherd.actors.mailbox import Address, Mailbox, Reply
+from shepherd.actors.primitives.clock import RealClock
+from shepherd.actors.primitives.mailbox import Address, Mailbox, Reply
 from shepherd.actors.pruner import PruneNow, Pruner, PrunerMsg, Stop
 from shepherd.actors.retention import RetentionConfig
 from shepherd.actors.writer import StoreMsg, StoreWriter, write

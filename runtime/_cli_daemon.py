@@ -108,11 +108,12 @@ async def _serve(cfg: Config, exit_when_idle: bool, run_for: float | None) -> in
             outer.start_soon(watch_signals)
             async with Runtime.open(cfg) as rt:
                 log.info(
-                    "daemon.ready database=%s pid=%d instance=%s concurrency=%d",
+                    'daemon.ready database=%s pid=%d instance=%s concurrency=%d start_check="%s"',
                     cfg.database,
                     os.getpid(),
                     rt.instance,
                     cfg.concurrency,
+                    rt.statistics()["start_check"],
                 )
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(_log_events, rt)

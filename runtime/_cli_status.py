@@ -69,6 +69,8 @@ def _health_lines(instance: dict[str, Any]) -> dict[str, Any]:
         "instance": f"{instance['instance']} (pid {instance['pid']}), {state}, "
         f"snapshot {iso(instance['updated_at'])}",
     }
+    if health.get("start_check"):
+        out["start check"] = health["start_check"]
     sup = health.get("supervisor") or {}
     children = sup.get("children") or {}
     if children:

@@ -20,11 +20,11 @@ from typing import Any
 
 import anyio
 
-from shepherd.actors.clock import RealClock
 from shepherd.actors.executors.base import Executor
 from shepherd.actors.executors.gateway import HttpClient
 from shepherd.actors.executors.python import PythonExecutor
 from shepherd.actors.executors.shell import ShellExecutor
+from shepherd.actors.primitives.clock import RealClock
 from shepherd.runtime.config import Config
 from shepherd.runtime.messaging import gateway_executors
 from shepherd.store import factory as store_factory

@@ -13,9 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from shepherd.actors.clock import Clock
 from shepherd.actors.executors.base import Executor
-from shepherd.actors.mailbox import Address
 from shepherd.actors.messages import (
     DispatcherMsg,
     Enqueued,
@@ -24,6 +22,8 @@ from shepherd.actors.messages import (
     SchedulerMsg,
     entry_from_new,
 )
+from shepherd.actors.primitives.clock import Clock
+from shepherd.actors.primitives.mailbox import Address
 from shepherd.actors.scheduler.cron import next_fires as _next_fires
 from shepherd.actors.writer import StoreMsg, write
 from shepherd.runtime.jobs import (

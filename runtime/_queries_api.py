@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 import anyio
 
-from shepherd.actors.clock import Clock
-from shepherd.actors.mailbox import Address, ask
 from shepherd.actors.messages import Cancel, DispatcherMsg, Enqueued, entry_from_dispatch
+from shepherd.actors.primitives.clock import Clock
+from shepherd.actors.primitives.mailbox import Address, ask
 from shepherd.actors.writer import StoreMsg, write
 from shepherd.runtime.events import EventHub
 from shepherd.store.errors import NotFound

@@ -31,12 +31,12 @@ from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 import anyio
 from anyio.abc import TaskStatus
 
-from shepherd.actors.clock import Clock, RealClock
 from shepherd.actors.executors.base import Executor
 from shepherd.actors.executors.gateway import HttpClient
 from shepherd.actors.executors.python import PythonExecutor, PythonTarget
 from shepherd.actors.executors.shell import ShellExecutor
-from shepherd.actors.supervisor import ActorEvent, Supervisor
+from shepherd.actors.primitives.clock import Clock, RealClock
+from shepherd.actors.primitives.supervisor import ActorEvent, Supervisor
 from shepherd.runtime._jobs_api import JobsApi
 from shepherd.runtime._lock import lock_database
 from shepherd.runtime._queries_api import QueriesApi
@@ -171,7 +171,10 @@ class Runtime:
         lock = await lock_database(cfg.database)
         try:
             store = await open_store(
-                cfg.database, synchronous=cfg.synchronous, busy_timeout=float(cfg.busy_timeout)
+                cfg.database,
+                synchronous=cfg.synchronous,
+                busy_timeout=float(cfg.busy_timeout),
+                check=cfg.store_check,
             )
         except BaseException:
             lock.close()
@@ -259,6 +262,7 @@ class Runtime:
     def statistics(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "instance": self.instance,
+            "start_check": self.store.statistics().get("start_check"),  # "full 0.012s"
             "events": {**self.events.statistics(), **self._fanout.statistics()},
         }
         if self._root is not None:

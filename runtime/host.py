@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 
-from shepherd.actors.clock import Clock
 from shepherd.actors.executors.procs import ProcessId
-from shepherd.actors.mailbox import Address, ask
+from shepherd.actors.primitives.clock import Clock
+from shepherd.actors.primitives.mailbox import Address, ask
 from shepherd.actors.router import Announce, RouterMsg
 from shepherd.actors.writer import StoreMsg, write
 from shepherd.store.errors import ConfigError, NotFound

@@ -18,13 +18,13 @@ from typing import Any
 
 import msgspec
 
-from shepherd.actors.clock import Clock
 from shepherd.actors.executors.agent import AgentExecutor
 from shepherd.actors.executors.base import Executor
 from shepherd.actors.executors.event import EventExecutor
 from shepherd.actors.executors.gateway import HttpClient
 from shepherd.actors.executors.watchdog import WatchdogExecutor
-from shepherd.actors.mailbox import Address, ask
+from shepherd.actors.primitives.clock import Clock
+from shepherd.actors.primitives.mailbox import Address, ask
 from shepherd.actors.router import Announce, ForgetJobs, Reload, RouterMsg, SinkFn
 from shepherd.actors.writer import StoreMsg, write
 from shepherd.runtime.config import Config

@@ -33,14 +33,12 @@ from typing import Any, Literal
 
 import msgspec
 
-from shepherd.actors.clock import Clock
 from shepherd.actors.dispatcher import Dispatcher, DispatcherConfig
 from shepherd.actors.executors.base import Executor
 from shepherd.actors.executors.gateway import HttpClient
 from shepherd.actors.executors.host import Host
 from shepherd.actors.health import HealthMonitor
 from shepherd.actors.ingest import Ingest
-from shepherd.actors.mailbox import Address, Mailbox, Reply
 from shepherd.actors.messages import (
     DispatcherMsg,
     Drain,
@@ -49,12 +47,14 @@ from shepherd.actors.messages import (
     OutcomeEvent,
     SchedulerMsg,
 )
+from shepherd.actors.primitives.clock import Clock
+from shepherd.actors.primitives.mailbox import Address, Mailbox, Reply
+from shepherd.actors.primitives.supervisor import ActorEvent, ChildSpec, Restart, Supervisor
 from shepherd.actors.pruner import Pruner, PrunerMsg
 from shepherd.actors.pruner import Stop as StopPruner
 from shepherd.actors.router import Routed, Router, RouterMsg, SinkFn
 from shepherd.actors.router import Stop as StopRouter
 from shepherd.actors.scheduler import Scheduler, SchedulerConfig
-from shepherd.actors.supervisor import ActorEvent, ChildSpec, Restart, Supervisor
 from shepherd.actors.writer import StoreMsg, StoreWriter
 from shepherd.runtime.config import Config
 from shepherd.runtime.events import EventHub

@@ -2,7 +2,7 @@
 
 A task awaiting the store looks blocked to the event loop while the connection's thread
 still works for it. A test clock that moves time only once every task is blocked
-(``actors.clock.FakeClock.wait_idle``) also waits until ``THREAD_WORK.busy()`` is false.
+(``actors.primitives.clock.FakeClock.wait_idle``) also waits until ``THREAD_WORK.busy()`` is false.
 The cost on the hot path is two counter updates per thread hop. Counted: every hop of
 the SQLite engine's ``store.sqlite.batch.on_thread`` (``apply``, every read, the
 writer's setup, ``checkpoint``, ``backup``).

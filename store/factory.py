@@ -8,16 +8,18 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any, Literal
 
 from shepherd.store.errors import ConfigError
 from shepherd.store.protocol import Store
 from shepherd.store.sqlite import SqliteStore, integrity
+from shepherd.store.sqlite.integrity import Check
 
 __all__ = ["Check", "database_path", "diagnose", "open_store"]
 
-Check = Literal["full", "bounded", "none"]
+log = logging.getLogger("shepherd.store")
 _URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$")
 _SQLITE = "sqlite:///"
 
@@ -53,8 +55,15 @@ async def open_store(
     check: Check = "full",
 ) -> Store:
     """Open (create, migrate) the database ``database`` names, after its integrity
-    ``check`` (``full``, ``bounded``, ``none``)."""
+    ``check`` (``full``, ``auto``: full up to 256 MiB, ``bounded``, ``none``); the
+    store's ``statistics()["start_check"]`` says which check ran and how long it took."""
     path = database_path(database)
+    if check == "none":
+        log.warning(
+            "%s: opened without an integrity check (start_check = off): a damaged page"
+            " is found only when a query reads it",
+            path,
+        )
     return await SqliteStore.open(
         path, synchronous=synchronous, busy_timeout=busy_timeout, create=create, check=check
     )

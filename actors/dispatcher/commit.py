@@ -25,7 +25,6 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from shepherd.actors.clock import Clock
 from shepherd.actors.dispatcher.admission import Admission, free_keys
 from shepherd.actors.dispatcher.breakers import BreakerTable
 from shepherd.actors.dispatcher.finalize import (
@@ -40,6 +39,7 @@ from shepherd.actors.dispatcher.jobs import JobTable
 from shepherd.actors.dispatcher.ready import ReadyQueue
 from shepherd.actors.dispatcher.runs import Running, RunTable
 from shepherd.actors.messages import Entry, Event, RunFinished
+from shepherd.actors.primitives.clock import Clock
 from shepherd.store.errors import StoreError
 from shepherd.store.models import JobSpec
 from shepherd.store.ops import ClaimRuns, FinishRun, FinishRuns, Settle, SettleQueued, WriteOp

@@ -26,9 +26,9 @@ import logging
 
 import anyio
 
-from shepherd.actors.clock import Clock
 from shepherd.actors.executors import procs
-from shepherd.actors.mailbox import Address
+from shepherd.actors.primitives.clock import Clock
+from shepherd.actors.primitives.mailbox import Address
 from shepherd.actors.writer import StoreMsg, write
 from shepherd.store.ops import RecoverOrphans
 from shepherd.store.protocol import Store

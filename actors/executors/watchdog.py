@@ -28,11 +28,11 @@ from typing import Any
 
 import anyio
 
-from shepherd.actors.clock import Clock, RealClock
 from shepherd.actors.executors import procs
 from shepherd.actors.executors.base import ExecResult, RunContext
 from shepherd.actors.executors.host import Host
 from shepherd.actors.executors.watchdog_rules import watchdog_decision
+from shepherd.actors.primitives.clock import Clock, RealClock
 from shepherd.actors.router.delivery import check_option_keys
 from shepherd.store.bounds import Range, check_value
 from shepherd.store.errors import ConfigError, NotFound

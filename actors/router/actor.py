@@ -25,10 +25,10 @@ from typing import Any, assert_never
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from shepherd.actors.clock import Clock
 from shepherd.actors.executors.gateway import GatewayConfig, HttpClient
-from shepherd.actors.mailbox import Address, Mailbox, Reply, receive_by
 from shepherd.actors.messages import OutcomeEvent
+from shepherd.actors.primitives.clock import Clock
+from shepherd.actors.primitives.mailbox import Address, Mailbox, Reply, receive_by
 from shepherd.actors.router.delivery import (
     DeliveryConfig,
     announce_delivery,

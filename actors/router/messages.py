@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import msgspec
 
-from shepherd.actors.mailbox import Reply
 from shepherd.actors.messages import OutcomeEvent
+from shepherd.actors.primitives.mailbox import Reply
 
 __all__ = ["Announce", "Attempted", "ForgetJobs", "Reload", "Routed", "RouterMsg", "Stop"]
 

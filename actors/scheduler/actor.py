@@ -37,8 +37,6 @@ import anyio
 import msgspec
 from anyio.abc import TaskStatus
 
-from shepherd.actors.clock import Clock
-from shepherd.actors.mailbox import Address, Mailbox, Reply
 from shepherd.actors.messages import (
     DispatcherMsg,
     Enqueued,
@@ -48,6 +46,8 @@ from shepherd.actors.messages import (
     Poke,
     SchedulerMsg,
 )
+from shepherd.actors.primitives.clock import Clock
+from shepherd.actors.primitives.mailbox import Address, Mailbox, Reply
 from shepherd.actors.scheduler.timetable import Plan, Timetable
 from shepherd.actors.writer import StoreMsg, Write
 from shepherd.store.errors import StoreError

@@ -30,7 +30,7 @@ from shepherd.store.protocol import CheckpointMode, OrphanedProcess
 from shepherd.store.sqlite import deliveries, messages, queries, runs
 from shepherd.store.sqlite.batch import apply_batch, on_thread
 from shepherd.store.sqlite.codes import translate
-from shepherd.store.sqlite.integrity import Check
+from shepherd.store.sqlite.integrity import Check, CheckRan
 from shepherd.store.sqlite.opening import check_file, connect, prepare_writer
 
 __all__ = ["SqliteStore", "Synchronous"]
@@ -55,6 +55,7 @@ class SqliteStore:
         self.commits = 0
         self.ops_applied = 0
         self.checkpoints = 0
+        self.opened_check = CheckRan("none", "none", 0.0)  # set by open()
 
     @classmethod
     async def open(
@@ -67,7 +68,8 @@ class SqliteStore:
         check: Check = "full",
     ) -> SqliteStore:
         """Open (create, migrate) the file. ``check``: the integrity check run before
-        anything is written (``store.sqlite.integrity``: ``full``, ``bounded``, ``none``)."""
+        anything is written (``store.sqlite.integrity``: ``full``, ``auto``, ``bounded``,
+        ``none``); ``opened_check`` says which one ran and how long it took."""
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
         p = str(path)
@@ -82,7 +84,7 @@ class SqliteStore:
                 raise ReadOnly(f"{p}: directory {parent} does not exist")
         writer = reader = None
         try:
-            await anyio.to_thread.run_sync(check_file, p, check, busy_timeout)
+            checked = await anyio.to_thread.run_sync(check_file, p, check, busy_timeout)
             writer = await connect(p, busy_timeout)
             await on_thread(writer, prepare_writer, synchronous, busy_timeout)
             reader = await connect(p, busy_timeout)
@@ -96,7 +98,9 @@ class SqliteStore:
             if isinstance(exc, sqlite3.Error):
                 raise translate(exc, p) from None
             raise
-        return cls(p, writer, reader, synchronous)
+        store = cls(p, writer, reader, synchronous)
+        store.opened_check = checked
+        return store
 
     async def apply(self, ops: Sequence[WriteOp]) -> list[Any]:
         """Apply ``ops`` in one transaction; per-op results (a StoreError for a failed op)."""
@@ -164,6 +168,8 @@ class SqliteStore:
             "commits": self.commits,
             "ops_applied": self.ops_applied,
             "checkpoints": self.checkpoints,
+            "start_check": self.opened_check.describe(),
+            "start_check_seconds": round(self.opened_check.seconds, 6),
         }
 
     def __repr__(self) -> str:

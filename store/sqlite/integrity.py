@@ -14,13 +14,16 @@ bounded    files up to ``FULL_UP_TO`` (64 MiB): as ``full``;   1-3 ms warm, 20 m
            full, and ``PROBES`` rows spread over every other
            table's rowid range (each probe reads its
            root-to-leaf path and decodes the row)
+auto       files up to ``AUTO_FULL_UP_TO`` (256 MiB):          ``full`` up to 256 MiB
+           ``full``; above: ``bounded``                        (<= 0.45 s warm)
 none       nothing
 =========  ==================================================  =========================
 
-The runtime checks ``full`` when it opens a file (daemon start), the CLI ``bounded``
-on every command: a damaged page the bounded check does not read is still found by
-SQLite when a query reaches it (``DatabaseCorrupt``), and by the next daemon start.
-``shepherd doctor`` runs ``full`` and reports per table.
+The runtime checks as its ``start_check`` setting says when it opens a file (daemon
+start; default ``auto``), the CLI ``bounded`` on every command: a damaged page the
+bounded check does not read is still found by SQLite when a query reaches it
+(``DatabaseCorrupt``), and by the next full check. ``shepherd doctor`` always runs
+``full`` and reports per table. ``verify`` returns which check ran.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 from urllib.parse import quote
 
 from shepherd.store.errors import DatabaseCorrupt
@@ -36,18 +39,26 @@ from shepherd.store.sqlite import queries
 from shepherd.store.sqlite.schema import APPLICATION_ID, SCHEMA_VERSION
 
 __all__ = [
+    "AUTO_FULL_UP_TO",
     "FULL_UP_TO",
     "PROBES",
     "Check",
+    "CheckRan",
+    "Ran",
     "damaged_tables",
     "diagnose",
     "quick_check",
     "verify",
+    "which_check",
 ]
 
-Check = Literal["full", "bounded", "none"]
+Check = Literal["full", "auto", "bounded", "none"]
+Ran = Literal["full", "bounded", "none"]
 
 FULL_UP_TO = 64 * 2**20  # bytes; a full quick_check of 64 MiB costs ~80 ms (warm)
+# ``auto``: a full check of 256 MiB costs ~0.3-0.45 s warm (~3.7 s cold); above, the
+# bounded one (milliseconds at any size)
+AUTO_FULL_UP_TO = 256 * 2**20
 PROBES = 64  # rows probed per large table in a bounded check
 _FREE = "the free-page list"
 _SMALL = ("sqlite_schema", "schema_version", "jobs", "instances")
@@ -87,19 +98,45 @@ def damaged_tables(conn: sqlite3.Connection) -> list[str]:
     return out
 
 
-def verify(conn: sqlite3.Connection, mode: Check, path: str) -> None:
-    """Raise ``DatabaseCorrupt`` naming what is damaged (see the module's table)."""
+class CheckRan(NamedTuple):
+    """Which check ``mode`` asked for, which one ran (``bounded`` reads a small file in
+    full: ``full``; a new file: ``none``) and how long it took."""
+
+    mode: Check
+    ran: Ran
+    seconds: float
+
+    def describe(self) -> str:
+        """``full 0.012s``, ``full 0.012s (auto)``: the check that ran, then the mode
+        asked for when it differs; ``none (off)`` when the check was turned off."""
+        if self.ran == "none":
+            return "none (off)" if self.mode == "none" else "none (new file)"
+        asked = f" ({self.mode})" if self.mode != self.ran else ""
+        return f"{self.ran} {self.seconds:.3f}s{asked}"
+
+
+def which_check(mode: Check, size: int) -> Ran:
+    """The check ``mode`` runs on a file of ``size`` bytes."""
     if mode == "none":
-        return
+        return "none"
+    if mode == "full" or size <= FULL_UP_TO or (mode == "auto" and size <= AUTO_FULL_UP_TO):
+        return "full"
+    return "bounded"
+
+
+def verify(conn: sqlite3.Connection, mode: Check, path: str) -> Ran:
+    """Raise ``DatabaseCorrupt`` naming what is damaged (see the module's table);
+    which check ran."""
+    ran: Ran = "none"
     try:
-        if mode == "full" or _size(conn) <= FULL_UP_TO:
-            problems = quick_check(conn)
-        else:
-            problems = _bounded(conn)
+        ran = which_check(mode, _size(conn) if mode != "none" else 0)
+        if ran == "none":
+            return ran
+        problems = quick_check(conn) if ran == "full" else _bounded(conn)
     except sqlite3.DatabaseError as exc:
         problems = [str(exc)]
     if not problems:
-        return
+        return ran
     try:
         where = damaged_tables(conn)
     except sqlite3.DatabaseError:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from urllib.parse import quote
 
 import aiosqlite
 import anyio
 
-from shepherd.store.sqlite.integrity import Check, verify
+from shepherd.store.sqlite.integrity import Check, CheckRan, verify
 from shepherd.store.sqlite.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
 __all__ = ["check_file", "connect", "migrate", "prepare_writer", "schema_state"]
@@ -35,23 +36,25 @@ async def connect(path: str, busy_timeout: float) -> aiosqlite.Connection:
     return conn
 
 
-def check_file(path: str, check: Check, busy_timeout: float) -> None:
+def check_file(path: str, check: Check, busy_timeout: float) -> CheckRan:
     """Refuse a foreign or damaged file before a connection that can write opens it:
     closing the last read-write connection checkpoints the WAL into the file, so the
     check runs on a read-only connection of its own. A new (absent or empty) file has
-    nothing to check."""
+    nothing to check. Which check ran, and how long it took."""
     if check == "none" or path == ":memory:" or not os.path.isfile(path):
-        return
+        return CheckRan(check, "none", 0.0)
     if os.path.getsize(path) == 0:
-        return
+        return CheckRan(check, "none", 0.0)
+    started = time.perf_counter()
     conn = sqlite3.connect(
         f"file:{quote(os.path.abspath(path))}?mode=ro", uri=True, timeout=busy_timeout
     )
     try:
         _refuse_foreign(conn)
-        verify(conn, check, path)
+        ran = verify(conn, check, path)
     finally:
         conn.close()
+    return CheckRan(check, ran, time.perf_counter() - started)
 
 
 def _refuse_foreign(conn: sqlite3.Connection) -> None:

@@ -7,8 +7,8 @@ import anyio
 import pytest
 
 from shepherd.actors.ingest import CATCH_UP, Ingest, merge_wakes, send_wake
-from shepherd.actors.mailbox import Mailbox
 from shepherd.actors.messages import DispatcherMsg, Poke, SchedulerMsg
+from shepherd.actors.primitives.mailbox import Mailbox
 
 pytestmark = pytest.mark.anyio
 

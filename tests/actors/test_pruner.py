@@ -16,8 +16,8 @@ from contextlib import asynccontextmanager
 import anyio
 import pytest
 
-from shepherd.actors.clock import FakeClock
-from shepherd.actors.mailbox import Address, Mailbox, Reply
+from shepherd.actors.primitives.clock import FakeClock
+from shepherd.actors.primitives.mailbox import Address, Mailbox, Reply
 from shepherd.actors.pruner import PruneNow, Pruner, PrunerMsg, Stop
 from shepherd.actors.retention import RetentionConfig
 from shepherd.actors.writer import StoreMsg, StoreWriter

@@ -8,12 +8,12 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from shepherd.actors.clock import FakeClock
 from shepherd.actors.executors.base import ExecResult, RunContext
-from shepherd.actors.mailbox import Mailbox
 from shepherd.actors.messages import DispatcherMsg, RunFinished
+from shepherd.actors.primitives.clock import FakeClock
+from shepherd.actors.primitives.mailbox import Mailbox
+from shepherd.actors.primitives.runsup import ChildHandle
 from shepherd.actors.run import RunOrder, run_actor
-from shepherd.actors.runsup import ChildHandle
 from shepherd.store.models import JobSpec
 
 pytestmark = pytest.mark.anyio

@@ -45,6 +45,7 @@ SHEPHERD = {
         "recovery_to_open",
         "recovery_to_first_dispatch",
         "recovery_dispatcher_seconds",
+        "recovery_start_check_seconds",
     },
     # n is the number of rows to prune
     "shepherd-prune": {

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from shepherd.actors.clock import FakeClock
 from shepherd.actors.executors.gateway import GatewayConfig
+from shepherd.actors.primitives.clock import FakeClock
 from shepherd.actors.router.delivery import DeliveryConfig, DeliveryTarget
 from shepherd.runtime import (
     Config,

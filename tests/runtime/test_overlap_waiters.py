@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import pytest
 
-from shepherd.actors.clock import FakeClock
+from shepherd.actors.primitives.clock import FakeClock
 from shepherd.runtime import Config, JobSpec, RunContext, Runtime
 from shepherd.store.models import Dispatch
 from tests.helpers import eventually

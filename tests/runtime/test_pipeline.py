@@ -11,8 +11,8 @@ from typing import Any
 import anyio
 import pytest
 
-from shepherd.actors.clock import FakeClock
 from shepherd.actors.messages import OutcomeEvent, RunStarted
+from shepherd.actors.primitives.clock import FakeClock
 from shepherd.runtime import (
     Config,
     ConfigError,

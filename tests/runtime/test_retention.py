@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from shepherd.actors.clock import FakeClock
+from shepherd.actors.primitives.clock import FakeClock
 from shepherd.actors.retention import RetentionConfig
 from shepherd.runtime import Config, JobSpec, Runtime
 from shepherd.runtime._cli_status import _health_lines

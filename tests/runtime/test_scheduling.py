@@ -12,8 +12,8 @@ from typing import Any
 import anyio
 import pytest
 
-from shepherd.actors.clock import FakeClock
 from shepherd.actors.ingest import send_wake
+from shepherd.actors.primitives.clock import FakeClock
 from shepherd.actors.scheduler.plan import slot_key
 from shepherd.runtime import (
     Config,

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from shepherd.actors.mailbox import Mailbox
 from shepherd.actors.messages import Outcome, OutcomeEvent, SlotRecord
+from shepherd.actors.primitives.mailbox import Mailbox
 from shepherd.actors.router import Routed
 from shepherd.runtime import Config, JobSpec, Runtime
 from shepherd.runtime._jobs_api import JobsApi

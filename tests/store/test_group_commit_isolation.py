@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import pytest
 
-from shepherd.actors.mailbox import Mailbox
+from shepherd.actors.primitives.mailbox import Mailbox
 from shepherd.actors.writer import StoreMsg, StoreWriter, write
 from shepherd.store.errors import DatabaseCorrupt, DatabaseLocked, DiskFull, ReadOnly, StoreError
 from shepherd.store.ops import InsertDispatches, NewDispatch, SaveJob

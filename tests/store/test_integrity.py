@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from shepherd.actors.ingest import Ingest
-from shepherd.actors.mailbox import Mailbox
 from shepherd.actors.messages import DispatcherMsg
+from shepherd.actors.primitives.mailbox import Mailbox
 from shepherd.runtime import Config, EnqueueRequest, JobSpec, Runtime
 from shepherd.store.errors import DatabaseCorrupt, DiskFull, ReadOnly, StoreError, os_error
 from shepherd.store.sqlite import SqliteStore, integrity

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import Counter
 
-from shepherd.actors.clock import FakeClock
 from shepherd.actors.dispatcher.admission import Admission
 from shepherd.actors.dispatcher.breakers import BreakerTable
 from shepherd.actors.dispatcher.commit import Batch
@@ -12,6 +11,7 @@ from shepherd.actors.dispatcher.jobs import JobTable
 from shepherd.actors.dispatcher.ready import ReadyQueue
 from shepherd.actors.dispatcher.runs import Running, RunTable
 from shepherd.actors.messages import Entry, Event, OutcomeEvent, RunFinished, SlotRecord
+from shepherd.actors.primitives.clock import FakeClock
 from shepherd.store.errors import StoreError
 from shepherd.store.models import JobSpec
 from shepherd.store.ops import ClaimRuns, FinishRuns, Settle, SettleQueued

@@ -8,9 +8,9 @@ from typing import Any
 import anyio
 import pytest
 
-from shepherd.actors.clock import FakeClock
 from shepherd.actors.executors.base import ExecResult
 from shepherd.actors.executors.watchdog import WatchdogExecutor, parse_started_at
+from shepherd.actors.primitives.clock import FakeClock
 from shepherd.store.errors import ConfigError
 from shepherd.store.models import JobSpec
 from tests.actors.executors.conftest import FakeHost, make_ctx

@@ -13,9 +13,9 @@ from typing import Any
 import anyio
 import pytest
 
-from shepherd.actors.clock import FakeClock
 from shepherd.actors.executors.gateway import GatewayConfig, HttpClient
-from shepherd.actors.mailbox import Address, Mailbox, ask
+from shepherd.actors.primitives.clock import FakeClock
+from shepherd.actors.primitives.mailbox import Address, Mailbox, ask
 from shepherd.actors.router import Announce, Reload, Router, RouterMsg, SinkFn, Stop
 from shepherd.actors.router.delivery import DeliveryConfig, DeliveryTarget
 from shepherd.actors.writer import StoreMsg, StoreWriter, write

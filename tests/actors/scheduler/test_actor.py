@@ -18,8 +18,6 @@ import anyio
 import msgspec
 import pytest
 
-from shepherd.actors.clock import FakeClock
-from shepherd.actors.mailbox import Mailbox
 from shepherd.actors.messages import (
     DispatcherMsg,
     Enqueued,
@@ -29,6 +27,8 @@ from shepherd.actors.messages import (
     SchedulerMsg,
     SlotRecord,
 )
+from shepherd.actors.primitives.clock import FakeClock
+from shepherd.actors.primitives.mailbox import Mailbox
 from shepherd.actors.scheduler import Scheduler, SchedulerConfig
 from shepherd.actors.scheduler.plan import error_backoff, slot_key
 from shepherd.actors.writer import StoreWriter

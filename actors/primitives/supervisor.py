@@ -41,7 +41,7 @@ import anyio
 import msgspec
 from anyio.abc import TaskGroup, TaskStatus
 
-from shepherd.actors.clock import Clock, RealClock
+from shepherd.actors.primitives.clock import Clock, RealClock
 from shepherd.store.errors import ConfigError, SupervisorEscalation
 
 __all__ = ["EXIT_BUFFER", "ActorEvent", "ChildSpec", "Supervisor", "add_restart"]

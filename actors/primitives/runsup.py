@@ -23,7 +23,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from shepherd.actors.clock import Clock
+from shepherd.actors.primitives.clock import Clock
 
 __all__ = ["ChildHandle", "RunSupervisor"]
 

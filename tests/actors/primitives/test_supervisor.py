@@ -8,8 +8,8 @@ import anyio
 import pytest
 from anyio.abc import TaskStatus
 
-from shepherd.actors.clock import FakeClock
-from shepherd.actors.supervisor import ActorEvent, ChildSpec, Supervisor, add_restart
+from shepherd.actors.primitives.clock import FakeClock
+from shepherd.actors.primitives.supervisor import ActorEvent, ChildSpec, Supervisor, add_restart
 from shepherd.store.errors import ConfigError, SupervisorEscalation
 
 pytestmark = pytest.mark.anyio

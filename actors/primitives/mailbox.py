@@ -24,7 +24,7 @@ from typing import Any, Generic, TypeVar
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from shepherd.actors.clock import Clock
+from shepherd.actors.primitives.clock import Clock
 from shepherd.store.errors import ConfigError, MailboxClosed, MailboxFull
 
 __all__ = ["Address", "Mailbox", "Reply", "ask", "receive_by"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from shepherd.actors.mailbox import Mailbox
+from shepherd.actors.primitives.mailbox import Mailbox
 from shepherd.store.errors import ConfigError, MailboxClosed, MailboxFull
 
 pytestmark = pytest.mark.anyio

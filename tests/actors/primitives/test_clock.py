@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import anyio
 import pytest
 
-from shepherd.actors.clock import FakeClock
+from shepherd.actors.primitives.clock import FakeClock
 from shepherd.store.activity import THREAD_WORK
 from shepherd.store.sqlite import SqliteStore
 

@@ -1,0 +1,77 @@
+"""The loader: what the dispatcher reads from the store into its tables.
+
+- ``jobs(ids)``: all jobs (start, a changed-jobs reload) or only ``ids`` (O(changed));
+  the waiters of a changed job go back through admission (a disabled job's fires).
+- ``queued(after_seq)``: the queued dispatches past the newest seq read so far
+  (``seq``), handed to ``add`` (the batch, which skips those with a run in flight).
+- ``note(poke)`` / ``reload()``: the union of a pass's ``Poke``s, read once per pass
+  however many it held: what other processes committed. ``reload`` returns the
+  dispatches whose cancel another process requested while they run here.
+
+Owns ``seq`` and the pending ``Poke``; the job table and the ready queue are the
+dispatcher's, refreshed in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from shepherd.actors.dispatcher.jobs import JobTable
+from shepherd.actors.dispatcher.ready import ReadyQueue
+from shepherd.actors.messages import Entry, Poke, entry_from_dispatch
+from shepherd.store.protocol import Store
+
+__all__ = ["Loader"]
+
+_WAKE = Poke()
+
+
+class Loader:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        instance: str,
+        jobs: JobTable,
+        queue: ReadyQueue,
+        add: Callable[[Entry], None],
+        counters: dict[str, int],
+    ) -> None:
+        self._store = store
+        self._instance = instance
+        self._jobs = jobs
+        self._queue = queue
+        self._add = add
+        self._counters = counters
+        self.seq = 0  # the newest seq read from the store
+        self.pending = _WAKE  # the union of this pass's Pokes
+
+    def note(self, poke: Poke) -> None:
+        self.pending |= poke  # a Poke with no flag only wakes the loop
+
+    async def jobs(self, ids: list[int] | None = None) -> None:
+        if ids is None:
+            before = self._jobs.replace(await self._store.jobs())
+        else:
+            before = self._jobs.refresh(ids, await self._store.jobs_by_id(ids))
+        self._queue.take_changed(before, self._jobs)
+
+    async def queued(self, after_seq: int = 0, *, exclude_own: bool = False) -> None:
+        exclude = self._instance if exclude_own else None
+        for d in await self._store.queued_since(after_seq, exclude_origin=exclude):
+            self.seq = max(self.seq, d.seq)
+            if d.job_id not in self._jobs:
+                await self.jobs()
+            self._add(entry_from_dispatch(d))
+
+    async def reload(self) -> list[int]:
+        """Read what the pending ``Poke``s name; the running dispatches to cancel."""
+        what, self.pending = self.pending, _WAKE
+        self._counters["reloads"] += 1
+        if what.jobs:
+            await self.jobs()
+        if what.dispatches or what.jobs:
+            await self.queued(self.seq, exclude_own=True)
+        if not what.cancels:
+            return []
+        return [d for d, status in await self._store.cancel_requests() if status == "running"]
