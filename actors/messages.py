@@ -62,17 +62,28 @@ class Entry(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def entry_from_dispatch(d: Dispatch) -> Entry:
+    """The dispatcher's entry for a dispatch read from the store."""
+    return _entry(d, d.id, d.seq, priority_rank(d.priority), d.payload)
+
+
+def _entry(
+    d: Dispatch | NewDispatch,
+    dispatch_id: int,
+    seq: int,
+    priority: int,
+    payload: dict[str, Any] | None,
+) -> Entry:
     return Entry(
-        id=d.id,
-        seq=d.seq,
+        id=dispatch_id,
+        seq=seq,
         job_id=d.job_id,
-        priority=priority_rank(d.priority),
+        priority=priority,
         not_before=d.not_before,
         attempt=d.attempt,
         max_attempts=d.max_attempts,
         kind=d.kind,
         expires_at=d.expires_at,
-        payload=d.payload,
+        payload=payload,
         idempotency_key=d.idempotency_key,
         slot=d.slot,
         parent_run_id=d.parent_run_id,
@@ -169,21 +180,7 @@ DispatcherMsg = (
 def entry_from_new(new: NewDispatch, dispatch_id: int, seq: int) -> Entry:
     """The dispatcher's entry for a dispatch just inserted from ``new``."""
     payload = msgspec.json.decode(new.payload) if new.payload is not None else None
-    return Entry(
-        id=dispatch_id,
-        seq=seq,
-        job_id=new.job_id,
-        priority=new.priority,
-        not_before=new.not_before,
-        attempt=new.attempt,
-        max_attempts=new.max_attempts,
-        kind=new.kind,
-        expires_at=new.expires_at,
-        payload=payload,
-        idempotency_key=new.idempotency_key,
-        slot=new.slot,
-        parent_run_id=new.parent_run_id,
-    )
+    return _entry(new, dispatch_id, seq, new.priority, payload)
 
 
 # -- the scheduler's inbox ----------------------------------------------------------
@@ -248,7 +245,7 @@ class SlotRecord(msgspec.Struct, frozen=True, tag=True, kw_only=True):
     """A dispatch or scheduled slot that did not run, and why (never a silent drop)."""
 
     job: str
-    reason: str
+    reason: models.SkipReason
     dispatch_id: int | None = None
     slot: float | None = None
     at: float = 0.0

@@ -14,7 +14,7 @@ so the hooks are applied.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeGuard, TypeVar, get_args
 
 import msgspec
 
@@ -44,7 +44,12 @@ __all__ = [
     "RetryPolicy",
     "Run",
     "Seconds",
+    "SettleReason",
+    "SkipReason",
+    "SlotSkip",
     "decode_spec",
+    "is_settle_reason",
+    "is_skip_reason",
     "parse_duration",
     "priority_rank",
     "to_builtins",
@@ -56,6 +61,24 @@ _RANK = {p: i for i, p in enumerate(PRIORITIES)}
 
 Outcome = Literal["ok", "error", "timeout", "crashed", "cancelled", "skipped"]
 OUTCOMES: tuple[str, ...] = ("ok", "error", "timeout", "crashed", "cancelled", "skipped")
+
+# Why a slot or a dispatch did not run: the scheduler's slots that never became a
+# dispatch (``SlotSkip``), then admission's skips and a claim whose key was taken.
+SlotSkip = Literal["missed", "backoff"]
+SkipReason = Literal[SlotSkip, "disabled", "skipped-overlap", "queue-full", "idempotency-skip"]
+# Why a queued dispatch ended without running (a skip, or dead / cancelled by admission).
+SettleReason = Literal[SkipReason, "expired", "job removed"]
+_SKIP_REASONS = frozenset(get_args(SkipReason))
+_SETTLE_REASONS = frozenset(get_args(SettleReason))
+
+
+def is_skip_reason(reason: str | None) -> TypeGuard[SkipReason]:
+    return reason in _SKIP_REASONS
+
+
+def is_settle_reason(reason: str | None) -> TypeGuard[SettleReason]:
+    return reason in _SETTLE_REASONS
+
 
 # queued: waiting in the ready queue (possibly with a future not_before)
 # running: claimed, a run exists; done / cancelled / dead are final

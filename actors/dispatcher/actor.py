@@ -15,32 +15,28 @@ process groups are killed first) and reloads jobs and the queue from the store
 (``loader.Loader``, which also reads what other processes committed). Timers: one, the
 earliest not-before on the delayed heap, folded into the receive (``receive_by``).
 
-A pass that needs another pass (keys handed on, outcomes decided after a commit) sets a
-flag rather than sending itself a message: the next receive then does not block. A
-self-wake so never waits for, nor fails on, a full mailbox.
+A pass that needs another (keys handed on, outcomes decided after a commit) sets a flag,
+not a message to itself: the next receive does not block, and a full mailbox is no matter.
 """
 
 from __future__ import annotations
 
-import logging
 import random
 from collections.abc import Callable, Mapping
 from typing import Any, assert_never
 
 import anyio
-import msgspec
 from anyio.abc import TaskGroup, TaskStatus
 from anyio.lowlevel import checkpoint
 
 from shepherd.actors.dispatcher.admission import Admission, admit
 from shepherd.actors.dispatcher.breakers import BreakerTable
-from shepherd.actors.dispatcher.commit import Batch
+from shepherd.actors.dispatcher.commit import Batch, cancel, flush
+from shepherd.actors.dispatcher.config import COUNTERS, DispatcherConfig
 from shepherd.actors.dispatcher.jobs import JobTable
 from shepherd.actors.dispatcher.launcher import Launcher
 from shepherd.actors.dispatcher.loader import Loader
 from shepherd.actors.dispatcher.ready import ReadyQueue
-from shepherd.actors.dispatcher.recovery import recover_orphans
-from shepherd.actors.dispatcher.runs import RunTable
 from shepherd.actors.executors.base import Executor
 from shepherd.actors.executors.host import Host
 from shepherd.actors.messages import (
@@ -57,31 +53,11 @@ from shepherd.actors.messages import (
     Tick,
 )
 from shepherd.actors.primitives.clock import Clock
-from shepherd.actors.primitives.mailbox import Address, Mailbox, Reply, receive_by
-from shepherd.actors.writer import StoreMsg, write, write_many
-from shepherd.store.errors import StoreError
-from shepherd.store.ops import CancelDispatch
+from shepherd.actors.primitives.mailbox import Address, Mailbox, Reply, receive_by, serving
+from shepherd.actors.writer import StoreMsg
 from shepherd.store.protocol import Store
 
 __all__ = ["Dispatcher", "DispatcherConfig"]
-
-log = logging.getLogger("shepherd.dispatcher")
-
-COUNTERS = (
-    "admitted ok error timeout crashed cancelled retried dead skipped fenced store_errors "
-    "loops deferred stale reloads"
-).split()
-
-
-class DispatcherConfig(msgspec.Struct, frozen=True, kw_only=True):
-    instance: str
-    concurrency: int = 64
-    pool_limits: dict[str, int] = msgspec.field(default_factory=dict)
-    data_dir: str = "."
-    max_batch: int = 2000
-    breaker_fail_max: int = 5
-    breaker_reset: float = 30.0
-    stale_margin: float = 5.0  # past a deadline by this much, the stale check steps in
 
 
 class Dispatcher:
@@ -97,37 +73,31 @@ class Dispatcher:
         emit: Callable[[Event], None],
         host: Host,
     ) -> None:
-        self._cfg = cfg
-        self._store = store
-        self._writer = writer
-        self._mailbox = mailbox
-        self._executors = executors
-        self._clock = clock
-        self._emit = emit
-        self._host = host  # what runs may ask of the runtime (ctx.host)
+        self._cfg, self._store, self._writer = cfg, store, writer
+        self._mailbox, self._clock, self._emit = mailbox, clock, emit
         self._rng = random.Random()
+        self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+        self._launcher = Launcher(
+            executors,
+            writer,
+            clock,
+            emit=emit,
+            finish=self._finish,
+            counters=self.counters,
+            host=host,
+            concurrency=cfg.concurrency,
+            data_dir=cfg.data_dir,
+        )
         self._reset()
 
     def _reset(self) -> None:
         cfg = self._cfg
         self._jobs = JobTable()  # refreshed in place: the batch reads the same table
         self._queue = ReadyQueue()
-        self._runs = RunTable()
+        self._runs = self._launcher.reset()
         self._admission = Admission(cfg.pool_limits)
         self._breakers = BreakerTable(fail_max=cfg.breaker_fail_max, reset=cfg.breaker_reset)
-        self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
-        self._launcher = Launcher(
-            runs=self._runs,
-            executors=self._executors,
-            writer=self._writer,
-            clock=self._clock,
-            emit=self._emit,
-            finish=self._finish,
-            counters=self.counters,
-            host=self._host,
-            concurrency=cfg.concurrency,
-            data_dir=cfg.data_dir,
-        )
+        self.counters.update(dict.fromkeys(COUNTERS, 0))
         self._batch = Batch(
             instance=cfg.instance,
             jobs=self._jobs,
@@ -154,38 +124,14 @@ class Dispatcher:
         self._draining = self._drained = False
         self._drain_reply: Reply[int] | None = None
         self._drained_count = 0
-        self.recovery_seconds = 0.0
-        self.recovered = 0
-
-    # -- lifecycle -----------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         self._reset()
-        began = self._clock.now()
-        recovered = await recover_orphans(
-            self._store, self._writer, self._clock, origin=self._cfg.instance
-        )
-        for run_id, dispatch_id, action in recovered:
-            log.warning("run %s of dispatch %s was orphaned: %s", run_id, dispatch_id, action)
-        await self._loader.jobs()
-        await self._loader.queued()
-        self.recovered = len(recovered)
-        self.recovery_seconds = self._clock.now() - began
-        log.info(
-            "dispatcher ready: %d orphaned runs resolved, %d queued, in %.3fs",
-            len(recovered),
-            len(self._queue),
-            self.recovery_seconds,
-        )
-        async with anyio.create_task_group() as tg:
-            self._self = self._mailbox.address()
-            await tg.start(self._launcher.run, self._self)
+        await self._loader.start(self._writer, self._clock)
+        async with serving(self._mailbox) as (tg, me):
+            await tg.start(self._launcher.run, me)
             task_status.started()
-            try:
-                await self._loop(tg)
-            finally:
-                self._self.close()
-                tg.cancel_scope.cancel()
+            await self._loop(tg)
 
     async def _loop(self, tg: TaskGroup) -> None:
         while True:
@@ -203,7 +149,7 @@ class Dispatcher:
             self._queue.promote(now)
             if not self._draining:
                 self._admit(now)
-            await self._flush(now)
+            await flush(self._batch, self._writer, self._clock, now)
             if self._drained and not self._runs and not self._batch.finished:
                 if self._drain_reply is not None:
                     self._drain_reply.set(self._drained_count)
@@ -219,9 +165,10 @@ class Dispatcher:
             except anyio.WouldBlock:
                 return []
         else:
-            first = await receive_by(self._mailbox, self._clock, self._queue.next_wake())
-            if first is None:
+            msg = await receive_by(self._mailbox, self._clock, self._queue.next_wake())
+            if msg is None:
                 return []
+            first = msg
         return self._mailbox.drain(first, self._cfg.max_batch)
 
     async def _handle(self, msg: DispatcherMsg, tg: TaskGroup) -> None:
@@ -232,7 +179,10 @@ class Dispatcher:
             case RunFinished():
                 self._batch.finished.append(msg)
             case Cancel(dispatch_id, reply):
-                reply.set(await self._cancel(dispatch_id))
+                status = await cancel(
+                    self._batch, self._launcher, self._writer, self._clock, dispatch_id
+                )
+                reply.set(status)
             case Poke():
                 self._loader.note(msg)
             case JobsChanged(ids):
@@ -241,7 +191,7 @@ class Dispatcher:
                 self._draining = True
                 self._drain_reply = reply
                 self._launcher.stop_admitting()
-                tg.start_soon(self._drain_runs, grace)
+                tg.start_soon(self._launcher.drain, grace)
             case Drained(cancelled):
                 self._drained = True
                 self._drained_count = cancelled
@@ -259,12 +209,6 @@ class Dispatcher:
     def _finish(self, msg: RunFinished) -> None:
         self._batch.finished.append(msg)
 
-    async def _drain_runs(self, grace: float) -> None:
-        cancelled = await self._launcher.drain(grace)
-        await self._self.send(Drained(cancelled))
-
-    # -- admission, cancel and commit ----------------------------------------------
-
     def _admit(self, now: float) -> None:
         free = self._launcher.free - len(self._batch.claims)
         if free <= 0 or not self._queue.has_ready:
@@ -278,43 +222,14 @@ class Dispatcher:
         if a.unparked:
             self._wake()  # unparked after this pass's admission: admit now
 
-    async def _cancel(self, dispatch_id: int) -> str | None:
-        if self._launcher.cancel(dispatch_id):
-            return "running"
-        try:
-            op = CancelDispatch(dispatch_id, self._clock.wall())
-            status: str | None = await write(self._writer, op)
-        except StoreError as exc:
-            log.error("cancel of dispatch %s failed: %s", dispatch_id, exc)
-            raise
-        self._batch.cancelled(dispatch_id, status, self._clock.wall())
-        return status
-
-    async def _flush(self, now: float) -> None:
-        """Commit this pass's group of writes, then act on what was committed."""
-        p = self._batch.take(now)
-        if not p.ops:
-            return
-        try:
-            results = await write_many(self._writer, p.ops)
-        except StoreError as exc:
-            self.counters["store_errors"] += 1
-            log.error("dispatcher could not commit (will retry): %s", exc)
-            self._batch.failed(p)
-            await self._clock.sleep_until(self._clock.now() + 1.0)
-            return
-        self._batch.committed(p, results, now)
-
-    # -- introspection ---------------------------------------------------------------
-
     def statistics(self) -> dict[str, Any]:
         return {
             "inbox": self._mailbox.depth,
             **self._queue.statistics(),
             "running": len(self._runs),
             "draining": self._draining,
-            "recovered": self.recovered,
-            "recovery_seconds": round(self.recovery_seconds, 4),
+            "recovered": self._loader.recovered,
+            "recovery_seconds": round(self._loader.recovery_seconds, 4),
             "breakers": self._breakers.statistics(),
             **self.counters,
         }

@@ -35,17 +35,19 @@ import msgspec
 from shepherd.actors.dispatcher.breakers import BreakerTable
 from shepherd.actors.dispatcher.ready import Parked, ReadyQueue
 from shepherd.actors.messages import Entry
-from shepherd.store.models import JobSpec
+from shepherd.store.models import JobSpec, SettleReason, is_settle_reason
 from shepherd.store.ops import Settle
 
 __all__ = ["Admission", "Admitted", "Verdict", "admit", "check", "free_keys", "settle"]
 
 Action = Literal["run", "dead", "skip", "cancel", "park", "replace", "defer"]
+# a settled dispatch's reason, or why it waits (parked, replacing, deferred)
+Reason = Literal[SettleReason, "overlap-queued", "replaced", "pool-busy", "circuit-open"]
 
 
 class Verdict(msgspec.Struct, frozen=True):
     action: Action
-    reason: str | None = None
+    reason: Reason | None = None
     key: str | None = None
     until: float | None = None
 
@@ -133,9 +135,10 @@ _SETTLE: dict[str, tuple[Literal["done", "dead", "cancelled"], Literal["skipped"
 def settle(dispatch_id: int, v: Verdict) -> Settle:
     """How a ``dead`` / ``skip`` / ``cancel`` verdict ends its dispatch (status, outcome)."""
     status, outcome = _SETTLE[v.action]
-    return Settle(
-        dispatch_id=dispatch_id, status=status, outcome=outcome, reason=v.reason or v.action
-    )
+    reason = v.reason
+    if not is_settle_reason(reason):
+        raise ValueError(f"a {v.action!r} verdict needs a settle reason, not {reason!r}")
+    return Settle(dispatch_id=dispatch_id, status=status, outcome=outcome, reason=reason)
 
 
 class Admitted:

@@ -15,7 +15,9 @@ then
 - ``failed`` keeps everything for the next pass (nothing of a failed group was
   committed): the outcomes stay pending, the rest goes back in the queue.
 
-A plain class holding references to the dispatcher's collaborators; no I/O of its own.
+``Batch`` is a plain class holding references to the dispatcher's collaborators, with
+no I/O of its own; ``flush`` writes a pass's group to the store writer, and ``cancel``
+is an operator's cancel (of a run here, or of a queued dispatch in the store).
 """
 
 from __future__ import annotations
@@ -36,15 +38,26 @@ from shepherd.actors.dispatcher.finalize import (
     settled,
 )
 from shepherd.actors.dispatcher.jobs import JobTable
+from shepherd.actors.dispatcher.launcher import Launcher
 from shepherd.actors.dispatcher.ready import ReadyQueue
 from shepherd.actors.dispatcher.runs import Running, RunTable
 from shepherd.actors.messages import Entry, Event, RunFinished
 from shepherd.actors.primitives.clock import Clock
+from shepherd.actors.primitives.mailbox import Address
+from shepherd.actors.writer import StoreMsg, write, write_many
 from shepherd.store.errors import StoreError
 from shepherd.store.models import JobSpec
-from shepherd.store.ops import ClaimRuns, FinishRun, FinishRuns, Settle, SettleQueued, WriteOp
+from shepherd.store.ops import (
+    CancelDispatch,
+    ClaimRuns,
+    FinishRun,
+    FinishRuns,
+    Settle,
+    SettleQueued,
+    WriteOp,
+)
 
-__all__ = ["Batch", "Pending"]
+__all__ = ["Batch", "Pending", "cancel", "flush"]
 
 log = logging.getLogger("shepherd.dispatcher")
 
@@ -156,6 +169,7 @@ class Batch:
 
     def failed(self, p: Pending) -> None:
         """Nothing of ``p`` was committed: keep the outcomes, put the rest back."""
+        self._counters["store_errors"] += 1
         self.finished = p.finished + self.finished
         for e, _ in p.settles:
             self.add(e)
@@ -226,3 +240,35 @@ class Batch:
                 self._start(e, job, run_id, now)
         if self.finished:
             self._wake()  # outcomes decided here need a flush of their own
+
+
+async def flush(batch: Batch, writer: Address[StoreMsg], clock: Clock, now: float) -> None:
+    """Commit ``batch``'s group of writes, then act on what was committed. A group the
+    store refused stays in the batch; the next try is a second later."""
+    p = batch.take(now)
+    if not p.ops:
+        return
+    try:
+        results = await write_many(writer, p.ops)
+    except StoreError as exc:
+        log.error("dispatcher could not commit (will retry): %s", exc)
+        batch.failed(p)
+        await clock.sleep_until(clock.now() + 1.0)
+        return
+    batch.committed(p, results, now)
+
+
+async def cancel(
+    batch: Batch, launcher: Launcher, writer: Address[StoreMsg], clock: Clock, dispatch_id: int
+) -> str | None:
+    """An operator's cancel: ``running`` when its run is here (now cancelled), else what
+    the store's ``CancelDispatch`` found (None: no such dispatch)."""
+    if launcher.cancel(dispatch_id):
+        return "running"
+    try:
+        status: str | None = await write(writer, CancelDispatch(dispatch_id, clock.wall()))
+    except StoreError as exc:
+        log.error("cancel of dispatch %s failed: %s", dispatch_id, exc)
+        raise
+    batch.cancelled(dispatch_id, status, clock.wall())
+    return status

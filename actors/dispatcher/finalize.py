@@ -45,7 +45,7 @@ from shepherd.actors.messages import (
 )
 from shepherd.store import keys
 from shepherd.store.keys import lineage_key
-from shepherd.store.models import JobSpec, Outcome, RetryPolicy
+from shepherd.store.models import JobSpec, Outcome, RetryPolicy, is_skip_reason
 from shepherd.store.ops import ClaimRun, FinishRun, Settle
 
 __all__ = [
@@ -192,16 +192,16 @@ def settled(e: Entry, s: Settle, job: str, now: float) -> list[Event]:
     out = outcome_event(
         e, job, None, e.attempt, s.outcome, s.status, now, error=s.reason, dead_reason=dead_reason
     )
-    if s.outcome != "skipped":
+    if s.outcome != "skipped" or not is_skip_reason(s.reason):
         return [out]
     return [SlotRecord(job=job, reason=s.reason, dispatch_id=e.id, slot=e.slot, at=now), out]
 
 
 def key_taken(e: Entry, job: str, now: float) -> list[Event]:
     """The events of a claim refused because another run holds its idempotency key."""
-    reason, error = "idempotency-skip", "idempotency key already claimed"
+    error = "idempotency key already claimed"
     return [
-        SlotRecord(job=job, reason=reason, dispatch_id=e.id, slot=e.slot, at=now),
+        SlotRecord(job=job, reason="idempotency-skip", dispatch_id=e.id, slot=e.slot, at=now),
         outcome_event(e, job, None, e.attempt, "skipped", "done", now, error=error),
     ]
 

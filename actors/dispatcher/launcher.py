@@ -1,14 +1,15 @@
 """The launcher: the dispatcher's run supervisor, and the run actors it starts and stops.
 
 It owns the ``RunSupervisor`` (one temporary child per run attempt, under the global
-cap) and fills the run table (``runs.RunTable``) as runs start. It
+cap) and the run table (``runs.RunTable``), both fresh on each ``reset`` (the
+dispatcher's (re)start). It
 
 - starts the run actor of a committed claim (``start``), or reports the claim failed
   at once when no executor of that name is configured;
 - cancels runs: an operator's cancel of one dispatch, the runs of a job replaced by a
   newer fire, the stale-run backstop of the health tick (``tick``, which also writes the
   heartbeats the run table collected);
-- drains the runs on shutdown (``drain``);
+- drains the runs on shutdown (``drain``, which reports ``Drained`` to the dispatcher);
 - reports a run actor that died without reporting (``on_crash`` of the supervisor) as a
   ``crashed`` outcome.
 
@@ -30,7 +31,7 @@ from anyio.abc import TaskStatus
 from shepherd.actors.dispatcher.runs import Running, RunTable, run_order
 from shepherd.actors.executors.base import Executor
 from shepherd.actors.executors.host import Host
-from shepherd.actors.messages import DispatcherMsg, Entry, Event, RunFinished, RunStarted
+from shepherd.actors.messages import DispatcherMsg, Drained, Entry, Event, RunFinished, RunStarted
 from shepherd.actors.primitives.clock import Clock
 from shepherd.actors.primitives.mailbox import Address
 from shepherd.actors.primitives.runsup import RunSupervisor
@@ -48,31 +49,31 @@ log = logging.getLogger("shepherd.dispatcher")
 class Launcher:
     def __init__(
         self,
-        *,
-        runs: RunTable,
         executors: Mapping[str, Executor],
         writer: Address[StoreMsg],
         clock: Clock,
+        *,
         emit: Callable[[Event], None],
         finish: Callable[[RunFinished], None],
         counters: dict[str, int],
-        host: Host,
+        host: Host,  # what runs may ask of the runtime (ctx.host)
         concurrency: int,
         data_dir: str,
     ) -> None:
-        self._runs = runs
-        self._executors = executors
-        self._writer = writer
-        self._clock = clock
-        self._emit = emit
-        self._finish = finish
-        self._counters = counters
-        self._host = host  # what runs may ask of the runtime (ctx.host)
-        self._data_dir = data_dir
+        self._executors, self._writer, self._clock = executors, writer, clock
+        self._emit, self._finish, self._counters = emit, finish, counters
+        self._concurrency = concurrency
+        self._run_actor = partial(run_actor, clock=clock, data_dir=data_dir, host=host)
         self._report: Address[DispatcherMsg]  # set by ``run``, before any run starts
+        self.reset()
+
+    def reset(self) -> RunTable:
+        """A fresh run table and run supervisor; returns the table (shared with the batch)."""
+        self._runs = RunTable()
         self.runsup = RunSupervisor(
-            "runs", max_children=concurrency, clock=clock, on_crash=self._died
+            "runs", max_children=self._concurrency, clock=self._clock, on_crash=self._died
         )
+        return self._runs
 
     async def run(
         self,
@@ -105,13 +106,10 @@ class Launcher:
             )
             return
         actor = partial(
-            run_actor,
+            self._run_actor,
             order=run_order(e, job, run_id, attempt),
             executor=executor,
-            clock=self._clock,
             report=self._report,
-            data_dir=self._data_dir,
-            host=self._host,
             on_heartbeat=partial(self._heartbeat, e.id),
         )
         self.runsup.start_child(run_id, actor)
@@ -151,9 +149,9 @@ class Launcher:
     def stop_admitting(self) -> None:
         self.runsup.stop_admitting()
 
-    async def drain(self, grace: float) -> int:
-        """Wait up to ``grace`` s for the runs, cancel the rest; returns how many."""
-        return await self.runsup.drain(grace)
+    async def drain(self, grace: float) -> None:
+        """Wait up to ``grace`` s for the runs, cancel the rest, report ``Drained``."""
+        await self._report.send(Drained(await self.runsup.drain(grace)))
 
     def _heartbeat(self, dispatch_id: int, run_id: int, wall: float) -> None:
         self._runs.heartbeat(dispatch_id, run_id, self._clock.now(), wall)
@@ -162,9 +160,8 @@ class Launcher:
         r = self._runs.by_run(run_id)
         if r is None:
             return
-        msg = RunFinished(
-            run_id=run_id, dispatch_id=r.entry.id, outcome="crashed", error=f"run actor died: {exc!r}"
-        )
+        error = f"run actor died: {exc!r}"
+        msg = RunFinished(run_id=run_id, dispatch_id=r.entry.id, outcome="crashed", error=error)
         try:
             self._report.tell(msg)
         except MailboxFull:

@@ -1,5 +1,8 @@
 """The loader: what the dispatcher reads from the store into its tables.
 
+- ``start``: on (re)start, orphaned runs are recovered first (``recovery``: their
+  process groups are killed, then their guarantee applied), then every job and the
+  whole queue are loaded; it keeps how many it recovered and how long that took.
 - ``jobs(ids)``: all jobs (start, a changed-jobs reload) or only ``ids`` (O(changed));
   the waiters of a changed job go back through admission (a disabled job's fires).
 - ``queued(after_seq)``: the queued dispatches past the newest seq read so far
@@ -14,14 +17,21 @@ dispatcher's, refreshed in place.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from shepherd.actors.dispatcher.jobs import JobTable
 from shepherd.actors.dispatcher.ready import ReadyQueue
+from shepherd.actors.dispatcher.recovery import recover_orphans
 from shepherd.actors.messages import Entry, Poke, entry_from_dispatch
+from shepherd.actors.primitives.clock import Clock
+from shepherd.actors.primitives.mailbox import Address
+from shepherd.actors.writer import StoreMsg
 from shepherd.store.protocol import Store
 
 __all__ = ["Loader"]
+
+log = logging.getLogger("shepherd.dispatcher")
 
 _WAKE = Poke()
 
@@ -45,6 +55,25 @@ class Loader:
         self._counters = counters
         self.seq = 0  # the newest seq read from the store
         self.pending = _WAKE  # the union of this pass's Pokes
+        self.recovered = 0
+        self.recovery_seconds = 0.0
+
+    async def start(self, writer: Address[StoreMsg], clock: Clock) -> None:
+        """Recover the orphaned runs, then load every job and the whole queue."""
+        began = clock.now()
+        recovered = await recover_orphans(self._store, writer, clock, origin=self._instance)
+        for run_id, dispatch_id, action in recovered:
+            log.warning("run %s of dispatch %s was orphaned: %s", run_id, dispatch_id, action)
+        await self.jobs()
+        await self.queued()
+        self.recovered = len(recovered)
+        self.recovery_seconds = clock.now() - began
+        log.info(
+            "dispatcher ready: %d orphaned runs resolved, %d queued, in %.3fs",
+            self.recovered,
+            len(self._queue),
+            self.recovery_seconds,
+        )
 
     def note(self, poke: Poke) -> None:
         self.pending |= poke  # a Poke with no flag only wakes the loop

@@ -25,11 +25,11 @@ _EXCERPT = 500
 
 
 class WatchdogDecision(msgspec.Struct, frozen=True, kw_only=True):
-    status: Literal["ok", "error"]
-    alert: str | None  # text for the alert target, or None
-    done: bool  # the guarded task completed: self-destruct eligible
-    transient: bool  # the check itself failed transiently (exit 2)
     summary: str  # the run summary
+    status: Literal["ok", "error"] = "ok"
+    alert: str | None = None  # text for the alert target, or None
+    done: bool = False  # the guarded task completed: self-destruct eligible
+    transient: bool = False  # the check itself failed transiently (exit 2)
 
 
 def watchdog_decision(
@@ -54,15 +54,11 @@ def watchdog_decision(
 
     if exit_code == 2:
         return WatchdogDecision(
-            status="ok",
-            alert=None,
-            done=False,
-            transient=True,
-            summary=f"Watchdog check failed (transient): {err or out}",
+            transient=True, summary=f"Watchdog check failed (transient): {err or out}"
         )
     if exit_code == 0 and out:
         text = f'\u2705 [watchdog] Task "{label}" completed -- watchdog disarmed'
-        return WatchdogDecision(status="ok", alert=text, done=True, transient=False, summary=text)
+        return WatchdogDecision(alert=text, done=True, summary=text)
     if exit_code == 1 or timed_out:
         reason = (
             f"running for {elapsed_min}min (threshold: {timeout_min}min)"
@@ -80,25 +76,12 @@ def watchdog_decision(
             lines.append(f"- Error: {err[:_EXCERPT]}")
         if out:
             lines.append(f"- Output: {out[:_EXCERPT]}")
-        return WatchdogDecision(
-            status="ok",
-            alert="\n".join(lines),
-            done=False,
-            transient=False,
-            summary=f"Watchdog alert fired: {reason}",
-        )
+        return WatchdogDecision(alert="\n".join(lines), summary=f"Watchdog alert fired: {reason}")
     if exit_code == 0:
         return WatchdogDecision(
-            status="ok",
-            alert=None,
-            done=False,
-            transient=False,
-            summary=f"Watchdog check: target still running ({elapsed_min}min elapsed)",
+            summary=f"Watchdog check: target still running ({elapsed_min}min elapsed)"
         )
     return WatchdogDecision(
         status="error",
-        alert=None,
-        done=False,
-        transient=False,
         summary=f"Watchdog check command returned unexpected exit code {exit_code}",
     )

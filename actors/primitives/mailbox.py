@@ -13,21 +13,24 @@ Others hold an ``Address[M]`` (the send side) and choose how to send:
 
 Receiving: ``async for msg in mailbox`` ends when every address is closed;
 ``drain(first, limit)`` collects what is already waiting so an actor handles a burst
-as one batch.
+as one batch. ``serving(mailbox)`` gives an actor's loop its own address and a task group
+for its helpers; both end with the loop.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
 
 import anyio
+from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from shepherd.actors.primitives.clock import Clock
 from shepherd.store.errors import ConfigError, MailboxClosed, MailboxFull
 
-__all__ = ["Address", "Mailbox", "Reply", "ask", "receive_by"]
+__all__ = ["Address", "Mailbox", "Reply", "ask", "receive_by", "serving"]
 
 M = TypeVar("M")
 T = TypeVar("T")
@@ -196,3 +199,16 @@ async def ask(address: Address[M], make: Callable[[Reply[T]], M]) -> T:
     reply: Reply[T] = Reply()
     await address.send(make(reply))
     return await reply.wait()
+
+
+@asynccontextmanager
+async def serving(mailbox: Mailbox[M]) -> AsyncIterator[tuple[TaskGroup, Address[M]]]:
+    """A task group for an actor's helper tasks and the actor's own address: on leaving,
+    the address is closed and the helpers are cancelled."""
+    async with anyio.create_task_group() as tg:
+        me = mailbox.address()
+        try:
+            yield tg, me
+        finally:
+            me.close()
+            tg.cancel_scope.cancel()

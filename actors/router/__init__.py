@@ -7,20 +7,11 @@ decisions (config, job settings, text, aliases, which sink, retry delay).
 """
 
 from shepherd.actors.router.actor import Router
-from shepherd.actors.router.messages import (
-    Announce,
-    Attempted,
-    ForgetJobs,
-    Reload,
-    Routed,
-    RouterMsg,
-    Stop,
-)
+from shepherd.actors.router.messages import Announce, ForgetJobs, Reload, Routed, RouterMsg, Stop
 from shepherd.actors.router.sinks import SinkFn
 
 __all__ = [
     "Announce",
-    "Attempted",
     "ForgetJobs",
     "Reload",
     "Routed",

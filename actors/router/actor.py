@@ -28,7 +28,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from shepherd.actors.executors.gateway import GatewayConfig, HttpClient
 from shepherd.actors.messages import OutcomeEvent
 from shepherd.actors.primitives.clock import Clock
-from shepherd.actors.primitives.mailbox import Address, Mailbox, Reply, receive_by
+from shepherd.actors.primitives.mailbox import Address, Mailbox, Reply, receive_by, serving
 from shepherd.actors.router.delivery import (
     DeliveryConfig,
     announce_delivery,
@@ -103,16 +103,11 @@ class Router:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         self._reset()
-        self._self = self._mailbox.address()
         self._outbox.reload(await self._store.pending_deliveries())
         self._next_expiry = self._clock.wall()
-        async with anyio.create_task_group() as tg:
+        async with serving(self._mailbox) as (tg, self._self):
             task_status.started()
-            try:
-                await self._loop(tg)
-            finally:
-                self._self.close()
-                tg.cancel_scope.cancel()
+            await self._loop(tg)
 
     async def _loop(self, tg: TaskGroup) -> None:
         while True:

@@ -13,7 +13,7 @@ from typing import Literal
 import msgspec
 
 from shepherd.store.keys import DEFAULT_TTL
-from shepherd.store.models import Outcome
+from shepherd.store.models import Outcome, SettleReason
 
 __all__ = [
     "CancelDispatch",
@@ -110,7 +110,7 @@ class Settle(msgspec.Struct, frozen=True, kw_only=True):
     dispatch_id: int
     status: Literal["done", "dead", "cancelled"]
     outcome: Literal["skipped", "cancelled"]
-    reason: str
+    reason: SettleReason
     record_run: bool = True  # leave a ``skipped`` run row saying why
 
 

@@ -7,6 +7,7 @@ from typing import Literal
 
 import msgspec
 
+from shepherd.store.models import SlotSkip
 from shepherd.store.ops.dispatches import NewDispatch
 
 __all__ = [
@@ -54,7 +55,7 @@ class SkippedSlot(msgspec.Struct, frozen=True, kw_only=True):
     """A scheduled slot that does not run: recorded as a ``skipped`` run with the reason."""
 
     slot: float | None
-    reason: str  # missed | backoff | duplicate-slot
+    reason: SlotSkip
     error: str
 
 

@@ -59,3 +59,25 @@ def test_every_match_on_a_message_ends_in_assert_never() -> None:
                 if not _ends_in_assert_never(node):
                     missing.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert missing == []
+
+
+def test_skip_reasons_are_a_closed_set() -> None:
+    from typing import get_args
+
+    from shepherd.actors.messages import SlotRecord
+    from shepherd.store.models import SettleReason, SkipReason, SlotSkip
+    from shepherd.store.ops import Settle, SkippedSlot
+
+    skips = {"missed", "backoff", "disabled", "skipped-overlap", "queue-full", "idempotency-skip"}
+    assert set(get_args(SkipReason)) == skips
+    assert set(get_args(SlotSkip)) == {"missed", "backoff"}
+    assert set(get_args(SettleReason)) == skips | {"expired", "job removed"}
+    record = {"type": "SlotRecord", "job": "j", "reason": "missed"}
+    assert msgspec.convert(record, SlotRecord).reason == "missed"
+    with pytest.raises(msgspec.ValidationError, match="reason"):
+        msgspec.convert({**record, "reason": "because"}, SlotRecord)
+    settle = {"dispatch_id": 1, "status": "done", "outcome": "skipped", "reason": "bogus"}
+    with pytest.raises(msgspec.ValidationError, match="reason"):
+        msgspec.convert(settle, Settle)
+    with pytest.raises(msgspec.ValidationError, match="reason"):
+        msgspec.convert({"slot": 1.0, "reason": "disabled", "error": "x"}, SkippedSlot)

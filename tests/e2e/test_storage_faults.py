@@ -117,6 +117,30 @@ def test_a_daemon_does_not_start_on_damaged_pages(damaged: tuple[str, str]) -> N
     assert digest(db) == before
 
 
+@pytest.mark.parametrize("setting", ["full", "bounded", "auto"])
+def test_every_start_check_but_off_refuses_damaged_pages_at_daemon_start(
+    damaged: tuple[str, str], setting: str
+) -> None:
+    db, before = damaged
+    argv = [sys.executable, "-m", "shepherd", "--database", db, "run", "--exit-when-idle"]
+    env = {**os.environ, "SHEPHERD_START_CHECK": setting}
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert "DatabaseCorrupt" in done.stderr and "table dispatches" in done.stderr
+    assert "daemon.ready" not in done.stderr
+    assert digest(db) == before
+
+
+def test_doctor_checks_in_full_whatever_start_check_says(damaged: tuple[str, str]) -> None:
+    db, before = damaged
+    argv = [sys.executable, "-m", "shepherd", "--database", db, "doctor", "--json"]
+    env = {**os.environ, "SHEPHERD_START_CHECK": "off"}
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 3, done.stderr
+    assert "table dispatches" in json.loads(done.stdout)["integrity"]["damaged"]
+    assert digest(db) == before
+
+
 def test_doctor_reports_the_damaged_table_and_exits_3(damaged: tuple[str, str]) -> None:
     db, before = damaged
     done = shepherd(db, "doctor", "--json")

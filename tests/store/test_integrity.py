@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
+import re
 import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -91,6 +94,87 @@ async def test_a_full_check_finds_one_damaged_leaf_anywhere(db: str) -> None:
     assert "table jobs" not in str(info.value)
     with pytest.raises(DatabaseCorrupt, match="in table dispatches"):
         await SqliteStore.open(db)  # the runtime's default: full
+
+
+# -- the runtime's start_check --------------------------------------------------------
+
+
+def test_which_check_each_start_check_runs_by_file_size() -> None:
+    mib = 2**20
+    assert integrity.which_check("none", 10**12) == "none"
+    assert integrity.which_check("full", 10**12) == "full"
+    assert integrity.which_check("bounded", 64 * mib) == "full"  # a small file: in full
+    assert integrity.which_check("bounded", 64 * mib + 1) == "bounded"
+    assert integrity.which_check("auto", 256 * mib) == "full"
+    assert integrity.which_check("auto", 256 * mib + 1) == "bounded"
+
+
+def _count_full_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every whole-file ``PRAGMA quick_check`` (no table named)."""
+    calls: list[str] = []
+    real = integrity.quick_check
+
+    def spy(conn: sqlite3.Connection, table: str | None = None) -> list[str]:
+        if table is None:
+            calls.append("full")
+        return real(conn, table)
+
+    monkeypatch.setattr(integrity, "quick_check", spy)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("setting", "large", "ran"),
+    [
+        ("full", True, "full"),
+        ("auto", False, "full"),
+        ("auto", True, "bounded"),
+        ("bounded", True, "bounded"),
+        ("off", True, "none"),
+    ],
+)
+async def test_the_start_check_runs_as_configured_and_says_which_ran(
+    db: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    setting: Literal["auto", "full", "bounded", "off"],
+    large: bool,
+    ran: str,
+) -> None:
+    if large:  # as if the file were above both thresholds
+        monkeypatch.setattr(integrity, "FULL_UP_TO", 0)
+        monkeypatch.setattr(integrity, "AUTO_FULL_UP_TO", 0)
+    full_checks = _count_full_checks(monkeypatch)
+    caplog.set_level(logging.WARNING, logger="shepherd")
+    async with Runtime.open(Config(database=db, start_check=setting)) as rt:
+        shown = rt.statistics()["start_check"]
+        seconds = rt.statistics()["store"]["start_check_seconds"]
+    assert full_checks == (["full"] if ran == "full" else [])
+    assert shown.split()[0] == ran
+    warned = "without an integrity check" in caplog.text
+    assert warned == (setting == "off")
+    if ran == "none":
+        assert shown == "none (off)" and seconds == 0
+    else:
+        assert re.fullmatch(rf"{ran} \d+\.\d{{3}}s( \({setting}\))?", shown), shown
+        assert seconds > 0
+
+
+@pytest.mark.parametrize("setting", ["full", "bounded", "auto"])
+async def test_a_damaged_file_is_refused_at_start_by_every_start_check_but_off(
+    db: str, monkeypatch: pytest.MonkeyPatch, setting: Literal["auto", "full", "bounded"]
+) -> None:
+    monkeypatch.setattr(integrity, "FULL_UP_TO", 0)  # bounded: the probes, not a full check
+    monkeypatch.setattr(integrity, "AUTO_FULL_UP_TO", 0)
+    full_checks = _count_full_checks(monkeypatch)
+    leaves = _pages(db, "jobs", "leaf")
+    _scribble(db, leaves[len(leaves) // 2])
+    before = _bytes(db)
+    with pytest.raises(DatabaseCorrupt, match="in table jobs"):
+        async with Runtime.open(Config(database=db, start_check=setting)):
+            pass
+    assert full_checks == (["full"] if setting == "full" else [])
+    assert _bytes(db) == before
 
 
 def _bytes(path: str) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import msgspec
+import pytest
 
 from shepherd.actors.dispatcher.admission import (
     Admission,
@@ -87,7 +88,8 @@ def test_free_keys_are_those_nothing_holds() -> None:
 def test_settle_maps_each_ending_verdict() -> None:
     skipped = settle(1, Verdict("skip", "disabled"))
     assert (skipped.status, skipped.outcome, skipped.reason) == ("done", "skipped", "disabled")
-    assert settle(1, Verdict("skip")).reason == "skip"  # no reason: the action names it
+    with pytest.raises(ValueError, match="settle reason"):  # every ending verdict says why
+        settle(1, Verdict("skip"))
     dead = settle(2, Verdict("dead", "expired"))
     assert (dead.status, dead.outcome, dead.reason) == ("dead", "cancelled", "expired")
     gone = settle(3, Verdict("cancel", "job removed"))

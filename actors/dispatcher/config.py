@@ -1,0 +1,36 @@
+"""The dispatcher's settings and the names of its counters (its statistics)."""
+
+from __future__ import annotations
+
+import msgspec
+
+__all__ = ["COUNTERS", "DispatcherConfig"]
+
+COUNTERS = [
+    "admitted",
+    "ok",
+    "error",
+    "timeout",
+    "crashed",
+    "cancelled",
+    "retried",
+    "dead",
+    "skipped",
+    "fenced",
+    "store_errors",
+    "loops",
+    "deferred",
+    "stale",
+    "reloads",
+]
+
+
+class DispatcherConfig(msgspec.Struct, frozen=True, kw_only=True):
+    instance: str
+    concurrency: int = 64
+    pool_limits: dict[str, int] = msgspec.field(default_factory=dict)
+    data_dir: str = "."
+    max_batch: int = 2000
+    breaker_fail_max: int = 5
+    breaker_reset: float = 30.0
+    stale_margin: float = 5.0  # past a deadline by this much, the stale check steps in
