@@ -73,6 +73,8 @@ def _entry(
     priority: int,
     payload: dict[str, Any] | None,
 ) -> Entry:
+    # Field by field on purpose (as RunContext from RunOrder in actors/run.py): the type
+    # checker sees every field that crosses from a stored row into the queue.
     return Entry(
         id=dispatch_id,
         seq=seq,

@@ -25,6 +25,7 @@ import anyio
 
 from bench import (
     agent_bench,
+    backup_bench,
     floor,
     prune_bench,
     scheduler_bench,
@@ -33,6 +34,7 @@ from bench import (
     shepherd_pickup,
     shepherd_recovery,
     shepherd_xproc,
+    spool_bench,
 )
 from bench.context import BenchContext, ScenarioSkipped
 from bench.peers import huey_peer
@@ -157,9 +159,18 @@ register(
     description="store writer commit latency p50/p99 while the pruner deletes 1M rows; ~2 min",
 )(prune_bench.run)
 register(
+    "shepherd-backup",
+    description="backup of a 1 GB database: its time, dispatch throughput meanwhile; ~2 min",
+)(backup_bench.run)
+register(
     "shepherd-scheduler",
     description="10k cron jobs/min + 1k one-shots: lateness, CPU/slot, RSS (issue 3); ~8 min",
 )(scheduler_bench.run)
+register(
+    "spool",
+    description="spool files ingested/s (1,000 at once, 200/s steady), rename -> run start"
+    " p50/p99, beside rt.enqueue of the same jobs",
+)(spool_bench.run)
 register(
     "agent",
     description="agent-turn overhead vs the raw gateway stand-in at c=1/10/100 (issue 5)",

@@ -6,6 +6,7 @@ from shepherd.actors.messages import OutcomeEvent, RunStarted, SlotRecord
 from shepherd.actors.router.delivery import DeliveryConfig, DeliveryTarget
 from shepherd.runtime.app import Runtime
 from shepherd.runtime.config import Config, load_config
+from shepherd.runtime.targets import Targets
 from shepherd.store.errors import (
     ConfigError,
     DatabaseCorrupt,
@@ -61,5 +62,6 @@ __all__ = [
     "SlotRecord",
     "StoreError",
     "SupervisorEscalation",
+    "Targets",
     "load_config",
 ]

@@ -1,7 +1,10 @@
 """``shepherd demo``: the standalone runtime on a throw-away database, in a few seconds.
 
-It stores three shell jobs (the same ones as ``examples/demo.toml``), queues six
-dispatches at different priorities, runs the real daemon path (``run_daemon``, as
+It stores three shell jobs and a python one (the same ones as ``examples/demo.toml``),
+whose target is loaded as an application's are (``app``: ``runtime/_demo_app.py``,
+as ``shepherd --app shepherd.runtime._demo_app:targets run`` would), queues seven
+dispatches at different priorities, shows an enqueue refused because its payload does
+not fit the target's declared type, runs the real daemon path (``run_daemon``, as
 ``shepherd run --exit-when-idle``) with concurrency 1 so that the run order shows the
 priorities, then prints the status, the runs and the dead letters. Needs no server.
 """
@@ -9,6 +12,7 @@ priorities, then prints the status, the runs and the dead letters. Needs no serv
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import tomllib
 from pathlib import Path
@@ -17,12 +21,13 @@ from typing import Any, Literal
 import anyio
 
 from shepherd.runtime._cli_daemon import run_daemon
-from shepherd.runtime._cli_fmt import emit_json, iso, print_fields, table
+from shepherd.runtime._cli_fmt import emit_json, human_duration, print_fields, table, when
 from shepherd.runtime._cli_jobs import save_jobs
 from shepherd.runtime._cli_ops import enqueue_one
 from shepherd.runtime._cli_store import open_store, wall
 from shepherd.runtime.config import Config
 from shepherd.runtime.jobs import job_from_data
+from shepherd.store.errors import ConfigError
 from shepherd.store.models import Dispatch, EnqueueRequest, Run, Seconds
 
 __all__ = ["DEMO_JOBS_TOML", "cmd_demo"]
@@ -50,7 +55,17 @@ executor = "shell"
 target = "sleep 30"
 timeout = "1s"
 retry = { max_attempts = 1 }
+
+[[jobs]]
+name = "greet"
+description = "a python target from the app, with a typed payload (a Greeting)"
+executor = "python"
+target = "greet"
+timeout = "10s"
 """
+
+# the python targets of the demo, loaded by name as `--app` / `app = "..."` loads them
+DEMO_APP = "shepherd.runtime._demo_app:targets"
 
 # (job, priority, payload) in the order they are queued; with concurrency 1 they run
 # critical → high → normal (FIFO) → low → background, retries when they fall due.
@@ -58,6 +73,7 @@ _DISPATCHES: list[tuple[str, str, dict[str, Any]]] = [
     ("hello", "background", {"n": 1}),
     ("hello", "low", {"n": 2}),
     ("flaky", "normal", {}),
+    ("greet", "normal", {"name": "ada", "times": 2}),
     ("slow", "normal", {}),
     ("hello", "high", {"n": 3}),
     ("hello", "critical", {"n": 4}),
@@ -73,6 +89,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         concurrency=1,
         shutdown_grace=Seconds(2.0),
         log_level=level,
+        app=DEMO_APP,
     )
     now = wall()
     specs = [job_from_data(j) for j in tomllib.loads(DEMO_JOBS_TOML)["jobs"]]
@@ -80,9 +97,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for job, prio, payload in _DISPATCHES:
         req = EnqueueRequest(job=job, priority=prio, payload=payload)  # type: ignore[arg-type]
         anyio.run(enqueue_one, cfg, req, now)
+    try:  # a payload that does not fit greet's Greeting is refused, nothing stored
+        anyio.run(enqueue_one, cfg, EnqueueRequest(job="greet", payload={"name": 7}), now)
+        refused = None
+    except ConfigError as exc:
+        refused = str(exc)
     if not args.json:
         print(f"demo database: {cfg.database}")
-        print(f"queued {len(_DISPATCHES)} dispatches of 3 jobs; running the daemon until idle…")
+        print(f"refused at enqueue: {refused}")
+        print(f"queued {len(_DISPATCHES)} dispatches of 4 jobs; running the daemon until idle…")
     code = run_daemon(cfg, exit_when_idle=True, run_for=60.0)
     stats, runs, dispatches = anyio.run(_collect, cfg)
     priority = {d.id: d.priority for d in dispatches}
@@ -92,6 +115,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             {
                 "database": cfg.database,
                 "exit_code": code,
+                "refused": refused,
                 "status": stats,
                 "runs": runs,
                 "dead_letters": dead,
@@ -121,7 +145,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 "attempts": f"{d.attempt}/{d.max_attempts}",
                 "reason": d.dead_reason,
                 "outcome": d.outcome,
-                "died": iso(d.updated_at),
+                "died": when(d.updated_at),
                 "error": d.last_error,
             }
             for d in dead
@@ -135,7 +159,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _demo_row(r: Run, priority: dict[int, str]) -> dict[str, Any]:
     took = r.finished_at - r.started_at if r.finished_at is not None else None
-    output = (r.stdout or "").strip() or (r.error or "")
+    result = json.dumps(r.result) if r.result is not None else ""
+    output = (r.stdout or "").strip() or (r.error or "") or result
     return {
         "run": r.id,
         "dispatch": r.dispatch_id,
@@ -143,7 +168,7 @@ def _demo_row(r: Run, priority: dict[int, str]) -> dict[str, Any]:
         "priority": priority.get(r.dispatch_id or 0),
         "attempt": r.attempt,
         "status": r.status,
-        "took": f"{took:.2f}s" if took is not None else None,
+        "took": human_duration(took),
         "output": output,
     }
 

@@ -15,7 +15,7 @@ import os
 from typing import Any
 
 from shepherd.actors.ingest import wake_path
-from shepherd.runtime._cli_fmt import CliError, emit_json, iso, print_fields
+from shepherd.runtime._cli_fmt import CliError, emit_json, human_duration, print_fields, when
 from shepherd.runtime._cli_store import daemon_pid, wall
 from shepherd.runtime.config import Config
 from shepherd.store.factory import diagnose
@@ -89,7 +89,7 @@ def _lines(r: dict[str, Any]) -> dict[str, Any]:
         )
     check = r.get("integrity")
     if check is not None:
-        took = f"full check, {check['seconds']:.3f}s"
+        took = f"full check, {human_duration(check['seconds'])}"
         out["integrity"] = (
             f"ok ({took})"
             if check["ok"]
@@ -104,12 +104,12 @@ def _lines(r: dict[str, Any]) -> dict[str, Any]:
         out["lock"] = "free (no lock file)"
     d = r["daemon"]
     inst = d["instance"]
-    beat = f", heartbeat {inst['heartbeat_age']:.1f}s ago" if inst else ""
+    beat = f", heartbeat {human_duration(round(inst['heartbeat_age'], 1))} ago" if inst else ""
     if d["serving"]:
         sock = "wake socket bound" if d["wake_socket_exists"] else "NO wake socket"
         out["daemon"] = f"serving (pid {d['pid']}), {sock}{beat}"
     elif inst is not None and inst["stopped_at"] is not None:
-        out["daemon"] = f"not running (last: pid {inst['pid']}, stopped {iso(inst['stopped_at'])})"
+        out["daemon"] = f"not running (last: pid {inst['pid']}, stopped {when(inst['stopped_at'])})"
     elif inst is not None:
         out["daemon"] = f"not running (last: pid {inst['pid']}, did not stop cleanly{beat})"
     else:  # the instances table is read only from a healthy file

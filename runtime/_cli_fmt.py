@@ -1,23 +1,119 @@
-"""Output helpers for the CLI: ISO UTC times, a tiny table printer, JSON output.
+"""Output helpers for the CLI: times, durations, a tiny table printer, JSON output.
 
-No dependencies beyond msgspec. Times are epoch seconds in the store and ISO 8601 UTC
-(``2025-01-31T09:00:00.000Z``) everywhere the CLI shows them, in tables and in JSON.
+No dependencies beyond msgspec. Times are epoch seconds in the store. ``--json`` shows
+them as ISO 8601 UTC (``2025-01-31T09:00:00.000Z``, :func:`plain`); human output
+(:func:`human`, :func:`when`) in local time, or in the zone of the global ``--tz``
+(:func:`set_display_zone`), to the second (``2025-01-31 10:00:00 CET``). Durations in
+human output read ``1m30s`` (:func:`human_duration`); :func:`duration_literal` is the
+form a config or job file takes back (``5m``, or a number when no unit is exact).
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any, TextIO
+from zoneinfo import ZoneInfo
 
 import msgspec
 
-from shepherd.store.models import to_builtins
+from shepherd.store.errors import ConfigError
+from shepherd.store.models import JobSpec, RetryPolicy, Seconds, parse_duration, to_builtins
 
-__all__ = ["CliError", "emit_json", "iso", "plain", "print_fields", "table"]
+__all__ = [
+    "CliError",
+    "duration_keys",
+    "duration_literal",
+    "emit_json",
+    "human",
+    "human_duration",
+    "iso",
+    "plain",
+    "print_fields",
+    "set_display_zone",
+    "table",
+    "when",
+]
 
 _TIME_KEYS = frozenset({"not_before", "slot"})
+_zone: tzinfo | None = None  # None: the machine's local time
+
+
+def duration_keys(*types: type[msgspec.Struct]) -> frozenset[str]:
+    """The names of the ``Seconds`` fields of ``types`` (optional ones too)."""
+    names: set[str] = set()
+    for t in types:
+        info = msgspec.inspect.type_info(t)
+        assert isinstance(info, msgspec.inspect.StructType)
+        for f in info.fields:
+            kinds = f.type.types if isinstance(f.type, msgspec.inspect.UnionType) else (f.type,)
+            if any(getattr(k, "cls", None) is Seconds for k in kinds):
+                names.add(f.name)
+    return frozenset(names)
+
+
+_DURATION_KEYS = duration_keys(JobSpec, RetryPolicy)
+
+
+def set_display_zone(name: str | None) -> None:
+    """The zone human output shows times in (``--tz``); None: local time."""
+    global _zone
+    if name is None:
+        _zone = None
+        return
+    try:
+        _zone = ZoneInfo(name)
+    except (ValueError, KeyError, OSError):  # ZoneInfoNotFoundError is a KeyError
+        raise ConfigError(f"unknown time zone {name!r}", field="--tz") from None
+
+
+def when(ts: float | None) -> str | None:
+    """Epoch seconds → ``2025-01-31 10:00:00 CET`` in the display zone (None stays None)."""
+    if ts is None:
+        return None
+    at = datetime.fromtimestamp(ts, _zone or UTC)
+    if _zone is None:
+        at = at.astimezone()
+    return at.strftime("%Y-%m-%d %H:%M:%S %Z").rstrip()
+
+
+_UNITS = (("d", 86400), ("h", 3600), ("m", 60))
+
+
+def human_duration(seconds: float | None) -> str | None:
+    """``90`` → ``1m30s``, ``0.25`` → ``250ms``, ``7200`` → ``2h`` (None stays None)."""
+    if seconds is None:
+        return None
+    value = float(seconds)
+    if value < 0:
+        return "-" + (human_duration(-value) or "")
+    if value < 1:
+        ms = round(value * 1000, 3)
+        return f"{ms:g}ms" if ms else "0s"
+    parts: list[str] = []
+    rest = round(value, 3)
+    for unit, size in _UNITS:
+        n = int(rest // size)
+        if n:
+            parts.append(f"{n}{unit}")
+            rest = round(rest - n * size, 3)
+    if rest or not parts:
+        parts.append(f"{rest:g}s" if rest < 60 else f"{rest:.3f}s")
+    return "".join(parts)
+
+
+def duration_literal(seconds: float) -> str | float | int:
+    """The shortest one-unit string a config or job file decodes back to exactly
+    ``seconds`` (``"5m"``, ``"500ms"``), else the number itself."""
+    value = float(seconds)
+    if value == 0:
+        return 0
+    for unit, size in (*_UNITS, ("s", 1), ("ms", 0.001) if value < 1 else ("s", 1)):
+        n = value / size
+        if n >= 1 and n == int(n) and parse_duration(f"{int(n)}{unit}") == value:
+            return f"{int(n)}{unit}"
+    return value
 
 
 class CliError(Exception):
@@ -41,19 +137,31 @@ def _is_time(key: str) -> bool:
 
 
 def plain(obj: Any) -> Any:
-    """Builtins for output: Structs → dicts, time fields (``*_at``, not_before, slot) → ISO."""
-    data = to_builtins(obj)
-    return _times(data)
+    """Builtins for ``--json``: Structs → dicts, time fields (``*_at``, not_before, slot)
+    → ISO UTC."""
+    return _times(to_builtins(obj), iso, None)
 
 
-def _times(data: Any) -> Any:
+def human(obj: Any) -> Any:
+    """Builtins for human output: times as :func:`when`, a job's durations (``timeout``,
+    ``retry.base``…) as :func:`human_duration`."""
+    return _times(to_builtins(obj), when, human_duration)
+
+
+def _times(data: Any, at: Any, dur: Any) -> Any:
     if isinstance(data, dict):
-        return {
-            k: (iso(v) if _is_time(k) and isinstance(v, int | float) else _times(v))
-            for k, v in data.items()
-        }
+        out: dict[str, Any] = {}
+        for k, v in data.items():
+            number = isinstance(v, int | float) and not isinstance(v, bool)
+            if number and (_is_time(k) or (dur is not None and k == "anchor")):
+                out[k] = at(v)
+            elif number and dur is not None and k in _DURATION_KEYS:
+                out[k] = dur(v)
+            else:
+                out[k] = _times(v, at, dur)
+        return out
     if isinstance(data, list):
-        return [_times(v) for v in data]
+        return [_times(v, at, dur) for v in data]
     return data
 
 

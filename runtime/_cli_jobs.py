@@ -14,15 +14,28 @@ from __future__ import annotations
 import argparse
 import sys
 import tomllib
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import anyio
 
 from shepherd.actors.ingest import send_wake
-from shepherd.runtime._cli_fmt import CliError, emit_json, iso, plain, print_fields, table
+from shepherd.runtime._cli_fmt import (
+    CliError,
+    emit_json,
+    human,
+    human_duration,
+    plain,
+    print_fields,
+    table,
+    when,
+)
+from shepherd.runtime._cli_jobflags import FLAGS, flag_data
+from shepherd.runtime._cli_progress import Progress, progress
 from shepherd.runtime._cli_store import builtin_executors, loads_json, open_store, wall
-from shepherd.runtime.config import Config, default_config_toml
+from shepherd.runtime._config_init import default_config_toml
+from shepherd.runtime.config import Config
 from shepherd.runtime.jobs import job_from_data, save_op, validate_job
 from shepherd.store.errors import ConfigError, NotFound
 from shepherd.store.models import JobRow, JobSpec
@@ -41,29 +54,6 @@ __all__ = [
     "spec_from_data",
 ]
 
-# spec field (as validate_job names it) → the flag that set it
-_FLAGS = {
-    "name": "NAME",
-    "executor": "--executor",
-    "target": "--target",
-    "payload": "--payload",
-    "cron": "--cron",
-    "tz": "--tz",
-    "at": "--at",
-    "every": "--every",
-    "schedule": "--cron/--at/--every",
-    "priority": "--priority",
-    "timeout": "--timeout",
-    "options": "--options",
-    "retry.max_attempts": "--max-attempts",
-    "retry.base": "--retry-base",
-    "retry.max_delay": "--retry-base",
-    "overlap": "--overlap",
-    "pool": "--pool",
-    "delivery_guarantee": "--guarantee",
-}
-
-
 # -- jobs add ----------------------------------------------------------------------------
 
 
@@ -72,60 +62,28 @@ def cmd_jobs_add(args: argparse.Namespace, cfg: Config) -> int:
         raise CliError("give a job NAME with flags, or --file FILE (not both)", code=2)
     now = wall()
     if args.file:
-        specs = load_job_file(args.file, now, cfg)
+        # a bar (on a terminal) over checking each job, then storing them all at once
+        with progress(0, f"adding jobs from {args.file}") as bar:
+            specs = load_job_file(args.file, now, cfg, bar=bar)
+            rows = anyio.run(save_jobs, cfg, specs, now)
+            bar.advance(len(specs))
     else:
         specs = [spec_from_data(flag_data(args, {"name": args.name}), now, cfg)]
-    rows = anyio.run(save_jobs, cfg, specs, now)
+        rows = anyio.run(save_jobs, cfg, specs, now)
     send_wake(cfg.database, "j")
     if args.json:
         emit_json([_job_summary(r) for r in rows])
         return 0
     for row in rows:
-        when = iso(row.next_run_at)
-        print(f"saved job {row.name!r} (id {row.id})" + (f", next run {when}" if when else ""))
-    if any(r.spec.executor == "python" for r in rows):
+        nxt = when(row.next_run_at)
+        print(f"saved job {row.name!r} (id {row.id})" + (f", next run {nxt}" if nxt else ""))
+    if not cfg.app and any(r.spec.executor == "python" for r in rows):
         print(
-            "note: a python job runs only in a process that registered its target "
-            "(an embedded Runtime); the standalone daemon runs shell, agent, event "
-            "and watchdog jobs",
+            "note: a python job runs in a process that has its target: the daemon "
+            "started with --app MODULE:ATTR (or app in the config), or an embedded Runtime",
             file=sys.stderr,
         )
     return 0
-
-
-def flag_data(args: argparse.Namespace, data: dict[str, Any]) -> dict[str, Any]:
-    """``data`` (builtins of a spec) with every job flag that was given laid over it."""
-    data = dict(data)
-    for key in (
-        "executor",
-        "target",
-        "payload",
-        "cron",
-        "tz",
-        "at",
-        "every",
-        "priority",
-        "timeout",
-        "overlap",
-        "pool",
-        "options",
-    ):
-        value = getattr(args, key, None)
-        if value is not None:
-            data[key] = value
-    if getattr(args, "guarantee", None) is not None:
-        data["delivery_guarantee"] = args.guarantee
-    retry: dict[str, Any] = dict(data.get("retry") or {})
-    if getattr(args, "max_attempts", None) is not None:
-        retry["max_attempts"] = args.max_attempts
-    if getattr(args, "retry_base", None) is not None:
-        retry["base"] = args.retry_base
-        retry["max_delay"] = max(float(retry.get("max_delay", 3600.0)), args.retry_base)
-    if retry:
-        data["retry"] = retry
-    if getattr(args, "disabled", False):
-        data["enabled"] = False
-    return data
 
 
 def spec_from_data(
@@ -139,10 +97,10 @@ def spec_from_data(
     except ConfigError as exc:
         field = exc.field or ""
         head, _, rest = field.partition(".")
-        if field in _FLAGS:
-            flag = _FLAGS[field]
+        if field in FLAGS:
+            flag = FLAGS[field]
         elif head in ("options", "payload") and rest:
-            flag = f"{_FLAGS[head]}: {rest}"
+            flag = f"{FLAGS[head]}: {rest}"
         else:
             flag = field
         text = str(exc).removeprefix(f"{exc.field}: ") if exc.field else str(exc)
@@ -153,8 +111,10 @@ def spec_from_data(
 def check_config_jobs(cfg: Config, now: float) -> None:
     """Validate the ``[[jobs]]`` of the config as ``run`` will add them, so every command
     refuses a config whose jobs the daemon would refuse. An ``at`` that has passed is
-    not an error here: a declared one-shot stays in the config after it ran."""
-    executors = builtin_executors(cfg)
+    not an error here: a declared one-shot stays in the config after it ran. The app's
+    targets are not imported for this (``status`` works while the app is broken);
+    ``run``, ``enqueue`` and ``jobs add`` import them and check python jobs against them."""
+    executors = builtin_executors(cfg, with_app=False)
     for i, spec in enumerate(cfg.jobs):
         try:
             validate_job(spec, executors, now, previous=spec)
@@ -162,8 +122,11 @@ def check_config_jobs(cfg: Config, now: float) -> None:
             raise ConfigError(str(exc), field=f"config: jobs[{i}] ({spec.name})") from None
 
 
-def load_job_file(path: str, now: float, cfg: Config) -> list[JobSpec]:
-    """Decode and validate every job in a TOML or JSON file; nothing is stored here."""
+def load_job_file(
+    path: str, now: float, cfg: Config, *, bar: Progress | None = None
+) -> list[JobSpec]:
+    """Decode and validate every job in a TOML or JSON file; nothing is stored here.
+    ``bar`` (its total set here: two steps a job) advances once per job checked."""
     p = Path(path)
     try:
         text = p.read_text()
@@ -193,6 +156,8 @@ def load_job_file(path: str, now: float, cfg: Config) -> list[JobSpec]:
         raise ConfigError("expected a job table or a non-empty list of jobs", field=path)
     specs: list[JobSpec] = []
     executors = builtin_executors(cfg)
+    if bar is not None:
+        bar.total = 2 * len(items)
     for i, item in enumerate(items):
         where = f"{path}: jobs[{i}]"
         if isinstance(item, dict) and isinstance(item.get("name"), str):
@@ -205,8 +170,10 @@ def load_job_file(path: str, now: float, cfg: Config) -> list[JobSpec]:
         except ConfigError as exc:
             raise ConfigError(str(exc), field=where) from None
         specs.append(spec)
-    names = [s.name for s in specs]
-    dupes = sorted({n for n in names if names.count(n) > 1})
+        if bar is not None:
+            bar.advance()
+    counts = Counter(s.name for s in specs)
+    dupes = sorted(n for n, k in counts.items() if k > 1)
     if dupes:
         raise ConfigError(f"job name(s) given twice: {', '.join(dupes)}", field=path)
     return specs
@@ -219,8 +186,11 @@ async def save_jobs(cfg: Config, specs: list[JobSpec], now: float) -> list[JobRo
         for result in results:
             if isinstance(result, Exception):
                 raise result
-        rows = [await store.job(s.name) for s in specs]
-    return [r for r in rows if r is not None]
+        if len(specs) == 1:
+            row = await store.job(specs[0].name)
+            return [row] if row is not None else []
+        stored = {r.name: r for r in await store.jobs()}
+    return [stored[s.name] for s in specs if s.name in stored]
 
 
 def _schedule(spec: JobSpec) -> str | None:
@@ -229,7 +199,7 @@ def _schedule(spec: JobSpec) -> str | None:
     if spec.at is not None:
         return f"at {spec.at}"
     if spec.every is not None:
-        return f"every {float(spec.every):g}s"
+        return f"every {human_duration(spec.every)}"
     return None
 
 
@@ -257,7 +227,7 @@ def cmd_jobs_list(args: argparse.Namespace, cfg: Config) -> int:
         emit_json([_job_summary(r) for r in rows])
         return 0
     table(
-        [plain(_job_summary(r)) for r in rows],
+        [human(_job_summary(r)) for r in rows],
         (
             "id",
             "name",
@@ -288,11 +258,12 @@ async def _get(cfg: Config, name: str) -> JobRow:
 
 def cmd_jobs_show(args: argparse.Namespace, cfg: Config) -> int:
     row = anyio.run(_get, cfg, args.name)
-    data = plain(row)
-    data["spec"] = plain(row.spec)
     if args.json:
+        data = plain(row)
+        data["spec"] = plain(row.spec)
         emit_json(data)
         return 0
+    data = human(row)
     spec = data.pop("spec")
     print_fields({**spec, **{k: v for k, v in data.items() if k != "spec"}})
     return 0

@@ -13,10 +13,19 @@ from typing import Any, TypeVar
 import anyio
 
 from shepherd.actors.ingest import send_wake
-from shepherd.runtime._cli_fmt import CliError, emit_json, iso, plain, print_fields, table
-from shepherd.runtime._cli_store import open_store, origin, wall
+from shepherd.runtime._cli_fmt import (
+    CliError,
+    emit_json,
+    human,
+    human_duration,
+    print_fields,
+    table,
+    when,
+)
+from shepherd.runtime._cli_progress import progress
+from shepherd.runtime._cli_store import builtin_executors, open_store, origin, wall
 from shepherd.runtime.config import Config
-from shepherd.runtime.jobs import check_enqueue, new_dispatch
+from shepherd.runtime.jobs import check_enqueue, check_payload, new_dispatch
 from shepherd.store.errors import ConfigError, NotFound
 from shepherd.store.models import Dispatch, EnqueueRequest, Run
 from shepherd.store.ops import CancelDispatch, InsertDispatches, PurgeDead, RetryDead
@@ -37,6 +46,7 @@ __all__ = [
 ]
 
 _MANY = 1_000_000
+_CHUNK = 500  # dead letters per commit of `dlq retry` / `dlq purge --all`
 
 
 # -- enqueue / cancel ---------------------------------------------------------------
@@ -83,11 +93,16 @@ def cmd_enqueue(args: argparse.Namespace, cfg: Config) -> int:
 
 
 async def enqueue_one(cfg: Config, req: EnqueueRequest, now: float) -> tuple[int, bool]:
+    # with an app (--app, or app in the config) its targets are known here, and a
+    # payload its target's declared type refuses is refused before anything is stored
+    executors = builtin_executors(cfg) if cfg.app else None
     async with open_store(cfg) as store:
         row = await store.job(req.job)
         if row is None:
             raise NotFound(f"no job named {req.job!r}")
         new = new_dispatch(row, req, now, where="enqueue")
+        if executors is not None:
+            check_payload(row.spec, req.payload, executors)
         [got] = await store.apply_one(InsertDispatches([new], origin(), now))
     if isinstance(got, int):  # the dispatch the producer's key is bound to, any state
         return got, True
@@ -126,8 +141,8 @@ def run_row(r: Run) -> dict[str, Any]:
         "job": r.job_name,
         "attempt": r.attempt,
         "status": r.status,
-        "started": iso(r.started_at),
-        "took": f"{took:.3f}s" if took is not None else None,
+        "started": when(r.started_at),
+        "took": human_duration(took),
         "exit": r.exit_code if r.signal is None else f"sig{r.signal}",
         "error": r.error,
     }
@@ -154,7 +169,7 @@ def cmd_runs_show(args: argparse.Namespace, cfg: Config) -> int:
     if args.json:
         emit_json(run)
         return 0
-    data = plain(run)
+    data = human(run)
     stdout, stderr = data.pop("stdout"), data.pop("stderr")
     print_fields(data)
     for name, text in (("stdout", stdout), ("stderr", stderr)):
@@ -179,7 +194,7 @@ def _dead_row(d: Dispatch) -> dict[str, Any]:
         "attempts": f"{d.attempt}/{d.max_attempts}",
         "reason": d.dead_reason,
         "outcome": d.outcome,
-        "died": iso(d.updated_at),
+        "died": when(d.updated_at),
         "error": d.last_error,
     }
 
@@ -222,8 +237,16 @@ async def _retry(cfg: Config, ids: list[int], job: str | None) -> tuple[list[int
         if not ids:
             dead = await store.dispatches(status="dead", job=job, limit=_MANY)
             ids = sorted(d.id for d in dead)
-        retried: list[int] = await store.apply_one(RetryDead(ids, wall(), origin=origin()))
+        retried: list[int] = []
+        with progress(len(ids), "retrying dead letters") as bar:
+            for chunk in _chunks(ids):  # one commit each, so the bar moves
+                retried += await store.apply_one(RetryDead(chunk, wall(), origin=origin()))
+                bar.advance(len(chunk))
     return retried, ids
+
+
+def _chunks(ids: list[int]) -> list[list[int]]:
+    return [ids[i : i + _CHUNK] for i in range(0, len(ids), _CHUNK)]
 
 
 def cmd_dlq_purge(args: argparse.Namespace, cfg: Config) -> int:
@@ -252,5 +275,14 @@ async def _purge(cfg: Config, op: PurgeDead) -> tuple[int, list[int]]:
             d = await store.dispatch(i)
             if d is None or d.status != "dead":
                 missing.append(i)
-        n: int = await store.apply_one(op)
+        if op.ids is not None or op.before is not None:
+            n: int = await store.apply_one(op)
+            return n, missing
+        dead = sorted(d.id for d in await store.dispatches(status="dead", limit=_MANY))
+        n = 0
+        with progress(len(dead), "purging dead letters") as bar:
+            for chunk in _chunks(dead):
+                n += await store.apply_one(PurgeDead(ids=chunk))
+                bar.advance(len(chunk))
+        n += await store.apply_one(PurgeDead())  # any dead-lettered since the listing
     return n, missing

@@ -11,11 +11,11 @@ import anyio
 
 from shepherd.actors.ingest import send_wake
 from shepherd.actors.scheduler.cron import upcoming
-from shepherd.runtime._cli_fmt import emit_json, iso, print_fields, table
+from shepherd.runtime._cli_fmt import emit_json, print_fields, table, when
 from shepherd.runtime._cli_jobs import flag_data, spec_from_data
-from shepherd.runtime._cli_store import open_store, origin, wall
+from shepherd.runtime._cli_store import builtin_executors, open_store, origin, wall
 from shepherd.runtime.config import Config
-from shepherd.runtime.jobs import new_dispatch, save_op
+from shepherd.runtime.jobs import check_payload, new_dispatch, save_op
 from shepherd.store.errors import ConfigError, NotFound
 from shepherd.store.models import EnqueueRequest, JobRow, to_builtins
 from shepherd.store.ops import InsertDispatches
@@ -66,7 +66,7 @@ def _report(args: argparse.Namespace, row: JobRow, what: str) -> int:
     if args.json:
         emit_json(summary)
     else:
-        nxt = iso(row.next_run_at) if row.next_run_at else "none"
+        nxt = when(row.next_run_at) if row.next_run_at else "none"
         print(f"{what} job {row.name!r}; next run {nxt}")
     return 0
 
@@ -84,6 +84,7 @@ def cmd_jobs_run(args: argparse.Namespace, cfg: Config) -> int:
 
 async def _run_now(cfg: Config, name: str, payload: dict[str, Any] | None) -> int:
     now = wall()
+    executors = builtin_executors(cfg) if cfg.app else None  # as enqueue: typed payloads
     async with open_store(cfg, create=False) as store:
         row = await store.job(name)
         if row is None:
@@ -91,6 +92,8 @@ async def _run_now(cfg: Config, name: str, payload: dict[str, Any] | None) -> in
         new = new_dispatch(
             row, EnqueueRequest(job=name, payload=payload, kind="run_now"), now, where="run"
         )
+        if executors is not None:
+            check_payload(row.spec, payload, executors)
         [got] = await store.apply_one(InsertDispatches([new], origin(), now))
     assert got is not None
     return int(got[0])
@@ -102,7 +105,7 @@ def cmd_jobs_next(args: argparse.Namespace, cfg: Config) -> int:
     if args.json:
         emit_json({"name": row.name, "next": times})
     elif times:
-        table([{"n": i + 1, "at": iso(t)} for i, t in enumerate(times)], ("n", "at"))
+        table([{"n": i + 1, "at": when(t)} for i, t in enumerate(times)], ("n", "at"))
     else:
         print_fields({"name": row.name, "next": "no scheduled runs"})
     return 0

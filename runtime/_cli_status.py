@@ -1,6 +1,7 @@
 """``shepherd status``: queue depth by state, running runs, dead letters, jobs, whether a
 daemon serves the database, and the latest health snapshot a runtime left in the
-``instances`` table (written by ``actors.health`` every ``health_interval``).
+``instances`` table (written by ``actors.health`` every ``health_interval``), and with
+``[spool]`` the spool directory's pending and rejected files.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from typing import Any
 
 import anyio
 
-from shepherd.runtime._cli_fmt import emit_json, iso, print_fields, table
+from shepherd.actors.spool.actor import spool_counts
+from shepherd.runtime._cli_fmt import emit_json, human_duration, print_fields, table, when
 from shepherd.runtime._cli_ops import run_row
 from shepherd.runtime._cli_store import daemon_pid, open_store
 from shepherd.runtime.config import Config
@@ -33,6 +35,8 @@ def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
         "jobs_enabled": stats["jobs_enabled"],
         "instance": instance,
     }
+    if cfg.spool is not None:  # counted in the directory: right with or without a daemon
+        data["spool"] = {"dir": cfg.spool.dir, **_spool_counts(cfg.spool.dir)}
     if args.json:
         emit_json(data)
         return 0
@@ -44,6 +48,9 @@ def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
         "running runs": data["runs_running"],
         "jobs": f"{stats['jobs']} ({stats['jobs_enabled']} enabled)",
     }
+    if "spool" in data:
+        sp = data["spool"]
+        fields["spool"] = f"{sp['dir']}: {sp['pending']} pending, {sp['rejected']} rejected"
     if instance is not None:
         fields.update(_health_lines(instance))
     print_fields(fields)
@@ -61,13 +68,20 @@ async def _status(cfg: Config) -> tuple[dict[str, Any], list[Run], dict[str, Any
     return stats, running, instance
 
 
+def _spool_counts(directory: str) -> dict[str, Any]:
+    try:
+        return spool_counts(directory)
+    except OSError as exc:  # status still reports the rest
+        return {"pending": None, "rejected": None, "error": exc.strerror or str(exc)}
+
+
 def _health_lines(instance: dict[str, Any]) -> dict[str, Any]:
     """A few compact lines from the snapshot; ``--json`` has all of it."""
     health = instance.get("health") or {}
-    state = f"stopped {iso(instance['stopped_at'])}" if instance["stopped_at"] else "running"
+    state = f"stopped {when(instance['stopped_at'])}" if instance["stopped_at"] else "running"
     out: dict[str, Any] = {
         "instance": f"{instance['instance']} (pid {instance['pid']}), {state}, "
-        f"snapshot {iso(instance['updated_at'])}",
+        f"snapshot {when(instance['updated_at'])}",
     }
     if health.get("start_check"):
         out["start check"] = health["start_check"]
@@ -88,10 +102,26 @@ def _health_lines(instance: dict[str, Any]) -> dict[str, Any]:
     if "recovered" in dispatcher:
         out["recovery"] = (
             f"{dispatcher['recovered']} orphaned run(s) resolved in "
-            f"{float(dispatcher.get('recovery_seconds') or 0):.3f}s"
+            f"{human_duration(float(dispatcher.get('recovery_seconds') or 0))}"
         )
+    spool = health.get("spool")
+    if spool:
+        out["spool ingest"] = f"{spool['ingested']} ingested, {spool['rejected']} rejected"
     last = (health.get("pruner") or {}).get("last_pass")
     if last:
         pruned = ", ".join(f"{n} {k}" for k, n in last["pruned"].items() if n) or "nothing"
-        out["retention"] = f"last pass {iso(last['at'])} ({last['seconds']:.2f}s): {pruned}"
+        took = human_duration(last["seconds"])
+        out["retention"] = f"last pass {when(last['at'])} ({took}): {pruned}"
+    backup = health.get("backup") or {}
+    if backup.get("every"):
+        done = backup.get("last")
+        text = (
+            f"last {when(done['at'])} ({human_duration(done['seconds'])}, {done['bytes']} bytes)"
+            f" {done['path']}"
+            if done
+            else "none yet"
+        )
+        if backup.get("failures"):
+            text += f"; {backup['failures']} failed, last error: {backup.get('last_error')}"
+        out["backup"] = f"{text}; next {when(backup.get('next_at'))}"
     return out

@@ -25,8 +25,11 @@ from shepherd.actors.executors.gateway import HttpClient
 from shepherd.actors.executors.python import PythonExecutor
 from shepherd.actors.executors.shell import ShellExecutor
 from shepherd.actors.primitives.clock import RealClock
+from shepherd.runtime._cli_fmt import CliError
+from shepherd.runtime._cli_help import first_run_hint
 from shepherd.runtime.config import Config
 from shepherd.runtime.messaging import gateway_executors
+from shepherd.runtime.targets import load_app
 from shepherd.store import factory as store_factory
 from shepherd.store.bounds import Range, check_json, check_value
 from shepherd.store.errors import ConfigError
@@ -57,12 +60,18 @@ def origin() -> str:
     return f"cli:{os.getpid()}"
 
 
-def builtin_executors(cfg: Config) -> dict[str, Executor]:
+def builtin_executors(cfg: Config, *, with_app: bool = True) -> dict[str, Executor]:
     """The executor table of a standalone daemon, built as ``Runtime.open`` builds it
     (``agent`` / ``event`` refuse jobs when ``cfg`` has no ``[gateway]``), to validate
-    with. A python target need not be registered here: it only has to exist where it
-    runs. Nothing here opens a connection (the HTTP client is created on first use)."""
-    table: dict[str, Executor] = {"python": PythonExecutor(), "shell": ShellExecutor()}
+    with. With an ``app`` in ``cfg`` (``--app``) it is imported and a python job must
+    name one of its targets, with a payload that fits the target's type; without one,
+    a python target need not be registered here: it only has to exist where it runs.
+    Nothing here opens a connection (the HTTP client is created on first use)."""
+    python = PythonExecutor(app=cfg.app) if with_app and cfg.app else PythonExecutor()
+    if with_app and cfg.app:
+        for name, target in load_app(cfg.app).items():
+            python.register(name, target.fn, payload=target.payload)
+    table: dict[str, Executor] = {"python": python, "shell": ShellExecutor()}
     table.update(gateway_executors(cfg, HttpClient(), RealClock()))
     return table
 
@@ -70,7 +79,11 @@ def builtin_executors(cfg: Config) -> dict[str, Executor]:
 @asynccontextmanager
 async def open_store(cfg: Config, *, create: bool = True) -> AsyncIterator[Store]:
     """The database, after the bounded integrity check (``store.sqlite.integrity``): a damaged
-    file is refused (``DatabaseCorrupt``) before this command writes anything."""
+    file is refused (``DatabaseCorrupt``) before this command writes anything. A
+    command that only reads or changes what is there (``create=False``) on a file that
+    does not exist yet fails with a first-run hint (exit 1)."""
+    if not create and not os.path.exists(cfg.database):  # noqa: ASYNC240 - one stat, at start
+        raise CliError(first_run_hint(cfg.database), code=1)
     store = await store_factory.open_store(
         cfg.database,
         synchronous=cfg.synchronous,

@@ -13,6 +13,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+import anyio
+import msgspec
+
 from shepherd.actors.executors.base import Executor
 from shepherd.actors.messages import (
     DispatcherMsg,
@@ -28,9 +31,11 @@ from shepherd.actors.scheduler.cron import next_fires as _next_fires
 from shepherd.actors.writer import StoreMsg, write
 from shepherd.runtime.jobs import (
     check_enqueue,
+    check_payload,
     job_from_data,
     keep_ended,
     new_dispatch,
+    plain_payload,
     save_op,
     validate_job,
 )
@@ -64,6 +69,14 @@ class JobsApi:
         self._scheduler = scheduler
         self._forget_job = forget_job
         self._jobs: dict[str, JobRow] = {}
+        self.jobs_loaded = anyio.Event()  # set once the config's jobs are added
+
+    async def add_config_jobs(self, specs: Sequence[JobSpec]) -> None:
+        """Add the config's jobs at start, then set ``jobs_loaded`` (the spool waits for
+        it: its files may name them)."""
+        for spec in specs:
+            await self.add_job(spec)
+        self.jobs_loaded.set()
 
     # -- jobs --------------------------------------------------------------------------
 
@@ -117,8 +130,8 @@ class JobsApi:
     async def run_now(self, name: str, payload: dict[str, Any] | None = None) -> int:
         """Queue one run of ``name`` now, even if it is disabled; its schedule does not
         move. Returns the dispatch id."""
-        req = EnqueueRequest(job=name, payload=payload, kind="run_now")
-        return (await self.enqueue_many([req]))[0]
+        req = plain_payload(EnqueueRequest(job=name, payload=payload, kind="run_now"))
+        return (await self._insert([req], fields=["payload"]))[0]
 
     async def next_fires(self, name: str, n: int = 5) -> list[float]:
         """The next ``n`` fire times of ``name`` (epoch seconds); [] if none."""
@@ -158,7 +171,7 @@ class JobsApi:
     async def enqueue(
         self,
         job: str,
-        payload: dict[str, Any] | None = None,
+        payload: dict[str, Any] | msgspec.Struct | None = None,
         *,
         priority: str | None = None,
         not_before: float | datetime | None = None,
@@ -168,7 +181,9 @@ class JobsApi:
         max_attempts: int | None = None,
         idempotency_key: str | None = None,
     ) -> int:
-        """Queue one run of ``job``; returns the dispatch id once it is committed."""
+        """Queue one run of ``job``; returns the dispatch id once it is committed. A
+        payload its python target's declared type refuses is an error naming the field
+        (``payload.to: Expected str, got int``), and nothing is stored."""
         now = self.clock.wall()
         # the relative values first (they are added to now), then the request
         check_enqueue(EnqueueRequest(job=job), delay=delay, expires_in=expires_in)
@@ -180,23 +195,30 @@ class JobsApi:
         )
         req = EnqueueRequest(
             job=job,
-            payload=payload,
+            payload=payload,  # type: ignore[arg-type]  # a Struct: plain_payload()
             priority=priority,  # type: ignore[arg-type]
             not_before=nb,
             expires_at=exp,
             max_attempts=max_attempts,
             idempotency_key=idempotency_key,
         )
+        req = plain_payload(req)
         check_enqueue(req)  # errors name the argument (enqueue_many names requests[i])
-        return (await self.enqueue_many([req]))[0]
+        return (await self._insert([req], fields=["payload"]))[0]
 
     async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[int]:
-        """Queue many dispatches in one transaction; ids in the same order."""
+        """Queue many dispatches in one transaction; ids in the same order. Payloads
+        are checked as ``enqueue`` checks them (``requests[3].payload.to: ...``)."""
+        reqs = [plain_payload(req) for req in requests]
+        return await self._insert(reqs, fields=[f"requests[{i}].payload" for i in range(len(reqs))])
+
+    async def _insert(self, requests: Sequence[EnqueueRequest], *, fields: list[str]) -> list[int]:
         now = self.clock.wall()
         rows: list[NewDispatch] = []
         for i, req in enumerate(requests):
             row = await self._job(req.job)
             rows.append(new_dispatch(row, req, now, where=f"requests[{i}]"))
+            check_payload(row.spec, req.payload, self.executors, field=fields[i])
         result = await write(self._writer, InsertDispatches(rows, self.instance, now))
         ids: list[int] = []
         entries: list[Entry] = []
@@ -221,6 +243,4 @@ def _epoch(value: float | datetime) -> float:
 
 
 def _with(spec: JobSpec, **changes: Any) -> JobSpec:
-    import msgspec
-
     return msgspec.structs.replace(spec, **changes)

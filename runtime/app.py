@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
@@ -44,6 +44,7 @@ from shepherd.runtime.config import Config
 from shepherd.runtime.events import EventHub
 from shepherd.runtime.host import RuntimeHost
 from shepherd.runtime.messaging import Messaging, gateway_executors
+from shepherd.runtime.targets import PayloadType, TargetSource, python_executor
 from shepherd.runtime.tree import Fanout, Inboxes, build_tree
 from shepherd.store.errors import SupervisorEscalation
 from shepherd.store.factory import open_store
@@ -163,11 +164,12 @@ class Runtime:
         cls,
         config: Config | None = None,
         *,
-        targets: Mapping[str, PythonTarget] | None = None,
+        targets: TargetSource | None = None,
         executors: Iterable[Executor] = (),
         clock: Clock | None = None,
     ) -> AsyncIterator[Runtime]:
         cfg = config or Config()
+        python = python_executor(cfg.app, targets)  # a bad app: refused, nothing opened
         lock = await lock_database(cfg.database)
         try:
             store = await open_store(
@@ -179,9 +181,6 @@ class Runtime:
         except BaseException:
             lock.close()
             raise
-        python = PythonExecutor()
-        for name, fn in (targets or {}).items():
-            python.register(name, fn)
         table: dict[str, Executor] = {"python": python, "shell": ShellExecutor()}
         clock = clock or RealClock()
         http = HttpClient(max_connections=cfg.gateway.max_connections if cfg.gateway else 256)
@@ -192,8 +191,7 @@ class Runtime:
         try:
             async with anyio.create_task_group() as tg:
                 await tg.start(rt._serve)
-                for spec in cfg.jobs:
-                    await rt.add_job(spec)
+                await rt._jobs_api.add_config_jobs(cfg.jobs)
                 try:
                     yield rt
                 finally:
@@ -235,6 +233,7 @@ class Runtime:
             sinks=self._messaging.sinks,
             http=self.http,
             on_event=self.actor_events.append,
+            producer=self._jobs_api,
         )
         await self._root.run(task_status=task_status)
 
@@ -244,11 +243,11 @@ class Runtime:
 
     # -- executors -------------------------------------------------------------------
 
-    def register(self, name: str, fn: PythonTarget) -> None:
-        """Register an async callable as the ``python`` target ``name``."""
+    def register(self, name: str, fn: PythonTarget, *, payload: PayloadType | None = None) -> None:
+        """Register an async callable as the ``python`` target ``name`` (of ``payload``)."""
         python = self.executors["python"]
         assert isinstance(python, PythonExecutor)
-        python.register(name, fn)
+        python.register(name, fn, payload=payload)
 
     # -- events and introspection -------------------------------------------------
 

@@ -9,19 +9,25 @@
     shepherd runs list | runs show ID
     shepherd dlq list | dlq retry ID...|--all | dlq purge ID...|--all|--older-than DUR
     shepherd jobs add NAME [flags] | jobs add --file F | jobs list | jobs show | jobs rm
+    shepherd jobs export [NAME...] [--format toml|json] [-o FILE]
+    shepherd completion bash|zsh|fish                  a shell completion script
     shepherd cancel DISPATCH_ID
+    shepherd spool enqueue (--message M|--file F) | spool status | spool rejected ...
 
 Global options (before or after the command): ``--config PATH`` (default
 ``./shepherd.toml`` when it exists, else built-in defaults; ``SHEPHERD_*`` environment
-variables override), ``--database PATH``, ``--json`` (machine output on stdout).
+variables override), ``--database PATH``, ``--json`` (machine output on stdout, times
+in UTC), ``--tz ZONE`` (human output's time zone; default local time; on ``jobs add`` /
+``jobs update`` ``--tz`` is the job's zone, so give the display zone before the command).
 Errors go to stderr as ``shepherd: error: <message>``, naming the flag or field.
 
 Exit codes:
     0    success (``run``: stopped by a first SIGTERM/SIGINT, idle, or ``--for``)
     1    operation failed: no such job / dispatch / run, config file exists, a dead
-         letter id that is not dead, a dispatch that already ended
+         letter id that is not dead, a dispatch that already ended, a database that
+         does not exist yet (with a first-run hint)
     2    bad input: command line, config file, job spec (nothing was stored)
-    3    store error: database locked, corrupt, read-only, missing, disk full, or
+    3    store error: database locked, corrupt, read-only, disk full, or
          already served by another runtime (also an escalation caused by one);
          ``doctor``: the file is not healthy
     4    supervisor escalation: the runtime's restart intensity was exceeded
@@ -43,8 +49,13 @@ from typing import Any
 
 from shepherd.runtime import _cli_ops as ops
 from shepherd.runtime import _cli_schedule as sched
+from shepherd.runtime._cli_backup import cmd_backup, cmd_restore
+from shepherd.runtime._cli_complete import SHELLS, completion_script
 from shepherd.runtime._cli_doctor import cmd_doctor
-from shepherd.runtime._cli_fmt import CliError
+from shepherd.runtime._cli_export import cmd_jobs_export
+from shepherd.runtime._cli_fmt import CliError, set_display_zone
+from shepherd.runtime._cli_help import example_epilog
+from shepherd.runtime._cli_jobflags import add_job_flags
 from shepherd.runtime._cli_jobs import (
     check_config_jobs,
     cmd_config_init,
@@ -53,6 +64,7 @@ from shepherd.runtime._cli_jobs import (
     cmd_jobs_rm,
     cmd_jobs_show,
 )
+from shepherd.runtime._cli_spool import add_spool_commands
 from shepherd.runtime._cli_status import cmd_status
 from shepherd.runtime._cli_store import bounded_int, duration, instant, json_object, positive_int
 from shepherd.runtime.config import Config, load_config
@@ -70,7 +82,8 @@ __all__ = ["EXIT_CODES", "build_parser", "main"]
 
 EXIT_CODES = {"ok": 0, "failed": 1, "bad_input": 2, "store": 3, "escalation": 4, "interrupted": 130}
 _EPILOG = """exit codes:
-  0 ok    1 failed (not found, exists, already ended)    2 bad input (nothing stored)
+  0 ok    1 failed (not found, no database yet, exists, already ended)
+  2 bad input (nothing stored)
   3 store error (locked, corrupt, read-only, already served)
   4 supervisor escalation    130 interrupted (second signal during drain, Ctrl-C)"""
 _RUN_STATES = ("running", "ok", "error", "timeout", "crashed", "cancelled", "skipped")
@@ -79,7 +92,7 @@ Command = Callable[[argparse.Namespace, Config], int]
 attempts = bounded_int(ATTEMPTS)  # --max-attempts: the bounds of the field it sets
 
 
-def _common(default: Any) -> argparse.ArgumentParser:
+def _common(default: Any, *, tz: bool = True) -> argparse.ArgumentParser:
     """Global options. The root parser gets real defaults; each command gets a separate
     copy whose defaults are SUPPRESS, so ``status --json`` works and a flag given
     before the command is not overwritten (argparse shares action objects between a
@@ -98,42 +111,31 @@ def _common(default: Any) -> argparse.ArgumentParser:
         help="database file (overrides the config)",
     )
     p.add_argument(
+        "--app",
+        metavar="MODULE:ATTR",
+        default=default,
+        help="python targets to import, e.g. myapp.tasks:targets (overrides the config's app)",
+    )
+    p.add_argument(
         "--json",
         action="store_true",
         default=False if default is None else default,
         help="machine-readable output on stdout",
     )
+    if tz:  # not on jobs add / update, whose --tz is the job's zone (give it first there)
+        p.add_argument(
+            "--tz",
+            dest="display_tz",
+            metavar="ZONE",
+            default=default,
+            help="show times in this IANA zone (default: local time; --json stays UTC)",
+        )
     return p
-
-
-def _job_flags(p: argparse.ArgumentParser, *, update: bool = False) -> None:
-    p.add_argument(
-        "--executor", help="python (default), shell, agent, event or watchdog (see README)"
-    )
-    p.add_argument(
-        "--target", help="shell: the command; python: the registered target; agent: agent id"
-    )
-    p.add_argument("--payload", type=json_object, metavar="JSON")
-    p.add_argument(
-        "--options", type=json_object, metavar="JSON", help="executor options, a JSON object"
-    )
-    p.add_argument("--cron", metavar="EXPR")
-    p.add_argument("--tz", metavar="ZONE", help="IANA time zone of --cron / --at")
-    p.add_argument("--at", metavar="ISO", help="one shot: ISO 8601 instant or 'in 10m'")
-    p.add_argument("--every", type=duration, metavar="DUR")
-    p.add_argument("--priority", choices=PRIORITIES)
-    p.add_argument("--timeout", type=duration, metavar="DUR")
-    p.add_argument("--max-attempts", type=attempts, metavar="N", help="1-1000")
-    p.add_argument("--retry-base", type=duration, metavar="DUR", help="first retry delay")
-    p.add_argument("--overlap", choices=("skip", "queue", "allow", "replace"))
-    p.add_argument("--pool", metavar="NAME")
-    p.add_argument("--guarantee", choices=("at-least-once", "at-most-once"))
-    if not update:
-        p.add_argument("--disabled", action="store_true")
 
 
 def build_parser() -> argparse.ArgumentParser:
     common = _common(argparse.SUPPRESS)
+    common_job = _common(argparse.SUPPRESS, tz=False)
     root = argparse.ArgumentParser(
         prog="shepherd",
         description="Scheduler and dispatcher for AI-agent gateways.",
@@ -143,15 +145,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def cmd(parent: Any, name: str, fn: Callable[..., int], help: str) -> argparse.ArgumentParser:
+    def cmd(
+        parent: Any, name: str, fn: Callable[..., int], help: str, *, job: bool = False
+    ) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = parent.add_parser(
             name,
             help=help,
             description=help,
-            parents=[common],
-            epilog=_EPILOG,
+            parents=[common_job if job else common],
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
+        p.epilog = example_epilog(p.prog.removeprefix(f"{root.prog} "), _EPILOG)
         p.set_defaults(func=fn)
         return p
 
@@ -174,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="config file helpers").add_subparsers(
         dest="config_command", required=True, metavar="ACTION"
     )
+    p = cmd(sub, "completion", _completion, "print a shell completion script")
+    p.add_argument("shell", choices=SHELLS, metavar="SHELL", help="bash, zsh or fish")
+
     p = cmd(config, "init", _config_init, "write the default config file")
     p.add_argument("path", nargs="?", default="shepherd.toml", metavar="PATH")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
@@ -195,6 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     cmd(sub, "status", cmd_status, "queue depth, running runs, dead letters, daemon")
     cmd(sub, "doctor", cmd_doctor, "check the database file: integrity, WAL, schema, lock")
+
+    p = cmd(sub, "backup", cmd_backup, "copy the database (consistent while a daemon runs)")
+    p.add_argument("path", metavar="PATH", help="the backup file to write")
+    p.add_argument("--force", action="store_true", help="overwrite an existing PATH")
+    p = cmd(sub, "restore", cmd_restore, "check a backup in full, then put it in place")
+    p.add_argument("backup", metavar="BACKUP")
+    p.add_argument("--to", metavar="DB", help="the database to restore (default: --database)")
+    p.add_argument("--force", action="store_true", help="replace an existing database")
 
     runs = sub.add_parser("runs", help="run history").add_subparsers(
         dest="runs_command", required=True, metavar="ACTION"
@@ -224,13 +239,13 @@ def build_parser() -> argparse.ArgumentParser:
     jobs = sub.add_parser("jobs", help="job definitions").add_subparsers(
         dest="jobs_command", required=True, metavar="ACTION"
     )
-    p = cmd(jobs, "add", cmd_jobs_add, "add or replace a job (flags or --file)")
+    p = cmd(jobs, "add", cmd_jobs_add, "add or replace a job (flags or --file)", job=True)
     p.add_argument("name", nargs="?", metavar="NAME")
     p.add_argument("--file", metavar="FILE", help="TOML or JSON: one job, or [[jobs]]")
-    _job_flags(p)
-    p = cmd(jobs, "update", sched.cmd_jobs_update, "change some fields of a job")
+    add_job_flags(p)
+    p = cmd(jobs, "update", sched.cmd_jobs_update, "change some fields of a job", job=True)
     p.add_argument("name", metavar="NAME")
-    _job_flags(p, update=True)
+    add_job_flags(p)
     p = cmd(jobs, "enable", sched.cmd_jobs_enable, "enable a job (recomputes its next run)")
     p.add_argument("name", metavar="NAME")
     p = cmd(jobs, "disable", sched.cmd_jobs_disable, "disable a job's schedule")
@@ -242,6 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME")
     p.add_argument("-n", "--count", type=bounded_int(Range(1, 1000)), default=5, metavar="N")
     cmd(jobs, "list", cmd_jobs_list, "list jobs")
+    p = cmd(jobs, "export", cmd_jobs_export, "write jobs as a file `jobs add --file` takes")
+    p.add_argument("names", nargs="*", metavar="NAME", help="default: every job")
+    p.add_argument("--format", choices=("toml", "json"), help="default: from -o, else toml")
+    p.add_argument("-o", "--output", metavar="FILE", help="default: stdout")
     p = cmd(jobs, "show", cmd_jobs_show, "one job's spec and schedule")
     p.add_argument("name", metavar="NAME")
     p = cmd(jobs, "rm", cmd_jobs_rm, "remove a job; its queued dispatches are cancelled")
@@ -249,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = cmd(sub, "cancel", ops.cmd_cancel, "cancel a queued or running dispatch")
     p.add_argument("dispatch_id", type=positive_int, metavar="DISPATCH_ID")
+    add_spool_commands(sub, cmd)  # the spool directory: runtime/_cli_spool.py
     return root
 
 
@@ -271,14 +291,19 @@ def _config_init(args: argparse.Namespace, cfg: Config) -> int:
     return cmd_config_init(args)
 
 
-_NO_CONFIG = {_demo, _config_init}
+def _completion(args: argparse.Namespace, cfg: Config) -> int:
+    sys.stdout.write(completion_script(build_parser(), args.shell))
+    return 0
+
+
+_NO_CONFIG = {_demo, _config_init, _completion}
 
 
 def _config(args: argparse.Namespace) -> Config:
     path = args.config
     if path is None and os.path.exists("shepherd.toml"):
         path = "shepherd.toml"
-    cfg = load_config(path, database=args.database)
+    cfg = load_config(path, database=args.database, app=args.app)
     check_config_jobs(cfg, time.time())  # what `run` would refuse, every command refuses
     return cfg
 
@@ -293,6 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     try:
+        set_display_zone(getattr(args, "display_tz", None))
         cfg = Config() if args.func in _NO_CONFIG else _config(args)
         result: int = args.func(args, cfg)
         return result

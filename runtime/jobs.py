@@ -33,10 +33,12 @@ from shepherd.store.ops import NewDispatch, SaveJob
 
 __all__ = [
     "check_enqueue",
+    "check_payload",
     "first_run_at",
     "job_from_data",
     "keep_ended",
     "new_dispatch",
+    "plain_payload",
     "save_op",
     "validate_job",
 ]
@@ -118,6 +120,32 @@ def check_enqueue(
         check_value(expires_in, EXPIRES_IN, field=f"{prefix}expires_in")
     if req.idempotency_key is not None and (bad := keys.key_problem(req.idempotency_key)):
         raise ConfigError(bad, field=f"{prefix}idempotency_key")
+
+
+def check_payload(
+    spec: JobSpec,
+    payload: Any,
+    executors: Mapping[str, Executor],
+    *,
+    field: str = "payload",
+) -> None:
+    """Refuse a payload that does not fit the payload type its python target declares
+    (``payload.to: Expected str, got int``); ``payload`` None is the job's default.
+    Nothing is checked where the target is untyped or not registered here."""
+    executor = executors.get(spec.executor)
+    check = getattr(executor, "check_payload", None)
+    if check is not None:
+        check(spec, spec.payload if payload is None else payload, field=field)
+
+
+def plain_payload(req: EnqueueRequest) -> EnqueueRequest:
+    """``req`` with a Struct payload (``rt.enqueue("report", Report(...))``) as builtins."""
+    if isinstance(req.payload, msgspec.Struct):
+        payload = msgspec.to_builtins(req.payload)
+        if not isinstance(payload, dict):
+            raise ConfigError("a Struct payload must encode as an object", field="payload")
+        return msgspec.structs.replace(req, payload=payload)
+    return req
 
 
 def job_from_data(data: Mapping[str, Any]) -> JobSpec:

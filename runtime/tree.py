@@ -13,7 +13,9 @@ three into actors and a ``Supervisor``; ``Fanout`` delivers events along ``ROUTE
     ├── scheduler   cron / every / at slots become dispatches
     ├── health      heartbeat flush and stale runs (Tick), gateway probes, status rows
     ├── ingest      wake-ups from other processes (unix datagram socket)
-    └── pruner      retention passes in bounded batches, key expiry, WAL checkpoint
+    ├── spool       files in the spool directory become dispatches (when [spool] is set)
+    ├── pruner      retention passes in bounded batches, key expiry, WAL checkpoint
+    └── backup      scheduled backups ([backup] every), rotated to the newest keep
 
 A mailbox is a bound, not an allocation (anyio buffers what is queued, nothing more):
 a sender that awaits ``send`` waits for room, one that ``tell``s gets ``MailboxFull``.
@@ -29,10 +31,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
 
+from shepherd.actors.backup import BackupActor
 from shepherd.actors.dispatcher import Dispatcher, DispatcherConfig
 from shepherd.actors.executors.base import Executor
 from shepherd.actors.executors.gateway import HttpClient
@@ -54,7 +58,9 @@ from shepherd.actors.pruner import Pruner, PrunerMsg
 from shepherd.actors.pruner import Stop as StopPruner
 from shepherd.actors.router import Routed, Router, RouterMsg, SinkFn
 from shepherd.actors.router import Stop as StopRouter
+from shepherd.actors.router.delivery import dead_letter_alert
 from shepherd.actors.scheduler import Scheduler, SchedulerConfig
+from shepherd.actors.spool.actor import Producer, SpoolIngest, prepare_dirs
 from shepherd.actors.writer import StoreMsg, StoreWriter
 from shepherd.runtime.config import Config
 from shepherd.runtime.events import EventHub
@@ -65,7 +71,9 @@ __all__ = ["INBOXES", "ROUTES", "STRATEGY", "TREE", "Fanout", "Inboxes", "build_
 
 log = logging.getLogger("shepherd")
 
-ActorName = Literal["store", "router", "dispatcher", "scheduler", "health", "ingest", "pruner"]
+ActorName = Literal[
+    "store", "router", "dispatcher", "scheduler", "health", "ingest", "spool", "pruner", "backup"
+]
 
 
 class Child(msgspec.Struct, frozen=True):
@@ -100,8 +108,16 @@ TREE: tuple[Child, ...] = (
     Child("ingest", 1.0,
           "after the dispatcher and the scheduler have loaded the store: once its socket"
           " is bound it pokes both to read what was committed meanwhile"),
+    Child("spool", 1.0,
+          "after the dispatcher, which its enqueues tell; only with [spool]. Its stop"
+          " ends the watch; a commit cut short is redone at the next start (a file is"
+          " removed only after its commit)"),
     Child("pruner", 3.0,
-          "last: housekeeping; a pass stops after its current batch"),
+          "housekeeping; a pass stops after its current batch"),
+    Child("backup", 1.0,
+          "last: it only reads (a connection of its own); a stop during a copy stops"
+          " waiting for it after 1 s, and the copy, on its own thread, still ends whole"
+          " or not at all"),
 )
 # fmt: on
 
@@ -197,10 +213,11 @@ ROUTES: tuple[Route, ...] = (
     Route(
         listener="router",
         hears=OutcomeEvent,
-        when=lambda e: e.run_id is not None,
+        when=lambda e: e.run_id is not None or e.status == "dead",
         message=Routed,
         warn=False,
-        why="a run's outcome may be announced (actors/router/delivery.py decides)",
+        why="a run's outcome may be announced (actors/router/delivery.py decides); a"
+        " dead letter's alert row, committed with it, is loaded",
     ),
     Route(
         listener="scheduler",
@@ -259,8 +276,10 @@ def build_tree(
     sinks: dict[str, SinkFn],
     http: HttpClient,
     on_event: Callable[[ActorEvent], None],
+    producer: Producer,
 ) -> tuple[Supervisor, dict[str, Any]]:
-    """The actors of ``TREE`` and the root supervisor that runs them."""
+    """The actors of ``TREE`` and the root supervisor that runs them. A spool directory
+    that cannot be used raises here, before anything starts (``prepare_dirs``)."""
     writer = inboxes.store.address()
     dispatcher = inboxes.dispatcher.address()
     scheduler = inboxes.scheduler.address()
@@ -296,6 +315,7 @@ def build_tree(
                 data_dir=cfg.artifacts_dir,
                 breaker_fail_max=cfg.breaker_fail_max,
                 breaker_reset=float(cfg.breaker_reset),
+                dead_letter=dead_letter_alert(cfg.delivery),
             ),
             store=store,
             writer=writer,
@@ -324,13 +344,26 @@ def build_tree(
             store=store,
             checkpoint_every=float(cfg.health_interval),
         ),
+        "backup": BackupActor(
+            cfg.backup,
+            store=store,
+            clock=clock,
+            directory=cfg.backup_dir,
+            stem=Path(cfg.database).stem,
+        ),
     }
+    if cfg.spool is not None:
+        prepare_dirs(cfg.spool.dir)
+        actors["spool"] = SpoolIngest(cfg.spool, producer=producer, store=store, clock=clock)
     stops: dict[str, Callable[[], None]] = {
         "router": lambda: _tell(router_addr, StopRouter()),
         "dispatcher": lambda: dispatcher.tell(Drain(grace, Reply())),
         "health": health.stop,
         "pruner": lambda: _tell(pruner_addr, StopPruner()),
+        "backup": actors["backup"].stop,
     }
+    if "spool" in actors:
+        stops["spool"] = actors["spool"].stop
     children = [
         ChildSpec(
             name=child.name,
@@ -340,6 +373,7 @@ def build_tree(
             stop=stops.get(child.name),
         )
         for child in TREE
+        if child.name in actors
     ]
     root = Supervisor(
         "root",

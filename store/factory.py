@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from typing import Any, Literal
 
 from shepherd.store.errors import ConfigError
 from shepherd.store.protocol import Store
 from shepherd.store.sqlite import SqliteStore, integrity
+from shepherd.store.sqlite import backup as _backup
 from shepherd.store.sqlite.integrity import Check
 
-__all__ = ["Check", "database_path", "diagnose", "open_store"]
+__all__ = ["Check", "check_backup", "database_path", "diagnose", "open_store", "restore_backup"]
 
 log = logging.getLogger("shepherd.store")
 _URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$")
@@ -73,3 +75,17 @@ def diagnose(database: str) -> dict[str, Any]:
     """What ``shepherd doctor`` reports of the database: the file, its schema, a full
     integrity check per table, the latest runtime instance (``store.sqlite.integrity``)."""
     return integrity.diagnose(database_path(database))
+
+
+def check_backup(path: str) -> int:
+    """A full integrity check of a backup file; its schema version (``DatabaseCorrupt``
+    when damaged or foreign)."""
+    return _backup.check_backup(path)
+
+
+def restore_backup(
+    backup: str, database: str, *, progress: Callable[[int, int], None] | None = None
+) -> int:
+    """Check ``backup`` in full, then put it in place of ``database`` atomically; the
+    schema version restored. The caller holds the database's lock."""
+    return _backup.restore_file(backup, database_path(database), progress=progress)

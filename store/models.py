@@ -315,7 +315,7 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
 
 class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     id: int
-    kind: str  # announce (job delivery) | alert (watchdog) | api (Runtime.deliver)
+    kind: str  # announce (job delivery) | alert (watchdog) | api (Runtime.deliver) | dead_letter
     status: str  # pending | sent | failed
     body: str
     channel: str | None

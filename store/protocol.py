@@ -19,7 +19,7 @@ Errors are ``store.errors`` classes (``DatabaseLocked``, ``DiskFull``, ``ReadOnl
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol
 
 from shepherd.store.models import Delivery, Dispatch, JobRow, Message, Run
@@ -162,8 +162,13 @@ class Store(Protocol):
         engine has no such step)."""
         ...
 
-    async def backup(self, target: str) -> None:
-        """A consistent copy of the whole database at ``target``."""
+    async def backup(
+        self, target: str, *, progress: Callable[[int, int], None] | None = None
+    ) -> int:
+        """A consistent copy of the whole database at ``target``, taken while writes go
+        on, written atomically (``target`` is the old file or the whole copy); its size
+        in bytes. ``progress(done, total)`` is called as the copy advances (from a
+        worker thread)."""
         ...
 
     async def close(self, *, checkpoint: bool = True) -> None: ...

@@ -111,6 +111,7 @@ class Dispatcher:
             wake=self._wake,
             start=self._launcher.start,
             rng=self._rng,
+            alert=cfg.dead_letter,
         )
         self._loader = Loader(
             store=self._store,
@@ -119,6 +120,7 @@ class Dispatcher:
             queue=self._queue,
             add=self._batch.add,
             counters=self.counters,
+            alert=cfg.dead_letter,
         )
         self._again = True  # the first pass admits what was loaded from the store
         self._draining = self._drained = False

@@ -50,6 +50,7 @@ from shepherd.store.models import JobSpec
 from shepherd.store.ops import (
     CancelDispatch,
     ClaimRuns,
+    DeadLetterAlert,
     FinishRun,
     FinishRuns,
     Settle,
@@ -93,8 +94,10 @@ class Batch:
         wake: Callable[[], None],
         start: Start,
         rng: random.Random | None = None,
+        alert: DeadLetterAlert | None = None,
     ) -> None:
         self._instance = instance
+        self._alert = alert
         self._jobs = jobs
         self._queue = queue
         self._runs = runs
@@ -158,9 +161,10 @@ class Batch:
             f = finish_op(msg, r.entry, job, now, attempt=r.attempt, rng=self._rng)
             p.finals.append((msg, r, f))
         if p.finals:
-            p.ops.append(FinishRuns([f for _, _, f in p.finals], now, origin=self._instance))
+            finals = [f for _, _, f in p.finals]
+            p.ops.append(FinishRuns(finals, now, origin=self._instance, alert=self._alert))
         if p.settles:
-            p.ops.append(SettleQueued([s for _, s in p.settles], now))
+            p.ops.append(SettleQueued([s for _, s in p.settles], now, alert=self._alert))
         if p.claims:
             jobs = self._jobs
             claims = [claim_op(e, jobs.get(e.job_id)) for e in p.claims]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
+from shepherd.store.ops import DeadLetterAlert
+
 __all__ = ["COUNTERS", "DispatcherConfig"]
 
 COUNTERS = [
@@ -33,4 +35,5 @@ class DispatcherConfig(msgspec.Struct, frozen=True, kw_only=True):
     max_batch: int = 2000
     breaker_fail_max: int = 5
     breaker_reset: float = 30.0
+    dead_letter: DeadLetterAlert | None = None  # alert deliveries of dead letters
     stale_margin: float = 5.0  # past a deadline by this much, the stale check steps in

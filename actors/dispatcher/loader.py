@@ -27,6 +27,7 @@ from shepherd.actors.messages import Entry, Poke, entry_from_dispatch
 from shepherd.actors.primitives.clock import Clock
 from shepherd.actors.primitives.mailbox import Address
 from shepherd.actors.writer import StoreMsg
+from shepherd.store.ops import DeadLetterAlert
 from shepherd.store.protocol import Store
 
 __all__ = ["Loader"]
@@ -46,8 +47,10 @@ class Loader:
         queue: ReadyQueue,
         add: Callable[[Entry], None],
         counters: dict[str, int],
+        alert: DeadLetterAlert | None = None,
     ) -> None:
         self._store = store
+        self._alert = alert
         self._instance = instance
         self._jobs = jobs
         self._queue = queue
@@ -61,7 +64,9 @@ class Loader:
     async def start(self, writer: Address[StoreMsg], clock: Clock) -> None:
         """Recover the orphaned runs, then load every job and the whole queue."""
         began = clock.now()
-        recovered = await recover_orphans(self._store, writer, clock, origin=self._instance)
+        recovered = await recover_orphans(
+            self._store, writer, clock, origin=self._instance, alert=self._alert
+        )
         for run_id, dispatch_id, action in recovered:
             log.warning("run %s of dispatch %s was orphaned: %s", run_id, dispatch_id, action)
         await self.jobs()

@@ -30,7 +30,7 @@ from shepherd.actors.executors import procs
 from shepherd.actors.primitives.clock import Clock
 from shepherd.actors.primitives.mailbox import Address
 from shepherd.actors.writer import StoreMsg, write
-from shepherd.store.ops import RecoverOrphans
+from shepherd.store.ops import DeadLetterAlert, RecoverOrphans
 from shepherd.store.protocol import Store
 
 __all__ = ["KILL_WAIT", "end_orphaned_groups", "recover_orphans"]
@@ -42,12 +42,17 @@ POLL = 0.02
 
 
 async def recover_orphans(
-    store: Store, writer: Address[StoreMsg], clock: Clock, *, origin: str
+    store: Store,
+    writer: Address[StoreMsg],
+    clock: Clock,
+    *,
+    origin: str,
+    alert: DeadLetterAlert | None = None,
 ) -> list[tuple[int, int, str]]:
     """Orphaned runs → ``crashed`` and their guarantee applied, once their process groups
     are gone. Returns ``(run_id, dispatch_id, action)`` for each (``RecoverOrphans``)."""
     found = await end_orphaned_groups(store, clock)
-    op = RecoverOrphans(now=clock.wall(), origin=origin, processes=found)
+    op = RecoverOrphans(now=clock.wall(), origin=origin, processes=found, alert=alert)
     result: list[tuple[int, int, str]] = await write(writer, op)
     return result
 

@@ -88,7 +88,8 @@ class RunContext:
         self.job = job
         self.attempt = attempt
         self.max_attempts = max_attempts
-        self.payload = payload
+        # a dict; for a python target that declares its payload type, that Struct
+        self.payload: Any = payload
         self.idempotency_key = idempotency_key
         self.parent_run_id = parent_run_id
         self.data_dir = data_dir

@@ -118,10 +118,12 @@ class Router:
             batch = self._mailbox.drain(first, 1000) if first is not None else []
             inserts: list[_Insert] = []
             attempts: list[Attempt] = []
-            stop = False
+            stop = reload = False
             for msg in batch:
                 match msg:
                     case Routed(event):
+                        # its dead letter's alert row was committed with it: load it
+                        reload = reload or event.status == "dead"
                         try:
                             new = await self._from_outcome(event)
                         except StoreError as exc:  # a read failed: this announce is lost
@@ -138,15 +140,14 @@ class Router:
                         for job_id in job_ids:
                             self._jobs.pop(job_id, None)
                     case Reload():
-                        try:
-                            self._outbox.reload(await self._store.pending_deliveries())
-                        except StoreError as exc:  # the next Reload or restart retries
-                            self._store_failed(exc)
+                        reload = True
                     case Stop():
                         stop = True
                     case _:
                         assert_never(msg)
-            await self._commit(inserts, attempts)
+            swept = await self._commit(inserts, attempts)
+            if reload or swept:
+                await self._reload()
             for d in self._outbox.take(self._clock.wall()):
                 tg.start_soon(self._send, d)
             if stop:
@@ -204,7 +205,17 @@ class Router:
             error = f"sink {sink or '?'} did not answer within {float(self._cfg.timeout):g}s"
         await self._self.send(Attempted(delivery_id=d.id, ok=error is None, sink=sink, error=error))
 
-    async def _commit(self, inserts: list[_Insert], attempts: list[Attempt]) -> None:
+    async def _reload(self) -> None:
+        """Track the pending rows others committed: operator retries, dead-letter alerts
+        (committed by the dispatcher's ops, also by crash recovery before the dispatcher
+        tells anyone); on every expiry sweep too, so none waits past the next sweep."""
+        try:
+            self._outbox.reload(await self._store.pending_deliveries())
+        except StoreError as exc:  # the next Reload, sweep or restart retries
+            self._store_failed(exc)
+
+    async def _commit(self, inserts: list[_Insert], attempts: list[Attempt]) -> bool:
+        """Commit what arrived together; whether the expiry sweep ran."""
         now = self._clock.wall()
         ops: list[WriteOp] = []
         if inserts:
@@ -216,7 +227,7 @@ class Router:
             ops.append(ExpireMessages(now))
             self._next_expiry = now + float(self._cfg.expire_interval)
         if not ops:
-            return
+            return False
         results = await write_each(self._writer, ops)
         if inserts:
             ids = results.pop(0)
@@ -238,6 +249,7 @@ class Router:
                 self._store_failed(expired)
             else:
                 self.counters["expired"] += int(expired)
+        return expire
 
     def _store_failed(self, exc: StoreError) -> None:
         self.counters["store_errors"] += 1

@@ -39,10 +39,11 @@ from shepherd.actors.executors.output import (
 )
 from shepherd.actors.messages import OutcomeEvent
 from shepherd.actors.router.messages import Announce
+from shepherd.store.alerts import validate_alert_option
 from shepherd.store.bounds import DAY, HOUR, Range, check_bounds
 from shepherd.store.errors import ConfigError
 from shepherd.store.models import JobSpec, Run, Seconds
-from shepherd.store.ops import NewDelivery
+from shepherd.store.ops import DeadLetterAlert, NewDelivery
 
 __all__ = [
     "DELIVERY_OPTIONS",
@@ -51,6 +52,7 @@ __all__ = [
     "announce_delivery",
     "announce_text",
     "check_option_keys",
+    "dead_letter_alert",
     "delivery_settings",
     "explicit_delivery",
     "pick_sink",
@@ -82,6 +84,9 @@ class DeliveryConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     concurrency: Annotated[int, Range(1, 10_000)] = 16  # sends in flight at once
     # inbox message expiry sweep
     expire_interval: Annotated[Seconds, Range(0.001, DAY, "s")] = Seconds(15.0)
+    # dead-letter alerts for jobs without options.dead_letter_alert ("": none)
+    dead_letter_to: str = ""  # an alias ("@ops") or a target
+    dead_letter_channel: str = ""
 
     def __post_init__(self) -> None:
         check_bounds(self, prefix="delivery.")
@@ -107,7 +112,7 @@ def delivery_settings(options: Mapping[str, Any]) -> tuple[str, str | None, str 
     return str(mode), to if to is None else str(to), channel if channel is None else str(channel)
 
 
-DELIVERY_OPTIONS = frozenset({"delivery", "delivery_to", "delivery_channel"})
+DELIVERY_OPTIONS = frozenset({"delivery", "delivery_to", "delivery_channel", "dead_letter_alert"})
 
 
 def check_option_keys(spec: JobSpec, own: Collection[str]) -> None:
@@ -124,6 +129,7 @@ def check_option_keys(spec: JobSpec, own: Collection[str]) -> None:
 
 def validate_delivery(options: Mapping[str, Any]) -> None:
     """ConfigError naming the field for bad delivery options of a job spec."""
+    validate_alert_option(options.get("dead_letter_alert"))
     raw = options.get("delivery")
     if raw is not None and raw not in DELIVERY_MODES:
         raise ConfigError(
@@ -255,3 +261,14 @@ def explicit_delivery(msg: Announce, cfg: DeliveryConfig, now: float) -> NewDeli
         max_attempts=cfg.max_attempts, next_attempt_at=now, job_name=msg.job,
         run_id=msg.run_id, dispatch_id=msg.dispatch_id, outcome=msg.outcome,
     )  # fmt: skip
+
+
+def dead_letter_alert(cfg: DeliveryConfig) -> DeadLetterAlert:
+    """What the ops that dead-letter a dispatch need to queue its alert (``store.alerts``):
+    the global target, the aliases, the attempt budget of a delivery."""
+    return DeadLetterAlert(
+        to=cfg.dead_letter_to or None,
+        channel=cfg.dead_letter_channel or None,
+        aliases={k: (a.channel or None, a.target or None) for k, a in cfg.aliases.items()},
+        max_attempts=cfg.max_attempts,
+    )

@@ -42,6 +42,7 @@ from shepherd.store.ops.jobs import (
 from shepherd.store.ops.messages import (
     MESSAGE_OP_TYPES,
     Attempt,
+    DeadLetterAlert,
     ExpireMessages,
     InsertDeliveries,
     InsertMessages,
@@ -77,6 +78,7 @@ __all__ = [
     "CancelDispatch",
     "ClaimRun",
     "ClaimRuns",
+    "DeadLetterAlert",
     "DeleteJob",
     "ExpireMessages",
     "FinishRun",

@@ -14,6 +14,7 @@ import msgspec
 
 from shepherd.store.keys import DEFAULT_TTL
 from shepherd.store.models import Outcome, SettleReason
+from shepherd.store.ops.messages import DeadLetterAlert
 
 __all__ = [
     "CancelDispatch",
@@ -104,6 +105,7 @@ class FinishRuns(msgspec.Struct, frozen=True, tag=True):
     finals: list[FinishRun]
     now: float
     origin: str = ""
+    alert: DeadLetterAlert | None = None  # a dead letter's alert delivery, same transaction
 
 
 class Settle(msgspec.Struct, frozen=True, kw_only=True):
@@ -120,6 +122,7 @@ class SettleQueued(msgspec.Struct, frozen=True, tag=True):
 
     items: list[Settle]
     now: float
+    alert: DeadLetterAlert | None = None  # a dead letter's alert delivery, same transaction
 
 
 class CancelDispatch(msgspec.Struct, frozen=True, tag=True):

@@ -78,6 +78,19 @@ class NewDelivery(msgspec.Struct, frozen=True, kw_only=True):
     outcome: str | None = None
 
 
+class DeadLetterAlert(msgspec.Struct, frozen=True, kw_only=True):
+    """How the ops that dead-letter a dispatch (``FinishRuns``, ``SettleQueued``,
+    ``RecoverOrphans``) queue its alert delivery, in the same transaction: to the job's
+    ``options.dead_letter_alert`` (``{to, channel}``; ``false``: none), else to ``to`` /
+    ``channel`` (``[delivery] dead_letter_to``); ``aliases`` resolves ``@name``
+    (name → (channel, target)). No target at all: no alert (``store.alerts``)."""
+
+    to: str | None = None
+    channel: str | None = None
+    aliases: dict[str, tuple[str | None, str | None]] = msgspec.field(default_factory=dict)
+    max_attempts: int = 8
+
+
 class InsertDeliveries(msgspec.Struct, frozen=True, tag=True):
     """Returns the new delivery ids, in order."""
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import msgspec
 
+from shepherd.store.ops.messages import DeadLetterAlert
+
 __all__ = [
     "Heartbeats",
     "RecordProcess",
@@ -23,6 +25,7 @@ class RecoverOrphans(msgspec.Struct, frozen=True, tag=True):
     now: float
     origin: str
     processes: dict[int, str] = msgspec.field(default_factory=dict)
+    alert: DeadLetterAlert | None = None  # a dead letter's alert delivery, same transaction
 
 
 class RecordProcess(msgspec.Struct, frozen=True, tag=True):

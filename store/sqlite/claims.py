@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 
 from shepherd.store.ops import ClaimRuns, FinishRuns, Settle, SettleQueued
-from shepherd.store.sqlite import ledger
+from shepherd.store.sqlite import alerts, ledger
 from shepherd.store.sqlite.dispatches import next_id
 from shepherd.store.sqlite.runs import settle_queued
 
@@ -158,5 +158,7 @@ def finish_runs(conn: sqlite3.Connection, op: FinishRuns) -> list[int | None]:
             " result = ?, updated_at = ? WHERE id = ? AND current_run_id = ?",
             (status, f.outcome, f.dead_reason, f.error, f.result, op.now, f.dispatch_id, f.run_id),
         )
+        if cur.rowcount == 1 and status == "dead":
+            alerts.queue_alert(conn, f.dispatch_id, op.now, op.alert)
         out.append(0 if cur.rowcount == 1 else None)
     return out

@@ -28,6 +28,7 @@ from shepherd.store.models import Delivery, Dispatch, JobRow, Message, Run
 from shepherd.store.ops import WriteOp
 from shepherd.store.protocol import CheckpointMode, OrphanedProcess
 from shepherd.store.sqlite import deliveries, messages, queries, runs
+from shepherd.store.sqlite.backup import Progress, copy_to
 from shepherd.store.sqlite.batch import apply_batch, on_thread
 from shepherd.store.sqlite.codes import translate
 from shepherd.store.sqlite.integrity import Check, CheckRan
@@ -52,6 +53,8 @@ class SqliteStore:
         self._writer = writer
         self._reader = reader
         self._maintenance: aiosqlite.Connection | None = None
+        self._backup: aiosqlite.Connection | None = None  # opened by the first backup
+        self._busy_timeout = 5.0  # set by open()
         self.commits = 0
         self.ops_applied = 0
         self.checkpoints = 0
@@ -100,6 +103,7 @@ class SqliteStore:
             raise
         store = cls(p, writer, reader, synchronous)
         store.opened_check = checked
+        store._busy_timeout = busy_timeout
         return store
 
     async def apply(self, ops: Sequence[WriteOp]) -> list[Any]:
@@ -141,12 +145,18 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from None
 
-    async def backup(self, target: str) -> None:
-        """A consistent copy of the database at ``target``, taken on the reader's thread."""
+    async def backup(self, target: str, *, progress: Progress | None = None) -> int:
+        """A consistent copy of the database at ``target``, written atomically, on a
+        connection (and thread) of its own: one snapshot copied in steps while the
+        writer keeps committing (``store.sqlite.backup``). Its size in bytes."""
         try:
-            await on_thread(self._reader, _backup_to, target)
+            if self._backup is None:
+                self._backup = await connect(self.path, self._busy_timeout)
+                await on_thread(self._backup, _set_busy_timeout, self._busy_timeout)
+            size: int = await on_thread(self._backup, copy_to, target, progress=progress)
         except sqlite3.Error as exc:
             raise translate(exc, target) from None
+        return size
 
     async def close(self, *, checkpoint: bool = True) -> None:
         """Close both connections; the runtime checkpoints (TRUNCATE) on the way out,
@@ -156,8 +166,9 @@ class SqliteStore:
                 await self.checkpoint("TRUNCATE")
             except StoreError:
                 pass
-        if self._maintenance is not None:
-            await self._maintenance.close()
+        for extra in (self._maintenance, self._backup):
+            if extra is not None:
+                await extra.close()
         await self._reader.close()
         await self._writer.close()
 
@@ -283,11 +294,3 @@ def _wal_checkpoint(conn: sqlite3.Connection, mode: str) -> None:
 
 def _set_busy_timeout(conn: sqlite3.Connection, seconds: float) -> None:
     conn.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
-
-
-def _backup_to(conn: sqlite3.Connection, target: str) -> None:
-    dst = sqlite3.connect(target)
-    try:
-        conn.backup(dst)
-    finally:
-        dst.close()

@@ -20,7 +20,7 @@ from shepherd.store.ops import (
     SaveStatus,
     SettleQueued,
 )
-from shepherd.store.sqlite import ledger
+from shepherd.store.sqlite import alerts, ledger
 from shepherd.store.sqlite.dispatches import next_id
 
 
@@ -50,6 +50,8 @@ def settle_queued(conn: sqlite3.Connection, op: SettleQueued) -> list[bool]:
                 (run_id, item.outcome, op.now, op.now, item.reason, item.reason, item.dispatch_id),
             )
             run_id += 1
+        if ok and item.status == "dead":
+            alerts.queue_alert(conn, item.dispatch_id, op.now, op.alert)
         out.append(ok)
     return out
 
@@ -93,13 +95,15 @@ def recover_orphans(conn: sqlite3.Connection, op: RecoverOrphans) -> list[tuple[
             seq += 1
             action = "replay"
         else:
-            conn.execute(
+            cur = conn.execute(
                 "UPDATE dispatches SET status = 'dead', outcome = 'crashed',"
                 " dead_reason = 'crashed', last_error = 'the process running it died',"
                 " updated_at = ? WHERE id = ? AND status = 'running'",
                 (op.now, dispatch_id),
             )
             action = "dead"
+            if cur.rowcount == 1:
+                alerts.queue_alert(conn, dispatch_id, op.now, op.alert)
         out.append((int(run_id), int(dispatch_id), action))
     # a dispatch marked running with no running run (cannot happen with one-transaction
     # claims, but a foreign writer or an old version could leave one): requeue it

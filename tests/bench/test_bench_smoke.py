@@ -54,10 +54,21 @@ SHEPHERD = {
         for phase in ("idle", "prune", "unbatched")
     }
     | {"prune_rows_per_s", "prune_unbatched_rows_per_s", "prune_seconds"},
+    # n is the number of generated rows (the file's size)
+    "shepherd-backup": {"db_mib", "backup_mib_per_s.inproc"}
+    | {f"backup_seconds.{k}" for k in ("inproc", "cli")}
+    | {f"throughput.{k}" for k in ("idle", "inproc", "cli", "idle_after")},
+    # files dropped at once / at a steady rate, beside rt.enqueue of the same jobs
+    "spool": {"enqueue_burst", "ingest_burst", "enqueue_steady", "ingest_steady"}
+    | {f"{k}_{p}" for k in ("pickup", "enqueue_pickup") for p in ("p50", "p99", "max")},
 }
 SIZELESS = {("floor", "python_idle_rss")} | {
-    (s, m) for s in ("shepherd-pickup", "shepherd-recovery", "shepherd-prune") for m in SHEPHERD[s]
+    (s, m)
+    for s in ("shepherd-pickup", "shepherd-recovery", "shepherd-prune", "shepherd-backup")
+    for m in SHEPHERD[s]
 }
+# n of the steady spool figures is the number of files (200/s for 1 s), not --sizes
+SIZELESS |= {("spool", m) for m in SHEPHERD["spool"] if m not in ("enqueue_burst", "ingest_burst")}
 
 
 def test_quick_run_reports_every_scenario(tmp_path: Path) -> None:
@@ -112,3 +123,5 @@ def test_quick_run_reports_every_scenario(tmp_path: Path) -> None:
     assert all(r["ratio_to"] for s, r in got.items() if s[0] == "shepherd-e2e")
     xproc = got[("shepherd-xproc", "e2e_xproc_single.normal")]
     assert xproc["ratio_to"] == "shepherd-xproc:drain_backlog.normal"
+    assert got[("spool", "ingest_burst")]["ratio_to"] == "spool:enqueue_burst"
+    assert got[("spool", "pickup_p99")]["ratio_to"] == "spool:enqueue_pickup_p99"

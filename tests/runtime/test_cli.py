@@ -293,7 +293,7 @@ def test_enqueue_unknown_job_exits_1(cli: Cli) -> None:
 
 def test_store_errors_exit_3(cli: Cli, tmp_path: Path) -> None:
     code, _, err = cli("--database", str(tmp_path / "missing.db"), "status")
-    assert code == 3 and "no such database" in err
+    assert code == 1 and "missing.db does not exist yet: run `shepherd run`" in err
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"this is not sqlite" * 100)
     code, _, err = cli("--database", str(junk), "jobs", "list")
@@ -381,6 +381,10 @@ def test_demo_runs_to_idle_and_shows_priorities(cli: Cli, tmp_path: Path) -> Non
     first_attempts = [r for r in out["runs"] if r["attempt"] == 1 and r["job_name"] == "hello"]
     payloads = [r["stdout"].strip().rsplit(" ", 1)[-1] for r in first_attempts]
     assert payloads == ['{"n":4}', '{"n":3}', '{"n":2}', '{"n":1}']  # critical … background
+    # the python job, served from the demo's app, got its typed payload
+    [greet] = [r for r in out["runs"] if r["job_name"] == "greet"]
+    assert greet["status"] == "ok" and greet["result"] == {"said": "hello ada! hello ada!"}
+    assert out["refused"] == "payload.name: Expected str, got int"
 
 
 def test_examples_demo_toml_holds_the_demo_jobs() -> None:
@@ -397,7 +401,7 @@ def test_python_dash_m_runtime_is_the_cli(tmp_path: Path) -> None:
         timeout=30,
         cwd=tmp_path,
     )
-    assert proc.returncode == 3 and "shepherd: error:" in proc.stderr
+    assert proc.returncode == 1 and "shepherd: error:" in proc.stderr
 
 
 def test_errors_map_to_documented_exit_codes() -> None:

@@ -29,7 +29,17 @@ PAST = "2027-01-15T07:00:00+00:00"  # an hour before NOW
 
 def test_the_tree_starts_writer_first_router_before_dispatcher_ingest_after_both() -> None:
     names = [c.name for c in TREE]
-    assert names == ["store", "router", "dispatcher", "scheduler", "health", "ingest", "pruner"]
+    assert names == [
+        "store",
+        "router",
+        "dispatcher",
+        "scheduler",
+        "health",
+        "ingest",
+        "spool",
+        "pruner",
+        "backup",
+    ]
     assert STRATEGY == "rest_for_one"
     assert all(c.restart == "permanent" and c.why for c in TREE)
     assert [c.name for c in TREE if c.plus_grace] == ["dispatcher"]

@@ -133,8 +133,9 @@ async def _counted_while_queued(
 
 
 async def test_a_backup_is_counted_as_store_work(store: SqliteStore, tmp_path: Path) -> None:
+    await store.backup(f"{tmp_path}/first.db")  # opens the backup connection
     target = f"{tmp_path}/copy.db"
-    seen = await _counted_while_queued(store, lambda: store._reader, lambda: store.backup(target))
+    seen = await _counted_while_queued(store, lambda: store._backup, lambda: store.backup(target))
     assert seen == 2
     with sqlite3.connect(target) as conn:
         assert conn.execute("SELECT COUNT(*) FROM jobs").fetchone() == (0,)

@@ -1,0 +1,59 @@
+"""An example for the ``--help`` of each command (argparse epilog), keyed by the
+command's path (``"jobs add"``), and the first-run hint for a database that does not
+exist yet. A test checks that every command of the parser has an example."""
+
+from __future__ import annotations
+
+__all__ = ["EXAMPLES", "example_epilog", "first_run_hint"]
+
+EXAMPLES: dict[str, str] = {
+    "run": "shepherd --config shepherd.toml run\nshepherd run --exit-when-idle --for 10m",
+    "demo": "shepherd demo --dir /tmp/shepherd-demo",
+    "config init": "shepherd config init shepherd.toml",
+    "completion": 'eval "$(shepherd completion bash)"        # in ~/.bashrc\n'
+    "shepherd completion fish > ~/.config/fish/completions/shepherd.fish",
+    "enqueue": "shepherd enqueue nightly --payload '{\"full\": true}' --priority high --delay 5m",
+    "status": "shepherd status\nshepherd --tz Europe/Berlin status",
+    "doctor": "shepherd --database shepherd.db doctor",
+    "runs list": "shepherd runs list --job nightly --status error --limit 20",
+    "runs show": "shepherd runs show 42",
+    "dlq list": "shepherd dlq list --job nightly",
+    "dlq retry": "shepherd dlq retry 17 18\nshepherd dlq retry --all --job nightly",
+    "dlq purge": "shepherd dlq purge --older-than 7d",
+    "jobs add": "shepherd jobs add nightly --executor shell --target 'backup.sh' \\\n"
+    "    --cron '0 3 * * *' --tz Europe/Berlin --timeout 1h --retry-max-attempts 5\n"
+    "shepherd jobs add --file jobs.toml",
+    "jobs update": "shepherd jobs update nightly --cron '30 3 * * *' --idle-timeout none",
+    "jobs enable": "shepherd jobs enable nightly",
+    "jobs disable": "shepherd jobs disable nightly",
+    "jobs run": "shepherd jobs run nightly --payload '{\"full\": true}'",
+    "jobs next": "shepherd jobs next nightly -n 3",
+    "jobs list": "shepherd jobs list",
+    "jobs show": "shepherd jobs show nightly",
+    "jobs rm": "shepherd jobs rm nightly",
+    "jobs export": "shepherd jobs export -o jobs.toml\nshepherd jobs export nightly --format json",
+    "cancel": "shepherd cancel 42",
+    "backup": "shepherd backup /backups/shepherd-$(date +%F).db",
+    "restore": "shepherd restore /backups/shepherd-2025-01-31.db --to shepherd.db",
+    "spool enqueue": "shepherd spool enqueue --message 'summarise the inbox' --agent main",
+    "spool status": "shepherd spool status",
+    "spool rejected list": "shepherd spool rejected list",
+    "spool rejected retry": "shepherd spool rejected retry NAME",
+    "spool rejected purge": "shepherd spool rejected purge --all",
+}
+
+
+def example_epilog(path: str, rest: str) -> str:
+    """``example:`` lines for the command at ``path``, then ``rest``."""
+    text = EXAMPLES.get(path)
+    if not text:
+        return rest
+    lines = "\n".join(f"  {line}" for line in text.splitlines())
+    return f"example:\n{lines}\n\n{rest}"
+
+
+def first_run_hint(database: str) -> str:
+    return (
+        f"{database} does not exist yet: run `shepherd run` (creates it) or "
+        "`shepherd jobs add ...`; `--database PATH` or `--config PATH` chooses another file"
+    )

@@ -1,0 +1,181 @@
+"""The flags of ``jobs add`` / ``jobs update``, generated from the fields of ``JobSpec``
+and ``RetryPolicy``, so that every field of a job has a flag and a new field gets one.
+
+A field ``max_queued`` is ``--max-queued``; a retry field is ``--retry-<field>``
+(``--retry-factor``; ``--max-attempts`` is also ``--retry-max-attempts``). The flag's
+type follows the field's: a ``Literal`` gives choices, a duration takes ``30s`` / ``5m``,
+a bool is ``--x`` / ``--no-x``, a dict is a JSON object, a list is comma-separated. An
+optional field is cleared with the value ``none`` (``jobs update J --idle-timeout none``).
+Announce delivery, which lives in ``options``, also has ``--delivery``, ``--delivery-to``
+and ``--delivery-channel``. Bounds are checked by ``validate_job``; its errors are
+reported naming the flag (:data:`FLAGS`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from shepherd.actors.executors.output import DELIVERY_MODES
+from shepherd.runtime._cli_store import duration, json_object
+from shepherd.store.models import JobSpec, RetryPolicy, Seconds
+
+__all__ = ["CLEAR", "FLAGS", "add_job_flags", "flag_data"]
+
+CLEAR: Any = msgspec.UNSET  # "none" given for an optional field: set it to null
+
+_HELP = {
+    "executor": "python (default), shell, agent, event or watchdog (see README)",
+    "target": "shell: the command; python: the registered target; agent: agent id",
+    "payload": "default payload, a JSON object",
+    "description": "free text shown by `jobs show`",
+    "cron": "cron expression (five fields or @daily...)",
+    "tz": "IANA time zone of --cron / --at (the job's zone)",
+    "at": "one shot: ISO 8601 instant or 'in 10m'",
+    "every": "fixed interval, e.g. 5m",
+    "misfire": "missed slots: skip (default), run_once, run_all",
+    "catch_up_window": "run_all: how far back missed slots still run (default 1h)",
+    "delete_after_run": "a one-shot job is deleted after its run (not just disabled)",
+    "priority": "default priority of its dispatches",
+    "timeout": "absolute deadline of a run (default 5m)",
+    "idle_timeout": "a run with no activity for this long ends 'timeout'",
+    "expires_in": "dead-letter a dispatch not started within this long",
+    "overlap": "when a run is still running: skip, queue, allow (default), replace",
+    "max_queued": "overlap=queue: at most this many waiting (default 25)",
+    "pool": "a named resource pool shared across jobs",
+    "delivery_guarantee": "at-most-once (default) or at-least-once",
+    "capabilities": "requirements: capabilities a runner must have, comma-separated",
+    "options": "executor options, a JSON object (only the executor's keys)",
+    "max_attempts": "attempts in all, 1-1000 (default 3)",
+    "base": "first retry delay (default 30s)",
+    "factor": "backoff multiplier, 1-100 (default 2)",
+    "max_delay": "longest retry delay (default 1h)",
+    "jitter": "spread of each delay, a fraction 0-1 (default 0)",
+}
+_METAVARS = {"executor": "NAME", "cron": "EXPR", "tz": "ZONE", "at": "ISO", "pool": "NAME"}
+_ALIASES = {"delivery_guarantee": ["--guarantee"], "retry.max_attempts": ["--max-attempts"]}
+_DELIVERY = ("delivery", "delivery_to", "delivery_channel")  # options keys with flags
+
+# spec field (as validate_job names it) -> the flag that sets it; filled below
+FLAGS: dict[str, str] = {"name": "NAME", "schedule": "--cron/--at/--every"}
+
+
+def _kinds(t: msgspec.inspect.Type) -> tuple[list[msgspec.inspect.Type], bool]:
+    if isinstance(t, msgspec.inspect.UnionType):
+        inner = [k for k in t.types if not isinstance(k, msgspec.inspect.NoneType)]
+        return inner, len(inner) != len(t.types)
+    return [t], False
+
+
+def _nullable(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    def convert(text: str) -> Any:
+        return CLEAR if text.strip().lower() == "none" else parse(text)
+
+    convert.__name__ = getattr(parse, "__name__", "value")
+    return convert
+
+
+def _comma_list(text: str) -> list[str]:
+    return [w.strip() for w in text.split(",") if w.strip()]
+
+
+def _argument(t: msgspec.inspect.Type) -> dict[str, Any]:
+    """argparse keywords for a field of type ``t``."""
+    [kind, *_], optional = _kinds(t)
+    kw: dict[str, Any]
+    if isinstance(kind, msgspec.inspect.LiteralType):
+        kw = {"choices": list(kind.values)}
+        return kw
+    if isinstance(kind, msgspec.inspect.BoolType):
+        return {"action": argparse.BooleanOptionalAction}
+    if getattr(kind, "cls", None) is Seconds:
+        kw = {"type": duration, "metavar": "DUR"}
+    elif isinstance(kind, msgspec.inspect.IntType):
+        kw = {"type": int, "metavar": "N"}
+    elif isinstance(kind, msgspec.inspect.FloatType):
+        kw = {"type": float, "metavar": "X"}
+    elif isinstance(kind, msgspec.inspect.DictType):
+        kw = {"type": json_object, "metavar": "JSON"}
+    elif isinstance(kind, msgspec.inspect.ListType):
+        kw = {"type": _comma_list, "metavar": "A,B"}
+    else:
+        kw = {"metavar": "TEXT"}
+    if optional:
+        kw["type"] = _nullable(kw.get("type", str))
+    return kw
+
+
+def _fields(struct: type[msgspec.Struct]) -> list[msgspec.inspect.Field]:
+    info = msgspec.inspect.type_info(struct)
+    assert isinstance(info, msgspec.inspect.StructType)
+    return list(info.fields)
+
+
+# (spec path, dest, option strings, argparse keywords), in the Struct's field order
+_SPECS: list[tuple[str, str, list[str], dict[str, Any]]] = []
+for _f in _fields(JobSpec):
+    if _f.name in ("name", "retry", "enabled"):
+        continue
+    _SPECS.append(
+        (_f.name, _f.name, [f"--{_f.name.replace('_', '-')}", *_ALIASES.get(_f.name, [])],
+         _argument(_f.type))
+    )  # fmt: skip
+for _f in _fields(RetryPolicy):
+    _path = f"retry.{_f.name}"
+    _SPECS.append(
+        (_path, f"retry_{_f.name}", [f"--retry-{_f.name.replace('_', '-')}",
+         *_ALIASES.get(_path, [])], _argument(_f.type))
+    )  # fmt: skip
+for _path, _dest, _opts, _kw in _SPECS:
+    FLAGS[_path] = _opts[-1] if _path in _ALIASES else _opts[0]
+for _key in _DELIVERY:
+    FLAGS[f"options.{_key}"] = f"--{_key.replace('_', '-')}"
+FLAGS["enabled"] = "--enabled/--disabled"
+
+
+def add_job_flags(p: argparse.ArgumentParser) -> None:
+    """Every job field as a flag (all default to "not given")."""
+    group = p.add_argument_group("job fields (see README, Jobs)")
+    for path, dest, opts, kw in _SPECS:
+        key = path.rpartition(".")[2]
+        if key in _METAVARS:
+            kw = {**kw, "metavar": _METAVARS[key]}
+        group.add_argument(*opts, dest=dest, default=None, help=_HELP.get(key), **kw)
+    state = group.add_mutually_exclusive_group()
+    state.add_argument("--enabled", dest="enabled", action="store_const", const=True)
+    state.add_argument(
+        "--disabled", dest="enabled", action="store_const", const=False, help="no schedule"
+    )
+    group.add_argument("--delivery", choices=DELIVERY_MODES, help="announce a run's result")
+    group.add_argument("--delivery-to", metavar="TARGET", help="an alias like @ops, or a target")
+    group.add_argument("--delivery-channel", metavar="CHANNEL")
+
+
+def flag_data(args: argparse.Namespace, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` (builtins of a spec) with every job flag that was given laid over it."""
+    data = dict(data)
+    retry: dict[str, Any] = dict(data.get("retry") or {})
+    for path, dest, _opts, _kw in _SPECS:
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        value = None if value is CLEAR else value
+        head, _, key = path.partition(".")
+        if key:
+            retry[key] = value
+        else:
+            data[head] = value
+    base = getattr(args, "retry_base", None)
+    if base is not None and getattr(args, "retry_max_delay", None) is None:
+        retry["max_delay"] = max(float(retry.get("max_delay", 3600.0)), base)
+    if retry:
+        data["retry"] = retry
+    if getattr(args, "enabled", None) is not None:
+        data["enabled"] = args.enabled
+    given = {k: getattr(args, k) for k in _DELIVERY if getattr(args, k, None) is not None}
+    if given:
+        data["options"] = {**(data.get("options") or {}), **given}
+    return data
