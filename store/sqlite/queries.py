@@ -166,6 +166,13 @@ def get_dispatch(conn: sqlite3.Connection, dispatch_id: int) -> Dispatch | None:
     return None if row is None else dispatch_from_row(row)
 
 
+def _where(**columns: Any) -> tuple[str, list[Any]]:
+    """``WHERE a = ? AND b = ?`` over the columns given a value (``None``: no filter)."""
+    used = [(name, value) for name, value in columns.items() if value is not None]
+    clause = f"WHERE {' AND '.join(f'{name} = ?' for name, _ in used)}" if used else ""
+    return clause, [value for _, value in used]
+
+
 def list_dispatches(
     conn: sqlite3.Connection,
     *,
@@ -173,15 +180,7 @@ def list_dispatches(
     job: str | None = None,
     limit: int = 100,
 ) -> list[Dispatch]:
-    where: list[str] = []
-    args: list[Any] = []
-    if status is not None:
-        where.append("status = ?")
-        args.append(status)
-    if job is not None:
-        where.append("job_name = ?")
-        args.append(job)
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    clause, args = _where(status=status, job_name=job)
     rows = conn.execute(
         f"SELECT {DISPATCH_COLUMNS} FROM dispatches {clause} ORDER BY id DESC LIMIT ?",
         [*args, limit],
@@ -234,18 +233,7 @@ def list_runs(
     dispatch_id: int | None = None,
     limit: int = 100,
 ) -> list[Run]:
-    where: list[str] = []
-    args: list[Any] = []
-    if job is not None:
-        where.append("job_name = ?")
-        args.append(job)
-    if status is not None:
-        where.append("status = ?")
-        args.append(status)
-    if dispatch_id is not None:
-        where.append("dispatch_id = ?")
-        args.append(dispatch_id)
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    clause, args = _where(job_name=job, status=status, dispatch_id=dispatch_id)
     rows = conn.execute(
         f"SELECT {_RUN_COLUMNS} FROM runs {clause} ORDER BY id DESC LIMIT ?", [*args, limit]
     ).fetchall()
