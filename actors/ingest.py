@@ -42,8 +42,16 @@ from shepherd.store.errors import MailboxClosed, MailboxFull, os_error
 
 __all__ = ["CATCH_UP", "MAX_DRAIN", "Ingest", "merge_wakes", "send_wake", "wake_path"]
 
-# dispatches, jobs and cancel requests: everything a wake-up can mean
-CATCH_UP = Poke(dispatches=True, jobs=True, cancels=True)
+# everything a wake-up can mean
+CATCH_UP = Poke(
+    dispatches=True,
+    jobs=True,
+    cancels=True,
+    approvals=True,
+    groups=True,
+    agents=True,
+    controls=True,
+)
 MAX_DRAIN = 4096  # datagrams merged into one Poke at most (the socket queue is smaller)
 
 
@@ -65,11 +73,21 @@ def send_wake(db_path: str, what: str = "d") -> bool:
 
 def merge_wakes(datagrams: Iterable[bytes]) -> Poke:
     """Several wake-ups as one ``Poke``: the union of their flags (a datagram carries
-    ``d`` for dispatches, ``j`` for jobs, ``c`` for cancels, ``-`` to only wake)."""
+    ``d`` for dispatches, ``j`` for jobs, ``c`` for cancels, ``a`` for approvals, ``g``
+    for task groups, ``A`` for agents, ``p`` for pauses and rate limits, ``-`` to only
+    wake)."""
     flags: set[str] = set()
     for data in datagrams:
         flags.update(data[:8].decode(errors="replace"))
-    return Poke(dispatches="d" in flags, jobs="j" in flags, cancels="c" in flags)
+    return Poke(
+        dispatches="d" in flags,
+        jobs="j" in flags,
+        cancels="c" in flags,
+        approvals="a" in flags,
+        groups="g" in flags,
+        agents="A" in flags,
+        controls="p" in flags,
+    )
 
 
 class Ingest:

@@ -128,12 +128,17 @@ class Cancel(msgspec.Struct, frozen=True, tag=True):
 
 class Poke(msgspec.Struct, frozen=True, tag=True, kw_only=True):
     """Read again what changed in the store: new ``dispatches``, changed ``jobs``,
-    ``cancels`` requested (another process committed them; any combination). With no
-    flag set it only wakes the loop for another pass."""
+    ``cancels`` requested, new or resolved ``approvals``, changed task ``groups``,
+    changed ``agents``, changed pauses and rate ``controls`` (another process committed
+    them; any combination). With no flag set it only wakes the loop for another pass."""
 
     dispatches: bool = False
     jobs: bool = False
     cancels: bool = False
+    approvals: bool = False
+    groups: bool = False
+    agents: bool = False
+    controls: bool = False
 
     def __or__(self, other: Poke) -> Poke:
         """Both Pokes' flags (one reload covers several Pokes)."""
@@ -143,11 +148,23 @@ class Poke(msgspec.Struct, frozen=True, tag=True, kw_only=True):
             dispatches=self.dispatches or other.dispatches,
             jobs=self.jobs or other.jobs,
             cancels=self.cancels or other.cancels,
+            approvals=self.approvals or other.approvals,
+            groups=self.groups or other.groups,
+            agents=self.agents or other.agents,
+            controls=self.controls or other.controls,
         )
 
     def __bool__(self) -> bool:
         """True when there is something to read again (not a mere wake-up)."""
-        return self.dispatches or self.jobs or self.cancels
+        return (
+            self.dispatches
+            or self.jobs
+            or self.cancels
+            or self.approvals
+            or self.groups
+            or self.agents
+            or self.controls
+        )
 
 
 class JobsChanged(msgspec.Struct, frozen=True, tag=True):

@@ -32,6 +32,7 @@ __all__ = [
     "MESSAGE_STATES",
     "OUTCOMES",
     "PRIORITIES",
+    "ApprovalPolicy",
     "Attempts",
     "Delivery",
     "Dispatch",
@@ -82,7 +83,10 @@ def is_settle_reason(reason: str | None) -> TypeGuard[SettleReason]:
 
 # queued: waiting in the ready queue (possibly with a future not_before)
 # running: claimed, a run exists; done / cancelled / dead are final
-DISPATCH_STATES: tuple[str, ...] = ("queued", "running", "done", "cancelled", "dead")
+# awaiting_approval: held by its job's approval gate until approved (then queued)
+DISPATCH_STATES: tuple[str, ...] = (
+    "queued", "awaiting_approval", "running", "done", "cancelled", "dead",
+)  # fmt: skip
 DEAD_REASONS: tuple[str, ...] = ("attempts", "expired", "discarded", "rejected")
 
 
@@ -161,6 +165,19 @@ class RetryPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     jitter: Annotated[float, Range(0, 1)] = 0.0  # fraction of the delay, spread both ways
 
 
+class ApprovalPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A human gate before a dispatch's first attempt (README "Approvals", SEMANTICS D13).
+
+    ``sources``: the dispatch kinds gated (None: every kind but an operator's
+    ``run_now``; OCS gated only ``chain``)."""
+
+    required: bool = True
+    timeout: Annotated[Seconds, Range(1, 30 * DAY, "s")] = Seconds(3600.0)
+    on_timeout: Literal["approve", "reject"] = "reject"
+    max_pending: Annotated[int, Range(1, 100_000)] = 10
+    sources: list[str] | None = None
+
+
 class JobSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """What to run and how. Validated by ``runtime.jobs.validate_job`` before it is stored."""
 
@@ -189,6 +206,17 @@ class JobSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
     pool: str | None = None
     delivery_guarantee: Literal["at-most-once", "at-least-once"] = "at-most-once"
     capabilities: list[str] = msgspec.field(default_factory=list)
+    # chains: a child fires when a run of ``parent`` ends as ``trigger_on`` says
+    parent: str | None = None  # the parent job's name
+    trigger_on: Literal["success", "failure", "complete"] | None = None
+    trigger_condition: str | None = None  # "contains:TEXT" | "regex:PATTERN"
+    trigger_delay: Annotated[Seconds, _DELAY] = Seconds(0.0)
+    max_fanout: Annotated[int, Range(0, 1000)] = 25  # children one run may fire
+    # a human gate before the first attempt
+    approval: ApprovalPolicy | None = None
+    # a token bucket on this job's admissions: "10/s", "100/m"; burst defaults to the rate
+    rate: str | None = None
+    burst: Annotated[int, Range(1, 1_000_000)] | None = None
     # executor-specific options (shell limits, agent model, watchdog rules, delivery…)
     options: dict[str, Any] = msgspec.field(default_factory=dict)
 
@@ -368,3 +396,16 @@ def to_builtins(obj: Any) -> Any:
 
 def encode_json(obj: Any) -> bytes:
     return msgspec.json.encode(obj, enc_hook=_enc_hook)
+
+
+# -- chains and approvals (workflows) --------------------------------------------------
+# @@workflows-chains-approvals@@
+
+# -- spawn messages and task groups (workflows) ----------------------------------------
+# @@workflows-spawn-groups@@
+
+# -- agents registry and assignment ----------------------------------------------------
+# @@agents-registry@@
+
+# -- rate limits and pauses ------------------------------------------------------------
+# @@controls-rates-pauses@@

@@ -71,6 +71,8 @@ from shepherd.store.ops.runs import (
     SaveStatus,
 )
 
+# @@ops-imports@@ (add "from shepherd.store.ops.<module> import ..." above this line)
+
 __all__ = [
     "MESSAGE_OP_TYPES",
     "PRUNE_OP_TYPES",
@@ -136,4 +138,5 @@ WriteOp = (
     | PruneOp
     | SaveStatus
     | MessageOp
+    # @@ops-union@@ (add "| YourOp" above this line; one union per ops module)
 )

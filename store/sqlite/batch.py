@@ -68,6 +68,7 @@ _APPLY: dict[type, Callable[[sqlite3.Connection, Any], Any]] = {
     RecordAttempts: deliveries.record_attempts,
     RequeueDeliveries: deliveries.requeue_deliveries,
     **{t: prune.apply_prune_op for t in PRUNE_OP_TYPES},
+    # @@apply-entries@@ (add "YourOp: module.fn," above this line)
 }
 assert set(MESSAGE_OP_TYPES) <= set(_APPLY)
 

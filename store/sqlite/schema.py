@@ -232,6 +232,22 @@ MIGRATIONS: list[list[str]] = [
                 UNION ALL SELECT MAX(job_id) FROM messages
                 UNION ALL SELECT MAX(job_id) FROM deliveries)""",
     ],
+    # 7: chains and approvals (store/sqlite/chains.py, store/sqlite/approvals.py)
+    [
+        # @@migration-7-chains-approvals@@
+    ],
+    # 8: task groups (store/sqlite/groups.py)
+    [
+        # @@migration-8-groups@@
+    ],
+    # 9: agents registry and assignment (store/sqlite/agents.py)
+    [
+        # @@migration-9-agents@@
+    ],
+    # 10: rate limits and pauses (store/sqlite/controls.py)
+    [
+        # @@migration-10-controls@@
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

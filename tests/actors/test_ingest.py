@@ -15,7 +15,11 @@ pytestmark = pytest.mark.anyio
 
 def test_merge_wakes_is_the_union_of_flags() -> None:
     assert merge_wakes([b"d"]) == Poke(dispatches=True)
-    assert merge_wakes([b"d", b"d", b"j", b"d", b"jc"]) == CATCH_UP
+    assert merge_wakes([b"d", b"d", b"j", b"d", b"jc"]) == Poke(
+        dispatches=True, jobs=True, cancels=True
+    )
+    assert merge_wakes([b"djc", b"ag", b"Ap"]) == CATCH_UP
+    assert merge_wakes([b"a"]) == Poke(approvals=True)
     assert merge_wakes([b"d", b"-"]) == Poke(dispatches=True)
     assert merge_wakes([b"-"]) == Poke()  # only wakes
 
