@@ -7,7 +7,9 @@ Role: every ``interval`` seconds (a timer on the injected clock, not on the hot 
 2. probes each executor that has ``probe_health()`` (the agent gateway's ``/health``)
    and tells the dispatcher ``Probe(executor, healthy)``, which feeds that executor's
    circuit breaker;
-3. writes the runtime's health snapshot (actors, supervisor, breakers, recovery time)
+3. checks the agents' liveness (``actors.liveness``: gateway agents heartbeat through
+   the probe; an agent silent past ``[agents] offline_after`` is marked offline);
+4. writes the runtime's health snapshot (actors, supervisor, breakers, recovery time)
    to the ``instances`` table so ``shepherd status`` in another process can show it.
 Inbox: none (timer-driven). Sends: ``Tick`` and ``Probe`` to the dispatcher, a
 ``SaveStatus`` op to the store writer. Restart type: permanent.
@@ -25,6 +27,7 @@ import msgspec
 from anyio.abc import TaskStatus
 
 from shepherd.actors.executors.base import Executor
+from shepherd.actors.liveness import Liveness
 from shepherd.actors.messages import DispatcherMsg, Probe, Tick
 from shepherd.actors.primitives.clock import Clock
 from shepherd.actors.primitives.mailbox import Address
@@ -49,7 +52,9 @@ class HealthMonitor:
         snapshot: Callable[[], dict[str, Any]],
         interval: float = 2.0,
         probe_timeout: float = 5.0,
+        liveness: Liveness | None = None,
     ) -> None:
+        self._liveness = liveness
         self._instance = instance
         self._clock = clock
         self._dispatcher = dispatcher
@@ -101,6 +106,8 @@ class HealthMonitor:
                 )
             self.probes[name] = healthy
             await self._dispatcher.send(Probe(name, healthy))
+        if self._liveness is not None:
+            await self._liveness.check(self.probes)
         await self._save()
 
     async def _save(self, *, stopped: bool = False) -> None:

@@ -6,7 +6,9 @@ ingest actor turns what is waiting into one ``Poke`` for the dispatcher, which t
 reads only what is new (by sequence number). No polling tick sits on this path: a
 dispatch enqueued from another process starts within milliseconds.
 Inbox: the unix datagram socket. Sends: ``Poke`` to the dispatcher, and to the
-scheduler when jobs changed (``Poke.jobs``). Restart type: permanent. Timers: none.
+scheduler when jobs changed (``Poke.jobs``), to the task-group actor when groups
+changed (``Poke.groups``), to the approvals actor when approvals were committed
+(``Poke.approvals``). Restart type: permanent. Timers: none.
 
 - **Merged**: each pass takes every datagram already waiting (up to `MAX_DRAIN`) and
   sends one ``Poke`` carrying the union of their flags (`merge_wakes`), so a producer
@@ -96,10 +98,15 @@ class Ingest:
         db_path: str,
         dispatcher: Address[DispatcherMsg],
         scheduler: Address[SchedulerMsg] | None = None,
+        *,
+        groups: Address[Any] | None = None,
+        approvals: Address[Any] | None = None,
     ) -> None:
         self._path = wake_path(db_path)
         self._dispatcher = dispatcher
         self._scheduler = scheduler
+        self._groups = groups  # the task-group actor (``Poke.groups``)
+        self._approvals = approvals  # the approvals actor (``Poke.approvals``)
         self.wakes = 0  # datagrams received
         self.pokes = 0  # Pokes sent to the dispatcher (the catch-up one included)
 
@@ -137,6 +144,12 @@ class Ingest:
         if self._scheduler is not None and poke.jobs:
             with contextlib.suppress(MailboxFull, MailboxClosed):
                 self._scheduler.tell(poke)
+        if self._groups is not None and poke.groups:
+            with contextlib.suppress(MailboxFull, MailboxClosed):
+                self._groups.tell(poke)
+        if self._approvals is not None and poke.approvals:
+            with contextlib.suppress(MailboxFull, MailboxClosed):
+                self._approvals.tell(poke)
 
     def statistics(self) -> dict[str, Any]:
         return {"socket": self._path, "wakes": self.wakes, "pokes": self.pokes}

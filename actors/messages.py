@@ -1,7 +1,9 @@
 """Message types that cross actor boundaries: the dispatcher's inbox and outbound events.
 
 Every message is a frozen msgspec Struct carrying ids and values, never live objects
-(reply slots excepted). ``DispatcherMsg`` is the dispatcher's tagged union.
+(reply slots excepted). ``DispatcherMsg`` is the dispatcher's tagged union. The module
+is longer than most because every message that crosses an actor boundary is declared
+here, where a reader finds any of them without a search.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from shepherd.store.models import Dispatch, priority_rank
 from shepherd.store.ops import NewDispatch
 
 __all__ = [
+    "AgentWoken",
     "Cancel",
     "DispatcherMsg",
     "Drain",
@@ -29,6 +32,7 @@ __all__ = [
     "OutcomeStatus",
     "Poke",
     "Probe",
+    "Quiesce",
     "RunFinished",
     "RunOutcome",
     "RunStarted",
@@ -59,6 +63,12 @@ class Entry(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_key: str | None = None
     slot: float | None = None
     parent_run_id: int | None = None
+    # assignment (actors/dispatcher/agents.py): the dispatch's own capabilities and
+    # owner; the agent admission chose for this attempt, and that agent's model
+    needs: tuple[str, ...] = ()
+    owner: str | None = None
+    agent: str | None = None
+    agent_model: str | None = None
 
 
 def entry_from_dispatch(d: Dispatch) -> Entry:
@@ -89,6 +99,8 @@ def _entry(
         idempotency_key=d.idempotency_key,
         slot=d.slot,
         parent_run_id=d.parent_run_id,
+        needs=tuple(d.needs.split(",") if isinstance(d.needs, str) else d.needs or ()),
+        owner=d.owner,
     )
 
 
@@ -191,9 +203,26 @@ class Probe(msgspec.Struct, frozen=True, tag=True):
     healthy: bool
 
 
+class Quiesce(msgspec.Struct, frozen=True, tag=True):
+    """From ``Runtime.drain``: read the pauses again (one was written), then answer
+    (with 0) once no run is in flight here."""
+
+    reply: Reply[int]
+
+
+class AgentWoken(msgspec.Struct, frozen=True, tag=True):
+    """From a wake task (``actors/dispatcher/wake.py``): a sleeping agent's wake hook
+    answered (``ok``) or failed (``error``)."""
+
+    agent_id: str
+    ok: bool
+    error: str | None = None
+
+
 DispatcherMsg = (
-    Enqueued | RunFinished | Cancel | Poke | JobsChanged | Drain | Drained | Tick | Probe
-)
+    Enqueued | RunFinished | Cancel | Poke | JobsChanged | Drain | Drained | Tick | Probe | Quiesce
+    | AgentWoken
+)  # fmt: skip
 
 
 def entry_from_new(new: NewDispatch, dispatch_id: int, seq: int) -> Entry:
@@ -270,4 +299,13 @@ class SlotRecord(msgspec.Struct, frozen=True, tag=True, kw_only=True):
     at: float = 0.0
 
 
-Event = RunStarted | OutcomeEvent | SlotRecord
+class ApprovalsHeld(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    """Dispatches committed ``awaiting_approval`` by the dispatcher (chain children its
+    finalize fired into a gated job): the approvals actor times them out and the router
+    sends their requests, at once."""
+
+    dispatch_ids: list[int]
+    at: float = 0.0
+
+
+Event = RunStarted | OutcomeEvent | SlotRecord | ApprovalsHeld

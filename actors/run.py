@@ -41,6 +41,8 @@ class RunOrder(msgspec.Struct, frozen=True, kw_only=True):
     payload: dict[str, Any]
     idempotency_key: str | None
     parent_run_id: int | None = None
+    agent: str | None = None  # the agent assignment chose (actors/dispatcher/agents.py)
+    agent_model: str | None = None
 
 
 async def run_actor(
@@ -90,6 +92,8 @@ async def run_actor(
         payload=order.payload,
         idempotency_key=order.idempotency_key,
         parent_run_id=order.parent_run_id,
+        agent=order.agent,
+        agent_model=order.agent_model,
         data_dir=data_dir,
         wall=clock.wall,
         on_heartbeat=heartbeat,

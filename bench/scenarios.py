@@ -25,7 +25,11 @@ import anyio
 
 from bench import (
     agent_bench,
+    agents_bench,
+    approval_bench,
     backup_bench,
+    chain_bench,
+    controls_bench,
     floor,
     prune_bench,
     scheduler_bench,
@@ -34,6 +38,7 @@ from bench import (
     shepherd_pickup,
     shepherd_recovery,
     shepherd_xproc,
+    spawn_bench,
     spool_bench,
 )
 from bench.context import BenchContext, ScenarioSkipped
@@ -175,3 +180,28 @@ register(
     "agent",
     description="agent-turn overhead vs the raw gateway stand-in at c=1/10/100 (issue 5)",
 )(agent_bench.run)
+register(
+    "chain",
+    description="workflow chains: parent finish -> child start p50/p99 over 1,000 steps"
+    " (depth 10) and a fan-out of 25, beside enqueue -> start",
+)(chain_bench.run)
+register(
+    "approval",
+    description="approval gates: µs per ungated dispatch with 10,000 approvals pending vs"
+    " none pending, same run",
+)(approval_bench.run)
+register(
+    "agents",
+    description="capability-based assignment: assignments/s and p50/p99 with 1,000 agents"
+    " and 100k queued dispatches, beside the plain dispatch path",
+)(agents_bench.run)
+register(
+    "spawn",
+    description="spawn messages (validated, job added, run, removed) and task-group reports,"
+    " µs each, beside awaited enqueue",
+)(spawn_bench.run)
+register(
+    "controls",
+    description="rate limits and pauses: µs per dispatch with a token bucket, beside a paused"
+    " backlog, and a resumed backlog's drain, beside the plain dispatch path",
+)(controls_bench.run)

@@ -9,6 +9,7 @@ from shepherd.runtime.config import Config, load_config
 from shepherd.runtime.targets import Targets
 from shepherd.store.errors import (
     ConfigError,
+    Conflict,
     DatabaseCorrupt,
     DatabaseLocked,
     Deferred,
@@ -22,18 +23,27 @@ from shepherd.store.errors import (
     SupervisorEscalation,
 )
 from shepherd.store.models import (
+    Approval,
+    ApprovalPolicy,
     Delivery,
     Dispatch,
     EnqueueRequest,
+    GroupMember,
     JobSpec,
     Message,
+    Pause,
     RetryPolicy,
     Run,
+    TaskGroup,
 )
+from shepherd.store.ops import Reported
 
 __all__ = [
+    "Approval",
+    "ApprovalPolicy",
     "Config",
     "ConfigError",
+    "Conflict",
     "DatabaseCorrupt",
     "DatabaseLocked",
     "Deferred",
@@ -47,11 +57,14 @@ __all__ = [
     "ExecResult",
     "Executor",
     "GatewayConfig",
+    "GroupMember",
     "JobSpec",
     "Message",
     "NotFound",
     "OutcomeEvent",
+    "Pause",
     "ReadOnly",
+    "Reported",
     "RetryAfter",
     "RetryPolicy",
     "Run",
@@ -63,5 +76,6 @@ __all__ = [
     "StoreError",
     "SupervisorEscalation",
     "Targets",
+    "TaskGroup",
     "load_config",
 ]

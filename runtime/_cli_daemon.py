@@ -26,7 +26,7 @@ from typing import Any, Literal, assert_never
 
 import anyio
 
-from shepherd.actors.messages import Event, OutcomeEvent, RunStarted, SlotRecord
+from shepherd.actors.messages import ApprovalsHeld, Event, OutcomeEvent, RunStarted, SlotRecord
 from shepherd.runtime._cli_fmt import iso
 from shepherd.runtime.app import Runtime
 from shepherd.runtime.config import Config
@@ -202,6 +202,8 @@ def _log_event(runs: logging.Logger, ev: Event) -> None:
                 ev.dispatch_id,
                 _quote(ev.reason),
             )
+        case ApprovalsHeld():
+            pass  # not subscribed: the approval requests are logged by the approvals actor
         case _:
             assert_never(ev)
 

@@ -7,7 +7,9 @@ type follows the field's: a ``Literal`` gives choices, a duration takes ``30s`` 
 a bool is ``--x`` / ``--no-x``, a dict is a JSON object, a list is comma-separated. An
 optional field is cleared with the value ``none`` (``jobs update J --idle-timeout none``).
 Announce delivery, which lives in ``options``, also has ``--delivery``, ``--delivery-to``
-and ``--delivery-channel``. Bounds are checked by ``validate_job``; its errors are
+and ``--delivery-channel``. An approval gate is ``--approval`` (``--no-approval``
+removes it) and ``--approval-<field>`` (``--approval-timeout 30m``; one implies
+``--approval``). Bounds are checked by ``validate_job``; its errors are
 reported naming the flag (:data:`FLAGS`).
 """
 
@@ -21,7 +23,7 @@ import msgspec
 
 from shepherd.actors.executors.output import DELIVERY_MODES
 from shepherd.runtime._cli_store import duration, json_object
-from shepherd.store.models import JobSpec, RetryPolicy, Seconds
+from shepherd.store.models import ApprovalPolicy, JobSpec, RetryPolicy, Seconds
 
 __all__ = ["CLEAR", "FLAGS", "add_job_flags", "flag_data"]
 
@@ -48,14 +50,27 @@ _HELP = {
     "pool": "a named resource pool shared across jobs",
     "delivery_guarantee": "at-most-once (default) or at-least-once",
     "capabilities": "requirements: capabilities a runner must have, comma-separated",
+    "parent": "chains: the parent job whose runs fire this one (see README, Chains)",
+    "trigger_on": "chains: fire on the parent's success, failure (retries exhausted) or both",
+    "trigger_condition": "chains: only if the parent's output matches contains:TEXT / regex:RE",
+    "trigger_delay": "chains: start this long after the parent's run ends (default 0)",
+    "max_fanout": "chains: at most this many children fire per run of this job (default 25)",
+    "rate": "rate limit of its admissions: N/s, N/m or N/h, e.g. 10/s (README, Rate limits)",
+    "burst": "with --rate: how many may start at once from a full bucket (default: N)",
     "options": "executor options, a JSON object (only the executor's keys)",
     "max_attempts": "attempts in all, 1-1000 (default 3)",
     "base": "first retry delay (default 30s)",
     "factor": "backoff multiplier, 1-100 (default 2)",
     "max_delay": "longest retry delay (default 1h)",
     "jitter": "spread of each delay, a fraction 0-1 (default 0)",
+    "approval.timeout": "an approval not decided within this long times out (default 1h)",
+    "approval.on_timeout": "at the timeout: reject (default) or approve",
+    "approval.max_pending": "at most this many pending; more are cancelled (default 10)",
+    "approval.sources": "dispatch kinds gated (default: all but run_now), comma-separated",
 }
-_METAVARS = {"executor": "NAME", "cron": "EXPR", "tz": "ZONE", "at": "ISO", "pool": "NAME"}
+_METAVARS = {
+    "executor": "NAME", "cron": "EXPR", "tz": "ZONE", "at": "ISO", "pool": "NAME", "rate": "N/UNIT",
+}  # fmt: skip
 _ALIASES = {"delivery_guarantee": ["--guarantee"], "retry.max_attempts": ["--max-attempts"]}
 _DELIVERY = ("delivery", "delivery_to", "delivery_channel")  # options keys with flags
 
@@ -78,6 +93,17 @@ def _nullable(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     return convert
 
 
+def _one_of(names: list[str]) -> Callable[[str], str]:
+    def choice(text: str) -> str:
+        if text not in names:
+            raise argparse.ArgumentTypeError(
+                f"invalid choice: {text!r} (choose from {', '.join(names)})"
+            )
+        return text
+
+    return choice
+
+
 def _comma_list(text: str) -> list[str]:
     return [w.strip() for w in text.split(",") if w.strip()]
 
@@ -88,6 +114,9 @@ def _argument(t: msgspec.inspect.Type) -> dict[str, Any]:
     kw: dict[str, Any]
     if isinstance(kind, msgspec.inspect.LiteralType):
         kw = {"choices": list(kind.values)}
+        if optional:  # ``none`` clears it (``jobs update J --trigger-on none``)
+            names = [str(v) for v in kind.values] + ["none"]
+            kw = {"type": _nullable(_one_of(names)), "metavar": "{" + ",".join(names) + "}"}
         return kw
     if isinstance(kind, msgspec.inspect.BoolType):
         return {"action": argparse.BooleanOptionalAction}
@@ -117,7 +146,7 @@ def _fields(struct: type[msgspec.Struct]) -> list[msgspec.inspect.Field]:
 # (spec path, dest, option strings, argparse keywords), in the Struct's field order
 _SPECS: list[tuple[str, str, list[str], dict[str, Any]]] = []
 for _f in _fields(JobSpec):
-    if _f.name in ("name", "retry", "enabled"):
+    if _f.name in ("name", "retry", "enabled", "approval"):
         continue
     _SPECS.append(
         (_f.name, _f.name, [f"--{_f.name.replace('_', '-')}", *_ALIASES.get(_f.name, [])],
@@ -129,11 +158,18 @@ for _f in _fields(RetryPolicy):
         (_path, f"retry_{_f.name}", [f"--retry-{_f.name.replace('_', '-')}",
          *_ALIASES.get(_path, [])], _argument(_f.type))
     )  # fmt: skip
+for _f in _fields(ApprovalPolicy):  # --approval-timeout ...; --approval is ``required``
+    if _f.name != "required":
+        _SPECS.append(
+            (f"approval.{_f.name}", f"approval_{_f.name}",
+             [f"--approval-{_f.name.replace('_', '-')}"], _argument(_f.type))
+        )  # fmt: skip
 for _path, _dest, _opts, _kw in _SPECS:
     FLAGS[_path] = _opts[-1] if _path in _ALIASES else _opts[0]
 for _key in _DELIVERY:
     FLAGS[f"options.{_key}"] = f"--{_key.replace('_', '-')}"
 FLAGS["enabled"] = "--enabled/--disabled"
+FLAGS["approval"] = FLAGS["approval.required"] = "--approval"
 
 
 def add_job_flags(p: argparse.ArgumentParser) -> None:
@@ -143,7 +179,8 @@ def add_job_flags(p: argparse.ArgumentParser) -> None:
         key = path.rpartition(".")[2]
         if key in _METAVARS:
             kw = {**kw, "metavar": _METAVARS[key]}
-        group.add_argument(*opts, dest=dest, default=None, help=_HELP.get(key), **kw)
+        help = _HELP.get(path, _HELP.get(key))
+        group.add_argument(*opts, dest=dest, default=None, help=help, **kw)
     state = group.add_mutually_exclusive_group()
     state.add_argument("--enabled", dest="enabled", action="store_const", const=True)
     state.add_argument(
@@ -152,27 +189,45 @@ def add_job_flags(p: argparse.ArgumentParser) -> None:
     group.add_argument("--delivery", choices=DELIVERY_MODES, help="announce a run's result")
     group.add_argument("--delivery-to", metavar="TARGET", help="an alias like @ops, or a target")
     group.add_argument("--delivery-channel", metavar="CHANNEL")
+    group.add_argument(
+        "--approval",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="gate dispatches behind a human approval (--no-approval removes the gate)",
+    )
 
 
 def flag_data(args: argparse.Namespace, data: dict[str, Any]) -> dict[str, Any]:
     """``data`` (builtins of a spec) with every job flag that was given laid over it."""
     data = dict(data)
     retry: dict[str, Any] = dict(data.get("retry") or {})
+    approval: dict[str, Any] = {}
     for path, dest, _opts, _kw in _SPECS:
         value = getattr(args, dest, None)
         if value is None:
             continue
         value = None if value is CLEAR else value
         head, _, key = path.partition(".")
-        if key:
+        if head == "approval":
+            approval[key] = value
+        elif key:
             retry[key] = value
         else:
             data[head] = value
+    gate = getattr(args, "approval", None)
+    if gate is False:
+        data["approval"] = None
+    elif gate or approval:  # an --approval-* flag implies the gate
+        data["approval"] = {**(data.get("approval") or {}), "required": True, **approval}
     base = getattr(args, "retry_base", None)
     if base is not None and getattr(args, "retry_max_delay", None) is None:
         retry["max_delay"] = max(float(retry.get("max_delay", 3600.0)), base)
     if retry:
         data["retry"] = retry
+    if getattr(args, "parent", None) is CLEAR:  # a child made a root: its trigger goes too
+        for key in ("trigger_on", "trigger_condition", "trigger_delay"):
+            if getattr(args, key, None) is None:
+                data.pop(key, None)
     if getattr(args, "enabled", None) is not None:
         data["enabled"] = args.enabled
     given = {k: getattr(args, k) for k in _DELIVERY if getattr(args, k, None) is not None}

@@ -15,12 +15,14 @@ import argparse
 import sys
 import tomllib
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 
 from shepherd.actors.ingest import send_wake
+from shepherd.runtime._chains import check_graph, config_error, parents_first
 from shepherd.runtime._cli_fmt import (
     CliError,
     emit_json,
@@ -37,7 +39,7 @@ from shepherd.runtime._cli_store import builtin_executors, loads_json, open_stor
 from shepherd.runtime._config_init import default_config_toml
 from shepherd.runtime.config import Config
 from shepherd.runtime.jobs import job_from_data, save_op, validate_job
-from shepherd.store.errors import ConfigError, NotFound
+from shepherd.store.errors import ConfigError, NotFound, StoreError
 from shepherd.store.models import JobRow, JobSpec
 from shepherd.store.ops import DeleteJob
 
@@ -65,11 +67,15 @@ def cmd_jobs_add(args: argparse.Namespace, cfg: Config) -> int:
         # a bar (on a terminal) over checking each job, then storing them all at once
         with progress(0, f"adding jobs from {args.file}") as bar:
             specs = load_job_file(args.file, now, cfg, bar=bar)
-            rows = anyio.run(save_jobs, cfg, specs, now)
+            index = {s.name: i for i, s in enumerate(specs)}
+            path = args.file
+            rows = anyio.run(
+                save_jobs, cfg, specs, now, lambda s: f"{path}: jobs[{index[s.name]}] ({s.name})"
+            )
             bar.advance(len(specs))
     else:
         specs = [spec_from_data(flag_data(args, {"name": args.name}), now, cfg)]
-        rows = anyio.run(save_jobs, cfg, specs, now)
+        rows = anyio.run(save_jobs, cfg, specs, now, lambda s: FLAGS["parent"])
     send_wake(cfg.database, "j")
     if args.json:
         emit_json([_job_summary(r) for r in rows])
@@ -179,11 +185,22 @@ def load_job_file(
     return specs
 
 
-async def save_jobs(cfg: Config, specs: list[JobSpec], now: float) -> list[JobRow]:
-    """Store validated specs in one transaction (a job of the same name is replaced)."""
+async def save_jobs(
+    cfg: Config,
+    specs: list[JobSpec],
+    now: float,
+    field: Callable[[JobSpec], str] = lambda s: "parent",
+) -> list[JobRow]:
+    """Store validated specs in one transaction (a job of the same name is replaced),
+    parents first; a chain's graph is checked against the stored jobs before anything
+    is written (an error names ``field(spec)``)."""
+    specs = parents_first(specs)
     async with open_store(cfg) as store:
+        check_graph(specs, [r.spec for r in await store.jobs()], field=field)
         results = await store.apply([save_op(s, now) for s in specs])
         for result in results:
+            if isinstance(result, StoreError):
+                raise config_error(result)
             if isinstance(result, Exception):
                 raise result
         if len(specs) == 1:
@@ -284,7 +301,10 @@ async def _remove(cfg: Config, name: str) -> None:
         row = await store.job(name)
         if row is None:
             raise NotFound(f"no job named {name!r}")
-        await store.apply_one(DeleteJob(row.id, wall()))
+        try:
+            await store.apply_one(DeleteJob(row.id, wall(), refuse_parent=True))
+        except StoreError as exc:
+            raise config_error(exc) from None
 
 
 # -- config init --------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """CLI commands on the queue: enqueue, cancel, runs, dlq (``status``: ``_cli_status``).
 
 Each command validates its arguments first (argparse types), then opens the store,
-applies at most one write op and wakes the daemon serving the database, if any.
+applies at most one write op (``cancel --cascade``: two, the cancel and the chain's)
+and wakes the daemon serving the database, if any. The module is a little longer than
+most because the queue's commands share its helpers (the store, the payload checks).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from shepherd.runtime.config import Config
 from shepherd.runtime.jobs import check_enqueue, check_payload, new_dispatch
 from shepherd.store.errors import ConfigError, NotFound
 from shepherd.store.models import Dispatch, EnqueueRequest, Run
-from shepherd.store.ops import CancelDispatch, InsertDispatches, PurgeDead, RetryDead
+from shepherd.store.ops import CancelChain, CancelDispatch, InsertDispatches, PurgeDead, RetryDead
 from shepherd.store.protocol import Store
 
 T = TypeVar("T")
@@ -79,8 +81,16 @@ def cmd_enqueue(args: argparse.Namespace, cfg: Config) -> int:
         expires_at=now + args.expires_in if args.expires_in else None,
         max_attempts=args.max_attempts,
         idempotency_key=args.idempotency_key,
+        capabilities=args.capabilities.split(",") if args.capabilities is not None else None,
+        owner=args.owner,
     )
-    dispatch_id, duplicate = anyio.run(enqueue_one, cfg, req, now)
+    try:
+        dispatch_id, duplicate = anyio.run(enqueue_one, cfg, req, now)
+    except ConfigError as exc:  # name the flag
+        if exc.field in ("enqueue.capabilities", "enqueue.owner"):
+            flag = "--" + exc.field.removeprefix("enqueue.")
+            raise ConfigError(str(exc).removeprefix(f"{exc.field}: "), field=flag) from None
+        raise
     if not duplicate:
         send_wake(cfg.database, "d")
     if args.json:
@@ -106,23 +116,43 @@ async def enqueue_one(cfg: Config, req: EnqueueRequest, now: float) -> tuple[int
         [got] = await store.apply_one(InsertDispatches([new], origin(), now))
     if isinstance(got, int):  # the dispatch the producer's key is bound to, any state
         return got, True
+    if got[1] == 0:  # held by its job's approval gate: the daemon times it out
+        send_wake(cfg.database, "a")
     return int(got[0]), False
 
 
 def cmd_cancel(args: argparse.Namespace, cfg: Config) -> int:
-    status = anyio.run(_apply, cfg, CancelDispatch(args.dispatch_id, wall()))
+    cascade = bool(getattr(args, "cascade", False))
+    status, children = anyio.run(_cancel, cfg, args.dispatch_id, cascade)
     if status is None:
         raise NotFound(f"no dispatch {args.dispatch_id}")
     result = {"cancelled": "cancelled", "running": "cancel_requested"}.get(status, status)
     if args.json:
-        emit_json({"id": args.dispatch_id, "result": result})
-    if status not in ("cancelled", "running"):
+        out: dict[str, Any] = {"id": args.dispatch_id, "result": result}
+        if cascade:
+            out["children_cancelled"] = children
+        emit_json(out)
+    if status not in ("cancelled", "running") and not children:
         raise CliError(f"dispatch {args.dispatch_id} already ended ({status}); nothing to cancel")
     send_wake(cfg.database, "c")
     if not args.json:
-        what = "running: cancel requested" if status == "running" else "cancelled"
-        print(f"dispatch {args.dispatch_id} {what}")
+        if status in ("cancelled", "running"):
+            what = "running: cancel requested" if status == "running" else "cancelled"
+            print(f"dispatch {args.dispatch_id} {what}")
+        if children:
+            print(f"cancelled {len(children)} chain dispatch(es): {', '.join(map(str, children))}")
     return 0
+
+
+async def _cancel(cfg: Config, dispatch_id: int, cascade: bool) -> tuple[str | None, list[int]]:
+    """The dispatch, then (``cascade``) its chain dispatches not yet started."""
+    async with open_store(cfg, create=False) as store:
+        now = wall()
+        status = await store.apply_one(CancelDispatch(dispatch_id, now))
+        children: list[int] = []
+        if cascade and status is not None:
+            children = await store.apply_one(CancelChain(dispatch_id, now))
+        return status, children
 
 
 async def _apply(cfg: Config, op: Any) -> Any:

@@ -11,12 +11,13 @@ import anyio
 
 from shepherd.actors.ingest import send_wake
 from shepherd.actors.scheduler.cron import upcoming
+from shepherd.runtime._chains import check_graph, config_error
 from shepherd.runtime._cli_fmt import emit_json, print_fields, table, when
 from shepherd.runtime._cli_jobs import flag_data, spec_from_data
 from shepherd.runtime._cli_store import builtin_executors, open_store, origin, wall
 from shepherd.runtime.config import Config
 from shepherd.runtime.jobs import check_payload, new_dispatch, save_op
-from shepherd.store.errors import ConfigError, NotFound
+from shepherd.store.errors import ConfigError, NotFound, StoreError
 from shepherd.store.models import EnqueueRequest, JobRow, to_builtins
 from shepherd.store.ops import InsertDispatches
 
@@ -54,7 +55,11 @@ async def _change(cfg: Config, name: str, edit: Any) -> JobRow:
         if data.get("name", name) != name:
             raise ConfigError("a job cannot be renamed; add a new one", field="NAME")
         spec = spec_from_data(data, now, cfg, previous=row.spec)
-        await store.apply_one(save_op(spec, now, row))  # same schedule keeps its next slot
+        check_graph([spec], [r.spec for r in await store.jobs()], field=lambda s: "--parent")
+        try:  # same schedule keeps its next slot
+            await store.apply_one(save_op(spec, now, row))
+        except StoreError as exc:
+            raise config_error(exc) from None
         new = await store.job(name)
     send_wake(cfg.database, "j")
     assert new is not None
@@ -96,6 +101,8 @@ async def _run_now(cfg: Config, name: str, payload: dict[str, Any] | None) -> in
             check_payload(row.spec, payload, executors)
         [got] = await store.apply_one(InsertDispatches([new], origin(), now))
     assert got is not None
+    if got[1] == 0:  # held by its job's approval gate (approval.sources has run_now)
+        send_wake(cfg.database, "a")
     return int(got[0])
 
 

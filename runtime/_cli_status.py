@@ -1,7 +1,8 @@
 """``shepherd status``: queue depth by state, running runs, dead letters, jobs, whether a
 daemon serves the database, and the latest health snapshot a runtime left in the
-``instances`` table (written by ``actors.health`` every ``health_interval``), and with
-``[spool]`` the spool directory's pending and rejected files.
+``instances`` table (written by ``actors.health`` every ``health_interval``), failed
+spawn messages (how many, the latest errors), open task groups, and with ``[spool]``
+the spool directory's pending and rejected files.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import Any
 import anyio
 
 from shepherd.actors.spool.actor import spool_counts
+from shepherd.runtime._cli_agents import agents_lines, agents_status
+from shepherd.runtime._cli_controls import control_lines, controls_status
 from shepherd.runtime._cli_fmt import emit_json, human_duration, print_fields, table, when
 from shepherd.runtime._cli_ops import run_row
 from shepherd.runtime._cli_store import daemon_pid, open_store
@@ -22,7 +25,7 @@ __all__ = ["cmd_status"]
 
 
 def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
-    stats, running, instance = anyio.run(_status, cfg)
+    stats, running, instance, extra = anyio.run(_status, cfg)
     pid = daemon_pid(cfg.database)
     data: dict[str, Any] = {
         "database": cfg.database,
@@ -34,6 +37,8 @@ def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
         "jobs": stats["jobs"],
         "jobs_enabled": stats["jobs_enabled"],
         "instance": instance,
+        "approvals_pending": stats.get("approvals_pending", 0),
+        **extra,
     }
     if cfg.spool is not None:  # counted in the directory: right with or without a daemon
         data["spool"] = {"dir": cfg.spool.dir, **_spool_counts(cfg.spool.dir)}
@@ -48,6 +53,16 @@ def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
         "running runs": data["runs_running"],
         "jobs": f"{stats['jobs']} ({stats['jobs_enabled']} enabled)",
     }
+    if data["spawn_failed"]["count"]:
+        failed = data["spawn_failed"]
+        latest = "; ".join(f"#{f['id']} from {f['from']}: {f['error']}" for f in failed["latest"])
+        fields["failed spawns"] = f"{failed['count']} (latest: {latest})"
+    if data["approvals_pending"]:  # `shepherd approvals list --status pending` lists them
+        fields["approvals"] = f"{data['approvals_pending']} pending"
+    if data["groups_open"]:
+        fields["task groups"] = f"{data['groups_open']} open"
+    fields.update(control_lines(data))
+    fields.update(agents_lines(data))
     if "spool" in data:
         sp = data["spool"]
         fields["spool"] = f"{sp['dir']}: {sp['pending']} pending, {sp['rejected']} rejected"
@@ -60,12 +75,24 @@ def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
-async def _status(cfg: Config) -> tuple[dict[str, Any], list[Run], dict[str, Any] | None]:
+async def _status(
+    cfg: Config,
+) -> tuple[dict[str, Any], list[Run], dict[str, Any] | None, dict[str, Any]]:
     async with open_store(cfg, create=False) as store:
         stats = await store.stats()
         running = await store.runs(status="running", limit=50)
         instance = await store.latest_instance()
-    return stats, running, instance
+        failed, latest = await store.failed_spawns(limit=3)
+        groups = await store.group_deadlines()  # one row per open group
+        pauses = await store.pauses()
+        agents = await store.agents()
+    extra = {  # spawn messages that failed (with their errors), open task groups
+        "spawn_failed": {"count": failed, "latest": latest},
+        "groups_open": len(groups),
+        **controls_status(pauses, instance),  # pauses and rate limits: _cli_controls
+        **agents_status(agents, instance),  # the registry, unmatched: _cli_agents
+    }
+    return stats, running, instance, extra
 
 
 def _spool_counts(directory: str) -> dict[str, Any]:

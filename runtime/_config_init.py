@@ -42,6 +42,8 @@ _COMMENTS = {
     "use_uvloop": "Run on uvloop when it is installed.",
     "pools": "Resource pools: name = how many runs of jobs in the pool at once\n"
     "(none by default; an undeclared pool is a mutex), e.g.  gpu = 1",
+    "rates": "Rate limits (token buckets on admissions), none by default, e.g.\n"
+    'executor.shell = { rate = "10/s", burst = 20 }, pool.db = { rate = "100/m" }',
     "jobs": "Jobs can be declared here too (or added with `shepherd jobs add`):",
     "gateway": "The agent gateway (agent / event executors, the gateway delivery sink).\n"
     "None by default: uncomment and set url to use one.",

@@ -9,6 +9,7 @@ when a job changes.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -22,6 +23,7 @@ from shepherd.actors.messages import (
     Enqueued,
     Entry,
     JobsChanged,
+    Poke,
     SchedulerMsg,
     entry_from_new,
 )
@@ -29,6 +31,7 @@ from shepherd.actors.primitives.clock import Clock
 from shepherd.actors.primitives.mailbox import Address
 from shepherd.actors.scheduler.cron import next_fires as _next_fires
 from shepherd.actors.writer import StoreMsg, write
+from shepherd.runtime._chains import config_error, parents_first
 from shepherd.runtime.jobs import (
     check_enqueue,
     check_payload,
@@ -39,9 +42,15 @@ from shepherd.runtime.jobs import (
     save_op,
     validate_job,
 )
-from shepherd.store.errors import ConfigError, NotFound
+from shepherd.store.errors import (
+    ConfigError,
+    MailboxClosed,
+    MailboxFull,
+    NotFound,
+    StoreError,
+)
 from shepherd.store.models import EnqueueRequest, JobRow, JobSpec, to_builtins
-from shepherd.store.ops import DeleteJob, InsertDispatches, NewDispatch
+from shepherd.store.ops import DeleteJob, InsertDispatches, NewDispatch, SaveJob
 from shepherd.store.protocol import Store
 
 __all__ = ["JobsApi"]
@@ -59,6 +68,7 @@ class JobsApi:
         dispatcher: Address[DispatcherMsg],
         scheduler: Address[SchedulerMsg],
         forget_job: Callable[[int], None],
+        approvals: Address[Poke] | None = None,
     ) -> None:
         self.clock = clock
         self.executors = executors
@@ -68,14 +78,20 @@ class JobsApi:
         self._dispatcher = dispatcher
         self._scheduler = scheduler
         self._forget_job = forget_job
+        self._approvals = approvals  # told when an insert held a dispatch for approval
         self._jobs: dict[str, JobRow] = {}
         self.jobs_loaded = anyio.Event()  # set once the config's jobs are added
 
     async def add_config_jobs(self, specs: Sequence[JobSpec]) -> None:
         """Add the config's jobs at start, then set ``jobs_loaded`` (the spool waits for
         it: its files may name them)."""
-        for spec in specs:
-            await self.add_job(spec)
+        index = {s.name: i for i, s in enumerate(specs)}
+        for spec in parents_first(specs):  # a child may be listed before its parent
+            try:
+                await self.add_job(spec)
+            except ConfigError as exc:  # the graph is checked here, against the store
+                where = f"config: jobs[{index[spec.name]}] ({spec.name})"
+                raise ConfigError(str(exc), field=where) from None
         self.jobs_loaded.set()
 
     # -- jobs --------------------------------------------------------------------------
@@ -87,19 +103,25 @@ class JobsApi:
         previous = await self.store.job(spec.name)
         spec = keep_ended(spec, previous, now)
         validate_job(spec, self.executors, now, previous=previous.spec if previous else None)
-        await write(self._writer, save_op(spec, now, previous))
+        await self._write_job(save_op(spec, now, previous))
         return await self._job_changed(spec.name)
 
     async def update_job(self, /, name: str, **changes: Any) -> JobRow:
         """Change some fields of a job (validated as ``add_job``; the stored job is
-        untouched on error). A changed schedule recomputes the next fire time."""
+        untouched on error). A changed schedule recomputes the next fire time;
+        ``parent=None`` makes a child a root (its trigger fields are cleared too)."""
         row = await self.get_job(name)
         if changes.get("name", name) != name:
             raise ConfigError("a job cannot be renamed; add a new one", field="name")
-        spec = job_from_data({**to_builtins(row.spec), **to_builtins(changes)})
+        data = {**to_builtins(row.spec), **to_builtins(changes)}
+        if "parent" in changes and changes["parent"] is None:  # made a root: no trigger
+            for key in ("trigger_on", "trigger_condition", "trigger_delay"):
+                if key not in changes:
+                    data.pop(key, None)
+        spec = job_from_data(data)
         now = self.clock.wall()
         validate_job(spec, self.executors, now, previous=row.spec)
-        await write(self._writer, save_op(spec, now, row))
+        await self._write_job(save_op(spec, now, row))
         return await self._job_changed(name)
 
     async def set_enabled(self, name: str, enabled: bool) -> JobRow:
@@ -117,8 +139,10 @@ class JobsApi:
         return await self.set_enabled(name, False)
 
     async def remove_job(self, name: str) -> None:
+        """Remove ``name``; refused (ConfigError naming them) while jobs name it their
+        parent."""
         row = await self.get_job(name)
-        await write(self._writer, DeleteJob(row.id, self.clock.wall()))
+        await self._write_job(DeleteJob(row.id, self.clock.wall(), refuse_parent=True))
         self._jobs.pop(name, None)
         await self._jobs_changed([row.id])
 
@@ -151,6 +175,16 @@ class JobsApi:
     async def list_jobs(self) -> list[JobRow]:
         return await self.store.jobs()
 
+    async def _write_job(self, op: SaveJob | DeleteJob) -> None:
+        """A job write; the store's check of a chain's graph (in the same transaction)
+        fails it with a ConfigError naming the field, raised here as such."""
+        try:
+            await write(self._writer, op)
+        except StoreError as exc:
+            if config_error(exc) is exc:
+                raise
+            raise config_error(exc) from None
+
     async def _job_changed(self, name: str) -> JobRow:
         row = await self.get_job(name)
         await self._jobs_changed([row.id])
@@ -180,10 +214,13 @@ class JobsApi:
         expires_in: float | None = None,
         max_attempts: int | None = None,
         idempotency_key: str | None = None,
+        capabilities: list[str] | None = None,
+        owner: str | None = None,
     ) -> int:
         """Queue one run of ``job``; returns the dispatch id once it is committed. A
         payload its python target's declared type refuses is an error naming the field
-        (``payload.to: Expected str, got int``), and nothing is stored."""
+        (``payload.to: Expected str, got int``), and nothing is stored. ``capabilities``
+        (on top of the job's) and ``owner`` steer which agent it is assigned to."""
         now = self.clock.wall()
         # the relative values first (they are added to now), then the request
         check_enqueue(EnqueueRequest(job=job), delay=delay, expires_in=expires_in)
@@ -201,6 +238,8 @@ class JobsApi:
             expires_at=exp,
             max_attempts=max_attempts,
             idempotency_key=idempotency_key,
+            capabilities=capabilities,
+            owner=owner,
         )
         req = plain_payload(req)
         check_enqueue(req)  # errors name the argument (enqueue_many names requests[i])
@@ -222,15 +261,22 @@ class JobsApi:
         result = await write(self._writer, InsertDispatches(rows, self.instance, now))
         ids: list[int] = []
         entries: list[Entry] = []
+        held = False
         for new, got in zip(rows, result, strict=True):
             if isinstance(got, int):  # the dispatch the producer's key is bound to
                 ids.append(got)
                 continue
             dispatch_id, seq = got
             ids.append(dispatch_id)
+            if seq == 0:  # held by its job's approval gate: not for the dispatcher
+                held = True
+                continue
             entries.append(entry_from_new(new, dispatch_id, seq))
         if entries:
             await self._dispatcher.send(Enqueued(entries))
+        if held and self._approvals is not None:
+            with contextlib.suppress(MailboxFull, MailboxClosed):  # one waiting covers it
+                self._approvals.tell(Poke(approvals=True))
         return ids
 
 

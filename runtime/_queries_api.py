@@ -19,7 +19,7 @@ from shepherd.actors.writer import StoreMsg, write
 from shepherd.runtime.events import EventHub
 from shepherd.store.errors import NotFound
 from shepherd.store.models import Dispatch, Run
-from shepherd.store.ops import PurgeDead, RetryDead
+from shepherd.store.ops import CancelChain, PurgeDead, RetryDead
 from shepherd.store.protocol import Store
 
 __all__ = ["QueriesApi"]
@@ -60,10 +60,21 @@ class QueriesApi:
             self.events.forget(dispatch_id, event)
         return await self.dispatch(dispatch_id)
 
-    async def cancel(self, dispatch_id: int) -> str | None:
+    async def cancel(self, dispatch_id: int, *, cascade: bool = False) -> str | None:
         """Cancel a queued dispatch (now) or a running one (its run is cancelled and
-        recorded ``cancelled``). Returns the dispatch's status at the time of the call."""
-        return await ask(self._dispatcher, lambda r: Cancel(dispatch_id, r))
+        recorded ``cancelled``). Returns the dispatch's status at the time of the call.
+        ``cascade``: also cancel the chain dispatches not yet started that descend from
+        its runs (recursively; README "Chains"), even when it has itself ended."""
+        status = await self._cancel(dispatch_id)
+        if cascade and status is not None:
+            ids: list[int] = await write(self._writer, CancelChain(dispatch_id, self.clock.wall()))
+            for child in ids:  # out of the dispatcher's queue, with their cancelled events
+                await self._cancel(child)
+        return status
+
+    async def _cancel(self, dispatch_id: int) -> str | None:
+        status: str | None = await ask(self._dispatcher, lambda r: Cancel(dispatch_id, r))
+        return status
 
     async def dispatch(self, dispatch_id: int) -> Dispatch:
         d = await self.store.dispatch(dispatch_id)

@@ -1,4 +1,5 @@
-"""``Runtime``: the public, embeddable API, a façade over plain collaborators.
+"""``Runtime``: the public, embeddable API, a façade over plain collaborators. The
+module is long because its table of delegates names every public call in one place.
 
     async with Runtime.open(Config(database="app.db"), targets={"noop": noop}) as rt:
         await rt.add_job(JobSpec(name="noop", target="noop"))
@@ -14,7 +15,10 @@ checkpoints the database.
 
 Three plain collaborators answer the calls: ``JobsApi`` (``runtime/_jobs_api.py``: jobs,
 enqueue), ``QueriesApi`` (``runtime/_queries_api.py``: dispatches, runs, dead letters)
-and ``Messaging`` (``runtime/messaging.py``: inboxes, deliveries, sinks). The table at
+``Messaging`` (``runtime/messaging.py``: inboxes, deliveries, sinks; spawn messages
+through ``runtime/spawn.py``) and ``GroupsApi`` (``runtime/_groups_api.py``: task
+groups), ``ControlsApi`` (``runtime/_controls_api.py``: pause, resume,
+drain, rate limits). The table at
 the top of the class says which call goes where; ``rt.add_job`` *is* the jobs side's
 bound method (``delegate``), with its signature and types.
 """
@@ -37,6 +41,10 @@ from shepherd.actors.executors.python import PythonExecutor, PythonTarget
 from shepherd.actors.executors.shell import ShellExecutor
 from shepherd.actors.primitives.clock import Clock, RealClock
 from shepherd.actors.primitives.supervisor import ActorEvent, Supervisor
+from shepherd.runtime._agents_api import AgentsApi
+from shepherd.runtime._approvals_api import ApprovalsApi
+from shepherd.runtime._controls_api import ControlsApi
+from shepherd.runtime._groups_api import GroupsApi
 from shepherd.runtime._jobs_api import JobsApi
 from shepherd.runtime._lock import lock_database
 from shepherd.runtime._queries_api import QueriesApi
@@ -44,6 +52,7 @@ from shepherd.runtime.config import Config
 from shepherd.runtime.events import EventHub
 from shepherd.runtime.host import RuntimeHost
 from shepherd.runtime.messaging import Messaging, gateway_executors
+from shepherd.runtime.spawn import Spawner
 from shepherd.runtime.targets import PayloadType, TargetSource, python_executor
 from shepherd.runtime.tree import Fanout, Inboxes, build_tree
 from shepherd.store.errors import SupervisorEscalation
@@ -99,6 +108,11 @@ class Runtime:
     dead_letters = delegate("_queries", QueriesApi.dead_letters)
     retry_dead = delegate("_queries", QueriesApi.retry_dead)
     purge_dead = delegate("_queries", QueriesApi.purge_dead)
+    # -- approval gates: runtime/_approvals_api.py -----------------------------------
+    approvals = delegate("_approvals_api", ApprovalsApi.approvals)
+    approval = delegate("_approvals_api", ApprovalsApi.approval)
+    approve = delegate("_approvals_api", ApprovalsApi.approve)
+    reject = delegate("_approvals_api", ApprovalsApi.reject)
     # -- inboxes, deliveries, sinks: runtime/messaging.py --------------------------
     register_delivery_sink = delegate("_messaging", Messaging.register_delivery_sink)
     deliver = delegate("_messaging", Messaging.deliver)
@@ -109,6 +123,30 @@ class Runtime:
     messages = delegate("_messaging", Messaging.messages)
     mark_delivered = delegate("_messaging", Messaging.mark_delivered)
     mark_read = delegate("_messaging", Messaging.mark_read)
+    # -- the agents registry: runtime/_agents_api.py --------------------------------
+    agents = delegate("_agents_api", AgentsApi.agents)
+    agent = delegate("_agents_api", AgentsApi.agent)
+    add_agent = delegate("_agents_api", AgentsApi.add_agent)
+    update_agent = delegate("_agents_api", AgentsApi.update_agent)
+    drain_agent = delegate("_agents_api", AgentsApi.drain_agent)
+    undrain_agent = delegate("_agents_api", AgentsApi.undrain_agent)
+    remove_agent = delegate("_agents_api", AgentsApi.remove_agent)
+    agent_heartbeat = delegate("_agents_api", AgentsApi.agent_heartbeat)
+    ack = delegate("_messaging", Messaging.ack)
+    message = delegate("_messaging", Messaging.message)
+    thread = delegate("_messaging", Messaging.thread)
+    # -- task groups (the dead-man switch): runtime/_groups_api.py -----------------
+    create_group = delegate("_groups_api", GroupsApi.create_group)
+    report = delegate("_groups_api", GroupsApi.report)
+    heartbeat = delegate("_groups_api", GroupsApi.heartbeat)
+    group = delegate("_groups_api", GroupsApi.group)
+    groups = delegate("_groups_api", GroupsApi.groups)
+    # -- pause, resume, drain, rate limits: runtime/_controls_api.py ----------------
+    pause = delegate("_controls", ControlsApi.pause)
+    resume = delegate("_controls", ControlsApi.resume)
+    pauses = delegate("_controls", ControlsApi.pauses)
+    drain = delegate("_controls", ControlsApi.drain)
+    rates = delegate("_controls", ControlsApi.rates)
 
     def __init__(
         self,
@@ -131,9 +169,33 @@ class Runtime:
         self._dispatcher = self._inboxes.dispatcher.address()
         self._scheduler = self._inboxes.scheduler.address()
         self._router = self._inboxes.router.address()
-        self._fanout = Fanout(self.events, {"router": self._router, "scheduler": self._scheduler})
+        self._fanout = Fanout(
+            self.events,
+            {
+                "router": self._router,
+                "scheduler": self._scheduler,
+                "approvals": self._inboxes.approvals.address(),
+            },
+        )
+        self._spawner = Spawner(
+            clock=clock,
+            store=store,
+            executors=executors,
+            instance=self.instance,
+            writer=self._writer,
+            dispatcher=self._dispatcher,
+            scheduler=self._scheduler,
+        )
         self._messaging = Messaging(
-            store=store, clock=clock, writer=self._writer, router=self._router
+            store=store, clock=clock, writer=self._writer, router=self._router,
+            spawner=self._spawner,
+        )  # fmt: skip
+        self._groups_api = GroupsApi(
+            clock=clock,
+            store=store,
+            writer=self._writer,
+            groups=self._inboxes.groups.address(),
+            delivery=cfg.delivery,
         )
         self._jobs_api = JobsApi(
             clock=clock,
@@ -144,6 +206,14 @@ class Runtime:
             dispatcher=self._dispatcher,
             scheduler=self._scheduler,
             forget_job=self._messaging.forget_job,
+            approvals=self._inboxes.approvals.address(),
+        )
+        self._approvals_api = ApprovalsApi(
+            clock=clock,
+            store=store,
+            instance=self.instance,
+            writer=self._writer,
+            dispatcher=self._dispatcher,
         )
         self._queries = QueriesApi(
             clock=clock,
@@ -152,6 +222,19 @@ class Runtime:
             events=self.events,
             writer=self._writer,
             dispatcher=self._dispatcher,
+        )
+        self._agents_api = AgentsApi(
+            store=store, writer=self._writer, dispatcher=self._dispatcher, clock=clock
+        )
+        self._controls = ControlsApi(
+            clock=clock,
+            store=store,
+            instance=self.instance,
+            writer=self._writer,
+            dispatcher=self._dispatcher,
+            executors=executors,
+            pools=cfg.pools,
+            snapshot=self.statistics,
         )
         self._root: Supervisor | None = None
         self._actors: dict[str, Any] = {}
@@ -192,6 +275,8 @@ class Runtime:
             async with anyio.create_task_group() as tg:
                 await tg.start(rt._serve)
                 await rt._jobs_api.add_config_jobs(cfg.jobs)
+                await rt._agents_api.register_config_agents(cfg)
+                await rt._spawner.adopt_pending()  # spawn messages another writer left
                 try:
                     yield rt
                 finally:

@@ -12,7 +12,10 @@
     shepherd jobs export [NAME...] [--format toml|json] [-o FILE]
     shepherd completion bash|zsh|fish                  a shell completion script
     shepherd cancel DISPATCH_ID
+    shepherd approvals list | approvals approve ID | approvals reject ID --reason R
     shepherd spool enqueue (--message M|--file F) | spool status | spool rejected ...
+    shepherd pause SCOPE [NAME] | pause --all | resume SCOPE [NAME] | resume --all
+    shepherd pauses | drain [--timeout DUR]
 
 Global options (before or after the command): ``--config PATH`` (default
 ``./shepherd.toml`` when it exists, else built-in defaults; ``SHEPHERD_*`` environment
@@ -49,11 +52,16 @@ from typing import Any
 
 from shepherd.runtime import _cli_ops as ops
 from shepherd.runtime import _cli_schedule as sched
+from shepherd.runtime._cli_agents import add_agents_commands
+from shepherd.runtime._cli_approvals import add_approvals_commands
 from shepherd.runtime._cli_backup import cmd_backup, cmd_restore
+from shepherd.runtime._cli_chains import add_chain_commands
 from shepherd.runtime._cli_complete import SHELLS, completion_script
+from shepherd.runtime._cli_controls import add_controls_commands
 from shepherd.runtime._cli_doctor import cmd_doctor
 from shepherd.runtime._cli_export import cmd_jobs_export
 from shepherd.runtime._cli_fmt import CliError, set_display_zone
+from shepherd.runtime._cli_groups import add_groups_commands
 from shepherd.runtime._cli_help import example_epilog
 from shepherd.runtime._cli_jobflags import add_job_flags
 from shepherd.runtime._cli_jobs import (
@@ -64,6 +72,7 @@ from shepherd.runtime._cli_jobs import (
     cmd_jobs_rm,
     cmd_jobs_show,
 )
+from shepherd.runtime._cli_msg import add_msg_commands
 from shepherd.runtime._cli_spool import add_spool_commands
 from shepherd.runtime._cli_status import cmd_status
 from shepherd.runtime._cli_store import bounded_int, duration, instant, json_object, positive_int
@@ -71,6 +80,7 @@ from shepherd.runtime.config import Config, load_config
 from shepherd.store.bounds import Range
 from shepherd.store.errors import (
     ConfigError,
+    Conflict,
     NotFound,
     ShepherdError,
     StoreError,
@@ -199,6 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-attempts", type=attempts, metavar="N", help="1-1000")
     p.add_argument("--idempotency-key", metavar="KEY")
+    p.add_argument(
+        "--capabilities", metavar="A,B", help="an agent must have these (besides the job's)"
+    )
+    p.add_argument("--owner", metavar="OWNER", help="only its agents ([agents] owner_filter)")
 
     cmd(sub, "status", cmd_status, "queue depth, running runs, dead letters, daemon")
     cmd(sub, "doctor", cmd_doctor, "check the database file: integrity, WAL, schema, lock")
@@ -265,10 +279,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME")
     p = cmd(jobs, "rm", cmd_jobs_rm, "remove a job; its queued dispatches are cancelled")
     p.add_argument("name", metavar="NAME")
+    add_chain_commands(jobs, cmd)  # jobs tree: runtime/_cli_chains.py
+    # @@cli-jobs-commands@@ (more `jobs` actions: "add_x_commands(jobs, cmd)" above this)
 
     p = cmd(sub, "cancel", ops.cmd_cancel, "cancel a queued or running dispatch")
     p.add_argument("dispatch_id", type=positive_int, metavar="DISPATCH_ID")
+    p.add_argument(
+        "--cascade", action="store_true", help="also its chain dispatches not yet started"
+    )
     add_spool_commands(sub, cmd)  # the spool directory: runtime/_cli_spool.py
+    add_approvals_commands(sub, cmd)  # approval requests: runtime/_cli_approvals.py
+    add_msg_commands(sub, cmd)  # inbox messages: runtime/_cli_msg.py
+    add_groups_commands(sub, cmd)  # task groups: runtime/_cli_groups.py
+    add_agents_commands(sub, cmd)  # the agents registry: runtime/_cli_agents.py
+    add_controls_commands(sub, cmd)  # pause, resume, pauses, drain: runtime/_cli_controls.py
+    # @@cli-commands@@ (one "add_x_commands(sub, cmd)" per _cli_x.py module above this)
     return root
 
 
@@ -348,7 +373,7 @@ def classify(exc: BaseException) -> tuple[int | None, str]:
             return exc.code, str(exc)
         case ConfigError():
             return EXIT_CODES["bad_input"], str(exc)
-        case NotFound():
+        case NotFound() | Conflict():
             return EXIT_CODES["failed"], str(exc)
         case StoreError():
             return EXIT_CODES["store"], f"store error ({type(exc).__name__}): {exc}"

@@ -17,7 +17,9 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from shepherd.actors.backup import BackupConfig
+from shepherd.actors.dispatcher.rates import RatesConfig
 from shepherd.actors.executors.gateway import GatewayConfig
+from shepherd.actors.liveness import AgentsConfig
 from shepherd.actors.retention import RetentionConfig
 from shepherd.actors.router.delivery import DeliveryConfig
 from shepherd.actors.spool.config import SpoolConfig
@@ -42,6 +44,9 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     start_check: Literal["auto", "full", "bounded", "off"] = "auto"
     shutdown_grace: Annotated[Seconds, Range(0, DAY, "s")] = Seconds(30.0)
     pools: dict[str, Annotated[int, Range(1, 100_000)]] = msgspec.field(default_factory=dict)
+    # token buckets on admissions: executor.shell = { rate = "10/s", burst = 20 }, pool.db,
+    # agent.main (actors/dispatcher/rates.py); a job's own is its spec's rate / burst
+    rates: RatesConfig = msgspec.field(default_factory=RatesConfig)
     restart_intensity: Annotated[int, Range(0, 10_000)] = 5
     restart_period: Annotated[Seconds, Range(0.001, DAY, "s")] = Seconds(10.0)
     health_interval: Annotated[Seconds, Range(0.01, HOUR, "s")] = Seconds(2.0)
@@ -50,6 +55,8 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     use_uvloop: bool = True
     jobs: list[JobSpec] = msgspec.field(default_factory=list)
+    # the agents registry: [[agents.agent]] registered at start, owner_filter, liveness
+    agents: AgentsConfig = msgspec.field(default_factory=AgentsConfig)
     # agent gateway (agent / event executors, gateway delivery sink); None: no gateway
     gateway: GatewayConfig | None = None
     # announce delivery: aliases, webhook sinks, default sink, retries
@@ -65,6 +72,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
         # runs for a Config built in Python too: bounds of every numeric field, the
         # declared jobs, [delivery] and [gateway] included (jobs[0].retry.max_attempts)
         check_bounds(self)
+        self.rates.buckets()  # each rate parsed: errors name rates.executor.shell.rate
         for name in ("database", "data_dir"):
             if not isinstance(getattr(self, name), str):
                 raise ConfigError("expected a string (a file path)", field=name)

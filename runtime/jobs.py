@@ -12,10 +12,13 @@ from typing import Any
 
 import msgspec
 
+from shepherd.actors.dispatcher.rates import parse_rate
 from shepherd.actors.executors.base import Executor
 from shepherd.actors.router.delivery import validate_delivery
 from shepherd.actors.scheduler import cron
 from shepherd.actors.scheduler.plan import MISFIRE_GRACE
+from shepherd.runtime._approvals_api import validate_approval
+from shepherd.runtime._chains import validate_chain
 from shepherd.store import keys
 from shepherd.store.bounds import check_bounds, check_json, check_value
 from shepherd.store.errors import ConfigError
@@ -27,6 +30,7 @@ from shepherd.store.models import (
     JobSpec,
     decode_spec,
     encode_json,
+    normalize_capabilities,
     priority_rank,
 )
 from shepherd.store.ops import NewDispatch, SaveJob
@@ -79,10 +83,17 @@ def validate_job(
         )
     if spec.pool is not None and not spec.pool.strip():
         raise ConfigError("must not be empty (omit it for no pool)", field="pool")
+    if spec.rate is not None:
+        parse_rate(spec.rate, spec.burst)  # errors name rate / burst
+    elif spec.burst is not None:
+        raise ConfigError("a burst needs a rate (e.g. rate = '10/s')", field="burst")
+    normalize_capabilities(spec.capabilities, wildcard=False)  # errors name capabilities[i]
+    validate_chain(spec)
     cron.validate_schedule(spec, now)
     if spec.at is not None and (previous is None or previous.at != spec.at):
         _check_at_not_past(spec, now)
     validate_delivery(spec.options)
+    validate_approval(spec)
     executor.validate(spec)
 
 
@@ -225,11 +236,26 @@ def _keeps_schedule(old: JobSpec, new: JobSpec) -> bool:
 def new_dispatch(row: JobRow, req: EnqueueRequest, now: float, *, where: str) -> NewDispatch:
     spec = row.spec
     check_enqueue(req, where=where)
+    if not spec.enabled and req.kind != "run_now":  # disabled: must not run (README)
+        raise ConfigError(
+            f"job {spec.name!r} is disabled: enable it, or run it once with run_now"
+            " (`shepherd jobs run`)",
+            field=f"{where}.job" if where else "job",
+        )
     try:
         prio = priority_rank(req.priority or spec.priority)
     except ConfigError as exc:
         raise ConfigError(str(exc), field=f"{where}.priority") from None
     max_attempts = req.max_attempts if req.max_attempts is not None else spec.retry.max_attempts
+    needs = ",".join(
+        normalize_capabilities(
+            req.capabilities or [], field=f"{where}.capabilities", wildcard=False
+        )
+    )
+    if req.owner is not None and (not isinstance(req.owner, str) or not req.owner.strip()):
+        raise ConfigError(
+            "must be a non-empty string (omit it for no owner)", field=f"{where}.owner"
+        )
     expires_at = req.expires_at
     if expires_at is None and spec.expires_in is not None:
         expires_at = now + float(spec.expires_in)
@@ -245,4 +271,6 @@ def new_dispatch(row: JobRow, req: EnqueueRequest, now: float, *, where: str) ->
         idempotency_key=req.idempotency_key,
         slot=req.slot,
         parent_run_id=req.parent_run_id,
+        needs=needs or None,
+        owner=req.owner,
     )

@@ -28,12 +28,21 @@ from shepherd.actors.primitives.mailbox import Address, ask
 from shepherd.actors.router import Announce, ForgetJobs, Reload, RouterMsg, SinkFn
 from shepherd.actors.writer import StoreMsg, write
 from shepherd.runtime.config import Config
-from shepherd.store.errors import ConfigError, MailboxClosed, MailboxFull
-from shepherd.store.models import DELIVERY_STATES, MESSAGE_KINDS, MESSAGE_STATES, Delivery, Message
+from shepherd.runtime.spawn import Spawner
+from shepherd.store.bounds import check_value
+from shepherd.store.errors import ConfigError, MailboxClosed, MailboxFull, NotFound
+from shepherd.store.models import (
+    DELIVERY_STATES,
+    EXPIRES_IN,
+    MESSAGE_KINDS,
+    MESSAGE_STATES,
+    Delivery,
+    Message,
+)
 from shepherd.store.ops import InsertMessages, MarkMessages, NewMessage, RequeueDeliveries
 from shepherd.store.protocol import Store
 
-__all__ = ["Messaging", "gateway_executors"]
+__all__ = ["Messaging", "gateway_executors", "new_message"]
 
 MAX_BODY = 100_000
 
@@ -48,6 +57,47 @@ def gateway_executors(cfg: Config, http: HttpClient, clock: Clock) -> dict[str, 
     }
 
 
+def new_message(
+    from_agent: str,
+    to_agent: str,
+    body: str,
+    *,
+    now: float,
+    kind: str = "text",
+    subject: str | None = None,
+    priority: int = 0,
+    expires_in: float | None = None,
+    metadata: dict[str, Any] | None = None,
+    channel: str | None = None,
+    delivery_to: str | None = None,
+    job_id: int | None = None,
+    run_id: int | None = None,
+    owner: str | None = None,
+    reply_to: int | None = None,
+) -> NewMessage:
+    """The row ``send_message`` writes (the CLI's ``msg send`` too), every field checked."""
+    for field, value in (("from_agent", from_agent), ("to_agent", to_agent), ("body", body)):
+        if not value or not value.strip():
+            raise ConfigError("must not be empty", field=field)
+    if kind not in MESSAGE_KINDS:
+        raise ConfigError(
+            f"invalid message kind {kind!r}; valid: {', '.join(MESSAGE_KINDS)}", field="kind"
+        )
+    if priority not in (0, 1, 2):
+        raise ConfigError("must be 0 (normal), 1 (high) or 2 (urgent)", field="priority")
+    if len(body) > MAX_BODY:
+        raise ConfigError(f"longer than {MAX_BODY} characters", field="body")
+    if expires_in is not None:
+        check_value(expires_in, EXPIRES_IN, field="expires_in")
+    return NewMessage(
+        from_agent=from_agent, to_agent=to_agent, body=body, kind=kind, subject=subject,
+        priority=priority, metadata=msgspec.json.encode(metadata) if metadata else None,
+        channel=channel, delivery_to=delivery_to,
+        expires_at=now + expires_in if expires_in is not None else None,
+        job_id=job_id, run_id=run_id, owner=owner, reply_to=reply_to,
+    )  # fmt: skip
+
+
 class Messaging:
     def __init__(
         self,
@@ -56,11 +106,13 @@ class Messaging:
         clock: Clock,
         writer: Address[StoreMsg],
         router: Address[RouterMsg],
+        spawner: Spawner | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self._writer = writer
         self._router = router
+        self._spawner = spawner
         self.sinks: dict[str, SinkFn] = {}
 
     def _tell_router(self, msg: RouterMsg) -> bool:
@@ -154,29 +206,21 @@ class Messaging:
         owner: str | None = None,
         reply_to: int | None = None,
     ) -> int:
-        """Put a message in ``to_agent``'s inbox (``broadcast``: every agent's)."""
-        for field, value in (("from_agent", from_agent), ("to_agent", to_agent), ("body", body)):
-            if not value or not value.strip():
-                raise ConfigError("must not be empty", field=field)
-        if kind not in MESSAGE_KINDS:
-            raise ConfigError(
-                f"invalid message kind {kind!r}; valid: {', '.join(MESSAGE_KINDS)}",
-                field="kind",
-            )
-        if priority not in (0, 1, 2):
-            raise ConfigError("must be 0 (normal), 1 (high) or 2 (urgent)", field="priority")
-        if len(body) > MAX_BODY:
-            raise ConfigError(f"longer than {MAX_BODY} characters", field="body")
-        if expires_in is not None and expires_in <= 0:
-            raise ConfigError("must be > 0", field="expires_in")
+        """Put a message in ``to_agent``'s inbox (``broadcast``: every agent's).
+        Errors name the argument (``new_message``); nothing is stored.
+
+        A ``spawn`` message's body is a job spec (``runtime/spawn.py``): in the same
+        transaction it becomes a one-shot job with its dispatch and the message is
+        ``delivered``, or, when the spec is refused, the message is ``failed`` with the
+        error in ``last_error`` (``rt.message(id)``). Either way its id is returned."""
         now = self.clock.wall()
-        row = NewMessage(
-            from_agent=from_agent, to_agent=to_agent, body=body, kind=kind, subject=subject,
-            priority=priority, metadata=msgspec.json.encode(metadata) if metadata else None,
-            channel=channel, delivery_to=delivery_to,
-            expires_at=now + expires_in if expires_in is not None else None,
+        row = new_message(
+            from_agent, to_agent, body, now=now, kind=kind, subject=subject, priority=priority,
+            expires_in=expires_in, metadata=metadata, channel=channel, delivery_to=delivery_to,
             job_id=job_id, run_id=run_id, owner=owner, reply_to=reply_to,
         )  # fmt: skip
+        if kind == "spawn" and self._spawner is not None:
+            return (await self._spawner.send(row)).message_id
         ids: list[int] = await write(self._writer, InsertMessages([row], now))
         return ids[0]
 
@@ -210,3 +254,20 @@ class Messaging:
     async def mark_read(self, ids: Sequence[int]) -> int:
         n: int = await write(self._writer, MarkMessages(list(ids), "read", self.clock.wall()))
         return n
+
+    async def ack(self, ids: Sequence[int]) -> int:
+        """Acknowledge (any status; pending / delivered ones become read)."""
+        n: int = await write(self._writer, MarkMessages(list(ids), "ack", self.clock.wall()))
+        return n
+
+    async def message(self, message_id: int) -> Message:
+        msg = await self.store.message(message_id)
+        if msg is None:
+            raise NotFound(f"no message {message_id}")
+        return msg
+
+    async def thread(self, message_id: int) -> list[Message]:
+        """The conversation ``message_id`` belongs to: its root and every reply, oldest
+        first."""
+        await self.message(message_id)
+        return await self.store.thread(message_id)

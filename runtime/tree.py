@@ -11,7 +11,9 @@ three into actors and a ``Supervisor``; ``Fanout`` delivers events along ``ROUTE
     ├── router      inbox expiry, announce deliveries to sinks
     ├── dispatcher  ready queue, admission, claims, finalization (+ its run supervisor)
     ├── scheduler   cron / every / at slots become dispatches
+    ├── approvals   approval deadlines: on_timeout applied; new requests to the router
     ├── health      heartbeat flush and stale runs (Tick), gateway probes, status rows
+    ├── groups      task-group deadlines: silent members die, summaries are queued
     ├── ingest      wake-ups from other processes (unix datagram socket)
     ├── spool       files in the spool directory become dispatches (when [spool] is set)
     ├── pruner      retention passes in bounded batches, key expiry, WAL checkpoint
@@ -36,19 +38,24 @@ from typing import Any, Literal
 
 import msgspec
 
+from shepherd.actors.approvals import ApprovalsConfig, ApprovalsMsg, ApprovalTimer
 from shepherd.actors.backup import BackupActor
 from shepherd.actors.dispatcher import Dispatcher, DispatcherConfig
 from shepherd.actors.executors.base import Executor
 from shepherd.actors.executors.gateway import HttpClient
 from shepherd.actors.executors.host import Host
+from shepherd.actors.groups import GroupsMsg, GroupTimers, StopGroups
 from shepherd.actors.health import HealthMonitor
 from shepherd.actors.ingest import Ingest
+from shepherd.actors.liveness import Liveness
 from shepherd.actors.messages import (
+    ApprovalsHeld,
     DispatcherMsg,
     Drain,
     Event,
     Outcome,
     OutcomeEvent,
+    Poke,
     SchedulerMsg,
 )
 from shepherd.actors.primitives.clock import Clock
@@ -72,7 +79,17 @@ __all__ = ["INBOXES", "ROUTES", "STRATEGY", "TREE", "Fanout", "Inboxes", "build_
 log = logging.getLogger("shepherd")
 
 ActorName = Literal[
-    "store", "router", "dispatcher", "scheduler", "health", "ingest", "spool", "pruner", "backup"
+    "store",
+    "router",
+    "dispatcher",
+    "scheduler",
+    "approvals",
+    "health",
+    "groups",
+    "ingest",
+    "spool",
+    "pruner",
+    "backup",
 ]
 
 
@@ -103,8 +120,15 @@ TREE: tuple[Child, ...] = (
           " cancelled and their outcomes written; the 10 s cover those writes")),
     Child("scheduler", 1.0,
           "after the dispatcher, which it tells about the dispatches it commits"),
+    Child("approvals", 1.0,
+          "after the dispatcher, which it tells about the dispatches approved at their"
+          " timeout (or repaired at start), and the router, which it tells to load the"
+          " request deliveries; before ingest, whose catch-up Poke it hears"),
     Child("health", 3.0,
           "after the dispatcher, which it ticks; its stop writes a last status snapshot"),
+    Child("groups", 1.0,
+          "after the router, which it tells to load a summary delivery; before ingest,"
+          " whose catch-up Poke makes it re-read groups changed while it loaded"),
     Child("ingest", 1.0,
           "after the dispatcher and the scheduler have loaded the store: once its socket"
           " is bound it pokes both to read what was committed meanwhile"),
@@ -152,6 +176,13 @@ INBOXES: tuple[Inbox, ...] = (
           "one Routed per finished run, told: a full inbox loses that run's announce"
           " (counted), so it is deep, about 2 s of outcomes at the benchmark's ~8,800"
           " runs/s; Announce, Reload, ForgetJobs and its own Attempted are few"),
+    Inbox("groups", 1_024,
+          "GroupsChanged from the runtime's group calls (awaited) and ingest's merged"
+          " Poke (told, dropped when full: one waiting covers it); its timers are its own"),
+    Inbox("approvals", 1_024,
+          "Poke(approvals) told by whoever committed a gated dispatch (this runtime's"
+          " inserts, ingest for other processes): dropped when full, one waiting covers"
+          " it (the actor re-reads the earliest deadline)"),
     Inbox("pruner", 16,
           "operator requests only (PruneNow, Stop); its timers are its own"),
 )
@@ -177,6 +208,8 @@ class Inboxes:
         self.dispatcher: Mailbox[DispatcherMsg] = make("dispatcher")
         self.scheduler: Mailbox[SchedulerMsg] = make("scheduler")
         self.pruner: Mailbox[PrunerMsg] = make("pruner")
+        self.groups: Mailbox[GroupsMsg] = make("groups")
+        self.approvals: Mailbox[ApprovalsMsg] = make("approvals")
 
 
 # -- who hears which event -----------------------------------------------------------
@@ -186,7 +219,7 @@ class Route(msgspec.Struct, frozen=True, kw_only=True):
     """``listener`` hears the events of type ``hears`` for which ``when`` holds, as the
     message ``message(event)``, told (never blocking the publisher)."""
 
-    listener: Literal["router", "scheduler"]
+    listener: Literal["router", "scheduler", "approvals"]
     hears: type
     when: Callable[[Any], bool]
     message: Callable[[Any], Any]
@@ -220,12 +253,22 @@ ROUTES: tuple[Route, ...] = (
         " dead letter's alert row, committed with it, is loaded",
     ),
     Route(
+        listener="approvals",
+        hears=ApprovalsHeld,
+        when=lambda e: True,
+        message=lambda e: Poke(approvals=True),
+        warn=True,
+        why="chain children the dispatcher committed awaiting approval: their deadlines"
+        " are read again and their requests sent, at once",
+    ),
+    Route(
         listener="scheduler",
         hears=OutcomeEvent,
-        when=lambda e: e.kind == "schedule" and e.final,
+        when=lambda e: e.kind in ("schedule", "spawn") and e.final,
         message=_outcome,
         warn=True,
-        why="a schedule dispatch ended: the error ladder, the end of a one-shot job",
+        why="a schedule dispatch ended: the error ladder, the end of a one-shot job (a"
+        " spawn dispatch ends its spawned one-shot)",
     ),
 )
 
@@ -285,6 +328,8 @@ def build_tree(
     scheduler = inboxes.scheduler.address()
     router_addr = inboxes.router.address()
     pruner_addr = inboxes.pruner.address()
+    groups_addr = inboxes.groups.address()
+    approvals_addr = inboxes.approvals.address()
     grace = float(cfg.shutdown_grace)
     health = HealthMonitor(
         instance=instance,
@@ -294,6 +339,9 @@ def build_tree(
         executors=executors,
         snapshot=snapshot,
         interval=float(cfg.health_interval),
+        liveness=Liveness(
+            cfg.agents, store=store, writer=writer, dispatcher=dispatcher, clock=clock
+        ),
     )
     actors: dict[str, Any] = {
         "store": StoreWriter(store, inboxes.store),
@@ -312,10 +360,13 @@ def build_tree(
                 instance=instance,
                 concurrency=cfg.concurrency,
                 pool_limits=dict(cfg.pools),
+                rates=cfg.rates.buckets(),
                 data_dir=cfg.artifacts_dir,
                 breaker_fail_max=cfg.breaker_fail_max,
                 breaker_reset=float(cfg.breaker_reset),
                 dead_letter=dead_letter_alert(cfg.delivery),
+                agent_owners=dict(cfg.agents.owner_filter),
+                degraded_after=cfg.agents.degraded_after,
             ),
             store=store,
             writer=writer,
@@ -333,9 +384,29 @@ def build_tree(
             dispatcher=dispatcher,
             clock=clock,
             emit=emit,
+            approvals=approvals_addr,
+        ),
+        "approvals": ApprovalTimer(
+            ApprovalsConfig(instance=instance),
+            store=store,
+            writer=writer,
+            mailbox=inboxes.approvals,
+            dispatcher=dispatcher,
+            router=router_addr,
+            clock=clock,
         ),
         "health": health,
-        "ingest": Ingest(cfg.database, dispatcher, scheduler),
+        "groups": GroupTimers(
+            store=store,
+            writer=writer,
+            mailbox=inboxes.groups,
+            router=router_addr,
+            clock=clock,
+            max_attempts=cfg.delivery.max_attempts,
+        ),
+        "ingest": Ingest(
+            cfg.database, dispatcher, scheduler, groups=groups_addr, approvals=approvals_addr
+        ),
         "pruner": Pruner(
             cfg.retention,
             writer=writer,
@@ -360,6 +431,7 @@ def build_tree(
         "dispatcher": lambda: dispatcher.tell(Drain(grace, Reply())),
         "health": health.stop,
         "pruner": lambda: _tell(pruner_addr, StopPruner()),
+        "groups": lambda: _tell(groups_addr, StopGroups()),
         "backup": actors["backup"].stop,
     }
     if "spool" in actors:

@@ -15,6 +15,8 @@ can raise and catch the same classes; ``runtime`` re-exports them for users.
     │   ├── ReadOnly         SQLITE_READONLY / CANTOPEN / PERM: the file or its
     │   │                    directory cannot be written
     │   └── NotFound         no row with that id / name
+    ├── Conflict             someone else changed the row first (an approval already
+    │                        resolved: "approval 7 is already approved by alice")
     ├── MailboxFull          tell() on a full bounded mailbox
     ├── MailboxClosed        tell() / send() after the receiver has gone
     ├── SupervisorEscalation restart intensity exceeded; names the actor and the cause
@@ -32,6 +34,7 @@ import errno
 
 __all__ = [
     "ConfigError",
+    "Conflict",
     "DatabaseCorrupt",
     "DatabaseLocked",
     "Deferred",
@@ -84,6 +87,10 @@ class ReadOnly(StoreError):
 
 class NotFound(StoreError, LookupError):
     pass
+
+
+class Conflict(ShepherdError):
+    """A conditional change lost to an earlier one (two approvers, one approval)."""
 
 
 class MailboxFull(ShepherdError):

@@ -14,6 +14,12 @@ idempotency_key``, claimed here, ``<key>:replay<n>`` after a crash replay) and t
 dispatch's producer key (``dispatches.producer_key``: set once, never rewritten, unique
 per job by an index), which binds the key to that dispatch for as long as its row
 exists, whatever its state; enqueueing the key again returns that dispatch.
+
+System-made keys live in their own namespace (SEMANTICS D17): they start with
+``sys:``, which a producer's key may not. A chain dispatch's key is
+``sys:chain:<parent run>:<child job>`` (``chain_key``), and it is also the dispatch's
+producer key, so the unique index makes a second dispatch of one child for one parent
+run impossible.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ __all__ = [
     "MAX_KEY",
     "REPLAY",
     "SHORT_TTL",
+    "SYSTEM",
+    "chain_key",
     "key_problem",
     "lineage_key",
     "replay_key",
@@ -35,6 +43,8 @@ DEFAULT_TTL = 7 * 86400.0
 SHORT_TTL = 86400.0
 
 MAX_KEY = 255  # characters in a producer's key
+
+SYSTEM = "sys:"  # the namespace of system-made keys (``chain_key``)
 
 REPLAY = ":replay"  # ``<key>:replay<n>``: the run key of a crash replay (``replay_key``)
 
@@ -49,6 +59,8 @@ def key_problem(key: object) -> str | None:
         return "must not be empty or only whitespace"
     if len(key) > MAX_KEY:
         return f"must be at most {MAX_KEY} characters (got {len(key)})"
+    if key.startswith(SYSTEM):
+        return f"must not start with {SYSTEM!r} (reserved for system-made keys)"
     if REPLAY in key:
         return f"must not contain {REPLAY!r} (reserved for the keys of crash replays)"
     return None
@@ -63,3 +75,8 @@ def replay_key(key: str | None, dispatch_id: int, attempt: int) -> str:
     """A fresh key in the same lineage, for the replay of a run orphaned by a crash."""
     base = key or lineage_key(dispatch_id)
     return f"{base.split(REPLAY, 1)[0]}{REPLAY}{attempt}"
+
+
+def chain_key(parent_run_id: int, child_job_id: int) -> str:
+    """The system key of the chain dispatch ``parent_run_id`` fires for a child job."""
+    return f"{SYSTEM}chain:{parent_run_id}:{child_job_id}"

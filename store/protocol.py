@@ -22,7 +22,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol
 
-from shepherd.store.models import Delivery, Dispatch, JobRow, Message, Run
+from shepherd.store.models import (
+    Agent,
+    Approval,
+    Delivery,
+    Dispatch,
+    JobRow,
+    Message,
+    Pause,
+    Run,
+    TaskGroup,
+)
 from shepherd.store.ops import WriteOp
 
 __all__ = ["CheckpointMode", "OrphanedProcess", "Store"]
@@ -93,6 +103,10 @@ class Store(Protocol):
 
     async def run(self, run_id: int) -> Run | None: ...
 
+    async def pauses(self) -> list[Pause]:
+        """Every pause in force (``store.ops.controls``), oldest first."""
+        ...
+
     async def runs(
         self,
         *,
@@ -107,6 +121,15 @@ class Store(Protocol):
     async def orphaned_processes(self) -> list[OrphanedProcess]:
         """Every running run that recorded a process group (crash recovery)."""
         ...
+
+    # -- agents ------------------------------------------------------------------------
+
+    async def agents(self, *, since_rev: int | None = None) -> list[Agent]:
+        """Registered agents by id; with ``since_rev``, the rows written after that rev
+        (removed ones included, as tombstones), by rev."""
+        ...
+
+    async def agent(self, agent_id: str) -> Agent | None: ...
 
     # -- messages and deliveries ------------------------------------------------------
 
@@ -143,6 +166,50 @@ class Store(Protocol):
 
     async def pending_deliveries(self, *, limit: int = 10_000) -> list[Delivery]:
         """Every pending delivery, earliest due first."""
+        ...
+
+    async def message(self, message_id: int) -> Message | None: ...
+
+    async def thread(self, message_id: int) -> list[Message]:
+        """The conversation ``message_id`` belongs to (root and replies), oldest first."""
+        ...
+
+    # -- spawn messages and task groups -------------------------------------------------
+
+    async def pending_spawns(self) -> list[tuple[int, str, str]]:
+        """(id, from_agent, body) of the spawn messages still pending."""
+        ...
+
+    async def failed_spawns(self, *, limit: int = 5) -> tuple[int, list[dict[str, Any]]]:
+        """How many spawn messages failed, and the latest ``limit`` (id, from, error)."""
+        ...
+
+    async def task_group(self, ref: str | int) -> TaskGroup | None:
+        """By id, or by name (the open group of that name, else the newest)."""
+        ...
+
+    async def group_deadlines(self, ids: Sequence[int] | None = None) -> dict[int, float]:
+        """The earliest member deadline of each open group (``ids``: only these)."""
+        ...
+
+    async def task_groups(
+        self, *, status: str | None = None, ids: Sequence[int] | None = None, limit: int = 100
+    ) -> list[TaskGroup]:
+        """Newest first; ``status="open"`` without a limit gives every open group."""
+        ...
+
+    # -- approvals --------------------------------------------------------------------
+
+    async def approval(self, approval_id: int) -> Approval | None: ...
+
+    async def approvals(
+        self, *, status: str | None = None, job: str | None = None, limit: int = 100
+    ) -> list[Approval]:
+        """Newest first."""
+        ...
+
+    async def next_approval_deadline(self) -> float | None:
+        """The earliest deadline of a pending approval (its cost must not grow with them)."""
         ...
 
     # -- summaries --------------------------------------------------------------------

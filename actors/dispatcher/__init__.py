@@ -7,6 +7,11 @@ module             owns
 ``ready``          the ready queue: ready and delayed heaps, parked waiters
 ``admission``      may a ready dispatch start now: verdicts, runs per job / pool
 ``breakers``       the circuit breaker of each executor (``actors.breaker``)
+``agents``         the agent table: capability index, per-need heaps, runs per agent
+``assign``         Dispatch's score (D14) as pure functions
+``wake``           a sleeping agent's wake hook, run off the loop
+``controls``       pauses (park keys), rate limits, drain waiters
+``rates``          token buckets (exact GCRA) per executor / pool / agent / job
 ``runs``           the run table: runs in flight, heartbeats, stale detection
 ``commit``         one pass's group of writes, and what follows its commit
 ``finalize``       the retry policy (``decide``), the ops and events of an end

@@ -37,9 +37,11 @@ from shepherd.actors.dispatcher.jobs import JobTable
 from shepherd.actors.dispatcher.launcher import Launcher
 from shepherd.actors.dispatcher.loader import Loader
 from shepherd.actors.dispatcher.ready import ReadyQueue
+from shepherd.actors.dispatcher.wake import wake_agent
 from shepherd.actors.executors.base import Executor
 from shepherd.actors.executors.host import Host
 from shepherd.actors.messages import (
+    AgentWoken,
     Cancel,
     DispatcherMsg,
     Drain,
@@ -49,6 +51,7 @@ from shepherd.actors.messages import (
     JobsChanged,
     Poke,
     Probe,
+    Quiesce,
     RunFinished,
     Tick,
 )
@@ -95,7 +98,8 @@ class Dispatcher:
         self._jobs = JobTable()  # refreshed in place: the batch reads the same table
         self._queue = ReadyQueue()
         self._runs = self._launcher.reset()
-        self._admission = Admission(cfg.pool_limits)
+        self._admission = Admission(cfg.pool_limits, rates=cfg.rates)
+        self._admission.agents.configure(cfg.agent_owners, cfg.degraded_after)
         self._breakers = BreakerTable(fail_max=cfg.breaker_fail_max, reset=cfg.breaker_reset)
         self.counters.update(dict.fromkeys(COUNTERS, 0))
         self._batch = Batch(
@@ -121,6 +125,8 @@ class Dispatcher:
             add=self._batch.add,
             counters=self.counters,
             alert=cfg.dead_letter,
+            agents=self._admission.agents,
+            controls=self._admission.controls,
         )
         self._again = True  # the first pass admits what was loaded from the store
         self._draining = self._drained = False
@@ -132,6 +138,7 @@ class Dispatcher:
         await self._loader.start(self._writer, self._clock)
         async with serving(self._mailbox) as (tg, me):
             await tg.start(self._launcher.run, me)
+            self._me = me  # wake tasks report to it (``wake.py``)
             task_status.started()
             await self._loop(tg)
 
@@ -145,13 +152,16 @@ class Dispatcher:
             for msg in batch:
                 await self._handle(msg, tg)
             if self._loader.pending:
-                for dispatch_id in await self._loader.reload():
-                    self._launcher.cancel(dispatch_id)
+                for dispatch_id, why in await self._loader.reload():
+                    self._launcher.cancel(dispatch_id, why)
             now = self._clock.wall()
             self._queue.promote(now)
             if not self._draining:
                 self._admit(now)
+                for w in self._admission.agents.take_wakes():
+                    tg.start_soon(wake_agent, w, self._me, self._clock)
             await flush(self._batch, self._writer, self._clock, now)
+            self._admission.controls.idle(len(self._runs))  # Runtime.drain's waiters
             if self._drained and not self._runs and not self._batch.finished:
                 if self._drain_reply is not None:
                     self._drain_reply.set(self._drained_count)
@@ -185,7 +195,7 @@ class Dispatcher:
                     self._batch, self._launcher, self._writer, self._clock, dispatch_id
                 )
                 reply.set(status)
-            case Poke():
+            case Poke() | Quiesce():  # Quiesce: read the pauses, answer once idle
                 self._loader.note(msg)
             case JobsChanged(ids):
                 await self._loader.jobs(ids)
@@ -199,6 +209,8 @@ class Dispatcher:
                 self._drained_count = cancelled
             case Tick():
                 await self._launcher.tick(self._jobs, self._cfg.stale_margin)
+            case AgentWoken(agent_id, ok, error):
+                self._batch.hand_on(self._admission.agents.woken(agent_id, ok, error))
             case Probe(executor, healthy):
                 self._breakers.on_probe(executor, healthy, self._clock.wall())
             case _:
@@ -233,6 +245,8 @@ class Dispatcher:
             "recovered": self._loader.recovered,
             "recovery_seconds": round(self._loader.recovery_seconds, 4),
             "breakers": self._breakers.statistics(),
+            "agents": self._admission.agents.statistics(self._queue.parked),
+            **self._admission.controls.statistics(self._clock.wall(), self._queue.parked.count),
             **self.counters,
         }
 

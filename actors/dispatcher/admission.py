@@ -3,15 +3,21 @@
 ``admit`` pops the ready queue in order (priority rank, not-before, seq) while run
 slots are free and asks ``check`` about each. The verdicts:
 
-- ``run``: start it (claimed in the next commit), unless its executor's circuit breaker
-  says not yet (``BreakerTable.gate``): then it is deferred, no attempt spent;
+- ``run``: start it (claimed in the next commit), unless a rate limit has no token for
+  it (``controls.Controls.wait``: ``rate-limited``) or its executor's circuit breaker
+  says not yet (``BreakerTable.gate``): then it is deferred to that instant, no attempt
+  spent; a token is taken only when it is admitted;
 - ``dead``: it expired before it could start (dead letter, reason ``expired``);
 - ``skip``: it will not run; a skipped run is recorded with the reason
-  (``skipped-overlap``, ``queue-full``, ``disabled``);
+  (``skipped-overlap``, ``queue-full``, ``disabled``: a disabled job's dispatches of
+  every kind but an operator's ``run_now``);
 - ``cancel``: its job no longer exists;
 - ``park``: it waits on a key (``job:<id>`` for overlap ``queue`` / ``replace``,
-  ``pool:<name>`` for a busy resource pool) and is put back in the ready queue the
-  moment a run holding that key ends — no polling;
+  ``pool:<name>`` for a busy resource pool, ``paused:<scope>`` while a pause holds it,
+  ``controls``) and is put back in the ready queue the moment a run holding that key
+  ends or the pause is resumed — no polling; ``caps:<capabilities>`` when no agent can
+  take it now (reason ``unmatched``; handed on when one frees up or appears,
+  ``agents.AgentTable``);
 - ``replace``: cancel the job's running runs, then park this one on the job key;
 - ``defer``: not before the given time; no attempt is spent.
 
@@ -32,7 +38,10 @@ from typing import Literal
 
 import msgspec
 
+from shepherd.actors.dispatcher.agents import AgentTable
 from shepherd.actors.dispatcher.breakers import BreakerTable
+from shepherd.actors.dispatcher.controls import Controls
+from shepherd.actors.dispatcher.rates import RateLimit
 from shepherd.actors.dispatcher.ready import Parked, ReadyQueue
 from shepherd.actors.messages import Entry
 from shepherd.store.models import JobSpec, SettleReason, is_settle_reason
@@ -42,7 +51,16 @@ __all__ = ["Admission", "Admitted", "Verdict", "admit", "check", "free_keys", "s
 
 Action = Literal["run", "dead", "skip", "cancel", "park", "replace", "defer"]
 # a settled dispatch's reason, or why it waits (parked, replacing, deferred)
-Reason = Literal[SettleReason, "overlap-queued", "replaced", "pool-busy", "circuit-open"]
+Reason = Literal[
+    SettleReason,
+    "overlap-queued",
+    "replaced",
+    "pool-busy",
+    "circuit-open",
+    "unmatched",
+    "paused",
+    "rate-limited",
+]
 
 
 class Verdict(msgspec.Struct, frozen=True):
@@ -58,12 +76,19 @@ RUN = Verdict("run")
 class Admission:
     """Runs held per job and per pool, against the pool limits."""
 
-    __slots__ = ("pool_limits", "running_by_job", "running_by_pool")
+    __slots__ = ("agents", "controls", "pool_limits", "running_by_job", "running_by_pool")
 
-    def __init__(self, pool_limits: Mapping[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        pool_limits: Mapping[str, int] | None = None,
+        *,
+        rates: Mapping[str, RateLimit] | None = None,
+    ) -> None:
         self.running_by_job: Counter[int] = Counter()
         self.running_by_pool: Counter[str] = Counter()
         self.pool_limits: dict[str, int] = dict(pool_limits or {})
+        self.agents = AgentTable()  # runs held per agent, capability-based assignment
+        self.controls = Controls(rates)  # pauses and rate limits (controls.py)
 
     def pool_limit(self, pool: str) -> int:
         return self.pool_limits.get(pool, 1)  # an undeclared pool is a mutex (OCS)
@@ -98,8 +123,10 @@ def check(
         return Verdict("cancel", "job removed")
     if entry.expires_at is not None and now >= entry.expires_at:
         return Verdict("dead", "expired")
-    if not job.enabled and entry.kind == "schedule":
+    if not job.enabled and entry.kind != "run_now":
         return Verdict("skip", "disabled")
+    if (held := state.controls.held_key(entry, job)) is not None:
+        return Verdict("park", "paused", key=held)
     if state.running_by_job[entry.job_id] > 0:
         key = f"job:{entry.job_id}"
         if job.overlap == "skip":
@@ -150,7 +177,7 @@ class Admitted:
         self.claims: list[Entry] = []  # admitted: claim a run for each
         self.settles: list[tuple[Entry, Settle]] = []  # ended without running
         self.replaced: list[int] = []  # job ids whose running runs are to be cancelled
-        self.deferred = 0  # held back by an open circuit breaker
+        self.deferred = 0  # held back by a rate limit or an open circuit breaker
         self.unparked = 0  # waiters handed a key freed by a settled dispatch
 
 
@@ -171,15 +198,24 @@ def admit(
         job = jobs.get(e.job_id)
         v = check(e, job, state, queue.parked, now)
         if v is RUN and job is not None:
-            until = breakers.gate(job.executor, now)
+            until = state.controls.wait(e, job, now)  # a rate limit's next token
             if until is not None:
+                v = Verdict("defer", "rate-limited", until=until)
+            elif (until := breakers.gate(job.executor, now)) is not None:
                 v = Verdict("defer", "circuit-open", until=until)
-                out.deferred += 1
+            out.deferred += until is not None
+        agent = None
+        if v is RUN and job is not None and (need := state.agents.need(e, job)) is not None:
+            agent = state.agents.choose(need)  # the best by Dispatch's score (assign.py)
+            if agent is None:  # parked until an agent of that need frees up or appears
+                state.agents.wait(e, need)
+                v = Verdict("park", "unmatched", key=need.key)
         if v.action == "run":
             assert job is not None
             queue.take(e.id)
-            out.claims.append(e)
+            out.claims.append(state.agents.hold(e, agent) if agent is not None else e)
             state.hold(e.job_id, job.pool)
+            state.controls.take(e, job, now)
             free -= 1
         elif v.action in ("park", "replace"):
             assert v.key is not None

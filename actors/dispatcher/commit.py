@@ -10,7 +10,8 @@ then
 
 - ``committed`` acts on the results: a finalized run leaves the run table, gives back
   its admission counts (its keys go to their next waiter), feeds its executor's
-  breaker, and is queued again if it retries; a claimed run is started through the
+  breaker, and is queued again if it retries; the chain dispatches its end fired
+  (``Finished.children``, committed with it) are queued; a claimed run is started through the
   ``start`` callback; every end is emitted as an event;
 - ``failed`` keeps everything for the next pass (nothing of a failed group was
   committed): the outcomes stay pending, the rest goes back in the queue.
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from shepherd.actors.dispatcher.admission import Admission, free_keys
@@ -41,7 +42,7 @@ from shepherd.actors.dispatcher.jobs import JobTable
 from shepherd.actors.dispatcher.launcher import Launcher
 from shepherd.actors.dispatcher.ready import ReadyQueue
 from shepherd.actors.dispatcher.runs import Running, RunTable
-from shepherd.actors.messages import Entry, Event, RunFinished
+from shepherd.actors.messages import ApprovalsHeld, Entry, Event, RunFinished, entry_from_new
 from shepherd.actors.primitives.clock import Clock
 from shepherd.actors.primitives.mailbox import Address
 from shepherd.actors.writer import StoreMsg, write, write_many
@@ -53,6 +54,7 @@ from shepherd.store.ops import (
     DeadLetterAlert,
     FinishRun,
     FinishRuns,
+    FiredChild,
     Settle,
     SettleQueued,
     WriteOp,
@@ -132,7 +134,7 @@ class Batch:
     def release(self, e: Entry, pool: str | None = None) -> None:
         """Give back what admission counted for ``e``; its keys go to their next waiter."""
         pool = pool if pool is not None else self._jobs.pool(e.job_id)
-        self.hand_on(self._admission.release(e.job_id, pool))
+        self.hand_on(self._admission.release(e.job_id, pool) + self._admission.agents.release(e.id))
 
     def cancelled(self, dispatch_id: int, status: str | None, now: float) -> None:
         """The store cancelled a queued dispatch (``status``: what it found): it leaves
@@ -169,6 +171,8 @@ class Batch:
             jobs = self._jobs
             claims = [claim_op(e, jobs.get(e.job_id)) for e in p.claims]
             p.ops.append(ClaimRuns(claims, self._instance, now))
+        if (notes := self._admission.agents.take_notes(now)) is not None:  # after the claims
+            p.ops.append(notes)
         return p
 
     def failed(self, p: Pending) -> None:
@@ -204,6 +208,7 @@ class Batch:
             job = self._jobs.get(r.entry.job_id)
             if job is not None:
                 self._breakers.on_outcome(job.executor, msg, self._clock.wall())
+            self._admission.agents.on_outcome(r.entry.agent, msg.outcome)
             if seq is None:
                 counters["fenced"] += 1
                 continue
@@ -216,6 +221,23 @@ class Batch:
             elif f.next == "dead":
                 counters["dead"] += 1
             self._emit(event)
+        self._add_children(getattr(results, "children", ()))
+
+    def _add_children(self, children: Iterable[FiredChild]) -> None:
+        """Queue the chain dispatches the finalized runs fired (committed with them)."""
+        added = False
+        held: list[int] = []
+        for child in children:
+            self._counters["chained"] += 1
+            if child.seq == 0:  # held by its job's approval gate: not ours until approved
+                held.append(child.id)
+                continue
+            self.add(entry_from_new(child.row, child.id, child.seq))
+            added = True
+        if added:
+            self._wake()
+        if held:  # their timeouts and requests: the approvals actor, told at once
+            self._emit(ApprovalsHeld(dispatch_ids=held, at=self._clock.wall()))
 
     def _after_settles(self, settles: list[tuple[Entry, Settle]], results: Any, now: float) -> None:
         if isinstance(results, StoreError):

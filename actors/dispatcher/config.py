@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
+from shepherd.actors.dispatcher.rates import RateLimit
 from shepherd.store.ops import DeadLetterAlert
 
 __all__ = ["COUNTERS", "DispatcherConfig"]
@@ -16,6 +17,7 @@ COUNTERS = [
     "crashed",
     "cancelled",
     "retried",
+    "chained",
     "dead",
     "skipped",
     "fenced",
@@ -37,3 +39,8 @@ class DispatcherConfig(msgspec.Struct, frozen=True, kw_only=True):
     breaker_reset: float = 30.0
     dead_letter: DeadLetterAlert | None = None  # alert deliveries of dead letters
     stale_margin: float = 5.0  # past a deadline by this much, the stale check steps in
+    # token buckets of the config's [rates] by key: "executor:shell", "pool:db", "agent:main"
+    rates: dict[str, RateLimit] = msgspec.field(default_factory=dict)
+    # assignment (agents.AgentTable): owner → agent ids; failed runs in a row → degraded
+    agent_owners: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    degraded_after: int = 5

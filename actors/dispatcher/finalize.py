@@ -7,6 +7,8 @@ Retry policy lives here, next to the decision it feeds (``decide``):
 - ``cancelled`` by an operator or replaced   → ``cancelled``
 - ``cancelled`` by shutdown                  → at-least-once: ``requeue`` (replayed on
   the next start, attempt kept); at-most-once: ``cancelled``
+- ``cancelled`` because its agent went offline (``agent-offline``) → the same: an
+  at-least-once dispatch is queued again (and assigned to another agent)
 - ``error`` with reason ``deferred`` (the executor raised ``Deferred``: its gateway is
   down)                                      → ``requeue`` after the given seconds and
   the attempt is refunded (OCS: "Gateway unavailable -- deferred", nothing else)
@@ -91,7 +93,7 @@ def decide(
         return Decision("done")
     if msg.outcome == "cancelled":
         replay = job is not None and job.delivery_guarantee == "at-least-once"
-        if msg.reason == "shutdown" and replay:
+        if msg.reason in ("shutdown", "agent-offline") and replay:
             return Decision("requeue", not_before=now)
         return Decision("cancelled")
     if msg.reason == "deferred":

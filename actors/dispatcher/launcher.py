@@ -117,12 +117,13 @@ class Launcher:
             RunStarted(dispatch_id=e.id, run_id=run_id, job=job.name, attempt=attempt, at=now)
         )
 
-    def cancel(self, dispatch_id: int) -> bool:
-        """An operator's cancel: True when ``dispatch_id`` has a run here (now cancelled)."""
+    def cancel(self, dispatch_id: int, reason: str = "operator") -> bool:
+        """An operator's cancel (or ``agent-offline``): True when ``dispatch_id`` has a
+        run here (now cancelled)."""
         running = self._runs.get(dispatch_id)
         if running is None:
             return False
-        self.runsup.cancel(running.run_id, "operator")
+        self.runsup.cancel(running.run_id, reason)
         return True
 
     def replaced(self, job_ids: list[int]) -> None:

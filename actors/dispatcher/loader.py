@@ -9,7 +9,13 @@
   (``seq``), handed to ``add`` (the batch, which skips those with a run in flight).
 - ``note(poke)`` / ``reload()``: the union of a pass's ``Poke``s, read once per pass
   however many it held: what other processes committed. ``reload`` returns the
-  dispatches whose cancel another process requested while they run here.
+  dispatches whose cancel another process requested while they run here, and those
+  whose agent went offline (``agent-offline``), each with the reason.
+- ``pauses()``: the pauses in force (at start, and on ``Poke(controls=True)``); the
+  waiters of a resumed scope go back to admission.
+- ``agents()``: the agent rows written since the newest rev read (all at start) into
+  the agent table (``agents.AgentTable``); the keys of agents that gained free slots
+  are handed to their waiters.
 
 Owns ``seq`` and the pending ``Poke``; the job table and the ready queue are the
 dispatcher's, refreshed in place.
@@ -20,10 +26,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from shepherd.actors.dispatcher.agents import AgentTable
+from shepherd.actors.dispatcher.controls import Controls
 from shepherd.actors.dispatcher.jobs import JobTable
 from shepherd.actors.dispatcher.ready import ReadyQueue
 from shepherd.actors.dispatcher.recovery import recover_orphans
-from shepherd.actors.messages import Entry, Poke, entry_from_dispatch
+from shepherd.actors.messages import Entry, Poke, Quiesce, entry_from_dispatch
 from shepherd.actors.primitives.clock import Clock
 from shepherd.actors.primitives.mailbox import Address
 from shepherd.actors.writer import StoreMsg
@@ -35,6 +43,7 @@ __all__ = ["Loader"]
 log = logging.getLogger("shepherd.dispatcher")
 
 _WAKE = Poke()
+_CONTROLS = Poke(controls=True)
 
 
 class Loader:
@@ -48,7 +57,11 @@ class Loader:
         add: Callable[[Entry], None],
         counters: dict[str, int],
         alert: DeadLetterAlert | None = None,
+        agents: AgentTable | None = None,
+        controls: Controls | None = None,
     ) -> None:
+        self._controls = controls if controls is not None else Controls()
+        self._agents = agents if agents is not None else AgentTable()
         self._store = store
         self._alert = alert
         self._instance = instance
@@ -70,6 +83,8 @@ class Loader:
         for run_id, dispatch_id, action in recovered:
             log.warning("run %s of dispatch %s was orphaned: %s", run_id, dispatch_id, action)
         await self.jobs()
+        await self.agents()
+        await self.pauses()
         await self.queued()
         self.recovered = len(recovered)
         self.recovery_seconds = clock.now() - began
@@ -80,7 +95,10 @@ class Loader:
             self.recovery_seconds,
         )
 
-    def note(self, poke: Poke) -> None:
+    def note(self, poke: Poke | Quiesce) -> None:
+        if isinstance(poke, Quiesce):  # Runtime.drain: a pause was written; answer when idle
+            self._controls.quiesce(poke.reply)
+            poke = _CONTROLS
         self.pending |= poke  # a Poke with no flag only wakes the loop
 
     async def jobs(self, ids: list[int] | None = None) -> None:
@@ -98,14 +116,33 @@ class Loader:
                 await self.jobs()
             self._add(entry_from_dispatch(d))
 
-    async def reload(self) -> list[int]:
-        """Read what the pending ``Poke``s name; the running dispatches to cancel."""
+    async def reload(self) -> list[tuple[int, str]]:
+        """Read what the pending ``Poke``s name; the running dispatches to cancel, why."""
         what, self.pending = self.pending, _WAKE
         self._counters["reloads"] += 1
         if what.jobs:
             await self.jobs()
         if what.dispatches or what.jobs:
             await self.queued(self.seq, exclude_own=True)
+        offline = await self.agents() if what.agents else []
+        if what.controls:
+            await self.pauses()
         if not what.cancels:
-            return []
-        return [d for d, status in await self._store.cancel_requests() if status == "running"]
+            return offline
+        requests = await self._store.cancel_requests()
+        return [(d, "operator") for d, status in requests if status == "running"] + offline
+
+    async def agents(self) -> list[tuple[int, str]]:
+        """Load the agents changed since the newest rev read; the keys of those that
+        gained free slots go to their waiters; the runs of those gone offline, to cancel."""
+        keys, cancel = self._agents.load(await self._store.agents(since_rev=self._agents.rev))
+        for key in keys:
+            self._queue.unpark(key)
+        return [(d, "agent-offline") for d in cancel]
+
+    async def pauses(self) -> None:
+        """Load the pauses in force; every waiter of a scope resumed goes back to
+        admission at once (``controls.Controls.load``)."""
+        for key in self._controls.load(await self._store.pauses()):
+            while self._queue.unpark(key):
+                pass

@@ -50,6 +50,8 @@ def run_order(e: Entry, job: JobSpec, run_id: int, attempt: int) -> RunOrder:
         payload=e.payload if e.payload is not None else dict(job.payload),
         idempotency_key=e.idempotency_key or lineage_key(e.id),
         parent_run_id=e.parent_run_id,
+        agent=e.agent,
+        agent_model=e.agent_model,
     )
 
 

@@ -51,11 +51,16 @@ from shepherd.actors.executors.gateway import (
     transport_failure,
 )
 from shepherd.actors.executors.host import Host
-from shepherd.actors.executors.prompt import InboxMessage, build_prompt, trigger_context_text
+from shepherd.actors.executors.prompt import (
+    InboxMessage,
+    ShellParent,
+    build_prompt,
+    trigger_context_text,
+)
 from shepherd.actors.executors.sentinels import classify_reply, is_drain_error
 from shepherd.actors.router.delivery import check_option_keys
 from shepherd.store.errors import ConfigError, Deferred, Discard, NotFound
-from shepherd.store.models import JobSpec
+from shepherd.store.models import JobSpec, Run
 
 __all__ = ["AGENT_OPTIONS", "SUMMARY_CHARS", "AgentExecutor", "turn_settings"]
 
@@ -69,12 +74,23 @@ DRAIN_DEFER = 90.0  # OCS retries a draining gateway after 90 s
 
 
 def turn_settings(
-    job: JobSpec, job_id: int, payload: dict[str, Any], prefix: str
+    job: JobSpec,
+    job_id: int,
+    payload: dict[str, Any],
+    prefix: str,
+    assigned: str | None = None,
+    assigned_model: str | None = None,
 ) -> tuple[str, str, str, str | None]:
-    """(agent, model, session key, auth profile) for one turn of ``job``."""
+    """(agent, model, session key, auth profile) for one turn of ``job``. The agent
+    assignment chose (``assigned``, by capability) wins, and so does its model."""
     opts = job.options
-    agent = str(payload.get("agent") or job.target or "main")
-    model = str(payload.get("model") or opts.get("model") or f"{prefix}:{agent}")
+    agent = str(assigned or payload.get("agent") or job.target or "main")
+    model = str(
+        (assigned and assigned_model)
+        or payload.get("model")
+        or opts.get("model")
+        or f"{prefix}:{agent}"
+    )
     session = str(payload.get("session_key") or opts.get("session_key") or f"scheduler:{job_id}")
     profile = opts.get("auth_profile") or payload.get("auth_profile")
     return agent, model, session, str(profile) if profile else None
@@ -144,7 +160,7 @@ class AgentExecutor:
             raise gateway_down(gw, "health probe failed")
         host = ctx.host
         agent, model, session, profile = turn_settings(
-            ctx.job, ctx.job_id, ctx.payload, gw.model_prefix
+            ctx.job, ctx.job_id, ctx.payload, gw.model_prefix, ctx.agent, ctx.agent_model
         )
         inbox = await _inbox(host, agent)
         trigger, trigger_meta = await _trigger(host, ctx.parent_run_id)
@@ -272,9 +288,28 @@ async def _trigger(
         run.status,
         summary=summary if isinstance(summary, str) else None,
         error_message=run.error,
+        shell=_shell_parent(run),
     )
     meta = {"parent_run_id": parent_run_id, "parent_job": run.job_name, "parent_status": run.status}
     return text, meta
+
+
+def _shell_parent(run: Run) -> ShellParent | None:
+    """The shell side of a parent run (None: not a shell run: no exit, no streams)."""
+    if run.exit_code is None and run.signal is None and run.stdout is None and run.stderr is None:
+        return None
+    details = run.details or {}
+    out, err = details.get("stdout_path"), details.get("stderr_path")
+    return ShellParent(
+        timed_out=run.timed_out,
+        exit_code=run.exit_code,
+        signal=run.signal,
+        error=run.error,
+        stdout=run.stdout,
+        stderr=run.stderr,
+        stdout_path=out if isinstance(out, str) else None,
+        stderr_path=err if isinstance(err, str) else None,
+    )
 
 
 def _record_context(

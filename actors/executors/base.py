@@ -50,6 +50,8 @@ class RunContext:
 
     __slots__ = (
         "_on_heartbeat",
+        "agent",
+        "agent_model",
         "attempt",
         "data_dir",
         "dispatch_id",
@@ -77,6 +79,8 @@ class RunContext:
         payload: dict[str, Any],
         idempotency_key: str | None,
         parent_run_id: int | None = None,
+        agent: str | None = None,
+        agent_model: str | None = None,
         data_dir: str = ".",
         wall: Callable[[], float],
         on_heartbeat: Callable[[str | None], None] | None = None,
@@ -92,6 +96,9 @@ class RunContext:
         self.payload: Any = payload
         self.idempotency_key = idempotency_key
         self.parent_run_id = parent_run_id
+        # the agent assignment chose for this run (by capability), and its model
+        self.agent = agent
+        self.agent_model = agent_model
         self.data_dir = data_dir
         self.wall = wall
         self._on_heartbeat = on_heartbeat

@@ -30,8 +30,10 @@ __all__ = [
     "INBOX_LIMIT",
     "MESSAGE_BODY_LIMIT",
     "OPTIONS",
+    "SHELL_EXCERPT",
     "InboxMessage",
     "PromptResult",
+    "ShellParent",
     "build_prompt",
     "inbox_order_key",
     "trigger_context_text",
@@ -73,16 +75,53 @@ def inbox_order_key(msg: InboxMessage) -> tuple[int, int, float]:
     return (_KIND_RANK.get(msg.kind, 5), -msg.priority, msg.created_at)
 
 
+class ShellParent(msgspec.Struct, frozen=True, kw_only=True):
+    """What a shell parent's run left: shown line by line in its child's trigger
+    context (OCS ``buildTriggeredRunContext``)."""
+
+    timed_out: bool = False
+    exit_code: int | None = None
+    signal: int | None = None
+    error: str | None = None
+    stdout: str | None = None
+    stderr: str | None = None
+    stdout_path: str | None = None  # the full stream, when it was offloaded
+    stderr_path: str | None = None
+
+
+SHELL_EXCERPT = 3000  # characters of each stream of a shell parent
+
+
 def trigger_context_text(
     parent_job_name: str,
     parent_status: str,
     *,
     summary: str | None = None,
     error_message: str | None = None,
+    shell: ShellParent | None = None,
 ) -> str:
-    """The body of the trigger-context block for a run started by a parent run."""
+    """The body of the trigger-context block for a run started by a parent run: for a
+    shell parent its timed-out flag, exit code, signal, error and each stream (≤ 3000
+    characters, or where it was offloaded); else its summary (≤ 5000) or its error
+    (≤ 2000)."""
     lines = [f"Triggered by: {parent_job_name}", f"Parent run status: {parent_status}"]
-    if summary and summary.strip():
+    if shell is not None:
+        lines.append(f"Timed out: {'yes' if shell.timed_out else 'no'}")
+        if shell.exit_code is not None:
+            lines.append(f"Exit code: {shell.exit_code}")
+        if shell.signal is not None:
+            lines.append(f"Signal: {shell.signal}")
+        if shell.error and shell.error.strip():
+            lines.append(f"Error: {shell.error[:2000]}")
+        for name, text, path in (
+            ("stdout", shell.stdout, shell.stdout_path),
+            ("stderr", shell.stderr, shell.stderr_path),
+        ):
+            if path:
+                lines.append(f"{name} offloaded: {path}")
+            elif text and text.strip():
+                lines += [f"{name}:", text.strip()[:SHELL_EXCERPT]]
+    elif summary and summary.strip():
         lines += ["Parent run output:", summary[:5000]]
     elif error_message and error_message.strip():
         lines += ["Parent run error:", error_message[:2000]]

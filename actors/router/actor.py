@@ -23,6 +23,7 @@ import logging
 from typing import Any, assert_never
 
 import anyio
+import msgspec
 from anyio.abc import TaskGroup, TaskStatus
 
 from shepherd.actors.executors.gateway import GatewayConfig, HttpClient
@@ -33,6 +34,7 @@ from shepherd.actors.router.delivery import (
     DeliveryConfig,
     announce_delivery,
     explicit_delivery,
+    resolve_target,
     should_announce,
 )
 from shepherd.actors.router.messages import (
@@ -196,6 +198,9 @@ class Router:
     # -- sending and committing ----------------------------------------------------
 
     async def _send(self, d: Delivery) -> None:
+        if d.kind == "approval":  # queued by the store's gate, which knows no aliases
+            channel, target = resolve_target(d.target, d.channel, self._cfg.aliases)
+            d = msgspec.structs.replace(d, channel=channel, target=target)
         sink: str | None = None
         error: str | None = None
         with anyio.CancelScope() as scope:

@@ -18,7 +18,8 @@ dispatch ends for good, the OCS consecutive-error ladder applies to the next slo
 Inbox: ``SchedulerMsg`` = ``JobsChanged`` (reload these jobs, None = all) | ``Poke``
 (``jobs``: another process changed jobs, reload all) | ``Outcome`` (a dispatch ended).
 Sends: write ops to the store writer (ask), ``Enqueued`` / ``JobsChanged`` to the
-dispatcher, ``SlotRecord`` events.
+dispatcher, ``SlotRecord`` events, ``Poke(approvals)`` to the approvals actor when a
+slot's dispatch waits for an approval (it is not sent to the dispatcher).
 Restart type: permanent; on (re)start it reloads every job from the store, which is
 the truth, so a restart neither loses nor duplicates a slot. It also repairs what a
 crash left: a recurring job without a next run, a one-shot job whose run ended
@@ -29,6 +30,7 @@ commit, its fires again ``retry_delay`` later. No fixed tick.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any, assert_never
@@ -50,7 +52,7 @@ from shepherd.actors.primitives.clock import Clock
 from shepherd.actors.primitives.mailbox import Address, Mailbox, Reply
 from shepherd.actors.scheduler.timetable import Plan, Timetable
 from shepherd.actors.writer import StoreMsg, Write
-from shepherd.store.errors import StoreError
+from shepherd.store.errors import MailboxClosed, MailboxFull, StoreError
 from shepherd.store.ops import RecordSlots
 from shepherd.store.protocol import Store
 
@@ -83,6 +85,7 @@ class Scheduler:
         clock: Clock,
         emit: Callable[[Event], None],
         observe: Callable[[float, list[float]], None] | None = None,
+        approvals: Address[Poke] | None = None,
     ) -> None:
         self._cfg = cfg
         self._store = store
@@ -92,6 +95,7 @@ class Scheduler:
         self._clock = clock
         self._emit = emit
         self.observe = observe  # (commit wall time, slots committed): benchmarks, tests
+        self._approvals = approvals  # told when a slot's dispatch waits for an approval
         self._reset()
 
     def _reset(self) -> None:
@@ -228,6 +232,9 @@ class Scheduler:
             self.late_max = max(self.late_max, self.late_last)
             if self.observe is not None:
                 self.observe(done, slots)
+        if s.held and self._approvals is not None:
+            with contextlib.suppress(MailboxFull, MailboxClosed):  # one waiting covers it
+                self._approvals.tell(Poke(approvals=True))
         if s.finished:
             await self._dispatcher.send(JobsChanged(s.finished))
 

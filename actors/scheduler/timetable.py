@@ -14,8 +14,9 @@ up (lazy deletion; the heap is compacted when dead entries outnumber the live on
 
 A commit result per item (``RecordSlots``): ``None`` - the job changed behind the
 scheduler (reload it); a list - each dispatch's ``(id, seq)``, ``None`` where the slot
-already had one; ``SlotFailed`` - that item alone was rolled back: the failure is
-reported and a fired job moves on to its next slot, so one bad job never holds others.
+already had one, seq 0 where the job's approval gate held it (not for the dispatcher);
+``SlotFailed`` - that item alone was rolled back: the failure is reported and a fired
+job moves on to its next slot, so one bad job never holds others.
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ class Settled(msgspec.Struct, kw_only=True):
     stale: list[int] = msgspec.field(default_factory=list)  # jobs to reload
     finished: list[int] = msgspec.field(default_factory=list)  # jobs ended (disabled/deleted)
     failed: list[tuple[str, str]] = msgspec.field(default_factory=list)  # (job, error)
+    held: int = 0  # dispatches held by an approval gate (or cancelled by its backlog)
     duplicates: int = 0  # slots that already had their dispatch
 
 
@@ -190,7 +192,8 @@ class Timetable:
     def outcome(self, msg: Outcome, now: float) -> Plan | None:
         """The bookkeeping once a schedule dispatch ended for good: the error ladder on
         the next slot, or the end of a one-shot job."""
-        if not msg.final or msg.kind != "schedule" or msg.outcome == "skipped":
+        # a spawn dispatch is its one-shot job's fired slot (store/ops/spawn.py)
+        if not msg.final or msg.kind not in ("schedule", "spawn") or msg.outcome == "skipped":
             return None
         st = self._jobs.get(msg.job_id)
         if st is None:  # disabled or removed since: keep its record, nothing to schedule
@@ -218,6 +221,9 @@ class Timetable:
                     self._push(job_id, st, st.next)
                 continue
             for new, got in zip(item.dispatches, result, strict=True):
+                if got is not None and got[1] == 0:  # held by its approval gate
+                    out.held += 1
+                    continue
                 if got is not None:
                     out.entries.append(entry_from_new(new, *got))
                     continue

@@ -10,13 +10,35 @@ knows a database.
 - ``store.ops.runs``: crash recovery, process groups, heartbeats, the status snapshot;
 - ``store.ops.jobs``: jobs and the scheduler's ``RecordSlots``;
 - ``store.ops.retention``: the pruner's bounded deletes;
-- ``store.ops.messages``: inbox messages and announce deliveries.
+- ``store.ops.messages``: inbox messages and announce deliveries;
+- ``store.ops.spawn``: a spawn message and its one-shot job, in one transaction;
+- ``store.ops.groups``: task groups (the dead-man switch) and their rules.
 
 Every op is importable from here.
 """
 
 from __future__ import annotations
 
+from shepherd.store.ops.agents import (
+    AGENT_OP_TYPES,
+    AgentNotes,
+    AgentOp,
+    AgentState,
+    AgentStates,
+    RemoveAgent,
+    SaveAgent,
+    UpdateAgent,
+)
+from shepherd.store.ops.approvals import (
+    APPROVAL_OP_TYPES,
+    ApprovalOp,
+    ExpireApprovals,
+    RepairApprovals,
+    ResolveApproval,
+    Resolved,
+)
+from shepherd.store.ops.chains import CancelChain, ChainOp, Finished, FiredChild
+from shepherd.store.ops.controls import CONTROL_OP_TYPES, ClearPauses, ControlOp, SetPause
 from shepherd.store.ops.dispatches import (
     CancelDispatch,
     ClaimRun,
@@ -29,6 +51,14 @@ from shepherd.store.ops.dispatches import (
     RetryDead,
     Settle,
     SettleQueued,
+)
+from shepherd.store.ops.groups import (
+    GROUP_OP_TYPES,
+    CreateGroup,
+    GroupOp,
+    MarkDead,
+    Reported,
+    ReportMember,
 )
 from shepherd.store.ops.jobs import (
     DeleteJob,
@@ -70,25 +100,46 @@ from shepherd.store.ops.runs import (
     RecoverOrphans,
     SaveStatus,
 )
+from shepherd.store.ops.spawn import SPAWN_OP_TYPES, Spawned, SpawnMessage, SpawnOp
 
 # @@ops-imports@@ (add "from shepherd.store.ops.<module> import ..." above this line)
 
 __all__ = [
+    "AGENT_OP_TYPES",
+    "APPROVAL_OP_TYPES",
+    "CONTROL_OP_TYPES",
+    "GROUP_OP_TYPES",
     "MESSAGE_OP_TYPES",
     "PRUNE_OP_TYPES",
+    "SPAWN_OP_TYPES",
+    "AgentNotes",
+    "AgentOp",
+    "AgentState",
+    "AgentStates",
+    "ApprovalOp",
     "Attempt",
+    "CancelChain",
     "CancelDispatch",
+    "ChainOp",
     "ClaimRun",
     "ClaimRuns",
+    "ClearPauses",
+    "ControlOp",
+    "CreateGroup",
     "DeadLetterAlert",
     "DeleteJob",
+    "ExpireApprovals",
     "ExpireMessages",
     "FinishRun",
     "FinishRuns",
+    "Finished",
+    "FiredChild",
+    "GroupOp",
     "Heartbeats",
     "InsertDeliveries",
     "InsertDispatches",
     "InsertMessages",
+    "MarkDead",
     "MarkMessages",
     "MessageOp",
     "NewDelivery",
@@ -107,16 +158,28 @@ __all__ = [
     "RecordProcess",
     "RecordSlots",
     "RecoverOrphans",
+    "RemoveAgent",
+    "RepairApprovals",
+    "ReportMember",
+    "Reported",
     "RequeueDeliveries",
+    "ResolveApproval",
+    "Resolved",
     "RetryDead",
+    "SaveAgent",
     "SaveJob",
     "SaveStatus",
     "SetJobState",
+    "SetPause",
     "Settle",
     "SettleQueued",
     "SkippedSlot",
     "SlotFailed",
     "SlotItem",
+    "SpawnMessage",
+    "SpawnOp",
+    "Spawned",
+    "UpdateAgent",
     "WriteOp",
 ]
 
@@ -138,5 +201,11 @@ WriteOp = (
     | PruneOp
     | SaveStatus
     | MessageOp
+    | ControlOp
+    | ApprovalOp
+    | AgentOp
+    | GroupOp
+    | SpawnOp
+    | ChainOp
     # @@ops-union@@ (add "| YourOp" above this line; one union per ops module)
 )

@@ -44,12 +44,16 @@ class NewDispatch(msgspec.Struct, frozen=True, kw_only=True):
     slot: float | None = None
     parent_run_id: int | None = None
     attempt: int = 0
+    needs: str | None = None  # its own required capabilities, comma-joined (agents)
+    owner: str | None = None
 
 
 class InsertDispatches(msgspec.Struct, frozen=True, tag=True):
     """Returns, per row: ``(id, seq)`` of the new dispatch; the id (an ``int``) of the
     dispatch that already holds the row's producer key; or None where the (job, slot)
-    already has a dispatch.
+    already has a dispatch. ``(id, 0)``: the new dispatch is held by its job's approval
+    gate (``awaiting_approval``) or was cancelled by a full approval backlog; it is not
+    for the dispatcher (``store.sqlite.approvals.gate``).
 
     A row without a slot that carries an ``idempotency_key`` carries its producer's key:
     it is also stored as ``producer_key``, which the unique index ``dispatches_producer``
@@ -99,8 +103,10 @@ class FinishRun(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class FinishRuns(msgspec.Struct, frozen=True, tag=True):
-    """Returns ``list[int | None]``: the new seq for requeued dispatches, 0 for accepted
-    final outcomes, None where fencing rejected the outcome."""
+    """Returns ``list[int | None]`` (a ``store.ops.chains.Finished``): the new seq for
+    requeued dispatches, 0 for accepted final outcomes, None where fencing rejected the
+    outcome; its ``children`` are the chain dispatches the accepted final outcomes
+    fired, inserted in the same transaction (README "Chains")."""
 
     finals: list[FinishRun]
     now: float

@@ -22,7 +22,10 @@ __all__ = [
 
 
 class SaveJob(msgspec.Struct, frozen=True, tag=True):
-    """Insert or replace a job by name. Returns the job id."""
+    """Insert or replace a job by name. Returns the job id. A child job (its spec's
+    ``parent`` set) is checked against the stored jobs in the same transaction (``store.chains.
+    graph_problem``: the parent exists, no cycle, depth): a ConfigError naming
+    ``parent`` fails the op and nothing is stored."""
 
     name: str
     executor: str
@@ -34,10 +37,13 @@ class SaveJob(msgspec.Struct, frozen=True, tag=True):
 
 
 class DeleteJob(msgspec.Struct, frozen=True, tag=True):
-    """Remove a job; its queued dispatches are cancelled. Returns True if it existed."""
+    """Remove a job; its queued dispatches are cancelled. Returns True if it existed.
+    ``refuse_parent``: a job that is the parent of other jobs is not removed (a
+    ConfigError names its children); else its children are left orphaned (inert)."""
 
     job_id: int
     now: float
+    refuse_parent: bool = False
 
 
 class SetJobState(msgspec.Struct, frozen=True, tag=True):

@@ -49,8 +49,9 @@ class InsertMessages(msgspec.Struct, frozen=True, tag=True):
 
 
 class MarkMessages(msgspec.Struct, frozen=True, tag=True):
-    """``delivered`` (only from pending) or ``read`` (from pending / delivered).
-    Returns how many rows changed."""
+    """``delivered`` (only from pending), ``read`` (from pending / delivered) or
+    ``ack`` (any status: ack_at set, and read if pending / delivered). Returns how
+    many rows changed."""
 
     ids: list[int]
     status: str

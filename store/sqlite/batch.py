@@ -12,10 +12,13 @@ import aiosqlite
 
 from shepherd.store.activity import THREAD_WORK
 from shepherd.store.ops import (
+    AGENT_OP_TYPES,
+    APPROVAL_OP_TYPES,
     MESSAGE_OP_TYPES,
     PRUNE_OP_TYPES,
     CancelDispatch,
     ClaimRuns,
+    CreateGroup,
     DeleteJob,
     ExpireMessages,
     FinishRuns,
@@ -23,21 +26,40 @@ from shepherd.store.ops import (
     InsertDeliveries,
     InsertDispatches,
     InsertMessages,
+    MarkDead,
     MarkMessages,
     PurgeDead,
     RecordAttempts,
     RecordProcess,
     RecordSlots,
     RecoverOrphans,
+    ReportMember,
     RequeueDeliveries,
     RetryDead,
     SaveJob,
     SaveStatus,
     SetJobState,
     SettleQueued,
+    SpawnMessage,
     WriteOp,
 )
-from shepherd.store.sqlite import claims, deliveries, dispatches, jobs, messages, prune, runs
+from shepherd.store.ops.chains import CancelChain
+from shepherd.store.ops.controls import ClearPauses, SetPause
+from shepherd.store.sqlite import (
+    agents,
+    approvals,
+    chains,
+    claims,
+    controls,
+    deliveries,
+    dispatches,
+    groups,
+    jobs,
+    messages,
+    prune,
+    runs,
+    spawn,
+)
 from shepherd.store.sqlite.codes import fails_batch, op_error
 
 __all__ = ["apply_batch", "apply_op", "on_thread"]
@@ -68,6 +90,15 @@ _APPLY: dict[type, Callable[[sqlite3.Connection, Any], Any]] = {
     RecordAttempts: deliveries.record_attempts,
     RequeueDeliveries: deliveries.requeue_deliveries,
     **{t: prune.apply_prune_op for t in PRUNE_OP_TYPES},
+    SetPause: controls.set_pause,
+    ClearPauses: controls.clear_pauses,
+    **{t: approvals.apply_approval_op for t in APPROVAL_OP_TYPES},
+    **{t: agents.apply_agent_op for t in AGENT_OP_TYPES},
+    CreateGroup: groups.create_group,
+    ReportMember: groups.report_member,
+    MarkDead: groups.mark_dead,
+    SpawnMessage: spawn.spawn_message,
+    CancelChain: chains.cancel_chain,
     # @@apply-entries@@ (add "YourOp: module.fn," above this line)
 }
 assert set(MESSAGE_OP_TYPES) <= set(_APPLY)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import sqlite3
 
-from shepherd.store.ops import ClaimRuns, FinishRuns, Settle, SettleQueued
-from shepherd.store.sqlite import alerts, ledger
+from shepherd.store.ops import ClaimRuns, FinishRun, FinishRuns, Settle, SettleQueued
+from shepherd.store.ops.chains import Finished
+from shepherd.store.sqlite import alerts, chains, ledger
 from shepherd.store.sqlite.dispatches import next_id
 from shepherd.store.sqlite.runs import settle_queued
 
@@ -100,8 +101,11 @@ def _settle_blocked(conn: sqlite3.Connection, blocked: set[int], now: float) -> 
         settle_queued(conn, SettleQueued(skip, now))
 
 
-def finish_runs(conn: sqlite3.Connection, op: FinishRuns) -> list[int | None]:
+def finish_runs(conn: sqlite3.Connection, op: FinishRuns) -> Finished:
+    """Each outcome, fenced; then the chain children of the runs that ended their
+    dispatch ``done`` or ``dead`` (a cancelled run fires none), in this transaction."""
     out: list[int | None] = []
+    ended: list[FinishRun] = []  # accepted, final for their dispatch
     next_seq: int | None = None
     ledger.release_runs(conn, [f.run_id for f in op.finals if f.outcome != "ok"], op.now)
     for f in op.finals:
@@ -160,5 +164,7 @@ def finish_runs(conn: sqlite3.Connection, op: FinishRuns) -> list[int | None]:
         )
         if cur.rowcount == 1 and status == "dead":
             alerts.queue_alert(conn, f.dispatch_id, op.now, op.alert)
+        if cur.rowcount == 1 and status != "cancelled":
+            ended.append(f)
         out.append(0 if cur.rowcount == 1 else None)
-    return out
+    return Finished(out, chains.fire_children(conn, ended, op.origin, op.now))

@@ -1,5 +1,6 @@
 """SQL of new dispatches (``InsertDispatches``) and the insert the scheduler's
-``RecordSlots`` shares. Ids and seqs are ``MAX() + 1``."""
+``RecordSlots`` shares. Ids and seqs are ``MAX() + 1``. A row of a job with an approval
+gate is held by ``approvals.gate`` in the same transaction (its result: ``(id, 0)``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sqlite3
 from typing import Any
 
 from shepherd.store.ops import InsertDispatches, NewDispatch
+from shepherd.store.sqlite import approvals
 
 
 def next_id(conn: sqlite3.Connection, table: str, column: str = "id") -> int:
@@ -17,8 +19,8 @@ def next_id(conn: sqlite3.Connection, table: str, column: str = "id") -> int:
 INSERT_DISPATCH = (
     "INSERT INTO dispatches (id, seq, origin, job_id, job_name, kind, status, priority,"
     " not_before, expires_at, attempt, max_attempts, payload, idempotency_key, slot,"
-    " parent_run_id, created_at, updated_at, producer_key)"
-    " VALUES (?,?,?,?,?,?,'queued',?,?,?,?,?,?,?,?,?,?,?,?)"
+    " parent_run_id, created_at, updated_at, producer_key, needs, owner)"
+    " VALUES (?,?,?,?,?,?,'queued',?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 
 
@@ -44,6 +46,8 @@ def dispatch_values(
         now,
         now,
         r.idempotency_key if r.slot is None else None,
+        r.needs,
+        r.owner,
     )
 
 
@@ -71,4 +75,11 @@ def insert_dispatches(conn: sqlite3.Connection, op: InsertDispatches) -> list[An
         next_seq += 1
     if plain:
         conn.executemany(INSERT_DISPATCH, plain)
+    if approvals.any_gated(conn):  # a gated row: held, its result's seq 0
+        new = [
+            (o[0], r.job_id, r.kind)
+            for r, o in zip(op.rows, out, strict=True)
+            if isinstance(o, tuple)
+        ]
+        out = approvals.mark_held(out, approvals.gate(conn, new, op.now))
     return out

@@ -1,5 +1,6 @@
 """The SQLite engine (``store.protocol.Store``): one file in WAL mode, a writer
-connection and a reader connection, each with its own thread.
+connection and a reader connection, each with its own thread. The module is long
+because it implements every read of the protocol, one short method each.
 
 - ``apply(ops)`` runs a batch of write ops in ONE transaction on the writer's thread
   (one thread hop, one commit): this is the group commit the store-writer actor feeds.
@@ -10,6 +11,9 @@ connection and a reader connection, each with its own thread.
   the last transactions may be lost on power failure or an OS crash. ``FULL`` fsyncs
   the WAL on every commit and survives those too, at a cost in commit rate.
 - Driver errors become ``store.errors`` classes by result code (``store.sqlite.codes``).
+
+It is longer than most because it carries one typed read per question of the protocol
+(each a one-line hop to the reader), so the engine's whole surface is in one place.
 """
 
 from __future__ import annotations
@@ -24,10 +28,22 @@ import aiosqlite
 import anyio
 
 from shepherd.store.errors import ConfigError, ReadOnly, StoreError
-from shepherd.store.models import Delivery, Dispatch, JobRow, Message, Run
+from shepherd.store.models import (
+    Agent,
+    Approval,
+    Delivery,
+    Dispatch,
+    JobRow,
+    Message,
+    Pause,
+    Run,
+    TaskGroup,
+)
 from shepherd.store.ops import WriteOp
 from shepherd.store.protocol import CheckpointMode, OrphanedProcess
-from shepherd.store.sqlite import deliveries, messages, queries, runs
+from shepherd.store.sqlite import agents as agents_sql
+from shepherd.store.sqlite import approvals as approvals_sql
+from shepherd.store.sqlite import controls, deliveries, groups, messages, queries, runs, spawn
 from shepherd.store.sqlite.backup import Progress, copy_to
 from shepherd.store.sqlite.batch import apply_batch, on_thread
 from shepherd.store.sqlite.codes import translate
@@ -222,6 +238,9 @@ class SqliteStore:
     async def run(self, run_id: int) -> Run | None:
         return await self.read(queries.get_run, run_id)
 
+    async def pauses(self) -> list[Pause]:
+        return await self.read(controls.pauses)
+
     async def runs(
         self,
         *,
@@ -236,6 +255,14 @@ class SqliteStore:
 
     async def orphaned_processes(self) -> list[OrphanedProcess]:
         return await self.read(runs.orphaned_processes)
+
+    async def agents(self, *, since_rev: int | None = None) -> list[Agent]:
+        if since_rev is None:
+            return await self.read(agents_sql.list_agents)
+        return await self.read(agents_sql.agents_since, since_rev)
+
+    async def agent(self, agent_id: str) -> Agent | None:
+        return await self.read(agents_sql.get_agent, agent_id)
 
     async def inbox(
         self,
@@ -280,6 +307,44 @@ class SqliteStore:
 
     async def pending_deliveries(self, *, limit: int = 10_000) -> list[Delivery]:
         return await self.read(deliveries.pending_deliveries, limit=limit)
+
+    async def message(self, message_id: int) -> Message | None:
+        return await self.read(messages.get_message, message_id)
+
+    async def thread(self, message_id: int) -> list[Message]:
+        return await self.read(messages.thread, message_id)
+
+    async def pending_spawns(self) -> list[tuple[int, str, str]]:
+        return await self.read(spawn.pending_spawns)
+
+    async def failed_spawns(self, *, limit: int = 5) -> tuple[int, list[dict[str, Any]]]:
+        return await self.read(spawn.failed_spawns, limit=limit)
+
+    async def task_group(self, ref: str | int) -> TaskGroup | None:
+        return await self.read(groups.get_group, ref)
+
+    async def group_deadlines(self, ids: Sequence[int] | None = None) -> dict[int, float]:
+        return await self.read(groups.group_deadlines, None if ids is None else list(ids))
+
+    async def task_groups(
+        self, *, status: str | None = None, ids: Sequence[int] | None = None, limit: int = 100
+    ) -> list[TaskGroup]:
+        if ids is not None:
+            return await self.read(groups.groups_by_id, list(ids))
+        if status == "open":
+            return await self.read(groups.open_groups)
+        return await self.read(groups.list_groups, status=status, limit=limit)
+
+    async def approval(self, approval_id: int) -> Approval | None:
+        return await self.read(approvals_sql.get_approval, approval_id)
+
+    async def approvals(
+        self, *, status: str | None = None, job: str | None = None, limit: int = 100
+    ) -> list[Approval]:
+        return await self.read(approvals_sql.list_approvals, status=status, job=job, limit=limit)
+
+    async def next_approval_deadline(self) -> float | None:
+        return await self.read(approvals_sql.next_deadline)
 
     async def stats(self) -> dict[str, Any]:
         return await self.read(queries.stats)

@@ -15,15 +15,18 @@ from shepherd.store.ops import (
     SetJobState,
     SlotFailed,
 )
+from shepherd.store.sqlite import approvals
+from shepherd.store.sqlite.chains import check_parent, refuse_parent
 from shepherd.store.sqlite.dispatches import INSERT_DISPATCH, dispatch_values, next_id
 
 
 def save_job(conn: sqlite3.Connection, op: SaveJob) -> int:
+    parent = check_parent(conn, op.name, op.spec)  # a chain's graph, in this transaction
     row = conn.execute("SELECT id FROM jobs WHERE name = ?", (op.name,)).fetchone()
     if row is None:
         cur = conn.execute(
             "INSERT INTO jobs (name, executor, enabled, spec, next_run_at, anchor, created_at,"
-            " updated_at) VALUES (?,?,?,?,?,?,?,?)",
+            " updated_at, parent) VALUES (?,?,?,?,?,?,?,?,?)",
             (
                 op.name,
                 op.executor,
@@ -33,24 +36,29 @@ def save_job(conn: sqlite3.Connection, op: SaveJob) -> int:
                 op.anchor,
                 op.now,
                 op.now,
+                parent,
             ),
         )
-        return int(cur.lastrowid or 0)
+        return approvals.set_gate(conn, int(cur.lastrowid or 0), op.spec)
     job_id = int(row[0])
     conn.execute(
         "UPDATE jobs SET executor = ?, enabled = ?, spec = ?, next_run_at = ?, anchor = ?,"
-        " updated_at = ? WHERE id = ?",
-        (op.executor, int(op.enabled), op.spec, op.next_run_at, op.anchor, op.now, job_id),
+        " updated_at = ?, parent = ? WHERE id = ?",
+        (op.executor, int(op.enabled), op.spec, op.next_run_at, op.anchor, op.now, parent, job_id),
     )
-    return job_id
+    return approvals.set_gate(conn, job_id, op.spec)
 
 
 def delete_job(conn: sqlite3.Connection, op: DeleteJob) -> bool:
+    if op.refuse_parent:
+        refuse_parent(conn, op.job_id)
     conn.execute(
         "UPDATE dispatches SET status = 'cancelled', outcome = 'cancelled',"
-        " last_error = 'job removed', updated_at = ? WHERE job_id = ? AND status = 'queued'",
+        " last_error = 'job removed', updated_at = ?"
+        " WHERE job_id = ? AND status IN ('queued', 'awaiting_approval')",
         (op.now, op.job_id),
     )
+    approvals.close_for_job(conn, op.job_id, "job removed", op.now)
     conn.execute(
         "UPDATE dispatches SET cancel_requested = 1 WHERE job_id = ? AND status = 'running'",
         (op.job_id,),
@@ -211,4 +219,7 @@ def _insert_slots(
             )
         }
         out = [o if o is not None and o[0] in present else None for o in out]
+    if approvals.any_gated(conn):  # a gated slot: held, its result's seq 0
+        new = [(o[0], r.job_id, r.kind) for r, o in zip(rows, out, strict=True) if o is not None]
+        out = approvals.mark_held(out, approvals.gate(conn, new, op.now))
     return out

@@ -56,6 +56,14 @@ def mark_messages(conn: sqlite3.Connection, op: MarkMessages) -> int:
             " delivery_attempts = delivery_attempts + 1"
             f" WHERE status = 'pending' AND id IN ({marks})"
         )
+    elif op.status == "ack":  # any status; read if pending / delivered (OCS ackMessage)
+        sql = (
+            "UPDATE messages SET ack_at = COALESCE(ack_at, ?),"
+            " read_at = CASE WHEN status IN ('pending', 'delivered') THEN ? ELSE read_at END,"
+            " status = CASE WHEN status IN ('pending', 'delivered') THEN 'read' ELSE status END"
+            f" WHERE id IN ({marks})"
+        )
+        return conn.execute(sql, [op.now, op.now, *op.ids]).rowcount
     elif op.status == "read":
         sql = (
             "UPDATE messages SET status = 'read', read_at = ?, ack_at = COALESCE(ack_at, ?),"
@@ -78,7 +86,8 @@ def expire_messages(conn: sqlite3.Connection, op: ExpireMessages) -> int:
 
 _MESSAGE_COLUMNS = (
     "id, from_agent, to_agent, kind, subject, body, priority, status, created_at, metadata,"
-    " channel, delivery_to, expires_at, delivered_at, read_at, job_id, run_id, owner, reply_to"
+    " channel, delivery_to, expires_at, delivered_at, read_at, job_id, run_id, owner, reply_to,"
+    " last_error, ack_at"
 )
 
 _INBOX_ORDER = (
@@ -94,6 +103,7 @@ def _message(r: tuple[Any, ...]) -> Message:
         metadata=None if r[9] is None else msgspec.json.decode(r[9]),
         channel=r[10], delivery_to=r[11], expires_at=r[12], delivered_at=r[13],
         read_at=r[14], job_id=r[15], run_id=r[16], owner=r[17], reply_to=r[18],
+        last_error=r[19], ack_at=r[20],
     )  # fmt: skip
 
 
@@ -140,3 +150,27 @@ def list_messages(
         [*args, limit],
     )
     return [_message(r) for r in rows]
+
+
+def get_message(conn: sqlite3.Connection, message_id: int) -> Message | None:
+    row = conn.execute(
+        f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,)
+    ).fetchone()
+    return None if row is None else _message(row)
+
+
+def thread(conn: sqlite3.Connection, message_id: int, *, limit: int = 1000) -> list[Message]:
+    """The whole conversation ``message_id`` belongs to: its root (followed up the
+    ``reply_to`` links) and every reply below it, oldest first."""
+    sql = (
+        "WITH RECURSIVE up(id, reply_to, depth) AS ("
+        " SELECT id, reply_to, 0 FROM messages WHERE id = ?"
+        " UNION ALL SELECT m.id, m.reply_to, up.depth + 1 FROM messages m"
+        " JOIN up ON m.id = up.reply_to WHERE up.depth < 1000),"
+        " root(id) AS (SELECT id FROM up ORDER BY depth DESC LIMIT 1),"
+        " down(id) AS (SELECT id FROM root"
+        " UNION SELECT m.id FROM messages m JOIN down ON m.reply_to = down.id)"
+        f" SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id IN (SELECT id FROM down)"
+        " ORDER BY created_at, id LIMIT ?"
+    )
+    return [_message(r) for r in conn.execute(sql, (message_id, limit))]

@@ -34,12 +34,13 @@ _spec_decoder = msgspec.json.Decoder(JobSpec, dec_hook=_dec_hook)
 DISPATCH_COLUMNS = (
     "id, seq, job_id, job_name, kind, status, priority, not_before, expires_at, attempt,"
     " max_attempts, payload, idempotency_key, slot, parent_run_id, created_at, updated_at,"
-    " outcome, dead_reason, last_error, current_run_id, result"
+    " outcome, dead_reason, last_error, current_run_id, result,"
+    " needs, owner, agent, wait_reason"
 )
 _RUN_COLUMNS = (
     "id, dispatch_id, job_id, job_name, attempt, status, started_at, finished_at,"
     " heartbeat_at, error, result, idempotency_key, reason, exit_code, signal, timed_out,"
-    " stdout, stderr, details, pgid, process"
+    " stdout, stderr, details, pgid, process, agent"
 )
 _JOB_COLUMNS = (
     "id, spec, next_run_at, last_run_at, last_status, consecutive_errors, created_at, updated_at,"
@@ -75,6 +76,10 @@ def dispatch_from_row(r: tuple[Any, ...]) -> Dispatch:
         last_error=r[19],
         current_run_id=r[20],
         result=_json(r[21]),
+        needs=r[22].split(",") if r[22] else [],
+        owner=r[23],
+        agent=r[24],
+        wait_reason=r[25],
     )
 
 
@@ -101,6 +106,7 @@ def _run_from_row(r: tuple[Any, ...]) -> Run:
         details=_json(r[18]),
         pgid=r[19],
         process=r[20],
+        agent=r[21],
     )
 
 
@@ -145,13 +151,15 @@ def jobs_by_id(conn: sqlite3.Connection, ids: list[int]) -> dict[int, JobRow]:
 
 
 def schedule_states(conn: sqlite3.Connection, job_ids: list[int]) -> dict[int, str]:
-    """Status of the latest ``schedule`` dispatch of each job in ``job_ids`` that has one."""
+    """Status of the latest ``schedule`` (or ``spawn``: a spawned one-shot's) dispatch
+    of each job in ``job_ids`` that has one."""
     out: dict[int, str] = {}
     for i in range(0, len(job_ids), 500):
         part = job_ids[i : i + 500]
         marks = ",".join("?" * len(part))
         for job_id, status in conn.execute(
-            f"SELECT job_id, status FROM dispatches WHERE kind = 'schedule' AND slot IS NOT NULL"
+            "SELECT job_id, status FROM dispatches WHERE kind IN ('schedule', 'spawn')"
+            f" AND slot IS NOT NULL"
             f" AND job_id IN ({marks}) ORDER BY id",
             part,
         ):
@@ -246,8 +254,12 @@ def stats(conn: sqlite3.Connection) -> dict[str, Any]:
     jobs = conn.execute("SELECT COUNT(*), COALESCE(SUM(enabled), 0) FROM jobs").fetchone()
     return {
         "dispatches": {
-            s: int(by_state.get(s, 0)) for s in ("queued", "running", "done", "cancelled", "dead")
+            s: int(by_state.get(s, 0))
+            for s in ("queued", "awaiting_approval", "running", "done", "cancelled", "dead")
         },
+        "approvals_pending": int(
+            conn.execute("SELECT COUNT(*) FROM approvals WHERE status = 'pending'").fetchone()[0]
+        ),
         "runs_running": int(runs_running[0]),
         "jobs": int(jobs[0]),
         "jobs_enabled": int(jobs[1]),

@@ -20,7 +20,7 @@ from shepherd.store.ops import (
     SaveStatus,
     SettleQueued,
 )
-from shepherd.store.sqlite import alerts, ledger
+from shepherd.store.sqlite import alerts, approvals, ledger
 from shepherd.store.sqlite.dispatches import next_id
 
 
@@ -148,6 +148,14 @@ def cancel_dispatch(conn: sqlite3.Connection, op: CancelDispatch) -> str | None:
             " WHERE id = ?",
             (op.now, op.dispatch_id),
         )
+        return "cancelled"
+    if status == "awaiting_approval":  # its approval is closed with it
+        conn.execute(
+            "UPDATE dispatches SET status = 'cancelled', outcome = 'cancelled', updated_at = ?"
+            " WHERE id = ?",
+            (op.now, op.dispatch_id),
+        )
+        approvals.close_for_dispatch(conn, op.dispatch_id, "cancelled", op.now)
         return "cancelled"
     if status == "running":
         conn.execute(

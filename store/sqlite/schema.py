@@ -2,7 +2,8 @@
 
 Timestamps are epoch seconds (REAL, UTC). Priorities are stored as their rank
 (0 critical … 4 background) so the ready index sorts without a CASE.
-A migration is a list of statements; never edit a released one, append a new one.
+A migration is a list of statements; never edit a released one, append a new one
+(the module is long because every released migration stays here, as shipped).
 """
 
 from __future__ import annotations
@@ -234,18 +235,124 @@ MIGRATIONS: list[list[str]] = [
     ],
     # 7: chains and approvals (store/sqlite/chains.py, store/sqlite/approvals.py)
     [
+        # approvals (store/sqlite/approvals.py): one row per gated dispatch; the
+        # partial indexes serve the timer (pending by deadline) and the backlog count
+        # (pending by job). ``jobs.approval`` is the job's gate as the insert path needs
+        # it (NULL: not gated), so a batch of ungated work costs one indexed probe.
+        """CREATE TABLE approvals (
+            id INTEGER PRIMARY KEY,
+            dispatch_id INTEGER NOT NULL,
+            job_id INTEGER NOT NULL,
+            job_name TEXT NOT NULL,
+            kind TEXT NOT NULL DEFAULT '',
+            status TEXT NOT NULL,
+            on_timeout TEXT NOT NULL,
+            requested_at REAL NOT NULL,
+            deadline REAL NOT NULL,
+            resolved_at REAL,
+            resolved_by TEXT,
+            reason TEXT,
+            delivery_id INTEGER
+        )""",
+        "CREATE INDEX approvals_deadline ON approvals(deadline) WHERE status = 'pending'",
+        "CREATE INDEX approvals_pending_job ON approvals(job_id) WHERE status = 'pending'",
+        "CREATE INDEX approvals_dispatch ON approvals(dispatch_id)",
+        "CREATE INDEX approvals_resolved ON approvals(resolved_at) WHERE status != 'pending'",
+        "ALTER TABLE jobs ADD COLUMN approval BLOB",
+        "CREATE INDEX jobs_gated ON jobs(id) WHERE approval IS NOT NULL",
+        # chains (store/sqlite/chains.py): a job's parent (by name, from its spec) for
+        # the children lookup that finalizing a run does, and chain dispatches by the
+        # run that fired them (``cancel --cascade``)
+        "ALTER TABLE jobs ADD COLUMN parent TEXT",
+        """UPDATE jobs SET parent = json_extract(CAST(spec AS TEXT), '$.parent')
+            WHERE json_valid(CAST(spec AS TEXT))""",
+        "CREATE INDEX jobs_parent ON jobs(parent) WHERE parent IS NOT NULL",
+        """CREATE INDEX dispatches_parent_run ON dispatches(parent_run_id)
+            WHERE parent_run_id IS NOT NULL""",
         # @@migration-7-chains-approvals@@
     ],
     # 8: task groups (store/sqlite/groups.py)
     [
+        """CREATE TABLE task_groups (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'open',
+            timeout REAL NOT NULL,
+            heartbeat_window REAL NOT NULL,
+            created_by TEXT,
+            delivery_to TEXT,
+            delivery_channel TEXT,
+            channel TEXT,
+            target TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            completed_at REAL,
+            summary TEXT,
+            delivery_id INTEGER UNIQUE
+        )""",
+        # one open group per name; a name is free again once its group ended
+        "CREATE UNIQUE INDEX task_groups_open ON task_groups(name) WHERE status = 'open'",
+        "CREATE INDEX task_groups_name ON task_groups(name, id)",
+        """CREATE TABLE task_group_members (
+            group_id INTEGER NOT NULL REFERENCES task_groups(id) ON DELETE CASCADE,
+            pos INTEGER NOT NULL,
+            label TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending',
+            started_at REAL,
+            finished_at REAL,
+            last_heartbeat REAL,
+            message TEXT,
+            error TEXT,
+            PRIMARY KEY (group_id, label)
+        )""",
+        # failed spawn messages, for `status`
+        "CREATE INDEX messages_spawn ON messages(kind, status) WHERE kind = 'spawn'",
         # @@migration-8-groups@@
     ],
     # 9: agents registry and assignment (store/sqlite/agents.py)
     [
+        # ``rev`` grows with every write of a row (a removal leaves a tombstone), so the
+        # dispatcher reads only what changed since the newest rev it saw
+        """CREATE TABLE agents (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            capabilities TEXT NOT NULL DEFAULT '',
+            status TEXT NOT NULL DEFAULT 'ready',
+            policy TEXT NOT NULL DEFAULT 'always-on',
+            max_concurrent INTEGER NOT NULL DEFAULT 3,
+            last_seen REAL,
+            delivery TEXT,
+            model TEXT,
+            wake TEXT,
+            wake_timeout REAL NOT NULL DEFAULT 30,
+            source TEXT NOT NULL DEFAULT 'api',
+            failures INTEGER NOT NULL DEFAULT 0,
+            rev INTEGER NOT NULL,
+            removed INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )""",
+        "CREATE UNIQUE INDEX agents_rev ON agents(rev)",
+        # a dispatch's own required capabilities (comma-joined) and owner; the agent its
+        # run was assigned to and why it waits (``unmatched: needs [gpu]``)
+        "ALTER TABLE dispatches ADD COLUMN needs TEXT",
+        "ALTER TABLE dispatches ADD COLUMN owner TEXT",
+        "ALTER TABLE dispatches ADD COLUMN agent TEXT",
+        "ALTER TABLE dispatches ADD COLUMN wait_reason TEXT",
+        "ALTER TABLE runs ADD COLUMN agent TEXT",
+        "CREATE INDEX runs_agent ON runs(agent) WHERE status = 'running' AND agent IS NOT NULL",
         # @@migration-9-agents@@
     ],
     # 10: rate limits and pauses (store/sqlite/controls.py)
     [
+        """CREATE TABLE pauses (
+            scope TEXT NOT NULL,
+            name TEXT NOT NULL,
+            paused_at REAL NOT NULL,
+            paused_by TEXT NOT NULL DEFAULT '',
+            reason TEXT,
+            PRIMARY KEY (scope, name)
+        )""",
         # @@migration-10-controls@@
     ],
 ]

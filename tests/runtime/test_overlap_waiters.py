@@ -129,25 +129,29 @@ async def test_disabling_the_job_skips_every_waiting_fire(
         assert (stats["dispatches"]["queued"], stats["dispatches"]["running"]) == (0, 0)
 
 
-async def test_an_enqueued_waiter_of_a_disabled_job_still_runs_after_the_run(
+async def test_only_a_run_now_waiter_of_a_disabled_job_still_runs_after_the_run(
     session: Any, clock: FakeClock, gates: Gates
 ) -> None:
-    """Only fires of the schedule are skipped when the job is disabled (an enqueue or a
-    run-now runs a disabled job); they keep their place behind the running run."""
+    """Disabled = must not run: the waiting fires and the enqueued dispatch are skipped
+    (``disabled``); an operator's run-now runs a disabled job, in its place behind the
+    running run. (Until issue 11 an enqueued waiter ran too; see README "disable vs
+    pause".)"""
     async with session() as rt:
         await rt.add_job(queue_job())
         await one_running_and_waiters(rt, clock, gates, 1)
         extra = await rt.enqueue("q")
-        await eventually(lambda: _parked(rt, 2), what="the enqueued dispatch to wait")
+        now = await rt.run_now("q")
+        await eventually(lambda: _parked(rt, 3), what="the enqueued dispatches to wait")
 
         await rt.disable("q")
-        await eventually(lambda: _parked(rt, 1), what="the waiting fire to be skipped")
-        assert (await rt.dispatch(extra)).status == "queued"
+        await eventually(lambda: _parked(rt, 1), what="the fire and the enqueue to be skipped")
+        assert (await rt.dispatch(extra)).outcome == "skipped"
+        assert (await rt.dispatch(now)).status == "queued"
 
         gates.release((await fires(rt))[0].id)
-        await eventually(lambda: gates.started[-1:] == [extra], what="the enqueued one to run")
-        gates.release(extra)
-        assert (await rt.wait(extra, timeout=10)).status == "done"
+        await eventually(lambda: gates.started[-1:] == [now], what="the run-now to run")
+        gates.release(now)
+        assert (await rt.wait(now, timeout=10)).status == "done"
         assert await statuses(rt) == [("done", "ok"), ("done", "skipped")]
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from shepherd.actors.messages import Outcome, OutcomeEvent, SlotRecord
+from shepherd.actors.messages import ApprovalsHeld, Outcome, OutcomeEvent, Poke, SlotRecord
 from shepherd.actors.primitives.mailbox import Mailbox
 from shepherd.actors.router import Routed
 from shepherd.runtime import Config, JobSpec, Runtime
@@ -34,7 +34,9 @@ def test_the_tree_starts_writer_first_router_before_dispatcher_ingest_after_both
         "router",
         "dispatcher",
         "scheduler",
+        "approvals",
         "health",
+        "groups",
         "ingest",
         "spool",
         "pruner",
@@ -46,7 +48,9 @@ def test_the_tree_starts_writer_first_router_before_dispatcher_ingest_after_both
 
 
 def test_every_mailbox_is_sized_for_what_flows_in_with_a_reason() -> None:
-    assert {i.name for i in INBOXES} == {"store", "router", "dispatcher", "scheduler", "pruner"}
+    assert {i.name for i in INBOXES} == {
+        "store", "router", "dispatcher", "scheduler", "pruner", "groups", "approvals",
+    }  # fmt: skip
     assert all(i.why and 0 < i.capacity < 100_000 for i in INBOXES)
     assert capacity("dispatcher", 64) == 4_096 + 64  # room for every running run's outcome
     assert capacity("dispatcher", 1_000) == 4_096 + 1_000
@@ -68,8 +72,16 @@ def test_fanout_follows_the_routes_and_counts_what_a_full_inbox_drops() -> None:
     router: Mailbox[Any] = Mailbox("router", 10)
     scheduler: Mailbox[Any] = Mailbox("scheduler", 1)
     hub = EventHub()
-    fan = Fanout(hub, {"router": router.address(), "scheduler": scheduler.address()})
-    assert [r.listener for r in ROUTES] == ["router", "scheduler"]
+    approvals: Mailbox[Any] = Mailbox("approvals", 10)
+    fan = Fanout(
+        hub,
+        {
+            "router": router.address(),
+            "scheduler": scheduler.address(),
+            "approvals": approvals.address(),
+        },
+    )
+    assert [r.listener for r in ROUTES] == ["router", "approvals", "scheduler"]
 
     fan.publish(_outcome())  # a run's outcome: the router only
     assert isinstance(router.receive_nowait(), Routed)
@@ -88,10 +100,14 @@ def test_fanout_follows_the_routes_and_counts_what_a_full_inbox_drops() -> None:
     fan.publish(SlotRecord(job="j", reason="missed"))  # subscribers only
     assert router.statistics()["depth"] == 1
 
+    fan.publish(ApprovalsHeld(dispatch_ids=[4]))  # chain children held: the approvals actor
+    assert approvals.receive_nowait() == Poke(approvals=True)
+    assert router.statistics()["depth"] == 1 and scheduler.statistics()["depth"] == 0
+
     fan.publish(_outcome(kind="schedule"))
     fan.publish(_outcome(kind="schedule"))  # the scheduler's one slot is taken
-    assert fan.statistics() == {"routes_dropped": {"router": 0, "scheduler": 1}}
-    assert hub.statistics()["published"] == 7
+    assert fan.statistics() == {"routes_dropped": {"router": 0, "scheduler": 1, "approvals": 0}}
+    assert hub.statistics()["published"] == 8
 
 
 # -- the façade ------------------------------------------------------------------------

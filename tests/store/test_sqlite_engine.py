@@ -179,7 +179,15 @@ async def test_open_store_opens_a_sqlite_url(tmp_path: Path) -> None:
     store = await open_store(f"sqlite:///{tmp_path}/x.db")
     try:
         assert await store.stats() == {
-            "dispatches": {"queued": 0, "running": 0, "done": 0, "cancelled": 0, "dead": 0},
+            "dispatches": {
+                "queued": 0,
+                "awaiting_approval": 0,
+                "running": 0,
+                "done": 0,
+                "cancelled": 0,
+                "dead": 0,
+            },
+            "approvals_pending": 0,
             "runs_running": 0,
             "jobs": 0,
             "jobs_enabled": 0,

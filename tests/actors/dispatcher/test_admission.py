@@ -44,12 +44,15 @@ def test_each_ending_verdict() -> None:
     assert check(entry(1), replace, state, parked, 0.0).action == "replace"
 
 
-def test_a_disabled_jobs_fires_are_skipped_and_other_kinds_still_wait() -> None:
+def test_a_disabled_jobs_dispatches_are_skipped_but_an_operators_run_now_waits() -> None:
+    # disable = must not run: every kind is skipped (the schedule's fires, enqueues,
+    # retries, chain and spawn dispatches) except ``run_now``, which an operator asked for
     state, parked = Admission(), Parked()
     state.hold(1, None)
     off = msgspec.structs.replace(QUEUE, enabled=False)
-    assert check(entry(1), off, state, parked, 0.0) == Verdict("skip", "disabled")
-    assert check(entry(2, kind="enqueue"), off, state, parked, 0.0).action == "park"
+    for kind in ("schedule", "enqueue", "chain", "spawn", "replay"):
+        assert check(entry(1, kind=kind), off, state, parked, 0.0) == Verdict("skip", "disabled")
+    assert check(entry(2, kind="run_now"), off, state, parked, 0.0).action == "park"
 
 
 def test_an_undeclared_pool_is_a_mutex_and_a_declared_one_has_its_limit() -> None:

@@ -111,7 +111,7 @@ async def test_one_reload_covers_every_poke_of_a_pass() -> None:
     rig.loader.note(Poke(dispatches=True))
     rig.store.queued = [dispatch(10, 5)]
     rig.store.cancels = [(10, "queued"), (12, "running")]
-    assert await rig.loader.reload() == [12]  # only the running ones are cancelled here
+    assert await rig.loader.reload() == [(12, "operator")]  # only the running ones, here
     assert rig.counters["reloads"] == 1 and not rig.loader.pending
     assert rig.store.calls == [("queued_since", (0, "me")), ("cancel_requests", None)]
     assert [e.id for e in rig.added] == [10]

@@ -1,0 +1,115 @@
+"""Agent liveness: the health monitor's look at the agents registry on each tick.
+
+``Liveness.check`` (called from ``HealthMonitor.tick``, so on the monitor's timer):
+
+1. the gateway's agents (``source = gateway``, OCS's ``main``) heartbeat through the
+   gateway probe: a healthy probe of the ``agent`` executor is their heartbeat;
+2. an agent that has been seen (``last_seen`` set: it heartbeats) and has been silent
+   for ``offline_after`` is marked ``offline``: the dispatcher then gives it nothing
+   new and cancels its running runs, whose job's delivery guarantee applies
+   (at-least-once: queued again, and assigned elsewhere);
+3. when a status changed, the dispatcher is poked (``Poke(agents=True)``) to read the
+   agents again.
+
+An agent that never heartbeats (declared in the config, added by hand) is never
+judged silent. Degraded (consecutive failed runs) is the dispatcher's mark
+(``actors.dispatcher.agents``); a heartbeat brings a degraded or offline agent back
+to ``ready``. ``AgentsConfig`` is the ``[agents]`` table of the config.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Annotated
+
+import msgspec
+
+from shepherd.actors.messages import DispatcherMsg, Poke
+from shepherd.actors.primitives.clock import Clock
+from shepherd.actors.primitives.mailbox import Address
+from shepherd.actors.writer import StoreMsg, write
+from shepherd.store.bounds import DAY, Range
+from shepherd.store.errors import MailboxFull, StoreError
+from shepherd.store.models import AgentSpec, Seconds
+from shepherd.store.ops import AgentState, AgentStates
+from shepherd.store.protocol import Store
+
+__all__ = ["AgentsConfig", "Liveness", "heartbeat_state"]
+
+log = logging.getLogger("shepherd.health")
+
+
+class AgentsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """``[agents]``: agents registered at start (``[[agents.agent]]``), the owner
+    filter (owner → agent ids), liveness thresholds."""
+
+    agent: list[AgentSpec] = msgspec.field(default_factory=list)
+    owner_filter: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    offline_after: Annotated[Seconds, Range(1, DAY, "s")] = Seconds(90.0)
+    degraded_after: Annotated[int, Range(1, 10_000)] = 5
+    gateway_agent: bool = True  # register the gateway's ``main`` agent (capability *)
+
+
+def heartbeat_state(agent_id: str, now: float, status: str | None = None) -> AgentState:
+    """A heartbeat: seen now; an offline or degraded agent is ready again (or
+    ``status``, ready / sleeping / busy, as the agent says)."""
+    if status is not None:
+        return AgentState(id=agent_id, seen=now, status=status, when=_REVIVABLE + _AWAKE)
+    return AgentState(id=agent_id, seen=now, status="ready", when=_REVIVABLE)
+
+
+_REVIVABLE = ("offline", "degraded")
+_AWAKE = ("ready", "sleeping", "busy")
+
+
+class Liveness:
+    def __init__(
+        self,
+        cfg: AgentsConfig,
+        *,
+        store: Store,
+        writer: Address[StoreMsg],
+        dispatcher: Address[DispatcherMsg],
+        clock: Clock,
+    ) -> None:
+        self._cfg = cfg
+        self._store = store
+        self._writer = writer
+        self._dispatcher = dispatcher
+        self._clock = clock
+        self.marked_offline = 0
+
+    async def check(self, probes: Mapping[str, bool]) -> None:
+        now = self._clock.wall()
+        try:
+            agents = await self._store.agents()
+        except StoreError as exc:
+            log.error("agents not read: %s", exc)
+            return
+        items: list[AgentState] = []
+        gateway_up = probes.get("agent") is True
+        limit = float(self._cfg.offline_after)
+        for a in agents:
+            if a.source == "gateway" and gateway_up:
+                items.append(heartbeat_state(a.id, now))
+            elif a.last_seen is not None and a.status != "offline" and now - a.last_seen > limit:
+                log.warning("agent %s silent for %.0fs: offline", a.id, now - a.last_seen)
+                self.marked_offline += 1
+                items.append(AgentState(id=a.id, status="offline"))
+        if not items:
+            return
+        before = {a.id: a.status for a in agents}
+        try:
+            after = await write(self._writer, AgentStates(items, now))
+        except StoreError as exc:
+            log.error("agent states not written: %s", exc)
+            return
+        if any(before.get(s.id) != st for s, st in zip(items, after, strict=True)):
+            try:
+                self._dispatcher.tell(Poke(agents=True))
+            except MailboxFull:
+                log.warning("dispatcher inbox full; agents read on its next Poke")
+
+    def statistics(self) -> dict[str, int]:
+        return {"marked_offline": self.marked_offline}

@@ -1,0 +1,166 @@
+"""The approvals side of ``Runtime``: list, approve and reject approval requests.
+
+``ApprovalsApi`` is a plain collaborator the ``Runtime`` façade holds. A decision is
+one conditional op (``ResolveApproval``): of two approvers one wins, the other gets
+``Conflict`` ("approval 7 is already approved by alice"). An approved dispatch is
+queued with a new seq and sent to this runtime's dispatcher (``Enqueued``); the CLI,
+another process, wakes the daemon instead (``send_wake 'd'``). Bad input is a
+``ConfigError`` naming the argument; nothing is stored.
+"""
+
+from __future__ import annotations
+
+from shepherd.actors.messages import DispatcherMsg, Enqueued, entry_from_dispatch
+from shepherd.actors.primitives.clock import Clock
+from shepherd.actors.primitives.mailbox import Address
+from shepherd.actors.writer import StoreMsg, write
+from shepherd.store.errors import ConfigError, Conflict, NotFound
+from shepherd.store.models import APPROVAL_STATES, Approval, JobSpec
+from shepherd.store.ops import ResolveApproval, Resolved
+from shepherd.store.protocol import Store
+
+__all__ = [
+    "GATED_KINDS",
+    "MAX_REASON",
+    "ApprovalsApi",
+    "check_decision",
+    "check_filter",
+    "outcome",
+    "validate_approval",
+]
+
+# the dispatch kinds a gate's ``sources`` may name (retries and crash replays are the
+# same dispatch again, approved before its first attempt: never gated)
+GATED_KINDS: tuple[str, ...] = ("enqueue", "schedule", "run_now", "chain", "spawn")
+
+MAX_REASON = 1000  # characters of a rejection's reason
+MAX_BY = 200  # characters of an approver's name
+
+
+def validate_approval(spec: JobSpec) -> None:
+    """ConfigError naming the field for a bad ``approval`` of a job spec: ``sources``
+    must be known dispatch kinds, and the request needs somewhere to go (the job's
+    ``options.delivery_to`` or ``options.delivery_channel``). Bounds: ``check_bounds``."""
+    policy = spec.approval
+    if policy is None or not policy.required:
+        return
+    if policy.sources is not None:
+        if not policy.sources:
+            raise ConfigError(
+                "must name at least one dispatch kind (omit it for every kind but run_now)",
+                field="approval.sources",
+            )
+        for i, kind in enumerate(policy.sources):
+            if kind in ("retry", "replay"):
+                raise ConfigError(
+                    f"{kind!r} is never gated: retries and replays of an approved dispatch"
+                    " are not asked again",
+                    field=f"approval.sources[{i}]",
+                )
+            if kind not in GATED_KINDS:
+                raise ConfigError(
+                    f"unknown dispatch kind {kind!r}; expected one of {', '.join(GATED_KINDS)}",
+                    field=f"approval.sources[{i}]",
+                )
+    to, channel = spec.options.get("delivery_to"), spec.options.get("delivery_channel")
+    if not (isinstance(to, str) and to.strip()) and not (
+        isinstance(channel, str) and channel.strip()
+    ):
+        raise ConfigError(
+            "an approval request needs somewhere to go: set options.delivery_to (an alias"
+            " like '@ops' or a target) or options.delivery_channel",
+            field="options.delivery_to",
+        )
+
+
+def check_filter(status: str | None) -> None:
+    if status is not None and status not in APPROVAL_STATES:
+        raise ConfigError(
+            f"unknown approval status {status!r}; expected one of {', '.join(APPROVAL_STATES)}",
+            field="status",
+        )
+
+
+def check_decision(
+    approval_id: object, by: str | None, reason: str | None, *, reject: bool
+) -> None:
+    """ConfigError naming the argument: an id >= 1, ``by`` ≤ 200 characters, a reject's
+    ``reason`` non-blank and ≤ 1000 characters."""
+    if isinstance(approval_id, bool) or not isinstance(approval_id, int) or approval_id < 1:
+        raise ConfigError(f"must be an approval id >= 1, got {approval_id!r}", field="id")
+    if by is not None and (not isinstance(by, str) or not by.strip() or len(by) > MAX_BY):
+        raise ConfigError(f"must be a name of 1-{MAX_BY} characters", field="by")
+    if reject and (not isinstance(reason, str) or not reason.strip()):
+        raise ConfigError("a rejection needs a reason", field="reason")
+    if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON):
+        raise ConfigError(f"must be at most {MAX_REASON} characters", field="reason")
+
+
+def outcome(approval_id: int, got: Resolved | None) -> Resolved:
+    """The result of a ``ResolveApproval``, or NotFound / Conflict raised."""
+    if got is None:
+        raise NotFound(f"no approval {approval_id}")
+    if got.conflict:
+        a = got.approval
+        who = f" by {a.resolved_by}" if a.resolved_by else ""
+        raise Conflict(f"approval {approval_id} is already {a.status.replace('_', ' ')}{who}")
+    return got
+
+
+class ApprovalsApi:
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        store: Store,
+        instance: str,
+        writer: Address[StoreMsg],
+        dispatcher: Address[DispatcherMsg],
+    ) -> None:
+        self._clock = clock
+        self._store = store
+        self._instance = instance
+        self._writer = writer
+        self._dispatcher = dispatcher
+
+    async def approvals(
+        self, status: str | None = None, job: str | None = None, *, limit: int = 100
+    ) -> list[Approval]:
+        """Approval requests, newest first; ``status``: pending, approved, rejected,
+        timed_out."""
+        check_filter(status)
+        return await self._store.approvals(status=status, job=job, limit=limit)
+
+    async def approval(self, approval_id: int) -> Approval:
+        found = await self._store.approval(approval_id)
+        if found is None:
+            raise NotFound(f"no approval {approval_id}")
+        return found
+
+    async def approve(self, approval_id: int, by: str | None = None) -> Approval:
+        """Approve: its dispatch is queued (and runs as any other). ``Conflict`` if it
+        was already resolved, ``NotFound`` if there is no such approval."""
+        check_decision(approval_id, by, None, reject=False)
+        return await self._resolve(approval_id, "approve", by, None)
+
+    async def reject(self, approval_id: int, reason: str, by: str | None = None) -> Approval:
+        """Reject: its dispatch is cancelled (``last_error``: "rejected by <by>: <reason>")
+        and never runs."""
+        check_decision(approval_id, by, reason, reject=True)
+        return await self._resolve(approval_id, "reject", by, reason)
+
+    async def _resolve(
+        self, approval_id: int, decision: str, by: str | None, reason: str | None
+    ) -> Approval:
+        op = ResolveApproval(
+            approval_id=approval_id,
+            decision="approve" if decision == "approve" else "reject",
+            now=self._clock.wall(),
+            origin=self._instance,
+            by=by or "api",
+            reason=reason,
+        )
+        got = outcome(approval_id, await write(self._writer, op))
+        if got.dispatch is not None:
+            await self._dispatcher.send(Enqueued([entry_from_dispatch(got.dispatch)]))
+        return got.approval

@@ -1,0 +1,206 @@
+"""SQL of the agents registry: its write ops (``store.ops.agents``) and its reads.
+
+Capabilities are stored comma-joined (names cannot hold a comma); ``rev`` is
+``MAX(rev) + 1`` for every write of a row, so ``agents_since(rev)`` returns exactly the
+rows written after a reader's newest (removed ones as tombstones).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any, assert_never
+
+from shepherd.store.models import Agent
+from shepherd.store.ops.agents import (
+    AgentNotes,
+    AgentOp,
+    AgentState,
+    AgentStates,
+    RemoveAgent,
+    SaveAgent,
+    UpdateAgent,
+)
+
+__all__ = ["agents_since", "apply_agent_op", "get_agent", "list_agents"]
+
+_COLUMNS = (
+    "id, name, capabilities, status, policy, max_concurrent, last_seen, delivery, model,"
+    " wake, wake_timeout, source, failures, rev, created_at, updated_at, removed"
+)
+# its runs in flight (``runs_agent`` serves it)
+_RUNNING = ", (SELECT COUNT(*) FROM runs WHERE runs.agent = agents.id AND runs.status = 'running')"
+# the definition's columns (what ``register`` replaces); the rest is live state
+_DEFINITION = (
+    "name",
+    "capabilities",
+    "policy",
+    "max_concurrent",
+    "delivery",
+    "model",
+    "wake",
+    "wake_timeout",
+)
+_UPDATABLE = frozenset(_DEFINITION)
+
+
+def _rev(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT COALESCE(MAX(rev), 0) FROM agents").fetchone()
+    return int(row[0]) + 1
+
+
+def _agent(r: tuple[Any, ...]) -> Agent:
+    return Agent(
+        id=r[0],
+        name=r[1],
+        capabilities=r[2].split(",") if r[2] else [],
+        status=r[3],
+        policy=r[4],
+        max_concurrent=r[5],
+        last_seen=r[6],
+        delivery=r[7],
+        model=r[8],
+        wake=r[9],
+        wake_timeout=r[10],
+        source=r[11],
+        failures=r[12],
+        rev=r[13],
+        created_at=r[14],
+        updated_at=r[15],
+        removed=bool(r[16]),
+        running=r[17] if len(r) > 17 else 0,
+    )
+
+
+def _save(conn: sqlite3.Connection, op: SaveAgent) -> str:
+    s = op.spec
+    row = conn.execute("SELECT removed FROM agents WHERE id = ?", (s.id,)).fetchone()
+    definition = (
+        s.name or s.id,
+        ",".join(s.capabilities),
+        s.policy,
+        s.max_concurrent,
+        s.delivery,
+        s.model,
+        s.wake,
+        float(s.wake_timeout),
+    )
+    if row is not None and not row[0]:
+        if op.mode == "add":
+            return "exists"
+        sets = ", ".join(f"{c} = ?" for c in _DEFINITION)
+        conn.execute(
+            f"UPDATE agents SET {sets}, source = ?, rev = ?, updated_at = ? WHERE id = ?",
+            (*definition, op.source, _rev(conn), op.now, s.id),
+        )
+        return "updated"
+    conn.execute("DELETE FROM agents WHERE id = ?", (s.id,))  # a tombstone
+    conn.execute(
+        "INSERT INTO agents (id, name, capabilities, policy, max_concurrent, delivery, model,"
+        " wake, wake_timeout, status, source, rev, created_at, updated_at)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (s.id, *definition, s.status, op.source, _rev(conn), op.now, op.now),
+    )
+    return "added"
+
+
+def _update(conn: sqlite3.Connection, op: UpdateAgent) -> bool:
+    changes = {k: v for k, v in op.changes.items() if k in _UPDATABLE}
+    if "capabilities" in changes:
+        changes["capabilities"] = ",".join(changes["capabilities"])
+    if "wake_timeout" in changes:
+        changes["wake_timeout"] = float(changes["wake_timeout"])
+    sets = "".join(f"{c} = ?, " for c in changes)
+    cur = conn.execute(
+        f"UPDATE agents SET {sets}rev = ?, updated_at = ? WHERE id = ? AND removed = 0",
+        (*changes.values(), _rev(conn), op.now, op.id),
+    )
+    return cur.rowcount > 0
+
+
+def _state(conn: sqlite3.Connection, s: AgentState, now: float) -> str | None:
+    row = conn.execute("SELECT status FROM agents WHERE id = ? AND removed = 0", (s.id,)).fetchone()
+    if row is None:
+        return None
+    status: str = row[0]
+    sets: list[str] = []
+    args: list[Any] = []
+    if s.status is not None and (s.when is None or status in s.when) and s.status != status:
+        sets.append("status = ?")
+        args.append(s.status)
+        if status in ("offline", "degraded") and s.failures is None:
+            sets.append("failures = 0")  # back from degraded: a fresh count
+        status = s.status
+    if s.seen is not None:
+        sets.append("last_seen = ?")
+        args.append(s.seen)
+    if s.failures is not None:
+        sets.append("failures = ?")
+        args.append(s.failures)
+    if sets:
+        conn.execute(
+            f"UPDATE agents SET {', '.join(sets)}, rev = ?, updated_at = ? WHERE id = ?",
+            (*args, _rev(conn), now, s.id),
+        )
+    return status
+
+
+def _remove(conn: sqlite3.Connection, op: RemoveAgent) -> bool:
+    cur = conn.execute(
+        "UPDATE agents SET removed = 1, rev = ?, updated_at = ? WHERE id = ? AND removed = 0",
+        (_rev(conn), op.now, op.id),
+    )
+    return cur.rowcount > 0
+
+
+def _notes(conn: sqlite3.Connection, op: AgentNotes) -> None:
+    if op.waiting:
+        conn.executemany(
+            "UPDATE dispatches SET wait_reason = ? WHERE id = ? AND status = 'queued'",
+            [(reason, d) for d, reason in op.waiting],
+        )
+    if op.assigned:
+        conn.executemany(
+            "UPDATE dispatches SET agent = ?, wait_reason = NULL WHERE id = ?",
+            [(agent, d) for d, agent in op.assigned],
+        )
+        conn.executemany(
+            "UPDATE runs SET agent = ? WHERE id = (SELECT current_run_id FROM dispatches"
+            " WHERE id = ?) AND status = 'running'",
+            [(agent, d) for d, agent in op.assigned],
+        )
+    for s in op.states:
+        _state(conn, s, op.now)
+
+
+def apply_agent_op(conn: sqlite3.Connection, op: AgentOp) -> Any:
+    match op:
+        case SaveAgent():
+            return _save(conn, op)
+        case UpdateAgent():
+            return _update(conn, op)
+        case AgentStates(items, now):
+            return [_state(conn, s, now) for s in items]
+        case RemoveAgent():
+            return _remove(conn, op)
+        case AgentNotes():
+            return _notes(conn, op)
+        case _:
+            assert_never(op)
+
+
+def list_agents(conn: sqlite3.Connection) -> list[Agent]:
+    rows = conn.execute(f"SELECT {_COLUMNS}{_RUNNING} FROM agents WHERE removed = 0 ORDER BY id")
+    return [_agent(r) for r in rows]
+
+
+def get_agent(conn: sqlite3.Connection, agent_id: str) -> Agent | None:
+    row = conn.execute(
+        f"SELECT {_COLUMNS}{_RUNNING} FROM agents WHERE id = ? AND removed = 0", (agent_id,)
+    ).fetchone()
+    return _agent(row) if row is not None else None
+
+
+def agents_since(conn: sqlite3.Connection, rev: int) -> list[Agent]:
+    """Rows written after ``rev`` (removed ones included, ``removed`` set), by rev."""
+    rows = conn.execute(f"SELECT {_COLUMNS} FROM agents WHERE rev > ? ORDER BY rev", (rev,))
+    return [_agent(r) for r in rows]
