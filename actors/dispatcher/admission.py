@@ -71,6 +71,7 @@ class Verdict(msgspec.Struct, frozen=True):
 
 
 RUN = Verdict("run")
+RATE_PREFIX = "rate:"  # parked behind the dispatch that waits for a bucket's next token
 
 
 class Admission:
@@ -142,10 +143,15 @@ def check(
     return RUN
 
 
-def free_keys(job_id: int, job: JobSpec | None, state: Admission) -> list[str]:
+def free_keys(
+    job_id: int, job: JobSpec | None, state: Admission, dispatch_id: int | None = None
+) -> list[str]:
     """The wait keys of a dispatch of ``job_id`` that nothing holds now. A dispatch that
-    leaves the queue without running hands these to their next waiter."""
+    leaves the queue without running hands these to their next waiter (also the rate
+    limit it was waiting on the clock for, if it was: ``dispatch_id``)."""
     keys = [f"job:{job_id}"] if state.running_by_job[job_id] <= 0 else []
+    if dispatch_id is not None and (bucket := state.controls.unlead(dispatch_id)) is not None:
+        keys.append(RATE_PREFIX + bucket)
     pool = job.pool if job is not None else None
     if pool and state.running_by_pool[pool] < state.pool_limit(pool):
         keys.append(f"pool:{pool}")
@@ -196,11 +202,17 @@ def admit(
         if e is None:
             break
         job = jobs.get(e.job_id)
+        led = state.controls.unlead(e.id) if state.controls.leading else None
+        if led is not None and _outranked(queue, RATE_PREFIX + led, e):
+            queue.park(RATE_PREFIX + led, e)  # its token goes to a more urgent waiter,
+            if (first := queue.unpark_one(RATE_PREFIX + led)) is not None:
+                state.controls.lead(led, first)  # which hands it on after its turn
+            continue
         v = check(e, job, state, queue.parked, now)
         if v is RUN and job is not None:
             until = state.controls.wait(e, job, now)  # a rate limit's next token
             if until is not None:
-                v = Verdict("defer", "rate-limited", until=until)
+                v = _rate_limited(state.controls, queue, e, until)
             elif (until := breakers.gate(job.executor, now)) is not None:
                 v = Verdict("defer", "circuit-open", until=until)
             out.deferred += until is not None
@@ -210,12 +222,19 @@ def admit(
             if agent is None:  # parked until an agent of that need frees up or appears
                 state.agents.wait(e, need)
                 v = Verdict("park", "unmatched", key=need.key)
+            elif (held := state.controls.agent_held(agent.id)) is not None:
+                agent, v = None, Verdict("park", "paused", key=held)
+            elif (until := state.controls.agent_wait(agent.id, now)) is not None:
+                agent, v = None, _rate_limited(state.controls, queue, e, until)
+                out.deferred += 1
         if v.action == "run":
             assert job is not None
             queue.take(e.id)
             out.claims.append(state.agents.hold(e, agent) if agent is not None else e)
             state.hold(e.job_id, job.pool)
             state.controls.take(e, job, now)
+            if agent is not None:
+                state.controls.agent_take(agent.id, now)
             free -= 1
         elif v.action in ("park", "replace"):
             assert v.key is not None
@@ -230,4 +249,23 @@ def admit(
             out.settles.append((e, settle(e.id, v)))
             for key in free_keys(e.job_id, job, state):
                 out.unparked += queue.unpark(key)
+        if led is not None and state.controls.leader(led) is None:
+            out.unparked += queue.unpark(RATE_PREFIX + led)  # the next one waits on the clock
     return out
+
+
+def _outranked(queue: ReadyQueue, key: str, e: Entry) -> bool:
+    best = queue.best_parked(key)
+    return best is not None and best < (e.priority, e.seq)
+
+
+def _rate_limited(controls: Controls, queue: ReadyQueue, e: Entry, until: float) -> Verdict:
+    """One dispatch per empty bucket waits on the clock (deferred to its next token);
+    the others park behind it (``rate:<bucket>``, by priority), so a backlog behind a
+    rate limit costs O(log n) per token, not a re-deferral of every waiter."""
+    bucket = controls.rates.blocking
+    leader = controls.leader(bucket)
+    if leader is not None and leader != e.id and leader in queue:
+        return Verdict("park", "rate-limited", key=RATE_PREFIX + bucket)
+    controls.lead(bucket, e.id)
+    return Verdict("defer", "rate-limited", until=until)

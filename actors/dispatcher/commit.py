@@ -142,7 +142,7 @@ class Batch:
         e = self._queue.take(dispatch_id)
         if e is None:
             return
-        self.hand_on(free_keys(e.job_id, self._jobs.get(e.job_id), self._admission))
+        self.hand_on(free_keys(e.job_id, self._jobs.get(e.job_id), self._admission, e.id))
         if status == "cancelled":
             name, error = self._jobs.name(e.job_id), "cancelled by operator"
             ev = outcome_event(e, name, None, e.attempt, "cancelled", "cancelled", now, error=error)

@@ -42,8 +42,10 @@ PARKED_PREFIX = "paused:"
 
 
 def agent_of(entry: Entry, job: JobSpec) -> str | None:
-    """The agent a dispatch of the ``agent`` executor talks to (as the executor picks it)."""
-    if job.executor != "agent":
+    """The agent a dispatch of the ``agent`` executor talks to (as the executor picks it);
+    None for one that needs capabilities: assignment picks its agent, and admission asks
+    about that one (``agent_held`` / ``agent_wait``)."""
+    if job.executor != "agent" or job.capabilities or entry.needs:
         return None
     agent = (entry.payload or {}).get("agent")
     return str(agent) if agent else (job.target or "main")
@@ -61,13 +63,15 @@ def scope_keys(entry: Entry, job: JobSpec) -> list[str]:
 
 
 class Controls:
-    __slots__ = ("_last", "_paused", "_waiters", "rates")
+    __slots__ = ("_last", "_leaders", "_led", "_paused", "_waiters", "rates")
 
     def __init__(self, rates: Mapping[str, RateLimit] | None = None) -> None:
         self.rates = RateTable(rates)
         self._paused: dict[str, Pause] = {}
         self._waiters: list[Reply[int]] = []
         self._last: tuple[int, list[str]] = (0, [])  # wait's keys, for take's same entry
+        self._leaders: dict[str, int] = {}  # bucket key → the dispatch deferred for it
+        self._led: dict[int, str] = {}  # that dispatch → its bucket key
 
     # -- pauses --------------------------------------------------------------------
 
@@ -125,6 +129,28 @@ class Controls:
             keys = self._keys(entry, job)
         if keys:
             self.rates.take(keys, now)
+
+    # -- one dispatch waits on the clock per empty bucket; the rest are parked ---------
+
+    def leader(self, bucket: str) -> int | None:
+        """The dispatch deferred until ``bucket``'s next token, if any."""
+        return self._leaders.get(bucket)
+
+    def lead(self, bucket: str, dispatch_id: int) -> None:
+        self._leaders[bucket] = dispatch_id
+        self._led[dispatch_id] = bucket
+
+    def unlead(self, dispatch_id: int) -> str | None:
+        """``dispatch_id`` no longer waits on the clock (it is being checked again, started
+        or gone): the bucket it led, whose next parked waiter takes its turn."""
+        bucket = self._led.pop(dispatch_id, None)
+        if bucket is not None and self._leaders.get(bucket) == dispatch_id:
+            del self._leaders[bucket]
+        return bucket
+
+    @property
+    def leading(self) -> bool:
+        return bool(self._led)
 
     def agent_wait(self, agent_id: str, now: float) -> float | None:
         return self.rates.check([f"agent:{agent_id}"], now)

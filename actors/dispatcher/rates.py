@@ -182,12 +182,13 @@ class Bucket:
 class RateTable:
     """Buckets by key; see the module docstring."""
 
-    __slots__ = ("_buckets",)
+    __slots__ = ("_buckets", "blocking")
 
     def __init__(self, limits: Mapping[str, RateLimit] | None = None) -> None:
         self._buckets: dict[str, Bucket] = {
             key: Bucket(limit.rate, limit.burst) for key, limit in (limits or {}).items()
         }
+        self.blocking = ""  # after a ``check`` that said "not yet": the bucket that decided
 
     def __len__(self) -> int:
         return len(self._buckets)
@@ -216,7 +217,8 @@ class RateTable:
             at = b.wait(now) if b is not None else None
             if at is not None and b is not None:
                 b.deferred += 1
-                until = at if until is None else max(until, at)
+                if until is None or at > until:
+                    until, self.blocking = at, key
         return until
 
     def take(self, keys: Iterable[str], now: float) -> None:

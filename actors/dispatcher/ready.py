@@ -32,26 +32,48 @@ __all__ = ["Parked", "ReadyQueue"]
 
 class Parked:
     """Dispatches waiting on a key (``job:<id>``, ``pool:<name>``), FIFO per key; each
-    waiter is kept as ``(dispatch id, job id)``."""
+    waiter is kept as ``(dispatch id, job id)``. Keys parked with an ``order`` (a rate
+    limit's ``rate:<bucket>``) hand on by that order instead (priority rank, seq)."""
 
-    __slots__ = ("_queues",)
+    __slots__ = ("_queues", "_ranked")
 
     def __init__(self) -> None:
         self._queues: dict[str, deque[tuple[int, int]]] = {}
+        self._ranked: dict[str, list[tuple[int, int, int, int]]] = {}  # (rank, seq, id, job)
 
     def __len__(self) -> int:
-        return sum(len(q) for q in self._queues.values())
+        return sum(len(q) for q in self._queues.values()) + sum(
+            len(h) for h in self._ranked.values()
+        )
 
     def count(self, key: str) -> int:
         q = self._queues.get(key)
-        return len(q) if q else 0
+        h = self._ranked.get(key)
+        return (len(q) if q else 0) + (len(h) if h else 0)
 
-    def park(self, key: str, dispatch_id: int, job_id: int) -> None:
-        self._queues.setdefault(key, deque()).append((dispatch_id, job_id))
+    def park(
+        self, key: str, dispatch_id: int, job_id: int, order: tuple[int, int] | None = None
+    ) -> None:
+        if order is None:
+            self._queues.setdefault(key, deque()).append((dispatch_id, job_id))
+        else:
+            heapq.heappush(self._ranked.setdefault(key, []), (*order, dispatch_id, job_id))
+
+    def best(self, key: str, alive: Container[int]) -> tuple[int, int] | None:
+        """The order (rank, seq) of the first waiter of an ordered key still in ``alive``."""
+        h = self._ranked.get(key)
+        while h and h[0][2] not in alive:
+            heapq.heappop(h)
+        return (h[0][0], h[0][1]) if h else None
 
     def pop(self, key: str, alive: Container[int]) -> int | None:
         """The first waiter of ``key`` still in ``alive``; the ones before it that have
         left the queue meanwhile (cancelled) are dropped."""
+        h = self._ranked.get(key)
+        while h:
+            dispatch_id = heapq.heappop(h)[2]
+            if dispatch_id in alive:
+                return dispatch_id
         q = self._queues.get(key)
         while q:
             dispatch_id, _ = q.popleft()
@@ -65,8 +87,14 @@ class Parked:
         """Take every waiter of a job in ``before`` whose spec is not the same in ``after``
         (changed or removed), in queue order per key: they must be checked again."""
         waiting = {job_id for q in self._queues.values() for _, job_id in q}
+        waiting |= {w[3] for h in self._ranked.values() for w in h}
         changed = {j for j in waiting if j in before and after.get(j) != before[j]}
         out: list[int] = []
+        for key in [k for k, h in self._ranked.items() if any(w[3] in changed for w in h)]:
+            h = self._ranked[key]
+            out += [w[2] for w in sorted(h) if w[3] in changed]
+            self._ranked[key] = [w for w in h if w[3] not in changed]
+            heapq.heapify(self._ranked[key])
         for key in [k for k, q in self._queues.items() if any(w[1] in changed for w in q)]:
             q = self._queues[key]
             out += [d for d, job_id in q if job_id in changed]
@@ -143,15 +171,22 @@ class ReadyQueue:
         heapq.heappush(self._delayed, (until, e.seq, e.id))
 
     def park(self, key: str, e: Entry) -> None:
-        self.parked.park(key, e.id, e.job_id)
+        order = (e.priority, e.seq) if key.startswith("rate:") else None
+        self.parked.park(key, e.id, e.job_id, order)
+
+    def best_parked(self, key: str) -> tuple[int, int] | None:
+        return self.parked.best(key, self._entries)
 
     def unpark(self, key: str) -> bool:
         """Hand ``key`` to its next waiter still queued: back on the ready heap."""
+        return self.unpark_one(key) is not None
+
+    def unpark_one(self, key: str) -> int | None:
+        """``unpark``, naming the waiter handed the key (None: nobody waited)."""
         dispatch_id = self.parked.pop(key, self._entries)
-        if dispatch_id is None:
-            return False
-        self.ready_again((dispatch_id,))
-        return True
+        if dispatch_id is not None:
+            self.ready_again((dispatch_id,))
+        return dispatch_id
 
     def ready_again(self, ids: Iterable[int]) -> None:
         """Put held entries back on the ready heap (their waiting is over)."""

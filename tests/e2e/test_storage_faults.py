@@ -53,7 +53,7 @@ def make_database(db: str) -> None:
 
     async def fill() -> None:
         async with Runtime.open(Config(database=db)) as rt:
-            await rt.add_job(JobSpec(name="a", executor="shell", target="true", enabled=False))
+            await rt.add_job(JobSpec(name="a", executor="shell", target="true"))
             await rt.add_job(JobSpec(name="b", executor="shell", target="true"))
             later = time.time() + 10 * 86400
             reqs = [
@@ -61,6 +61,7 @@ def make_database(db: str) -> None:
                 for i in range(3000)
             ]
             await rt.enqueue_many(reqs)
+            await rt.disable("a")  # nothing of it runs (an enqueue to a disabled job is refused)
 
     anyio.run(fill)
 

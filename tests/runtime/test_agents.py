@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 import pytest
 
+from shepherd.actors.dispatcher.rates import RateLimit, RatesConfig
 from shepherd.actors.primitives.clock import FakeClock
 from shepherd.runtime import (
     Config,
@@ -356,3 +357,29 @@ async def test_a_sleeping_winner_is_woken_by_its_hook(
     assert (await rt.dispatch(waiting)).status == "queued"
     await rt.agent_heartbeat("dead", status="ready")  # awake after all: it takes it
     assert (await rt.wait(waiting)).result == "dead"
+
+
+async def test_the_assigned_agents_rate_limit_and_pause_hold_its_dispatches(db_path: str) -> None:
+    """``[rates] agent.<id>`` and ``pause agent <id>`` apply to the agent assignment chose
+    for a capability-routed dispatch (not to the job's target)."""
+    clock = FakeClock()
+    cfg = Config(
+        database=db_path, shutdown_grace=0, health_interval=3600,
+        rates=RatesConfig(agent={"coder": RateLimit(rate="1/s", burst=1)}),
+    )  # fmt: skip
+    async with Runtime.open(cfg, clock=clock, targets={"who": who}) as rt:
+        await rt.add_agent("coder", capabilities=["python"])
+        await rt.add_job(JobSpec(name="py", target="who", capabilities=["python"]))
+        ids = [await rt.enqueue("py") for _ in range(3)]
+        await clock.wait_idle()
+        states = [(await rt.dispatch(i)).status for i in ids]
+        assert states == ["done", "queued", "queued"]  # one token, the rest wait for coder
+        await clock.advance_when_blocked(1.0)
+        await clock.wait_idle()
+        assert (await rt.dispatch(ids[1])).status == "done"
+        await rt.pause("agent", "coder")
+        await clock.advance_when_blocked(5.0)
+        await clock.wait_idle()
+        assert (await rt.dispatch(ids[2])).status == "queued"  # paused: held, not dropped
+        await rt.resume("agent", "coder")
+        assert (await rt.wait(ids[2], timeout=10)).agent == "coder"

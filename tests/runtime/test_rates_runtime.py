@@ -157,3 +157,38 @@ def test_a_bad_config_rate_names_the_field(rates: dict[str, Any], field: str) ->
     with pytest.raises(ConfigError) as err:
         load_config(None, env={}, database="x.db", rates=rates)
     assert err.value.field == field
+
+
+class Named:
+    """Records the payload's ``n`` of each run, in start order."""
+
+    def __init__(self) -> None:
+        self.order: list[Any] = []
+
+    async def __call__(self, ctx: RunContext) -> None:
+        self.order.append(ctx.payload.get("n"))
+
+
+async def test_a_backlog_behind_a_rate_limit_waits_in_one_timer_not_one_each(
+    db_path: str, clock: FakeClock
+) -> None:
+    """1,000 queued behind 10/s: one dispatch waits on the clock, the rest are parked, so
+    each token costs a check of one waiter, not a re-deferral of the whole backlog; and
+    a critical one enqueued behind the backlog takes the very next token."""
+    named = Named()
+    cfg = Config(database=db_path, shutdown_grace=0, health_interval=3600)
+    async with Runtime.open(cfg, clock=clock, targets={"named": named}) as rt:
+        row = await rt.add_job(JobSpec(name="api", target="named", rate="10/s", burst=1))
+        await rt.enqueue_many([EnqueueRequest(job="api", payload={"n": i}) for i in range(1000)])
+        await clock.wait_idle()
+        assert named.order == [0]
+        stats = rt.statistics()["dispatcher"]
+        assert stats["parked"] == 998 and stats["delayed"] == 1  # one on the clock
+        await rt.enqueue("api", {"n": "urgent"}, priority="critical")
+        for _ in range(10):
+            await _step_to_next_timer(clock)
+        assert named.order == [0, "urgent", *range(1, 10)]  # priority, then FIFO
+        bucket = rt.rates()[f"job:{row.id}"]
+        assert bucket["taken"] == 11
+        assert bucket["deferred"] < 1000 + 3 * 11  # each waiter held back once, not per token
+        assert rt.statistics()["dispatcher"]["parked"] == 989
