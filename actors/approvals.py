@@ -11,7 +11,9 @@ Inbox: ``ApprovalsMsg`` = ``Poke`` (``approvals``: approvals were committed, by 
 runtime's inserts or another process's, through ingest; read the earliest deadline
 again and tell the router to load their request deliveries).
 Sends: write ops to the store writer (ask), ``Enqueued`` to the dispatcher, ``Reload``
-to the router.
+to the router, and for each dispatch a timeout cancelled the final ``OutcomeEvent``
+(``cancelled_event``: waiters hear it, and the scheduler ends a fired one-shot job whose
+dispatch it was, as after a run).
 Restart type: permanent; on (re)start it repairs what a foreign writer may have left
 (D8, ``RepairApprovals``: a dispatch still waiting for an approval already approved,
 rejected or timed out) and reads the earliest deadline. Timers: one, that deadline,
@@ -23,23 +25,31 @@ event, routed here as a ``Poke``); ``retry_delay`` later after a failed commit.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, assert_never
 
 import anyio
 import msgspec
 from anyio.abc import TaskStatus
 
-from shepherd.actors.messages import DispatcherMsg, Enqueued, Poke, entry_from_dispatch
+from shepherd.actors.messages import (
+    DispatcherMsg,
+    Enqueued,
+    Event,
+    OutcomeEvent,
+    Poke,
+    entry_from_dispatch,
+)
 from shepherd.actors.primitives.clock import Clock
 from shepherd.actors.primitives.mailbox import Address, Mailbox, receive_by
 from shepherd.actors.router import Reload, RouterMsg
 from shepherd.actors.writer import StoreMsg, write
 from shepherd.store.errors import MailboxClosed, MailboxFull, StoreError
-from shepherd.store.models import Dispatch
+from shepherd.store.models import Approval, Dispatch
 from shepherd.store.ops import ExpireApprovals, RepairApprovals, Resolved
 from shepherd.store.protocol import Store
 
-__all__ = ["ApprovalTimer", "ApprovalsConfig", "ApprovalsMsg"]
+__all__ = ["ApprovalTimer", "ApprovalsConfig", "ApprovalsMsg", "cancelled_event"]
 
 log = logging.getLogger("shepherd.approvals")
 
@@ -50,6 +60,27 @@ class ApprovalsConfig(msgspec.Struct, frozen=True, kw_only=True):
     instance: str
     batch: int = 1000  # approvals resolved per op when many are due at once
     retry_delay: float = 1.0  # after a failed commit
+
+
+def cancelled_event(approval: Approval, at: float) -> OutcomeEvent:
+    """The final outcome of a dispatch its rejected or timed-out approval cancelled
+    (it never ran): what ``wait`` callers and the scheduler hear, as for any other end."""
+    why = "approval timed out" if approval.status == "timed_out" else "rejected"
+    if approval.status == "rejected" and approval.resolved_by:
+        why = f"rejected by {approval.resolved_by}"
+    return OutcomeEvent(
+        dispatch_id=approval.dispatch_id,
+        job=approval.job_name,
+        run_id=None,
+        attempt=0,
+        outcome="cancelled",
+        status="cancelled",
+        final=True,
+        at=at,
+        job_id=approval.job_id,
+        kind=approval.kind or "enqueue",
+        error=f"{why}: {approval.reason}" if approval.reason else why,
+    )
 
 
 class ApprovalTimer:
@@ -63,6 +94,7 @@ class ApprovalTimer:
         dispatcher: Address[DispatcherMsg],
         router: Address[RouterMsg],
         clock: Clock,
+        emit: Callable[[Event], None] | None = None,
     ) -> None:
         self._cfg = cfg
         self._store = store
@@ -71,6 +103,7 @@ class ApprovalTimer:
         self._dispatcher = dispatcher
         self._router = router
         self._clock = clock
+        self._emit = emit
         self.next_deadline: float | None = None
         self.last_error: str | None = None
         self.counters = dict.fromkeys(("approved", "timed_out", "repaired", "pokes"), 0)
@@ -126,6 +159,10 @@ class ApprovalTimer:
                 r.approval.status,
             )
         await self._enqueue(queued)
+        if self._emit is not None:
+            for r in done:
+                if r.approval.status == "timed_out":  # its dispatch was cancelled
+                    self._emit(cancelled_event(r.approval, now))
         self.next_deadline = await self._store.next_approval_deadline()
 
     async def _enqueue(self, dispatches: list[Dispatch]) -> None:

@@ -6,9 +6,10 @@ ingest actor turns what is waiting into one ``Poke`` for the dispatcher, which t
 reads only what is new (by sequence number). No polling tick sits on this path: a
 dispatch enqueued from another process starts within milliseconds.
 Inbox: the unix datagram socket. Sends: ``Poke`` to the dispatcher, and to the
-scheduler when jobs changed (``Poke.jobs``), to the task-group actor when groups
-changed (``Poke.groups``), to the approvals actor when approvals were committed
-(``Poke.approvals``). Restart type: permanent. Timers: none.
+scheduler when jobs changed (``Poke.jobs``) or a cancel or a decision may have ended a
+fired one-shot's dispatch (``Poke.cancels``, ``Poke.approvals``), to the task-group
+actor when groups changed (``Poke.groups``), to the approvals actor when approvals were
+committed (``Poke.approvals``). Restart type: permanent. Timers: none.
 
 - **Merged**: each pass takes every datagram already waiting (up to `MAX_DRAIN`) and
   sends one ``Poke`` carrying the union of their flags (`merge_wakes`), so a producer
@@ -141,8 +142,8 @@ class Ingest:
         self.pokes += 1
         with contextlib.suppress(MailboxFull):
             await self._dispatcher.send(poke)
-        if self._scheduler is not None and poke.jobs:
-            with contextlib.suppress(MailboxFull, MailboxClosed):
+        if self._scheduler is not None and (poke.jobs or poke.approvals or poke.cancels):
+            with contextlib.suppress(MailboxFull, MailboxClosed):  # a cancel may end a one-shot
                 self._scheduler.tell(poke)
         if self._groups is not None and poke.groups:
             with contextlib.suppress(MailboxFull, MailboxClosed):

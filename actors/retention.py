@@ -16,6 +16,8 @@ write ops of at most ``batch_size`` rows:
 | ``messages_delivered_max_age``  | 3 d     | delivered (not yet read) inbox messages       |
 | ``deliveries_max_age``          | 30 d    | failed deliveries                             |
 | ``deliveries_sent_max_age``     | 3 d     | sent deliveries                               |
+| ``approvals_max_age``           | 30 d    | resolved approvals, by ``resolved_at``        |
+| ``groups_max_age``              | 30 d    | ended task groups and members, by end time    |
 
 ``0`` turns a count or an age rule off (keep forever). The message and delivery ages
 are OCS's; so is 100 runs per job. A producer's idempotency key is bound to its
@@ -23,7 +25,8 @@ dispatch for as long as the row exists, so the dispatch's age rule is the key's
 lifetime: 7 days by default, and never less than ``store.keys.DEFAULT_TTL`` (7 days)
 whatever ``dispatches_max_age`` / ``dead_max_age`` say, because enqueueing the key
 again must still find its dispatch. Never pruned: queued or running dispatches,
-running runs, a dead letter's runs while it is kept.
+running runs, a dead letter's runs while it is kept, a pending approval or one whose
+dispatch still waits for it, an open task group.
 """
 
 from __future__ import annotations
@@ -36,9 +39,11 @@ from shepherd.store import keys
 from shepherd.store.bounds import DAY, Range, check_bounds
 from shepherd.store.models import Seconds
 from shepherd.store.ops import (
+    PruneApprovals,
     Pruned,
     PruneDeliveries,
     PruneDispatches,
+    PruneGroups,
     PruneKeys,
     PruneMessages,
     PruneOp,
@@ -58,7 +63,7 @@ __all__ = [
 ]
 
 FIRST_PASS_DELAY = 60.0  # after start; a restarted daemon still prunes
-KINDS = ("keys", "runs", "dispatches", "dead", "messages", "deliveries")
+KINDS = ("keys", "runs", "dispatches", "dead", "messages", "deliveries", "approvals", "groups")
 _Age = Annotated[Seconds, Range(0, 100 * 365 * DAY, "s")]
 
 
@@ -75,6 +80,8 @@ class RetentionConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     messages_delivered_max_age: _Age = Seconds(3 * DAY)
     deliveries_max_age: _Age = Seconds(30 * DAY)
     deliveries_sent_max_age: _Age = Seconds(3 * DAY)
+    approvals_max_age: _Age = Seconds(30 * DAY)  # OCS
+    groups_max_age: _Age = Seconds(30 * DAY)
 
     def __post_init__(self) -> None:
         check_bounds(self, prefix="retention.")
@@ -121,6 +128,10 @@ def plan(
         ("sent", cfg.deliveries_sent_max_age),
     ]
     ops += [PruneDeliveries(status=s, before=now - age, limit=n) for s, age in deliveries if age]
+    if cfg.approvals_max_age:
+        ops.append(PruneApprovals(before=now - cfg.approvals_max_age, limit=n))
+    if cfg.groups_max_age:
+        ops.append(PruneGroups(before=now - cfg.groups_max_age, limit=n))
     return ops
 
 
@@ -146,6 +157,10 @@ def kind_of(op: PruneOp) -> str:
             return "messages"
         case PruneDeliveries():
             return "deliveries"
+        case PruneApprovals():
+            return "approvals"
+        case PruneGroups():
+            return "groups"
         case _:
             assert_never(op)
 

@@ -3,14 +3,19 @@
 ``ApprovalsApi`` is a plain collaborator the ``Runtime`` façade holds. A decision is
 one conditional op (``ResolveApproval``): of two approvers one wins, the other gets
 ``Conflict`` ("approval 7 is already approved by alice"). An approved dispatch is
-queued with a new seq and sent to this runtime's dispatcher (``Enqueued``); the CLI,
-another process, wakes the daemon instead (``send_wake 'd'``). Bad input is a
+queued with a new seq and sent to this runtime's dispatcher (``Enqueued``); a rejected
+one is cancelled and its final ``OutcomeEvent`` published (waiters hear it; the
+scheduler ends a fired one-shot job whose dispatch it was). The CLI, another process,
+wakes the daemon instead (``send_wake 'd'``). Bad input is a
 ``ConfigError`` naming the argument; nothing is stored.
 """
 
 from __future__ import annotations
 
-from shepherd.actors.messages import DispatcherMsg, Enqueued, entry_from_dispatch
+from collections.abc import Callable
+
+from shepherd.actors.approvals import cancelled_event
+from shepherd.actors.messages import DispatcherMsg, Enqueued, Event, entry_from_dispatch
 from shepherd.actors.primitives.clock import Clock
 from shepherd.actors.primitives.mailbox import Address
 from shepherd.actors.writer import StoreMsg, write
@@ -116,7 +121,9 @@ class ApprovalsApi:
         instance: str,
         writer: Address[StoreMsg],
         dispatcher: Address[DispatcherMsg],
+        emit: Callable[[Event], None] | None = None,
     ) -> None:
+        self._emit = emit
         self._clock = clock
         self._store = store
         self._instance = instance
@@ -163,4 +170,7 @@ class ApprovalsApi:
         got = outcome(approval_id, await write(self._writer, op))
         if got.dispatch is not None:
             await self._dispatcher.send(Enqueued([entry_from_dispatch(got.dispatch)]))
+        elif got.approval.status == "rejected" and self._emit is not None:
+            # its dispatch was cancelled: waiters and the scheduler hear it ended
+            self._emit(cancelled_event(got.approval, op.now))
         return got.approval

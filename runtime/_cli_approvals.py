@@ -6,9 +6,10 @@
 
 A decision is one conditional op (``ResolveApproval``) on the database, so it works
 with or without a daemon: an approved dispatch is queued and the daemon is woken
-(``send_wake 'd'``); without one it runs when one starts. Of two approvers one wins;
-the other exits 1 ("approval 7 is already approved by alice"). Bad input exits 2
-naming the flag, nothing stored.
+(``send_wake 'd'``); without one it runs when one starts. A rejection wakes it too
+(``'a'``: its scheduler ends a fired one-shot job whose dispatch was cancelled). Of
+two approvers one wins; the other exits 1 ("approval 7 is already approved by alice").
+Bad input exits 2 naming the flag, nothing stored.
 """
 
 from __future__ import annotations
@@ -107,8 +108,9 @@ def _decide(args: argparse.Namespace, cfg: Config, decision: str, reason: str | 
             return got
 
     got = outcome(args.approval_id, anyio.run(apply))
-    if got.dispatch is not None:
-        send_wake(cfg.database, "da")
+    # approved: its dispatch is queued; rejected: cancelled, the daemon's scheduler ends a
+    # fired one-shot job whose dispatch it was
+    send_wake(cfg.database, "da" if got.dispatch is not None else "a")
     a = got.approval
     if args.json:
         emit_json({"approval": a, "dispatch": a.dispatch_id, "status": a.status})

@@ -66,6 +66,10 @@ _COMMENTS = {
     "retention.messages_delivered_max_age": "Delivered, unread inbox messages.",
     "retention.deliveries_max_age": "Failed deliveries.",
     "retention.deliveries_sent_max_age": "Sent deliveries.",
+    "retention.approvals_max_age": "Approved / rejected / timed-out approvals (never a pending\n"
+    "one, nor one whose dispatch still waits).",
+    "retention.groups_max_age": "Ended (completed / failed) task groups with their members\n"
+    "(never an open one).",
 }
 _EXAMPLES = {"gateway.url": "http://127.0.0.1:18789"}  # required keys, no default
 _JOB_EXAMPLE = (

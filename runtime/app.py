@@ -185,6 +185,7 @@ class Runtime:
             writer=self._writer,
             dispatcher=self._dispatcher,
             scheduler=self._scheduler,
+            approvals=self._inboxes.approvals.address(),
         )
         self._messaging = Messaging(
             store=store, clock=clock, writer=self._writer, router=self._router,
@@ -214,6 +215,7 @@ class Runtime:
             instance=self.instance,
             writer=self._writer,
             dispatcher=self._dispatcher,
+            emit=self._fanout.publish,
         )
         self._queries = QueriesApi(
             clock=clock,

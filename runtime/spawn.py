@@ -24,6 +24,7 @@ left pending); the CLI builds the same op with ``spawn_op``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Mapping
@@ -38,6 +39,7 @@ from shepherd.actors.messages import (
     Enqueued,
     Entry,
     JobsChanged,
+    Poke,
     SchedulerMsg,
     entry_from_new,
 )
@@ -45,7 +47,7 @@ from shepherd.actors.primitives.clock import Clock
 from shepherd.actors.primitives.mailbox import Address
 from shepherd.actors.writer import StoreMsg, write
 from shepherd.runtime.jobs import validate_job
-from shepherd.store.errors import ConfigError
+from shepherd.store.errors import ConfigError, MailboxClosed, MailboxFull
 from shepherd.store.models import JobSpec, decode_spec, encode_json, priority_rank
 from shepherd.store.ops import NewDispatch, NewMessage, Spawned, SpawnMessage
 from shepherd.store.protocol import Store
@@ -151,6 +153,7 @@ class Spawner:
         writer: Address[StoreMsg],
         dispatcher: Address[DispatcherMsg],
         scheduler: Address[SchedulerMsg],
+        approvals: Address[Poke] | None = None,
     ) -> None:
         self._clock = clock
         self._store = store
@@ -159,6 +162,7 @@ class Spawner:
         self._writer = writer
         self._dispatcher = dispatcher
         self._scheduler = scheduler
+        self._approvals = approvals
 
     async def send(self, message: NewMessage) -> Spawned:
         now = self._clock.wall()
@@ -186,6 +190,9 @@ class Spawner:
             if not done.gated and done.dispatch_id is not None and done.seq is not None:
                 entry = _entry(op, done)
                 await self._dispatcher.send(Enqueued([entry]))
+            elif done.gated and self._approvals is not None:  # its timeout and request
+                with contextlib.suppress(MailboxFull, MailboxClosed):  # one waiting covers it
+                    self._approvals.tell(Poke(approvals=True))
         return done
 
 

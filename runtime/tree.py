@@ -394,6 +394,7 @@ def build_tree(
             dispatcher=dispatcher,
             router=router_addr,
             clock=clock,
+            emit=emit,
         ),
         "health": health,
         "groups": GroupTimers(

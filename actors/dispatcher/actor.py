@@ -33,6 +33,7 @@ from shepherd.actors.dispatcher.admission import Admission, admit
 from shepherd.actors.dispatcher.breakers import BreakerTable
 from shepherd.actors.dispatcher.commit import Batch, cancel, flush
 from shepherd.actors.dispatcher.config import COUNTERS, DispatcherConfig
+from shepherd.actors.dispatcher.finalize import held_cancelled
 from shepherd.actors.dispatcher.jobs import JobTable
 from shepherd.actors.dispatcher.launcher import Launcher
 from shepherd.actors.dispatcher.loader import Loader
@@ -191,9 +192,15 @@ class Dispatcher:
             case RunFinished():
                 self._batch.finished.append(msg)
             case Cancel(dispatch_id, reply):
+                held = None  # awaiting its approval, never queued here: its row names it
+                if dispatch_id not in self._queue:
+                    row = await self._store.dispatch(dispatch_id)
+                    held = row if row is not None and row.status == "awaiting_approval" else None
                 status = await cancel(
                     self._batch, self._launcher, self._writer, self._clock, dispatch_id
                 )
+                if held is not None and status == "cancelled":  # its end, heard as any other
+                    self._emit(held_cancelled(held, self._clock.wall()))
                 reply.set(status)
             case Poke() | Quiesce():  # Quiesce: read the pauses, answer once idle
                 self._loader.note(msg)

@@ -27,7 +27,8 @@ The dispatcher commits each pass as one group: ``FinishRun`` ops for the outcome
 (``finish_op``), ``ClaimRun`` ops for what admission let through (``claim_op``) and the
 settlements of what ended without running. Once committed, ``finished`` says what the
 outcome left behind (a retry to queue again, the ``OutcomeEvent``); ``settled`` and
-``key_taken`` give the events of a dispatch that ended without a run.
+``key_taken`` give the events of a dispatch that ended without a run; ``held_cancelled``
+the end of one an operator cancelled while it awaited its approval.
 """
 
 from __future__ import annotations
@@ -44,10 +45,11 @@ from shepherd.actors.messages import (
     OutcomeStatus,
     RunFinished,
     SlotRecord,
+    entry_from_dispatch,
 )
 from shepherd.store import keys
 from shepherd.store.keys import lineage_key
-from shepherd.store.models import JobSpec, Outcome, RetryPolicy, is_skip_reason
+from shepherd.store.models import Dispatch, JobSpec, Outcome, RetryPolicy, is_skip_reason
 from shepherd.store.ops import ClaimRun, FinishRun, Settle
 
 __all__ = [
@@ -57,6 +59,7 @@ __all__ = [
     "decide",
     "finish_op",
     "finished",
+    "held_cancelled",
     "key_taken",
     "outcome_event",
     "settled",
@@ -208,6 +211,13 @@ def key_taken(e: Entry, job: str, now: float) -> list[Event]:
         SlotRecord(job=job, reason="idempotency-skip", dispatch_id=e.id, slot=e.slot, at=now),
         outcome_event(e, job, None, e.attempt, "skipped", "done", now, error=error),
     ]
+
+
+def held_cancelled(d: Dispatch, now: float) -> OutcomeEvent:
+    """The final event of a dispatch cancelled while it awaited its approval (it was
+    never queued here): heard as any other end (waiters, the scheduler's one-shots)."""
+    e, error = entry_from_dispatch(d), "cancelled by operator"
+    return outcome_event(e, d.job_name, None, e.attempt, "cancelled", "cancelled", now, error=error)
 
 
 def outcome_event(

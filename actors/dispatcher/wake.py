@@ -14,6 +14,7 @@ waiters wait with the reason ``waking failed: <agent>``.
 from __future__ import annotations
 
 import logging
+import subprocess
 
 import anyio
 import httpx
@@ -45,7 +46,14 @@ async def run_hook(hook: str) -> str | None:
             return f"{type(exc).__name__}: {exc}"
         return None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
     try:
-        done = await anyio.run_process(["/bin/sh", "-c", hook], check=False)
+        # no pipes: a hook that leaves a background process behind cannot hold us open
+        done = await anyio.run_process(
+            ["/bin/sh", "-c", hook],
+            check=False,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     except OSError as exc:
         return str(exc)
     return None if done.returncode == 0 else f"exit {done.returncode}"

@@ -16,7 +16,9 @@ dispatch ends for good, the OCS consecutive-error ladder applies to the next slo
 ``delete_after_run``; a recurring job with ``delete_after_run`` is deleted after ok).
 
 Inbox: ``SchedulerMsg`` = ``JobsChanged`` (reload these jobs, None = all) | ``Poke``
-(``jobs``: another process changed jobs, reload all) | ``Outcome`` (a dispatch ended).
+(``jobs``: another process changed jobs, reload all; ``approvals`` / ``cancels``: it
+may have cancelled a fired one-shot's dispatch, whose end no event tells here: their
+states are read again) | ``Outcome`` (a dispatch ended).
 Sends: write ops to the store writer (ask), ``Enqueued`` / ``JobsChanged`` to the
 dispatcher, ``SlotRecord`` events, ``Poke(approvals)`` to the approvals actor when a
 slot's dispatch waits for an approval (it is not sent to the dispatcher).
@@ -117,12 +119,14 @@ class Scheduler:
             self.counters["loops"] += 1
             now = self._clock.wall()
             reload: set[int] | None = set()
+            recheck = False
             for msg in batch:
                 match msg:
                     case JobsChanged(ids):
                         reload = None if ids is None or reload is None else reload | set(ids)
                     case Poke(jobs=jobs):
                         reload = None if jobs else reload
+                        recheck = recheck or msg.approvals or msg.cancels
                     case Outcome():
                         plan = self._table.outcome(msg, now)
                         if plan is not None:
@@ -133,6 +137,8 @@ class Scheduler:
             stale, self._stale = self._stale, set()
             if reload is None or reload or stale:
                 await self._reload(None if reload is None else reload | stale, now)
+            if recheck:
+                await self._end_fired(self._table.fired())
             await self._fire(now)
             self.checked_at, self._busy = now, False
             try:
@@ -170,8 +176,12 @@ class Scheduler:
             rows = await self._store.jobs_by_id(sorted(ids))
         repairs, ended = self._table.load(rows, ids, now)
         self._pending.extend(repairs)
-        states = await self._store.schedule_states(ended) if ended else {}
-        for job_id in ended:
+        await self._end_fired(ended)
+
+    async def _end_fired(self, fired: list[int]) -> None:
+        """Finish the fired one-shot jobs among ``fired`` whose dispatch has ended."""
+        states = await self._store.schedule_states(fired) if fired else {}
+        for job_id in fired:
             if states.get(job_id) in _FINAL:
                 self._pending.append(self._table.finish(job_id))
 

@@ -99,6 +99,10 @@ class Timetable:
     def get(self, job_id: int) -> JobState | None:
         return self._jobs.get(job_id)
 
+    def fired(self) -> list[int]:
+        """The one-shot jobs that fired and wait for their dispatch's end."""
+        return [j for j, st in self._jobs.items() if st.next is None and st.spec.at is not None]
+
     # -- timers ------------------------------------------------------------------------
 
     def next_due(self) -> float | None:

@@ -85,9 +85,11 @@ from shepherd.store.ops.messages import (
 )
 from shepherd.store.ops.retention import (
     PRUNE_OP_TYPES,
+    PruneApprovals,
     Pruned,
     PruneDeliveries,
     PruneDispatches,
+    PruneGroups,
     PruneKeys,
     PruneMessages,
     PruneOp,
@@ -145,8 +147,10 @@ __all__ = [
     "NewDelivery",
     "NewDispatch",
     "NewMessage",
+    "PruneApprovals",
     "PruneDeliveries",
     "PruneDispatches",
+    "PruneGroups",
     "PruneKeys",
     "PruneMessages",
     "PruneOp",

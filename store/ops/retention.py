@@ -16,12 +16,18 @@ which rows a cutoff selects:
 - ``PruneMessages`` (by ``created_at``), ``PruneDeliveries`` (by ``updated_at``): one
   status per op.
 - ``PruneKeys``: expired idempotency keys (``store.keys``).
+- ``PruneApprovals``: resolved approvals (``approved`` / ``rejected`` / ``timed_out``)
+  whose ``resolved_at`` is before a cutoff; never a ``pending`` one, never one whose
+  dispatch still waits (``awaiting_approval``: the start repair reads its decision).
+- ``PruneGroups``: ended task groups (``completed`` / ``failed``) whose
+  ``completed_at`` is before a cutoff, with their members; never an ``open`` group.
 
 Never selected: a ``running`` run; a queued or running dispatch; the runs of a dead
 letter (they go when it is purged); and the newest row of each table (the highest
 ``id``, and for dispatches the highest ``seq``). Ids and sequence numbers are
 ``MAX() + 1``, and the dispatcher reads new dispatches by ``seq`` above a mark, so
-deleting the newest row would hand its id or seq to the next insert.
+deleting the newest row would hand its id or seq to the next insert (approvals and
+task groups too: their ids are ``INTEGER PRIMARY KEY``, ``MAX() + 1``).
 
 The SQLite engine indexes what they select (``store.sqlite.prune``).
 """
@@ -34,8 +40,10 @@ import msgspec
 
 __all__ = [
     "PRUNE_OP_TYPES",
+    "PruneApprovals",
     "PruneDeliveries",
     "PruneDispatches",
+    "PruneGroups",
     "PruneKeys",
     "PruneMessages",
     "PruneOp",
@@ -46,7 +54,8 @@ __all__ = [
 
 
 class Pruned(msgspec.Struct, frozen=True):
-    """``deleted`` rows of the op's table (plus ``runs`` deleted with dead letters);
+    """``deleted`` rows of the op's table (plus ``runs`` deleted with dead letters; a
+    task group's members are not counted);
     ``cursor`` set: send the op again from there."""
 
     deleted: int
@@ -90,6 +99,16 @@ class PruneKeys(msgspec.Struct, frozen=True, tag=True, kw_only=True):
     limit: int
 
 
+class PruneApprovals(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    before: float  # resolved before this
+    limit: int
+
+
+class PruneGroups(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    before: float  # ended before this
+    limit: int
+
+
 PruneOp = (
     PruneRunsPerJob
     | PruneRunsBefore
@@ -97,6 +116,8 @@ PruneOp = (
     | PruneMessages
     | PruneDeliveries
     | PruneKeys
+    | PruneApprovals
+    | PruneGroups
 )
 
 PRUNE_OP_TYPES: tuple[type, ...] = (
@@ -106,4 +127,6 @@ PRUNE_OP_TYPES: tuple[type, ...] = (
     PruneMessages,
     PruneDeliveries,
     PruneKeys,
+    PruneApprovals,
+    PruneGroups,
 )

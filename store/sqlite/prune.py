@@ -9,7 +9,11 @@ deleting the newest row would hand its id or seq to the next insert.
 
 Indexes (a migration in ``store.sqlite.schema``): ``runs_finished``, ``dispatches_ended``,
 ``messages_ended``, ``messages_reply`` (the ``reply_to`` foreign key's ON DELETE
-lookup), ``deliveries_ended``; ``runs_job`` and ``idempotency_expiry`` already exist.
+lookup), ``deliveries_ended``; ``runs_job`` and ``idempotency_expiry`` already exist;
+``approvals_resolved`` (slot 7) and ``task_groups_ended`` (slot 8). A resolved approval
+whose dispatch still waits (``awaiting_approval``) stays: the start repair reads its
+decision. An ended group goes with its members (the members' primary key leads with
+``group_id``).
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ import sqlite3
 from typing import assert_never
 
 from shepherd.store.ops import (
+    PruneApprovals,
     Pruned,
     PruneDeliveries,
     PruneDispatches,
+    PruneGroups,
     PruneKeys,
     PruneMessages,
     PruneOp,
@@ -112,6 +118,32 @@ def _deliveries(conn: sqlite3.Connection, op: PruneDeliveries) -> Pruned:
     return _done(n, op.limit)
 
 
+def _approvals(conn: sqlite3.Connection, op: PruneApprovals) -> Pruned:
+    # ``status != 'pending'`` is the partial index's own term (approvals_resolved)
+    n = conn.execute(
+        "DELETE FROM approvals WHERE id IN (SELECT id FROM approvals WHERE status != 'pending'"
+        " AND status IN ('approved', 'rejected', 'timed_out') AND resolved_at < ?"
+        " AND id < (SELECT MAX(id) FROM approvals) AND NOT EXISTS (SELECT 1 FROM dispatches d"
+        " WHERE d.id = approvals.dispatch_id AND d.status = 'awaiting_approval') LIMIT ?)",
+        (op.before, op.limit),
+    ).rowcount
+    return _done(n, op.limit)
+
+
+def _groups(conn: sqlite3.Connection, op: PruneGroups) -> Pruned:
+    # ``status != 'open'`` is the partial index's own term (task_groups_ended); the order
+    # is the index's, so the two statements choose the same groups
+    chosen = (
+        "SELECT id FROM task_groups WHERE status != 'open' AND status IN ('completed', 'failed')"
+        " AND completed_at < ? AND id < (SELECT MAX(id) FROM task_groups)"
+        " ORDER BY completed_at, id LIMIT ?"
+    )
+    args = (op.before, op.limit)
+    conn.execute(f"DELETE FROM task_group_members WHERE group_id IN ({chosen})", args)
+    n = conn.execute(f"DELETE FROM task_groups WHERE id IN ({chosen})", args).rowcount
+    return _done(n, op.limit)
+
+
 def apply_prune_op(conn: sqlite3.Connection, op: PruneOp) -> Pruned:
     match op:
         case PruneRunsPerJob():
@@ -126,5 +158,9 @@ def apply_prune_op(conn: sqlite3.Connection, op: PruneOp) -> Pruned:
             return _deliveries(conn, op)
         case PruneKeys():
             return _done(ledger.prune(conn, op.now, op.limit), op.limit)
+        case PruneApprovals():
+            return _approvals(conn, op)
+        case PruneGroups():
+            return _groups(conn, op)
         case _:
             assert_never(op)

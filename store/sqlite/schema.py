@@ -307,6 +307,9 @@ MIGRATIONS: list[list[str]] = [
         )""",
         # failed spawn messages, for `status`
         "CREATE INDEX messages_spawn ON messages(kind, status) WHERE kind = 'spawn'",
+        # the pruner's ended groups by when they ended (store/sqlite/prune.py)
+        """CREATE INDEX task_groups_ended ON task_groups(completed_at)
+            WHERE status != 'open'""",
         # @@migration-8-groups@@
     ],
     # 9: agents registry and assignment (store/sqlite/agents.py)

@@ -132,6 +132,8 @@ async def test_the_first_pass_prunes_every_rule_in_batches(
             "dead": 0,
             "messages": 0,
             "deliveries": 0,
+            "approvals": 0,
+            "groups": 0,
         }
         assert count(db, "runs") == 20 and count(db, "dispatches") == 1
         assert stats["batches"] >= (40 + 25) / 7  # at most 7 rows per write op
@@ -197,3 +199,74 @@ async def test_a_failing_store_ends_the_pass_and_the_next_one_tries_again(
         await clock.advance_when_blocked(10)
         await eventually(lambda: h.pruner.passes == 2, what="the next pass")
         assert not h.stopped.is_set()  # the actor goes on
+
+
+def fill_workflows(db_path: str) -> None:
+    """Approvals 1-4 resolved 31 days before T0 (approved, rejected, timed out, and one
+    whose dispatch still waits), 5 pending, 6 rejected a day ago, 7 rejected long ago
+    (the newest row); groups 1-3 ended 31 days ago, 4 open, 5 ended long ago (newest)."""
+    old = T0 - 31 * DAY
+    with sqlite3.connect(db_path) as conn:
+        approvals = [
+            ("approved", old, "cancelled"), ("rejected", old, "cancelled"),
+            ("timed_out", old, "cancelled"), ("approved", old, "awaiting_approval"),
+            ("pending", None, "awaiting_approval"), ("rejected", T0 - DAY, "cancelled"),
+            ("rejected", old, "cancelled"),
+        ]  # fmt: skip
+        for i, (status, resolved, waits) in enumerate(approvals, start=1):
+            conn.execute(
+                "INSERT INTO dispatches (id, seq, job_id, job_name, kind, status, priority,"
+                " not_before, max_attempts, created_at, updated_at)"
+                " VALUES (?, ?, 0, 'j', 'enqueue', ?, 2, 0, 3, ?, ?)",
+                (i, i, waits, T0, T0),
+            )
+            conn.execute(
+                "INSERT INTO approvals (id, dispatch_id, job_id, job_name, status, on_timeout,"
+                " requested_at, deadline, resolved_at) VALUES (?, ?, 0, 'j', ?, 'reject', ?, ?, ?)",
+                (i, i, status, old, old + 60, resolved),
+            )
+        groups = [("completed", old), ("failed", old), ("completed", old), ("open", None),
+                  ("failed", old)]  # fmt: skip
+        for i, (status, ended) in enumerate(groups, start=1):
+            conn.execute(
+                "INSERT INTO task_groups (id, name, status, timeout, heartbeat_window,"
+                " created_at, updated_at, completed_at) VALUES (?, ?, ?, 600, 300, ?, ?, ?)",
+                (i, f"g{i}", status, old, old, ended),
+            )
+            conn.executemany(
+                "INSERT INTO task_group_members (group_id, pos, label) VALUES (?, ?, ?)",
+                [(i, pos, f"m{pos}") for pos in range(2)],
+            )
+
+
+def ids(db_path: str, sql: str) -> list[int]:
+    with sqlite3.connect(db_path) as conn:
+        return [int(r[0]) for r in conn.execute(sql)]
+
+
+async def test_resolved_approvals_and_ended_groups_go_after_30_days(db: str) -> None:
+    clock = FakeClock(wall=T0)
+    fill_workflows(db)
+    async with harness(db, clock, RetentionConfig(batch_size=2)) as h:
+        await clock.advance_when_blocked(60)  # the first pass
+        await eventually(lambda: h.pruner.passes == 1, what="the first pass")
+        pruned = h.pruner.statistics()["pruned"]
+        assert (pruned["approvals"], pruned["groups"]) == (3, 3)
+        assert ids(db, "SELECT id FROM approvals ORDER BY id") == [4, 5, 6, 7]
+        assert ids(db, "SELECT id FROM task_groups ORDER BY id") == [4, 5]
+        members = "SELECT DISTINCT group_id FROM task_group_members ORDER BY group_id"
+        assert ids(db, members) == [4, 5]
+        # a day later the approval rejected a day before T0 is still inside its 30 days
+        await clock.advance_when_blocked(float(RetentionConfig().interval))
+        await eventually(lambda: h.pruner.passes == 2, what="the second pass")
+        assert ids(db, "SELECT id FROM approvals ORDER BY id") == [4, 5, 6, 7]
+
+
+async def test_zero_keeps_approvals_and_groups_forever(db: str) -> None:
+    clock = FakeClock(wall=T0)
+    fill_workflows(db)
+    cfg = RetentionConfig(approvals_max_age=Seconds(0), groups_max_age=Seconds(0))
+    async with harness(db, clock, cfg) as h:
+        got = await h.prune_now()
+        assert (got["approvals"], got["groups"]) == (0, 0)
+        assert count(db, "approvals") == 7 and count(db, "task_groups") == 5

@@ -18,9 +18,11 @@ from shepherd.store.errors import ConfigError
 from shepherd.store.keys import DEFAULT_TTL
 from shepherd.store.models import Seconds
 from shepherd.store.ops import (
+    PruneApprovals,
     Pruned,
     PruneDeliveries,
     PruneDispatches,
+    PruneGroups,
     PruneKeys,
     PruneMessages,
     PruneRunsBefore,
@@ -46,6 +48,8 @@ def test_the_default_plan_is_the_documented_rules_in_order() -> None:
         PruneMessages(status="delivered", before=NOW - 3 * DAY, limit=n),
         PruneDeliveries(status="failed", before=NOW - 30 * DAY, limit=n),
         PruneDeliveries(status="sent", before=NOW - 3 * DAY, limit=n),
+        PruneApprovals(before=NOW - 30 * DAY, limit=n),
+        PruneGroups(before=NOW - 30 * DAY, limit=n),
     ]
 
 
@@ -59,6 +63,8 @@ def test_zero_turns_a_rule_off_and_optional_rules_turn_on() -> None:
         messages_delivered_max_age=Seconds(0),
         deliveries_max_age=Seconds(0),
         deliveries_sent_max_age=Seconds(0),
+        approvals_max_age=Seconds(0),
+        groups_max_age=Seconds(0),
         batch_size=50,
     )
     assert plan(cfg, NOW) == [
@@ -100,6 +106,8 @@ def test_kinds_and_summary() -> None:
         "dead",
         *["messages"] * 4,
         *["deliveries"] * 2,
+        "approvals",
+        "groups",
     ]
     assert summary({"keys": 0, "runs": 1000, "dispatches": 20, "dead": 0}) == (
         "1000 runs, 20 dispatches"
@@ -121,6 +129,10 @@ def test_the_first_pass_is_a_minute_after_start_or_one_short_interval() -> None:
         ({"interval": "0s"}, "retention.interval"),
         ({"dispatches_max_age": "-1d"}, "retention.dispatches_max_age"),
         ({"dead_max_age": "soon"}, "retention.dead_max_age"),
+        ({"approvals_max_age": "-1d"}, "retention.approvals_max_age"),
+        ({"approvals_max_age": "101y"}, "retention.approvals_max_age"),
+        ({"groups_max_age": "later"}, "retention.groups_max_age"),
+        ({"groups_max_age": -5}, "retention.groups_max_age"),
         ({"runs_to_keep": 5}, "runs_to_keep"),
     ],
 )
@@ -132,5 +144,11 @@ def test_bad_retention_config_names_the_field(table: dict[str, object], field: s
 def test_retention_config_from_toml_durations() -> None:
     cfg = load_config(None, env={}, retention={"runs_max_age": "14d", "runs_per_job": 0})
     assert cfg.retention.runs_max_age == 14 * DAY and cfg.retention.runs_per_job == 0
+    cfg = load_config(None, env={}, retention={"approvals_max_age": "7d", "groups_max_age": 0})
+    assert cfg.retention.approvals_max_age == 7 * DAY and cfg.retention.groups_max_age == 0
+    assert (RetentionConfig().approvals_max_age, RetentionConfig().groups_max_age) == (
+        30 * DAY,
+        30 * DAY,
+    )
     with pytest.raises(ConfigError, match=r"retention\.runs_per_job"):
         RetentionConfig(runs_per_job=-3)  # a Struct built in Python is checked too

@@ -345,7 +345,7 @@ async def test_a_sleeping_winner_is_woken_by_its_hook(
     marker = tmp_path / "woken"
     await rt.add_agent("sleepy", capabilities=["a"], status="sleeping", wake=f"touch {marker}")
     await rt.add_job(JobSpec(name="j", target="who", capabilities=["a"]))
-    d = await rt.wait(await rt.enqueue("j"))
+    d = await rt.wait(await rt.enqueue("j"), timeout=10)
     assert d.result == "sleepy" and marker.exists()
     assert (await rt.agent("sleepy")).status == "ready"
     # a hook that fails: the dispatch stays queued, with the reason
@@ -356,7 +356,7 @@ async def test_a_sleeping_winner_is_woken_by_its_hook(
     await eventually(lambda: _wait_reason(db_path, waiting) == reason, what="waking failed")
     assert (await rt.dispatch(waiting)).status == "queued"
     await rt.agent_heartbeat("dead", status="ready")  # awake after all: it takes it
-    assert (await rt.wait(waiting)).result == "dead"
+    assert (await rt.wait(waiting, timeout=10)).result == "dead"
 
 
 async def test_the_assigned_agents_rate_limit_and_pause_hold_its_dispatches(db_path: str) -> None:

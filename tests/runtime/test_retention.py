@@ -15,7 +15,7 @@ import pytest
 
 from shepherd.actors.primitives.clock import FakeClock
 from shepherd.actors.retention import RetentionConfig
-from shepherd.runtime import Config, JobSpec, Runtime
+from shepherd.runtime import ApprovalPolicy, Config, JobSpec, Runtime
 from shepherd.runtime._cli_status import _health_lines
 from shepherd.store.models import EnqueueRequest, Seconds
 from shepherd.store.sqlite import SqliteStore, queries
@@ -98,3 +98,30 @@ async def test_by_default_the_newest_100_runs_of_a_job_are_kept(db_path: str) ->
 
         await eventually(pruned, what="the oldest 3 runs to go")
         assert len(dispatch_states(db_path)) == 103  # done for less than 7 days: kept
+
+
+async def test_a_runtime_prunes_resolved_approvals_and_ended_groups_only(db_path: str) -> None:
+    clock = FakeClock()
+    retention = RetentionConfig(approvals_max_age=Seconds(30), groups_max_age=Seconds(30))
+    cfg = Config(database=db_path, shutdown_grace=0, retention=retention)
+    gate = ApprovalPolicy(timeout=Seconds(3600))
+    spec = JobSpec(name="deploy", target="noop", options={"delivery_channel": "ops"}, approval=gate)
+    async with Runtime.open(cfg, clock=clock, targets={"noop": noop}) as rt:
+        await rt.add_job(spec)
+        for _ in range(3):
+            await rt.enqueue("deploy")
+        first, second, pending = sorted(await rt.approvals(), key=lambda a: a.id)
+        await rt.reject(first.id, "no")
+        await rt.approve(second.id)
+        await rt.wait(second.dispatch_id, timeout=10)
+        await rt.create_group("done", ["a"])
+        await rt.report("done", "a", "completed")
+        await rt.create_group("open", ["a"])
+
+        await clock.advance_when_blocked(60)  # the first pass: resolved 60 s ago
+        await eventually(lambda: rt.statistics()["pruner"]["passes"] == 1, what="a pass")
+
+        assert [a.id for a in await rt.approvals()] == [pending.id]  # resolved: gone
+        assert [g.name for g in await rt.groups()] == ["open"]
+        pruned = rt.statistics()["pruner"]["pruned"]
+        assert (pruned["approvals"], pruned["groups"]) == (2, 1)
