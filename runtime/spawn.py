@@ -80,6 +80,10 @@ def spawn_spec(body: str, *, from_agent: str, to_agent: str, now: float) -> JobS
                 raise ConfigError("a spawned job is a one-shot: it takes no schedule", field=field)
         data = {"name": default_name, "delete_after_run": True, **data}
         spec = decode_spec(data, JobSpec)
+        if not spec.target.strip() and spec.executor != "event":
+            raise ConfigError(
+                f"a spawned {spec.executor} job needs a target (what to run)", field="target"
+            )
     at = datetime.fromtimestamp(now, UTC).isoformat()
     return msgspec.structs.replace(spec, at=at, cron=None, every=None, enabled=True)
 

@@ -89,11 +89,14 @@ def test_a_bad_spawn_body_fails_the_message_visibly(cli: Cli) -> None:
     assert json.loads(out)["status"] == "failed"
     code, _, err = cli("msg", "send", "--from", "w", "--to", "main", "--kind", "spawn", "{no")
     assert code == 1 and "failed: body" in err
+    code, _, err = cli("msg", "send", "--from", "w", "--to", "main", "--kind", "spawn",
+                       '{"name": "x"}')  # fmt: skip
+    assert code == 1 and "failed: target" in err  # a python job with nothing to run
     assert cli.rows("SELECT COUNT(*) FROM jobs") == [(0,)]
-    assert cli.rows("SELECT status FROM messages") == [("failed",), ("failed",)]
+    assert cli.rows("SELECT status FROM messages") == [("failed",)] * 3
     status = cli.json("status")
-    assert status["spawn_failed"]["count"] == 2
-    assert status["spawn_failed"]["latest"][0]["error"].startswith("body")
-    assert "failed spawns  2" in cli.ok("status")
+    assert status["spawn_failed"]["count"] == 3
+    assert status["spawn_failed"]["latest"][0]["error"].startswith("target")  # newest first
+    assert "failed spawns  3" in cli.ok("status")
     listed = cli.ok("msg", "inbox", "main", "--all")
     assert "[target:" in listed
