@@ -13,7 +13,11 @@ last done, in ``enqueue_many`` batches of 1,000:
   behind their pause (the pause check on unrelated work, with a parked backlog);
 - ``resume``: ``resume`` → the last of the ``n`` held dispatches done (how fast a
   resumed backlog drains);
-- ``plain_again``: ``work`` once more (drift of the machine).
+- ``plain_again``: ``work`` once more (drift of the machine);
+- ``plain_beside_rate_backlog``: ``work`` while ``n`` dispatches of ``throttled``
+  (``10/s``, burst 1) wait behind their empty bucket and its tokens keep arriving (one
+  of them waits on the clock, the rest are parked: a token must cost one check, not a
+  pass over the backlog).
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ async def run(ctx: BenchContext) -> list[Result]:
             await rt.add_job(JobSpec(name="rated", target="noop", rate="1000000/s",
                                      burst=1_000_000))  # fmt: skip
             await rt.add_job(JobSpec(name="held", target="noop"))
+            await rt.add_job(JobSpec(name="throttled", target="noop", rate="10/s", burst=1))
             await _work(rt, "work", min(n, 1_000))  # warm-up
             plains, rateds = [], []
             for _ in range(2):  # interleaved, the better of two: the machine is shared
@@ -81,6 +86,10 @@ async def run(ctx: BenchContext) -> list[Result]:
             await _idle(rt, held)
             resume = (time.perf_counter() - began) / n * 1e6
             again = await _work(rt, "work", n)
+            await _enqueue(rt, "throttled", n)
+            while rt.statistics()["dispatcher"]["parked"] < n - 2:
+                await anyio.sleep(0.005)
+            behind = await _work(rt, "work", n)
         base = f"{SCENARIO}:us_per_dispatch_plain"
         out += [
             Result(scenario=SCENARIO, metric="us_per_dispatch_plain", value=plain, unit="µs", n=n),
@@ -92,5 +101,8 @@ async def run(ctx: BenchContext) -> list[Result]:
                    n=n, ratio_to=base, note="resume -> last held dispatch done"),
             Result(scenario=SCENARIO, metric="us_per_dispatch_plain_again", value=again,
                    unit="µs", n=n, ratio_to=base, note="drift check"),
+            Result(scenario=SCENARIO, metric="us_per_dispatch_beside_rate_backlog", value=behind,
+                   unit="µs", n=n, ratio_to=base,
+                   note=f"{n:,} behind an empty 10/s bucket, its tokens arriving"),
         ]  # fmt: skip
     return out
