@@ -55,7 +55,7 @@ from shepherd.runtime.messaging import Messaging, gateway_executors
 from shepherd.runtime.spawn import Spawner
 from shepherd.runtime.targets import PayloadType, TargetSource, python_executor
 from shepherd.runtime.tree import Fanout, Inboxes, build_tree
-from shepherd.store.errors import SupervisorEscalation
+from shepherd.store.errors import SupervisorEscalation, leaves
 from shepherd.store.factory import open_store
 from shepherd.store.protocol import Store
 
@@ -290,9 +290,9 @@ class Runtime:
             escalation = _find(group, SupervisorEscalation)
             if escalation is not None:
                 raise escalation from None
-            leaves = _leaves(group)
-            if len(leaves) == 1:
-                raise leaves[0] from None
+            inner = leaves(group)
+            if len(inner) == 1:
+                raise inner[0] from None
             raise
         finally:
             with anyio.CancelScope(shield=True):
@@ -374,13 +374,3 @@ def _find(group: BaseExceptionGroup[Any], kind: type[SupervisorEscalation]) -> A
             if found is not None:
                 return found
     return None
-
-
-def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
-    out: list[BaseException] = []
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            out += _leaves(exc)
-        else:
-            out.append(exc)
-    return out

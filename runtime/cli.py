@@ -85,6 +85,7 @@ from shepherd.store.errors import (
     ShepherdError,
     StoreError,
     SupervisorEscalation,
+    leaves,
 )
 from shepherd.store.models import ATTEMPTS, PRIORITIES
 
@@ -364,10 +365,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def classify(exc: BaseException) -> tuple[int | None, str]:
     """(exit code, message) for an error the CLI reports; (None, "") to re-raise."""
     if isinstance(exc, BaseExceptionGroup):
-        leaves = [e for e in _leaves(exc) if isinstance(e, ShepherdError | CliError)]
-        if not leaves:
+        ours = [e for e in leaves(exc) if isinstance(e, ShepherdError | CliError)]
+        if not ours:
             return None, ""
-        exc = leaves[0]
+        exc = ours[0]
     match exc:
         case CliError():
             return exc.code, str(exc)
@@ -385,13 +386,6 @@ def classify(exc: BaseException) -> tuple[int | None, str]:
         case ShepherdError():
             return EXIT_CODES["failed"], f"{type(exc).__name__}: {exc}"
     return None, ""
-
-
-def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
-    out: list[BaseException] = []
-    for e in group.exceptions:
-        out.extend(_leaves(e) if isinstance(e, BaseExceptionGroup) else [e])
-    return out
 
 
 def _fail(message: str, code: int) -> int:

@@ -3,8 +3,9 @@
 ``TREE`` is the root supervisor's children in start order (they stop last-first), with
 their restart types, shutdown graces and why each sits where it does; ``STRATEGY`` is
 the root's strategy. ``INBOXES`` is every mailbox's capacity and what flows into it.
-``ROUTES`` is who hears which event besides the subscribers. ``build_tree`` turns the
-three into actors and a ``Supervisor``; ``Fanout`` delivers events along ``ROUTES``.
+``ROUTES`` (``runtime.routes``) is who hears which event besides the subscribers.
+``build_tree`` turns the three into actors and a ``Supervisor``; ``Fanout`` delivers
+events along ``ROUTES``.
 
     root supervisor (rest_for_one; restart_intensity in restart_period)
     ├── store       store writer: the one connection that writes; group commit
@@ -32,7 +33,7 @@ meant to be read in one place.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,13 +50,9 @@ from shepherd.actors.health import HealthMonitor
 from shepherd.actors.ingest import Ingest
 from shepherd.actors.liveness import Liveness
 from shepherd.actors.messages import (
-    ApprovalsHeld,
     DispatcherMsg,
     Drain,
     Event,
-    Outcome,
-    OutcomeEvent,
-    Poke,
     SchedulerMsg,
 )
 from shepherd.actors.primitives.clock import Clock
@@ -63,14 +60,14 @@ from shepherd.actors.primitives.mailbox import Address, Mailbox, Reply
 from shepherd.actors.primitives.supervisor import ActorEvent, ChildSpec, Restart, Supervisor
 from shepherd.actors.pruner import Pruner, PrunerMsg
 from shepherd.actors.pruner import Stop as StopPruner
-from shepherd.actors.router import Routed, Router, RouterMsg, SinkFn
+from shepherd.actors.router import Router, RouterMsg, SinkFn
 from shepherd.actors.router import Stop as StopRouter
 from shepherd.actors.router.delivery import dead_letter_alert
 from shepherd.actors.scheduler import Scheduler, SchedulerConfig
 from shepherd.actors.spool.actor import Producer, SpoolIngest, prepare_dirs
 from shepherd.actors.writer import StoreMsg, StoreWriter
 from shepherd.runtime.config import Config
-from shepherd.runtime.events import EventHub
+from shepherd.runtime.routes import ROUTES, Fanout
 from shepherd.store.errors import MailboxClosed, MailboxFull
 from shepherd.store.protocol import Store
 
@@ -210,96 +207,6 @@ class Inboxes:
         self.pruner: Mailbox[PrunerMsg] = make("pruner")
         self.groups: Mailbox[GroupsMsg] = make("groups")
         self.approvals: Mailbox[ApprovalsMsg] = make("approvals")
-
-
-# -- who hears which event -----------------------------------------------------------
-
-
-class Route(msgspec.Struct, frozen=True, kw_only=True):
-    """``listener`` hears the events of type ``hears`` for which ``when`` holds, as the
-    message ``message(event)``, told (never blocking the publisher)."""
-
-    listener: Literal["router", "scheduler", "approvals"]
-    hears: type
-    when: Callable[[Any], bool]
-    message: Callable[[Any], Any]
-    warn: bool  # log a warning for each event the full inbox could not take
-    why: str
-
-
-def _outcome(event: OutcomeEvent) -> Outcome:
-    return Outcome(
-        job_id=event.job_id,
-        job=event.job,
-        dispatch_id=event.dispatch_id,
-        outcome=event.outcome,
-        final=event.final,
-        slot=event.slot,
-        kind=event.kind,
-        at=event.at,
-    )
-
-
-# Every event first goes to the subscribers (``EventHub``: ``subscribe()`` streams and
-# ``wait()`` callers); then along these routes, in this order.
-ROUTES: tuple[Route, ...] = (
-    Route(
-        listener="router",
-        hears=OutcomeEvent,
-        when=lambda e: e.run_id is not None or e.status == "dead",
-        message=Routed,
-        warn=False,
-        why="a run's outcome may be announced (actors/router/delivery.py decides); a"
-        " dead letter's alert row, committed with it, is loaded",
-    ),
-    Route(
-        listener="approvals",
-        hears=ApprovalsHeld,
-        when=lambda e: True,
-        message=lambda e: Poke(approvals=True),
-        warn=True,
-        why="chain children the dispatcher committed awaiting approval: their deadlines"
-        " are read again and their requests sent, at once",
-    ),
-    Route(
-        listener="scheduler",
-        hears=OutcomeEvent,
-        when=lambda e: e.kind in ("schedule", "spawn") and e.final,
-        message=_outcome,
-        warn=True,
-        why="a schedule dispatch ended: the error ladder, the end of a one-shot job (a"
-        " spawn dispatch ends its spawned one-shot)",
-    ),
-)
-
-
-class Fanout:
-    """Publishes an event to the subscribers, then along ``ROUTES``; never blocks,
-    counts per listener what a full inbox could not take."""
-
-    def __init__(self, hub: EventHub, listeners: Mapping[str, Address[Any]]) -> None:
-        self._hub = hub
-        self._listeners = dict(listeners)
-        self.dropped: dict[str, int] = {name: 0 for name in self._listeners}
-
-    def publish(self, event: Event) -> None:
-        self._hub.publish(event)
-        for route in ROUTES:
-            if not isinstance(event, route.hears) or not route.when(event):
-                continue
-            try:
-                self._listeners[route.listener].tell(route.message(event))
-            except (MailboxFull, MailboxClosed):
-                self.dropped[route.listener] += 1
-                if route.warn:
-                    log.warning(
-                        "%s missed the outcome of dispatch %s",
-                        route.listener,
-                        getattr(event, "dispatch_id", None),
-                    )
-
-    def statistics(self) -> dict[str, Any]:
-        return {"routes_dropped": dict(self.dropped)}
 
 
 # -- building it ---------------------------------------------------------------------

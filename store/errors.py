@@ -31,6 +31,7 @@ can raise and catch the same classes; ``runtime`` re-exports them for users.
 from __future__ import annotations
 
 import errno
+from typing import Any
 
 __all__ = [
     "ConfigError",
@@ -49,6 +50,7 @@ __all__ = [
     "ShepherdError",
     "StoreError",
     "SupervisorEscalation",
+    "leaves",
     "os_error",
 ]
 
@@ -149,3 +151,11 @@ def os_error(exc: OSError, what: str) -> StoreError:
     if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return ReadOnly(f"{what}: cannot write beside the database ({exc})")
     return StoreError(f"{what}: {exc}")
+
+
+def leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
+    """The exceptions of ``group`` and of the groups nested in it, flattened."""
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
