@@ -240,6 +240,7 @@ class Runtime:
         )
         self._root: Supervisor | None = None
         self._actors: dict[str, Any] = {}
+        self.asgi_app: Any = None
 
     # -- opening and closing -------------------------------------------------------
 
@@ -295,6 +296,8 @@ class Runtime:
                 raise inner[0] from None
             raise
         finally:
+            if "http" in rt._actors:
+                rt._actors["http"].close()
             with anyio.CancelScope(shield=True):
                 await rt.http.aclose()
                 await store.close()
@@ -321,8 +324,26 @@ class Runtime:
             http=self.http,
             on_event=self.actor_events.append,
             producer=self._jobs_api,
+            asgi=self._asgi(),
         )
         await self._root.run(task_status=task_status)
+
+    def _asgi(self) -> Any:
+        """The HTTP API's app when ``[http] listen`` is set (built once, kept across
+        restarts of the tree); ``None`` otherwise."""
+        if not self.config.http.listen:
+            return None
+        if self.asgi_app is None:
+            from shepherd.runtime.http import build_app
+
+            self.asgi_app = build_app(self)
+        return self.asgi_app
+
+    @property
+    def http_address(self) -> tuple[str, int] | None:
+        """(host, port) the HTTP API listens on, once it does (port 0 resolved)."""
+        server = self._actors.get("http")
+        return server.address if server is not None else None
 
     async def _stop(self) -> None:
         if self._root is not None:

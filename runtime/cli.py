@@ -181,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DUR",
         help="stop (gracefully) after this long, e.g. 30s",
     )
+    p.add_argument(
+        "--http",
+        metavar="ADDR",
+        help="serve the HTTP API on host:port (overrides [http] listen), e.g. 127.0.0.1:8600",
+    )
+    # @@run-flags@@
 
     p = cmd(sub, "demo", _demo, "run a self-contained demo on a temporary database")
     p.add_argument("--dir", help="put the demo database here (default: a new temp dir)")
@@ -304,6 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace, cfg: Config) -> int:
     from shepherd.runtime._cli_daemon import run_daemon
 
+    if args.http:
+        import msgspec
+
+        from shepherd.runtime.http.config import parse_listen
+
+        parse_listen(args.http, field="--http")
+        cfg = msgspec.structs.replace(cfg, http=msgspec.structs.replace(cfg.http, listen=args.http))
     return run_daemon(cfg, exit_when_idle=args.exit_when_idle, run_for=args.run_for)
 
 

@@ -23,6 +23,7 @@ from shepherd.actors.liveness import AgentsConfig
 from shepherd.actors.retention import RetentionConfig
 from shepherd.actors.router.delivery import DeliveryConfig
 from shepherd.actors.spool.config import SpoolConfig
+from shepherd.runtime.http.config import HttpConfig
 from shepherd.store.bounds import DAY, HOUR, Range, check_bounds
 from shepherd.store.errors import ConfigError
 from shepherd.store.factory import Check, database_path
@@ -67,6 +68,8 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     spool: SpoolConfig | None = None
     # scheduled backups (actors/backup.py): every (0: off), keep, dir
     backup: BackupConfig = msgspec.field(default_factory=BackupConfig)
+    # the HTTP API (runtime/http): listen, tokens, limits; off unless listen is set
+    http: HttpConfig = msgspec.field(default_factory=HttpConfig)
 
     def __post_init__(self) -> None:
         # runs for a Config built in Python too: bounds of every numeric field, the

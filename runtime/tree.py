@@ -18,7 +18,8 @@ events along ``ROUTES``.
     ├── ingest      wake-ups from other processes (unix datagram socket)
     ├── spool       files in the spool directory become dispatches (when [spool] is set)
     ├── pruner      retention passes in bounded batches, key expiry, WAL checkpoint
-    └── backup      scheduled backups ([backup] every), rotated to the newest keep
+    ├── backup      scheduled backups ([backup] every), rotated to the newest keep
+    └── http        REST API, worker leases, events, metrics, dashboard ([http] listen)
 
 A mailbox is a bound, not an allocation (anyio buffers what is queued, nothing more):
 a sender that awaits ``send`` waits for room, one that ``tell``s gets ``MailboxFull``.
@@ -47,6 +48,7 @@ from shepherd.actors.executors.gateway import HttpClient
 from shepherd.actors.executors.host import Host
 from shepherd.actors.groups import GroupsMsg, GroupTimers, StopGroups
 from shepherd.actors.health import HealthMonitor
+from shepherd.actors.http import HttpServer
 from shepherd.actors.ingest import Ingest
 from shepherd.actors.liveness import Liveness
 from shepherd.actors.messages import (
@@ -67,6 +69,7 @@ from shepherd.actors.scheduler import Scheduler, SchedulerConfig
 from shepherd.actors.spool.actor import Producer, SpoolIngest, prepare_dirs
 from shepherd.actors.writer import StoreMsg, StoreWriter
 from shepherd.runtime.config import Config
+from shepherd.runtime.http.config import parse_listen
 from shepherd.runtime.routes import ROUTES, Fanout
 from shepherd.store.errors import MailboxClosed, MailboxFull
 from shepherd.store.protocol import Store
@@ -87,6 +90,7 @@ ActorName = Literal[
     "spool",
     "pruner",
     "backup",
+    "http",
 ]
 
 
@@ -139,6 +143,10 @@ TREE: tuple[Child, ...] = (
           "last: it only reads (a connection of its own); a stop during a copy stops"
           " waiting for it after 1 s, and the copy, on its own thread, still ends whole"
           " or not at all"),
+    Child("http", 1.0, plus_grace=True, why=(
+          "last, only with [http] listen: it starts once everything it serves is up, and"
+          " stops first (last-first), so in-flight requests finish (within the grace)"
+          " while the actors they call still run")),
 )
 # fmt: on
 
@@ -227,6 +235,7 @@ def build_tree(
     http: HttpClient,
     on_event: Callable[[ActorEvent], None],
     producer: Producer,
+    asgi: Any = None,
 ) -> tuple[Supervisor, dict[str, Any]]:
     """The actors of ``TREE`` and the root supervisor that runs them. A spool directory
     that cannot be used raises here, before anything starts (``prepare_dirs``)."""
@@ -334,6 +343,10 @@ def build_tree(
     if cfg.spool is not None:
         prepare_dirs(cfg.spool.dir)
         actors["spool"] = SpoolIngest(cfg.spool, producer=producer, store=store, clock=clock)
+    if asgi is not None and cfg.http.listen:
+        bind_host, bind_port = parse_listen(cfg.http.listen)
+        actors["http"] = HttpServer(asgi, bind_host, bind_port, grace=grace)
+        actors["http"].bind()  # a taken port fails the start here, not in a restart loop
     stops: dict[str, Callable[[], None]] = {
         "router": lambda: _tell(router_addr, StopRouter()),
         "dispatcher": lambda: dispatcher.tell(Drain(grace, Reply())),
@@ -344,6 +357,8 @@ def build_tree(
     }
     if "spool" in actors:
         stops["spool"] = actors["spool"].stop
+    if "http" in actors:
+        stops["http"] = actors["http"].stop
     children = [
         ChildSpec(
             name=child.name,
