@@ -24,8 +24,8 @@ Job fields: ``target`` = agent id (default ``main``); ``payload.message``; optio
 options of ``prompt.build_prompt``. A dispatch payload may override ``message``,
 ``agent``, ``model`` and ``session_key``.
 The module is long because one turn reads best in order in one place (probe, prompt,
-stream, verdict); what stands alone lives in ``prompt.py``, ``gateway.py`` and
-``sentinels.py``.
+stream, verdict); what stands alone lives in ``prompt.py``, ``reply.py`` (reading the
+reply), ``gateway.py`` and ``sentinels.py``.
 Asks of the host (``ctx.host``, when there is one): ``inbox``, ``mark_delivered``, ``run``.
 """
 
@@ -35,7 +35,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import httpx
-import msgspec
 
 from shepherd.actors.executors import prompt
 from shepherd.actors.executors.base import ExecResult, RunContext
@@ -57,7 +56,7 @@ from shepherd.actors.executors.prompt import (
     build_prompt,
     trigger_context_text,
 )
-from shepherd.actors.executors.sentinels import classify_reply, is_drain_error
+from shepherd.actors.executors.reply import SUMMARY_CHARS, read_json, read_sse, verdict
 from shepherd.actors.router.delivery import check_option_keys
 from shepherd.store.errors import ConfigError, Deferred, Discard, NotFound
 from shepherd.store.models import JobSpec, Run
@@ -67,10 +66,8 @@ __all__ = ["AGENT_OPTIONS", "SUMMARY_CHARS", "AgentExecutor", "turn_settings"]
 #: the options an agent job may set (the prompt's and announce delivery's on top)
 AGENT_OPTIONS = frozenset({"model", "session_key", "auth_profile", "stream"}) | prompt.OPTIONS
 
-SUMMARY_CHARS = 5000
 PROMPT_RECORD_CHARS = 20_000  # the prompt text kept on the run (details.prompt)
 INBOX_FETCH = 5
-DRAIN_DEFER = 90.0  # OCS retries a draining gateway after 90 s
 
 
 def turn_settings(
@@ -206,7 +203,7 @@ class AgentExecutor:
         if isinstance(got, ExecResult):
             return got
         reply, chunks = got
-        return _verdict(gw, reply, chunks)
+        return verdict(gw, reply, chunks)
 
     async def _turn(
         self,
@@ -235,8 +232,8 @@ class AgentExecutor:
                     await host.mark_delivered(list(delivered))
                 ctype = response.headers.get("content-type", "")
                 if "text/event-stream" in ctype:
-                    return await _read_sse(response, ctx)
-                return await _read_json(response, ctx, ctype)
+                    return await read_sse(response, ctx)
+                return await read_json(response, ctx, ctype)
         except httpx.TransportError as exc:
             return transport_failure(gw, "agent turn", exc)
 
@@ -343,89 +340,3 @@ def _record_context(
     details = dict(ctx.reported.get("details") or {})
     details.update(context=context, prompt=text[:PROMPT_RECORD_CHARS])
     ctx.report(details=details)
-
-
-def _malformed(what: str) -> ExecResult:
-    return ExecResult(ok=False, error=f"gateway sent a malformed reply: {what}")
-
-
-async def _read_sse(response: httpx.Response, ctx: RunContext) -> tuple[str, int] | ExecResult:
-    parts: list[str] = []
-    chunks = 0
-    async for line in response.aiter_lines():
-        if not line.startswith("data:"):
-            continue  # blank separators, comments, "event:" / "id:" fields
-        data = line[5:].strip()
-        if data == "[DONE]":
-            break
-        ctx.heartbeat()
-        chunks += 1
-        try:
-            event = msgspec.json.decode(data)
-        except msgspec.DecodeError:
-            return _malformed(f"stream event is not JSON: {data[:200]!r}")
-        if not isinstance(event, dict):
-            return _malformed(f"stream event is not an object: {data[:200]!r}")
-        if event.get("error"):
-            err = event["error"]
-            text = err.get("message") if isinstance(err, dict) else err
-            return ExecResult(
-                ok=False,
-                error=f"gateway reported an error mid-stream: {text}",
-                details={"gateway_failure": True},
-            )
-        choices = event.get("choices") or []
-        if choices and isinstance(choices[0], dict):
-            delta = choices[0].get("delta") or {}
-            content = delta.get("content") if isinstance(delta, dict) else None
-            if isinstance(content, str):
-                parts.append(content)
-    return "".join(parts), chunks
-
-
-async def _read_json(
-    response: httpx.Response, ctx: RunContext, ctype: str
-) -> tuple[str, int] | ExecResult:
-    data = bytearray()
-    chunks = 0
-    async for piece in response.aiter_bytes():
-        ctx.heartbeat()
-        chunks += 1
-        data += piece
-    try:
-        decoded = msgspec.json.decode(bytes(data))
-    except msgspec.DecodeError:
-        head = bytes(data[:200]).decode("utf-8", errors="replace").strip()
-        return ExecResult(
-            ok=False,
-            error=f"gateway returned a non-JSON reply ({ctype or 'no content-type'}): {head!r}",
-        )
-    try:
-        content = decoded["choices"][0]["message"]["content"]
-    except (KeyError, IndexError, TypeError):
-        return _malformed("no choices[0].message.content")
-    if content is None:
-        content = ""
-    if not isinstance(content, str):
-        return _malformed("choices[0].message.content is not a string")
-    return content, chunks
-
-
-def _verdict(gw: GatewayConfig, reply: str, chunks: int) -> ExecResult:
-    verdict = classify_reply(reply)
-    details: dict[str, Any] = {"reply_chars": len(reply), "chunks": chunks}
-    if verdict.sentinel:
-        details["sentinel"] = verdict.sentinel
-    result = {"summary": reply[:SUMMARY_CHARS]}
-    if verdict.status == "ok":
-        return ExecResult(ok=True, result=result, deliver=verdict.deliver, details=details)
-    if is_drain_error(reply.strip()[:500]):
-        raise Deferred(max(float(gw.defer), DRAIN_DEFER), "Gateway is draining")
-    return ExecResult(
-        ok=False,
-        error=verdict.reason,
-        result=result,
-        retry=verdict.retry,
-        deliver=verdict.deliver,
-        details=details,
-    )
