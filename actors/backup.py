@@ -22,16 +22,18 @@ import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import anyio
 import msgspec
 from anyio.abc import TaskStatus
 
-from shepherd.actors.primitives.clock import Clock
 from shepherd.store.bounds import DAY, Range, check_bounds
 from shepherd.store.errors import ConfigError, StoreError, os_error
 from shepherd.store.models import Seconds
+
+if TYPE_CHECKING:  # annotations only: the config (BackupConfig) loads without the clock
+    from shepherd.actors.primitives.clock import Clock
 
 __all__ = [
     "BackupActor",

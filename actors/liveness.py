@@ -21,19 +21,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import msgspec
 
-from shepherd.actors.messages import DispatcherMsg, Poke
-from shepherd.actors.primitives.clock import Clock
-from shepherd.actors.primitives.mailbox import Address
-from shepherd.actors.writer import StoreMsg, write
 from shepherd.store.bounds import DAY, Range
 from shepherd.store.errors import MailboxFull, StoreError
 from shepherd.store.models import AgentSpec, Seconds
 from shepherd.store.ops import AgentState, AgentStates
 from shepherd.store.protocol import Store
+
+if TYPE_CHECKING:  # the config (AgentsConfig) loads without the actor primitives
+    from shepherd.actors.messages import DispatcherMsg
+    from shepherd.actors.primitives.clock import Clock
+    from shepherd.actors.primitives.mailbox import Address
+    from shepherd.actors.writer import StoreMsg
 
 __all__ = ["AgentsConfig", "Liveness", "heartbeat_state"]
 
@@ -81,6 +83,9 @@ class Liveness:
         self.marked_offline = 0
 
     async def check(self, probes: Mapping[str, bool]) -> None:
+        from shepherd.actors.messages import Poke  # not at import: see TYPE_CHECKING
+        from shepherd.actors.writer import write
+
         now = self._clock.wall()
         try:
             agents = await self._store.agents()

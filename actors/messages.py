@@ -20,6 +20,7 @@ from shepherd.store.ops import NewDispatch
 __all__ = [
     "AgentWoken",
     "Cancel",
+    "DispatchQueued",
     "DispatcherMsg",
     "Drain",
     "Drained",
@@ -32,6 +33,7 @@ __all__ = [
     "OutcomeStatus",
     "Poke",
     "Probe",
+    "Queued",
     "Quiesce",
     "RunFinished",
     "RunOutcome",
@@ -259,11 +261,16 @@ Status = OutcomeStatus
 
 
 class RunStarted(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    """A run started. ``agent``: the agent admission assigned ("" when none);
+    ``not_before``: when its dispatch became due (pickup latency is ``at`` minus it)."""
+
     dispatch_id: int
     run_id: int
     job: str
     attempt: int
     at: float
+    agent: str = ""
+    not_before: float = 0.0
 
 
 class OutcomeEvent(msgspec.Struct, frozen=True, tag=True, kw_only=True):
@@ -287,6 +294,7 @@ class OutcomeEvent(msgspec.Struct, frozen=True, tag=True, kw_only=True):
     dead_reason: str | None = None
     next_attempt_at: float | None = None
     deliver: bool = True
+    agent: str = ""  # the agent the attempt was assigned to ("" when none)
 
 
 class SlotRecord(msgspec.Struct, frozen=True, tag=True, kw_only=True):
@@ -308,4 +316,25 @@ class ApprovalsHeld(msgspec.Struct, frozen=True, tag=True, kw_only=True):
     at: float = 0.0
 
 
-Event = RunStarted | OutcomeEvent | SlotRecord | ApprovalsHeld
+class Queued(msgspec.Struct, frozen=True, kw_only=True):
+    """One dispatch of a ``DispatchQueued``."""
+
+    dispatch_id: int
+    job: str
+    priority: str  # critical … background
+    state: Literal["queued", "awaiting_approval"]
+    source: str  # the dispatch's kind: enqueue, schedule, chain, run_now, ...
+    not_before: float
+    slot: float | None = None
+
+
+class DispatchQueued(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    """New dispatches the dispatcher learned of (one event per batch it took in).
+    Built only while someone listens for it (``EventHub.wants``): nothing is spent on
+    it per dispatch otherwise."""
+
+    dispatches: list[Queued]
+    at: float
+
+
+Event = RunStarted | OutcomeEvent | SlotRecord | ApprovalsHeld | DispatchQueued

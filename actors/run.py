@@ -59,7 +59,10 @@ async def run_actor(
     job = order.job
     started = clock.now()
     deadline = started + float(job.timeout)
-    idle = float(job.idle_timeout) if job.idle_timeout else None
+    # an executor may bring its own idle deadline for jobs that set none (``external``:
+    # the lease renewal deadline, ``default_idle_timeout``)
+    own_idle: float | None = getattr(executor, "default_idle_timeout", None)
+    idle = float(job.idle_timeout) if job.idle_timeout else own_idle
     last_beat = started
     why_deadline = "timeout"
 
@@ -110,7 +113,7 @@ async def run_actor(
             result = await executor.execute(ctx)
         except Exception as exc:
             error = exc
-    msg = _outcome(order, ctx, result, error, scope, handle, why_deadline, job)
+    msg = _outcome(order, ctx, result, error, scope, handle, why_deadline, job, idle)
     try:
         report.tell(msg)
     except MailboxFull:  # back-pressure: wait for room, shielded and bounded
@@ -128,6 +131,7 @@ def _outcome(
     handle: ChildHandle,
     why_deadline: str,
     job: JobSpec,
+    idle: float | None = None,
 ) -> RunFinished:
     rep = ctx.reported
     base: dict[str, Any] = {
@@ -143,7 +147,7 @@ def _outcome(
         if handle.cancel_reason in ("idle", "stale"):  # the health check's backstop
             # it steps in once a deadline has passed: the one this run was waiting for
             # (``why_deadline``); a job without ``idle_timeout`` has no idle deadline
-            if handle.cancel_reason == "idle" and job.idle_timeout:
+            if handle.cancel_reason == "idle" and idle:
                 why_deadline = "idle"
         elif handle.cancel_reason is not None:
             return RunFinished(
@@ -153,7 +157,7 @@ def _outcome(
                 **base,
             )
         if why_deadline == "idle":
-            text = f"no activity for {float(job.idle_timeout or 0):g}s (idle timeout)"
+            text = f"no activity for {float(idle or 0):g}s (idle timeout)"
         else:
             text = f"exceeded {float(job.timeout):g}s timeout"
         return RunFinished(

@@ -5,7 +5,9 @@ transaction (one thread hop, one commit), answer each op's reply slot.
 Inbox: ``StoreMsg`` = ``Write``. Sends: replies only.
 Restart type: permanent. Timers: none; a batch is whatever arrived while the previous
 commit was in flight (natural group commit: no added latency at low load, large
-batches at high load).
+batches at high load). With a clock it records each batch's size and commit time
+(``batch_sizes``, ``commit_seconds``: the metrics), and whether the last commit
+failed (``failing``: readiness).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import anyio
 import msgspec
 from anyio.abc import TaskStatus
 
+from shepherd.actors.primitives.clock import Clock
+from shepherd.actors.primitives.histogram import LATENCY, SIZES, Histogram
 from shepherd.actors.primitives.mailbox import Address, Mailbox, Reply
 from shepherd.store.errors import StoreError
 from shepherd.store.ops import WriteOp
@@ -34,14 +38,27 @@ StoreMsg = Write
 
 
 class StoreWriter:
-    def __init__(self, store: Store, mailbox: Mailbox[StoreMsg], *, max_batch: int = 256):
+    def __init__(
+        self,
+        store: Store,
+        mailbox: Mailbox[StoreMsg],
+        *,
+        max_batch: int = 256,
+        clock: Clock | None = None,
+    ):
         self._store = store
         self._mailbox = mailbox
         self._max_batch = max_batch
+        self._clock = clock
         self.batches = 0
         self.ops = 0
         self.largest_batch = 0
+        self.failures = 0
+        self.failing = False  # the last commit failed (cleared by the next that succeeds)
+        self.last_commit = 0.0  # the clock's ``now()`` at the last successful commit
         self.last_error: str | None = None
+        self.batch_sizes = Histogram(SIZES)
+        self.commit_seconds = Histogram(LATENCY)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -59,11 +76,14 @@ class StoreWriter:
     async def _serve(self) -> None:
         async for first in self._mailbox:
             batch = self._mailbox.drain(first, self._max_batch)
+            began = self._clock.now() if self._clock is not None else 0.0
             try:
                 results = await self._store.apply([w.op for w in batch])
             except StoreError as exc:
                 # The transaction rolled back: every op in it failed, none is half-done.
                 self.last_error = str(exc)
+                self.failures += 1
+                self.failing = True
                 for w in batch:
                     w.reply.fail(exc)
                 continue
@@ -74,6 +94,11 @@ class StoreWriter:
             self.batches += 1
             self.ops += len(batch)
             self.largest_batch = max(self.largest_batch, len(batch))
+            self.failing = False
+            if self._clock is not None:
+                self.last_commit = self._clock.now()
+                self.commit_seconds.observe(self.last_commit - began)
+                self.batch_sizes.observe(len(batch))
             for w, result in zip(batch, results, strict=True):
                 if isinstance(result, StoreError):
                     w.reply.fail(result)
@@ -87,6 +112,8 @@ class StoreWriter:
             "ops": self.ops,
             "largest_batch": self.largest_batch,
             "mean_batch": round(self.ops / self.batches, 2) if self.batches else 0.0,
+            "failures": self.failures,
+            "failing": self.failing,
             "last_error": self.last_error,
         }
 

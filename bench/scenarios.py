@@ -30,16 +30,23 @@ from bench import (
     backup_bench,
     chain_bench,
     controls_bench,
+    events_bench,
     floor,
+    http_bench,
+    lease_bench,
+    ocs_import_bench,
     prune_bench,
     scheduler_bench,
+    shell_bench,
     shepherd_e2e,
     shepherd_enqueue,
     shepherd_pickup,
     shepherd_recovery,
+    shepherd_socket,
     shepherd_xproc,
     spawn_bench,
     spool_bench,
+    ui_bench,
 )
 from bench.context import BenchContext, ScenarioSkipped
 from bench.peers import huey_peer
@@ -156,6 +163,11 @@ register(
     " beside the backlog drain rate",
 )(shepherd_xproc.run)
 register(
+    "shepherd-socket",
+    description="shepherd e2e with producers in other processes through the enqueue socket,"
+    " beside the direct-write producer and in-process enqueue; pickup at 200 jobs/s",
+)(shepherd_socket.run)
+register(
     "shepherd-recovery",
     description="shepherd start-up on 100k queued + 1k orphaned runs (issue 4)",
 )(shepherd_recovery.run)
@@ -201,7 +213,37 @@ register(
     " µs each, beside awaited enqueue",
 )(spawn_bench.run)
 register(
+    "shell",
+    description="shell `true` jobs enqueue -> outcome at c=2/8, beside bash -c true spawned"
+    " through the stdlib asyncio loop two at a time (the spawn floor)",
+)(shell_bench.run)
+register(
     "controls",
     description="rate limits and pauses: µs per dispatch with a token bucket, beside a paused"
     " backlog, and a resumed backlog's drain, beside the plain dispatch path",
 )(controls_bench.run)
+register(
+    "ocs-import",
+    description="import of an openclaw-scheduler database (30 and 1,000 jobs), beside"
+    " `jobs add --file` and Runtime.add_job of the same jobs",
+)(ocs_import_bench.run)
+register(
+    "leases",
+    description="external workers: claim -> complete round trips/s over HTTP against the"
+    " daemon (1 and 4 workers), beside the in-process python executor draining the same",
+)(lease_bench.run)
+register(
+    "ui",
+    description="the dashboard: server time per page (p50/p99) at 1,000 and 1,000,000 runs"
+    " with 100,000 queued, and a run's outcome to its row in an open page (browser, SSE)",
+)(ui_bench.run)
+register(
+    "http",
+    description="the REST API: POST /api/v1/dispatches/s with 1 and 16 keep-alive clients"
+    " against the daemon, enqueue -> run start p50/p99 at 200/s, beside Runtime.enqueue",
+)(http_bench.run)
+register(
+    "events",
+    description="observability's cost: runs/s with no stream client, one SSE client, NATS"
+    " publishing (same run), and SSE delivery latency p50/p99 (outcome -> client)",
+)(events_bench.run)

@@ -29,7 +29,7 @@ from shepherd.runtime.config import Config
 from shepherd.store.models import APPROVAL_STATES, Approval
 from shepherd.store.ops import ResolveApproval, Resolved
 
-__all__ = ["add_approvals_commands"]
+__all__ = ["add_approvals_commands", "approval_row"]
 
 
 def add_approvals_commands(sub: Any, cmd: Callable[..., argparse.ArgumentParser]) -> None:
@@ -50,7 +50,7 @@ def add_approvals_commands(sub: Any, cmd: Callable[..., argparse.ArgumentParser]
     p.add_argument("--by", metavar="NAME", help="who rejects (default: your user name)")
 
 
-def _row(a: Approval) -> dict[str, Any]:
+def approval_row(a: Approval) -> dict[str, Any]:
     return {
         "id": a.id,
         "job": a.job_name,
@@ -77,7 +77,7 @@ def cmd_list(args: argparse.Namespace, cfg: Config) -> int:
         emit_json(found)
         return 0
     cols = ("id", "job", "dispatch", "kind", "status", "requested", "deadline", "then", "by")
-    table([_row(a) for a in found], (*cols, "reason"))
+    table([approval_row(a) for a in found], (*cols, "reason"))
     return 0
 
 

@@ -12,7 +12,8 @@
   and only signals are counted: the first signal during such a drain is a graceful one.
 
 Logs go to stderr, one line per event: ``<ISO UTC time> <LEVEL> <logger> <message>``,
-with run events as ``run.started`` / ``run.finished`` followed by ``key=value`` pairs.
+with run events as ``run.started`` / ``run.finished`` followed by ``key=value`` pairs;
+``--log-format json`` writes one JSON object per line instead (``runtime._logs``).
 """
 
 from __future__ import annotations
@@ -26,8 +27,16 @@ from typing import Any, Literal, assert_never
 
 import anyio
 
-from shepherd.actors.messages import ApprovalsHeld, Event, OutcomeEvent, RunStarted, SlotRecord
+from shepherd.actors.messages import (
+    ApprovalsHeld,
+    DispatchQueued,
+    Event,
+    OutcomeEvent,
+    RunStarted,
+    SlotRecord,
+)
 from shepherd.runtime._cli_fmt import iso
+from shepherd.runtime._logs import JsonFormatter, TextFormatter
 from shepherd.runtime.app import Runtime
 from shepherd.runtime.config import Config
 
@@ -39,18 +48,14 @@ _IDLE_RECHECK = 1.0  # seconds between idle checks when no event arrives
 log = logging.getLogger("shepherd.daemon")
 
 
-class _Formatter(logging.Formatter):
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        return iso(record.created) or ""
-
-
-def setup_logging(level: str) -> Callable[[], None]:
-    """One handler on the ``shepherd`` logger, one line per record to stderr. Returns
-    a function that undoes it (the demo and tests run the daemon in-process)."""
+def setup_logging(level: str, fmt: Literal["text", "json"] = "text") -> Callable[[], None]:
+    """One handler on the ``shepherd`` logger, one line per record to stderr (text or
+    JSON). Returns a function that undoes it (the demo and tests run the daemon
+    in-process)."""
     logger = logging.getLogger("shepherd")
     old_level = logger.level
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     logger.addHandler(handler)
     logger.setLevel(level)
 
@@ -61,10 +66,16 @@ def setup_logging(level: str) -> Callable[[], None]:
     return restore
 
 
-def run_daemon(cfg: Config, *, exit_when_idle: bool = False, run_for: float | None = None) -> int:
+def run_daemon(
+    cfg: Config,
+    *,
+    exit_when_idle: bool = False,
+    run_for: float | None = None,
+    log_format: Literal["text", "json"] = "text",
+) -> int:
     """Serve ``cfg`` until a signal, idleness or ``run_for``; returns the exit code.
     Runtime errors (StoreError, SupervisorEscalation, ConfigError) propagate."""
-    restore_logging = setup_logging(cfg.log_level)
+    restore_logging = setup_logging(cfg.log_level, log_format)
     options: dict[str, Any] = {}
     if cfg.use_uvloop:
         try:
@@ -202,7 +213,7 @@ def _log_event(runs: logging.Logger, ev: Event) -> None:
                 ev.dispatch_id,
                 _quote(ev.reason),
             )
-        case ApprovalsHeld():
+        case ApprovalsHeld() | DispatchQueued():
             pass  # not subscribed: the approval requests are logged by the approvals actor
         case _:
             assert_never(ev)

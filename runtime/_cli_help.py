@@ -7,17 +7,21 @@ from __future__ import annotations
 __all__ = ["EXAMPLES", "example_epilog", "first_run_hint"]
 
 EXAMPLES: dict[str, str] = {
-    "run": "shepherd --config shepherd.toml run\nshepherd run --exit-when-idle --for 10m",
+    "run": "shepherd --config shepherd.toml run\nshepherd run --exit-when-idle --for 10m\n"
+    "shepherd run --http 127.0.0.1:8600 --log-format json",
     "demo": "shepherd demo --dir /tmp/shepherd-demo",
     "config init": "shepherd config init shepherd.toml",
     "completion": 'eval "$(shepherd completion bash)"        # in ~/.bashrc\n'
     "shepherd completion fish > ~/.config/fish/completions/shepherd.fish",
-    "enqueue": "shepherd enqueue nightly --payload '{\"full\": true}' --priority high --delay 5m",
-    "status": "shepherd status\nshepherd --tz Europe/Berlin status",
+    "enqueue": "shepherd enqueue nightly --payload '{\"full\": true}' --priority high --delay 5m\n"
+    'shepherd --url http://10.0.0.5:8600 --token "$OPS_TOKEN" enqueue nightly',
+    "status": "shepherd status\nshepherd --tz Europe/Berlin status\n"
+    "SHEPHERD_TOKEN=... shepherd --url http://127.0.0.1:8600 status   # a remote daemon",
     "doctor": "shepherd --database shepherd.db doctor",
-    "runs list": "shepherd runs list --job nightly --status error --limit 20",
+    "runs list": "shepherd runs list --job nightly --status error --limit 20\n"
+    "shepherd --url http://127.0.0.1:8600 runs list --limit 1000",
     "runs show": "shepherd runs show 42",
-    "dlq list": "shepherd dlq list --job nightly",
+    "dlq list": "shepherd dlq list --job nightly\nshepherd --url http://127.0.0.1:8600 dlq list",
     "dlq retry": "shepherd dlq retry 17 18\nshepherd dlq retry --all --job nightly",
     "dlq purge": "shepherd dlq purge --older-than 7d",
     "jobs add": "shepherd jobs add nightly --executor shell --target 'backup.sh' \\\n"
@@ -33,7 +37,8 @@ EXAMPLES: dict[str, str] = {
     "jobs rm": "shepherd jobs rm nightly",
     "jobs export": "shepherd jobs export -o jobs.toml\nshepherd jobs export nightly --format json",
     "cancel": "shepherd cancel 42\nshepherd cancel 42 --cascade   # and its chain dispatches",
-    "approvals list": "shepherd approvals list --status pending --job deploy",
+    "approvals list": "shepherd approvals list --status pending --job deploy\n"
+    "shepherd --url http://127.0.0.1:8600 approvals list --status pending",
     "approvals approve": "shepherd approvals approve 7 --by alice",
     "approvals reject": "shepherd approvals reject 7 --reason 'not during the freeze'",
     "jobs tree": "shepherd jobs tree\nshepherd jobs tree nightly --json",
@@ -72,6 +77,8 @@ EXAMPLES: dict[str, str] = {
     "spool rejected list": "shepherd spool rejected list",
     "spool rejected retry": "shepherd spool rejected retry NAME",
     "spool rejected purge": "shepherd spool rejected purge --all",
+    "import ocs": "shepherd import ocs ~/.openclaw/scheduler.db --dry-run\n"
+    "shepherd import ocs ~/.openclaw/scheduler.db --partial --history 20 --json",
 }
 
 

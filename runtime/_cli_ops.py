@@ -43,8 +43,10 @@ __all__ = [
     "cmd_enqueue",
     "cmd_runs_list",
     "cmd_runs_show",
+    "dead_row",
     "enqueue_one",
     "run_row",
+    "show_run",
 ]
 
 _MANY = 1_000_000
@@ -196,6 +198,11 @@ def cmd_runs_show(args: argparse.Namespace, cfg: Config) -> int:
     run = anyio.run(_read, cfg, lambda s: s.run(args.run_id))
     if run is None:
         raise NotFound(f"no run {args.run_id}")
+    return show_run(args, run)
+
+
+def show_run(args: argparse.Namespace, run: Run) -> int:
+    """``runs show``'s output (a run read here or from a daemon's API)."""
     if args.json:
         emit_json(run)
         return 0
@@ -217,7 +224,7 @@ async def _read(cfg: Config, ask: Callable[[Store], Awaitable[T]]) -> T:
 # -- dead letters ----------------------------------------------------------------------
 
 
-def _dead_row(d: Dispatch) -> dict[str, Any]:
+def dead_row(d: Dispatch) -> dict[str, Any]:
     return {
         "id": d.id,
         "job": d.job_name,
@@ -237,7 +244,7 @@ def cmd_dlq_list(args: argparse.Namespace, cfg: Config) -> int:
         emit_json(dead)
         return 0
     table(
-        [_dead_row(d) for d in dead],
+        [dead_row(d) for d in dead],
         ("id", "job", "attempts", "reason", "outcome", "died", "error"),
     )
     return 0

@@ -11,8 +11,9 @@ import argparse
 from typing import Any
 
 import anyio
+import msgspec
 
-from shepherd.actors.spool.actor import spool_counts
+from shepherd.actors.spool.files import spool_counts  # not .actor: no watcher to load
 from shepherd.runtime._cli_agents import agents_lines, agents_status
 from shepherd.runtime._cli_controls import control_lines, controls_status
 from shepherd.runtime._cli_fmt import emit_json, human_duration, print_fields, table, when
@@ -20,15 +21,30 @@ from shepherd.runtime._cli_ops import run_row
 from shepherd.runtime._cli_store import daemon_pid, open_store
 from shepherd.runtime.config import Config
 from shepherd.store.models import Run
+from shepherd.store.protocol import Store
 
-__all__ = ["cmd_status"]
+__all__ = ["cmd_status", "gather_status", "show_status", "status_data"]
 
 
 def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
-    stats, running, instance, extra = anyio.run(_status, cfg)
-    pid = daemon_pid(cfg.database)
-    data: dict[str, Any] = {
-        "database": cfg.database,
+    gathered = anyio.run(_status, cfg)
+    data = status_data(cfg.database, daemon_pid(cfg.database), *gathered)
+    if cfg.spool is not None:  # counted in the directory: right with or without a daemon
+        data["spool"] = {"dir": cfg.spool.dir, **_spool_counts(cfg.spool.dir)}
+    return show_status(args, data)
+
+
+def status_data(
+    database: str,
+    pid: int | None,
+    stats: dict[str, Any],
+    running: list[Run],
+    instance: dict[str, Any] | None,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    """What ``status --json`` prints (``GET /api/v1/status`` answers the same)."""
+    return {
+        "database": database,
         "daemon": {"serving": pid is not None, "pid": pid},
         "dispatches": stats["dispatches"],
         "dead_letters": stats["dispatches"]["dead"],
@@ -40,18 +56,22 @@ def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
         "approvals_pending": stats.get("approvals_pending", 0),
         **extra,
     }
-    if cfg.spool is not None:  # counted in the directory: right with or without a daemon
-        data["spool"] = {"dir": cfg.spool.dir, **_spool_counts(cfg.spool.dir)}
+
+
+def show_status(args: argparse.Namespace, data: dict[str, Any]) -> int:
+    """Print ``data`` (``status_data``'s, read here or from a daemon's API)."""
     if args.json:
         emit_json(data)
         return 0
+    pid = data["daemon"]["pid"]
+    instance = data["instance"]
     fields: dict[str, Any] = {
-        "database": cfg.database,
-        "daemon": f"serving (pid {pid})" if pid is not None else "not running",
-        "dispatches": "  ".join(f"{k} {v}" for k, v in stats["dispatches"].items()),
+        "database": data["database"],
+        "daemon": f"serving (pid {pid})" if data["daemon"]["serving"] else "not running",
+        "dispatches": "  ".join(f"{k} {v}" for k, v in data["dispatches"].items()),
         "dead letters": data["dead_letters"],
         "running runs": data["runs_running"],
-        "jobs": f"{stats['jobs']} ({stats['jobs_enabled']} enabled)",
+        "jobs": f"{data['jobs']} ({data['jobs_enabled']} enabled)",
     }
     if data["spawn_failed"]["count"]:
         failed = data["spawn_failed"]
@@ -69,6 +89,7 @@ def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
     if instance is not None:
         fields.update(_health_lines(instance))
     print_fields(fields)
+    running = [msgspec.convert(r, Run) if isinstance(r, dict) else r for r in data["running"]]
     if running:
         print()
         table([run_row(r) for r in running], ("id", "dispatch", "job", "attempt", "started"))
@@ -79,13 +100,20 @@ async def _status(
     cfg: Config,
 ) -> tuple[dict[str, Any], list[Run], dict[str, Any] | None, dict[str, Any]]:
     async with open_store(cfg, create=False) as store:
-        stats = await store.stats()
-        running = await store.runs(status="running", limit=50)
-        instance = await store.latest_instance()
-        failed, latest = await store.failed_spawns(limit=3)
-        groups = await store.group_deadlines()  # one row per open group
-        pauses = await store.pauses()
-        agents = await store.agents()
+        return await gather_status(store)
+
+
+async def gather_status(
+    store: Store,
+) -> tuple[dict[str, Any], list[Run], dict[str, Any] | None, dict[str, Any]]:
+    """(stats, running runs, the latest instance row, the rest) read from ``store``."""
+    stats = await store.stats()
+    running = await store.runs(status="running", limit=50)
+    instance = await store.latest_instance()
+    failed, latest = await store.failed_spawns(limit=3)
+    groups = await store.group_deadlines()  # one row per open group
+    pauses = await store.pauses()
+    agents = await store.agents()
     extra = {  # spawn messages that failed (with their errors), open task groups
         "spawn_failed": {"count": failed, "latest": latest},
         "groups_open": len(groups),

@@ -16,25 +16,19 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anyio
-
-from shepherd.actors.executors.base import Executor
-from shepherd.actors.executors.gateway import HttpClient
-from shepherd.actors.executors.python import PythonExecutor
-from shepherd.actors.executors.shell import ShellExecutor
-from shepherd.actors.primitives.clock import RealClock
 from shepherd.runtime._cli_fmt import CliError
 from shepherd.runtime._cli_help import first_run_hint
-from shepherd.runtime.config import Config
-from shepherd.runtime.messaging import gateway_executors
-from shepherd.runtime.targets import load_app
-from shepherd.store import factory as store_factory
 from shepherd.store.bounds import Range, check_json, check_value
 from shepherd.store.errors import ConfigError
 from shepherd.store.models import parse_duration
-from shepherd.store.protocol import Store
+
+if TYPE_CHECKING:  # the executors and the store engine are imported by the functions
+    # that use them, so a command that needs neither does not load them
+    from shepherd.actors.executors.base import Executor
+    from shepherd.runtime.config import Config
+    from shepherd.store.protocol import Store
 
 __all__ = [
     "bounded_int",
@@ -67,11 +61,20 @@ def builtin_executors(cfg: Config, *, with_app: bool = True) -> dict[str, Execut
     name one of its targets, with a payload that fits the target's type; without one,
     a python target need not be registered here: it only has to exist where it runs.
     Nothing here opens a connection (the HTTP client is created on first use)."""
+    from shepherd.actors.executors.external import ExternalExecutor
+    from shepherd.actors.executors.gateway import HttpClient
+    from shepherd.actors.executors.python import PythonExecutor
+    from shepherd.actors.executors.shell import ShellExecutor
+    from shepherd.actors.primitives.clock import RealClock
+    from shepherd.runtime.messaging import gateway_executors
+    from shepherd.runtime.targets import load_app
+
     python = PythonExecutor(app=cfg.app) if with_app and cfg.app else PythonExecutor()
     if with_app and cfg.app:
         for name, target in load_app(cfg.app).items():
             python.register(name, target.fn, payload=target.payload)
     table: dict[str, Executor] = {"python": python, "shell": ShellExecutor()}
+    table["external"] = ExternalExecutor(RealClock())
     table.update(gateway_executors(cfg, HttpClient(), RealClock()))
     return table
 
@@ -84,6 +87,10 @@ async def open_store(cfg: Config, *, create: bool = True) -> AsyncIterator[Store
     does not exist yet fails with a first-run hint (exit 1)."""
     if not create and not os.path.exists(cfg.database):  # noqa: ASYNC240 - one stat, at start
         raise CliError(first_run_hint(cfg.database), code=1)
+    import anyio
+
+    from shepherd.store import factory as store_factory
+
     store = await store_factory.open_store(
         cfg.database,
         synchronous=cfg.synchronous,

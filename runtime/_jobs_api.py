@@ -4,13 +4,14 @@ fire times, and enqueueing dispatches.
 ``JobsApi`` is a plain collaborator the ``Runtime`` façade holds: it owns the cache of
 job rows it looked up (``enqueue`` needs a job's id and defaults) and sends
 ``JobsChanged`` to the dispatcher and the scheduler (and ``forget_job`` to the router)
-when a job changes.
+when a job changes. The module is a little longer than most because ``enqueue``,
+``enqueue_many`` and the enqueue socket's ``enqueue_each`` share its checks and commit.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ import anyio
 import msgspec
 
 from shepherd.actors.executors.base import Executor
+from shepherd.actors.ingest_wire import EnqueueItem
 from shepherd.actors.messages import (
     DispatcherMsg,
     Enqueued,
@@ -44,16 +46,18 @@ from shepherd.runtime.jobs import (
 )
 from shepherd.store.errors import (
     ConfigError,
+    Conflict,
     MailboxClosed,
     MailboxFull,
     NotFound,
+    ShepherdError,
     StoreError,
 )
 from shepherd.store.models import EnqueueRequest, JobRow, JobSpec, to_builtins
 from shepherd.store.ops import DeleteJob, InsertDispatches, NewDispatch, SaveJob
 from shepherd.store.protocol import Store
 
-__all__ = ["JobsApi"]
+__all__ = ["JobsApi", "build_request"]
 
 
 class JobsApi:
@@ -69,6 +73,7 @@ class JobsApi:
         scheduler: Address[SchedulerMsg],
         forget_job: Callable[[int], None],
         approvals: Address[Poke] | None = None,
+        news: Callable[[list[tuple[NewDispatch, int]], float], Awaitable[None]] | None = None,
     ) -> None:
         self.clock = clock
         self.executors = executors
@@ -79,6 +84,7 @@ class JobsApi:
         self._scheduler = scheduler
         self._forget_job = forget_job
         self._approvals = approvals  # told when an insert held a dispatch for approval
+        self._news = news  # told the dispatches an insert held (runtime.events.held_news)
         self._jobs: dict[str, JobRow] = {}
         self.jobs_loaded = anyio.Event()  # set once the config's jobs are added
 
@@ -221,29 +227,72 @@ class JobsApi:
         payload its python target's declared type refuses is an error naming the field
         (``payload.to: Expected str, got int``), and nothing is stored. ``capabilities``
         (on top of the job's) and ``owner`` steer which agent it is assigned to."""
-        now = self.clock.wall()
-        # the relative values first (they are added to now), then the request
-        check_enqueue(EnqueueRequest(job=job), delay=delay, expires_in=expires_in)
-        nb = _epoch(not_before) if not_before is not None else (now + delay if delay else None)
-        exp = (
-            _epoch(expires_at)
-            if expires_at is not None
-            else (now + expires_in if expires_in else None)
-        )
-        req = EnqueueRequest(
-            job=job,
-            payload=payload,  # type: ignore[arg-type]  # a Struct: plain_payload()
-            priority=priority,  # type: ignore[arg-type]
-            not_before=nb,
-            expires_at=exp,
+        req = self._request(
+            job,
+            payload,
+            priority=priority,
+            not_before=not_before,
+            delay=delay,
+            expires_at=expires_at,
+            expires_in=expires_in,
             max_attempts=max_attempts,
             idempotency_key=idempotency_key,
             capabilities=capabilities,
             owner=owner,
         )
-        req = plain_payload(req)
-        check_enqueue(req)  # errors name the argument (enqueue_many names requests[i])
         return (await self._insert([req], fields=["payload"]))[0]
+
+    def _request(self, job: str, payload: Any, **opts: Any) -> EnqueueRequest:
+        return build_request(self.clock.wall(), job, payload, **opts)
+
+    async def enqueue_each(
+        self, items: Sequence[EnqueueItem]
+    ) -> list[tuple[int, bool] | ShepherdError]:
+        """``enqueue`` for each of ``items`` (the enqueue socket's requests), committed in
+        one transaction: (dispatch id, duplicate) per item, duplicate when it is its
+        idempotency key's existing dispatch, or the error ``enqueue`` would have raised
+        for it (one bad item does not fail the others)."""
+        now = self.clock.wall()
+        out: list[tuple[int, bool] | ShepherdError] = []
+        rows: list[NewDispatch] = []
+        for item in items:
+            try:
+                req = self._request(
+                    item.job,
+                    item.payload,
+                    priority=item.priority,
+                    not_before=item.not_before,
+                    delay=item.delay,
+                    expires_at=item.expires_at,
+                    expires_in=item.expires_in,
+                    max_attempts=item.max_attempts,
+                    idempotency_key=item.idempotency_key,
+                    capabilities=item.capabilities,
+                    owner=item.owner,
+                )
+                rows.append(await self._row(req, 0, "payload", now))
+            except (ConfigError, NotFound) as exc:
+                out.append(exc)
+                continue
+            out.append((len(rows) - 1, False))  # its index in rows, replaced below
+        valid = [i for i, got in enumerate(out) if isinstance(got, tuple)]
+        if not rows:
+            return out
+        ids: list[tuple[int, bool] | ShepherdError] = []
+        try:
+            dups: list[bool] = []
+            ids.extend(zip(await self._commit(rows, now, dups), dups, strict=True))
+        except (ConfigError, NotFound, Conflict) as exc:
+            ids = [exc] if len(rows) == 1 else []
+            for row in rows if len(rows) > 1 else ():  # one row refused: the others go in
+                try:
+                    dups = []
+                    ids.extend(zip(await self._commit([row], now, dups), dups, strict=True))
+                except (ConfigError, NotFound, Conflict) as one:
+                    ids.append(one)
+        for i, got in zip(valid, ids, strict=True):
+            out[i] = got
+        return out
 
     async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[int]:
         """Queue many dispatches in one transaction; ids in the same order. Payloads
@@ -253,23 +302,34 @@ class JobsApi:
 
     async def _insert(self, requests: Sequence[EnqueueRequest], *, fields: list[str]) -> list[int]:
         now = self.clock.wall()
-        rows: list[NewDispatch] = []
-        for i, req in enumerate(requests):
-            row = await self._job(req.job)
-            rows.append(new_dispatch(row, req, now, where=f"requests[{i}]"))
-            check_payload(row.spec, req.payload, self.executors, field=fields[i])
+        rows = [await self._row(req, i, fields[i], now) for i, req in enumerate(requests)]
+        return await self._commit(rows, now)
+
+    async def _row(self, req: EnqueueRequest, i: int, field: str, now: float) -> NewDispatch:
+        row = await self._job(req.job)
+        new = new_dispatch(row, req, now, where=f"requests[{i}]")
+        check_payload(row.spec, req.payload, self.executors, field=field)
+        return new
+
+    async def _commit(
+        self, rows: list[NewDispatch], now: float, dups: list[bool] | None = None
+    ) -> list[int]:
+        """Insert ``rows`` in one transaction, tell the dispatcher; with ``dups``, append
+        whether each row was its producer key's existing dispatch."""
         result = await write(self._writer, InsertDispatches(rows, self.instance, now))
         ids: list[int] = []
         entries: list[Entry] = []
-        held = False
+        held: list[tuple[NewDispatch, int]] = []
         for new, got in zip(rows, result, strict=True):
+            if dups is not None:
+                dups.append(isinstance(got, int))
             if isinstance(got, int):  # the dispatch the producer's key is bound to
                 ids.append(got)
                 continue
             dispatch_id, seq = got
             ids.append(dispatch_id)
             if seq == 0:  # held by its job's approval gate: not for the dispatcher
-                held = True
+                held.append((new, dispatch_id))
                 continue
             entries.append(entry_from_new(new, dispatch_id, seq))
         if entries:
@@ -277,7 +337,48 @@ class JobsApi:
         if held and self._approvals is not None:
             with contextlib.suppress(MailboxFull, MailboxClosed):  # one waiting covers it
                 self._approvals.tell(Poke(approvals=True))
+        if held and self._news is not None:
+            await self._news(held, now)
         return ids
+
+
+def build_request(
+    now: float,
+    job: str,
+    payload: dict[str, Any] | msgspec.Struct | None,
+    *,
+    priority: str | None,
+    not_before: float | datetime | None,
+    delay: float | None,
+    expires_at: float | datetime | None,
+    expires_in: float | None,
+    max_attempts: int | None,
+    idempotency_key: str | None,
+    capabilities: list[str] | None,
+    owner: str | None,
+) -> EnqueueRequest:
+    """The ``EnqueueRequest`` of ``Runtime.enqueue``'s arguments at wall time ``now``
+    (``delay`` / ``expires_in`` added to it), checked as ``enqueue`` checks it."""
+    # the relative values first (they are added to now), then the request
+    check_enqueue(EnqueueRequest(job=job), delay=delay, expires_in=expires_in)
+    nb = _epoch(not_before) if not_before is not None else (now + delay if delay else None)
+    exp = (
+        _epoch(expires_at) if expires_at is not None else (now + expires_in if expires_in else None)
+    )
+    req = EnqueueRequest(
+        job=job,
+        payload=payload,  # type: ignore[arg-type]  # a Struct: plain_payload()
+        priority=priority,  # type: ignore[arg-type]
+        not_before=nb,
+        expires_at=exp,
+        max_attempts=max_attempts,
+        idempotency_key=idempotency_key,
+        capabilities=capabilities,
+        owner=owner,
+    )
+    req = plain_payload(req)
+    check_enqueue(req)  # errors name the argument (enqueue_many names requests[i])
+    return req
 
 
 def _epoch(value: float | datetime) -> float:

@@ -83,19 +83,41 @@ class QueriesApi:
         return d
 
     async def dispatches(
-        self, *, status: str | None = None, job: str | None = None, limit: int = 100
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        job: str | None = None,
+        limit: int = 100,
+        before: int | None = None,
+        priority: str | None = None,
+        agent: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
     ) -> list[Dispatch]:
-        return await self.store.dispatches(status=status, job=job, limit=limit)
+        """Newest first; ``before``: ids below it (the next page of a keyset listing),
+        ``since`` / ``until``: created_at in [since, until)."""
+        return await self.store.dispatches(
+            status=status, job=job, limit=limit, before=before, priority=priority,
+            agent=agent, since=since, until=until,
+        )  # fmt: skip
 
     async def runs(
         self,
         *,
         job: str | None = None,
-        status: str | None = None,
+        status: str | Sequence[str] | None = None,
         dispatch_id: int | None = None,
         limit: int = 100,
+        before: int | None = None,
+        agent: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
     ) -> list[Run]:
-        return await self.store.runs(job=job, status=status, dispatch_id=dispatch_id, limit=limit)
+        """Newest first; ``before``, ``since`` / ``until`` (started_at) as ``dispatches``."""
+        return await self.store.runs(
+            job=job, status=status, dispatch_id=dispatch_id, limit=limit, before=before,
+            agent=agent, since=since, until=until,
+        )  # fmt: skip
 
     async def run(self, run_id: int) -> Run:
         r = await self.store.run(run_id)
@@ -105,8 +127,10 @@ class QueriesApi:
 
     # -- dead letters --------------------------------------------------------------
 
-    async def dead_letters(self, *, job: str | None = None, limit: int = 100) -> list[Dispatch]:
-        return await self.dispatches(status="dead", job=job, limit=limit)
+    async def dead_letters(
+        self, *, job: str | None = None, limit: int = 100, before: int | None = None
+    ) -> list[Dispatch]:
+        return await self.dispatches(status="dead", job=job, limit=limit, before=before)
 
     async def retry_dead(self, ids: Sequence[int]) -> list[int]:
         """Put dead letters back in the queue with fresh attempts."""

@@ -30,12 +30,14 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 import anyio
 from anyio.abc import TaskStatus
 
 from shepherd.actors.executors.base import Executor
+from shepherd.actors.executors.external import ExternalExecutor
 from shepherd.actors.executors.gateway import HttpClient
 from shepherd.actors.executors.python import PythonExecutor, PythonTarget
 from shepherd.actors.executors.shell import ShellExecutor
@@ -49,7 +51,7 @@ from shepherd.runtime._jobs_api import JobsApi
 from shepherd.runtime._lock import lock_database
 from shepherd.runtime._queries_api import QueriesApi
 from shepherd.runtime.config import Config
-from shepherd.runtime.events import EventHub
+from shepherd.runtime.events import EventHub, held_news
 from shepherd.runtime.host import RuntimeHost
 from shepherd.runtime.messaging import Messaging, gateway_executors
 from shepherd.runtime.spawn import Spawner
@@ -208,6 +210,7 @@ class Runtime:
             scheduler=self._scheduler,
             forget_job=self._messaging.forget_job,
             approvals=self._inboxes.approvals.address(),
+            news=partial(held_news, store, self._fanout.publish, self.events.wants),
         )
         self._approvals_api = ApprovalsApi(
             clock=clock,
@@ -269,6 +272,7 @@ class Runtime:
             raise
         table: dict[str, Executor] = {"python": python, "shell": ShellExecutor()}
         clock = clock or RealClock()
+        table["external"] = ExternalExecutor(clock)  # runs that workers claim over HTTP
         http = HttpClient(max_connections=cfg.gateway.max_connections if cfg.gateway else 256)
         table.update(gateway_executors(cfg, http, clock))
         for ex in executors:
@@ -288,7 +292,9 @@ class Runtime:
         except BaseExceptionGroup as group:
             # The caller's own exception (or the tree's escalation) comes out as itself,
             # not wrapped in the task group's ExceptionGroup.
-            escalation = _find(group, SupervisorEscalation)
+            escalation = next(
+                (e for e in leaves(group) if isinstance(e, SupervisorEscalation)), None
+            )
             if escalation is not None:
                 raise escalation from None
             inner = leaves(group)
@@ -325,6 +331,7 @@ class Runtime:
             on_event=self.actor_events.append,
             producer=self._jobs_api,
             asgi=self._asgi(),
+            wants=self.events.wants,
         )
         await self._root.run(task_status=task_status)
 
@@ -346,6 +353,9 @@ class Runtime:
         return server.address if server is not None else None
 
     async def _stop(self) -> None:
+        external = self.executors.get("external")
+        if isinstance(external, ExternalExecutor):
+            external.board.close()  # long-polling claims answer now
         if self._root is not None:
             self._root.request_stop()
 
@@ -374,6 +384,9 @@ class Runtime:
         }
         if self._root is not None:
             out["supervisor"] = self._root.statistics()
+        external = self.executors.get("external")
+        if isinstance(external, ExternalExecutor):
+            out["leases"] = external.statistics()  # stale: refused stale-token reports
         for name, actor in self._actors.items():
             out[name] = actor.statistics()
         out["store"] = {**out.get("store", {}), **self.store.statistics()}
@@ -381,17 +394,3 @@ class Runtime:
 
     def __repr__(self) -> str:
         return f"<Runtime {self.config.database} {self.instance}>"
-
-
-# -- helpers ----------------------------------------------------------------------------
-
-
-def _find(group: BaseExceptionGroup[Any], kind: type[SupervisorEscalation]) -> Any:
-    for exc in group.exceptions:
-        if isinstance(exc, kind):
-            return exc
-        if isinstance(exc, BaseExceptionGroup):
-            found = _find(exc, kind)
-            if found is not None:
-                return found
-    return None

@@ -16,12 +16,15 @@
     shepherd spool enqueue (--message M|--file F) | spool status | spool rejected ...
     shepherd pause SCOPE [NAME] | pause --all | resume SCOPE [NAME] | resume --all
     shepherd pauses | drain [--timeout DUR]
+    shepherd import ocs PATH [--dry-run] [--partial] [--history N]
 
 Global options (before or after the command): ``--config PATH`` (default
 ``./shepherd.toml`` when it exists, else built-in defaults; ``SHEPHERD_*`` environment
 variables override), ``--database PATH``, ``--json`` (machine output on stdout, times
 in UTC), ``--tz ZONE`` (human output's time zone; default local time; on ``jobs add`` /
-``jobs update`` ``--tz`` is the job's zone, so give the display zone before the command).
+``jobs update`` ``--tz`` is the job's zone, so give the display zone before the command),
+``--url URL`` with ``--token`` (or ``SHEPHERD_TOKEN``): a remote daemon's REST API
+instead of the database (``runtime/_cli_remote.py`` lists the commands that take it).
 Errors go to stderr as ``shepherd: error: <message>``, naming the flag or field.
 
 Exit codes:
@@ -50,31 +53,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from shepherd.runtime import _cli_ops as ops
-from shepherd.runtime import _cli_schedule as sched
-from shepherd.runtime._cli_agents import add_agents_commands
-from shepherd.runtime._cli_approvals import add_approvals_commands
-from shepherd.runtime._cli_backup import cmd_backup, cmd_restore
-from shepherd.runtime._cli_chains import add_chain_commands
 from shepherd.runtime._cli_complete import SHELLS, completion_script
-from shepherd.runtime._cli_controls import add_controls_commands
-from shepherd.runtime._cli_doctor import cmd_doctor
-from shepherd.runtime._cli_export import cmd_jobs_export
 from shepherd.runtime._cli_fmt import CliError, set_display_zone
-from shepherd.runtime._cli_groups import add_groups_commands
 from shepherd.runtime._cli_help import example_epilog
-from shepherd.runtime._cli_jobflags import add_job_flags
-from shepherd.runtime._cli_jobs import (
-    check_config_jobs,
-    cmd_config_init,
-    cmd_jobs_add,
-    cmd_jobs_list,
-    cmd_jobs_rm,
-    cmd_jobs_show,
-)
-from shepherd.runtime._cli_msg import add_msg_commands
-from shepherd.runtime._cli_spool import add_spool_commands
-from shepherd.runtime._cli_status import cmd_status
 from shepherd.runtime._cli_store import bounded_int, duration, instant, json_object, positive_int
 from shepherd.runtime.config import Config, load_config
 from shepherd.store.bounds import Range
@@ -100,6 +81,30 @@ _EPILOG = """exit codes:
 _RUN_STATES = ("running", "ok", "error", "timeout", "crashed", "cancelled", "skipped")
 
 Command = Callable[[argparse.Namespace, Config], int]
+
+
+class Lazy:
+    """A command given as ``"_cli_module:function"`` (in ``shepherd.runtime``), imported
+    when it runs: building the parser imports no command's module, so a command loads
+    only what it uses (``shepherd enqueue`` never loads the actor tree)."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def resolve(self) -> Command:
+        import importlib
+
+        module, _, name = self.where.partition(":")
+        fn: Command = getattr(importlib.import_module(f"shepherd.runtime.{module}"), name)
+        return fn
+
+    def __call__(self, args: argparse.Namespace, cfg: Config) -> int:
+        return self.resolve()(args, cfg)
+
+    def __repr__(self) -> str:
+        return f"<Lazy {self.where}>"
+
+
 attempts = bounded_int(ATTEMPTS)  # --max-attempts: the bounds of the field it sets
 
 
@@ -133,6 +138,19 @@ def _common(default: Any, *, tz: bool = True) -> argparse.ArgumentParser:
         default=False if default is None else default,
         help="machine-readable output on stdout",
     )
+    p.add_argument(
+        "--url",
+        metavar="URL",
+        default=default,
+        help="work on a remote daemon's REST API, e.g. http://127.0.0.1:8600 (status, enqueue,"
+        " cancel, runs, dlq, approvals)",
+    )
+    p.add_argument(
+        "--token",
+        metavar="TOKEN",
+        default=default,
+        help="the API token for --url (default: $SHEPHERD_TOKEN)",
+    )
     if tz:  # not on jobs add / update, whose --tz is the job's zone (give it first there)
         p.add_argument(
             "--tz",
@@ -144,7 +162,9 @@ def _common(default: Any, *, tz: bool = True) -> argparse.ArgumentParser:
     return p
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with ``only`` (a key of ``_ALONE``), the root and that
+    command alone (``main``'s fast path: no other command's module is imported)."""
     common = _common(argparse.SUPPRESS)
     common_job = _common(argparse.SUPPRESS, tz=False)
     root = argparse.ArgumentParser(
@@ -157,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def cmd(
-        parent: Any, name: str, fn: Callable[..., int], help: str, *, job: bool = False
+        parent: Any, name: str, fn: Callable[..., int] | str, help: str, *, job: bool = False
     ) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = parent.add_parser(
             name,
@@ -167,8 +187,21 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         p.epilog = example_epilog(p.prog.removeprefix(f"{root.prog} "), _EPILOG)
-        p.set_defaults(func=fn)
+        p.set_defaults(func=Lazy(fn) if isinstance(fn, str) else fn)
         return p
+
+    if only is not None:
+        _ALONE[only](sub, cmd)
+        return root
+    from shepherd.runtime._cli_agents import add_agents_commands
+    from shepherd.runtime._cli_approvals import add_approvals_commands
+    from shepherd.runtime._cli_chains import add_chain_commands
+    from shepherd.runtime._cli_controls import add_controls_commands
+    from shepherd.runtime._cli_groups import add_groups_commands
+    from shepherd.runtime._cli_import import add_import_commands
+    from shepherd.runtime._cli_jobflags import add_job_flags
+    from shepherd.runtime._cli_msg import add_msg_commands
+    from shepherd.runtime._cli_spool import add_spool_commands
 
     p = cmd(sub, "run", _run, "run the daemon until SIGTERM / SIGINT")
     p.add_argument(
@@ -187,6 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the HTTP API on host:port (overrides [http] listen), e.g. 127.0.0.1:8600",
     )
     # @@run-flags@@
+    p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text lines (default) or one JSON object per line (ts, level, logger, msg...)",
+    )
 
     p = cmd(sub, "demo", _demo, "run a self-contained demo on a temporary database")
     p.add_argument("--dir", help="put the demo database here (default: a new temp dir)")
@@ -202,7 +241,125 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", nargs="?", default="shepherd.toml", metavar="PATH")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
 
-    p = cmd(sub, "enqueue", ops.cmd_enqueue, "queue one run of a job; prints its dispatch id")
+    _add_enqueue(sub, cmd)
+    _add_status(sub, cmd)
+    cmd(
+        sub,
+        "doctor",
+        "_cli_doctor:cmd_doctor",
+        "check the database file: integrity, WAL, schema, lock",
+    )
+
+    p = cmd(
+        sub,
+        "backup",
+        "_cli_backup:cmd_backup",
+        "copy the database (consistent while a daemon runs)",
+    )
+    p.add_argument("path", metavar="PATH", help="the backup file to write")
+    p.add_argument("--force", action="store_true", help="overwrite an existing PATH")
+    p = cmd(
+        sub, "restore", "_cli_backup:cmd_restore", "check a backup in full, then put it in place"
+    )
+    p.add_argument("backup", metavar="BACKUP")
+    p.add_argument("--to", metavar="DB", help="the database to restore (default: --database)")
+    p.add_argument("--force", action="store_true", help="replace an existing database")
+
+    runs = sub.add_parser("runs", help="run history").add_subparsers(
+        dest="runs_command", required=True, metavar="ACTION"
+    )
+    p = cmd(runs, "list", "_cli_ops:cmd_runs_list", "list runs, newest first")
+    p.add_argument("--job")
+    p.add_argument("--status", choices=_RUN_STATES)
+    p.add_argument("--limit", type=positive_int, default=50)
+    p = cmd(runs, "show", "_cli_ops:cmd_runs_show", "one run with its output and error")
+    p.add_argument("run_id", type=positive_int, metavar="ID")
+
+    dlq = sub.add_parser("dlq", help="dead letters").add_subparsers(
+        dest="dlq_command", required=True, metavar="ACTION"
+    )
+    p = cmd(dlq, "list", "_cli_ops:cmd_dlq_list", "list dead letters, newest first")
+    p.add_argument("--job")
+    p.add_argument("--limit", type=positive_int, default=100)
+    p = cmd(dlq, "retry", "_cli_ops:cmd_dlq_retry", "queue dead letters again with fresh attempts")
+    p.add_argument("ids", type=positive_int, nargs="*", metavar="ID")
+    p.add_argument("--all", action="store_true", help="every dead letter (see --job)")
+    p.add_argument("--job", help="with --all: only this job's")
+    p = cmd(dlq, "purge", "_cli_ops:cmd_dlq_purge", "delete dead letters and their runs")
+    p.add_argument("ids", type=positive_int, nargs="*", metavar="ID")
+    p.add_argument("--all", action="store_true")
+    p.add_argument("--older-than", type=duration, metavar="DUR")
+
+    jobs = sub.add_parser("jobs", help="job definitions").add_subparsers(
+        dest="jobs_command", required=True, metavar="ACTION"
+    )
+    p = cmd(
+        jobs, "add", "_cli_jobs:cmd_jobs_add", "add or replace a job (flags or --file)", job=True
+    )
+    p.add_argument("name", nargs="?", metavar="NAME")
+    p.add_argument("--file", metavar="FILE", help="TOML or JSON: one job, or [[jobs]]")
+    add_job_flags(p)
+    p = cmd(
+        jobs, "update", "_cli_schedule:cmd_jobs_update", "change some fields of a job", job=True
+    )
+    p.add_argument("name", metavar="NAME")
+    add_job_flags(p)
+    p = cmd(
+        jobs, "enable", "_cli_schedule:cmd_jobs_enable", "enable a job (recomputes its next run)"
+    )
+    p.add_argument("name", metavar="NAME")
+    p = cmd(jobs, "disable", "_cli_schedule:cmd_jobs_disable", "disable a job's schedule")
+    p.add_argument("name", metavar="NAME")
+    p = cmd(
+        jobs,
+        "run",
+        "_cli_schedule:cmd_jobs_run",
+        "run now (also when disabled; schedule unchanged)",
+    )
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--payload", type=json_object, metavar="JSON")
+    p = cmd(jobs, "next", "_cli_schedule:cmd_jobs_next", "the next N fire times of a job")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("-n", "--count", type=bounded_int(Range(1, 1000)), default=5, metavar="N")
+    cmd(jobs, "list", "_cli_jobs:cmd_jobs_list", "list jobs")
+    p = cmd(
+        jobs,
+        "export",
+        "_cli_export:cmd_jobs_export",
+        "write jobs as a file `jobs add --file` takes",
+    )
+    p.add_argument("names", nargs="*", metavar="NAME", help="default: every job")
+    p.add_argument("--format", choices=("toml", "json"), help="default: from -o, else toml")
+    p.add_argument("-o", "--output", metavar="FILE", help="default: stdout")
+    p = cmd(jobs, "show", "_cli_jobs:cmd_jobs_show", "one job's spec and schedule")
+    p.add_argument("name", metavar="NAME")
+    p = cmd(
+        jobs, "rm", "_cli_jobs:cmd_jobs_rm", "remove a job; its queued dispatches are cancelled"
+    )
+    p.add_argument("name", metavar="NAME")
+    add_chain_commands(jobs, cmd)  # jobs tree: runtime/_cli_chains.py
+    # @@cli-jobs-commands@@ (more `jobs` actions: "add_x_commands(jobs, cmd)" above this)
+
+    p = cmd(sub, "cancel", "_cli_ops:cmd_cancel", "cancel a queued or running dispatch")
+    p.add_argument("dispatch_id", type=positive_int, metavar="DISPATCH_ID")
+    p.add_argument(
+        "--cascade", action="store_true", help="also its chain dispatches not yet started"
+    )
+    add_spool_commands(sub, cmd)  # the spool directory: runtime/_cli_spool.py
+    add_approvals_commands(sub, cmd)  # approval requests: runtime/_cli_approvals.py
+    add_msg_commands(sub, cmd)  # inbox messages: runtime/_cli_msg.py
+    add_groups_commands(sub, cmd)  # task groups: runtime/_cli_groups.py
+    add_agents_commands(sub, cmd)  # the agents registry: runtime/_cli_agents.py
+    add_controls_commands(sub, cmd)  # pause, resume, pauses, drain: runtime/_cli_controls.py
+    add_import_commands(sub, cmd)  # import ocs: runtime/_cli_import.py
+    # @@cli-commands@@ (one "add_x_commands(sub, cmd)" per _cli_x.py module above this)
+    return root
+
+
+def _add_enqueue(sub: Any, cmd: Callable[..., argparse.ArgumentParser]) -> None:
+    p = cmd(
+        sub, "enqueue", "_cli_enqueue:cmd_enqueue", "queue one run of a job; prints its dispatch id"
+    )
     p.add_argument("job", metavar="JOB")
     p.add_argument("--payload", type=json_object, metavar="JSON", help="a JSON object")
     p.add_argument("--priority", choices=PRIORITIES)
@@ -221,87 +378,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--owner", metavar="OWNER", help="only its agents ([agents] owner_filter)")
 
-    cmd(sub, "status", cmd_status, "queue depth, running runs, dead letters, daemon")
-    cmd(sub, "doctor", cmd_doctor, "check the database file: integrity, WAL, schema, lock")
 
-    p = cmd(sub, "backup", cmd_backup, "copy the database (consistent while a daemon runs)")
-    p.add_argument("path", metavar="PATH", help="the backup file to write")
-    p.add_argument("--force", action="store_true", help="overwrite an existing PATH")
-    p = cmd(sub, "restore", cmd_restore, "check a backup in full, then put it in place")
-    p.add_argument("backup", metavar="BACKUP")
-    p.add_argument("--to", metavar="DB", help="the database to restore (default: --database)")
-    p.add_argument("--force", action="store_true", help="replace an existing database")
+def _add_status(sub: Any, cmd: Callable[..., argparse.ArgumentParser]) -> None:
+    cmd(sub, "status", "_cli_status:cmd_status", "queue depth, running runs, dead letters, daemon")
 
-    runs = sub.add_parser("runs", help="run history").add_subparsers(
-        dest="runs_command", required=True, metavar="ACTION"
-    )
-    p = cmd(runs, "list", ops.cmd_runs_list, "list runs, newest first")
-    p.add_argument("--job")
-    p.add_argument("--status", choices=_RUN_STATES)
-    p.add_argument("--limit", type=positive_int, default=50)
-    p = cmd(runs, "show", ops.cmd_runs_show, "one run with its output and error")
-    p.add_argument("run_id", type=positive_int, metavar="ID")
 
-    dlq = sub.add_parser("dlq", help="dead letters").add_subparsers(
-        dest="dlq_command", required=True, metavar="ACTION"
-    )
-    p = cmd(dlq, "list", ops.cmd_dlq_list, "list dead letters, newest first")
-    p.add_argument("--job")
-    p.add_argument("--limit", type=positive_int, default=100)
-    p = cmd(dlq, "retry", ops.cmd_dlq_retry, "queue dead letters again with fresh attempts")
-    p.add_argument("ids", type=positive_int, nargs="*", metavar="ID")
-    p.add_argument("--all", action="store_true", help="every dead letter (see --job)")
-    p.add_argument("--job", help="with --all: only this job's")
-    p = cmd(dlq, "purge", ops.cmd_dlq_purge, "delete dead letters and their runs")
-    p.add_argument("ids", type=positive_int, nargs="*", metavar="ID")
-    p.add_argument("--all", action="store_true")
-    p.add_argument("--older-than", type=duration, metavar="DUR")
+# the commands ``main`` builds alone when argv names one: the parser of that command is
+# exactly the full parser's (the same function declares it), and nothing else is imported
+_ALONE: dict[str, Callable[[Any, Callable[..., argparse.ArgumentParser]], None]] = {
+    "enqueue": _add_enqueue,
+    "status": _add_status,
+}
+_VALUED = {"--config", "--database", "--app", "--url", "--token", "--tz"}  # take a value
 
-    jobs = sub.add_parser("jobs", help="job definitions").add_subparsers(
-        dest="jobs_command", required=True, metavar="ACTION"
-    )
-    p = cmd(jobs, "add", cmd_jobs_add, "add or replace a job (flags or --file)", job=True)
-    p.add_argument("name", nargs="?", metavar="NAME")
-    p.add_argument("--file", metavar="FILE", help="TOML or JSON: one job, or [[jobs]]")
-    add_job_flags(p)
-    p = cmd(jobs, "update", sched.cmd_jobs_update, "change some fields of a job", job=True)
-    p.add_argument("name", metavar="NAME")
-    add_job_flags(p)
-    p = cmd(jobs, "enable", sched.cmd_jobs_enable, "enable a job (recomputes its next run)")
-    p.add_argument("name", metavar="NAME")
-    p = cmd(jobs, "disable", sched.cmd_jobs_disable, "disable a job's schedule")
-    p.add_argument("name", metavar="NAME")
-    p = cmd(jobs, "run", sched.cmd_jobs_run, "run now (also when disabled; schedule unchanged)")
-    p.add_argument("name", metavar="NAME")
-    p.add_argument("--payload", type=json_object, metavar="JSON")
-    p = cmd(jobs, "next", sched.cmd_jobs_next, "the next N fire times of a job")
-    p.add_argument("name", metavar="NAME")
-    p.add_argument("-n", "--count", type=bounded_int(Range(1, 1000)), default=5, metavar="N")
-    cmd(jobs, "list", cmd_jobs_list, "list jobs")
-    p = cmd(jobs, "export", cmd_jobs_export, "write jobs as a file `jobs add --file` takes")
-    p.add_argument("names", nargs="*", metavar="NAME", help="default: every job")
-    p.add_argument("--format", choices=("toml", "json"), help="default: from -o, else toml")
-    p.add_argument("-o", "--output", metavar="FILE", help="default: stdout")
-    p = cmd(jobs, "show", cmd_jobs_show, "one job's spec and schedule")
-    p.add_argument("name", metavar="NAME")
-    p = cmd(jobs, "rm", cmd_jobs_rm, "remove a job; its queued dispatches are cancelled")
-    p.add_argument("name", metavar="NAME")
-    add_chain_commands(jobs, cmd)  # jobs tree: runtime/_cli_chains.py
-    # @@cli-jobs-commands@@ (more `jobs` actions: "add_x_commands(jobs, cmd)" above this)
 
-    p = cmd(sub, "cancel", ops.cmd_cancel, "cancel a queued or running dispatch")
-    p.add_argument("dispatch_id", type=positive_int, metavar="DISPATCH_ID")
-    p.add_argument(
-        "--cascade", action="store_true", help="also its chain dispatches not yet started"
-    )
-    add_spool_commands(sub, cmd)  # the spool directory: runtime/_cli_spool.py
-    add_approvals_commands(sub, cmd)  # approval requests: runtime/_cli_approvals.py
-    add_msg_commands(sub, cmd)  # inbox messages: runtime/_cli_msg.py
-    add_groups_commands(sub, cmd)  # task groups: runtime/_cli_groups.py
-    add_agents_commands(sub, cmd)  # the agents registry: runtime/_cli_agents.py
-    add_controls_commands(sub, cmd)  # pause, resume, pauses, drain: runtime/_cli_controls.py
-    # @@cli-commands@@ (one "add_x_commands(sub, cmd)" per _cli_x.py module above this)
-    return root
+def alone(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names when it is one of ``_ALONE`` and only global options
+    come before it (spelled out: argparse's abbreviations get the full parser)."""
+    words = iter(argv)
+    for word in words:
+        if word in _VALUED:
+            next(words, None)
+        elif word != "--json" and not word.startswith(tuple(f"{v}=" for v in _VALUED)):
+            return word if word in _ALONE else None
+    return None
 
 
 # -- commands that are not store operations -------------------------------------------
@@ -317,7 +417,9 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
 
         parse_listen(args.http, field="--http")
         cfg = msgspec.structs.replace(cfg, http=msgspec.structs.replace(cfg.http, listen=args.http))
-    return run_daemon(cfg, exit_when_idle=args.exit_when_idle, run_for=args.run_for)
+    return run_daemon(
+        cfg, exit_when_idle=args.exit_when_idle, run_for=args.run_for, log_format=args.log_format
+    )
 
 
 def _demo(args: argparse.Namespace, cfg: Config) -> int:
@@ -327,6 +429,8 @@ def _demo(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def _config_init(args: argparse.Namespace, cfg: Config) -> int:
+    from shepherd.runtime._cli_jobs import cmd_config_init
+
     return cmd_config_init(args)
 
 
@@ -343,7 +447,10 @@ def _config(args: argparse.Namespace) -> Config:
     if path is None and os.path.exists("shepherd.toml"):
         path = "shepherd.toml"
     cfg = load_config(path, database=args.database, app=args.app)
-    check_config_jobs(cfg, time.time())  # what `run` would refuse, every command refuses
+    if cfg.jobs:
+        from shepherd.runtime._cli_jobs import check_config_jobs
+
+        check_config_jobs(cfg, time.time())  # what `run` would refuse, every command refuses
     return cfg
 
 
@@ -351,13 +458,17 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(alone(sys.argv[1:] if argv is None else argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     try:
         set_display_zone(getattr(args, "display_tz", None))
+        if getattr(args, "url", None):  # a remote daemon: runtime/_cli_remote.py
+            from shepherd.runtime._cli_remote import run_remote
+
+            return run_remote(args)
         cfg = Config() if args.func in _NO_CONFIG else _config(args)
         result: int = args.func(args, cfg)
         return result

@@ -17,8 +17,10 @@ events along ``ROUTES``.
     ├── groups      task-group deadlines: silent members die, summaries are queued
     ├── ingest      wake-ups from other processes (unix datagram socket)
     ├── spool       files in the spool directory become dispatches (when [spool] is set)
+    ├── producers   enqueues from other processes (unix stream socket), group-committed
     ├── pruner      retention passes in bounded batches, key expiry, WAL checkpoint
     ├── backup      scheduled backups ([backup] every), rotated to the newest keep
+    ├── nats        the event stream published to NATS ([http.nats] with [http] listen)
     └── http        REST API, worker leases, events, metrics, dashboard ([http] listen)
 
 A mailbox is a bound, not an allocation (anyio buffers what is queued, nothing more):
@@ -50,6 +52,7 @@ from shepherd.actors.groups import GroupsMsg, GroupTimers, StopGroups
 from shepherd.actors.health import HealthMonitor
 from shepherd.actors.http import HttpServer
 from shepherd.actors.ingest import Ingest
+from shepherd.actors.ingest_stream import IngestStream, StreamProducer
 from shepherd.actors.liveness import Liveness
 from shepherd.actors.messages import (
     DispatcherMsg,
@@ -66,7 +69,7 @@ from shepherd.actors.router import Router, RouterMsg, SinkFn
 from shepherd.actors.router import Stop as StopRouter
 from shepherd.actors.router.delivery import dead_letter_alert
 from shepherd.actors.scheduler import Scheduler, SchedulerConfig
-from shepherd.actors.spool.actor import Producer, SpoolIngest, prepare_dirs
+from shepherd.actors.spool.actor import SpoolIngest, prepare_dirs
 from shepherd.actors.writer import StoreMsg, StoreWriter
 from shepherd.runtime.config import Config
 from shepherd.runtime.http.config import parse_listen
@@ -88,8 +91,10 @@ ActorName = Literal[
     "groups",
     "ingest",
     "spool",
+    "producers",
     "pruner",
     "backup",
+    "nats",
     "http",
 ]
 
@@ -137,12 +142,18 @@ TREE: tuple[Child, ...] = (
           "after the dispatcher, which its enqueues tell; only with [spool]. Its stop"
           " ends the watch; a commit cut short is redone at the next start (a file is"
           " removed only after its commit)"),
+    Child("producers", 1.0,
+          "after the dispatcher, which its enqueues tell (and after ingest: both serve"
+          " other processes). Its stop closes the socket; a request not yet committed"
+          " gets no answer, so its producer holds no id for it"),
     Child("pruner", 3.0,
           "housekeeping; a pass stops after its current batch"),
     Child("backup", 1.0,
           "last: it only reads (a connection of its own); a stop during a copy stops"
           " waiting for it after 1 s, and the copy, on its own thread, still ends whole"
           " or not at all"),
+    Child("nats", 1.0, "only with [http.nats] and [http] listen (it reads the API's"
+          " event hub); before http, so it hears what the first requests cause"),
     Child("http", 1.0, plus_grace=True, why=(
           "last, only with [http] listen: it starts once everything it serves is up, and"
           " stops first (last-first), so in-flight requests finish (within the grace)"
@@ -234,8 +245,9 @@ def build_tree(
     sinks: dict[str, SinkFn],
     http: HttpClient,
     on_event: Callable[[ActorEvent], None],
-    producer: Producer,
+    producer: StreamProducer,
     asgi: Any = None,
+    wants: Callable[[type], bool] = lambda kind: False,
 ) -> tuple[Supervisor, dict[str, Any]]:
     """The actors of ``TREE`` and the root supervisor that runs them. A spool directory
     that cannot be used raises here, before anything starts (``prepare_dirs``)."""
@@ -260,7 +272,7 @@ def build_tree(
         ),
     )
     actors: dict[str, Any] = {
-        "store": StoreWriter(store, inboxes.store),
+        "store": StoreWriter(store, inboxes.store, clock=clock),
         "router": Router(
             cfg.delivery,
             store=store,
@@ -291,6 +303,7 @@ def build_tree(
             clock=clock,
             emit=emit,
             host=host,
+            wants=wants,
         ),
         "scheduler": Scheduler(
             SchedulerConfig(instance=instance),
@@ -340,10 +353,15 @@ def build_tree(
             stem=Path(cfg.database).stem,
         ),
     }
+    actors["producers"] = IngestStream(cfg.database, producer)
     if cfg.spool is not None:
         prepare_dirs(cfg.spool.dir)
         actors["spool"] = SpoolIngest(cfg.spool, producer=producer, store=store, clock=clock)
     if asgi is not None and cfg.http.listen:
+        from shepherd.runtime.http import events as http_events  # only when serving
+
+        if cfg.http.nats is not None:  # the API's event hub, published to NATS
+            actors["nats"] = http_events.nats_publisher(asgi, cfg.http.nats, clock)
         bind_host, bind_port = parse_listen(cfg.http.listen)
         actors["http"] = HttpServer(asgi, bind_host, bind_port, grace=grace)
         actors["http"].bind()  # a taken port fails the start here, not in a restart loop
@@ -358,7 +376,7 @@ def build_tree(
     if "spool" in actors:
         stops["spool"] = actors["spool"].stop
     if "http" in actors:
-        stops["http"] = actors["http"].stop
+        stops["http"] = http_events.closing_streams(asgi, actors["http"].stop)
     children = [
         ChildSpec(
             name=child.name,

@@ -15,8 +15,7 @@ from typing import Any, Literal
 
 from shepherd.store.errors import ConfigError
 from shepherd.store.protocol import Store
-from shepherd.store.sqlite import SqliteStore, integrity
-from shepherd.store.sqlite import backup as _backup
+from shepherd.store.sqlite import integrity
 from shepherd.store.sqlite.integrity import Check
 
 __all__ = ["Check", "check_backup", "database_path", "diagnose", "open_store", "restore_backup"]
@@ -66,6 +65,8 @@ async def open_store(
             " is found only when a query reads it",
             path,
         )
+    from shepherd.store.sqlite.engine import SqliteStore  # aiosqlite: only when opening
+
     return await SqliteStore.open(
         path, synchronous=synchronous, busy_timeout=busy_timeout, create=create, check=check
     )
@@ -80,6 +81,8 @@ def diagnose(database: str) -> dict[str, Any]:
 def check_backup(path: str) -> int:
     """A full integrity check of a backup file; its schema version (``DatabaseCorrupt``
     when damaged or foreign)."""
+    from shepherd.store.sqlite import backup as _backup  # not at import: aiosqlite
+
     return _backup.check_backup(path)
 
 
@@ -88,4 +91,6 @@ def restore_backup(
 ) -> int:
     """Check ``backup`` in full, then put it in place of ``database`` atomically; the
     schema version restored. The caller holds the database's lock."""
+    from shepherd.store.sqlite import backup as _backup
+
     return _backup.restore_file(backup, database_path(database), progress=progress)

@@ -1,7 +1,8 @@
 """Row models and job specs: frozen msgspec Structs shared by every layer.
 
-Every stored shape is declared here or in ``store.records`` (workflows, agents, pauses),
-re-exported here, so a reader finds any row, spec or request from one import.
+Every stored shape is declared here (hence its length) or in ``store.records``
+(workflows, agents, pauses), re-exported here, so a reader finds any row, spec or
+request from one import.
 
 Persisted structs follow msgspec's schema-evolution rules: a new field always gets a
 default, so rows written by an older version still decode.

@@ -79,9 +79,15 @@ class Store(Protocol):
     async def dispatch(self, dispatch_id: int) -> Dispatch | None: ...
 
     async def dispatches(
-        self, *, status: str | None = None, job: str | None = None, limit: int = 100
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        job: str | None = None,
+        limit: int = 100,
+        **page: Any,
     ) -> list[Dispatch]:
-        """Newest first."""
+        """Newest first. ``page``: the keyset filters ``before`` (ids below it),
+        ``priority``, ``agent``, ``since`` / ``until`` (created_at)."""
         ...
 
     async def queued_since(
@@ -111,11 +117,13 @@ class Store(Protocol):
         self,
         *,
         job: str | None = None,
-        status: str | None = None,
+        status: str | Sequence[str] | None = None,
         dispatch_id: int | None = None,
         limit: int = 100,
+        **page: Any,
     ) -> list[Run]:
-        """Newest first."""
+        """Newest first. ``page``: ``before`` (ids below it), ``agent``, ``since`` /
+        ``until`` (started_at)."""
         ...
 
     async def orphaned_processes(self) -> list[OrphanedProcess]:
@@ -216,6 +224,11 @@ class Store(Protocol):
 
     async def stats(self) -> dict[str, Any]:
         """Counts: dispatches by status, running runs, jobs and enabled jobs."""
+        ...
+
+    async def queue_depth(self) -> list[tuple[str, int, str, int]]:
+        """``(state, priority rank, job, count)`` of the queued, held (awaiting approval)
+        and running dispatches; visits those rows only (an index), never the finished."""
         ...
 
     async def latest_instance(self) -> dict[str, Any] | None:

@@ -19,6 +19,21 @@ module             owns
 =================  ==============================================================
 """
 
-from shepherd.actors.dispatcher.actor import Dispatcher, DispatcherConfig
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shepherd.actors.dispatcher.actor import Dispatcher, DispatcherConfig
 
 __all__ = ["Dispatcher", "DispatcherConfig"]
+
+
+def __getattr__(name: str) -> Any:
+    """``Dispatcher`` on first use (PEP 562): importing a collaborator such as
+    ``rates`` (the config's rate limits) does not load the actor shell."""
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from shepherd.actors.dispatcher import actor
+
+    return getattr(actor, name)

@@ -14,6 +14,8 @@ Restart type: permanent; on (re)start it recovers orphaned runs (``recovery``: t
 process groups are killed first) and reloads jobs and the queue from the store
 (``loader.Loader``, which also reads what other processes committed). Timers: one, the
 earliest not-before on the delayed heap, folded into the receive (``receive_by``).
+New dispatches it takes in are announced as one ``DispatchQueued`` per batch, built only
+when ``wants`` says someone listens.
 
 A pass that needs another (keys handed on, outcomes decided after a commit) sets a flag,
 not a message to itself: the next receive does not block, and a full mailbox is no matter.
@@ -33,7 +35,7 @@ from shepherd.actors.dispatcher.admission import Admission, admit
 from shepherd.actors.dispatcher.breakers import BreakerTable
 from shepherd.actors.dispatcher.commit import Batch, cancel, flush
 from shepherd.actors.dispatcher.config import COUNTERS, DispatcherConfig
-from shepherd.actors.dispatcher.finalize import held_cancelled
+from shepherd.actors.dispatcher.finalize import held_cancelled, queued_event
 from shepherd.actors.dispatcher.jobs import JobTable
 from shepherd.actors.dispatcher.launcher import Launcher
 from shepherd.actors.dispatcher.loader import Loader
@@ -45,6 +47,7 @@ from shepherd.actors.messages import (
     AgentWoken,
     Cancel,
     DispatcherMsg,
+    DispatchQueued,
     Drain,
     Drained,
     Enqueued,
@@ -76,9 +79,12 @@ class Dispatcher:
         clock: Clock,
         emit: Callable[[Event], None],
         host: Host,
+        wants: Callable[[type], bool] = lambda kind: False,
     ) -> None:
         self._cfg, self._store, self._writer = cfg, store, writer
         self._mailbox, self._clock, self._emit = mailbox, clock, emit
+        self._wants = wants
+        self.ready = False  # recovery and the first load are done
         self._rng = random.Random()
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self._launcher = Launcher(
@@ -113,6 +119,7 @@ class Dispatcher:
             counters=self.counters,
             clock=self._clock,
             emit=self._emit,
+            wants=self._wants,
             wake=self._wake,
             start=self._launcher.start,
             rng=self._rng,
@@ -135,13 +142,18 @@ class Dispatcher:
         self._drained_count = 0
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        self.ready = False
         self._reset()
         await self._loader.start(self._writer, self._clock)
         async with serving(self._mailbox) as (tg, me):
             await tg.start(self._launcher.run, me)
             self._me = me  # wake tasks report to it (``wake.py``)
+            self.ready = True
             task_status.started()
-            await self._loop(tg)
+            try:
+                await self._loop(tg)
+            finally:
+                self.ready = False
 
     async def _loop(self, tg: TaskGroup) -> None:
         while True:
@@ -153,8 +165,14 @@ class Dispatcher:
             for msg in batch:
                 await self._handle(msg, tg)
             if self._loader.pending:
+                self._loader.fresh = [] if self._wants(DispatchQueued) else None
                 for dispatch_id, why in await self._loader.reload():
                     self._launcher.cancel(dispatch_id, why)
+                if self._loader.fresh:  # committed by another process
+                    self._emit(
+                        queued_event(self._loader.fresh, self._jobs.name, self._clock.wall())
+                    )
+                self._loader.fresh = None
             now = self._clock.wall()
             self._queue.promote(now)
             if not self._draining:
@@ -189,6 +207,8 @@ class Dispatcher:
             case Enqueued(entries):
                 for e in entries:
                     self._batch.add(e)
+                if entries and self._wants(DispatchQueued):
+                    self._emit(queued_event(entries, self._jobs.name, self._clock.wall()))
             case RunFinished():
                 self._batch.finished.append(msg)
             case Cancel(dispatch_id, reply):
@@ -249,6 +269,7 @@ class Dispatcher:
             **self._queue.statistics(),
             "running": len(self._runs),
             "draining": self._draining,
+            "ready": self.ready,
             "recovered": self._loader.recovered,
             "recovery_seconds": round(self._loader.recovery_seconds, 4),
             "breakers": self._breakers.statistics(),

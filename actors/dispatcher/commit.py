@@ -18,7 +18,9 @@ then
 
 ``Batch`` is a plain class holding references to the dispatcher's collaborators, with
 no I/O of its own; ``flush`` writes a pass's group to the store writer, and ``cancel``
-is an operator's cancel (of a run here, or of a queued dispatch in the store).
+is an operator's cancel (of a run here, or of a queued dispatch in the store). The
+module is longer than most because the three kinds of work and what each does once
+committed are read together, in commit order.
 """
 
 from __future__ import annotations
@@ -36,13 +38,21 @@ from shepherd.actors.dispatcher.finalize import (
     finished,
     key_taken,
     outcome_event,
+    queued_event,
     settled,
 )
 from shepherd.actors.dispatcher.jobs import JobTable
 from shepherd.actors.dispatcher.launcher import Launcher
 from shepherd.actors.dispatcher.ready import ReadyQueue
 from shepherd.actors.dispatcher.runs import Running, RunTable
-from shepherd.actors.messages import ApprovalsHeld, Entry, Event, RunFinished, entry_from_new
+from shepherd.actors.messages import (
+    ApprovalsHeld,
+    DispatchQueued,
+    Entry,
+    Event,
+    RunFinished,
+    entry_from_new,
+)
 from shepherd.actors.primitives.clock import Clock
 from shepherd.actors.primitives.mailbox import Address
 from shepherd.actors.writer import StoreMsg, write, write_many
@@ -97,8 +107,10 @@ class Batch:
         start: Start,
         rng: random.Random | None = None,
         alert: DeadLetterAlert | None = None,
+        wants: Callable[[type], bool] = lambda kind: False,
     ) -> None:
         self._instance = instance
+        self._wants = wants
         self._alert = alert
         self._jobs = jobs
         self._queue = queue
@@ -225,17 +237,20 @@ class Batch:
 
     def _add_children(self, children: Iterable[FiredChild]) -> None:
         """Queue the chain dispatches the finalized runs fired (committed with them)."""
-        added = False
+        added: list[Entry] = []
         held: list[int] = []
         for child in children:
             self._counters["chained"] += 1
             if child.seq == 0:  # held by its job's approval gate: not ours until approved
                 held.append(child.id)
                 continue
-            self.add(entry_from_new(child.row, child.id, child.seq))
-            added = True
+            e = entry_from_new(child.row, child.id, child.seq)
+            self.add(e)
+            added.append(e)
         if added:
             self._wake()
+            if self._wants(DispatchQueued):
+                self._emit(queued_event(added, self._jobs.name, self._clock.wall()))
         if held:  # their timeouts and requests: the approvals actor, told at once
             self._emit(ApprovalsHeld(dispatch_ids=held, at=self._clock.wall()))
 

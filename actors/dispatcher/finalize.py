@@ -28,28 +28,39 @@ The dispatcher commits each pass as one group: ``FinishRun`` ops for the outcome
 settlements of what ended without running. Once committed, ``finished`` says what the
 outcome left behind (a retry to queue again, the ``OutcomeEvent``); ``settled`` and
 ``key_taken`` give the events of a dispatch that ended without a run; ``held_cancelled``
-the end of one an operator cancelled while it awaited its approval.
+the end of one an operator cancelled while it awaited its approval; ``queued_event``
+the news of dispatches taken in.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 import msgspec
 
 from shepherd.actors.messages import (
+    DispatchQueued,
     Entry,
     Event,
     OutcomeEvent,
     OutcomeStatus,
+    Queued,
     RunFinished,
     SlotRecord,
     entry_from_dispatch,
 )
 from shepherd.store import keys
 from shepherd.store.keys import lineage_key
-from shepherd.store.models import Dispatch, JobSpec, Outcome, RetryPolicy, is_skip_reason
+from shepherd.store.models import (
+    PRIORITIES,
+    Dispatch,
+    JobSpec,
+    Outcome,
+    RetryPolicy,
+    is_skip_reason,
+)
 from shepherd.store.ops import ClaimRun, FinishRun, Settle
 
 __all__ = [
@@ -62,6 +73,7 @@ __all__ = [
     "held_cancelled",
     "key_taken",
     "outcome_event",
+    "queued_event",
     "settled",
 ]
 
@@ -220,6 +232,30 @@ def held_cancelled(d: Dispatch, now: float) -> OutcomeEvent:
     return outcome_event(e, d.job_name, None, e.attempt, "cancelled", "cancelled", now, error=error)
 
 
+def queued_event(
+    entries: Iterable[Entry],
+    names: Callable[[int], str],
+    at: float,
+    state: Literal["queued", "awaiting_approval"] = "queued",
+) -> DispatchQueued:
+    """One ``DispatchQueued`` for dispatches just taken in (``names``: job id -> name)."""
+    return DispatchQueued(
+        dispatches=[
+            Queued(
+                dispatch_id=e.id,
+                job=names(e.job_id),
+                priority=PRIORITIES[e.priority] if 0 <= e.priority < len(PRIORITIES) else "normal",
+                state=state,
+                source=e.kind,
+                not_before=e.not_before,
+                slot=e.slot,
+            )
+            for e in entries
+        ],
+        at=at,
+    )
+
+
 def outcome_event(
     e: Entry,
     job: str,
@@ -242,6 +278,7 @@ def outcome_event(
         job_id=e.job_id,
         kind=e.kind,
         slot=e.slot,
+        agent=e.agent or "",
         **kw,
     )
 

@@ -114,7 +114,15 @@ class Launcher:
         )
         self.runsup.start_child(run_id, actor)
         self._emit(
-            RunStarted(dispatch_id=e.id, run_id=run_id, job=job.name, attempt=attempt, at=now)
+            RunStarted(
+                dispatch_id=e.id,
+                run_id=run_id,
+                job=job.name,
+                attempt=attempt,
+                at=now,
+                agent=e.agent or "",
+                not_before=e.not_before,
+            )
         )
 
     def cancel(self, dispatch_id: int, reason: str = "operator") -> bool:

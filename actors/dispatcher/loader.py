@@ -73,6 +73,8 @@ class Loader:
         self.pending = _WAKE  # the union of this pass's Pokes
         self.recovered = 0
         self.recovery_seconds = 0.0
+        # a list while the shell wants the dispatches a reload finds (``DispatchQueued``)
+        self.fresh: list[Entry] | None = None
 
     async def start(self, writer: Address[StoreMsg], clock: Clock) -> None:
         """Recover the orphaned runs, then load every job and the whole queue."""
@@ -114,7 +116,10 @@ class Loader:
             self.seq = max(self.seq, d.seq)
             if d.job_id not in self._jobs:
                 await self.jobs()
-            self._add(entry_from_dispatch(d))
+            entry = entry_from_dispatch(d)
+            self._add(entry)
+            if exclude_own and self.fresh is not None:
+                self.fresh.append(entry)
 
     async def reload(self) -> list[tuple[int, str]]:
         """Read what the pending ``Poke``s name; the running dispatches to cancel, why."""

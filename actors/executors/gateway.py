@@ -19,16 +19,19 @@ Failure classes (what the executors do with them, DESIGN.md D11):
 from __future__ import annotations
 
 import os
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx
 import msgspec
 
-from shepherd.actors.executors.base import ExecResult
 from shepherd.actors.executors.sentinels import is_drain_error
 from shepherd.store.bounds import DAY, HOUR, Range, check_bounds
 from shepherd.store.errors import ConfigError, Deferred
 from shepherd.store.models import JobSpec, Seconds
+
+if TYPE_CHECKING:  # imported where used: a config or a CLI command need not load httpx
+    import httpx
+
+    from shepherd.actors.executors.base import ExecResult
 
 __all__ = [
     "AGENT_HEADER",
@@ -97,6 +100,8 @@ class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     def timeout(self, *, read: float | None = None) -> httpx.Timeout:
         """Connect / write bounded; read unbounded by default: the run actor's absolute
         and idle deadlines cancel a turn, so a slow but streaming agent is not cut off."""
+        import httpx
+
         return httpx.Timeout(
             connect=float(self.connect_timeout),
             read=read,
@@ -114,6 +119,8 @@ class HttpClient:
 
     def get(self) -> httpx.AsyncClient:
         if self._client is None or self._client.is_closed:
+            import httpx
+
             self._client = httpx.AsyncClient(
                 limits=httpx.Limits(max_connections=self._max, max_keepalive_connections=self._max),
                 timeout=httpx.Timeout(10.0),
@@ -168,6 +175,8 @@ def failed_response(
 ) -> ExecResult:
     """The run result for an error response; raises ``Deferred`` when the gateway is down
     or draining (502 / 503 / 504, "gateway is draining")."""
+    from shepherd.actors.executors.base import ExecResult  # not at import: see above
+
     text = http_error_text(response, body)
     status = response.status_code
     if status in DOWN_STATUSES or is_drain_error(text):
@@ -188,6 +197,10 @@ def failed_response(
 def transport_failure(cfg: GatewayConfig, what: str, exc: httpx.TransportError) -> ExecResult:
     """Connection refused / connect timeout → ``Deferred``; a connection that broke
     while the gateway was answering → an error run counted as a gateway failure."""
+    import httpx
+
+    from shepherd.actors.executors.base import ExecResult
+
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
         raise gateway_down(cfg, f"{type(exc).__name__}: {exc}".rstrip(": "))
     return ExecResult(

@@ -5,14 +5,19 @@ A run's command is the leader of a process group of its own (a new session: its 
 the group id), started by ``spawn_group``. Two mechanisms keep the group from outliving
 the runtime that started it:
 
-1. **Parent-death signal (Linux).** Between fork and exec the child arms
-   ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, so the kernel kills it the moment the runtime
-   dies, a SIGKILL of the daemon included. The signal follows the *thread* that forked
-   the child, not the process: asyncio and uvloop both fork from the event loop's thread
-   (the subprocess transport is created synchronously there), and that thread lives as
-   long as the runtime, so the signal fires exactly when the runtime goes. It reaches the
-   direct child only: a process the command forks (a pipeline, ``cmd &``) does not
-   inherit it, and neither does anything on platforms without it (macOS, the BSDs).
+1. **Parent-death signal (Linux).** The child arms ``prctl(PR_SET_PDEATHSIG,
+   SIGKILL)`` before the command can start, so the kernel kills it the moment the
+   runtime dies, a SIGKILL of the daemon included. Where util-linux's ``setpriv`` is
+   installed the child execs ``setpriv --pdeathsig KILL`` first (no ``preexec_fn``, so
+   the spawn takes CPython's vfork path: ``child.start``), and the gate below checks
+   that its parent is still the runtime (a runtime that died before the signal was
+   armed leaves the child to init: it exits 125); without ``setpriv`` a ``preexec_fn``
+   arms it between fork and exec. The signal follows the *thread* that forked the
+   child, not the process: the child is always forked from the event loop's thread,
+   and that thread lives as long as the runtime, so the signal fires exactly when the
+   runtime goes. It reaches the direct child only: a process the command forks (a
+   pipeline, ``cmd &``) does not inherit it, and neither does anything on platforms
+   without it (macOS, the BSDs).
 2. **Recorded, and killed at the next start (every POSIX platform).** The command waits
    behind a gate (one line on its stdin) until the run has recorded its group id and the
    leader's start time (``ProcessId``) through the run's host
@@ -26,8 +31,6 @@ the runtime that started it:
 
 from __future__ import annotations
 
-import asyncio
-import ctypes
 import os
 import signal
 import subprocess
@@ -40,6 +43,8 @@ from typing import Literal, NamedTuple, Protocol
 
 import anyio
 import msgspec
+
+from shepherd.actors.executors import child
 
 __all__ = [
     "ProcInfo",
@@ -56,10 +61,17 @@ __all__ = [
     "spawn_group",
 ]
 
-# Waits for one line on stdin (the gate), then becomes the command (same pid, same
-# group, same start time) with stdin on /dev/null. EOF instead of a line: the runtime
-# died before the group was recorded, so the command never starts.
-_GATE = 'read -r go || exit 125; exec "$0" -c "$1" </dev/null'
+# Waits for one line on stdin (the gate), then runs the command in the same shell (same
+# pid, same group, same start time) with stdin on /dev/null and no positional
+# parameters: ``eval`` instead of a second exec of the shell saves one exec per run.
+# EOF instead of a line: the runtime died before the group was recorded, so the command
+# never starts. "$2", when given, is the runtime's pid: a shell whose parent is another
+# process now (the runtime died before ``setpriv`` armed the parent-death signal)
+# exits instead.
+_GATE = (
+    'read -r _g || exit 125; [ -z "$2" ] || [ "$PPID" = "$2" ] || exit 125; '
+    'unset _g; exec </dev/null; eval "set --; $1"'
+)
 _DEAD = frozenset("ZXx")  # zombie / dead: does no work, only waits to be reaped
 _PROCFS = sys.platform.startswith("linux") and Path("/proc/self/stat").exists()
 
@@ -185,12 +197,19 @@ def process_table() -> list[ProcInfo]:
     return out
 
 
+def _read_stat(pid: int) -> str:
+    fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)  # procfs: no disk, never blocks
+    try:
+        return os.read(fd, 4096).decode("utf-8", "replace")
+    finally:
+        os.close(fd)
+
+
 async def identify(pid: int) -> ProcessId | None:
     """The ``ProcessId`` of the group led by ``pid`` (None if it is already gone)."""
     if _PROCFS:
         try:
-            stat = Path(f"/proc/{pid}/stat").read_text()  # noqa: ASYNC240 (procfs: no disk)
-            info = parse_stat(stat)
+            info = parse_stat(_read_stat(pid))
         except (OSError, ValueError, IndexError):
             return None
     else:
@@ -211,39 +230,11 @@ def kill_group(pgid: int) -> None:
 # -- spawning --------------------------------------------------------------------------
 
 
-def _load_prctl() -> Callable[..., int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    fn.restype = ctypes.c_int
-    return fn  # type: ignore[no-any-return]
-
-
-_PRCTL = _load_prctl()  # resolved here, never in a forked child
-_PR_SET_PDEATHSIG = 1
-
-
-def _pdeathsig() -> Callable[[], None] | None:
-    """A ``preexec_fn`` arming SIGKILL on the parent's death (Linux), else None.
-
-    It runs in the child between fork and exec, after the new session is made (CPython;
-    uvloop runs it just before), so it only calls the already-resolved ``prctl`` and
-    ``getppid``: no import, no lock, nothing that could wait on another thread."""
-    prctl = _PRCTL
-    if prctl is None:
-        return None
-    parent = os.getpid()
-
-    def arm() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:  # the runtime died before the signal was armed
-            os._exit(125)
-
-    return arm
+def _argv(shell: str, command: str) -> tuple[list[str], Callable[[], None] | None]:
+    """The child's argv and ``preexec_fn`` (``child.pdeathsig``)."""
+    prefix, preexec = child.pdeathsig()
+    argv = [*prefix, shell, "-c", _GATE, shell, command]
+    return ([*argv, str(os.getpid())] if prefix else argv), preexec
 
 
 async def spawn_group(
@@ -254,35 +245,25 @@ async def spawn_group(
     registry: ProcessRegistry | None,
     env: Mapping[str, str] | None = None,
     cwd: str | None = None,
-) -> asyncio.subprocess.Process:
+) -> child.Child:
     """Start ``shell -c command`` as the leader of a new process group, stdout and
     stderr piped, stdin on /dev/null; with a ``registry``, the command starts only once
     its ``ProcessId`` is committed. A failure or cancellation before that kills it."""
-    proc = await asyncio.create_subprocess_exec(
-        shell, "-c", _GATE, shell, command,
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env=env, cwd=cwd, start_new_session=True, preexec_fn=_pdeathsig(),
-    )  # fmt: skip
+    argv, preexec = _argv(shell, command)
+    proc = await child.start(argv, env=env, cwd=cwd, preexec_fn=preexec)
     try:
         if registry is not None:
             ident = await identify(proc.pid)
             if ident is not None:
                 await registry.record_process(run_id, ident)
-        gate = proc.stdin
-        assert gate is not None
-        try:
-            gate.write(b"go\n")
-            await gate.drain()
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # it is gone already: the caller sees its exit status
-        gate.close()
+        proc.open_gate(b"go\n")
     except BaseException:
         await end_group(proc)
         raise
     return proc
 
 
-async def end_group(proc: asyncio.subprocess.Process) -> None:
+async def end_group(proc: child.Child) -> None:
     """Kill the whole group unless its leader has exited, and wait for the leader
     (shielded: a cancelled run still reaps what it started)."""
     if proc.returncode is None:

@@ -31,7 +31,7 @@ from typing import IO, Any
 import anyio
 import msgspec
 
-from shepherd.actors.executors import procs
+from shepherd.actors.executors import child, procs
 from shepherd.actors.executors.base import ExecResult, RunContext
 from shepherd.actors.executors.output import (
     OUTPUT_OPTIONS,
@@ -61,14 +61,15 @@ def artifact_path(data_dir: str, run_id: int, stream: str) -> Path:
 class _Capture:
     """One stream: the head in memory, everything past the offload threshold spilled."""
 
-    __slots__ = ("file", "head", "keep", "limits", "path", "total")
+    __slots__ = ("data_dir", "file", "head", "keep", "limits", "path", "run_id", "stream", "total")
 
-    def __init__(self, limits: OutputLimits, path: Path) -> None:
+    def __init__(self, limits: OutputLimits, data_dir: str, run_id: int, stream: str) -> None:
         self.limits = limits
         self.keep = max(limits.offload, limits.excerpt)
         self.head = bytearray()
         self.total = 0
-        self.path = path
+        self.data_dir, self.run_id, self.stream = data_dir, run_id, stream
+        self.path: Path | None = None  # only once it is offloaded
         self.file: IO[bytes] | None = None
 
     async def feed(self, chunk: bytes) -> None:
@@ -78,6 +79,7 @@ class _Capture:
             self.head += chunk
             return
         if self.file is None:
+            self.path = artifact_path(self.data_dir, self.run_id, self.stream)
             self.file = await anyio.to_thread.run_sync(_open_artifact, self.path)
             await anyio.to_thread.run_sync(self.file.write, bytes(self.head))
         if room > 0:
@@ -89,7 +91,7 @@ class _Capture:
             self.file.close()
 
     def result(self) -> StreamResult:
-        if self.file is None:
+        if self.file is None or self.path is None:
             return normalize_stream(bytes(self.head), self.limits, None)
         text = bytes(self.head).decode("utf-8", errors="replace")
         return StreamResult(
@@ -131,8 +133,8 @@ class ShellExecutor:
 
     async def execute(self, ctx: RunContext) -> ExecResult:
         limits = validate_limits(ctx.job.options)
-        out = _Capture(limits, artifact_path(ctx.data_dir, ctx.run_id, "stdout"))
-        err = _Capture(limits, artifact_path(ctx.data_dir, ctx.run_id, "stderr"))
+        out = _Capture(limits, ctx.data_dir, ctx.run_id, "stdout")
+        err = _Capture(limits, ctx.data_dir, ctx.run_id, "stderr")
         env = {
             **os.environ,
             "SHEPHERD_RUN_ID": str(ctx.run_id),
@@ -181,7 +183,7 @@ class ShellExecutor:
 
 
 def _record(
-    ctx: RunContext, proc: asyncio.subprocess.Process, out: StreamResult, err: StreamResult
+    ctx: RunContext, proc: child.Child, out: StreamResult, err: StreamResult
 ) -> tuple[StreamResult, StreamResult]:
     code = proc.returncode
     details: dict[str, Any] = {

@@ -25,7 +25,7 @@ plain functions (SEMANTICS.md §2.6, D9):
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 
@@ -37,13 +37,15 @@ from shepherd.actors.executors.output import (
     soft_failed_text,
     validate_limits,
 )
-from shepherd.actors.messages import OutcomeEvent
-from shepherd.actors.router.messages import Announce
 from shepherd.store.alerts import validate_alert_option
 from shepherd.store.bounds import DAY, HOUR, Range, check_bounds
 from shepherd.store.errors import ConfigError
 from shepherd.store.models import JobSpec, Run, Seconds
 from shepherd.store.ops import DeadLetterAlert, NewDelivery
+
+if TYPE_CHECKING:  # annotations only: the config (DeliveryConfig) loads without the actors
+    from shepherd.actors.messages import OutcomeEvent
+    from shepherd.actors.router.messages import Announce
 
 __all__ = [
     "DELIVERY_OPTIONS",

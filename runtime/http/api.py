@@ -39,6 +39,7 @@ from shepherd.store.errors import (
     ShepherdError,
     StoreError,
 )
+from shepherd.store.models import _dec_hook, _enc_hook
 
 if TYPE_CHECKING:
     from shepherd.runtime.http.context import HttpContext
@@ -90,7 +91,8 @@ class Endpoint:
     response: Any = None  # the 2xx answer's type, for the document
     status: int = 200
     tags: tuple[str, ...] = ()
-    # the 4xx statuses worth documenting besides 400 / 401 / 403 / 422 / 429
+    # the 4xx statuses worth documenting besides 400 / 401 / 403 / 422 / 429 (another
+    # 2xx, such as 204, is documented without a body)
     errors: tuple[int, ...] = ()
     name: str = ""  # the operationId; default: from method and path
 
@@ -111,14 +113,16 @@ class ApiRequest:
 
 
 _FIELD = re.compile(r"at `\$\.?(.*?)`")
+_UNKNOWN = re.compile(r"(?:unknown|missing required) field `([^`]*)`")
 
 
 def _field_of(message: str) -> str | None:
     m = _FIELD.search(message)
-    if m is None:
-        return None
-    path = m.group(1)
-    return path.lstrip(".") or None
+    path = m.group(1).lstrip(".") if m is not None else ""
+    unknown = _UNKNOWN.search(message)  # name the unknown field itself, not its object
+    if unknown is not None:
+        path = f"{path}.{unknown.group(1)}" if path else unknown.group(1)
+    return path or None
 
 
 def status_of(exc: BaseException) -> tuple[int, str, str | None]:
@@ -154,7 +158,8 @@ def error_response(
 
 
 def json_response(value: Any, status: int = 200) -> Response:
-    return Response(msgspec.json.encode(value), status_code=status, media_type="application/json")
+    body = msgspec.json.encode(value, enc_hook=_enc_hook)  # durations (Seconds) as numbers
+    return Response(body, status_code=status, media_type="application/json")
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -195,7 +200,7 @@ def decode_body(data: bytes, type_: Any) -> Any:
     if not data.strip():
         raise ApiError(400, "a JSON body is required")
     try:
-        return msgspec.json.decode(data, type=type_)
+        return msgspec.json.decode(data, type=type_, dec_hook=_dec_hook)  # "30s" durations
     except msgspec.ValidationError as exc:
         text = str(exc)
         raise ApiError(422, text, field=_field_of(text)) from None

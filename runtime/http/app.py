@@ -33,10 +33,19 @@ log = logging.getLogger("shepherd.http")
 # Modules with ``ENDPOINTS: list[Endpoint]`` (relative to shepherd.runtime.http).
 ENDPOINT_MODULES: tuple[str, ...] = (
     # @@endpoint-modules@@
+    "rest_jobs",
+    "rest_queue",
+    "rest_ops",
+    "workers",
+    "tasks",
 )
 # Modules with ``routes(ctx) -> list[BaseRoute]`` (streams, metrics, the dashboard).
 ROUTE_MODULES: tuple[str, ...] = (
     # @@route-modules@@
+    "events",
+    "metrics",
+    "ui",
+    "workers",
 )
 
 

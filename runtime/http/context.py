@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
+
 from shepherd.runtime.http.auth import Auth
 from shepherd.runtime.http.config import HttpConfig
 
@@ -33,12 +35,41 @@ class HttpContext:
         return self._openapi
 
     async def readiness(self) -> dict[str, str]:
-        checks: dict[str, str] = {}
-        checks["runtime"] = "ok" if getattr(self.rt, "_root", None) is not None else "starting"
+        """``recovery``: the dispatcher recovered the orphaned runs and loaded the queue
+        (again after a restart); ``store``: a write would commit (``store_writable``)."""
+        actors: dict[str, Any] = getattr(self.rt, "_actors", {})
+        dispatcher = actors.get("dispatcher")
+        ready = dispatcher is not None and getattr(dispatcher, "ready", False)
+        checks = {"recovery": "ok" if ready else "pending"}
         try:
-            await self.rt.store.stats()
-            path = self.rt.config.database
-            checks["store"] = "ok" if os.access(path, os.W_OK) else "read-only"
+            checks["store"] = await store_writable(self.rt, actors.get("store"))
         except Exception as exc:  # a probe answers, it never raises
             checks["store"] = f"error: {exc}"
         return checks
+
+
+RECENT = 5.0  # seconds: a commit this recent answers for the store without a write
+PROBE_TIMEOUT = 2.0  # seconds a probe's own write may take
+
+
+async def store_writable(rt: Any, writer: Any) -> str:
+    """``ok`` when the store writer's last commit succeeded less than ``RECENT`` s ago;
+    otherwise (or when it failed) a real round trip through the writer, an empty write
+    transaction (``BEGIN IMMEDIATE``: it needs the write lock and a writable file),
+    bounded by ``PROBE_TIMEOUT``."""
+    from shepherd.actors.writer import write
+    from shepherd.store.ops import Heartbeats
+
+    if writer is None:
+        return "starting"
+    if not os.access(rt.config.database, os.W_OK):
+        return "read-only"
+    if not writer.failing and writer.last_commit and rt.clock.now() - writer.last_commit < RECENT:
+        return "ok"
+    with anyio.move_on_after(PROBE_TIMEOUT):
+        try:
+            await write(rt._writer, Heartbeats([]))
+        except Exception as exc:  # StoreError (locked, read-only, full...), writer gone
+            return f"error: {exc}"
+        return "ok"
+    return f"error: no commit within {PROBE_TIMEOUT:g}s"

@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from shepherd.runtime.http.api import Endpoint, ErrorEnvelope
+from shepherd.store.models import Seconds
 
 __all__ = ["openapi_document"]
 
@@ -21,6 +22,13 @@ _REF = "#/components/schemas/{name}"
 _STD_ERRORS = {400: "bad request", 401: "no or unknown token", 403: "wrong scope",
                422: "a field is wrong (named in error.field)", 429: "rate limited",
                503: "store busy or unavailable; retry"}  # fmt: skip
+
+
+def _schema_hook(type_: type) -> dict[str, Any]:
+    """A duration (``Seconds``): a number of seconds or a text such as ``"30s"``."""
+    if type_ is Seconds:
+        return {"anyOf": [{"type": "number", "minimum": 0}, {"type": "string"}]}
+    raise NotImplementedError(f"no schema for {type_!r}")
 
 
 def _op_id(ep: Endpoint) -> str:
@@ -36,7 +44,9 @@ def openapi_document(endpoints: list[Endpoint], *, title: str, version: str) -> 
         for t in (ep.query, ep.body, ep.response):
             if t is not None:
                 types.append(t)
-    schemas, components = msgspec.json.schema_components(types, ref_template=_REF)
+    schemas, components = msgspec.json.schema_components(
+        types, ref_template=_REF, schema_hook=_schema_hook
+    )
     lookup = dict(zip(map(id, types), schemas, strict=True))
     error_ref = lookup[id(ErrorEnvelope)]
     paths: dict[str, dict[str, Any]] = {}
@@ -58,6 +68,9 @@ def openapi_document(endpoints: list[Endpoint], *, title: str, version: str) -> 
             ok["content"] = {"application/json": {"schema": lookup[id(ep.response)]}}
         responses[str(ep.status)] = ok
         for code in sorted({*_STD_ERRORS, *ep.errors}):
+            if code < 400:  # another answer without a body (204: nothing to claim)
+                responses[str(code)] = {"description": "no content"}
+                continue
             responses[str(code)] = {
                 "description": _STD_ERRORS.get(code, "error"),
                 "content": {"application/json": {"schema": error_ref}},

@@ -13,6 +13,8 @@ knows a database.
 - ``store.ops.messages``: inbox messages and announce deliveries;
 - ``store.ops.spawn``: a spawn message and its one-shot job, in one transaction;
 - ``store.ops.groups``: task groups (the dead-man switch) and their rules.
+- ``store.ops.imports``: an import from another scheduler (``import ocs``), in one
+  transaction.
 
 Every op is importable from here.
 """
@@ -60,6 +62,7 @@ from shepherd.store.ops.groups import (
     Reported,
     ReportMember,
 )
+from shepherd.store.ops.imports import IMPORT_OP_TYPES, ImportBatch, ImportOp
 from shepherd.store.ops.jobs import (
     DeleteJob,
     RecordSlots,
@@ -111,6 +114,7 @@ __all__ = [
     "APPROVAL_OP_TYPES",
     "CONTROL_OP_TYPES",
     "GROUP_OP_TYPES",
+    "IMPORT_OP_TYPES",
     "MESSAGE_OP_TYPES",
     "PRUNE_OP_TYPES",
     "SPAWN_OP_TYPES",
@@ -138,6 +142,8 @@ __all__ = [
     "FiredChild",
     "GroupOp",
     "Heartbeats",
+    "ImportBatch",
+    "ImportOp",
     "InsertDeliveries",
     "InsertDispatches",
     "InsertMessages",
@@ -211,5 +217,6 @@ WriteOp = (
     | GroupOp
     | SpawnOp
     | ChainOp
+    | ImportOp
     # @@ops-union@@ (add "| YourOp" above this line; one union per ops module)
 )

@@ -9,7 +9,26 @@
 - ``queries``: the reader's queries of jobs, dispatches and runs.
 """
 
-from shepherd.store.sqlite.codes import translate
-from shepherd.store.sqlite.engine import SqliteStore, Synchronous
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shepherd.store.sqlite.codes import translate
+    from shepherd.store.sqlite.engine import SqliteStore, Synchronous
 
 __all__ = ["SqliteStore", "Synchronous", "translate"]
+
+
+def __getattr__(name: str) -> Any:
+    """The engine on first use (PEP 562): a module that needs only ``integrity`` or
+    ``backup`` (a config's ``start_check``, ``shepherd doctor``) does not load aiosqlite."""
+    if name == "translate":
+        from shepherd.store.sqlite.codes import translate
+
+        return translate
+    if name in ("SqliteStore", "Synchronous"):
+        from shepherd.store.sqlite import engine
+
+        return getattr(engine, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -45,6 +45,7 @@ from shepherd.store.ops import (
 )
 from shepherd.store.ops.chains import CancelChain
 from shepherd.store.ops.controls import ClearPauses, SetPause
+from shepherd.store.ops.imports import ImportBatch
 from shepherd.store.sqlite import (
     agents,
     approvals,
@@ -54,6 +55,7 @@ from shepherd.store.sqlite import (
     deliveries,
     dispatches,
     groups,
+    imports,
     jobs,
     messages,
     prune,
@@ -99,6 +101,7 @@ _APPLY: dict[type, Callable[[sqlite3.Connection, Any], Any]] = {
     MarkDead: groups.mark_dead,
     SpawnMessage: spawn.spawn_message,
     CancelChain: chains.cancel_chain,
+    ImportBatch: imports.import_batch,
     # @@apply-entries@@ (add "YourOp: module.fn," above this line)
 }
 assert set(MESSAGE_OP_TYPES) <= set(_APPLY)

@@ -44,6 +44,7 @@ from shepherd.store.protocol import CheckpointMode, OrphanedProcess
 from shepherd.store.sqlite import agents as agents_sql
 from shepherd.store.sqlite import approvals as approvals_sql
 from shepherd.store.sqlite import controls, deliveries, groups, messages, queries, runs, spawn
+from shepherd.store.sqlite import metrics as metrics_sql
 from shepherd.store.sqlite.backup import Progress, copy_to
 from shepherd.store.sqlite.batch import apply_batch, on_thread
 from shepherd.store.sqlite.codes import translate
@@ -220,9 +221,14 @@ class SqliteStore:
         return await self.read(queries.get_dispatch, dispatch_id)
 
     async def dispatches(
-        self, *, status: str | None = None, job: str | None = None, limit: int = 100
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        job: str | None = None,
+        limit: int = 100,
+        **page: Any,
     ) -> list[Dispatch]:
-        return await self.read(queries.list_dispatches, status=status, job=job, limit=limit)
+        return await self.read(queries.list_dispatches, status=status, job=job, limit=limit, **page)
 
     async def queued_since(
         self, after_seq: int, *, exclude_origin: str | None = None
@@ -245,12 +251,13 @@ class SqliteStore:
         self,
         *,
         job: str | None = None,
-        status: str | None = None,
+        status: str | Sequence[str] | None = None,
         dispatch_id: int | None = None,
         limit: int = 100,
+        **page: Any,
     ) -> list[Run]:
         return await self.read(
-            queries.list_runs, job=job, status=status, dispatch_id=dispatch_id, limit=limit
+            queries.list_runs, job=job, status=status, dispatch_id=dispatch_id, limit=limit, **page
         )
 
     async def orphaned_processes(self) -> list[OrphanedProcess]:
@@ -348,6 +355,9 @@ class SqliteStore:
 
     async def stats(self) -> dict[str, Any]:
         return await self.read(queries.stats)
+
+    async def queue_depth(self) -> list[tuple[str, int, str, int]]:
+        return await self.read(metrics_sql.queue_depth)
 
     async def latest_instance(self) -> dict[str, Any] | None:
         return await self.read(queries.latest_instance)

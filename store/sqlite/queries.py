@@ -1,11 +1,14 @@
 """Read queries: synchronous functions on a sqlite3 connection, returning row models.
 
 They run on the store's reader connection (its own thread), never on the writer's.
+The module is long because the reads of the core tables (jobs, dispatches, runs) live
+together with the row decoders and the keyset filters they share.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -184,16 +187,54 @@ def _where(**columns: Any) -> tuple[str, list[Any]]:
 def list_dispatches(
     conn: sqlite3.Connection,
     *,
-    status: str | None = None,
+    status: str | Sequence[str] | None = None,
     job: str | None = None,
     limit: int = 100,
+    before: int | None = None,
+    priority: str | None = None,
+    agent: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
 ) -> list[Dispatch]:
-    clause, args = _where(status=status, job_name=job)
+    """Newest first. ``before``: only ids below it (keyset pagination: the next page
+    starts below the last id seen, never an OFFSET); ``since`` / ``until`` bound
+    ``created_at`` (since <= created_at < until)."""
+    clause, args = _keyset(
+        _where(job_name=job, agent=agent, priority=None if priority is None else _rank(priority)),
+        status=status, before=before, column="created_at", since=since, until=until,
+    )  # fmt: skip
     rows = conn.execute(
         f"SELECT {DISPATCH_COLUMNS} FROM dispatches {clause} ORDER BY id DESC LIMIT ?",
         [*args, limit],
     ).fetchall()
     return [dispatch_from_row(r) for r in rows]
+
+
+def _rank(priority: str) -> int:
+    return PRIORITIES.index(priority) if priority in PRIORITIES else -1
+
+
+def _keyset(
+    where: tuple[str, list[Any]],
+    *,
+    status: str | Sequence[str] | None,
+    before: int | None,
+    column: str,
+    since: float | None,
+    until: float | None,
+) -> tuple[str, list[Any]]:
+    """``where`` extended with a status set, ``id < before`` and a time range."""
+    clause, args = where
+    parts = [clause.removeprefix("WHERE ")] if clause else []
+    statuses = [status] if isinstance(status, str) else list(status or ())
+    if statuses:
+        parts.append(f"status IN ({','.join('?' * len(statuses))})")
+        args.extend(statuses)
+    for cond, value in (("id < ?", before), (f"{column} >= ?", since), (f"{column} < ?", until)):
+        if value is not None:
+            parts.append(cond)
+            args.append(value)
+    return (f"WHERE {' AND '.join(parts)}" if parts else ""), args
 
 
 def queued_since(
@@ -237,11 +278,20 @@ def list_runs(
     conn: sqlite3.Connection,
     *,
     job: str | None = None,
-    status: str | None = None,
+    status: str | Sequence[str] | None = None,
     dispatch_id: int | None = None,
     limit: int = 100,
+    before: int | None = None,
+    agent: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
 ) -> list[Run]:
-    clause, args = _where(job_name=job, status=status, dispatch_id=dispatch_id)
+    """Newest first; ``before`` / ``since`` / ``until`` as ``list_dispatches``
+    (the range bounds ``started_at``)."""
+    clause, args = _keyset(
+        _where(job_name=job, dispatch_id=dispatch_id, agent=agent),
+        status=status, before=before, column="started_at", since=since, until=until,
+    )  # fmt: skip
     rows = conn.execute(
         f"SELECT {_RUN_COLUMNS} FROM runs {clause} ORDER BY id DESC LIMIT ?", [*args, limit]
     ).fetchall()

@@ -358,6 +358,21 @@ MIGRATIONS: list[list[str]] = [
         )""",
         # @@migration-10-controls@@
     ],
+    # 11: imports from another scheduler (store/sqlite/imports.py): each imported row's
+    # source id → the shepherd id it became and the digest of the source row, so that
+    # importing the same source again creates nothing twice
+    [
+        """CREATE TABLE import_map (
+            source TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            source_id TEXT NOT NULL,
+            target_id TEXT NOT NULL,
+            digest TEXT,
+            imported_at REAL NOT NULL,
+            PRIMARY KEY (source, kind, source_id)
+        )""",
+        # @@migration-11-imports@@
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -50,8 +50,9 @@ def test_config_one_shot_does_not_fire_again_after_a_restart(
     if when == "relative":
         at = "in 1s"
     else:  # "late": more than the 60 s misfire grace past by the restart
-        ahead = 1.0 if when == "soon" else -59.0
-        at = datetime.fromtimestamp(time.time() + ahead, UTC).isoformat()
+        ahead = 1.0 if when == "soon" else -55.0  # 5 s for the first daemon's start
+        at_ts = time.time() + ahead
+        at = datetime.fromtimestamp(at_ts, UTC).isoformat()
     config = tmp_path / "shepherd.toml"
     config.write_text(
         'database = "e2e.db"\nshutdown_grace = "5s"\n\n'
@@ -98,6 +99,8 @@ def test_config_one_shot_does_not_fire_again_after_a_restart(
     assert query("SELECT COUNT(*) FROM runs")[0][0] == 1
     stopped_at = job()[2]
 
+    if when == "late":  # the restart comes after the misfire grace has passed
+        eventually(lambda: time.time() > at_ts + 61.0, timeout=30, what="the grace to pass")
     second = start()  # the same config: the daemon adds the job again
     eventually(lambda: job()[2] > stopped_at, what="the restart to re-add the config's job")
     enabled, next_run_at, _ = job()

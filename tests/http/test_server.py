@@ -16,6 +16,7 @@ import pytest
 
 from shepherd import Config, ConfigError, Runtime
 from shepherd.runtime.http.config import HttpConfig
+from tests.helpers import eventually
 from tests.http_helpers import serve
 
 pytestmark = pytest.mark.anyio
@@ -71,3 +72,36 @@ def test_bad_listen_is_refused() -> None:
     with pytest.raises(ConfigError) as err:
         HttpConfig(listen="localhost")
     assert err.value.field == "http.listen"
+
+
+async def test_a_crashed_server_is_restarted_on_the_same_port(
+    db_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shepherd.actors import http as http_actor
+
+    crashes: list[str] = []
+    real = http_actor._Server.main_loop
+
+    async def main_loop(self: http_actor._Server) -> None:
+        if not crashes:  # the first server dies under load; its restart serves
+            crashes.append("boom")
+            raise RuntimeError("boom")
+        await real(self)
+
+    monkeypatch.setattr(http_actor._Server, "main_loop", main_loop)
+    async with serve(db_path) as srv:
+        server = srv.rt._actors["http"]
+        await eventually(lambda: server.starts == 2, what="the http actor's restart")
+        async with httpx.AsyncClient(base_url=srv.url) as c:
+            await eventually(
+                lambda: _healthy(c), what="the restarted server to answer on the same port"
+            )
+        events = [e for e in srv.rt.actor_events if "http" in str(e)]
+        assert events, "the crash was recorded as an actor event"
+
+
+async def _healthy(c: httpx.AsyncClient) -> bool:
+    try:
+        return (await c.get("/healthz")).status_code == 200
+    except httpx.TransportError:
+        return False

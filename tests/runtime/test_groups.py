@@ -165,6 +165,9 @@ async def test_members_silent_while_no_runtime_ran_die_at_the_next_start(db_path
     clock.jump_wall(3600)  # an hour with no runtime
     async with Runtime.open(_cfg(db_path), clock=clock) as rt:
         rt.register_delivery_sink("chat", sink)
+        # the summary may be tried during the start, before the sink is registered: that
+        # attempt fails ("no delivery sink") and its retry, a few seconds on, reaches it
+        await clock.advance_when_blocked(60)
         await eventually(lambda: sink.got, what="the summary after the restart")
         g = await rt.group("down")
         assert [m.status for m in g.members] == ["completed", "dead"]

@@ -39,12 +39,15 @@ def test_the_tree_starts_writer_first_router_before_dispatcher_ingest_after_both
         "groups",
         "ingest",
         "spool",
+        "producers",
         "pruner",
         "backup",
+        "nats",
+        "http",
     ]
     assert STRATEGY == "rest_for_one"
     assert all(c.restart == "permanent" and c.why for c in TREE)
-    assert [c.name for c in TREE if c.plus_grace] == ["dispatcher"]
+    assert [c.name for c in TREE if c.plus_grace] == ["dispatcher", "http"]
 
 
 def test_every_mailbox_is_sized_for_what_flows_in_with_a_reason() -> None:

@@ -1,0 +1,78 @@
+"""``shepherd enqueue``: through the daemon's enqueue socket when a daemon serves the
+database (its group commit; the id printed once committed), else written directly
+(``_cli_ops.enqueue_one``). The module imports little, so the command starts fast: the
+direct path's store and checks are imported only when no daemon answers."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from shepherd.runtime._cli_fmt import CliError, emit_json
+from shepherd.runtime.producer import Producer
+from shepherd.store.errors import ConfigError, ShepherdError
+
+if TYPE_CHECKING:
+    from shepherd.runtime.config import Config
+
+__all__ = ["cmd_enqueue"]
+
+# the request fields `enqueue` takes as flags: an error naming one names the flag
+_FLAGS = {
+    "delay",
+    "not_before",
+    "expires_in",
+    "max_attempts",
+    "idempotency_key",
+    "capabilities",
+    "owner",
+    "priority",
+}
+
+
+def cmd_enqueue(args: argparse.Namespace, cfg: Config) -> int:
+    if args.delay is not None and args.not_before is not None:
+        raise CliError("--delay and --not-before exclude each other", code=2)
+    producer = Producer(cfg.database)
+    if not producer.connected():
+        from shepherd.runtime._cli_ops import cmd_enqueue as direct
+
+        return direct(args, cfg)
+    item: dict[str, Any] = {
+        "job": args.job,
+        "payload": args.payload,
+        "priority": args.priority,
+        "not_before": args.not_before,
+        "delay": args.delay,
+        "expires_in": args.expires_in,
+        "max_attempts": args.max_attempts,
+        "idempotency_key": args.idempotency_key,
+        "capabilities": args.capabilities.split(",") if args.capabilities is not None else None,
+        "owner": args.owner,
+    }
+    with producer:
+        [got] = producer.submit([{k: v for k, v in item.items() if v is not None}])
+    if isinstance(got, ShepherdError):
+        raise _flagged(got)
+    dispatch_id, duplicate = got
+    if args.json:
+        emit_json({"id": dispatch_id, "job": args.job, "duplicate": duplicate})
+    elif duplicate:
+        print(f"{dispatch_id} (the existing dispatch of idempotency key {args.idempotency_key!r})")
+    else:
+        print(dispatch_id)
+    return 0
+
+
+def _flagged(exc: ShepherdError) -> ShepherdError:
+    """A ``ConfigError`` naming a request field as the flag that set it, other fields
+    as the direct path names them (``enqueue.job``)."""
+    if not isinstance(exc, ConfigError) or exc.field is None:
+        return exc
+    field = exc.field.removeprefix("requests[0].")
+    message = str(exc).removeprefix(f"{exc.field}: ")
+    if field in _FLAGS:
+        return ConfigError(message, field="--" + field.replace("_", "-"))
+    if field != exc.field:
+        return ConfigError(message, field=f"enqueue.{field}")
+    return exc

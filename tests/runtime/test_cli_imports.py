@@ -1,0 +1,102 @@
+"""What a command imports: ``shepherd enqueue`` and ``import shepherd`` load only what
+they use (the whole actor tree, httpx and the event loop cost a CLI call ~0.3 s).
+
+Each check runs a fresh interpreter and reads its ``sys.modules``: behaviour, not time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import msgspec
+
+from shepherd.actors.ingest_wire import Answer, EnqueueItem, frame, split_frames, stream_path
+
+TREE = ("shepherd.actors.dispatcher.actor", "shepherd.runtime.app", "shepherd.runtime.tree")
+LOOP = ("asyncio", "anyio._backends._asyncio", "aiosqlite", "uvloop")
+
+_SCRIPT = """
+import json, sys
+from shepherd.runtime import cli
+rc = cli.main(sys.argv[1:])
+print(json.dumps({"rc": rc, "modules": sorted(sys.modules)}))
+"""
+
+
+def _cli_modules(tmp: Path, *argv: str) -> tuple[int, set[str], str]:
+    proc = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, *argv], capture_output=True, text=True, cwd=tmp, timeout=60
+    )
+    *out, last = proc.stdout.strip().splitlines()
+    got = json.loads(last)
+    return got["rc"], set(got["modules"]), "\n".join(out) + proc.stderr
+
+
+def _job(tmp: Path, db: Path) -> None:
+    argv = [sys.executable, "-m", "shepherd", "--database", str(db), "jobs", "add", "j"]
+    argv += ["--executor", "shell", "--target", "true"]
+    subprocess.run(argv, check=True, capture_output=True, cwd=tmp, timeout=60)
+
+
+def test_enqueue_without_a_daemon_writes_directly_without_the_actor_tree(tmp_path: Path) -> None:
+    db = tmp_path / "q.db"
+    _job(tmp_path, db)
+    rc, modules, out = _cli_modules(tmp_path, "--database", str(db), "enqueue", "j")
+    assert rc == 0, out
+    assert out.strip() == "1"
+    assert not modules & {*TREE, "httpx"}, sorted(modules & {*TREE, "httpx"})
+
+
+def test_enqueue_through_a_daemon_socket_loads_no_event_loop(tmp_path: Path) -> None:
+    """A stand-in daemon (a listener answering dispatch 42) on the database's socket."""
+    db = tmp_path / "q.db"
+    _job(tmp_path, db)
+    path = stream_path(str(db))
+    seen: list[EnqueueItem] = []
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(path)
+        try:
+            listener.listen(1)
+            listener.settimeout(60)
+
+            def serve() -> None:
+                conn, _ = listener.accept()
+                with conn:
+                    buf = bytearray()
+                    while not (bodies := split_frames(buf)):
+                        buf += conn.recv(65536)
+                    item = msgspec.msgpack.decode(bodies[0], type=EnqueueItem)
+                    seen.append(item)
+                    conn.sendall(frame(msgspec.msgpack.encode(Answer(id=item.id, dispatch=42))))
+
+            thread = threading.Thread(target=serve)
+            thread.start()
+            argv = ("--database", str(db), "enqueue", "j", "--delay", "5m", "--priority", "high")
+            rc, modules, out = _cli_modules(tmp_path, *argv)
+            thread.join(timeout=60)
+        finally:
+            os.unlink(path)
+    assert rc == 0 and out.strip() == "42", out
+    assert [(i.job, i.delay, i.priority) for i in seen] == [("j", 300.0, "high")]
+    heavy = modules & {*TREE, *LOOP, "httpx"}
+    assert not heavy, sorted(heavy)
+
+
+def test_import_shepherd_is_lazy_and_complete() -> None:
+    script = (
+        "import json, sys, shepherd\n"
+        "before = sorted(sys.modules)\n"
+        "from shepherd import Runtime, JobSpec, RetryPolicy, Producer\n"
+        "missing = [n for n in shepherd.__all__ if getattr(shepherd, n, None) is None]\n"
+        "print(json.dumps({'before': before, 'missing': missing}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    got = json.loads(proc.stdout)
+    assert got["missing"] == []
+    assert not set(got["before"]) & {*TREE, *LOOP, "httpx", "shepherd.store.models"}
