@@ -18,6 +18,7 @@ with run events as ``run.started`` / ``run.finished`` followed by ``key=value`` 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -117,7 +118,9 @@ async def _serve(cfg: Config, exit_when_idle: bool, run_for: float | None) -> in
                         outer.cancel_scope.cancel()
 
             outer.start_soon(watch_signals)
-            async with Runtime.open(cfg) as rt:
+            runs_log = logging.getLogger("shepherd.events")
+            on_event = functools.partial(_log_event, runs_log)
+            async with Runtime.open(cfg, on_event=on_event) as rt:
                 log.info(
                     'daemon.ready database=%s pid=%d instance=%s concurrency=%d start_check="%s"',
                     cfg.database,
@@ -127,7 +130,6 @@ async def _serve(cfg: Config, exit_when_idle: bool, run_for: float | None) -> in
                     rt.statistics()["start_check"],
                 )
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(_log_events, rt)
                     if exit_when_idle:
                         tg.start_soon(_stop_when_idle, rt, stop)
                     if run_for is not None:
@@ -169,13 +171,6 @@ async def _stop_when_idle(rt: Runtime, stop: anyio.Event) -> None:
                 async for event in events:
                     if isinstance(event, OutcomeEvent) and event.final:
                         break
-
-
-async def _log_events(rt: Runtime) -> None:
-    runs = logging.getLogger("shepherd.events")
-    async with rt.subscribe(RunStarted, OutcomeEvent, SlotRecord) as events:
-        async for ev in events:
-            _log_event(runs, ev)
 
 
 def _log_event(runs: logging.Logger, ev: Event) -> None:

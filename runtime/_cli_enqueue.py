@@ -1,15 +1,21 @@
 """``shepherd enqueue``: through the daemon's enqueue socket when a daemon serves the
 database (its group commit; the id printed once committed), else written directly
 (``_cli_ops.enqueue_one``). The module imports little, so the command starts fast: the
-direct path's store and checks are imported only when no daemon answers."""
+direct path's store and checks are imported only when no daemon answers.
+
+A request sent to the daemon carries an idempotency key (``--idempotency-key``, or a
+generated ``cli:<uuid>``): if the daemon dies before it answers, the request may or may
+not have been committed, and the direct write that follows with the same key finds the
+committed dispatch or inserts it, so the job is queued exactly once either way."""
 
 from __future__ import annotations
 
 import argparse
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from shepherd.runtime._cli_fmt import CliError, emit_json
-from shepherd.runtime.producer import Producer
+from shepherd.runtime.producer import Disconnected, Producer
 from shepherd.store.errors import ConfigError, ShepherdError
 
 if TYPE_CHECKING:
@@ -46,15 +52,23 @@ def cmd_enqueue(args: argparse.Namespace, cfg: Config) -> int:
         "delay": args.delay,
         "expires_in": args.expires_in,
         "max_attempts": args.max_attempts,
-        "idempotency_key": args.idempotency_key,
+        "idempotency_key": args.idempotency_key or f"cli:{uuid.uuid4().hex}",
         "capabilities": args.capabilities.split(",") if args.capabilities is not None else None,
         "owner": args.owner,
     }
-    with producer:
-        [got] = producer.submit([{k: v for k, v in item.items() if v is not None}])
+    try:
+        with producer:
+            [got] = producer.submit([{k: v for k, v in item.items() if v is not None}])
+    except Disconnected:  # no answer: the direct write with the same key settles it
+        from shepherd.runtime._cli_ops import cmd_enqueue as direct
+
+        args.key_generated = args.idempotency_key is None
+        args.idempotency_key = item["idempotency_key"]
+        return direct(args, cfg)
     if isinstance(got, ShepherdError):
         raise _flagged(got)
     dispatch_id, duplicate = got
+    duplicate = duplicate and args.idempotency_key is not None  # a generated key: ours
     if args.json:
         emit_json({"id": dispatch_id, "job": args.job, "duplicate": duplicate})
     elif duplicate:

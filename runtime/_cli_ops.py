@@ -96,8 +96,9 @@ def cmd_enqueue(args: argparse.Namespace, cfg: Config) -> int:
     if not duplicate:
         send_wake(cfg.database, "d")
     if args.json:
+        duplicate = duplicate and not getattr(args, "key_generated", False)
         emit_json({"id": dispatch_id, "job": args.job, "duplicate": duplicate})
-    elif duplicate:
+    elif duplicate and not getattr(args, "key_generated", False):
         print(f"{dispatch_id} (the existing dispatch of idempotency key {args.idempotency_key!r})")
     else:
         print(dispatch_id)

@@ -13,14 +13,10 @@ which strategy, with which mailbox, and who hears which event). Leaving the
 cancels the rest (their delivery guarantee applies), stops the actors last-first and
 checkpoints the database.
 
-Three plain collaborators answer the calls: ``JobsApi`` (``runtime/_jobs_api.py``: jobs,
-enqueue), ``QueriesApi`` (``runtime/_queries_api.py``: dispatches, runs, dead letters)
-``Messaging`` (``runtime/messaging.py``: inboxes, deliveries, sinks; spawn messages
-through ``runtime/spawn.py``) and ``GroupsApi`` (``runtime/_groups_api.py``: task
-groups), ``ControlsApi`` (``runtime/_controls_api.py``: pause, resume,
-drain, rate limits). The table at
-the top of the class says which call goes where; ``rt.add_job`` *is* the jobs side's
-bound method (``delegate``), with its signature and types.
+Plain collaborators answer the calls (``JobsApi``, ``QueriesApi``, ``Messaging``,
+``GroupsApi``, ``ControlsApi``, ``ApprovalsApi``, ``AgentsApi``, in ``runtime/_*_api.py``
+and ``messaging.py``); the table at the top of the class says which call goes where;
+``rt.add_job`` *is* the jobs side's bound method (``delegate``), with its signature and types.
 """
 
 from __future__ import annotations
@@ -41,6 +37,7 @@ from shepherd.actors.executors.external import ExternalExecutor
 from shepherd.actors.executors.gateway import HttpClient
 from shepherd.actors.executors.python import PythonExecutor, PythonTarget
 from shepherd.actors.executors.shell import ShellExecutor
+from shepherd.actors.messages import OutcomeEvent, RunStarted, SlotRecord
 from shepherd.actors.primitives.clock import Clock, RealClock
 from shepherd.actors.primitives.supervisor import ActorEvent, Supervisor
 from shepherd.runtime._agents_api import AgentsApi
@@ -256,7 +253,10 @@ class Runtime:
         targets: TargetSource | None = None,
         executors: Iterable[Executor] = (),
         clock: Clock | None = None,
+        on_event: Callable[[Any], None] | None = None,
     ) -> AsyncIterator[Runtime]:
+        """``on_event`` hears every run start, outcome and slot record from before the
+        tree starts (a subscription made after ``open`` misses what recovery ran)."""
         cfg = config or Config()
         python = python_executor(cfg.app, targets)  # a bad app: refused, nothing opened
         lock = await lock_database(cfg.database)
@@ -278,6 +278,8 @@ class Runtime:
         for ex in executors:
             table[ex.name] = ex
         rt = cls(cfg, store, clock, table, http)
+        if on_event is not None:
+            rt.events.listen(on_event, RunStarted, OutcomeEvent, SlotRecord)
         try:
             async with anyio.create_task_group() as tg:
                 await tg.start(rt._serve)

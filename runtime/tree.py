@@ -2,7 +2,8 @@
 
 ``TREE`` is the root supervisor's children in start order (they stop last-first), with
 their restart types, shutdown graces and why each sits where it does; ``STRATEGY`` is
-the root's strategy. ``INBOXES`` is every mailbox's capacity and what flows into it.
+the root's strategy. ``INBOXES`` (``runtime.inboxes``) is every mailbox's capacity and
+what flows into it.
 ``ROUTES`` (``runtime.routes``) is who hears which event besides the subscribers.
 ``build_tree`` turns the three into actors and a ``Supervisor``; ``Fanout`` delivers
 events along ``ROUTES``.
@@ -42,61 +43,52 @@ from typing import Any, Literal
 
 import msgspec
 
-from shepherd.actors.approvals import ApprovalsConfig, ApprovalsMsg, ApprovalTimer
+from shepherd.actors.approvals import ApprovalsConfig, ApprovalTimer
 from shepherd.actors.backup import BackupActor
 from shepherd.actors.dispatcher import Dispatcher, DispatcherConfig
 from shepherd.actors.executors.base import Executor
 from shepherd.actors.executors.gateway import HttpClient
 from shepherd.actors.executors.host import Host
-from shepherd.actors.groups import GroupsMsg, GroupTimers, StopGroups
+from shepherd.actors.groups import GroupTimers, StopGroups
 from shepherd.actors.health import HealthMonitor
 from shepherd.actors.http import HttpServer
 from shepherd.actors.ingest import Ingest
 from shepherd.actors.ingest_stream import IngestStream, StreamProducer
 from shepherd.actors.liveness import Liveness
 from shepherd.actors.messages import (
-    DispatcherMsg,
     Drain,
     Event,
-    SchedulerMsg,
 )
 from shepherd.actors.primitives.clock import Clock
-from shepherd.actors.primitives.mailbox import Address, Mailbox, Reply
+from shepherd.actors.primitives.mailbox import Address, Reply
 from shepherd.actors.primitives.supervisor import ActorEvent, ChildSpec, Restart, Supervisor
-from shepherd.actors.pruner import Pruner, PrunerMsg
+from shepherd.actors.pruner import Pruner
 from shepherd.actors.pruner import Stop as StopPruner
-from shepherd.actors.router import Router, RouterMsg, SinkFn
+from shepherd.actors.router import Router, SinkFn
 from shepherd.actors.router import Stop as StopRouter
 from shepherd.actors.router.delivery import dead_letter_alert
 from shepherd.actors.scheduler import Scheduler, SchedulerConfig
 from shepherd.actors.spool.actor import SpoolIngest, prepare_dirs
-from shepherd.actors.writer import StoreMsg, StoreWriter
+from shepherd.actors.writer import StoreWriter
 from shepherd.runtime.config import Config
 from shepherd.runtime.http.config import parse_listen
+from shepherd.runtime.inboxes import INBOXES, ActorName, Inboxes, capacity
 from shepherd.runtime.routes import ROUTES, Fanout
 from shepherd.store.errors import MailboxClosed, MailboxFull
 from shepherd.store.protocol import Store
 
-__all__ = ["INBOXES", "ROUTES", "STRATEGY", "TREE", "Fanout", "Inboxes", "build_tree"]
+__all__ = [
+    "INBOXES",
+    "ROUTES",
+    "STRATEGY",
+    "TREE",
+    "Fanout",
+    "Inboxes",
+    "build_tree",
+    "capacity",
+]
 
 log = logging.getLogger("shepherd")
-
-ActorName = Literal[
-    "store",
-    "router",
-    "dispatcher",
-    "scheduler",
-    "approvals",
-    "health",
-    "groups",
-    "ingest",
-    "spool",
-    "producers",
-    "pruner",
-    "backup",
-    "nats",
-    "http",
-]
 
 
 class Child(msgspec.Struct, frozen=True):
@@ -160,72 +152,6 @@ TREE: tuple[Child, ...] = (
           " while the actors they call still run")),
 )
 # fmt: on
-
-
-class Inbox(msgspec.Struct, frozen=True):
-    """A mailbox's capacity: ``capacity``, plus ``concurrency`` when ``per_run``."""
-
-    name: ActorName
-    capacity: int
-    why: str
-    per_run: bool = False
-
-
-# fmt: off
-INBOXES: tuple[Inbox, ...] = (
-    Inbox("store", 4_096,
-          "one Write per caller, and every caller awaits its reply, so the depth is the"
-          " number of concurrent writers; 16 full group commits (max_batch 256) can"
-          " queue, past that senders wait (back-pressure, never an error)"),
-    Inbox("dispatcher", 4_096, per_run=True, why=(
-          "every running run's RunFinished fits (at most one per run; a run tells"
-          " first) beside 4,096 other messages: Enqueued, one per enqueue or"
-          " enqueue_many call however many rows (awaited), Cancel, JobsChanged, the"
-          " health monitor's Tick and Probe, ingest's merged Poke; the dispatcher also"
-          " tells itself Poke, which needs that room")),
-    Inbox("scheduler", 1_024,
-          "JobsChanged (awaited) and Poke from ingest (merged, dropped when full), and"
-          " one Outcome per final schedule dispatch (told; when full it is lost and"
-          " counted, skipping that slot's error bookkeeping): 1,024 covers that many"
-          " jobs' slots ending together"),
-    Inbox("router", 16_384,
-          "one Routed per finished run, told: a full inbox loses that run's announce"
-          " (counted), so it is deep, about 2 s of outcomes at the benchmark's ~8,800"
-          " runs/s; Announce, Reload, ForgetJobs and its own Attempted are few"),
-    Inbox("groups", 1_024,
-          "GroupsChanged from the runtime's group calls (awaited) and ingest's merged"
-          " Poke (told, dropped when full: one waiting covers it); its timers are its own"),
-    Inbox("approvals", 1_024,
-          "Poke(approvals) told by whoever committed a gated dispatch (this runtime's"
-          " inserts, ingest for other processes): dropped when full, one waiting covers"
-          " it (the actor re-reads the earliest deadline)"),
-    Inbox("pruner", 16,
-          "operator requests only (PruneNow, Stop); its timers are its own"),
-)
-# fmt: on
-
-
-def capacity(name: ActorName, concurrency: int) -> int:
-    """The capacity ``INBOXES`` gives ``name``'s mailbox."""
-    inbox = next(i for i in INBOXES if i.name == name)
-    return inbox.capacity + (concurrency if inbox.per_run else 0)
-
-
-class Inboxes:
-    """Every mailbox of the tree, sized by ``INBOXES`` (health and ingest have none:
-    one runs on a timer, the other reads a socket)."""
-
-    def __init__(self, concurrency: int) -> None:
-        def make(name: ActorName) -> Mailbox[Any]:
-            return Mailbox(name, capacity(name, concurrency))
-
-        self.store: Mailbox[StoreMsg] = make("store")
-        self.router: Mailbox[RouterMsg] = make("router")
-        self.dispatcher: Mailbox[DispatcherMsg] = make("dispatcher")
-        self.scheduler: Mailbox[SchedulerMsg] = make("scheduler")
-        self.pruner: Mailbox[PrunerMsg] = make("pruner")
-        self.groups: Mailbox[GroupsMsg] = make("groups")
-        self.approvals: Mailbox[ApprovalsMsg] = make("approvals")
 
 
 # -- building it ---------------------------------------------------------------------
