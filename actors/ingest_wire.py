@@ -53,6 +53,13 @@ class EnqueueItem(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     capabilities: list[str] | None = None
     owner: str | None = None
 
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments of ``Runtime.enqueue`` besides job and payload."""
+        return {f: getattr(self, f) for f in _OPTIONS}
+
+
+_OPTIONS = tuple(f for f in EnqueueItem.__struct_fields__ if f not in ("id", "job", "payload"))
+
 
 class Answer(msgspec.Struct, kw_only=True, omit_defaults=True):
     """The reply to ``EnqueueItem`` ``id``: its dispatch id, or the error."""

@@ -260,15 +260,7 @@ class JobsApi:
                 req = self._request(
                     item.job,
                     item.payload,
-                    priority=item.priority,
-                    not_before=item.not_before,
-                    delay=item.delay,
-                    expires_at=item.expires_at,
-                    expires_in=item.expires_in,
-                    max_attempts=item.max_attempts,
-                    idempotency_key=item.idempotency_key,
-                    capabilities=item.capabilities,
-                    owner=item.owner,
+                    **item.options(),
                 )
                 rows.append(await self._row(req, 0, "payload", now))
             except (ConfigError, NotFound) as exc:

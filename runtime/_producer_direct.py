@@ -42,15 +42,7 @@ async def _enqueue(cfg: Config, items: Sequence[EnqueueItem]) -> list[Got]:
                     now,
                     item.job,
                     item.payload,
-                    priority=item.priority,
-                    not_before=item.not_before,
-                    delay=item.delay,
-                    expires_at=item.expires_at,
-                    expires_in=item.expires_in,
-                    max_attempts=item.max_attempts,
-                    idempotency_key=item.idempotency_key,
-                    capabilities=item.capabilities,
-                    owner=item.owner,
+                    **item.options(),
                 )
                 row = await store.job(req.job)
                 if row is None:
