@@ -1,8 +1,8 @@
 """Row models and job specs: frozen msgspec Structs shared by every layer.
 
 Every stored shape is declared here (hence its length) or in ``store.records``
-(workflows, agents, pauses), re-exported here, so a reader finds any row, spec or
-request from one import.
+(messages, deliveries, workflows, agents, pauses), re-exported here, so a reader finds
+any row, spec or request from one import.
 
 Persisted structs follow msgspec's schema-evolution rules: a new field always gets a
 default, so rows written by an older version still decode.
@@ -25,16 +25,21 @@ from shepherd.store.errors import ConfigError
 from shepherd.store.records import (  # re-exported: one place to import rows from
     AGENT_STATUSES,
     APPROVAL_STATES,
+    DELIVERY_STATES,
     GROUP_STATES,
     MAX_CONCURRENT,
     MEMBER_STATES,
+    MESSAGE_KINDS,
+    MESSAGE_STATES,
     PAUSE_SCOPES,
     Agent,
     AgentPolicy,
     AgentSpec,
     AgentStatus,
     Approval,
+    Delivery,
     GroupMember,
+    Message,
     Pause,
     PauseScope,
     TaskGroup,
@@ -321,62 +326,6 @@ T = TypeVar("T")
 
 
 _AT_PATH = re.compile(r" - at `\$\.?([^`]*)`$")
-
-
-# -- messages and deliveries (owned by the message router) ---------------------------
-
-MESSAGE_KINDS: tuple[str, ...] = (
-    "text", "task", "result", "status", "system", "spawn",
-    "decision", "constraint", "fact", "preference",
-)  # fmt: skip
-MESSAGE_STATES: tuple[str, ...] = ("pending", "delivered", "read", "expired", "failed")
-DELIVERY_STATES: tuple[str, ...] = ("pending", "sent", "failed")
-
-
-class Message(msgspec.Struct, frozen=True, kw_only=True):
-    id: int
-    from_agent: str
-    to_agent: str
-    kind: str
-    subject: str | None
-    body: str
-    priority: int  # 0 normal, 1 high, 2 urgent
-    status: str
-    created_at: float
-    metadata: dict[str, Any] | None = None
-    channel: str | None = None
-    delivery_to: str | None = None
-    expires_at: float | None = None
-    delivered_at: float | None = None
-    read_at: float | None = None
-    job_id: int | None = None
-    run_id: int | None = None
-    owner: str | None = None
-    reply_to: int | None = None
-    last_error: str | None = None  # why a spawn message failed
-    ack_at: float | None = None
-
-
-class Delivery(msgspec.Struct, frozen=True, kw_only=True):
-    id: int
-    kind: str  # announce (job delivery) | alert (watchdog) | api (Runtime.deliver) | dead_letter
-    status: str  # pending | sent | failed
-    body: str
-    channel: str | None
-    target: str | None
-    attempts: int
-    max_attempts: int
-    created_at: float
-    updated_at: float
-    next_attempt_at: float | None = None
-    last_error: str | None = None
-    sink: str | None = None  # the sink that took (or last refused) it
-    sent_at: float | None = None
-    job_id: int | None = None
-    job_name: str | None = None
-    run_id: int | None = None
-    dispatch_id: int | None = None
-    outcome: str | None = None
 
 
 def decode_spec(data: Any, type_: type[T], *, what: str = "job") -> T:

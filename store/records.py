@@ -1,6 +1,6 @@
-"""The records of workflows (approvals, task groups), the agents registry and pauses:
-frozen msgspec Structs, re-exported by ``store.models`` (where the rows of jobs,
-dispatches, runs, messages and deliveries live), so either import works."""
+"""The records of messages and deliveries, workflows (approvals, task groups), the
+agents registry and pauses: frozen msgspec Structs, re-exported by ``store.models``
+(where the rows of jobs, dispatches and runs live), so either import works."""
 
 from __future__ import annotations
 
@@ -16,22 +16,83 @@ from shepherd.store.errors import ConfigError
 __all__ = [
     "AGENT_STATUSES",
     "APPROVAL_STATES",
+    "DELIVERY_STATES",
     "GROUP_STATES",
     "MAX_CONCURRENT",
     "MEMBER_STATES",
+    "MESSAGE_KINDS",
+    "MESSAGE_STATES",
     "PAUSE_SCOPES",
     "Agent",
     "AgentPolicy",
     "AgentSpec",
     "AgentStatus",
     "Approval",
+    "Delivery",
     "GroupMember",
+    "Message",
     "Pause",
     "PauseScope",
     "TaskGroup",
     "check_agent_id",
     "normalize_capabilities",
 ]
+
+
+# -- messages and deliveries (owned by the message router) ---------------------------
+
+MESSAGE_KINDS: tuple[str, ...] = (
+    "text", "task", "result", "status", "system", "spawn",
+    "decision", "constraint", "fact", "preference",
+)  # fmt: skip
+MESSAGE_STATES: tuple[str, ...] = ("pending", "delivered", "read", "expired", "failed")
+DELIVERY_STATES: tuple[str, ...] = ("pending", "sent", "failed")
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    from_agent: str
+    to_agent: str
+    kind: str
+    subject: str | None
+    body: str
+    priority: int  # 0 normal, 1 high, 2 urgent
+    status: str
+    created_at: float
+    metadata: dict[str, Any] | None = None
+    channel: str | None = None
+    delivery_to: str | None = None
+    expires_at: float | None = None
+    delivered_at: float | None = None
+    read_at: float | None = None
+    job_id: int | None = None
+    run_id: int | None = None
+    owner: str | None = None
+    reply_to: int | None = None
+    last_error: str | None = None  # why a spawn message failed
+    ack_at: float | None = None
+
+
+class Delivery(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    kind: str  # announce (job delivery) | alert (watchdog) | api (Runtime.deliver) | dead_letter
+    status: str  # pending | sent | failed
+    body: str
+    channel: str | None
+    target: str | None
+    attempts: int
+    max_attempts: int
+    created_at: float
+    updated_at: float
+    next_attempt_at: float | None = None
+    last_error: str | None = None
+    sink: str | None = None  # the sink that took (or last refused) it
+    sent_at: float | None = None
+    job_id: int | None = None
+    job_name: str | None = None
+    run_id: int | None = None
+    dispatch_id: int | None = None
+    outcome: str | None = None
 
 
 # -- chains and approvals (workflows) --------------------------------------------------
