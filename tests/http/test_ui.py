@@ -333,3 +333,20 @@ async def test_offloaded_output_is_named_on_the_run_page(db_path: str) -> None:
         await login(c, READ)
         page = (await c.get(f"/ui/runs/{run.id}")).text
         assert "Offloaded output" in page and f"<code>{path}</code>" in page
+
+
+async def test_an_expired_session_is_no_session(
+    db_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time as _time
+    import types
+
+    from shepherd.runtime.http.ui import session as session_module
+
+    async with served_ui(db_path) as srv, client(srv) as c:
+        await login(c, READ)
+        assert (await c.get("/ui")).status_code == 200
+        later = _time.time() + 13 * 3600  # past the default session_ttl of 12 h
+        # the session module's clock only (the runtime keeps the real one)
+        monkeypatch.setattr(session_module, "time", types.SimpleNamespace(time=lambda: later))
+        assert (await c.get("/ui")).status_code == 303  # back to the login page
