@@ -85,6 +85,23 @@ def _page(
     return rows, (floor if floor > 0 else 0), floor
 
 
+def _filters(
+    time_column: str,
+    *,
+    since: float | None,
+    until: float | None,
+    **equal: Any,
+) -> list[tuple[str, Any]]:
+    """``column = ?`` for each given ``equal`` value, and the time range on
+    ``time_column``; values that are None are left out."""
+    where = [(f"{col} = ?", value) for col, value in equal.items() if value is not None]
+    if since is not None:
+        where.append((f"{time_column} >= ?", since))
+    if until is not None:
+        where.append((f"{time_column} < ?", until))
+    return where
+
+
 def dispatch_page(
     conn: sqlite3.Connection,
     *,
@@ -97,19 +114,11 @@ def dispatch_page(
     before: int | None = None,
     limit: int = 50,
 ) -> Page:
-    where: list[tuple[str, Any]] = []
-    if status is not None:
-        where.append(("status = ?", status))
-    if job_id is not None:
-        where.append(("job_id = ?", job_id))
-    if priority is not None:
-        where.append(("priority = ?", priority_rank(priority)))
-    if agent is not None:
-        where.append(("agent = ?", agent))
-    if since is not None:
-        where.append(("created_at >= ?", since))
-    if until is not None:
-        where.append(("created_at < ?", until))
+    rank = priority_rank(priority) if priority is not None else None
+    where = _filters(
+        "created_at", status=status, job_id=job_id, priority=rank, agent=agent,
+        since=since, until=until,
+    )  # fmt: skip
     rows, nxt, scanned = _page(conn, "dispatches", DISPATCH_COLUMNS, where, before, limit)
     out: list[Dispatch] = [dispatch_from_row(r) for r in rows]
     return Page(rows=out, before=nxt, scanned_to=scanned)
@@ -126,17 +135,9 @@ def run_page(
     before: int | None = None,
     limit: int = 50,
 ) -> Page:
-    where: list[tuple[str, Any]] = []
-    if status is not None:
-        where.append(("status = ?", status))
-    if job_id is not None:
-        where.append(("job_id = ?", job_id))
-    if agent is not None:
-        where.append(("agent = ?", agent))
-    if since is not None:
-        where.append(("started_at >= ?", since))
-    if until is not None:
-        where.append(("started_at < ?", until))
+    where = _filters(
+        "started_at", status=status, job_id=job_id, agent=agent, since=since, until=until
+    )
     rows, nxt, scanned = _page(conn, "runs", _RUN_LIST_COLUMNS, where, before, limit)
     out: list[Run] = [_run_from_row(r) for r in rows]
     return Page(rows=out, before=nxt, scanned_to=scanned)
