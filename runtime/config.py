@@ -26,7 +26,7 @@ from shepherd.actors.spool.config import SpoolConfig
 from shepherd.runtime.http.config import HttpConfig
 from shepherd.store.bounds import DAY, HOUR, Range, check_bounds
 from shepherd.store.errors import ConfigError
-from shepherd.store.factory import Check, database_path
+from shepherd.store.factory import Check, database_path, is_postgres
 from shepherd.store.models import JobSpec, Seconds, decode_spec
 
 __all__ = ["Config", "load_config"]
@@ -83,8 +83,8 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
             raise ConfigError("expected a string, 'package.module:attribute'", field="app")
         if not self.database:
             raise ConfigError("must not be empty", field="database")
-        # a sqlite:/// URL names its file; another engine's URL is refused here
-        path = database_path(self.database)
+        # a sqlite:/// URL names its file; a postgresql:// URL stays; another is refused
+        path = self.database if is_postgres(self.database) else database_path(self.database)
         if path != self.database:
             msgspec.structs.force_setattr(self, "database", path)
 
@@ -159,9 +159,9 @@ def load_config(
             raise ConfigError(
                 f"expected a string (a file path), got {database!r} in {p}", field="database"
             )
-        if database:
+        if database and not is_postgres(database):
             database = database_path(database)
-        if database and not os.path.isabs(database):
+        if database and not is_postgres(database) and not os.path.isabs(database):
             data["database"] = str(p.parent / database)
         spool = data.get("spool")
         if isinstance(spool, dict) and isinstance(spool.get("dir"), str) and spool["dir"]:

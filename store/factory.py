@@ -2,8 +2,10 @@
 
 - a file path, or a ``sqlite:///`` URL (``sqlite:///relative.db``,
   ``sqlite:////absolute/path.db``): the SQLite engine (``store.sqlite``);
-- ``postgresql://...``: not supported yet (a ``ConfigError`` naming ``database``);
-- any other ``scheme://``: a ``ConfigError`` too.
+- ``postgresql://...`` (or ``postgres://``): the PostgreSQL engine (``store.postgres``,
+  asyncpg); the schema is the URL's ``search_path`` (``?search_path=shepherd``), else
+  ``public``;
+- any other ``scheme://``: a ``ConfigError`` naming ``database``.
 """
 
 from __future__ import annotations
@@ -18,15 +20,30 @@ from shepherd.store.protocol import Store
 from shepherd.store.sqlite import integrity
 from shepherd.store.sqlite.integrity import Check
 
-__all__ = ["Check", "check_backup", "database_path", "diagnose", "open_store", "restore_backup"]
+__all__ = [
+    "Check",
+    "check_backup",
+    "database_path",
+    "diagnose",
+    "is_postgres",
+    "open_store",
+    "restore_backup",
+]
 
 log = logging.getLogger("shepherd.store")
 _URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$")
 _SQLITE = "sqlite:///"
 
 
+def is_postgres(database: str) -> bool:
+    """Whether ``database`` names a PostgreSQL database (a ``postgresql://`` URL)."""
+    m = _URL.match(database)
+    return m is not None and m["scheme"].lower() in ("postgresql", "postgres")
+
+
 def database_path(database: str) -> str:
-    """The SQLite file a database string names; a ConfigError for any other engine."""
+    """The SQLite file a database string names; a ConfigError for any other engine
+    (a PostgreSQL URL: the tools that work on a file do not apply to it)."""
     if database.startswith(_SQLITE):
         path = database[len(_SQLITE) :]
         if not path:
@@ -36,13 +53,13 @@ def database_path(database: str) -> str:
     if m is None:
         return database
     scheme = m["scheme"].lower()
-    if scheme.startswith("postgres"):
+    if scheme in ("postgresql", "postgres"):
         raise ConfigError(
-            "PostgreSQL is not supported yet; use a SQLite file path or sqlite:/// URL",
-            field="database",
+            "this works on a SQLite file; the database is a PostgreSQL URL", field="database"
         )
     raise ConfigError(
-        f"unknown database scheme {scheme!r}: expected a file path or a sqlite:/// URL",
+        f"unknown database scheme {scheme!r}: expected a file path, a sqlite:/// URL"
+        " or a postgresql:// URL",
         field="database",
     )
 
@@ -57,7 +74,13 @@ async def open_store(
 ) -> Store:
     """Open (create, migrate) the database ``database`` names, after its integrity
     ``check`` (``full``, ``auto``: full up to 256 MiB, ``bounded``, ``none``); the
-    store's ``statistics()["start_check"]`` says which check ran and how long it took."""
+    store's ``statistics()["start_check"]`` says which check ran and how long it took.
+    A PostgreSQL URL opens ``store.postgres`` (``check`` and ``synchronous`` are the
+    server's business there)."""
+    if is_postgres(database):
+        from shepherd.store.postgres.engine import PgStore  # asyncpg: only when opening
+
+        return await PgStore.open(database, create=create)
     path = database_path(database)
     if check == "none":
         log.warning(

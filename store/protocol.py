@@ -256,3 +256,5 @@ class Store(Protocol):
     def statistics(self) -> dict[str, Any]:
         """The engine's own counters (commits, ops applied, ...)."""
         ...
+
+    # @@protocol-methods@@ (new protocol methods go above this line)

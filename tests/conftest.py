@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.gateway_standin import Mode, StandIn, run_standin
+from tests.pg_helpers import new_schema_url, pg_database, pg_url  # noqa: F401 (fixtures)
 
 # `.ci/run` sets SHEPHERD_REQUIRE_SERVICES=1: a test that needs PostgreSQL, Redis or NATS
 # then fails instead of skipping when the server is absent.
@@ -21,8 +22,25 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> str:
+def engine(request: pytest.FixtureRequest) -> str:
+    """The storage engine of ``db_path``: ``sqlite`` unless the module (or test) is
+    marked ``@pytest.mark.engines("sqlite", "postgresql")``, which runs it on each."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+def db_path(engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """The test's database: a fresh SQLite file, or (``engine`` postgresql) a fresh
+    schema on the run's scratch PostgreSQL database."""
+    if engine == "postgresql":
+        return new_schema_url(request.getfixturevalue("pg_database"))
     return str(tmp_path / "shepherd.db")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("engines")
+    if marker is not None and "engine" in metafunc.fixturenames:
+        metafunc.parametrize("engine", list(marker.args), indirect=True)
 
 
 # one real gateway stand-in per test module, reset before each test

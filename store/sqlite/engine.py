@@ -369,3 +369,5 @@ def _wal_checkpoint(conn: sqlite3.Connection, mode: str) -> None:
 
 def _set_busy_timeout(conn: sqlite3.Connection, seconds: float) -> None:
     conn.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
+
+    # @@engine-methods@@ (new protocol methods go above this line)

@@ -16,19 +16,22 @@ import pytest
 
 from shepherd.store.factory import open_store
 from shepherd.store.protocol import Store
+from tests.pg_helpers import new_schema_url
 
-ENGINES = ["sqlite"]
+ENGINES = ["sqlite", "postgresql"]
 
 
-def _database(engine: str, tmp_path: Path) -> str:
+def _database(engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     if engine == "sqlite":
         return f"sqlite:///{tmp_path / 'contract.db'}"
+    if engine == "postgresql":  # a fresh schema on the run's scratch database
+        return new_schema_url(request.getfixturevalue("pg_database"))
     raise AssertionError(f"no database for engine {engine!r}")
 
 
 @pytest.fixture(params=ENGINES)
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return _database(str(request.param), tmp_path)
+    return _database(str(request.param), tmp_path, request)
 
 
 @pytest.fixture

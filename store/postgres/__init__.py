@@ -1,0 +1,1 @@
+"""The PostgreSQL engine (``store.protocol.Store`` on asyncpg): ``engine.PgStore``."""

@@ -1,0 +1,81 @@
+"""The writer's side of the PostgreSQL engine: a batch of write ops in one transaction,
+one SAVEPOINT each, each op's SQL chosen by its type (as ``store.sqlite.batch``).
+
+Each op function is ``async def fn(conn: asyncpg.Connection, op) -> result``, running
+inside the caller's transaction; the modules of this package hold them, one per area.
+The whole batch is counted in ``store.activity.THREAD_WORK`` while it runs, so a fake
+clock waits for the server's answer as it waits for SQLite's thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import asyncpg
+
+from shepherd.store.ops import WriteOp
+from shepherd.store.postgres.codes import fails_batch, op_error
+
+__all__ = ["APPLY", "apply_batch", "apply_op"]
+
+OpFn = Callable[[asyncpg.Connection, Any], Awaitable[Any]]
+
+# each op's SQL, by the op's type; filled by ``store.postgres.ops_table`` (imported by
+# the engine) so this module stays free of the area modules
+APPLY: dict[type, OpFn] = {}
+
+
+async def apply_op(conn: asyncpg.Connection, op: WriteOp) -> Any:
+    """Run ``op``'s SQL on ``conn`` (inside the caller's transaction)."""
+    fn = APPLY.get(type(op))
+    if fn is None:
+        raise TypeError(f"unknown write op {type(op).__name__}")
+    return await fn(conn, op)
+
+
+async def apply_batch(conn: asyncpg.Connection, ops: Sequence[WriteOp]) -> list[Any]:
+    """All ops in one transaction, one SAVEPOINT each (none for a batch of one).
+
+    An op that raises (a constraint, a value PostgreSQL cannot bind, a bug in the op) is
+    rolled back to its savepoint and its result is a ``StoreError``; the other ops
+    commit. Only an error of the transaction itself (``codes.fails_batch``) fails the
+    batch. A batch of one needs no savepoint: a failed op commits nothing.
+    """
+    results: list[Any] = []
+    single = len(ops) == 1
+    tr = conn.transaction()
+    await tr.start()
+    try:
+        for op in ops:
+            if single:
+                try:
+                    results.append(await apply_op(conn, op))
+                except Exception as exc:
+                    if fails_batch(exc):
+                        raise
+                    await tr.rollback()
+                    return [op_error(exc)]
+                continue
+            sp = conn.transaction()
+            await sp.start()
+            try:
+                results.append(await apply_op(conn, op))
+            # Broad on purpose: the writer serves every actor, and one op's failure is
+            # its caller's alone.
+            except Exception as exc:
+                if fails_batch(exc):
+                    raise
+                await sp.rollback()
+                results.append(op_error(exc))
+            else:
+                await sp.commit()
+        await tr.commit()
+    except BaseException:
+        if not conn.is_closed():
+            try:
+                await tr.rollback()
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                pass
+        raise
+    return results

@@ -1,0 +1,303 @@
+"""The PostgreSQL engine (``store.protocol.Store``), on asyncpg: a writer connection
+for group commits and a small pool for reads. The module is long because it carries
+one typed read per question of the protocol (each a one-line hop to a pooled
+connection), so the engine's whole surface is in one place, as in ``store.sqlite``.
+
+- ``apply(ops)`` runs a batch of write ops in ONE transaction on the writer connection
+  (``store.postgres.batch``): the group commit the store-writer actor feeds. Callers
+  take turns on it (a lock), as they take turns on SQLite's writer thread.
+- Typed reads run the functions of this package's area modules on a pooled
+  connection; ``read(fn, ...)`` runs any such function (tests and tools).
+- Every await on the server counts in ``store.activity.THREAD_WORK``, so a fake clock
+  waits for the answer.
+- Driver errors become ``store.errors`` classes by SQLSTATE (``store.postgres.codes``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import anyio
+import asyncpg
+
+from shepherd.store.activity import THREAD_WORK
+from shepherd.store.errors import StoreError
+from shepherd.store.models import (
+    Agent,
+    Approval,
+    Delivery,
+    Dispatch,
+    JobRow,
+    Message,
+    Pause,
+    Run,
+    TaskGroup,
+)
+from shepherd.store.ops import WriteOp
+from shepherd.store.postgres import agents as agents_sql
+from shepherd.store.postgres import approvals as approvals_sql
+from shepherd.store.postgres import controls, deliveries, groups, messages, queries, runs, spawn
+from shepherd.store.postgres import metrics as metrics_sql
+from shepherd.store.postgres import ops_table as _ops_table  # fills batch.APPLY
+from shepherd.store.postgres.batch import apply_batch
+from shepherd.store.postgres.codes import translate
+from shepherd.store.postgres.opening import Opened, open_connections, redact
+from shepherd.store.protocol import CheckpointMode, OrphanedProcess
+
+__all__ = ["PgStore"]
+
+T = TypeVar("T")
+assert _ops_table.READY
+
+
+class PgStore:
+    engine = "postgresql"
+
+    def __init__(self, dsn: str, opened: Opened) -> None:
+        self.dsn = dsn
+        self.path = redact(dsn)  # what messages and `status` show: no password
+        self.schema = opened.schema
+        self.server_version = opened.server_version
+        self._writer = opened.writer
+        self._pool = opened.pool
+        self._write_lock = anyio.Lock()
+        self.commits = 0
+        self.ops_applied = 0
+        self._closed = False
+
+    @classmethod
+    async def open(cls, dsn: str, *, create: bool = True, migrate: bool = True) -> PgStore:
+        """Connect, check the server (``opening``), create or migrate the schema."""
+        opened = await open_connections(dsn, create=create, migrate_schema=migrate)
+        return cls(dsn, opened)
+
+    async def apply(self, ops: Sequence[WriteOp]) -> list[Any]:
+        """Apply ``ops`` in one transaction; per-op results (a StoreError for a failed op)."""
+        async with self._write_lock:
+            THREAD_WORK.begin()
+            try:
+                results = await apply_batch(self._writer, ops)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                raise translate(exc, self.path) from None
+            finally:
+                THREAD_WORK.end()
+        self.commits += 1
+        self.ops_applied += len(ops)
+        return results
+
+    async def apply_one(self, op: WriteOp) -> Any:
+        result = (await self.apply([op]))[0]
+        if isinstance(result, StoreError):
+            raise result
+        return result
+
+    async def read(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """``await fn(connection, *args, **kwargs)`` on a pooled connection."""
+        THREAD_WORK.begin()
+        try:
+            async with self._pool.acquire() as conn:
+                return await fn(conn, *args, **kwargs)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            raise translate(exc, self.path) from None
+        finally:
+            THREAD_WORK.end()
+
+    async def checkpoint(self, mode: CheckpointMode = "PASSIVE") -> None:
+        """PostgreSQL checkpoints on its own: nothing to do."""
+
+    async def backup(
+        self, target: str, *, progress: Callable[[int, int], None] | None = None
+    ) -> int:
+        """A consistent copy of this database's schema at ``target`` (``pg_dump``'s
+        custom format, one snapshot), written atomically; its size in bytes."""
+        from shepherd.store.postgres.backup import dump_to
+
+        return await dump_to(self.dsn, self.schema, target, progress=progress)
+
+    async def close(self, *, checkpoint: bool = True) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with anyio.CancelScope(shield=True):
+            try:
+                await self._pool.close()
+            finally:
+                await self._writer.close()
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "engine": self.engine,
+            "path": self.path,
+            "schema": self.schema,
+            "server_version": self.server_version,
+            "commits": self.commits,
+            "ops_applied": self.ops_applied,
+            "checkpoints": 0,
+            "start_check": "none (PostgreSQL checks its own pages)",
+            "start_check_seconds": 0.0,
+        }
+
+    def __repr__(self) -> str:
+        return f"<PgStore {self.path} schema={self.schema} commits={self.commits}>"
+
+    # -- typed reads (store.protocol.Store) -------------------------------------------
+
+    async def job(self, ref: str | int) -> JobRow | None:
+        return await self.read(queries.get_job, ref)
+
+    async def jobs(self) -> list[JobRow]:
+        return await self.read(queries.list_jobs)
+
+    async def jobs_by_id(self, ids: Sequence[int]) -> dict[int, JobRow]:
+        return await self.read(queries.jobs_by_id, list(ids))
+
+    async def schedule_states(self, job_ids: Sequence[int]) -> dict[int, str]:
+        return await self.read(queries.schedule_states, list(job_ids))
+
+    async def dispatch(self, dispatch_id: int) -> Dispatch | None:
+        return await self.read(queries.get_dispatch, dispatch_id)
+
+    async def dispatches(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        job: str | None = None,
+        limit: int = 100,
+        **page: Any,
+    ) -> list[Dispatch]:
+        return await self.read(queries.list_dispatches, status=status, job=job, limit=limit, **page)
+
+    async def queued_since(
+        self, after_seq: int, *, exclude_origin: str | None = None
+    ) -> list[Dispatch]:
+        return await self.read(queries.queued_since, after_seq, exclude_origin=exclude_origin)
+
+    async def cancel_requests(self) -> list[tuple[int, str]]:
+        return await self.read(queries.cancel_requests)
+
+    async def dispatch_by_key(self, job_id: int, key: str | None) -> int:
+        return await self.read(queries.dispatch_by_key, job_id, key)
+
+    async def run(self, run_id: int) -> Run | None:
+        return await self.read(queries.get_run, run_id)
+
+    async def pauses(self) -> list[Pause]:
+        return await self.read(controls.pauses)
+
+    async def runs(
+        self,
+        *,
+        job: str | None = None,
+        status: str | Sequence[str] | None = None,
+        dispatch_id: int | None = None,
+        limit: int = 100,
+        **page: Any,
+    ) -> list[Run]:
+        return await self.read(
+            queries.list_runs, job=job, status=status, dispatch_id=dispatch_id, limit=limit, **page
+        )
+
+    async def orphaned_processes(self) -> list[OrphanedProcess]:
+        return await self.read(runs.orphaned_processes)
+
+    async def agents(self, *, since_rev: int | None = None) -> list[Agent]:
+        if since_rev is None:
+            return await self.read(agents_sql.list_agents)
+        return await self.read(agents_sql.agents_since, since_rev)
+
+    async def agent(self, agent_id: str) -> Agent | None:
+        return await self.read(agents_sql.get_agent, agent_id)
+
+    async def inbox(
+        self,
+        agent: str,
+        *,
+        statuses: tuple[str, ...] = ("pending",),
+        limit: int = 100,
+        now: float | None = None,
+    ) -> list[Message]:
+        return await self.read(messages.inbox, agent, statuses=statuses, limit=limit, now=now)
+
+    async def messages(
+        self,
+        *,
+        to_agent: str | None = None,
+        from_agent: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+    ) -> list[Message]:
+        return await self.read(
+            messages.list_messages,
+            to_agent=to_agent,
+            from_agent=from_agent,
+            status=status,
+            limit=limit,
+        )
+
+    async def delivery(self, delivery_id: int) -> Delivery | None:
+        return await self.read(deliveries.get_delivery, delivery_id)
+
+    async def deliveries(
+        self,
+        *,
+        status: str | None = None,
+        job: str | None = None,
+        run_id: int | None = None,
+        limit: int = 100,
+    ) -> list[Delivery]:
+        return await self.read(
+            deliveries.list_deliveries, status=status, job=job, run_id=run_id, limit=limit
+        )
+
+    async def pending_deliveries(self, *, limit: int = 10_000) -> list[Delivery]:
+        return await self.read(deliveries.pending_deliveries, limit=limit)
+
+    async def message(self, message_id: int) -> Message | None:
+        return await self.read(messages.get_message, message_id)
+
+    async def thread(self, message_id: int) -> list[Message]:
+        return await self.read(messages.thread, message_id)
+
+    async def pending_spawns(self) -> list[tuple[int, str, str]]:
+        return await self.read(spawn.pending_spawns)
+
+    async def failed_spawns(self, *, limit: int = 5) -> tuple[int, list[dict[str, Any]]]:
+        return await self.read(spawn.failed_spawns, limit=limit)
+
+    async def task_group(self, ref: str | int) -> TaskGroup | None:
+        return await self.read(groups.get_group, ref)
+
+    async def group_deadlines(self, ids: Sequence[int] | None = None) -> dict[int, float]:
+        return await self.read(groups.group_deadlines, None if ids is None else list(ids))
+
+    async def task_groups(
+        self, *, status: str | None = None, ids: Sequence[int] | None = None, limit: int = 100
+    ) -> list[TaskGroup]:
+        if ids is not None:
+            return await self.read(groups.groups_by_id, list(ids))
+        if status == "open":
+            return await self.read(groups.open_groups)
+        return await self.read(groups.list_groups, status=status, limit=limit)
+
+    async def approval(self, approval_id: int) -> Approval | None:
+        return await self.read(approvals_sql.get_approval, approval_id)
+
+    async def approvals(
+        self, *, status: str | None = None, job: str | None = None, limit: int = 100
+    ) -> list[Approval]:
+        return await self.read(approvals_sql.list_approvals, status=status, job=job, limit=limit)
+
+    async def next_approval_deadline(self) -> float | None:
+        return await self.read(approvals_sql.next_deadline)
+
+    async def stats(self) -> dict[str, Any]:
+        return await self.read(queries.stats)
+
+    async def queue_depth(self) -> list[tuple[str, int, str, int]]:
+        return await self.read(metrics_sql.queue_depth)
+
+    async def latest_instance(self) -> dict[str, Any] | None:
+        return await self.read(queries.latest_instance)
+
+    # @@engine-methods@@ (new protocol methods go above this line)
