@@ -362,6 +362,8 @@ class SqliteStore:
     async def latest_instance(self) -> dict[str, Any] | None:
         return await self.read(queries.latest_instance)
 
+    # @@engine-methods@@ (new protocol methods go above this line)
+
 
 def _wal_checkpoint(conn: sqlite3.Connection, mode: str) -> None:
     conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
@@ -369,5 +371,3 @@ def _wal_checkpoint(conn: sqlite3.Connection, mode: str) -> None:
 
 def _set_busy_timeout(conn: sqlite3.Connection, seconds: float) -> None:
     conn.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
-
-    # @@engine-methods@@ (new protocol methods go above this line)
