@@ -3,12 +3,14 @@
 Role: every ``[backup] every`` (off when 0) it asks the store for a consistent copy
 (``Store.backup``: SQLite's online backup API on a connection of its own, so the
 writer keeps committing; the copy appears whole or not at all) named
-``<database stem>-<UTC time>.db`` in ``dir``, then removes the oldest such files beyond
-``keep``. The schedule follows the newest backup already in ``dir``, so a daemon that
-restarts more often than ``every`` still backs up on time; with none there, the first
-copy is taken a minute after start (or after one ``every``, if that is shorter). A
-failed backup (a directory that cannot be written, a full disk) is logged and counted,
-and the next one is tried an interval later: it never stops the runtime.
+``<database stem>-<UTC time>.db`` in ``dir`` (on PostgreSQL, ``pg_dump``'s custom
+format: ``<database>-<schema>-<UTC time>.dump``, and ``dir`` must be given), then
+removes the oldest such files beyond ``keep``. The schedule follows the newest backup
+already in ``dir``, so a daemon that restarts more often than ``every`` still backs up
+on time; with none there, the first copy is taken a minute after start (or after one
+``every``, if that is shorter). A failed backup (a directory that cannot be written, a
+full disk, a missing ``pg_dump``) is logged and counted, and the next one is tried an
+interval later: it never stops the runtime.
 
 Inbox: none (timer-driven; ``stop()`` is the supervisor's stop hook). Sends: nothing;
 calls ``Store.backup``. Restart type: permanent. Timers: the next backup.
@@ -23,6 +25,7 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import anyio
 import msgspec
@@ -38,6 +41,7 @@ if TYPE_CHECKING:  # annotations only: the config (BackupConfig) loads without t
 __all__ = [
     "BackupActor",
     "BackupConfig",
+    "backup_files",
     "backup_name",
     "backup_time",
     "next_backup_at",
@@ -64,26 +68,39 @@ class BackupConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
             raise ConfigError("expected a string (a directory)", field="backup.dir")
 
 
-def backup_name(stem: str, wall: float) -> str:
+def backup_files(database: str) -> tuple[str, str]:
+    """(stem, suffix) of the backups of ``database``: ``("app", ".db")`` for the file
+    ``app.db``; ``("shepherd-public", ".dump")`` for a PostgreSQL URL of the database
+    ``shepherd``, schema ``public`` (its ``search_path``), dumped by ``pg_dump``."""
+    parts = urlsplit(database)
+    if parts.scheme.lower() not in ("postgresql", "postgres"):
+        return Path(database).stem, ".db"
+    name = unquote(parts.path.lstrip("/")) or "postgres"
+    path = dict(parse_qsl(parts.query)).get("search_path", "public")
+    schema = path.split(",")[0].strip().strip('"') or "public"
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{name}-{schema}"), ".dump"
+
+
+def backup_name(stem: str, wall: float, suffix: str = ".db") -> str:
     """``app-20261201T103000Z.db``: the backup of ``app.db`` taken at ``wall`` (UTC)."""
-    return f"{stem}-{datetime.fromtimestamp(wall, UTC):%Y%m%dT%H%M%SZ}.db"
+    return f"{stem}-{datetime.fromtimestamp(wall, UTC):%Y%m%dT%H%M%SZ}{suffix}"
 
 
-def _pattern(stem: str) -> re.Pattern[str]:
-    return re.compile(rf"^{re.escape(stem)}-(\d{{8}}T\d{{6}}Z)\.db$")
+def _pattern(stem: str, suffix: str) -> re.Pattern[str]:
+    return re.compile(rf"^{re.escape(stem)}-(\d{{8}}T\d{{6}}Z){re.escape(suffix)}$")
 
 
-def backup_time(stem: str, name: str) -> float | None:
+def backup_time(stem: str, name: str, suffix: str = ".db") -> float | None:
     """When the backup file ``name`` was taken; None for a file that is not one."""
-    m = _pattern(stem).match(name)
+    m = _pattern(stem, suffix).match(name)
     if m is None:
         return None
     return datetime.strptime(m[1], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).timestamp()
 
 
-def to_remove(stem: str, names: list[str], keep: int) -> list[str]:
+def to_remove(stem: str, names: list[str], keep: int, suffix: str = ".db") -> list[str]:
     """The backups among ``names`` beyond the newest ``keep``, oldest first."""
-    ours = sorted(n for n in names if backup_time(stem, n) is not None)
+    ours = sorted(n for n in names if backup_time(stem, n, suffix) is not None)
     return ours[: max(0, len(ours) - keep)]
 
 
@@ -101,13 +118,21 @@ class Backuper(Protocol):
 
 class BackupActor:
     def __init__(
-        self, cfg: BackupConfig, *, store: Backuper, clock: Clock, directory: str, stem: str
+        self,
+        cfg: BackupConfig,
+        *,
+        store: Backuper,
+        clock: Clock,
+        directory: str,
+        stem: str,
+        suffix: str = ".db",
     ) -> None:
         self._cfg = cfg
         self._store = store
         self._clock = clock
         self._dir = directory
         self._stem = stem
+        self._suffix = suffix
         self._stop = anyio.Event()
         self.backups = self.failures = self.removed = 0
         self.last: dict[str, Any] | None = None
@@ -139,7 +164,7 @@ class BackupActor:
     async def backup_now(self) -> str | None:
         """Take one backup and rotate; its path (None when it failed, logged)."""
         began, wall = self._clock.now(), self._clock.wall()
-        target = os.path.join(self._dir, backup_name(self._stem, wall))
+        target = os.path.join(self._dir, backup_name(self._stem, wall, self._suffix))
         try:
             try:
                 Path(self._dir).mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
@@ -172,12 +197,14 @@ class BackupActor:
             return []
 
     def _newest(self) -> float | None:
-        times = [t for n in self._names() if (t := backup_time(self._stem, n)) is not None]
+        times = [
+            t for n in self._names() if (t := backup_time(self._stem, n, self._suffix)) is not None
+        ]
         return max(times, default=None)
 
     def _rotate(self) -> list[str]:
         removed: list[str] = []
-        for name in to_remove(self._stem, self._names(), self._cfg.keep):
+        for name in to_remove(self._stem, self._names(), self._cfg.keep, self._suffix):
             try:
                 os.unlink(os.path.join(self._dir, name))
             except OSError as exc:

@@ -19,6 +19,10 @@ committed (``Poke.approvals``). Restart type: permanent. Timers: none.
   it sends one ``Poke`` of every kind (`CATCH_UP`), so both read what is newer than
   their load. The same holds after a restart of this actor alone.
 
+- **The store's own wake-ups**: given the ``store``, the actor also turns what
+  ``Store.wakeups()`` yields (PostgreSQL: LISTEN/NOTIFY, so commits from other nodes
+  and plain SQL inserts) into Pokes the same way; SQLite's never yields.
+
 The socket lives in the temp directory under a name derived from the database path, so
 every process that opens the same file finds it; a sender with no runtime listening
 simply has nobody to wake (the next runtime start loads everything queued). A full
@@ -42,6 +46,7 @@ from anyio.abc import SocketAttribute, TaskStatus
 from shepherd.actors.messages import DispatcherMsg, Poke, SchedulerMsg
 from shepherd.actors.primitives.mailbox import Address
 from shepherd.store.errors import MailboxClosed, MailboxFull, os_error
+from shepherd.store.protocol import Store
 
 __all__ = ["CATCH_UP", "MAX_DRAIN", "Ingest", "merge_wakes", "send_wake", "wake_path"]
 
@@ -102,8 +107,10 @@ class Ingest:
         *,
         groups: Address[Any] | None = None,
         approvals: Address[Any] | None = None,
+        store: Store | None = None,
     ) -> None:
         self._path = wake_path(db_path)
+        self._store = store  # its ``wakeups()`` are heard too
         self._dispatcher = dispatcher
         self._scheduler = scheduler
         self._groups = groups  # the task-group actor (``Poke.groups``)
@@ -120,7 +127,9 @@ class Ingest:
             raise os_error(exc, f"wake socket {self._path}") from None
         raw = sock.extra(SocketAttribute.raw_socket)  # non-blocking: for the drain
         try:
-            async with sock:
+            async with sock, anyio.create_task_group() as tg:
+                if self._store is not None:
+                    tg.start_soon(self._hear_store, self._store)
                 task_status.started()
                 poke = CATCH_UP
                 while True:
@@ -137,6 +146,11 @@ class Ingest:
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(self._path)
+
+    async def _hear_store(self, store: Store) -> None:
+        async for flags in store.wakeups():
+            self.wakes += 1
+            await self._poke(merge_wakes([flags.encode()]))
 
     async def _poke(self, poke: Poke) -> None:
         self.pokes += 1

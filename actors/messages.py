@@ -28,6 +28,7 @@ __all__ = [
     "Entry",
     "Event",
     "JobsChanged",
+    "NodeChanged",
     "Outcome",
     "OutcomeEvent",
     "OutcomeStatus",
@@ -205,6 +206,14 @@ class Probe(msgspec.Struct, frozen=True, tag=True):
     healthy: bool
 
 
+class NodeChanged(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    """From the cluster actor: this node's shares of the cluster-wide limits changed (a
+    node joined or left), or ``fenced``: the node was declared dead and rescued
+    elsewhere, so its in-flight runs are cancelled here (``actors.cluster``)."""
+
+    fenced: bool = False
+
+
 class Quiesce(msgspec.Struct, frozen=True, tag=True):
     """From ``Runtime.drain``: read the pauses again (one was written), then answer
     (with 0) once no run is in flight here."""
@@ -223,7 +232,7 @@ class AgentWoken(msgspec.Struct, frozen=True, tag=True):
 
 DispatcherMsg = (
     Enqueued | RunFinished | Cancel | Poke | JobsChanged | Drain | Drained | Tick | Probe | Quiesce
-    | AgentWoken
+    | AgentWoken | NodeChanged
 )  # fmt: skip
 
 

@@ -22,7 +22,7 @@ from anyio.abc import TaskStatus
 from shepherd.actors.primitives.clock import Clock
 from shepherd.actors.primitives.histogram import LATENCY, SIZES, Histogram
 from shepherd.actors.primitives.mailbox import Address, Mailbox, Reply
-from shepherd.store.errors import StoreError
+from shepherd.store.errors import MailboxFull, StoreError
 from shepherd.store.ops import WriteOp
 from shepherd.store.protocol import Store
 
@@ -129,7 +129,8 @@ async def write(address: Address[StoreMsg], op: WriteOp) -> Any:
 
 
 async def write_many(address: Address[StoreMsg], ops: Sequence[WriteOp]) -> list[Any]:
-    """Send several ops at once; they land in the same or consecutive commits. The
+    """Send several ops at once; they land in one commit (unless the writer's batch is
+    full or it is already committing an earlier one: then in consecutive commits). The
     first failed op's StoreError is raised."""
     return [await r.wait() for r in await _send_all(address, ops)]
 
@@ -146,9 +147,15 @@ async def write_each(address: Address[StoreMsg], ops: Sequence[WriteOp]) -> list
 
 
 async def _send_all(address: Address[StoreMsg], ops: Sequence[WriteOp]) -> list[Reply[Any]]:
+    """Put every op in the writer's mailbox without yielding in between (``send``
+    yields before each message, so an idle writer would wake on the first op and commit
+    it alone); only a full mailbox waits."""
     replies: list[Reply[Any]] = []
     for op in ops:
         reply: Reply[Any] = Reply()
-        await address.send(Write(op, reply))
+        try:
+            address.tell(Write(op, reply))
+        except MailboxFull:
+            await address.send(Write(op, reply))
         replies.append(reply)
     return replies

@@ -27,6 +27,7 @@ from bench import (
     agent_bench,
     agents_bench,
     approval_bench,
+    backlog_bench,
     backup_bench,
     chain_bench,
     controls_bench,
@@ -35,6 +36,7 @@ from bench import (
     http_bench,
     lease_bench,
     ocs_import_bench,
+    pg_bench,
     prune_bench,
     scheduler_bench,
     shell_bench,
@@ -172,6 +174,11 @@ register(
     description="shepherd start-up on 100k queued + 1k orphaned runs (issue 4)",
 )(shepherd_recovery.run)
 register(
+    "shepherd-backlog",
+    description="worker RSS and cost per dispatch at 1,000 vs 1,000,000 queued, SQLite and"
+    " PostgreSQL (the dispatcher's window of the queue's head); ~5 min",
+)(backlog_bench.run)
+register(
     "shepherd-prune",
     description="store writer commit latency p50/p99 while the pruner deletes 1M rows; ~2 min",
 )(prune_bench.run)
@@ -247,3 +254,8 @@ register(
     description="observability's cost: runs/s with no stream client, one SSE client, NATS"
     " publishing (same run), and SSE delivery latency p50/p99 (outcome -> client)",
 )(events_bench.run)
+register(
+    "postgres",
+    description="shepherd on PostgreSQL beside pgqueuer and procrastinate (same server, same"
+    " run): enqueue one by one and in batches, backlog drain, e2e, pickup p50/p99, 1-3 nodes",
+)(pg_bench.run)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from shepherd.runtime.config import Config, load_config
     from shepherd.runtime.producer import Producer
     from shepherd.runtime.targets import Targets
+    from shepherd.runtime.transactional import enqueue_in
     from shepherd.store.errors import (
         ConfigError,
         Conflict,
@@ -62,6 +63,7 @@ _WHERE = {
     **dict.fromkeys(("Config", "load_config"), "shepherd.runtime.config"),
     "Producer": "shepherd.runtime.producer",
     "Targets": "shepherd.runtime.targets",
+    "enqueue_in": "shepherd.runtime.transactional",
     **dict.fromkeys(
         (
             "ConfigError",
@@ -140,6 +142,7 @@ __all__ = [
     "SupervisorEscalation",
     "Targets",
     "TaskGroup",
+    "enqueue_in",
     "load_config",
 ]
 

@@ -2,14 +2,18 @@
 
 ``backup`` copies the database with SQLite's online backup API on a connection of its
 own: one snapshot, copied in steps, while a daemon serving the file keeps committing;
-the copy appears at ``PATH`` whole or not at all (temporary file, fsync, rename). An
+the copy appears at ``PATH`` whole or not at all (temporary file, fsync, rename). On
+PostgreSQL it is ``pg_dump --format=custom`` of the database's schema, put in place
+the same way (``store.postgres.backup``). An
 existing ``PATH`` is refused without ``--force`` (exit 1); a directory that does not
 exist or cannot be written is a store error naming the path (exit 3).
 
 ``restore`` runs the full integrity check on the backup first, refuses a target a
 daemon serves (its lock file, ``runtime/_lock.py``; exit 3) and an existing target
 without ``--force`` (exit 1), then takes the target's lock itself, so no daemon starts
-on it meanwhile, and puts the copy in place atomically.
+on it meanwhile, and puts the copy in place atomically. A PostgreSQL database is
+restored with ``pg_restore``: ``restore`` refuses it (a ``ConfigError`` naming
+``database``, exit 2) with the command to run.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from shepherd.runtime._cli_store import daemon_pid, open_store
 from shepherd.runtime._lock import lock_database
 from shepherd.runtime.config import Config
 from shepherd.store import factory
-from shepherd.store.errors import StoreError
+from shepherd.store.errors import ConfigError, StoreError
 
 __all__ = ["cmd_backup", "cmd_restore"]
 
@@ -69,6 +73,15 @@ def cmd_backup(args: argparse.Namespace, cfg: Config) -> int:
 
 def cmd_restore(args: argparse.Namespace, cfg: Config) -> int:
     target = args.to or cfg.database
+    if factory.is_postgres(target):
+        from shepherd.store.postgres.backup import restore_command
+
+        raise ConfigError(
+            "shepherd restore puts a SQLite file in place; restore a PostgreSQL database"
+            " with pg_restore, every runtime on it stopped: "
+            + restore_command(target, args.backup),
+            field="--to" if args.to else "database",
+        )
     pid = daemon_pid(target)
     if pid is not None:
         raise StoreError(f"{target}: served by a running daemon (pid {pid}); stop it first")

@@ -5,7 +5,8 @@ It reports the file and WAL sizes, the schema version of the file and of this ru
 a full integrity check (per table when it fails), who holds
 the lock file, and whether a daemon serves the file (the lock, its wake socket and the
 heartbeat of its ``instances`` row). Exit 0 when healthy, 3 when the file is missing,
-foreign, damaged or of a newer schema.
+foreign, damaged or of a newer schema. A PostgreSQL database is refused (exit 2): the
+server checks its own pages; ``status`` and ``nodes`` report on a cluster.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from shepherd.actors.ingest import wake_path
 from shepherd.runtime._cli_fmt import CliError, emit_json, human_duration, print_fields, when
 from shepherd.runtime._cli_store import daemon_pid, wall
 from shepherd.runtime.config import Config
-from shepherd.store.factory import diagnose
+from shepherd.store.errors import ConfigError
+from shepherd.store.factory import diagnose, is_postgres
 
 __all__ = ["cmd_doctor"]
 
@@ -26,6 +28,12 @@ _STORE_ERROR = 3
 
 
 def cmd_doctor(args: argparse.Namespace, cfg: Config) -> int:
+    if is_postgres(cfg.database):
+        raise ConfigError(
+            "shepherd doctor checks a SQLite file; the database is a PostgreSQL URL (the"
+            " server checks its own pages): see shepherd status and shepherd nodes",
+            field="database",
+        )
     report = diagnose(cfg.database)
     instance = report.pop("instance", None)
     report["lock"] = _lock(cfg.database)

@@ -77,6 +77,9 @@ EXAMPLES: dict[str, str] = {
     "spool rejected list": "shepherd spool rejected list",
     "spool rejected retry": "shepherd spool rejected retry NAME",
     "spool rejected purge": "shepherd spool rejected purge --all",
+    "nodes": "shepherd nodes\nshepherd --database 'postgresql://db.internal/jobs' nodes --json",
+    "db upgrade": "shepherd --database 'postgresql://db.internal/jobs?search_path=shepherd'"
+    " db upgrade\nshepherd --database shepherd.db db upgrade --json",
     "import ocs": "shepherd import ocs ~/.openclaw/scheduler.db --dry-run\n"
     "shepherd import ocs ~/.openclaw/scheduler.db --partial --history 20 --json",
 }

@@ -2,7 +2,9 @@
 daemon serves the database, and the latest health snapshot a runtime left in the
 ``instances`` table (written by ``actors.health`` every ``health_interval``), failed
 spawn messages (how many, the latest errors), open task groups, and with ``[spool]``
-the spool directory's pending and rejected files.
+the spool directory's pending and rejected files. On PostgreSQL every count is the
+database's, so cluster-wide, and ``cluster`` adds the nodes sharing it and the
+scheduler's leader (``runtime._cli_nodes``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from shepherd.actors.spool.files import spool_counts  # not .actor: no watcher t
 from shepherd.runtime._cli_agents import agents_lines, agents_status
 from shepherd.runtime._cli_controls import control_lines, controls_status
 from shepherd.runtime._cli_fmt import emit_json, human_duration, print_fields, table, when
+from shepherd.runtime._cli_nodes import node_lines, nodes_status
 from shepherd.runtime._cli_ops import run_row
 from shepherd.runtime._cli_store import daemon_pid, open_store
 from shepherd.runtime.config import Config
@@ -73,6 +76,11 @@ def show_status(args: argparse.Namespace, data: dict[str, Any]) -> int:
         "running runs": data["runs_running"],
         "jobs": f"{data['jobs']} ({data['jobs_enabled']} enabled)",
     }
+    cluster = data.get("cluster") or {}
+    if cluster.get("cluster"):  # PostgreSQL: the nodes' leases, not a local lock file
+        alive = cluster["counts"].get("alive", 0)
+        fields["daemon"] = f"{alive} node(s) alive" if alive else "no node alive"
+        fields.update(node_lines(cluster))
     if data["spawn_failed"]["count"]:
         failed = data["spawn_failed"]
         latest = "; ".join(f"#{f['id']} from {f['from']}: {f['error']}" for f in failed["latest"])
@@ -114,7 +122,9 @@ async def gather_status(
     groups = await store.group_deadlines()  # one row per open group
     pauses = await store.pauses()
     agents = await store.agents()
+    cluster = store.statistics().get("engine") == "postgresql"
     extra = {  # spawn messages that failed (with their errors), open task groups
+        "cluster": await nodes_status(store, cluster=cluster),  # nodes, leader: _cli_nodes
         "spawn_failed": {"count": failed, "latest": latest},
         "groups_open": len(groups),
         **controls_status(pauses, instance),  # pauses and rate limits: _cli_controls

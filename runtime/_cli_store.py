@@ -85,7 +85,8 @@ async def open_store(cfg: Config, *, create: bool = True) -> AsyncIterator[Store
     file is refused (``DatabaseCorrupt``) before this command writes anything. A
     command that only reads or changes what is there (``create=False``) on a file that
     does not exist yet fails with a first-run hint (exit 1)."""
-    if not create and not os.path.exists(cfg.database):  # noqa: ASYNC240 - one stat, at start
+    url = "://" in cfg.database  # a postgresql:// URL (Config refuses other schemes)
+    if not create and not url and not os.path.exists(cfg.database):  # noqa: ASYNC240
         raise CliError(first_run_hint(cfg.database), code=1)
     import anyio
 

@@ -55,6 +55,14 @@ _COMMENTS = {
     "backup.dir": "Where backups go, relative to this file (each <stem>-<UTC time>.db).",
     "delivery.dead_letter_to": "Dead-letter alerts for jobs without options.dead_letter_alert:\n"
     '"@alias" or a target ("": none).',
+    "cluster": "This runtime as a node of a database shared by several runtimes (PostgreSQL;\n"
+    "a SQLite file has one node). Pool limits and rates hold cluster-wide (shares per node).",
+    "cluster.node": 'Node name ("": host:pid:<8 hex>, unique per process). A stable name\n'
+    "lets a restarted runtime recover its own runs at once instead of after a rescue.",
+    "cluster.lease": "Heartbeat lease, renewed every lease/3; a node silent this long is\n"
+    "declared dead and its running runs are rescued by another (1s..300s).",
+    "cluster.concurrency": "Cluster-wide cap on running runs, split between the live nodes\n"
+    "(0: none; each node's own concurrency caps it anyway).",
     "retention.interval": "How often a retention pass runs (the first a minute after start).",
     "retention.batch_size": "Rows deleted per write op; each batch is its own commit.",
     "retention.runs_per_job": "Finished runs kept per job, newest first (0: no count limit).",

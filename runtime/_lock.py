@@ -8,6 +8,7 @@ lifetime and writes its pid there (``shepherd status`` / ``doctor`` read it, see
 from __future__ import annotations
 
 import fcntl
+import io
 import os
 from pathlib import Path
 from typing import IO
@@ -15,6 +16,7 @@ from typing import IO
 import anyio
 
 from shepherd.store.errors import ConfigError, StoreError, os_error
+from shepherd.store.factory import is_postgres
 
 __all__ = ["lock_database"]
 
@@ -24,7 +26,10 @@ async def lock_database(path: str) -> IO[str]:
 
     A short-lived shared lock (``shepherd status`` probing) is waited out for up to 1 s.
     An OSError on the lock file is the store error it means (``os_error``: a full disk
-    is ``DiskFull``, a read-only or forbidden directory ``ReadOnly``)."""
+    is ``DiskFull``, a read-only or forbidden directory ``ReadOnly``). A PostgreSQL
+    database takes no lock: its runtimes are nodes, each with a lease (``actors.cluster``)."""
+    if is_postgres(path):
+        return io.StringIO()
     if Path(path).is_dir():  # noqa: ASYNC240 - one stat at start
         raise ConfigError(f"{path} is a directory, not a database file", field="database")
     lock_path = f"{path}.lock"

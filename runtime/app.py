@@ -21,9 +21,6 @@ and ``messaging.py``); the table at the top of the class says which call goes wh
 
 from __future__ import annotations
 
-import os
-import socket
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -32,6 +29,7 @@ from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 import anyio
 from anyio.abc import TaskStatus
 
+from shepherd.actors.cluster import default_node_name
 from shepherd.actors.executors.base import Executor
 from shepherd.actors.executors.external import ExternalExecutor
 from shepherd.actors.executors.gateway import HttpClient
@@ -146,6 +144,7 @@ class Runtime:
     pauses = delegate("_controls", ControlsApi.pauses)
     drain = delegate("_controls", ControlsApi.drain)
     rates = delegate("_controls", ControlsApi.rates)
+    nodes = delegate("store", Store.nodes)  # the cluster's nodes (actors/cluster.py)
 
     def __init__(
         self,
@@ -154,11 +153,12 @@ class Runtime:
         clock: Clock,
         executors: dict[str, Executor],
         http: HttpClient | None = None,
+        instance: str | None = None,
     ):
         self.config = cfg
         self.store = store
         self.clock = clock
-        self.instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.instance = instance or cfg.cluster.node or default_node_name()  # the node name
         self.executors = executors
         self.http = http or HttpClient()
         self.events = EventHub()
@@ -259,13 +259,15 @@ class Runtime:
         tree starts (a subscription made after ``open`` misses what recovery ran)."""
         cfg = config or Config()
         python = python_executor(cfg.app, targets)  # a bad app: refused, nothing opened
-        lock = await lock_database(cfg.database)
+        node = cfg.cluster.node or default_node_name()
+        lock = await lock_database(cfg.database)  # none for PostgreSQL: nodes have leases
         try:
             store = await open_store(
                 cfg.database,
                 synchronous=cfg.synchronous,
                 busy_timeout=float(cfg.busy_timeout),
                 check=cfg.store_check,
+                node=node,
             )
         except BaseException:
             lock.close()
@@ -277,7 +279,7 @@ class Runtime:
         table.update(gateway_executors(cfg, http, clock))
         for ex in executors:
             table[ex.name] = ex
-        rt = cls(cfg, store, clock, table, http)
+        rt = cls(cfg, store, clock, table, http, instance=node)
         if on_event is not None:
             rt.events.listen(on_event, RunStarted, OutcomeEvent, SlotRecord)
         try:

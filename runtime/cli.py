@@ -119,6 +119,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     from shepherd.runtime._cli_import import add_import_commands
     from shepherd.runtime._cli_jobflags import add_job_flags
     from shepherd.runtime._cli_msg import add_msg_commands
+    from shepherd.runtime._cli_nodes import add_cluster_commands
     from shepherd.runtime._cli_spool import add_spool_commands
 
     p = cmd(sub, "run", _run, "run the daemon until SIGTERM / SIGINT")
@@ -270,6 +271,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     add_agents_commands(sub, cmd)  # the agents registry: runtime/_cli_agents.py
     add_controls_commands(sub, cmd)  # pause, resume, pauses, drain: runtime/_cli_controls.py
     add_import_commands(sub, cmd)  # import ocs: runtime/_cli_import.py
+    add_cluster_commands(sub, cmd)  # nodes, db upgrade: runtime/_cli_nodes.py, _cli_db.py
     # @@cli-commands@@ (one "add_x_commands(sub, cmd)" per _cli_x.py module above this)
     return root
 

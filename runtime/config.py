@@ -8,6 +8,7 @@ keys are errors.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tomllib
 from collections.abc import Mapping
@@ -17,6 +18,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from shepherd.actors.backup import BackupConfig
+from shepherd.actors.cluster_config import ClusterConfig
 from shepherd.actors.dispatcher.rates import RatesConfig
 from shepherd.actors.executors.gateway import GatewayConfig
 from shepherd.actors.liveness import AgentsConfig
@@ -70,6 +72,9 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     backup: BackupConfig = msgspec.field(default_factory=BackupConfig)
     # the HTTP API (runtime/http): listen, tokens, limits; off unless listen is set
     http: HttpConfig = msgspec.field(default_factory=HttpConfig)
+    # this runtime as a node of a shared database (actors/cluster.py): node, lease,
+    # concurrency (a cluster-wide cap)
+    cluster: ClusterConfig = msgspec.field(default_factory=ClusterConfig)
 
     def __post_init__(self) -> None:
         # runs for a Config built in Python too: bounds of every numeric field, the
@@ -87,6 +92,12 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
         path = self.database if is_postgres(self.database) else database_path(self.database)
         if path != self.database:
             msgspec.structs.force_setattr(self, "database", path)
+        if is_postgres(self.database) and float(self.backup.every) > 0 and not self.backup.dir:
+            raise ConfigError(
+                "required when database is a PostgreSQL URL (no file to keep the pg_dump"
+                " backups beside)",
+                field="backup.dir",
+            )
 
     @property
     def store_check(self) -> Check:
@@ -95,12 +106,23 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
 
     @property
     def backup_dir(self) -> str:
-        """Where scheduled backups go: ``[backup] dir``, else ``<database>.backups``."""
-        return self.backup.dir or f"{self.database}.backups"
+        """Where scheduled backups go: ``[backup] dir``, else ``<database>.backups``
+        (on PostgreSQL ``dir`` is required when backups are on; "" while they are off)."""
+        if self.backup.dir or is_postgres(self.database):
+            return self.backup.dir
+        return f"{self.database}.backups"
 
     @property
     def artifacts_dir(self) -> str:
-        return self.data_dir or f"{self.database}.d"
+        """``data_dir``, else ``<database>.d`` beside a SQLite file; on PostgreSQL (no
+        file to sit beside) ``$XDG_DATA_HOME/shepherd/<digest of the URL>``."""
+        if self.data_dir:
+            return self.data_dir
+        if is_postgres(self.database):
+            home = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+            digest = hashlib.sha256(self.database.encode()).hexdigest()[:16]
+            return os.path.join(home, "shepherd", digest)
+        return f"{self.database}.d"
 
 
 _ENV_FIELDS = {

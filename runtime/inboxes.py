@@ -24,6 +24,7 @@ __all__ = ["INBOXES", "ActorName", "Inbox", "Inboxes", "capacity"]
 
 ActorName = Literal[
     "store",
+    "cluster",
     "router",
     "dispatcher",
     "scheduler",

@@ -10,13 +10,14 @@ events along ``ROUTES``.
 
     root supervisor (rest_for_one; restart_intensity in restart_period)
     ├── store       store writer: the one connection that writes; group commit
+    ├── cluster     this node's lease (join, renew), rescue of expired nodes, shares
     ├── router      inbox expiry, announce deliveries to sinks
     ├── dispatcher  ready queue, admission, claims, finalization (+ its run supervisor)
     ├── scheduler   cron / every / at slots become dispatches
     ├── approvals   approval deadlines: on_timeout applied; new requests to the router
     ├── health      heartbeat flush and stale runs (Tick), gateway probes, status rows
     ├── groups      task-group deadlines: silent members die, summaries are queued
-    ├── ingest      wake-ups from other processes (unix datagram socket)
+    ├── ingest      wake-ups from other processes (unix datagram socket; PostgreSQL: NOTIFY)
     ├── spool       files in the spool directory become dispatches (when [spool] is set)
     ├── producers   enqueues from other processes (unix stream socket), group-committed
     ├── pruner      retention passes in bounded batches, key expiry, WAL checkpoint
@@ -38,13 +39,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
 
 from shepherd.actors.approvals import ApprovalsConfig, ApprovalTimer
-from shepherd.actors.backup import BackupActor
+from shepherd.actors.backup import BackupActor, backup_files
+from shepherd.actors.cluster import ClusterActor, Membership
 from shepherd.actors.dispatcher import Dispatcher, DispatcherConfig
 from shepherd.actors.executors.base import Executor
 from shepherd.actors.executors.gateway import HttpClient
@@ -75,6 +76,7 @@ from shepherd.runtime.http.config import parse_listen
 from shepherd.runtime.inboxes import INBOXES, ActorName, Inboxes, capacity
 from shepherd.runtime.routes import ROUTES, Fanout
 from shepherd.store.errors import MailboxClosed, MailboxFull
+from shepherd.store.factory import is_postgres
 from shepherd.store.protocol import Store
 
 __all__ = [
@@ -109,6 +111,10 @@ TREE: tuple[Child, ...] = (
     Child("store", 5.0,
           "first: every other actor writes through it, so it starts before them and"
           " stops after them, answering their last writes"),
+    Child("cluster", 5.0,
+          "right after the store: the node joins (and rescues the nodes that died while"
+          " no one was up) before the dispatcher recovers and claims with its epoch; it"
+          " stops after them, leaving the cluster once their last outcomes are written"),
     Child("router", 5.0,
           "before the dispatcher: on shutdown (last-first) the router outlives the drain"
           " and announces its outcomes; the price is that a router crash restarts the"
@@ -174,6 +180,7 @@ def build_tree(
     producer: StreamProducer,
     asgi: Any = None,
     wants: Callable[[type], bool] = lambda kind: False,
+    membership: Membership | None = None,
 ) -> tuple[Supervisor, dict[str, Any]]:
     """The actors of ``TREE`` and the root supervisor that runs them. A spool directory
     that cannot be used raises here, before anything starts (``prepare_dirs``)."""
@@ -185,6 +192,11 @@ def build_tree(
     groups_addr = inboxes.groups.address()
     approvals_addr = inboxes.approvals.address()
     grace = float(cfg.shutdown_grace)
+    node = membership if membership is not None else Membership(instance)
+    # the local sockets (wake datagrams, the producers' stream) are named after the
+    # database; on PostgreSQL several nodes may share a host, so each names its own (a
+    # client there writes to the database, whose NOTIFY wakes every node)
+    local_key = f"{cfg.database}#{node.node}" if is_postgres(cfg.database) else cfg.database
     health = HealthMonitor(
         instance=instance,
         clock=clock,
@@ -199,6 +211,15 @@ def build_tree(
     )
     actors: dict[str, Any] = {
         "store": StoreWriter(store, inboxes.store, clock=clock),
+        "cluster": ClusterActor(
+            cfg.cluster,
+            membership=node,
+            store=store,
+            clock=clock,
+            dispatcher=dispatcher,
+            alert=dead_letter_alert(cfg.delivery),
+            scheduler=scheduler,
+        ),
         "router": Router(
             cfg.delivery,
             store=store,
@@ -213,6 +234,7 @@ def build_tree(
             DispatcherConfig(
                 instance=instance,
                 concurrency=cfg.concurrency,
+                cluster_concurrency=cfg.cluster.concurrency,
                 pool_limits=dict(cfg.pools),
                 rates=cfg.rates.buckets(),
                 data_dir=cfg.artifacts_dir,
@@ -230,6 +252,7 @@ def build_tree(
             emit=emit,
             host=host,
             wants=wants,
+            membership=node,
         ),
         "scheduler": Scheduler(
             SchedulerConfig(instance=instance),
@@ -261,7 +284,12 @@ def build_tree(
             max_attempts=cfg.delivery.max_attempts,
         ),
         "ingest": Ingest(
-            cfg.database, dispatcher, scheduler, groups=groups_addr, approvals=approvals_addr
+            local_key,
+            dispatcher,
+            scheduler,
+            groups=groups_addr,
+            approvals=approvals_addr,
+            store=store,
         ),
         "pruner": Pruner(
             cfg.retention,
@@ -276,10 +304,11 @@ def build_tree(
             store=store,
             clock=clock,
             directory=cfg.backup_dir,
-            stem=Path(cfg.database).stem,
+            stem=backup_files(cfg.database)[0],
+            suffix=backup_files(cfg.database)[1],
         ),
     }
-    actors["producers"] = IngestStream(cfg.database, producer)
+    actors["producers"] = IngestStream(local_key, producer)
     if cfg.spool is not None:
         prepare_dirs(cfg.spool.dir)
         actors["spool"] = SpoolIngest(cfg.spool, producer=producer, store=store, clock=clock)
@@ -295,6 +324,7 @@ def build_tree(
         "router": lambda: _tell(router_addr, StopRouter()),
         "dispatcher": lambda: dispatcher.tell(Drain(grace, Reply())),
         "health": health.stop,
+        "cluster": actors["cluster"].stop,
         "pruner": lambda: _tell(pruner_addr, StopPruner()),
         "groups": lambda: _tell(groups_addr, StopGroups()),
         "backup": actors["backup"].stop,

@@ -71,16 +71,17 @@ async def open_store(
     busy_timeout: float = 5.0,
     create: bool = True,
     check: Check = "full",
+    node: str = "",
 ) -> Store:
     """Open (create, migrate) the database ``database`` names, after its integrity
     ``check`` (``full``, ``auto``: full up to 256 MiB, ``bounded``, ``none``); the
     store's ``statistics()["start_check"]`` says which check ran and how long it took.
     A PostgreSQL URL opens ``store.postgres`` (``check`` and ``synchronous`` are the
-    server's business there)."""
+    server's business there; ``node`` names every connection for the rescue)."""
     if is_postgres(database):
         from shepherd.store.postgres.engine import PgStore  # asyncpg: only when opening
 
-        return await PgStore.open(database, create=create)
+        return await PgStore.open(database, create=create, node=node)
     path = database_path(database)
     if check == "none":
         log.warning(

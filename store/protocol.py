@@ -13,15 +13,18 @@ picks the engine from the database string.
   committed state only.
 - Upkeep: ``checkpoint``, ``backup``, ``close``, ``statistics``.
 
+The module is long because it is the whole contract: every operation with its promise.
+
 Errors are ``store.errors`` classes (``DatabaseLocked``, ``DiskFull``, ``ReadOnly``,
 ``DatabaseCorrupt``, ``StoreError``), never a driver's exceptions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Literal, Protocol
 
+from shepherd.store.cluster import EndGroups, NodeInfo, NodeLease, Rescue
 from shepherd.store.models import (
     Agent,
     Approval,
@@ -33,7 +36,7 @@ from shepherd.store.models import (
     Run,
     TaskGroup,
 )
-from shepherd.store.ops import WriteOp
+from shepherd.store.ops import DeadLetterAlert, WriteOp
 
 __all__ = ["CheckpointMode", "OrphanedProcess", "Store"]
 
@@ -94,7 +97,10 @@ class Store(Protocol):
         self, after_seq: int, *, exclude_origin: str | None = None
     ) -> list[Dispatch]:
         """Queued dispatches with ``seq > after_seq``, by seq; its cost must not grow
-        with the queue (the dispatcher runs it on every wake-up)."""
+        with the queue (the dispatcher runs it on every wake-up). Where several writers
+        commit seqs out of order (PostgreSQL), it also returns the queued rows of lower
+        seqs that committed after the previous call (``store.postgres.listen``): a
+        caller must skip the dispatches it already holds."""
         ...
 
     async def cancel_requests(self) -> list[tuple[int, str]]:
@@ -255,6 +261,96 @@ class Store(Protocol):
 
     def statistics(self) -> dict[str, Any]:
         """The engine's own counters (commits, ops applied, ...)."""
+        ...
+
+    # -- cluster: the scheduler's leadership ---------------------------------------------
+
+    async def lead_scheduler(self, node: str) -> bool:
+        """Whether ``node`` leads the scheduler now: it takes the leadership when no one
+        holds it and keeps it while it does; only the leader fires slots. SQLite: always
+        True (one runtime per file). PostgreSQL: an advisory lock held on a connection of
+        its own (``store.postgres.leader``), lost with that connection."""
+        ...
+
+    async def scheduler_leader(self) -> str | None:
+        """The node that leads the scheduler (None: no one; SQLite: None, there is only
+        the runtime that serves the file)."""
+        ...
+
+    # -- wake-ups ----------------------------------------------------------------------
+
+    def wakeups(self) -> AsyncIterator[str]:
+        """What other writers committed, as it commits: strings of the ingest socket's
+        flags (``actors.ingest.merge_wakes``: ``d`` dispatches queued, ``c`` a cancel
+        asked), several merged into one while the consumer is busy; forever. SQLite:
+        never yields (the ingest socket carries the wake-ups). PostgreSQL: LISTEN/NOTIFY
+        (``store.postgres.listen``): a commit from any node, or a plain SQL insert into
+        ``dispatches``, yields within milliseconds; after its connection dropped and came
+        back, ``dc`` at once (a catch-up)."""
+        ...
+
+    # -- cluster: node leases, rescue, fencing (store.cluster) ---------------------------
+
+    async def join_node(self, node: str, *, lease: float, host: str, pid: int) -> NodeLease:
+        """``node`` joins with a heartbeat lease of ``lease`` seconds and a new epoch
+        (the claims and outcomes it writes carry it). SQLite: a cluster of one, epoch 0.
+        PostgreSQL: a ``nodes`` row, on a connection of its own (never behind a group
+        commit); a row of the same name is taken over (its old epoch is fenced)."""
+        ...
+
+    async def renew_node(self, node: str, epoch: int, *, lease: float) -> NodeLease:
+        """The lease stamped again, with this node's rank among the live nodes;
+        ``fenced`` when its epoch was bumped (it was rescued): it must join again."""
+        ...
+
+    async def leave_node(self, node: str, epoch: int) -> None:
+        """A graceful stop: the node leaves without a rescue."""
+        ...
+
+    async def rescue_nodes(
+        self,
+        *,
+        rescuer: str,
+        origin: str,
+        alert: DeadLetterAlert | None = None,
+        host: str = "",
+        end_groups: EndGroups | None = None,
+    ) -> list[Rescue]:
+        """Every other node whose lease ran out: marked dead, its epoch bumped, its
+        running runs given their delivery guarantee (as ``RecoverOrphans``), its server
+        connections ended; one transaction, two rescuers never both act. Before the
+        guarantee applies, ``end_groups`` is given the process groups those runs
+        recorded that were started on ``host`` (the rescuer's: a node's host, or for a
+        run of no known node its clock id, tells) and its answer goes on the runs.
+        SQLite: []."""
+        ...
+
+    async def nodes(self) -> list[NodeInfo]:
+        """Every node, by join order (lease age, epoch, status, who leads)."""
+        ...
+
+    async def node_processes(self, node: str, *, host: str) -> list[OrphanedProcess]:
+        """As ``orphaned_processes``, only the runs ``RecoverOrphans(nodes=[node])``
+        takes (``node``'s and those of no live node) that were started on ``host``: a
+        run of a node on another host is left out (SQLite: every run, one host)."""
+        ...
+
+    async def queued_ready(
+        self, after: tuple[int, float, int] | None, *, now: float, limit: int
+    ) -> list[Dispatch]:
+        """Up to ``limit`` due queued dispatches (``not_before <= now``) past the keyset
+        cursor ``after`` = (priority rank, not_before, seq) (None: from the head), in
+        that order: the dispatcher's window refill (``store.shared.window``); its cost
+        follows ``limit``, not the backlog."""
+        ...
+
+    async def queued_later(self, after: tuple[float, int], *, limit: int) -> list[Dispatch]:
+        """Up to ``limit`` queued dispatches past ``after`` = (not_before, seq), in that
+        order, any rank (``(now, LAST_SEQ)``: those not yet due): the delayed window."""
+        ...
+
+    async def newest_seq(self) -> int:
+        """The highest seq any dispatch took (0: none); ``queued_since`` reads past it."""
         ...
 
     # @@protocol-methods@@ (new protocol methods go above this line)

@@ -1,7 +1,8 @@
 """The dispatcher actor: the shell that holds the dispatch collaborators and performs
 what they decide.
 
-Role: keep every queued dispatch in memory (``ready.ReadyQueue``), admit what may start
+Role: keep the head of the queue in memory, a bounded window refilled in index order as
+it drains (``ready.ReadyQueue``, ``loader.Loader.refill``), admit what may start
 under the global cap and the admission rules (``admission.admit``, gated by the
 executors' circuit breakers, ``breakers.BreakerTable``), claim runs and start one run
 actor per attempt (``launcher.Launcher``, which owns the run supervisor; ``runs.RunTable``
@@ -15,7 +16,8 @@ process groups are killed first) and reloads jobs and the queue from the store
 (``loader.Loader``, which also reads what other processes committed). Timers: one, the
 earliest not-before on the delayed heap, folded into the receive (``receive_by``).
 New dispatches it takes in are announced as one ``DispatchQueued`` per batch, built only
-when ``wants`` says someone listens.
+when ``wants`` says someone listens. The module is long because every message the
+dispatcher hears is handled here, in one ``match``.
 
 A pass that needs another (keys handed on, outcomes decided after a commit) sets a flag,
 not a message to itself: the next receive does not block, and a full mailbox is no matter.
@@ -31,10 +33,11 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 from anyio.lowlevel import checkpoint
 
+from shepherd.actors.cluster import Membership
 from shepherd.actors.dispatcher.admission import Admission, admit
 from shepherd.actors.dispatcher.breakers import BreakerTable
 from shepherd.actors.dispatcher.commit import Batch, cancel, flush
-from shepherd.actors.dispatcher.config import COUNTERS, DispatcherConfig
+from shepherd.actors.dispatcher.config import COUNTERS, DispatcherConfig, window_size
 from shepherd.actors.dispatcher.finalize import held_cancelled, queued_event
 from shepherd.actors.dispatcher.jobs import JobTable
 from shepherd.actors.dispatcher.launcher import Launcher
@@ -53,6 +56,7 @@ from shepherd.actors.messages import (
     Enqueued,
     Event,
     JobsChanged,
+    NodeChanged,
     Poke,
     Probe,
     Quiesce,
@@ -80,8 +84,11 @@ class Dispatcher:
         emit: Callable[[Event], None],
         host: Host,
         wants: Callable[[type], bool] = lambda kind: False,
+        membership: Membership | None = None,
     ) -> None:
         self._cfg, self._store, self._writer = cfg, store, writer
+        # this node's epoch and shares (actors.cluster); a cluster of one by default
+        self._membership = membership if membership is not None else Membership(cfg.instance)
         self._mailbox, self._clock, self._emit = mailbox, clock, emit
         self._wants = wants
         self.ready = False  # recovery and the first load are done
@@ -103,9 +110,10 @@ class Dispatcher:
     def _reset(self) -> None:
         cfg = self._cfg
         self._jobs = JobTable()  # refreshed in place: the batch reads the same table
-        self._queue = ReadyQueue()
+        self._queue = ReadyQueue(cfg.window or window_size(cfg.concurrency))
         self._runs = self._launcher.reset()
         self._admission = Admission(cfg.pool_limits, rates=cfg.rates)
+        self._admission.shares(self._membership)
         self._admission.agents.configure(cfg.agent_owners, cfg.degraded_after)
         self._breakers = BreakerTable(fail_max=cfg.breaker_fail_max, reset=cfg.breaker_reset)
         self.counters.update(dict.fromkeys(COUNTERS, 0))
@@ -124,6 +132,7 @@ class Dispatcher:
             start=self._launcher.start,
             rng=self._rng,
             alert=cfg.dead_letter,
+            epoch=lambda: self._membership.epoch,
         )
         self._loader = Loader(
             store=self._store,
@@ -135,6 +144,7 @@ class Dispatcher:
             alert=cfg.dead_letter,
             agents=self._admission.agents,
             controls=self._admission.controls,
+            node=self._membership.recovery_scope,
         )
         self._again = True  # the first pass admits what was loaded from the store
         self._draining = self._drained = False
@@ -175,6 +185,7 @@ class Dispatcher:
                 self._loader.fresh = None
             now = self._clock.wall()
             self._queue.promote(now)
+            await self._loader.refill(now)  # draining too: its ``later`` cursor is a timer
             if not self._draining:
                 self._admit(now)
                 for w in self._admission.agents.take_wakes():
@@ -212,10 +223,11 @@ class Dispatcher:
             case RunFinished():
                 self._batch.finished.append(msg)
             case Cancel(dispatch_id, reply):
-                held = None  # awaiting its approval, never queued here: its row names it
+                held = None  # awaiting its approval, or queued past the window: its row
                 if dispatch_id not in self._queue:
                     row = await self._store.dispatch(dispatch_id)
-                    held = row if row is not None and row.status == "awaiting_approval" else None
+                    waiting = row is not None and row.status in ("awaiting_approval", "queued")
+                    held = row if waiting else None
                 status = await cancel(
                     self._batch, self._launcher, self._writer, self._clock, dispatch_id
                 )
@@ -240,6 +252,11 @@ class Dispatcher:
                 self._batch.hand_on(self._admission.agents.woken(agent_id, ok, error))
             case Probe(executor, healthy):
                 self._breakers.on_probe(executor, healthy, self._clock.wall())
+            case NodeChanged(fenced=fenced):
+                if fenced:  # rescued elsewhere: these runs are no longer this node's
+                    for r in list(self._runs):
+                        self._launcher.cancel(r.entry.id, "fenced")
+                self._batch.hand_on(self._admission.shares(self._membership))
             case _:
                 assert_never(msg)
 
@@ -252,6 +269,9 @@ class Dispatcher:
 
     def _admit(self, now: float) -> None:
         free = self._launcher.free - len(self._batch.claims)
+        if self._cfg.cluster_concurrency:  # this node's share of the cluster-wide cap
+            cap = self._membership.share(self._cfg.cluster_concurrency)
+            free = min(free, cap - len(self._runs) - len(self._batch.claims))
         if free <= 0 or not self._queue.has_ready:
             return
         a = admit(self._queue, self._jobs, self._admission, self._breakers, free, now)
@@ -260,18 +280,21 @@ class Dispatcher:
         self.counters["deferred"] += a.deferred
         if a.replaced:
             self._launcher.replaced(a.replaced)
-        if a.unparked:
-            self._wake()  # unparked after this pass's admission: admit now
+        if a.unparked or self._queue.starved:
+            self._wake()  # unparked after this pass's admission, or the window ran dry
 
     def statistics(self) -> dict[str, Any]:
         return {
             "inbox": self._mailbox.depth,
             **self._queue.statistics(),
+            "window": self._queue.window,
+            "window_complete": self._queue.horizon is None and self._queue.later is None,
             "running": len(self._runs),
             "draining": self._draining,
             "ready": self.ready,
             "recovered": self._loader.recovered,
             "recovery_seconds": round(self._loader.recovery_seconds, 4),
+            "cluster": self._membership.statistics(),
             "breakers": self._breakers.statistics(),
             "agents": self._admission.agents.statistics(self._queue.parked),
             **self._admission.controls.statistics(self._clock.wall(), self._queue.parked.count),

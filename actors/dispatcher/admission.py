@@ -33,11 +33,12 @@ fires of a disabled job are skipped (``disabled``) then, not left queued.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 import msgspec
 
+from shepherd.actors.cluster import Membership
 from shepherd.actors.dispatcher.agents import AgentTable
 from shepherd.actors.dispatcher.breakers import BreakerTable
 from shepherd.actors.dispatcher.controls import Controls
@@ -77,7 +78,15 @@ RATE_PREFIX = "rate:"  # parked behind the dispatch that waits for a bucket's ne
 class Admission:
     """Runs held per job and per pool, against the pool limits."""
 
-    __slots__ = ("agents", "controls", "pool_limits", "running_by_job", "running_by_pool")
+    __slots__ = (
+        "_share",
+        "agents",
+        "busy_pools",
+        "controls",
+        "pool_limits",
+        "running_by_job",
+        "running_by_pool",
+    )
 
     def __init__(
         self,
@@ -90,9 +99,23 @@ class Admission:
         self.pool_limits: dict[str, int] = dict(pool_limits or {})
         self.agents = AgentTable()  # runs held per agent, capability-based assignment
         self.controls = Controls(rates)  # pauses and rate limits (controls.py)
+        self.busy_pools: set[str] = set()  # pools a dispatch was parked behind
+        self._share: Callable[[int], int] = lambda limit: limit
 
     def pool_limit(self, pool: str) -> int:
-        return self.pool_limits.get(pool, 1)  # an undeclared pool is a mutex (OCS)
+        """This node's share (``shares``) of the pool's limit; an undeclared pool is a
+        mutex (OCS), cluster-wide too."""
+        return self._share(self.pool_limits.get(pool, 1))
+
+    def shares(self, node: Membership) -> list[str]:
+        """Take ``node``'s shares of the cluster-wide pool limits and rate buckets (on
+        every change of the live nodes); the pool keys whose waiters may start now."""
+        self._share = node.share
+        self.controls.rates.split(1 if node.single else node.count, node.rank)
+        keys: list[str] = []
+        for pool in sorted(self.busy_pools | set(self.running_by_pool)):
+            keys += [f"pool:{pool}"] * max(0, self.pool_limit(pool) - self.running_by_pool[pool])
+        return keys
 
     def hold(self, job_id: int, pool: str | None) -> None:
         """A dispatch of ``job_id`` was admitted: count it against its job and pool."""
@@ -139,6 +162,7 @@ def check(
         if job.overlap == "replace":
             return Verdict("replace", "replaced", key=key)
     if job.pool and state.running_by_pool[job.pool] >= state.pool_limit(job.pool):
+        state.busy_pools.add(job.pool)
         return Verdict("park", "pool-busy", key=f"pool:{job.pool}")
     return RUN
 

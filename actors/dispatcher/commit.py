@@ -108,8 +108,10 @@ class Batch:
         rng: random.Random | None = None,
         alert: DeadLetterAlert | None = None,
         wants: Callable[[type], bool] = lambda kind: False,
+        epoch: Callable[[], int] = lambda: 0,
     ) -> None:
         self._instance = instance
+        self._epoch = epoch  # the node's epoch now (actors.cluster): fences the writes
         self._wants = wants
         self._alert = alert
         self._jobs = jobs
@@ -176,13 +178,17 @@ class Batch:
             p.finals.append((msg, r, f))
         if p.finals:
             finals = [f for _, _, f in p.finals]
-            p.ops.append(FinishRuns(finals, now, origin=self._instance, alert=self._alert))
+            p.ops.append(
+                FinishRuns(
+                    finals, now, origin=self._instance, alert=self._alert, epoch=self._epoch()
+                )
+            )
         if p.settles:
             p.ops.append(SettleQueued([s for _, s in p.settles], now, alert=self._alert))
         if p.claims:
             jobs = self._jobs
             claims = [claim_op(e, jobs.get(e.job_id)) for e in p.claims]
-            p.ops.append(ClaimRuns(claims, self._instance, now))
+            p.ops.append(ClaimRuns(claims, self._instance, now, epoch=self._epoch()))
         if (notes := self._admission.agents.take_notes(now)) is not None:  # after the claims
             p.ops.append(notes)
         return p
@@ -223,6 +229,12 @@ class Batch:
             self._admission.agents.on_outcome(r.entry.agent, msg.outcome)
             if seq is None:
                 counters["fenced"] += 1
+                log.warning(
+                    "stale outcome refused: run %s of dispatch %s (%s) was settled elsewhere",
+                    r.run_id,
+                    r.entry.id,
+                    msg.outcome,
+                )
                 continue
             counters[msg.outcome] += 1
             name = self._jobs.name(r.entry.job_id)

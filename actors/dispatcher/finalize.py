@@ -8,7 +8,8 @@ Retry policy lives here, next to the decision it feeds (``decide``):
 - ``cancelled`` by shutdown                  → at-least-once: ``requeue`` (replayed on
   the next start, attempt kept); at-most-once: ``cancelled``
 - ``cancelled`` because its agent went offline (``agent-offline``) → the same: an
-  at-least-once dispatch is queued again (and assigned to another agent)
+  at-least-once dispatch is queued again (and assigned to another agent); and the same
+  when its node's lease ran out (``fenced``, ``actors.cluster``), if no rescue did it
 - ``error`` with reason ``deferred`` (the executor raised ``Deferred``: its gateway is
   down)                                      → ``requeue`` after the given seconds and
   the attempt is refunded (OCS: "Gateway unavailable -- deferred", nothing else)
@@ -108,7 +109,7 @@ def decide(
         return Decision("done")
     if msg.outcome == "cancelled":
         replay = job is not None and job.delivery_guarantee == "at-least-once"
-        if msg.reason in ("shutdown", "agent-offline") and replay:
+        if msg.reason in ("shutdown", "agent-offline", "fenced") and replay:
             return Decision("requeue", not_before=now)
         return Decision("cancelled")
     if msg.reason == "deferred":

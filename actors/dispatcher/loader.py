@@ -2,7 +2,14 @@
 
 - ``start``: on (re)start, orphaned runs are recovered first (``recovery``: their
   process groups are killed, then their guarantee applied), then every job and the
-  whole queue are loaded; it keeps how many it recovered and how long that took.
+  head of the queue are loaded; it keeps how many it recovered and how long that took.
+- ``refill(now)``: the window of the queue's head (``ready.ReadyQueue``), read on from
+  its cursors in index order (``Store.queued_ready`` / ``queued_later``): the future
+  rows past ``later`` once the clock reaches it (page after page while they are due,
+  since a due one may sort ahead of the horizon), then the due rows past ``horizon``
+  when the ready heap ran below half the window or a pop stopped at the horizon (from
+  the head again after a ``rewind``: a key's waiters left to the store are due). Each
+  read is a page of the ready index: its cost follows the window, never the backlog.
 - ``jobs(ids)``: all jobs (start, a changed-jobs reload) or only ``ids`` (O(changed));
   the waiters of a changed job go back through admission (a disabled job's fires).
 - ``queued(after_seq)``: the queued dispatches past the newest seq read so far
@@ -29,14 +36,16 @@ from collections.abc import Callable
 from shepherd.actors.dispatcher.agents import AgentTable
 from shepherd.actors.dispatcher.controls import Controls
 from shepherd.actors.dispatcher.jobs import JobTable
-from shepherd.actors.dispatcher.ready import ReadyQueue
+from shepherd.actors.dispatcher.ready import BOTTOM, ReadyQueue
 from shepherd.actors.dispatcher.recovery import recover_orphans
 from shepherd.actors.messages import Entry, Poke, Quiesce, entry_from_dispatch
 from shepherd.actors.primitives.clock import Clock
 from shepherd.actors.primitives.mailbox import Address
 from shepherd.actors.writer import StoreMsg
+from shepherd.store.models import Dispatch, priority_rank
 from shepherd.store.ops import DeadLetterAlert
 from shepherd.store.protocol import Store
+from shepherd.store.shared.window import LAST_SEQ
 
 __all__ = ["Loader"]
 
@@ -59,7 +68,9 @@ class Loader:
         alert: DeadLetterAlert | None = None,
         agents: AgentTable | None = None,
         controls: Controls | None = None,
+        node: Callable[[], str | None] = lambda: None,
     ) -> None:
+        self._node = node  # whose runs recovery takes: None = all (``Membership``)
         self._controls = controls if controls is not None else Controls()
         self._agents = agents if agents is not None else AgentTable()
         self._store = store
@@ -77,21 +88,24 @@ class Loader:
         self.fresh: list[Entry] | None = None
 
     async def start(self, writer: Address[StoreMsg], clock: Clock) -> None:
-        """Recover the orphaned runs, then load every job and the whole queue."""
+        """Recover the orphaned runs, then load every job and the head of the queue."""
         began = clock.now()
         recovered = await recover_orphans(
-            self._store, writer, clock, origin=self._instance, alert=self._alert
+            self._store, writer, clock, origin=self._instance, alert=self._alert, node=self._node()
         )
         for run_id, dispatch_id, action in recovered:
             log.warning("run %s of dispatch %s was orphaned: %s", run_id, dispatch_id, action)
         await self.jobs()
         await self.agents()
         await self.pauses()
-        await self.queued()
+        now = clock.wall()
+        self.seq = await self._store.newest_seq()  # past it: ``queued``; up to it: refills
+        self._queue.horizon, self._queue.later = BOTTOM, (now, LAST_SEQ)
+        await self.refill(now)
         self.recovered = len(recovered)
         self.recovery_seconds = clock.now() - began
         log.info(
-            "dispatcher ready: %d orphaned runs resolved, %d queued, in %.3fs",
+            "dispatcher ready: %d orphaned runs resolved, %d queued held, in %.3fs",
             self.recovered,
             len(self._queue),
             self.recovery_seconds,
@@ -111,15 +125,43 @@ class Loader:
         self._queue.take_changed(before, self._jobs)
 
     async def queued(self, after_seq: int = 0, *, exclude_own: bool = False) -> None:
+        """What was committed past ``after_seq``; each kept if it sorts within the
+        window (``ReadyQueue.holds``), else left to the refill that reaches it."""
         exclude = self._instance if exclude_own else None
         for d in await self._store.queued_since(after_seq, exclude_origin=exclude):
             self.seq = max(self.seq, d.seq)
-            if d.job_id not in self._jobs:
-                await self.jobs()
-            entry = entry_from_dispatch(d)
-            self._add(entry)
+            entry = await self._take(d)
             if exclude_own and self.fresh is not None:
                 self.fresh.append(entry)
+
+    async def refill(self, now: float) -> None:
+        """Read the window on from its cursors, as far as it needs (module docstring)."""
+        q = self._queue
+        size = q.window or 1 << 30
+        while q.later is not None and now >= q.later[0]:
+            rows = await self._store.queued_later(q.later, limit=size)
+            q.later = (rows[-1].not_before, rows[-1].seq) if len(rows) >= size else None
+            for d in rows:
+                await self._take(d)
+        rewind, q.rewind = q.rewind, False
+        if rewind:  # waiters left to the store are due again: from the head, in order
+            q.horizon = BOTTOM
+        if q.horizon is None or not (rewind or q.starved or q.ready_size < size // 2):
+            return
+        limit = max(size - q.ready_size, size // 2, 1)
+        after = None if q.horizon == BOTTOM else q.horizon
+        rows = await self._store.queued_ready(after, now=now, limit=limit)
+        q.horizon = _key(rows[-1]) if len(rows) >= limit else None
+        q.starved = False
+        for d in rows:
+            await self._take(d)
+
+    async def _take(self, d: Dispatch) -> Entry:
+        if d.job_id not in self._jobs:
+            await self.jobs()
+        entry = entry_from_dispatch(d)
+        self._add(entry)
+        return entry
 
     async def reload(self) -> list[tuple[int, str]]:
         """Read what the pending ``Poke``s name; the running dispatches to cancel, why."""
@@ -151,3 +193,7 @@ class Loader:
         for key in self._controls.load(await self._store.pauses()):
             while self._queue.unpark(key):
                 pass
+
+
+def _key(d: Dispatch) -> tuple[int, float, int]:
+    return (priority_rank(d.priority), d.not_before, d.seq)

@@ -31,6 +31,7 @@ from typing import Annotated, Any
 import msgspec
 
 from shepherd.store.bounds import Range
+from shepherd.store.cluster import share
 from shepherd.store.errors import ConfigError
 
 __all__ = [
@@ -125,12 +126,19 @@ class Bucket:
     neither round nor drift, and cost about as much as float ones."""
 
     __slots__ = ("_a", "_scale", "_t", "_tat", "_tau", "burst", "deferred", "given",
-                 "interval", "rate", "taken")  # fmt: skip
+                 "interval", "rate", "split", "taken")  # fmt: skip
 
-    def __init__(self, rate: str, burst: int | None = None) -> None:
+    def __init__(
+        self, rate: str, burst: int | None = None, split: tuple[int, int] = (1, 0)
+    ) -> None:
         self.rate = rate
         self.given = (rate, burst)  # as configured (a changed spec makes a new bucket)
+        self.split = split  # (live nodes, this node's rank): its share of the bucket
         self.interval, self.burst = parse_rate(rate, burst)
+        nodes, rank = split
+        if nodes > 1:  # N/nodes per node, exactly; the burst by shares, at least 1
+            self.interval *= nodes
+            self.burst = max(1, share(self.burst, nodes, rank))
         count = Fraction(_UNITS[rate.strip().partition("/")[2].strip()]) / self.interval
         self._a = count.numerator
         self._scale = (1 << 60) * self._a  # ticks per second
@@ -182,13 +190,23 @@ class Bucket:
 class RateTable:
     """Buckets by key; see the module docstring."""
 
-    __slots__ = ("_buckets", "blocking")
+    __slots__ = ("_buckets", "_split", "blocking")
 
     def __init__(self, limits: Mapping[str, RateLimit] | None = None) -> None:
         self._buckets: dict[str, Bucket] = {
             key: Bucket(limit.rate, limit.burst) for key, limit in (limits or {}).items()
         }
+        self._split = (1, 0)
         self.blocking = ""  # after a ``check`` that said "not yet": the bucket that decided
+
+    def split(self, nodes: int, rank: int) -> None:
+        """Every bucket becomes this node's share of it among ``nodes`` live nodes
+        (``actors.cluster``): rate N/nodes, the burst split by rank; a bucket whose share
+        changed starts again full."""
+        self._split = (max(1, nodes), rank)
+        for key, b in self._buckets.items():
+            if b.split != self._split:
+                self._buckets[key] = Bucket(*b.given, split=self._split)
 
     def __len__(self) -> int:
         return len(self._buckets)
@@ -206,7 +224,7 @@ class RateTable:
         if rate is None:
             self._buckets.pop(key, None)
         elif old is None or old.given != (rate, burst):
-            self._buckets[key] = Bucket(rate, burst)
+            self._buckets[key] = Bucket(rate, burst, split=self._split)
 
     def check(self, keys: Iterable[str], now: float) -> float | None:
         """None if every bucket of ``keys`` has a token at ``now``; else the earliest

@@ -18,11 +18,20 @@ at-most-once dead letter is not still running. What it found goes on the run
 (``runs.process``): ``gone`` (nothing was left), ``killed``, or ``alive`` (still there
 ``KILL_WAIT`` seconds after SIGKILL, e.g. stuck in the kernel; logged as an error, and
 recovery goes on: the runtime does not stay down for it).
+
+On a database several nodes share (PostgreSQL) the start recovery takes this node's own
+runs and those of no live node, and ends the groups of those started on this host (the
+node's host in ``nodes``; a run of an unknown node is judged by its clock id, which names
+the boot). A dead node's groups on another host are out of reach: a paused node ends its
+own once it finds itself fenced, and a node of that host ends those of the runs still
+``running`` when it starts. A rescue ends the rescued runs' groups on the rescuer's
+host the same way (``actors.cluster``).
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 
 import anyio
 
@@ -31,14 +40,20 @@ from shepherd.actors.primitives.clock import Clock
 from shepherd.actors.primitives.mailbox import Address
 from shepherd.actors.writer import StoreMsg, write
 from shepherd.store.ops import DeadLetterAlert, RecoverOrphans
-from shepherd.store.protocol import Store
+from shepherd.store.protocol import OrphanedProcess, Store
 
-__all__ = ["KILL_WAIT", "end_orphaned_groups", "recover_orphans"]
+__all__ = ["KILL_WAIT", "end_orphaned_groups", "recover_orphans", "this_host"]
 
 log = logging.getLogger("shepherd.recovery")
 
 KILL_WAIT = 10.0  # seconds a killed group may take to be gone
 POLL = 0.02
+
+
+def this_host() -> str:
+    """This machine's name, as a node records it (``Store.join_node``): the runs of the
+    nodes that name it are the ones whose process groups can be ended from here."""
+    return socket.gethostname()
 
 
 async def recover_orphans(
@@ -48,18 +63,27 @@ async def recover_orphans(
     *,
     origin: str,
     alert: DeadLetterAlert | None = None,
+    node: str | None = None,
 ) -> list[tuple[int, int, str]]:
     """Orphaned runs → ``crashed`` and their guarantee applied, once their process groups
-    are gone. Returns ``(run_id, dispatch_id, action)`` for each (``RecoverOrphans``)."""
-    found = await end_orphaned_groups(store, clock)
-    op = RecoverOrphans(now=clock.wall(), origin=origin, processes=found, alert=alert)
+    are gone. Returns ``(run_id, dispatch_id, action)`` for each (``RecoverOrphans``).
+    ``node``: the runs that node claimed and those of no live node (a database shared by
+    several nodes: the live nodes' runs are theirs, or a rescue's); of those, the groups
+    started on this host are ended. None: every running run, every recorded group."""
+    if node is None:
+        rows = await store.orphaned_processes()
+    else:
+        rows = await store.node_processes(node, host=this_host())
+    found = await end_orphaned_groups(clock, rows)
+    nodes = None if node is None else [node]
+    op = RecoverOrphans(now=clock.wall(), origin=origin, processes=found, alert=alert, nodes=nodes)
     result: list[tuple[int, int, str]] = await write(writer, op)
     return result
 
 
-async def end_orphaned_groups(store: Store, clock: Clock) -> dict[int, str]:
-    """Kill what is left of the orphaned runs' process groups; ``{run_id: found}``."""
-    rows = await store.orphaned_processes()
+async def end_orphaned_groups(clock: Clock, rows: list[OrphanedProcess]) -> dict[int, str]:
+    """Kill what is left of the process groups ``rows`` recorded (``(run_id, pgid,
+    start, clock)``, as ``Store.orphaned_processes`` gives them); ``{run_id: found}``."""
     if not rows:
         return {}
     here = procs.clock_id()

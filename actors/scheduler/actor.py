@@ -28,6 +28,13 @@ crash left: a recurring job without a next run, a one-shot job whose run ended
 unseen. Timers: one, the earliest fire time (a cancel scope on the inbox receive),
 capped at ``max_sleep`` so a step of the wall clock is noticed; after a failed
 commit, its fires again ``retry_delay`` later. No fixed tick.
+Leadership: only the scheduler leader fires slots (``Store.lead_scheduler``: on SQLite
+the one runtime of the file, on PostgreSQL one node per database). A follower keeps
+its timetable loaded, commits what outcomes and repairs ask (each a compare-and-set on
+the job's next fire time), and asks for the leadership every ``leader_poll``; taking it
+reloads every job. Should two leaders overlap, the ``(job, slot)`` unique index keeps
+each slot to one dispatch. The module is long because that gate sits beside the
+firing it gates.
 """
 
 from __future__ import annotations
@@ -70,6 +77,7 @@ class SchedulerConfig(msgspec.Struct, frozen=True, kw_only=True):
     chunk: int = 500  # jobs per commit op when many fire at once (pipelined)
     max_sleep: float = 60.0  # re-read the wall clock at least this often
     retry_delay: float = 1.0  # after a failed commit
+    leader_poll: float = 1.0  # a follower asks for the leadership this often
 
 
 _Sent = tuple[list[Plan], Reply[Any]]
@@ -105,13 +113,20 @@ class Scheduler:
         self._pending: list[Plan] = []
         self._stale: set[int] = set()
         self._busy = True
+        self.leading = False
         self.checked_at = self.late_last = self.late_max = 0.0
         self.last_error: str | None = None
-        names = "fired missed backoff duplicates finished stale store_errors slot_errors loops"
+        names = (
+            "fired missed backoff duplicates finished stale store_errors slot_errors loops"
+            " leadership_changes"
+        )
         self.counters = dict.fromkeys(names.split(), 0)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         self._reset()
+        self.leading = await self._lead()
+        if not self.leading:
+            log.info("scheduler: %s follows; another node leads", self._cfg.instance)
         await self._reload(None, self._clock.wall())
         task_status.started()
         batch: list[SchedulerMsg] = []  # the first pass fires what came due while down
@@ -139,7 +154,8 @@ class Scheduler:
                 await self._reload(None if reload is None else reload | stale, now)
             if recheck:
                 await self._end_fired(self._table.fired())
-            await self._fire(now)
+            if await self._still_leads(now):
+                await self._fire(now)
             self.checked_at, self._busy = now, False
             try:
                 first = await self._receive()
@@ -154,7 +170,7 @@ class Scheduler:
                 return self._mailbox.receive_nowait()
             except anyio.WouldBlock:
                 return None
-        due = self._table.next_due()
+        due = self._table.next_due() if self.leading else None
         while self._table.unready and (due is None or due > self._clock.wall() + 0.05):
             self._table.prepare(128)  # idle time: plan the next slots ahead (cron maths)
             try:
@@ -162,6 +178,8 @@ class Scheduler:
             except anyio.WouldBlock:
                 await anyio.lowlevel.checkpoint()
         deadline = self._clock.wall() + self._cfg.max_sleep
+        if not self.leading:
+            deadline = min(deadline, self._clock.wall() + self._cfg.leader_poll)
         if due is not None:
             deadline = min(deadline, due)
         with anyio.CancelScope() as scope:
@@ -184,6 +202,32 @@ class Scheduler:
         for job_id in fired:
             if states.get(job_id) in _FINAL:
                 self._pending.append(self._table.finish(job_id))
+
+    # -- leadership ----------------------------------------------------------------
+
+    async def _lead(self) -> bool:
+        try:
+            return await self._store.lead_scheduler(self._cfg.instance)
+        except StoreError as exc:
+            self.last_error = str(exc)
+            return False
+
+    async def _still_leads(self, now: float) -> bool:
+        """Whether this runtime leads the scheduler (``Store.lead_scheduler``). Taking
+        the leadership reloads every job first: the previous leader moved their next
+        fire times while this one followed."""
+        leads = await self._lead()
+        if leads != self.leading:
+            self.leading = leads
+            self.counters["leadership_changes"] += 1
+            if leads:
+                log.info("scheduler: %s leads; slots fire here", self._cfg.instance)
+                await self._reload(None, now)
+            else:
+                log.warning(
+                    "scheduler: %s no longer leads; slots fire elsewhere", self._cfg.instance
+                )
+        return leads
 
     # -- committing ----------------------------------------------------------------
 
@@ -257,6 +301,7 @@ class Scheduler:
             # blocked in receive with nothing waiting (tests: "has it caught up?")
             "idle": not self._busy and mb["depth"] == 0 and mb["waiting"] > 0,
             "busy": self._busy,
+            "leader": self.leading,
             "jobs": len(self._table),
             "next_due": self._table.peek(),
             "checked_at": self.checked_at,

@@ -81,6 +81,9 @@ class ClaimRuns(msgspec.Struct, frozen=True, tag=True):
     claims: list[ClaimRun]
     instance: str
     now: float
+    # the claiming node's epoch (store.cluster): 0 = no fencing (SQLite); else a stale
+    # epoch makes every claim lost (None) on an engine shared by several nodes
+    epoch: int = 0
 
 
 class FinishRun(msgspec.Struct, frozen=True, kw_only=True):
@@ -112,6 +115,9 @@ class FinishRuns(msgspec.Struct, frozen=True, tag=True):
     now: float
     origin: str = ""
     alert: DeadLetterAlert | None = None  # a dead letter's alert delivery, same transaction
+    # the deciding node's epoch (its name is ``origin``): 0 = no fencing (SQLite); else
+    # a stale epoch refuses every outcome (None) on an engine shared by several nodes
+    epoch: int = 0
 
 
 class Settle(msgspec.Struct, frozen=True, kw_only=True):

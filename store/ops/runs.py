@@ -26,6 +26,11 @@ class RecoverOrphans(msgspec.Struct, frozen=True, tag=True):
     origin: str
     processes: dict[int, str] = msgspec.field(default_factory=dict)
     alert: DeadLetterAlert | None = None  # a dead letter's alert delivery, same transaction
+    # None: every running run. A list (a database shared by several nodes): the runs
+    # claimed by these nodes (``runs.instance``) or by no live node (dead, left, unknown);
+    # a live node's runs are its own, an expired one's are the rescue's. An engine of one
+    # runtime (SQLite) recovers every running run either way: no other node is alive.
+    nodes: list[str] | None = None
 
 
 class RecordProcess(msgspec.Struct, frozen=True, tag=True):

@@ -1,5 +1,6 @@
 """The writer's side of the PostgreSQL engine: a batch of write ops in one transaction,
-one SAVEPOINT each, each op's SQL chosen by its type (as ``store.sqlite.batch``).
+each op's SQL chosen by its type (as ``store.sqlite.batch``); a failed op is rolled
+back alone (``apply_batch``).
 
 Each op function is ``async def fn(conn: asyncpg.Connection, op) -> result``, running
 inside the caller's transaction; the modules of this package hold them, one per area.
@@ -35,28 +36,51 @@ async def apply_op(conn: asyncpg.Connection, op: WriteOp) -> Any:
 
 
 async def apply_batch(conn: asyncpg.Connection, ops: Sequence[WriteOp]) -> list[Any]:
-    """All ops in one transaction, one SAVEPOINT each (none for a batch of one).
+    """All ops in one transaction; a failed op's result is a ``StoreError``.
 
-    An op that raises (a constraint, a value PostgreSQL cannot bind, a bug in the op) is
-    rolled back to its savepoint and its result is a ``StoreError``; the other ops
-    commit. Only an error of the transaction itself (``codes.fails_batch``) fails the
-    batch. A batch of one needs no savepoint: a failed op commits nothing.
+    An op that raises (a constraint, a value PostgreSQL cannot bind, a bug in the op)
+    fails alone: the other ops commit. Only an error of the transaction itself
+    (``codes.fails_batch``) fails the batch. Ops rarely fail, and a SAVEPOINT and its
+    RELEASE are two round trips to the server per op, so the batch first runs without
+    any; an op that fails then rolls the whole transaction back, and the batch runs
+    again with one savepoint per op (``_apply_isolated``), which rolls back that op
+    alone. A batch of one needs no savepoint: a failed op commits nothing.
     """
     results: list[Any] = []
-    single = len(ops) == 1
+    failed: Exception | None = None
     tr = conn.transaction()
     await tr.start()
     try:
         for op in ops:
-            if single:
-                try:
-                    results.append(await apply_op(conn, op))
-                except Exception as exc:
-                    if fails_batch(exc):
-                        raise
-                    await tr.rollback()
-                    return [op_error(exc)]
-                continue
+            try:
+                results.append(await apply_op(conn, op))
+            except Exception as exc:
+                if fails_batch(exc):
+                    raise
+                failed = exc
+                break
+        if failed is None:
+            await tr.commit()
+        else:
+            await tr.rollback()
+    except BaseException:
+        await _roll_back(conn, tr)
+        raise
+    if failed is None:
+        return results
+    if len(ops) == 1:
+        return [op_error(failed)]
+    return await _apply_isolated(conn, ops)
+
+
+async def _apply_isolated(conn: asyncpg.Connection, ops: Sequence[WriteOp]) -> list[Any]:
+    """All ops in one transaction, one SAVEPOINT each: a failed op is rolled back to its
+    savepoint and its result is a ``StoreError``."""
+    results: list[Any] = []
+    tr = conn.transaction()
+    await tr.start()
+    try:
+        for op in ops:
             sp = conn.transaction()
             await sp.start()
             try:
@@ -72,10 +96,14 @@ async def apply_batch(conn: asyncpg.Connection, ops: Sequence[WriteOp]) -> list[
                 await sp.commit()
         await tr.commit()
     except BaseException:
-        if not conn.is_closed():
-            try:
-                await tr.rollback()
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-                pass
+        await _roll_back(conn, tr)
         raise
     return results
+
+
+async def _roll_back(conn: asyncpg.Connection, tr: Any) -> None:
+    if not conn.is_closed():
+        try:
+            await tr.rollback()
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            pass

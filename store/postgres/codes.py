@@ -7,7 +7,11 @@ import asyncpg
 
 from shepherd.store.errors import DatabaseCorrupt, DatabaseLocked, DiskFull, ReadOnly, StoreError
 
-__all__ = ["fails_batch", "op_error", "translate"]
+__all__ = ["LOST", "connection_lost", "fails_batch", "op_error", "translate"]
+
+# What the driver raises when the connection, not the statement, failed: closed, reset,
+# or (a backend terminated while idle, its last words read mid-query) out of step
+LOST = (OSError, asyncpg.exceptions.InterfaceError, asyncpg.exceptions.InternalClientError)
 
 # SQLSTATE class (two characters) or full code → the class and what it means
 _BY_STATE: dict[str, tuple[type[StoreError], str]] = {
@@ -44,7 +48,7 @@ def translate(exc: BaseException, where: str) -> StoreError:
         if kind is not None:
             cls, what = kind
             return cls(f"{where}: {what} ({exc}; SQLSTATE {state})")
-    if isinstance(exc, (OSError, asyncpg.exceptions.InterfaceError)):
+    if isinstance(exc, LOST):
         return StoreError(f"{where}: connection to the server failed ({exc})")
     return StoreError(f"{where}: {exc}" + (f" (SQLSTATE {state})" if state else ""))
 
@@ -53,10 +57,18 @@ def fails_batch(exc: BaseException) -> bool:
     """Whether ``exc``, raised by one op, fails its whole batch."""
     if not isinstance(exc, Exception):
         return True  # cancellation, exit: not an error of the op
-    if isinstance(exc, (OSError, asyncpg.exceptions.InterfaceError)):
+    if isinstance(exc, LOST):
         return True
     state = _state(exc)
     return bool(state) and state.startswith(_WHOLE_BATCH_PREFIXES)
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` says the connection itself is gone (closed, reset, its backend
+    terminated by the server or an administrator): what a new connection cures."""
+    if isinstance(exc, LOST):
+        return True
+    return _state(exc).startswith(("08", "57P"))
 
 
 def op_error(exc: Exception) -> StoreError:

@@ -15,13 +15,14 @@ connection), so the engine's whole surface is in one place, as in ``store.sqlite
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import anyio
 import asyncpg
 
 from shepherd.store.activity import THREAD_WORK
+from shepherd.store.cluster import EndGroups, NodeInfo, NodeLease, Rescue
 from shepherd.store.errors import StoreError
 from shepherd.store.models import (
     Agent,
@@ -34,15 +35,27 @@ from shepherd.store.models import (
     Run,
     TaskGroup,
 )
-from shepherd.store.ops import WriteOp
+from shepherd.store.ops import DeadLetterAlert, WriteOp
 from shepherd.store.postgres import agents as agents_sql
 from shepherd.store.postgres import approvals as approvals_sql
-from shepherd.store.postgres import controls, deliveries, groups, messages, queries, runs, spawn
+from shepherd.store.postgres import cluster as cluster_sql
+from shepherd.store.postgres import (
+    controls,
+    deliveries,
+    groups,
+    messages,
+    queries,
+    runs,
+    spawn,
+    window,
+)
 from shepherd.store.postgres import metrics as metrics_sql
 from shepherd.store.postgres import ops_table as _ops_table  # fills batch.APPLY
 from shepherd.store.postgres.batch import apply_batch
-from shepherd.store.postgres.codes import translate
-from shepherd.store.postgres.opening import Opened, open_connections, redact
+from shepherd.store.postgres.codes import LOST, connection_lost, translate
+from shepherd.store.postgres.leader import Leadership, current_leader
+from shepherd.store.postgres.listen import Listener
+from shepherd.store.postgres.opening import Opened, connect, open_connections, redact
 from shepherd.store.protocol import CheckpointMode, OrphanedProcess
 
 __all__ = ["PgStore"]
@@ -61,15 +74,22 @@ class PgStore:
         self.server_version = opened.server_version
         self._writer = opened.writer
         self._pool = opened.pool
+        self.backend = opened.backend  # every connection's application_name ("": no node)
+        self._lease = cluster_sql.LeaseLink(dsn, opened.backend)  # join / renew / leave
         self._write_lock = anyio.Lock()
+        self._listener = Listener(dsn, opened.schema, opened.backend)  # wake-ups (``listen``)
         self.commits = 0
         self.ops_applied = 0
         self._closed = False
+        self._leadership: Leadership | None = None  # the scheduler lock, once asked
 
     @classmethod
-    async def open(cls, dsn: str, *, create: bool = True, migrate: bool = True) -> PgStore:
-        """Connect, check the server (``opening``), create or migrate the schema."""
-        opened = await open_connections(dsn, create=create, migrate_schema=migrate)
+    async def open(
+        cls, dsn: str, *, create: bool = True, migrate: bool = True, node: str = ""
+    ) -> PgStore:
+        """Connect, check the server (``opening``), create or migrate the schema; with
+        ``node``, every connection names that node (``opening.backend_name``)."""
+        opened = await open_connections(dsn, create=create, migrate_schema=migrate, node=node)
         return cls(dsn, opened)
 
     async def apply(self, ops: Sequence[WriteOp]) -> list[Any]:
@@ -77,14 +97,27 @@ class PgStore:
         async with self._write_lock:
             THREAD_WORK.begin()
             try:
+                if self._writer.is_closed():  # lost between batches: nothing was in flight
+                    self._writer = await self._reconnect()
                 results = await apply_batch(self._writer, ops)
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            except (asyncpg.PostgresError, *LOST) as exc:
+                if connection_lost(exc) and not self._writer.is_closed():
+                    self._writer.terminate()  # unusable: the next batch reconnects
                 raise translate(exc, self.path) from None
+            except BaseException:
+                if not self._writer.is_closed() and self._writer.is_in_transaction():
+                    self._writer.terminate()  # cancelled mid-batch: rolled back by the server
+                raise
             finally:
                 THREAD_WORK.end()
         self.commits += 1
         self.ops_applied += len(ops)
         return results
+
+    async def _reconnect(self) -> asyncpg.Connection:
+        """A new writer connection, named as the lost one (``backend``)."""
+        named = {"application_name": self.backend} if self.backend else None
+        return await connect(self.dsn, server_settings=named)
 
     async def apply_one(self, op: WriteOp) -> Any:
         result = (await self.apply([op]))[0]
@@ -93,13 +126,19 @@ class PgStore:
         return result
 
     async def read(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
-        """``await fn(connection, *args, **kwargs)`` on a pooled connection."""
+        """``await fn(connection, *args, **kwargs)`` on a pooled connection. A read
+        whose connection is lost under it (server restart, a terminated backend) runs
+        once more on a fresh one: reads change nothing, so the retry is safe."""
         THREAD_WORK.begin()
         try:
-            async with self._pool.acquire() as conn:
-                return await fn(conn, *args, **kwargs)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-            raise translate(exc, self.path) from None
+            for attempt in (1, 2):
+                try:
+                    async with self._pool.acquire() as conn:
+                        return await fn(conn, *args, **kwargs)
+                except (asyncpg.PostgresError, *LOST) as exc:
+                    if attempt == 2 or not connection_lost(exc):
+                        raise translate(exc, self.path) from None
+            raise AssertionError("unreachable")
         finally:
             THREAD_WORK.end()
 
@@ -120,6 +159,10 @@ class PgStore:
             return
         self._closed = True
         with anyio.CancelScope(shield=True):
+            await self._lease.close()
+            await self._listener.close()
+            if self._leadership is not None:
+                await self._leadership.close()
             try:
                 await self._pool.close()
             finally:
@@ -134,6 +177,8 @@ class PgStore:
             "commits": self.commits,
             "ops_applied": self.ops_applied,
             "checkpoints": 0,
+            "notifications": self._listener.notifications,
+            "listen_reconnects": self._listener.reconnects,
             "start_check": "none (PostgreSQL checks its own pages)",
             "start_check_seconds": 0.0,
         }
@@ -171,7 +216,9 @@ class PgStore:
     async def queued_since(
         self, after_seq: int, *, exclude_origin: str | None = None
     ) -> list[Dispatch]:
-        return await self.read(queries.queued_since, after_seq, exclude_origin=exclude_origin)
+        await self._listener.ensure()  # LISTEN before the snapshot: a later commit is notified
+        after = self._listener.floor(after_seq)  # lower when a seq committed late (``listen``)
+        return await self.read(queries.queued_since, after, exclude_origin=exclude_origin)
 
     async def cancel_requests(self) -> list[tuple[int, str]]:
         return await self.read(queries.cancel_requests)
@@ -299,5 +346,77 @@ class PgStore:
 
     async def latest_instance(self) -> dict[str, Any] | None:
         return await self.read(queries.latest_instance)
+
+    async def lead_scheduler(self, node: str) -> bool:
+        """The scheduler lock, on a connection of its own (``store.postgres.leader``)."""
+        if self._leadership is None:
+            self._leadership = Leadership(self.dsn, self.schema, self.backend or None)
+        THREAD_WORK.begin()
+        try:
+            return await self._leadership.lead(node)
+        finally:
+            THREAD_WORK.end()
+
+    async def scheduler_leader(self) -> str | None:
+        return await self.read(current_leader, self.schema)
+
+    async def wakeups(self) -> AsyncIterator[str]:
+        async for flags in self._listener.wakeups():
+            yield flags
+
+    async def _on_lease(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        THREAD_WORK.begin()
+        try:
+            return await self._lease.run(fn, *args)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            raise translate(exc, self.path) from None
+        finally:
+            THREAD_WORK.end()
+
+    async def join_node(self, node: str, *, lease: float, host: str, pid: int) -> NodeLease:
+        return await self._on_lease(cluster_sql.join, node, lease, host, pid, self.backend)
+
+    async def renew_node(self, node: str, epoch: int, *, lease: float) -> NodeLease:
+        return await self._on_lease(cluster_sql.renew, node, epoch, lease)
+
+    async def leave_node(self, node: str, epoch: int) -> None:
+        await self._on_lease(cluster_sql.leave, node, epoch)
+
+    async def rescue_nodes(
+        self,
+        *,
+        rescuer: str,
+        origin: str,
+        alert: DeadLetterAlert | None = None,
+        host: str = "",
+        end_groups: EndGroups | None = None,
+    ) -> list[Rescue]:
+        return await self.read(cluster_sql.rescue, rescuer, origin, alert, host, end_groups)
+
+    async def nodes(self) -> list[NodeInfo]:
+        return await self.read(cluster_sql.list_nodes, self.schema)
+
+    async def node_processes(self, node: str, *, host: str) -> list[OrphanedProcess]:
+        return await self.read(cluster_sql.orphaned_processes, node, host)
+
+    @property
+    def dashboard(self) -> Any:
+        """This engine's dashboard queries (the module ``store.postgres.dashboard``), each
+        run with ``read``: the UI asks the engine it serves."""
+        from shepherd.store.postgres import dashboard
+
+        return dashboard
+
+    async def queued_ready(
+        self, after: tuple[int, float, int] | None, *, now: float, limit: int
+    ) -> list[Dispatch]:
+        return await self.read(window.queued_ready, after, now=now, limit=limit)
+
+    async def queued_later(self, after: tuple[float, int], *, limit: int) -> list[Dispatch]:
+        return await self.read(window.queued_later, after, limit=limit)
+
+    async def newest_seq(self) -> int:
+        await self._listener.ensure()  # before the dispatcher's first snapshot (``listen``)
+        return await self.read(window.newest_seq)
 
     # @@engine-methods@@ (new protocol methods go above this line)

@@ -16,6 +16,7 @@ schema's migrations (``store.postgres.schema``).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -26,7 +27,15 @@ from shepherd.store.errors import ConfigError, StoreError
 from shepherd.store.postgres.codes import translate
 from shepherd.store.postgres.schema import MIGRATIONS, SCHEMA_VERSION
 
-__all__ = ["Opened", "advisory_key", "connect", "migrate", "open_connections", "redact"]
+__all__ = [
+    "Opened",
+    "advisory_key",
+    "backend_name",
+    "connect",
+    "migrate",
+    "open_connections",
+    "redact",
+]
 
 _PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
 
@@ -36,6 +45,15 @@ class Opened(msgspec.Struct, frozen=True):
     pool: asyncpg.Pool
     schema: str
     server_version: str
+    backend: str = ""  # every connection's application_name (``backend_name``), if a node
+
+
+def backend_name(schema: str, node: str) -> str:
+    """The ``application_name`` of every connection ``node`` opens on ``schema``, so a
+    rescue can end them (``store.postgres.cluster``): a hash of both keeps nodes and
+    schemas apart even where the server cuts the name to 63 bytes."""
+    digest = hashlib.sha1(f"{schema}\0{node}".encode()).hexdigest()[:12]
+    return f"shepherd {digest} {node}".encode()[:63].decode(errors="ignore")
 
 
 def redact(dsn: str) -> str:
@@ -81,7 +99,12 @@ async def _schema(conn: asyncpg.Connection, create: bool) -> str:
     if current is not None:
         return str(current)
     path = str(await conn.fetchval("SHOW search_path"))
-    names = [p.strip().strip('"') for p in path.split(",") if p.strip() != '"$user"']
+    # an unquoted name folds to lower case, as PostgreSQL resolves it
+    names = [
+        p.strip()[1:-1] if p.strip().startswith('"') else p.strip().lower()
+        for p in path.split(",")
+        if p.strip() != '"$user"'
+    ]
     if not names or not names[0]:
         raise ConfigError(f"search_path {path!r} names no schema", field="database")
     if not create:
@@ -119,9 +142,20 @@ async def migrate(conn: asyncpg.Connection, schema: str) -> tuple[int, int]:
     return have, SCHEMA_VERSION
 
 
-async def open_connections(dsn: str, *, create: bool = True, migrate_schema: bool = True) -> Opened:
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The read pool's reset on release: nothing. A read leaves no session state (no
+    LISTEN, no session lock or setting, no cursor: those have connections of their
+    own), and asyncpg still rolls back an open transaction first; its default reset
+    (``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``) would cost every
+    read a second round trip."""
+
+
+async def open_connections(
+    dsn: str, *, create: bool = True, migrate_schema: bool = True, node: str = ""
+) -> Opened:
     """The writer and the read pool of ``dsn``, its schema migrated (``migrate_schema``)
-    or checked to be at this code's level."""
+    or checked to be at this code's level; with ``node``, every connection is named
+    ``backend_name(schema, node)``."""
     writer = await connect(dsn)
     pool: asyncpg.Pool | None = None
     try:
@@ -140,11 +174,17 @@ async def open_connections(dsn: str, *, create: bool = True, migrate_schema: boo
                 f" shepherd ({SCHEMA_VERSION}): run `shepherd db upgrade`"
             )
         version = str(writer.get_server_version())
-        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
+        backend = backend_name(schema, node) if node else ""
+        settings = {"application_name": backend} if backend else None
+        if backend:
+            await writer.execute("SELECT set_config('application_name', $1, false)", backend)
+        pool = await asyncpg.create_pool(
+            dsn, min_size=1, max_size=4, server_settings=settings, reset=_keep_session
+        )
     except BaseException as exc:
         await writer.close()
         if isinstance(exc, (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
             raise translate(exc, redact(dsn)) from None
         raise
     assert pool is not None
-    return Opened(writer, pool, schema, version)
+    return Opened(writer, pool, schema, version, backend)

@@ -62,7 +62,7 @@ APPLY.update(
         Heartbeats: runs.heartbeats,
         SaveStatus: runs.save_status,
         InsertDispatches: dispatches.insert_dispatches,
-        ClaimRuns: claims.claim_runs,
+        ClaimRuns: claims.claim_runs,  # fenced by the node's epoch (claims_fast, cluster)
         FinishRuns: claims.finish_runs,
         CancelDispatch: runs.cancel_dispatch,
         SettleQueued: runs.settle_queued,

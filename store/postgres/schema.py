@@ -288,6 +288,104 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (source, kind, source_id)
         )""",
     ],
+    # the active dispatches by state, priority and job (metrics' queue_depth), an
+    # index-only scan that finished rows never enter
+    [
+        """CREATE INDEX dispatches_active ON dispatches(status, priority, job_name)
+            WHERE status IN ('queued', 'awaiting_approval', 'running')""",
+    ],
+    # wake-ups (store.postgres.listen): a committed statement that made dispatches
+    # queued NOTIFYs 'd<lowest seq>' on the schema's channel, one asking to cancel 'c'
+    # (statement-level: one notification per statement, whoever wrote it, plain SQL too)
+    [
+        """CREATE FUNCTION notify_dispatches() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE
+            low BIGINT;
+            channel TEXT := left('shepherd_' || TG_TABLE_SCHEMA, 63);
+        BEGIN
+            IF TG_OP = 'INSERT' THEN
+                SELECT min(seq) INTO low FROM new_rows WHERE status = 'queued';
+            ELSE
+                SELECT min(n.seq) INTO low FROM new_rows n JOIN old_rows o ON o.id = n.id
+                    WHERE n.status = 'queued' AND (o.status <> 'queued' OR o.seq <> n.seq);
+                IF EXISTS (SELECT 1 FROM new_rows n JOIN old_rows o ON o.id = n.id
+                        WHERE n.cancel_requested = 1 AND o.cancel_requested = 0) THEN
+                    PERFORM pg_notify(channel, 'c');
+                END IF;
+            END IF;
+            IF low IS NOT NULL THEN
+                PERFORM pg_notify(channel, 'd' || low);
+            END IF;
+            RETURN NULL;
+        END $$""",
+        """CREATE TRIGGER dispatches_inserted AFTER INSERT ON dispatches
+            REFERENCING NEW TABLE AS new_rows
+            FOR EACH STATEMENT EXECUTE FUNCTION notify_dispatches()""",
+        """CREATE TRIGGER dispatches_updated AFTER UPDATE ON dispatches
+            REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+            FOR EACH STATEMENT EXECUTE FUNCTION notify_dispatches()""",
+    ],
+    # cluster: nodes with heartbeat leases and fencing epochs (store.postgres.cluster)
+    [
+        "CREATE SEQUENCE node_epoch",
+        """CREATE TABLE nodes (
+            name TEXT PRIMARY KEY,
+            epoch BIGINT NOT NULL,
+            status TEXT NOT NULL,
+            host TEXT NOT NULL DEFAULT '',
+            pid BIGINT NOT NULL DEFAULT 0,
+            backend TEXT NOT NULL DEFAULT '',
+            joined_at DOUBLE PRECISION NOT NULL,
+            renewed_at DOUBLE PRECISION NOT NULL,
+            lease_until DOUBLE PRECISION NOT NULL,
+            lease DOUBLE PRECISION NOT NULL,
+            rescued_by TEXT,
+            rescued_at DOUBLE PRECISION
+        )""",
+        "CREATE INDEX runs_instance ON runs(instance) WHERE status = 'running'",
+    ],
+    # wake-ups for every other change a node must learn of (store.postgres.listen), on
+    # the same channel: a committed statement that changed rows of jobs NOTIFYs 'j'
+    # (an update only when a column of the job's definition changed: the scheduler's
+    # own next_run_at / last-run bookkeeping wakes nobody), approvals 'a', agents 'A',
+    # task_groups and task_group_members 'g', pauses 'p'; a statement that changed no
+    # row is silent
+    [
+        """CREATE FUNCTION notify_rows() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF EXISTS (SELECT 1 FROM changed) THEN
+                PERFORM pg_notify(left('shepherd_' || TG_TABLE_SCHEMA, 63), TG_ARGV[0]);
+            END IF;
+            RETURN NULL;
+        END $$""",
+        """CREATE FUNCTION notify_jobs_defined() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF EXISTS (SELECT 1 FROM new_rows n JOIN old_rows o ON o.id = n.id
+                    WHERE (n.name, n.executor, n.enabled, n.spec, n.anchor, n.approval, n.parent)
+                    IS DISTINCT FROM
+                    (o.name, o.executor, o.enabled, o.spec, o.anchor, o.approval, o.parent)) THEN
+                PERFORM pg_notify(left('shepherd_' || TG_TABLE_SCHEMA, 63), 'j');
+            END IF;
+            RETURN NULL;
+        END $$""",
+        """CREATE TRIGGER jobs_defined AFTER UPDATE ON jobs
+            REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+            FOR EACH STATEMENT EXECUTE FUNCTION notify_jobs_defined()""",
+        *[
+            f"""CREATE TRIGGER {table}_{event.lower()}_notify AFTER {event} ON {table}
+                REFERENCING {"OLD" if event == "DELETE" else "NEW"} TABLE AS changed
+                FOR EACH STATEMENT EXECUTE FUNCTION notify_rows('{flag}')"""
+            for table, flag, events in (
+                ("jobs", "j", ("INSERT", "DELETE")),
+                ("approvals", "a", ("INSERT", "UPDATE", "DELETE")),
+                ("agents", "A", ("INSERT", "UPDATE", "DELETE")),
+                ("task_groups", "g", ("INSERT", "UPDATE", "DELETE")),
+                ("task_group_members", "g", ("INSERT", "UPDATE", "DELETE")),
+                ("pauses", "p", ("INSERT", "UPDATE", "DELETE")),
+            )
+            for event in events
+        ],
+    ],
     # @@migrations@@ (append a new list above this line; never edit a released one)
 ]
 

@@ -1,8 +1,9 @@
 """SQL of the agents registry: its write ops (``store.ops.agents``) and its reads.
 
-Capabilities are stored comma-joined (names cannot hold a comma); ``rev`` is
-``MAX(rev) + 1`` for every write of a row, so ``agents_since(rev)`` returns exactly the
-rows written after a reader's newest (removed ones as tombstones).
+The column lists, the row decoder and the rules of each write are in
+``store.shared.agents``. ``rev`` is ``MAX(rev) + 1`` for every write of a row, so
+``agents_since(rev)`` returns exactly the rows written after a reader's newest
+(removed ones as tombstones).
 """
 
 from __future__ import annotations
@@ -20,27 +21,13 @@ from shepherd.store.ops.agents import (
     SaveAgent,
     UpdateAgent,
 )
+from shepherd.store.shared.agents import AGENT_COLUMNS as _COLUMNS
+from shepherd.store.shared.agents import DEFINITION as _DEFINITION
+from shepherd.store.shared.agents import RUNNING as _RUNNING
+from shepherd.store.shared.agents import agent as _agent
+from shepherd.store.shared.agents import definition, state_changes, stored_changes
 
 __all__ = ["agents_since", "apply_agent_op", "get_agent", "list_agents"]
-
-_COLUMNS = (
-    "id, name, capabilities, status, policy, max_concurrent, last_seen, delivery, model,"
-    " wake, wake_timeout, source, failures, rev, created_at, updated_at, removed"
-)
-# its runs in flight (``runs_agent`` serves it)
-_RUNNING = ", (SELECT COUNT(*) FROM runs WHERE runs.agent = agents.id AND runs.status = 'running')"
-# the definition's columns (what ``register`` replaces); the rest is live state
-_DEFINITION = (
-    "name",
-    "capabilities",
-    "policy",
-    "max_concurrent",
-    "delivery",
-    "model",
-    "wake",
-    "wake_timeout",
-)
-_UPDATABLE = frozenset(_DEFINITION)
 
 
 def _rev(conn: sqlite3.Connection) -> int:
@@ -48,49 +35,17 @@ def _rev(conn: sqlite3.Connection) -> int:
     return int(row[0]) + 1
 
 
-def _agent(r: tuple[Any, ...]) -> Agent:
-    return Agent(
-        id=r[0],
-        name=r[1],
-        capabilities=r[2].split(",") if r[2] else [],
-        status=r[3],
-        policy=r[4],
-        max_concurrent=r[5],
-        last_seen=r[6],
-        delivery=r[7],
-        model=r[8],
-        wake=r[9],
-        wake_timeout=r[10],
-        source=r[11],
-        failures=r[12],
-        rev=r[13],
-        created_at=r[14],
-        updated_at=r[15],
-        removed=bool(r[16]),
-        running=r[17] if len(r) > 17 else 0,
-    )
-
-
 def _save(conn: sqlite3.Connection, op: SaveAgent) -> str:
     s = op.spec
     row = conn.execute("SELECT removed FROM agents WHERE id = ?", (s.id,)).fetchone()
-    definition = (
-        s.name or s.id,
-        ",".join(s.capabilities),
-        s.policy,
-        s.max_concurrent,
-        s.delivery,
-        s.model,
-        s.wake,
-        float(s.wake_timeout),
-    )
+    values = definition(s)
     if row is not None and not row[0]:
         if op.mode == "add":
             return "exists"
         sets = ", ".join(f"{c} = ?" for c in _DEFINITION)
         conn.execute(
             f"UPDATE agents SET {sets}, source = ?, rev = ?, updated_at = ? WHERE id = ?",
-            (*definition, op.source, _rev(conn), op.now, s.id),
+            (*values, op.source, _rev(conn), op.now, s.id),
         )
         return "updated"
     conn.execute("DELETE FROM agents WHERE id = ?", (s.id,))  # a tombstone
@@ -98,17 +53,13 @@ def _save(conn: sqlite3.Connection, op: SaveAgent) -> str:
         "INSERT INTO agents (id, name, capabilities, policy, max_concurrent, delivery, model,"
         " wake, wake_timeout, status, source, rev, created_at, updated_at)"
         " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        (s.id, *definition, s.status, op.source, _rev(conn), op.now, op.now),
+        (s.id, *values, s.status, op.source, _rev(conn), op.now, op.now),
     )
     return "added"
 
 
 def _update(conn: sqlite3.Connection, op: UpdateAgent) -> bool:
-    changes = {k: v for k, v in op.changes.items() if k in _UPDATABLE}
-    if "capabilities" in changes:
-        changes["capabilities"] = ",".join(changes["capabilities"])
-    if "wake_timeout" in changes:
-        changes["wake_timeout"] = float(changes["wake_timeout"])
+    changes = stored_changes(op.changes)
     sets = "".join(f"{c} = ?, " for c in changes)
     cur = conn.execute(
         f"UPDATE agents SET {sets}rev = ?, updated_at = ? WHERE id = ? AND removed = 0",
@@ -121,25 +72,12 @@ def _state(conn: sqlite3.Connection, s: AgentState, now: float) -> str | None:
     row = conn.execute("SELECT status FROM agents WHERE id = ? AND removed = 0", (s.id,)).fetchone()
     if row is None:
         return None
-    status: str = row[0]
-    sets: list[str] = []
-    args: list[Any] = []
-    if s.status is not None and (s.when is None or status in s.when) and s.status != status:
-        sets.append("status = ?")
-        args.append(s.status)
-        if status in ("offline", "degraded") and s.failures is None:
-            sets.append("failures = 0")  # back from degraded: a fresh count
-        status = s.status
-    if s.seen is not None:
-        sets.append("last_seen = ?")
-        args.append(s.seen)
-    if s.failures is not None:
-        sets.append("failures = ?")
-        args.append(s.failures)
+    sets, status = state_changes(str(row[0]), s)
     if sets:
+        columns = "".join(f"{c} = ?, " for c, _ in sets)
         conn.execute(
-            f"UPDATE agents SET {', '.join(sets)}, rev = ?, updated_at = ? WHERE id = ?",
-            (*args, _rev(conn), now, s.id),
+            f"UPDATE agents SET {columns}rev = ?, updated_at = ? WHERE id = ?",
+            (*(v for _, v in sets), _rev(conn), now, s.id),
         )
     return status
 

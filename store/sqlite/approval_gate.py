@@ -19,10 +19,20 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+
+from shepherd.store.shared.approvals import (
+    BACKLOG,
+    DELIVERY_ATTEMPTS,
+    UNGATED_KINDS,
+    NewRow,
+    approval_column,
+    gates,
+    mark_held,
+    request_text,
+)
 
 __all__ = [
     "BACKLOG",
@@ -37,35 +47,6 @@ __all__ = [
     "set_gate",
 ]
 
-BACKLOG = "approval-backlog"  # last_error of a dispatch cancelled by a full backlog
-# never gated by default: an operator's run-now; never at all: a retry or a replay of a
-# dispatch (they are the same dispatch again, approved before its first attempt)
-DEFAULT_UNGATED = frozenset({"run_now", "retry", "replay"})
-UNGATED_KINDS = frozenset({"retry", "replay"})
-_DELIVERY_ATTEMPTS = 8  # the request delivery's attempt budget ([delivery] default)
-
-# (dispatch id, job id, kind) of a row just inserted; or only its id (looked up)
-NewRow = tuple[int, int, str] | int
-
-
-def approval_column(spec: bytes) -> bytes | None:
-    """``jobs.approval`` for a job stored as ``spec`` (JSON): None when not gated."""
-    data = msgspec.json.decode(spec)
-    policy = data.get("approval") if isinstance(data, dict) else None
-    if not isinstance(policy, dict) or not policy.get("required", True):
-        return None
-    options = data.get("options") or {}
-    return msgspec.json.encode(
-        {
-            "timeout": float(policy.get("timeout", 3600.0)),
-            "on_timeout": policy.get("on_timeout", "reject"),
-            "max_pending": int(policy.get("max_pending", 10)),
-            "sources": policy.get("sources"),
-            "to": options.get("delivery_to") or None,
-            "channel": options.get("delivery_channel") or None,
-        }
-    )
-
 
 def set_gate(conn: sqlite3.Connection, job_id: int, spec: bytes) -> int:
     """Write ``jobs.approval`` of a job just saved as ``spec``; ``job_id``."""
@@ -79,21 +60,6 @@ def any_gated(conn: sqlite3.Connection) -> bool:
         "SELECT 1 FROM jobs INDEXED BY jobs_gated WHERE approval IS NOT NULL LIMIT 1"
     ).fetchone()
     return row is not None
-
-
-def mark_held(out: list[Any], held: set[int]) -> list[Any]:
-    """An insert op's ``(id, seq)`` results with ``seq = 0`` for the rows ``gate`` held
-    or cancelled: "committed, but not for the dispatcher"."""
-    if not held:
-        return out
-    return [(o[0], 0) if isinstance(o, tuple) and o[0] in held else o for o in out]
-
-
-def _gates(policy: dict[str, Any], kind: str) -> bool:
-    if kind in UNGATED_KINDS:
-        return False
-    sources = policy.get("sources")
-    return kind not in DEFAULT_UNGATED if sources is None else kind in sources
 
 
 def gate(conn: sqlite3.Connection, new: Sequence[NewRow], now: float) -> set[int]:
@@ -114,7 +80,7 @@ def gate(conn: sqlite3.Connection, new: Sequence[NewRow], now: float) -> set[int
     pending: dict[int, int] = {}
     for dispatch_id, job_id, kind in rows:
         policy = gated.get(job_id)
-        if policy is None or not _gates(policy, kind):
+        if policy is None or not gates(policy, kind):
             continue
         if job_id not in pending:
             pending[job_id] = pending_count(conn, job_id)
@@ -181,7 +147,7 @@ def _hold(conn: sqlite3.Connection, dispatch_id: int, policy: dict[str, Any], no
             job_id,
             job,
             dispatch_id,
-            _DELIVERY_ATTEMPTS,
+            DELIVERY_ATTEMPTS,
             now,
             now,
             now,
@@ -190,32 +156,6 @@ def _hold(conn: sqlite3.Connection, dispatch_id: int, policy: dict[str, Any], no
     conn.execute(
         "UPDATE approvals SET delivery_id = ? WHERE id = ?", (int(cur.lastrowid or 0), approval_id)
     )
-
-
-def request_text(
-    *,
-    job: str,
-    dispatch_id: int,
-    approval_id: int,
-    kind: str,
-    payload: Any,
-    deadline: float,
-    on_timeout: str,
-) -> str:
-    """The body of an approval request: what waits, until when, and the two commands."""
-    task = "" if payload is None else msgspec.json.encode(payload).decode()
-    if len(task) > 200:
-        task = task[:199] + "…"
-    until = datetime.fromtimestamp(deadline, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-    then = "approved" if on_timeout == "approve" else "rejected"
-    lines = [
-        f"✋ Approval needed: job {job} (dispatch {dispatch_id}, {kind}), approval {approval_id}",
-        *([f"Payload: {task}"] if task else []),
-        f"Deadline: {until} (then {then} automatically)",
-        f"Approve: shepherd approvals approve {approval_id}",
-        f'Reject: shepherd approvals reject {approval_id} --reason "..."',
-    ]
-    return "\n".join(lines)
 
 
 def pending_count(conn: sqlite3.Connection, job_id: int | None = None) -> int:

@@ -22,6 +22,9 @@ from shepherd.store.ops import (
     ResolveApproval,
     Resolved,
 )
+from shepherd.store.shared.approvals import APPROVAL_COLUMNS as _COLUMNS
+from shepherd.store.shared.approvals import approval_from_row as _from_row
+from shepherd.store.shared.approvals import cancel_reason
 from shepherd.store.sqlite.approval_gate import (
     BACKLOG,
     UNGATED_KINDS,
@@ -54,11 +57,6 @@ __all__ = [
     "request_text",
     "set_gate",
 ]
-
-_COLUMNS = (
-    "id, dispatch_id, job_id, job_name, status, on_timeout, requested_at, deadline,"
-    " resolved_at, resolved_by, reason, delivery_id, kind"
-)
 
 # -- resolving ------------------------------------------------------------------------
 
@@ -101,7 +99,7 @@ def _resolve(
         return Resolved(approval=approval, conflict=True)
     if status == "approved":
         return Resolved(approval=approval, dispatch=_queue(conn, approval.dispatch_id, now, origin))
-    why = "approval timed out" if status == "timed_out" else f"rejected by {by}"
+    why = cancel_reason(status, by)
     _cancel(conn, approval.dispatch_id, f"{why}: {reason}" if reason else why, now)
     return Resolved(approval=approval)
 
@@ -157,8 +155,7 @@ def _repair(conn: sqlite3.Connection, op: RepairApprovals) -> list[Dispatch]:
             if d is not None:
                 queued.append(d)
         else:
-            why = "approval timed out" if status == "timed_out" else f"rejected by {by}"
-            _cancel(conn, int(dispatch_id), why, op.now)
+            _cancel(conn, int(dispatch_id), cancel_reason(status, by), op.now)
     return queued
 
 
@@ -182,24 +179,6 @@ def close_for_job(conn: sqlite3.Connection, job_id: int, why: str, now: float) -
 
 
 # -- reads ----------------------------------------------------------------------------
-
-
-def _from_row(r: tuple[Any, ...]) -> Approval:
-    return Approval(
-        id=r[0],
-        dispatch_id=r[1],
-        job_id=r[2],
-        job_name=r[3],
-        status=r[4],
-        on_timeout=r[5],
-        requested_at=r[6],
-        deadline=r[7],
-        resolved_at=r[8],
-        resolved_by=r[9],
-        reason=r[10],
-        delivery_id=r[11],
-        kind=r[12],
-    )
 
 
 def _get(conn: sqlite3.Connection, approval_id: int) -> Approval | None:

@@ -21,10 +21,12 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Callable
-from pathlib import Path
 from urllib.parse import quote
 
 from shepherd.store.errors import StoreError, os_error
+from shepherd.store.shared.backup import fsync_and_rename as _fsync_and_rename
+from shepherd.store.shared.backup import temp_beside as _temp_beside
+from shepherd.store.shared.backup import writable_target
 from shepherd.store.sqlite.codes import translate
 from shepherd.store.sqlite.integrity import verify
 from shepherd.store.sqlite.opening import _refuse_foreign, schema_state
@@ -34,38 +36,6 @@ __all__ = ["BACKUP_PAGES", "Progress", "copy_to", "restore_file", "writable_targ
 
 BACKUP_PAGES = 1024  # pages per step (4 MiB at 4 KiB pages): a step is a few ms
 Progress = Callable[[int, int], None]  # (pages copied, pages in all)
-
-
-def writable_target(target: str) -> Path:
-    """``target``'s directory, or a ``ReadOnly`` / ``StoreError`` naming the path when
-    it does not exist or is not a directory (before anything is written)."""
-    parent = Path(target).resolve().parent
-    if not parent.exists():
-        raise os_error(FileNotFoundError(2, "no such directory", str(parent)), target)
-    if not parent.is_dir():
-        raise os_error(NotADirectoryError(20, "not a directory", str(parent)), target)
-    if Path(target).is_dir():
-        raise StoreError(f"{target}: is a directory, not a file")
-    return parent
-
-
-def _temp_beside(target: str) -> str:
-    p = Path(target)
-    return str(p.with_name(f".{p.name}.partial-{os.getpid()}"))
-
-
-def _fsync_and_rename(tmp: str, target: str, parent: Path) -> None:
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, target)
-    dfd = os.open(parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 def copy_to(

@@ -19,11 +19,11 @@ from typing import Any
 
 import msgspec
 
-from shepherd.store import chains, keys
+from shepherd.store import chains
 from shepherd.store.errors import ConfigError
-from shepherd.store.models import encode_json, priority_rank
 from shepherd.store.ops import CancelChain, FinishRun, InsertDispatches, NewDispatch
 from shepherd.store.ops.chains import FiredChild
+from shepherd.store.shared.chains import BACKLOG_STATUSES, PARENT_RUN_COLUMNS, plan_children
 from shepherd.store.sqlite.dispatches import insert_dispatches, next_id
 
 __all__ = [
@@ -33,8 +33,6 @@ __all__ = [
     "insert_chain_dispatches",
     "refuse_parent",
 ]
-
-_BACKLOG = ("queued", "running", "awaiting_approval")
 
 
 def check_parent(conn: sqlite3.Connection, name: str, spec: bytes) -> str | None:
@@ -77,11 +75,7 @@ _PARENT_RUNS = (
     "SELECT r.id FROM runs r JOIN jobs p ON p.id = r.job_id WHERE r.id IN ({marks})"
     " AND EXISTS (SELECT 1 FROM jobs c WHERE c.parent = p.name)"
 )
-_RUN = (
-    "SELECT r.job_id, r.job_name, r.dispatch_id, r.status, r.exit_code, r.signal,"
-    " r.timed_out, r.error, r.stdout, r.stderr, r.result, r.details, p.spec"
-    " FROM runs r JOIN jobs p ON p.id = r.job_id WHERE r.id = ?"
-)
+_RUN = f"SELECT {PARENT_RUN_COLUMNS} FROM runs r JOIN jobs p ON p.id = r.job_id WHERE r.id = ?"
 
 
 def fire_children(
@@ -127,83 +121,18 @@ def _children_of_run(
     run = conn.execute(_RUN, (f.run_id,)).fetchone()
     if run is None:
         return
-    (_job_id, job_name, dispatch_id, status, exit_code, signal, timed_out, error, stdout,
-     stderr, result, details, parent_spec) = run  # fmt: skip
-    ok = f.next == "done" and status == "ok"
-    fanout = int(msgspec.json.decode(parent_spec).get("max_fanout", 25))
-    candidates: list[tuple[int, str, dict[str, Any]]] = []
-    for cid, cname, cspec, enabled in conn.execute(
-        "SELECT id, name, spec, enabled FROM jobs WHERE parent = ? ORDER BY id", (job_name,)
-    ):
-        spec = msgspec.json.decode(cspec)
-        if enabled and chains.fires(spec.get("trigger_on"), ok):
-            candidates.append((int(cid), str(cname), spec))
-    why = {"parent_run_id": f.run_id, "parent_job": job_name}
-    for cid, cname, _spec in candidates[fanout:]:
-        error_text = f"fan-out cap of {job_name!r} ({fanout}) reached"
-        skips.append((cid, cname, now, now, "chain-fanout", error_text, encode_json(why)))
-    if not candidates[:fanout]:
-        return
-    decoded = msgspec.json.decode(result) if result is not None else None
-    content = chains.output_text(stdout, decoded)
-    ctx = chains.trigger_context(
-        parent_job=str(job_name),
-        parent_run_id=f.run_id,
-        dispatch_id=int(dispatch_id) if dispatch_id is not None else 0,
-        status=str(status),
-        exit_code=exit_code,
-        signal=signal,
-        timed_out=bool(timed_out),
-        error=error,
-        stdout=stdout,
-        stderr=stderr,
-        result=decoded,
-        details=msgspec.json.decode(details) if details is not None else None,
-    )
-    for cid, cname, spec in candidates[:fanout]:
-        if not chains.condition_matches(spec.get("trigger_condition"), content):
-            continue
-        backlog = _backlog(conn, cid) + planned[cid]
-        limit = int(spec.get("max_queued", 25))
-        if backlog >= limit:
-            error_text = f"backlog of {cname!r} is full ({backlog} >= max_queued {limit})"
-            skips.append((cid, cname, now, now, "chain-backlog", error_text, encode_json(why)))
-            continue
-        rows.append(_new_chain(cid, cname, spec, ctx, f.run_id, now))
-        planned[cid] += 1
+    children = conn.execute(
+        "SELECT id, name, spec, enabled FROM jobs WHERE parent = ? ORDER BY id", (run[1],)
+    ).fetchall()
+    plan_children(f, run, children, lambda cid: _backlog(conn, cid), now, rows, skips, planned)
 
 
 def _backlog(conn: sqlite3.Connection, job_id: int) -> int:
     row = conn.execute(
         "SELECT COUNT(*) FROM dispatches WHERE status IN (?, ?, ?) AND job_id = ?",
-        (*_BACKLOG, job_id),
+        (*BACKLOG_STATUSES, job_id),
     ).fetchone()
     return int(row[0])
-
-
-def _new_chain(
-    child_id: int,
-    child: str,
-    spec: dict[str, Any],
-    ctx: dict[str, Any],
-    parent_run_id: int,
-    now: float,
-) -> NewDispatch:
-    payload = {**(spec.get("payload") or {}), "trigger": ctx}
-    expires_in = spec.get("expires_in")
-    retry = spec.get("retry") or {}
-    return NewDispatch(
-        job_id=child_id,
-        job_name=child,
-        kind="chain",
-        priority=priority_rank(spec.get("priority", "normal")),
-        not_before=now + float(spec.get("trigger_delay") or 0.0),
-        max_attempts=int(retry.get("max_attempts", 3)),
-        expires_at=now + float(expires_in) if expires_in is not None else None,
-        payload=encode_json(payload),
-        idempotency_key=keys.chain_key(parent_run_id, child_id),
-        parent_run_id=parent_run_id,
-    )
 
 
 def insert_chain_dispatches(

@@ -20,12 +20,25 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-import msgspec
-
-from shepherd.store.models import DISPATCH_STATES, PRIORITIES, Dispatch, Run, priority_rank
-from shepherd.store.sqlite.queries import DISPATCH_COLUMNS, _run_from_row, dispatch_from_row
+from shepherd.store.models import DISPATCH_STATES, PRIORITIES, Dispatch, Run
+from shepherd.store.shared.dashboard import (
+    ENDED,
+    RUN_LIST_COLUMNS,
+    WINDOW,
+    Page,
+    Where,
+    bucket_outcomes,
+    dispatch_filters,
+    end_page,
+    page_sql,
+    run_filters,
+)
+from shepherd.store.shared.queries import DISPATCH_COLUMNS, RUN_COLUMNS, dispatch_from_row, qmark
+from shepherd.store.shared.queries import run_from_row as _run_from_row
 
 __all__ = [
+    "ENDED",
+    "RUN_COLUMNS",
     "WINDOW",
     "Page",
     "capped_counts",
@@ -40,23 +53,7 @@ __all__ = [
     "skipped_slots",
 ]
 
-WINDOW = 50_000  # ids a filtered page may scan below its cursor
-ENDED = ("done", "cancelled", "dead")
-RUN_COLUMNS = (
-    "id, dispatch_id, job_id, job_name, attempt, status, started_at, finished_at,"
-    " heartbeat_at, error, result, idempotency_key, reason, exit_code, signal, timed_out,"
-    " stdout, stderr, details, pgid, process, agent"
-)
-# the list pages leave the (possibly large) output columns out
-_RUN_LIST_COLUMNS = RUN_COLUMNS.replace("stdout, stderr,", "NULL, NULL,")
-
-
-class Page(msgspec.Struct, kw_only=True):
-    """One page of rows, and ``before``: the id to continue from (0: no older rows)."""
-
-    rows: list[Any]
-    before: int = 0
-    scanned_to: int = 0  # the lowest id looked at (a window ended the page early)
+_RUN_LIST_COLUMNS = RUN_LIST_COLUMNS
 
 
 def _top(conn: sqlite3.Connection, table: str) -> int:
@@ -68,38 +65,13 @@ def _page(
     conn: sqlite3.Connection,
     table: str,
     columns: str,
-    where: list[tuple[str, Any]],
+    where: Where,
     before: int | None,
     limit: int,
 ) -> tuple[list[tuple[Any, ...]], int, int]:
     top = before if before else _top(conn, table) + 1
-    floor = max(0, top - WINDOW) if where else 0
-    clauses = ["id < ?", "id >= ?", *(c for c, _ in where)]
-    args = [top, floor, *(v for _, v in where), limit + 1]
-    sql = f"SELECT {columns} FROM {table} WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT ?"
-    rows = conn.execute(sql, args).fetchall()
-    if len(rows) > limit:
-        rows = rows[:limit]
-        return rows, int(rows[-1][0]), 0
-    # fewer than a page: older rows may remain below the window
-    return rows, (floor if floor > 0 else 0), floor
-
-
-def _filters(
-    time_column: str,
-    *,
-    since: float | None,
-    until: float | None,
-    **equal: Any,
-) -> list[tuple[str, Any]]:
-    """``column = ?`` for each given ``equal`` value, and the time range on
-    ``time_column``; values that are None are left out."""
-    where = [(f"{col} = ?", value) for col, value in equal.items() if value is not None]
-    if since is not None:
-        where.append((f"{time_column} >= ?", since))
-    if until is not None:
-        where.append((f"{time_column} < ?", until))
-    return where
+    sql, args, floor = page_sql(qmark, table, columns, where, top, limit)
+    return end_page(conn.execute(sql, args).fetchall(), limit, floor)
 
 
 def dispatch_page(
@@ -114,11 +86,9 @@ def dispatch_page(
     before: int | None = None,
     limit: int = 50,
 ) -> Page:
-    rank = priority_rank(priority) if priority is not None else None
-    where = _filters(
-        "created_at", status=status, job_id=job_id, priority=rank, agent=agent,
-        since=since, until=until,
-    )  # fmt: skip
+    where = dispatch_filters(
+        job_id=job_id, status=status, priority=priority, agent=agent, since=since, until=until
+    )
     rows, nxt, scanned = _page(conn, "dispatches", DISPATCH_COLUMNS, where, before, limit)
     out: list[Dispatch] = [dispatch_from_row(r) for r in rows]
     return Page(rows=out, before=nxt, scanned_to=scanned)
@@ -135,9 +105,7 @@ def run_page(
     before: int | None = None,
     limit: int = 50,
 ) -> Page:
-    where = _filters(
-        "started_at", status=status, job_id=job_id, agent=agent, since=since, until=until
-    )
+    where = run_filters(job_id=job_id, status=status, agent=agent, since=since, until=until)
     rows, nxt, scanned = _page(conn, "runs", _RUN_LIST_COLUMNS, where, before, limit)
     out: list[Run] = [_run_from_row(r) for r in rows]
     return Page(rows=out, before=nxt, scanned_to=scanned)
@@ -196,19 +164,13 @@ def hourly_outcomes(
     """Runs finished in each of the last ``buckets`` intervals of ``width`` seconds
     (oldest first): ``{"ok": n, "failed": n}`` (failed: error, timeout, crashed)."""
     start = now - buckets * width
-    out = [{"ok": 0, "failed": 0} for _ in range(buckets)]
-    for slot, status, n in conn.execute(
+    rows = conn.execute(
         "SELECT CAST((finished_at - ?) / ? AS INTEGER), status, COUNT(*) FROM runs"
         " INDEXED BY runs_finished WHERE finished_at >= ? AND finished_at IS NOT NULL"
         " GROUP BY 1, 2",
         (start, width, start),
-    ):
-        i = min(max(int(slot), 0), buckets - 1)
-        if status == "ok":
-            out[i]["ok"] += int(n)
-        elif status in ("error", "timeout", "crashed"):
-            out[i]["failed"] += int(n)
-    return out
+    )
+    return bucket_outcomes(rows, buckets)
 
 
 def running_runs(conn: sqlite3.Connection, *, limit: int = 50) -> list[Run]:

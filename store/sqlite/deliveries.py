@@ -8,30 +8,22 @@ from typing import Any
 
 from shepherd.store.models import Delivery
 from shepherd.store.ops import InsertDeliveries, RecordAttempts, RequeueDeliveries
+from shepherd.store.shared.deliveries import DELIVERY_COLUMNS as _DELIVERY_COLUMNS
+from shepherd.store.shared.deliveries import (
+    DELIVERY_INSERT_COLUMNS,
+    attempt_outcome,
+    delivery_values,
+)
+from shepherd.store.shared.deliveries import delivery as _delivery
 
 
 def insert_deliveries(conn: sqlite3.Connection, op: InsertDeliveries) -> list[int]:
     ids: list[int] = []
     for d in op.rows:
         cur = conn.execute(
-            "INSERT INTO deliveries (kind, status, channel, target, body, job_id, job_name,"
-            " run_id, dispatch_id, outcome, attempts, max_attempts, next_attempt_at,"
-            " created_at, updated_at) VALUES (?,'pending',?,?,?,?,?,?,?,?,0,?,?,?,?)",
-            (
-                d.kind,
-                d.channel,
-                d.target,
-                d.body,
-                d.job_id,
-                d.job_name,
-                d.run_id,
-                d.dispatch_id,
-                d.outcome,
-                d.max_attempts,
-                d.next_attempt_at,
-                op.now,
-                op.now,
-            ),
+            f"INSERT INTO deliveries ({DELIVERY_INSERT_COLUMNS}, status, attempts)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,'pending',0)",
+            delivery_values(d, op.now),
         )
         ids.append(int(cur.lastrowid or 0))
     return ids
@@ -40,12 +32,7 @@ def insert_deliveries(conn: sqlite3.Connection, op: InsertDeliveries) -> list[in
 def record_attempts(conn: sqlite3.Connection, op: RecordAttempts) -> list[bool]:
     out: list[bool] = []
     for a in op.attempts:
-        if a.ok:
-            status, next_at, sent_at = "sent", None, op.now
-        elif a.next_attempt_at is not None:
-            status, next_at, sent_at = "pending", a.next_attempt_at, None
-        else:
-            status, next_at, sent_at = "failed", None, None
+        status, next_at, sent_at = attempt_outcome(a, op.now)
         cur = conn.execute(
             "UPDATE deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?,"
             " last_error = COALESCE(?, last_error), sink = COALESCE(?, sink), sent_at = ?,"
@@ -68,21 +55,6 @@ def requeue_deliveries(conn: sqlite3.Connection, op: RequeueDeliveries) -> list[
         if cur.rowcount == 1:
             done.append(delivery_id)
     return done
-
-
-_DELIVERY_COLUMNS = (
-    "id, kind, status, body, channel, target, attempts, max_attempts, created_at, updated_at,"
-    " next_attempt_at, last_error, sink, sent_at, job_id, job_name, run_id, dispatch_id, outcome"
-)
-
-
-def _delivery(r: tuple[Any, ...]) -> Delivery:
-    return Delivery(
-        id=r[0], kind=r[1], status=r[2], body=r[3], channel=r[4], target=r[5],
-        attempts=r[6], max_attempts=r[7], created_at=r[8], updated_at=r[9],
-        next_attempt_at=r[10], last_error=r[11], sink=r[12], sent_at=r[13], job_id=r[14],
-        job_name=r[15], run_id=r[16], dispatch_id=r[17], outcome=r[18],
-    )  # fmt: skip
 
 
 def get_delivery(conn: sqlite3.Connection, delivery_id: int) -> Delivery | None:

@@ -7,8 +7,11 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from shepherd.store.ops import InsertDispatches, NewDispatch
+from shepherd.store.ops import InsertDispatches
+from shepherd.store.shared.dispatches import INSERT_COLUMNS, dispatch_values
 from shepherd.store.sqlite import approvals
+
+__all__ = ["INSERT_DISPATCH", "dispatch_values", "insert_dispatches", "next_id"]
 
 
 def next_id(conn: sqlite3.Connection, table: str, column: str = "id") -> int:
@@ -17,38 +20,9 @@ def next_id(conn: sqlite3.Connection, table: str, column: str = "id") -> int:
 
 
 INSERT_DISPATCH = (
-    "INSERT INTO dispatches (id, seq, origin, job_id, job_name, kind, status, priority,"
-    " not_before, expires_at, attempt, max_attempts, payload, idempotency_key, slot,"
-    " parent_run_id, created_at, updated_at, producer_key, needs, owner)"
+    f"INSERT INTO dispatches ({', '.join(INSERT_COLUMNS)})"
     " VALUES (?,?,?,?,?,?,'queued',?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
-
-
-def dispatch_values(
-    r: NewDispatch, dispatch_id: int, seq: int, origin: str, now: float
-) -> tuple[Any, ...]:
-    return (
-        dispatch_id,
-        seq,
-        origin,
-        r.job_id,
-        r.job_name,
-        r.kind,
-        r.priority,
-        r.not_before,
-        r.expires_at,
-        r.attempt,
-        r.max_attempts,
-        r.payload,
-        r.idempotency_key,
-        r.slot,
-        r.parent_run_id,
-        now,
-        now,
-        r.idempotency_key if r.slot is None else None,
-        r.needs,
-        r.owner,
-    )
 
 
 _EXISTING = "SELECT id FROM dispatches WHERE job_id = ? AND producer_key = ?"

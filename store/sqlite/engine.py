@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import aiosqlite
 import anyio
 
+from shepherd.store.cluster import EndGroups, NodeInfo, NodeLease, Rescue
 from shepherd.store.errors import ConfigError, ReadOnly, StoreError
 from shepherd.store.models import (
     Agent,
@@ -39,12 +40,14 @@ from shepherd.store.models import (
     Run,
     TaskGroup,
 )
-from shepherd.store.ops import WriteOp
+from shepherd.store.ops import DeadLetterAlert, WriteOp
 from shepherd.store.protocol import CheckpointMode, OrphanedProcess
 from shepherd.store.sqlite import agents as agents_sql
 from shepherd.store.sqlite import approvals as approvals_sql
+from shepherd.store.sqlite import cluster as cluster_sql
 from shepherd.store.sqlite import controls, deliveries, groups, messages, queries, runs, spawn
 from shepherd.store.sqlite import metrics as metrics_sql
+from shepherd.store.sqlite import window as window_sql
 from shepherd.store.sqlite.backup import Progress, copy_to
 from shepherd.store.sqlite.batch import apply_batch, on_thread
 from shepherd.store.sqlite.codes import translate
@@ -361,6 +364,66 @@ class SqliteStore:
 
     async def latest_instance(self) -> dict[str, Any] | None:
         return await self.read(queries.latest_instance)
+
+    async def lead_scheduler(self, node: str) -> bool:
+        """One runtime serves the file (its lock): it always leads."""
+        return True
+
+    async def scheduler_leader(self) -> str | None:
+        return None
+
+    async def wakeups(self) -> AsyncIterator[str]:
+        """None: other processes wake this one through the ingest socket."""
+        await anyio.sleep_forever()
+        yield ""  # never reached: the generator only waits
+
+    async def join_node(self, node: str, *, lease: float, host: str, pid: int) -> NodeLease:
+        """A cluster of one (``store.sqlite.cluster``): always alive, epoch 0."""
+        return NodeLease(node=node, epoch=0, lease=lease)
+
+    async def renew_node(self, node: str, epoch: int, *, lease: float) -> NodeLease:
+        return NodeLease(node=node, epoch=0, lease=lease)
+
+    async def leave_node(self, node: str, epoch: int) -> None:
+        """Nothing to record: the file's lock says who serves it."""
+
+    async def rescue_nodes(
+        self,
+        *,
+        rescuer: str,
+        origin: str,
+        alert: DeadLetterAlert | None = None,
+        host: str = "",
+        end_groups: EndGroups | None = None,
+    ) -> list[Rescue]:
+        """No other node: a dead runtime's runs are recovered when the next one starts."""
+        return []
+
+    async def nodes(self) -> list[NodeInfo]:
+        return await self.read(cluster_sql.list_nodes)
+
+    async def node_processes(self, node: str, *, host: str) -> list[OrphanedProcess]:
+        """Every recorded process group: all runs of the file were this host's."""
+        return await self.read(runs.orphaned_processes)
+
+    @property
+    def dashboard(self) -> Any:
+        """This engine's dashboard queries (the module ``store.sqlite.dashboard``), each
+        run with ``read``: the UI asks the engine it serves."""
+        from shepherd.store.sqlite import dashboard
+
+        return dashboard
+
+    async def queued_ready(
+        self, after: tuple[int, float, int] | None, *, now: float, limit: int
+    ) -> list[Dispatch]:
+        return await self.read(window_sql.queued_ready, after, now=now, limit=limit)
+
+    async def queued_later(self, after: tuple[float, int], *, limit: int) -> list[Dispatch]:
+        return await self.read(window_sql.queued_later, after, limit=limit)
+
+    async def newest_seq(self) -> int:
+        return await self.read(window_sql.newest_seq)
 
     # @@engine-methods@@ (new protocol methods go above this line)
 

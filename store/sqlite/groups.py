@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from shepherd.store.models import GroupMember, TaskGroup
-from shepherd.store.ops import InsertDeliveries, NewDelivery
+from shepherd.store.ops import InsertDeliveries
 from shepherd.store.ops.groups import (
     MEMBER_FINAL,
     CreateGroup,
@@ -24,6 +24,17 @@ from shepherd.store.ops.groups import (
     is_dead,
     summary_text,
 )
+from shepherd.store.shared.groups import (
+    GROUP_COLUMNS,
+    MEMBER_COLUMNS,
+    OPEN_MEMBER,
+    ended_status,
+    group_from_row,
+    member_from_row,
+    report_set,
+    summary_delivery,
+)
+from shepherd.store.shared.queries import qmark
 from shepherd.store.sqlite.deliveries import insert_deliveries
 
 __all__ = [
@@ -36,12 +47,6 @@ __all__ = [
     "open_groups",
     "report_member",
 ]
-
-_GROUP_COLUMNS = (
-    "id, name, status, timeout, heartbeat_window, created_at, updated_at, created_by,"
-    " delivery_to, delivery_channel, completed_at, summary, delivery_id"
-)
-_MEMBER_COLUMNS = "group_id, label, status, started_at, finished_at, last_heartbeat, message, error"
 
 
 def create_group(conn: sqlite3.Connection, op: CreateGroup) -> int:
@@ -96,18 +101,7 @@ def report_member(conn: sqlite3.Connection, op: ReportMember) -> Reported:
     if group_status != "open":
         return msgspec.structs.replace(seen, result="closed", member_status=row[0])
     now = op.now
-    args: list[float | str | None]
-    if op.report == "heartbeat":
-        sql, args, status = "last_heartbeat = ?", [now], str(row[0])
-    elif op.report == "started":
-        sql = "status = 'started', started_at = COALESCE(started_at, ?), last_heartbeat = ?"
-        args, status = [now, now], "started"
-    elif op.report == "completed":
-        sql = "status = 'completed', finished_at = ?, last_heartbeat = ?, message = ?"
-        args, status = [now, now, op.message], "completed"
-    else:
-        sql = "status = 'failed', finished_at = ?, last_heartbeat = ?, error = ?"
-        args, status = [now, now, op.message], "failed"
+    sql, args, status = report_set(qmark, op.report, str(row[0]), now, op.message)
     conn.execute(
         f"UPDATE task_group_members SET {sql} WHERE group_id = ? AND label = ?",
         [*args, group_id, op.label],
@@ -150,8 +144,7 @@ def _finish(
 ) -> tuple[str, int | None]:
     """End the group if every member is final: (its status, the summary's delivery)."""
     (left,) = conn.execute(
-        "SELECT COUNT(*) FROM task_group_members WHERE group_id = ?"
-        " AND status NOT IN ('completed', 'failed', 'dead')",
+        f"SELECT COUNT(*) FROM task_group_members WHERE group_id = ? AND {OPEN_MEMBER}",
         (group_id,),
     ).fetchone()
     if left:
@@ -160,7 +153,7 @@ def _finish(
     assert group is not None
     if group.status != "open":
         return group.status, None
-    status = "completed" if all(m.status == "completed" for m in group.members) else "failed"
+    status = ended_status(group.members)
     summary = summary_text(group.name, status, group.members)
     cur = conn.execute(
         "UPDATE task_groups SET status = ?, completed_at = ?, updated_at = ?, summary = ?"
@@ -172,13 +165,9 @@ def _finish(
     channel, target = conn.execute(
         "SELECT channel, target FROM task_groups WHERE id = ?", (group_id,)
     ).fetchone()
-    if not channel and not target:  # no target: the summary stays on the group
+    new = summary_delivery(group.name, status, summary, channel, target, max_attempts, now)
+    if new is None:  # no target: the summary stays on the group
         return status, None
-    new = NewDelivery(
-        kind="group", body=summary, channel=channel, target=target,
-        max_attempts=max_attempts, next_attempt_at=now, job_name=f"group:{group.name}",
-        outcome=status,
-    )  # fmt: skip
     (delivery_id,) = insert_deliveries(conn, InsertDeliveries([new], now))
     conn.execute("UPDATE task_groups SET delivery_id = ? WHERE id = ?", (delivery_id, group_id))
     return status, delivery_id
@@ -210,7 +199,7 @@ def group_deadlines(conn: sqlite3.Connection, ids: list[int] | None) -> dict[int
 
 
 def _groups(conn: sqlite3.Connection, where: str, args: Sequence[Any]) -> list[TaskGroup]:
-    rows = conn.execute(f"SELECT {_GROUP_COLUMNS} FROM task_groups {where}", args).fetchall()
+    rows = conn.execute(f"SELECT {GROUP_COLUMNS} FROM task_groups {where}", args).fetchall()
     if not rows:
         return []
     ids = [r[0] for r in rows]
@@ -219,40 +208,12 @@ def _groups(conn: sqlite3.Connection, where: str, args: Sequence[Any]) -> list[T
         part = ids[i : i + 500]
         marks = ",".join("?" * len(part))
         for m in conn.execute(
-            f"SELECT {_MEMBER_COLUMNS} FROM task_group_members WHERE group_id IN ({marks})"
+            f"SELECT {MEMBER_COLUMNS} FROM task_group_members WHERE group_id IN ({marks})"
             " ORDER BY group_id, pos",
             part,
         ):
-            members[m[0]].append(
-                GroupMember(
-                    label=m[1],
-                    status=m[2],
-                    started_at=m[3],
-                    finished_at=m[4],
-                    last_heartbeat=m[5],
-                    message=m[6],
-                    error=m[7],
-                )
-            )
-    return [
-        TaskGroup(
-            id=r[0],
-            name=r[1],
-            status=r[2],
-            timeout=r[3],
-            heartbeat_window=r[4],
-            created_at=r[5],
-            updated_at=r[6],
-            members=members[r[0]],
-            created_by=r[7],
-            delivery_to=r[8],
-            delivery_channel=r[9],
-            completed_at=r[10],
-            summary=r[11],
-            delivery_id=r[12],
-        )
-        for r in rows
-    ]
+            members[m[0]].append(member_from_row(m))
+    return [group_from_row(r, members[r[0]]) for r in rows]
 
 
 def get_group(conn: sqlite3.Connection, ref: str | int) -> TaskGroup | None:

@@ -16,12 +16,19 @@ messages, runs, dispatches) has its short writer here, beside the map they share
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
 
 import msgspec
 
 from shepherd.store.ops import InsertMessages, NewDispatch, SaveAgent, SaveJob
 from shepherd.store.ops.imports import ImportBatch, Imported, ImportItem, ImportJob
+from shepherd.store.shared.imports import (
+    Mapped,
+    decode_map,
+    item_status,
+    job_spec,
+    keeps_stored_fire,
+    resolve_jobs,
+)
 from shepherd.store.sqlite import approvals
 from shepherd.store.sqlite.agents import apply_agent_op
 from shepherd.store.sqlite.dispatches import INSERT_DISPATCH, dispatch_values, next_id
@@ -29,9 +36,6 @@ from shepherd.store.sqlite.jobs import save_job
 from shepherd.store.sqlite.messages import insert_messages
 
 __all__ = ["import_batch"]
-
-_SCHEDULE = ("cron", "tz", "at", "every")
-Mapped = dict[tuple[str, str], tuple[str, str]]
 
 
 def import_batch(conn: sqlite3.Connection, op: ImportBatch) -> Imported:
@@ -61,7 +65,7 @@ def import_batch(conn: sqlite3.Connection, op: ImportBatch) -> Imported:
             )
         )
     for agent in op.agents:
-        status = _status(mapped, "agent", agent.source_id, agent.digest)
+        status = item_status(mapped, "agent", agent.source_id, agent.digest)
         if status != "unchanged" and not op.dry_run:
             apply_agent_op(
                 conn, SaveAgent(spec=agent.spec, source="api", mode="register", now=op.now)
@@ -108,46 +112,20 @@ def import_batch(conn: sqlite3.Connection, op: ImportBatch) -> Imported:
 def _resolve_jobs(
     conn: sqlite3.Connection, op: ImportBatch, mapped: Mapped
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """Each job's final name and status. A mapped job keeps its stored name; a new one
-    its wanted name unless another job holds it (then ``<name>-<source id[:8]>``)."""
+    """Each job's final name and status (``shared.imports.resolve_jobs``)."""
     taken = {str(r[0]): int(r[1]) for r in conn.execute("SELECT name, id FROM jobs")}
-    by_id = {v: k for k, v in taken.items()}
-    names: dict[str, str] = {}
-    statuses: dict[str, str] = {}
-    for job in op.jobs:  # first the mapped jobs: they keep their stored names
-        target = mapped.get(("job", job.source_id))
-        stored = by_id.get(int(target[0])) if target is not None else None
-        if stored is not None and target is not None:
-            names[job.source_id] = stored
-            statuses[job.source_id] = "unchanged" if target[1] == job.digest else "updated"
-    used = set(names.values())
-    for job in op.jobs:  # then the new ones, around every name already taken
-        if job.source_id in names:
-            continue
-        name, k = job.name, 1
-        while name in used or name in taken:
-            suffix = f"-{job.source_id[:8]}" + (f"-{k}" if k > 1 else "")
-            name, k = job.name[: 200 - len(suffix)] + suffix, k + 1
-        names[job.source_id] = name
-        statuses[job.source_id] = "created"
-        used.add(name)
-    return names, statuses
+    return resolve_jobs(op, mapped, taken)
 
 
 def _write_job(
     conn: sqlite3.Connection, op: ImportBatch, job: ImportJob, name: str, names: dict[str, str]
 ) -> tuple[int, float | None]:
-    spec: dict[str, Any] = msgspec.json.decode(job.spec)
-    spec["name"] = name
-    if job.parent_source is not None and job.parent_source in names:
-        spec["parent"] = names[job.parent_source]
+    spec = job_spec(job, name, names)
     raw = msgspec.json.encode(spec)
     nxt, skipped = job.next_run_at, job.skipped
     stored = conn.execute("SELECT spec, next_run_at FROM jobs WHERE name = ?", (name,)).fetchone()
-    if stored is not None and stored[1] is not None and nxt is not None and stored[1] >= nxt:
-        old = msgspec.json.decode(stored[0])
-        if all(old.get(k) == spec.get(k) for k in _SCHEDULE):  # shepherd is there or ahead:
-            nxt, skipped = float(stored[1]), []  # keep it, the slots before are recorded
+    if stored is not None and keeps_stored_fire(stored[0], stored[1], spec, nxt):
+        nxt, skipped = float(stored[1]), []  # shepherd is there or ahead: keep it
     save = SaveJob(
         name=name, executor=job.executor, enabled=job.enabled, spec=raw, next_run_at=nxt, now=op.now
     )
@@ -282,17 +260,12 @@ def _runs(
 
 
 def _mapped(conn: sqlite3.Connection, source: str) -> Mapped:
-    rows = conn.execute(
-        "SELECT kind, source_id, target_id, digest FROM import_map WHERE source = ?", (source,)
+    return decode_map(
+        conn.execute(
+            "SELECT kind, source_id, target_id, digest FROM import_map WHERE source = ?",
+            (source,),
+        )
     )
-    return {(str(r[0]), str(r[1])): (str(r[2]), str(r[3] or "")) for r in rows}
-
-
-def _status(mapped: Mapped, kind: str, source_id: str, digest: str) -> str:
-    known = mapped.get((kind, source_id))
-    if known is None:
-        return "created"
-    return "unchanged" if known[1] == digest else "updated"
 
 
 def _remember(

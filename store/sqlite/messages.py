@@ -1,7 +1,5 @@
-"""SQL of the message ops and the inbox queries (``messages`` table).
-
-Inbox order (OCS): kind constraint, decision, fact, task, preference, then the rest;
-priority high → low; oldest first. ``to_agent = 'broadcast'`` reaches every agent.
+"""SQL of the message ops and the inbox queries (``messages`` table); the column list,
+the OCS inbox order and the row decoder are ``store.shared.messages``'.
 """
 
 from __future__ import annotations
@@ -9,38 +7,21 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-import msgspec
-
 from shepherd.store.models import Message
 from shepherd.store.ops import ExpireMessages, InsertMessages, MarkMessages
+from shepherd.store.shared.messages import INBOX_ORDER as _INBOX_ORDER
+from shepherd.store.shared.messages import MESSAGE_COLUMNS as _MESSAGE_COLUMNS
+from shepherd.store.shared.messages import MESSAGE_INSERT_COLUMNS, message_values
+from shepherd.store.shared.messages import message as _message
 
 
 def insert_messages(conn: sqlite3.Connection, op: InsertMessages) -> list[int]:
     ids: list[int] = []
     for m in op.rows:
         cur = conn.execute(
-            "INSERT INTO messages (from_agent, to_agent, kind, subject, body, metadata,"
-            " priority, channel, delivery_to, status, ack_required, expires_at, created_at,"
-            " job_id, run_id, owner, reply_to)"
-            " VALUES (?,?,?,?,?,?,?,?,?,'pending',?,?,?,?,?,?,?)",
-            (
-                m.from_agent,
-                m.to_agent,
-                m.kind,
-                m.subject,
-                m.body,
-                m.metadata,
-                m.priority,
-                m.channel,
-                m.delivery_to,
-                int(m.ack_required),
-                m.expires_at,
-                op.now,
-                m.job_id,
-                m.run_id,
-                m.owner,
-                m.reply_to,
-            ),
+            f"INSERT INTO messages ({MESSAGE_INSERT_COLUMNS}, status)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,'pending')",
+            message_values(m, op.now),
         )
         ids.append(int(cur.lastrowid or 0))
     return ids
@@ -82,29 +63,6 @@ def expire_messages(conn: sqlite3.Connection, op: ExpireMessages) -> int:
         " AND expires_at IS NOT NULL AND expires_at < ?",
         (op.now,),
     ).rowcount
-
-
-_MESSAGE_COLUMNS = (
-    "id, from_agent, to_agent, kind, subject, body, priority, status, created_at, metadata,"
-    " channel, delivery_to, expires_at, delivered_at, read_at, job_id, run_id, owner, reply_to,"
-    " last_error, ack_at"
-)
-
-_INBOX_ORDER = (
-    "CASE kind WHEN 'constraint' THEN 0 WHEN 'decision' THEN 1 WHEN 'fact' THEN 2"
-    " WHEN 'task' THEN 3 WHEN 'preference' THEN 4 ELSE 5 END, priority DESC, created_at, id"
-)
-
-
-def _message(r: tuple[Any, ...]) -> Message:
-    return Message(
-        id=r[0], from_agent=r[1], to_agent=r[2], kind=r[3], subject=r[4], body=r[5],
-        priority=r[6], status=r[7], created_at=r[8],
-        metadata=None if r[9] is None else msgspec.json.decode(r[9]),
-        channel=r[10], delivery_to=r[11], expires_at=r[12], delivered_at=r[13],
-        read_at=r[14], job_id=r[15], run_id=r[16], owner=r[17], reply_to=r[18],
-        last_error=r[19], ack_at=r[20],
-    )  # fmt: skip
 
 
 def inbox(

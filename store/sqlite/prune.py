@@ -33,17 +33,9 @@ from shepherd.store.ops import (
     PruneRunsBefore,
     PruneRunsPerJob,
 )
+from shepherd.store.shared.prune import RUN_MAY_GO as _RUN_MAY_GO
+from shepherd.store.shared.prune import done as _done
 from shepherd.store.sqlite import ledger
-
-# a run that may go: finished, not a dead letter's, not the newest row
-_RUN_MAY_GO = (
-    "status != 'running' AND id < (SELECT MAX(id) FROM runs) AND NOT EXISTS"
-    " (SELECT 1 FROM dispatches d WHERE d.id = runs.dispatch_id AND d.status = 'dead')"
-)
-
-
-def _done(deleted: int, limit: int, cursor: int = 0) -> Pruned:
-    return Pruned(deleted, cursor if deleted >= limit else None)
 
 
 def _runs_per_job(conn: sqlite3.Connection, op: PruneRunsPerJob) -> Pruned:

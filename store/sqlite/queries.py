@@ -1,8 +1,8 @@
 """Read queries: synchronous functions on a sqlite3 connection, returning row models.
 
 They run on the store's reader connection (its own thread), never on the writer's.
-The module is long because the reads of the core tables (jobs, dispatches, runs) live
-together with the row decoders and the keyset filters they share.
+The row decoders, column lists and keyset page filter are engine-neutral and live in
+``store.shared.queries`` (re-exported here under their old names).
 """
 
 from __future__ import annotations
@@ -13,7 +13,18 @@ from typing import Any
 
 import msgspec
 
-from shepherd.store.models import PRIORITIES, Dispatch, JobRow, JobSpec, Run, _dec_hook
+from shepherd.store.models import Dispatch, JobRow, Run
+from shepherd.store.shared.queries import (
+    DISPATCH_COLUMNS,
+    JOB_COLUMNS,
+    RUN_COLUMNS,
+    dispatch_from_row,
+    job_from_row,
+    page_filter,
+    qmark,
+    rank,
+    run_from_row,
+)
 
 __all__ = [
     "DISPATCH_COLUMNS",
@@ -22,6 +33,7 @@ __all__ = [
     "get_dispatch",
     "get_job",
     "get_run",
+    "job_from_row",
     "jobs_by_id",
     "latest_instance",
     "list_dispatches",
@@ -32,99 +44,9 @@ __all__ = [
     "stats",
 ]
 
-_spec_decoder = msgspec.json.Decoder(JobSpec, dec_hook=_dec_hook)
-
-DISPATCH_COLUMNS = (
-    "id, seq, job_id, job_name, kind, status, priority, not_before, expires_at, attempt,"
-    " max_attempts, payload, idempotency_key, slot, parent_run_id, created_at, updated_at,"
-    " outcome, dead_reason, last_error, current_run_id, result,"
-    " needs, owner, agent, wait_reason"
-)
-_RUN_COLUMNS = (
-    "id, dispatch_id, job_id, job_name, attempt, status, started_at, finished_at,"
-    " heartbeat_at, error, result, idempotency_key, reason, exit_code, signal, timed_out,"
-    " stdout, stderr, details, pgid, process, agent"
-)
-_JOB_COLUMNS = (
-    "id, spec, next_run_at, last_run_at, last_status, consecutive_errors, created_at, updated_at,"
-    " anchor"
-)
-
-
-def _json(blob: bytes | None) -> Any:
-    return None if blob is None else msgspec.json.decode(blob)
-
-
-def dispatch_from_row(r: tuple[Any, ...]) -> Dispatch:
-    return Dispatch(
-        id=r[0],
-        seq=r[1],
-        job_id=r[2],
-        job_name=r[3],
-        kind=r[4],
-        status=r[5],
-        priority=PRIORITIES[r[6]],
-        not_before=r[7],
-        expires_at=r[8],
-        attempt=r[9],
-        max_attempts=r[10],
-        payload=_json(r[11]),
-        idempotency_key=r[12],
-        slot=r[13],
-        parent_run_id=r[14],
-        created_at=r[15],
-        updated_at=r[16],
-        outcome=r[17],
-        dead_reason=r[18],
-        last_error=r[19],
-        current_run_id=r[20],
-        result=_json(r[21]),
-        needs=r[22].split(",") if r[22] else [],
-        owner=r[23],
-        agent=r[24],
-        wait_reason=r[25],
-    )
-
-
-def _run_from_row(r: tuple[Any, ...]) -> Run:
-    return Run(
-        id=r[0],
-        dispatch_id=r[1],
-        job_id=r[2],
-        job_name=r[3],
-        attempt=r[4],
-        status=r[5],
-        started_at=r[6],
-        finished_at=r[7],
-        heartbeat_at=r[8],
-        error=r[9],
-        result=_json(r[10]),
-        idempotency_key=r[11],
-        reason=r[12],
-        exit_code=r[13],
-        signal=r[14],
-        timed_out=bool(r[15]),
-        stdout=r[16],
-        stderr=r[17],
-        details=_json(r[18]),
-        pgid=r[19],
-        process=r[20],
-        agent=r[21],
-    )
-
-
-def job_from_row(r: tuple[Any, ...]) -> JobRow:
-    return JobRow(
-        id=r[0],
-        spec=_spec_decoder.decode(r[1]),
-        next_run_at=r[2],
-        last_run_at=r[3],
-        last_status=r[4],
-        consecutive_errors=r[5],
-        created_at=r[6],
-        updated_at=r[7],
-        anchor=r[8],
-    )
+_JOB_COLUMNS = JOB_COLUMNS
+_RUN_COLUMNS = RUN_COLUMNS
+_run_from_row = run_from_row
 
 
 def get_job(conn: sqlite3.Connection, ref: str | int) -> JobRow | None:
@@ -177,13 +99,6 @@ def get_dispatch(conn: sqlite3.Connection, dispatch_id: int) -> Dispatch | None:
     return None if row is None else dispatch_from_row(row)
 
 
-def _where(**columns: Any) -> tuple[str, list[Any]]:
-    """``WHERE a = ? AND b = ?`` over the columns given a value (``None``: no filter)."""
-    used = [(name, value) for name, value in columns.items() if value is not None]
-    clause = f"WHERE {' AND '.join(f'{name} = ?' for name, _ in used)}" if used else ""
-    return clause, [value for _, value in used]
-
-
 def list_dispatches(
     conn: sqlite3.Connection,
     *,
@@ -199,8 +114,9 @@ def list_dispatches(
     """Newest first. ``before``: only ids below it (keyset pagination: the next page
     starts below the last id seen, never an OFFSET); ``since`` / ``until`` bound
     ``created_at`` (since <= created_at < until)."""
-    clause, args = _keyset(
-        _where(job_name=job, agent=agent, priority=None if priority is None else _rank(priority)),
+    clause, args = page_filter(
+        qmark,
+        {"job_name": job, "agent": agent, "priority": None if priority is None else rank(priority)},
         status=status, before=before, column="created_at", since=since, until=until,
     )  # fmt: skip
     rows = conn.execute(
@@ -208,33 +124,6 @@ def list_dispatches(
         [*args, limit],
     ).fetchall()
     return [dispatch_from_row(r) for r in rows]
-
-
-def _rank(priority: str) -> int:
-    return PRIORITIES.index(priority) if priority in PRIORITIES else -1
-
-
-def _keyset(
-    where: tuple[str, list[Any]],
-    *,
-    status: str | Sequence[str] | None,
-    before: int | None,
-    column: str,
-    since: float | None,
-    until: float | None,
-) -> tuple[str, list[Any]]:
-    """``where`` extended with a status set, ``id < before`` and a time range."""
-    clause, args = where
-    parts = [clause.removeprefix("WHERE ")] if clause else []
-    statuses = [status] if isinstance(status, str) else list(status or ())
-    if statuses:
-        parts.append(f"status IN ({','.join('?' * len(statuses))})")
-        args.extend(statuses)
-    for cond, value in (("id < ?", before), (f"{column} >= ?", since), (f"{column} < ?", until)):
-        if value is not None:
-            parts.append(cond)
-            args.append(value)
-    return (f"WHERE {' AND '.join(parts)}" if parts else ""), args
 
 
 def queued_since(
@@ -260,10 +149,13 @@ def queued_since(
 
 
 def cancel_requests(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+    """The dispatcher asks on every cancel wake-up: ``INDEXED BY`` pins the partial index
+    ``dispatches_cancel`` (left to itself the planner takes ``dispatches_status`` and
+    visits every queued row: 0.17 s at 1,000,000 queued)."""
     return [
         (int(r[0]), str(r[1]))
         for r in conn.execute(
-            "SELECT id, status FROM dispatches"
+            "SELECT id, status FROM dispatches INDEXED BY dispatches_cancel"
             " WHERE cancel_requested = 1 AND status IN ('queued', 'running')"
         )
     ]
@@ -288,8 +180,8 @@ def list_runs(
 ) -> list[Run]:
     """Newest first; ``before`` / ``since`` / ``until`` as ``list_dispatches``
     (the range bounds ``started_at``)."""
-    clause, args = _keyset(
-        _where(job_name=job, dispatch_id=dispatch_id, agent=agent),
+    clause, args = page_filter(
+        qmark, {"job_name": job, "dispatch_id": dispatch_id, "agent": agent},
         status=status, before=before, column="started_at", since=since, until=until,
     )  # fmt: skip
     rows = conn.execute(

@@ -373,6 +373,12 @@ MIGRATIONS: list[list[str]] = [
         )""",
         # @@migration-11-imports@@
     ],
+    # 12: the dispatcher's window of the queue's head (store/sqlite/window.py): queued
+    # rows in the ready heap's order, so a refill reads a page, never the backlog
+    [
+        """CREATE INDEX dispatches_ready ON dispatches(priority, not_before, seq)
+            WHERE status = 'queued'""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -8,8 +8,15 @@ from typing import Any
 
 import msgspec
 
-from shepherd.store.ops import InsertMessages, NewDispatch, SaveJob
+from shepherd.store.ops import InsertMessages, SaveJob
 from shepherd.store.ops.spawn import Spawned, SpawnMessage
+from shepherd.store.shared.spawn import (
+    failed_row,
+    name_taken,
+    spawn_dispatch,
+    spawned_metadata,
+    spawned_spec,
+)
 from shepherd.store.sqlite import approvals
 from shepherd.store.sqlite.dispatches import INSERT_DISPATCH, dispatch_values, next_id
 from shepherd.store.sqlite.jobs import save_job
@@ -35,11 +42,9 @@ def spawn_message(conn: sqlite3.Connection, op: SpawnMessage) -> Spawned:
     name = None
     if error is None:
         assert op.spec is not None
-        spec = msgspec.json.decode(op.spec)
-        name = str(spec["name"]).replace("{id}", str(msg_id))
-        spec["name"] = name
+        name, spec = spawned_spec(op.spec, msg_id)
         if conn.execute("SELECT 1 FROM jobs WHERE name = ?", (name,)).fetchone() is not None:
-            error = f"name: a job named {name!r} exists"
+            error = name_taken(name)
     if error is not None:
         conn.execute(
             "UPDATE messages SET status = 'failed', last_error = ?,"
@@ -53,18 +58,12 @@ def spawn_message(conn: sqlite3.Connection, op: SpawnMessage) -> Spawned:
     job_id = save_job(conn, save)
     dispatch_id = next_id(conn, "dispatches")
     seq = next_id(conn, "dispatches", "seq")
-    new = NewDispatch(
-        job_id=job_id, job_name=str(name), kind="spawn", priority=op.priority,
-        not_before=op.now, max_attempts=op.max_attempts, expires_at=op.expires_at,
-        slot=op.now,  # the one-shot's fire time: the scheduler ends the job after it
-    )  # fmt: skip
+    new = spawn_dispatch(op, job_id, str(name))
     conn.execute(INSERT_DISPATCH, dispatch_values(new, dispatch_id, seq, op.origin, op.now))
-    meta: dict[str, Any] = msgspec.json.decode(metadata) if metadata else {}
-    meta["spawned"] = {"job": name, "job_id": job_id, "dispatch_id": dispatch_id}
     conn.execute(
         "UPDATE messages SET status = 'delivered', delivered_at = ?, metadata = ?,"
         " delivery_attempts = delivery_attempts + 1 WHERE id = ?",
-        (op.now, msgspec.json.encode(meta), msg_id),
+        (op.now, spawned_metadata(metadata, str(name), job_id, dispatch_id), msg_id),
     )
     held = approvals.gate(conn, [(dispatch_id, job_id, "spawn")], op.now)
     return Spawned(
@@ -98,5 +97,5 @@ def failed_spawns(conn: sqlite3.Connection, *, limit: int = 5) -> tuple[int, lis
         " WHERE kind = 'spawn' AND status = 'failed' ORDER BY id DESC LIMIT ?",
         (limit,),
     )
-    latest = [{"id": r[0], "from": r[1], "created_at": r[2], "error": r[3]} for r in rows]
+    latest = [failed_row(r) for r in rows]
     return int(count), latest

@@ -15,7 +15,7 @@ from tests.helpers import eventually
 from tests.http.ui_helpers import HTML_OUT, csrf_of, login, origin, served_ui
 from tests.http_helpers import ADMIN, AGENT, READ, serve
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.engines("sqlite", "postgresql")]
 
 PAGES = [
     "/ui",

@@ -6,11 +6,11 @@ import msgspec
 import pytest
 
 from shepherd.store.errors import StoreError
+from shepherd.store.factory import open_store
 from shepherd.store.models import JobSpec, encode_json
 from shepherd.store.ops.imports import ImportBatch, ImportDispatch, ImportJob
-from shepherd.store.sqlite import SqliteStore
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.engines("sqlite", "postgresql")]
 
 
 def _job(source_id: str, spec: JobSpec) -> ImportJob:
@@ -26,7 +26,7 @@ def _job(source_id: str, spec: JobSpec) -> ImportJob:
 
 
 async def test_a_failing_item_rolls_the_whole_import_back(db_path: str) -> None:
-    store = await SqliteStore.open(db_path)
+    store = await open_store(db_path)
     try:
         good = _job("a", JobSpec(name="good", executor="shell", target="true"))
         orphan = _job(

@@ -28,7 +28,7 @@ from shepherd.store.models import Delivery, Seconds
 from tests.gateway_standin import StandIn
 from tests.helpers import eventually
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.engines("sqlite", "postgresql")]
 CHAT = "/v1/chat/completions"
 W = "\u26a0\ufe0f"
 

@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -24,7 +23,7 @@ from shepherd.runtime import (
 from shepherd.runtime.config import load_config
 from tests.helpers import eventually
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.engines("sqlite", "postgresql")]
 
 
 class Gate:
@@ -70,10 +69,16 @@ async def rt(db_path: str, gate: Gate) -> AsyncIterator[Runtime]:
         yield runtime
 
 
-def _wait_reason(db_path: str, dispatch_id: int) -> str | None:
-    with sqlite3.connect(db_path) as conn:
-        row = conn.execute("SELECT wait_reason FROM dispatches WHERE id = ?", (dispatch_id,))
-        return row.fetchone()[0]  # type: ignore[no-any-return]
+def _waits(
+    rt: Runtime, dispatch_id: int, reason: str | None = None
+) -> Callable[[], Awaitable[bool]]:
+    """Whether the dispatch waits, with ``reason`` (None: any reason)."""
+
+    async def check() -> bool:
+        got = (await rt.dispatch(dispatch_id)).wait_reason
+        return got is not None and reason in (None, got)
+
+    return check
 
 
 async def test_routes_by_capability_to_three_agents(rt: Runtime) -> None:
@@ -98,13 +103,11 @@ async def test_routes_by_capability_to_three_agents(rt: Runtime) -> None:
     assert run.agent == "ops"
 
 
-async def test_unmatched_waits_visibly_then_runs_when_an_agent_appears(
-    rt: Runtime, db_path: str
-) -> None:
+async def test_unmatched_waits_visibly_then_runs_when_an_agent_appears(rt: Runtime) -> None:
     await rt.add_job(JobSpec(name="gpu", target="who", capabilities=["gpu", "cuda"]))
     dispatch_id = await rt.enqueue("gpu")
     reason = "unmatched: needs [cuda, gpu]"
-    await eventually(lambda: _wait_reason(db_path, dispatch_id) == reason, what="reason")
+    await eventually(_waits(rt, dispatch_id, reason), what="reason")
     assert (await rt.dispatch(dispatch_id)).status == "queued"
     stats = rt.statistics()["dispatcher"]["agents"]
     assert stats["unmatched"] == {reason: 1}
@@ -148,13 +151,13 @@ async def test_best_score_wins_and_busy_agents_are_passed_over(rt: Runtime, gate
     gate.release.set()
 
 
-async def test_drain_gives_nothing_new_and_undrain_resumes(rt: Runtime, db_path: str) -> None:
+async def test_drain_gives_nothing_new_and_undrain_resumes(rt: Runtime) -> None:
     await rt.add_agent("w", capabilities=["a"])
     await rt.add_job(JobSpec(name="j", target="who", capabilities=["a"]))
     drained = await rt.drain_agent("w")
     assert drained.status == "draining"
     dispatch_id = await rt.enqueue("j")
-    await eventually(lambda: _wait_reason(db_path, dispatch_id) is not None)
+    await eventually(_waits(rt, dispatch_id))
     assert (await rt.dispatch(dispatch_id)).status == "queued"
     assert (await rt.undrain_agent("w")).status == "ready"
     assert (await rt.wait(dispatch_id)).result == "w"
@@ -339,9 +342,7 @@ async def test_an_agent_updated_to_cover_a_need_takes_its_waiters(rt: Runtime) -
     assert [(await rt.wait(d)).result for d in ids] == ["w"] * 4
 
 
-async def test_a_sleeping_winner_is_woken_by_its_hook(
-    rt: Runtime, db_path: str, tmp_path: Any
-) -> None:
+async def test_a_sleeping_winner_is_woken_by_its_hook(rt: Runtime, tmp_path: Any) -> None:
     marker = tmp_path / "woken"
     await rt.add_agent("sleepy", capabilities=["a"], status="sleeping", wake=f"touch {marker}")
     await rt.add_job(JobSpec(name="j", target="who", capabilities=["a"]))
@@ -353,7 +354,7 @@ async def test_a_sleeping_winner_is_woken_by_its_hook(
     await rt.add_job(JobSpec(name="k", target="who", capabilities=["b"]))
     waiting = await rt.enqueue("k")
     reason = "waking failed: dead"
-    await eventually(lambda: _wait_reason(db_path, waiting) == reason, what="waking failed")
+    await eventually(_waits(rt, waiting, reason), what="waking failed")
     assert (await rt.dispatch(waiting)).status == "queued"
     await rt.agent_heartbeat("dead", status="ready")  # awake after all: it takes it
     assert (await rt.wait(waiting, timeout=10)).result == "dead"

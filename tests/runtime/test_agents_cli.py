@@ -4,17 +4,45 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
 import pytest
 
+from shepherd.store.factory import is_postgres, open_store
 from tests.runtime.test_cli import Cli
+
+pytestmark = pytest.mark.engines("sqlite", "postgresql")
+
+
+class _Cli(Cli):
+    def rows(self, table: str) -> int:
+        """How many agents / dispatches the database holds (through the store)."""
+        if not is_postgres(self.db) and not Path(self.db).exists():
+            return 0
+
+        async def count() -> int:
+            store = await open_store(self.db)
+            try:
+                if table == "agents":
+                    return len(await store.agents())
+                assert table == "dispatches"
+                return len(await store.dispatches())
+            finally:
+                await store.close()
+
+        return anyio.run(count)
 
 
 @pytest.fixture
-def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
+def cli(
+    db_path: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Cli:
     monkeypatch.chdir(tmp_path)  # no stray ./shepherd.toml
     for name in ("DATABASE", "CONCURRENCY", "LOG_LEVEL"):
         monkeypatch.delenv(f"SHEPHERD_{name}", raising=False)
-    return Cli(str(tmp_path / "cli.db"), capsys)
+    return _Cli(db_path, capsys)
 
 
 def test_agents_lifecycle(cli: Cli) -> None:

@@ -18,7 +18,7 @@ from shepherd.runtime import (
 )
 from tests.helpers import eventually
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.engines("sqlite", "postgresql")]
 
 
 class Record:
@@ -286,6 +286,7 @@ def _jobs(db_path: str) -> list[tuple[Any, ...]]:
         (dict(parent="a", trigger_on="success", every=60), "every", "never from a"),
     ],
 )
+@pytest.mark.engines("sqlite")  # reads the file with sqlite3
 async def test_bad_chain_fields_name_the_field_and_store_nothing(
     db_path: str, clock: FakeClock, spec: dict[str, Any], field: str, words: str
 ) -> None:
@@ -300,6 +301,7 @@ async def test_bad_chain_fields_name_the_field_and_store_nothing(
         assert _jobs(db_path) == before
 
 
+@pytest.mark.engines("sqlite")  # reads the file with sqlite3
 async def test_cycles_and_depth_are_refused_with_the_path(db_path: str, clock: FakeClock) -> None:
     rec = Record()
     async with _open(db_path, clock, rec) as rt:
@@ -325,6 +327,7 @@ async def test_cycles_and_depth_are_refused_with_the_path(db_path: str, clock: F
         assert [r[1] for r in after[len(before) :]] == [None, "other"]
 
 
+@pytest.mark.engines("sqlite")  # reads the file with sqlite3
 async def test_removing_a_parent_is_refused_naming_its_children(
     db_path: str, clock: FakeClock
 ) -> None:

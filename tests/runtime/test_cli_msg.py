@@ -5,16 +5,53 @@ one-shot is gone) and a bad spawn body failed visibly (also in ``status``)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+import anyio
 import pytest
 
+from shepherd.store.factory import open_store
+from shepherd.store.models import Dispatch, JobRow, Message
 from tests.cli_helpers import Cli, clean_cli
+
+pytestmark = pytest.mark.engines("sqlite", "postgresql")
 
 
 @pytest.fixture
-def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return clean_cli(tmp_path, capsys, monkeypatch, "cli.db")
+def cli(
+    db_path: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Cli:
+    clean_cli(tmp_path, capsys, monkeypatch, "unused.db")  # the clean environment
+    return Cli(db_path, capsys)
+
+
+def _stored(cli: Cli) -> tuple[list[Message], list[Dispatch], list[JobRow]]:
+    """What the database holds (through the store, on either engine)."""
+
+    async def read() -> tuple[list[Message], list[Dispatch], list[JobRow]]:
+        store = await open_store(cli.db)
+        try:
+            return await store.messages(limit=1000), await store.dispatches(), await store.jobs()
+        finally:
+            await store.close()
+
+    return anyio.run(read)
+
+
+def _messages(cli: Cli) -> list[str]:
+    return [m.status for m in _stored(cli)[0]]
+
+
+def _dispatches(cli: Cli) -> list[tuple[str, str]]:
+    return [(d.kind, d.status) for d in _stored(cli)[1]]
+
+
+def _jobs(cli: Cli) -> list[str]:
+    return [j.spec.name for j in _stored(cli)[2]]
 
 
 def test_send_inbox_read_ack_and_thread(cli: Cli) -> None:
@@ -57,7 +94,7 @@ def test_bad_send_flags_name_the_flag_and_store_nothing(
     cli.ok("msg", "send", "--from", "a", "--to", "b", "the one stored")
     got, _, err = cli("msg", "send", *argv)
     assert got == code and needle in err, err
-    assert cli.rows("SELECT COUNT(*) FROM messages") == [(1,)]
+    assert len(_messages(cli)) == 1
 
 
 def test_unknown_ids_exit_1_and_mark_nothing(cli: Cli) -> None:
@@ -65,9 +102,12 @@ def test_unknown_ids_exit_1_and_mark_nothing(cli: Cli) -> None:
     for argv in (("read", msg_id, "999"), ("ack", "999"), ("thread", "999")):
         code, _, err = cli("msg", *argv)
         assert code == 1 and "no message 999" in err
-    assert cli.rows("SELECT status FROM messages") == [("pending",)]
+    assert _messages(cli) == ["pending"]
 
 
+# sqlite only for now: on PostgreSQL, ``run --exit-when-idle`` may stop before the
+# scheduler commits the one-shot's removal (the next start repairs it)
+@pytest.mark.engines("sqlite")
 def test_a_spawn_from_the_cli_runs_once_under_the_daemon_then_is_gone(
     cli: Cli, tmp_path: Path
 ) -> None:
@@ -75,11 +115,11 @@ def test_a_spawn_from_the_cli_runs_once_under_the_daemon_then_is_gone(
     body = json.dumps({"payload_message": f"echo ran >> {out}", "session_target": "shell"})
     sent = cli.json("msg", "send", "--from", "planner", "--to", "main", "--kind", "spawn", body)
     assert sent["status"] == "delivered" and sent["job"] == f"spawned-by-planner-{sent['id']}"
-    assert cli.rows("SELECT kind, status FROM dispatches") == [("spawn", "queued")]
+    assert _dispatches(cli) == [("spawn", "queued")]
     cli.ok("run", "--exit-when-idle", "--for", "20s")
     assert out.read_text() == "ran\n"
-    assert cli.rows("SELECT name FROM jobs") == []  # removed after its run
-    assert cli.rows("SELECT status FROM dispatches") == [("done",)]
+    assert _jobs(cli) == []  # removed after its run
+    assert _dispatches(cli) == [("spawn", "done")]
 
 
 def test_a_bad_spawn_body_fails_the_message_visibly(cli: Cli) -> None:
@@ -92,11 +132,11 @@ def test_a_bad_spawn_body_fails_the_message_visibly(cli: Cli) -> None:
     code, _, err = cli("msg", "send", "--from", "w", "--to", "main", "--kind", "spawn",
                        '{"name": "x"}')  # fmt: skip
     assert code == 1 and "failed: target" in err  # a python job with nothing to run
-    assert cli.rows("SELECT COUNT(*) FROM jobs") == [(0,)]
-    assert cli.rows("SELECT status FROM messages") == [("failed",)] * 3
+    assert _jobs(cli) == []
+    assert _messages(cli) == ["failed"] * 3
     status = cli.json("status")
     assert status["spawn_failed"]["count"] == 3
     assert status["spawn_failed"]["latest"][0]["error"].startswith("target")  # newest first
-    assert "failed spawns  3" in cli.ok("status")
+    assert re.search(r"failed spawns +3 ", cli.ok("status"))  # labels padded to the longest
     listed = cli.ok("msg", "inbox", "main", "--all")
     assert "[target:" in listed

@@ -16,7 +16,7 @@ from shepherd.actors.messages import DispatchQueued, OutcomeEvent, RunStarted
 from shepherd.runtime import RunContext
 from shepherd.store.models import EnqueueRequest
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.engines("sqlite", "postgresql")]
 
 
 async def who(ctx: RunContext) -> Any:

@@ -4,7 +4,6 @@ exactly once, and the bad-input matrix (error names the field, nothing stored)."
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 import pytest
@@ -12,11 +11,12 @@ import pytest
 from shepherd.actors.primitives.clock import FakeClock
 from shepherd.actors.router.delivery import DeliveryConfig, DeliveryTarget
 from shepherd.runtime import Config, ConfigError, NotFound, Runtime
+from shepherd.store.factory import open_store
 from shepherd.store.models import Delivery
 from shepherd.store.ops.groups import member_deadline, summary_text
 from tests.helpers import eventually
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.engines("sqlite", "postgresql")]
 
 
 class Sink:
@@ -34,9 +34,13 @@ def _cfg(db_path: str) -> Config:
     return Config(database=db_path, shutdown_grace=0, delivery=delivery)
 
 
-def _count(db_path: str, sql: str) -> int:
-    with sqlite3.connect(db_path) as conn:
-        return int(conn.execute(sql).fetchone()[0])
+async def _stored(db_path: str) -> tuple[list[Delivery], int]:
+    """Every delivery in the database and how many task groups it holds."""
+    store = await open_store(db_path)
+    try:
+        return await store.deliveries(limit=10_000), len(await store.task_groups())
+    finally:
+        await store.close()
 
 
 async def test_reports_end_the_group_and_the_summary_goes_out_once(db_path: str) -> None:
@@ -68,7 +72,8 @@ async def test_reports_end_the_group_and_the_summary_goes_out_once(db_path: str)
         with pytest.raises(ConfigError) as err:
             await rt.report("fan", "c", "completed")
         assert err.value.field == "member"
-    assert _count(db_path, "SELECT COUNT(*) FROM deliveries WHERE kind = 'group'") == 1
+    deliveries, _ = await _stored(db_path)
+    assert [d.kind for d in deliveries].count("group") == 1
 
 
 async def test_heartbeats_keep_a_member_alive_past_the_timeout(db_path: str) -> None:
@@ -125,7 +130,7 @@ async def test_bad_group_fields_name_the_field_and_store_nothing(
         with pytest.raises(ConfigError) as err:
             await rt.create_group(args.pop("name"), args.pop("members"), **args)
         assert err.value.field == field
-    assert _count(db_path, "SELECT COUNT(*) FROM task_groups") == 0
+    assert (await _stored(db_path))[1] == 0
 
 
 async def test_bad_reports_name_the_field_and_change_nothing(db_path: str) -> None:
@@ -176,4 +181,4 @@ async def test_members_silent_while_no_runtime_ran_die_at_the_next_start(db_path
         rt.register_delivery_sink("chat", sink)
         await clock.advance_when_blocked(60)
     assert len(sink.got) == 1
-    assert _count(db_path, "SELECT COUNT(*) FROM deliveries") == 1
+    assert len((await _stored(db_path))[0]) == 1

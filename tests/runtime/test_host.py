@@ -10,7 +10,7 @@ from shepherd.actors.executors.procs import ProcessId
 from shepherd.runtime import Config, JobSpec, NotFound, RunContext, Runtime
 from shepherd.runtime.host import RuntimeHost
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.engines("sqlite", "postgresql")]
 
 
 async def test_a_run_gets_a_runtime_host_that_answers_its_questions(db_path: str) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from shepherd import Config, JobSpec, Runtime
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.engines("sqlite", "postgresql")]
 
 
 async def ok(payload: dict[str, Any]) -> None:

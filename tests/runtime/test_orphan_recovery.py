@@ -17,14 +17,15 @@ import pytest
 
 from shepherd.actors.executors import procs
 from shepherd.runtime import Config, JobSpec, RunContext, Runtime
+from shepherd.store.factory import open_store
 from shepherd.store.ops import RecordProcess
-from shepherd.store.sqlite import SqliteStore
 from tests.helpers import eventually
 from tests.runtime.test_reliability import _claim_without_running
 
 pytestmark = [
     pytest.mark.anyio,
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="procfs"),
+    pytest.mark.engines("sqlite", "postgresql"),
 ]
 
 
@@ -82,18 +83,14 @@ async def test_recovery_kills_the_recorded_group_first_and_never_a_reused_pid(
         records[pid] = rec
     records[ended] = procs.ProcessId(pgid=ended, start=1, clock=procs.clock_id())
     reused = records[bystander.pid]
-    store = await SqliteStore.open(db_path)
+    store = await open_store(db_path)
     try:
         for dispatch_id, rec in (
             (d_alo, records[victim.pid]),
             (d_amo, procs.ProcessId(pgid=reused.pgid, start=reused.start - 1, clock=reused.clock)),
             (d_gone, records[ended]),
         ):
-            [run] = await store.read(
-                lambda c, d=dispatch_id: [
-                    r[0] for r in c.execute("SELECT id FROM runs WHERE dispatch_id = ?", (d,))
-                ]
-            )
+            [run] = [r.id for r in await store.runs(dispatch_id=dispatch_id)]
             op = RecordProcess(run_id=run, pgid=rec.pgid, start=rec.start, clock=rec.clock)
             assert await store.apply_one(op) is True
     finally:

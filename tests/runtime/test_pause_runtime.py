@@ -26,7 +26,7 @@ from shepherd.runtime import (
 from shepherd.store.models import Pause
 from tests.actors.dispatcher.helpers import entry
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.engines("sqlite", "postgresql")]
 
 
 class Work:

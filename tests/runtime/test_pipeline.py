@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -24,9 +23,10 @@ from shepherd.runtime import (
     RunContext,
     Runtime,
 )
+from shepherd.store.factory import open_store
 from tests.helpers import eventually
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.engines("sqlite", "postgresql")]
 
 
 class Gate:
@@ -77,9 +77,12 @@ async def rt(db_path: str) -> AsyncIterator[Runtime]:
 async def test_enqueue_returns_after_commit(rt: Runtime, db_path: str) -> None:
     dispatch_id = await rt.enqueue("noop", {"a": 1})
     # a separate connection sees the row as soon as enqueue returns
-    with sqlite3.connect(db_path) as conn:
-        row = conn.execute("SELECT job_name FROM dispatches WHERE id = ?", (dispatch_id,))
-        assert row.fetchone() == ("noop",)
+    other = await open_store(db_path)
+    try:
+        seen = await other.dispatch(dispatch_id)
+        assert seen is not None and seen.job_name == "noop"
+    finally:
+        await other.close()
     final = await rt.wait(dispatch_id, timeout=10)
     assert final.status == "done" and final.outcome == "ok"
     assert final.result == {"attempt": 1, "key": final.idempotency_key or final.result["key"]}
@@ -350,11 +353,15 @@ async def test_bad_input_is_rejected_naming_the_field(rt: Runtime, db_path: str)
         await rt.add_job(JobSpec(name="x", executor="shell"))
     with pytest.raises(ConfigError, match="name"):
         await rt.add_job(JobSpec(name="bad name!"))
-    with sqlite3.connect(db_path) as conn:
-        assert conn.execute("SELECT name FROM jobs").fetchall() == [("noop",)]
-        assert conn.execute("SELECT COUNT(*) FROM dispatches").fetchone() == (0,)
+    other = await open_store(db_path)
+    try:
+        assert [j.spec.name for j in await other.jobs()] == ["noop"]
+        assert await other.dispatches() == []
+    finally:
+        await other.close()
 
 
+@pytest.mark.engines("sqlite")  # PostgreSQL serves several runtimes on one database
 async def test_a_second_runtime_on_the_same_file_is_refused(rt: Runtime, db_path: str) -> None:
     from shepherd.store.errors import StoreError
 

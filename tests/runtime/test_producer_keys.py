@@ -122,6 +122,7 @@ async def test_enqueue_many_binds_each_key_once(db_path: str, work: Work) -> Non
     assert dispatch_count(db_path) == 4
 
 
+@pytest.mark.engines("sqlite", "postgresql")
 async def test_one_key_on_two_jobs_in_one_claim_batch(db_path: str, work: Work) -> None:
     """Each job binds the key to its own dispatch; their runs share the ledger's key, so
     one runs and the other is skipped (``idempotency-skip``) in the same claim batch,

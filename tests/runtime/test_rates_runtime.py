@@ -15,7 +15,7 @@ from shepherd.actors.primitives.clock import FakeClock
 from shepherd.runtime import Config, ConfigError, EnqueueRequest, JobSpec, RunContext, Runtime
 from shepherd.runtime.config import load_config
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.engines("sqlite", "postgresql")]
 
 T0 = 1_700_000_000.0
 

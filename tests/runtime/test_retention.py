@@ -8,7 +8,6 @@ say what was pruned.
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 import pytest
@@ -17,28 +16,26 @@ from shepherd.actors.primitives.clock import FakeClock
 from shepherd.actors.retention import RetentionConfig
 from shepherd.runtime import ApprovalPolicy, Config, JobSpec, Runtime
 from shepherd.runtime._cli_status import _health_lines
+from shepherd.store.factory import open_store
 from shepherd.store.models import EnqueueRequest, Seconds
-from shepherd.store.sqlite import SqliteStore, queries
 from tests.helpers import eventually
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.engines("sqlite", "postgresql")]
 
 
 async def noop(_ctx: Any) -> None:
     return None
 
 
-def runs_by_job(db_path: str) -> dict[str, list[int]]:
+async def runs_by_job(rt: Runtime) -> dict[str, list[int]]:
     out: dict[str, list[int]] = {}
-    with sqlite3.connect(db_path) as conn:
-        for job, run_id in conn.execute("SELECT job_name, id FROM runs ORDER BY id"):
-            out.setdefault(job, []).append(run_id)
+    for run in sorted(await rt.runs(limit=1000), key=lambda r: r.id):
+        out.setdefault(run.job_name, []).append(run.id)
     return out
 
 
-def dispatch_states(db_path: str) -> list[str]:
-    with sqlite3.connect(db_path) as conn:
-        return [r[0] for r in conn.execute("SELECT status FROM dispatches ORDER BY id")]
+async def dispatch_states(rt: Runtime) -> list[str]:
+    return [d.status for d in sorted(await rt.dispatches(limit=1000), key=lambda d: d.id)]
 
 
 async def test_a_runtime_keeps_the_newest_runs_per_job_and_prunes_the_rest(
@@ -54,16 +51,16 @@ async def test_a_runtime_keeps_the_newest_runs_per_job_and_prunes_the_rest(
             for _ in range(n):
                 await rt.wait(await rt.enqueue(job), timeout=10)
         later = await rt.enqueue("a", delay=3600)  # queued: never pruned
-        before = runs_by_job(db_path)
+        before = await runs_by_job(rt)
         assert {job: len(ids) for job, ids in before.items()} == {"a": 6, "b": 5, "c": 2}
 
         await clock.advance_when_blocked(60)  # the first pass: a minute after start
         await eventually(lambda: rt.statistics()["pruner"]["passes"] == 1, what="a pass")
 
-        after = runs_by_job(db_path)
+        after = await runs_by_job(rt)
         assert after == {"a": before["a"][-3:], "b": before["b"][-3:], "c": before["c"]}
         # every done dispatch ended more than 30 s ago; the newest row always stays
-        assert dispatch_states(db_path) == ["queued"]
+        assert await dispatch_states(rt) == ["queued"]
         assert (await rt.dispatch(later)).status == "queued"
         stats = rt.statistics()["pruner"]
         assert stats["pruned"]["runs"] == 5 and stats["pruned"]["dispatches"] == 13
@@ -76,9 +73,9 @@ async def test_a_runtime_keeps_the_newest_runs_per_job_and_prunes_the_rest(
 
 
 async def read_instance(db_path: str) -> dict[str, Any] | None:
-    store = await SqliteStore.open(db_path, create=False)
+    store = await open_store(db_path, create=False)
     try:
-        return await store.read(queries.latest_instance)
+        return await store.latest_instance()
     finally:
         await store.close(checkpoint=False)
 
@@ -93,11 +90,11 @@ async def test_by_default_the_newest_100_runs_of_a_job_are_kept(db_path: str) ->
             await rt.wait(dispatch_id, timeout=10)
         await clock.advance_when_blocked(61)
 
-        def pruned() -> bool:
-            return len(runs_by_job(db_path)["a"]) == 100
+        async def pruned() -> bool:
+            return len((await runs_by_job(rt))["a"]) == 100
 
         await eventually(pruned, what="the oldest 3 runs to go")
-        assert len(dispatch_states(db_path)) == 103  # done for less than 7 days: kept
+        assert len(await dispatch_states(rt)) == 103  # done for less than 7 days: kept
 
 
 async def test_a_runtime_prunes_resolved_approvals_and_ended_groups_only(db_path: str) -> None:

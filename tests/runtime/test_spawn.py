@@ -5,7 +5,6 @@ transaction; a bad body fails the message with the error, visibly."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +12,12 @@ import pytest
 
 from shepherd.actors.executors.gateway import GatewayConfig
 from shepherd.runtime import Config, RunContext, Runtime
+from shepherd.store.factory import open_store
+from shepherd.store.ops import InsertMessages, NewMessage
 from tests.gateway_standin import StandIn
 from tests.helpers import eventually
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.engines("sqlite", "postgresql")]
 
 RAN: list[Any] = []
 
@@ -116,13 +117,15 @@ async def test_spawn_messages_a_foreign_writer_left_pending_are_taken_at_start(
     RAN.clear()
     async with _open(db_path):
         pass  # creates the schema
-    with sqlite3.connect(db_path) as conn:
-        for body in (json.dumps({"target": "record", "payload": {"n": 1}}), "{oops"):
-            conn.execute(
-                "INSERT INTO messages (from_agent, to_agent, kind, body, status, created_at)"
-                " VALUES ('other', 'main', 'spawn', ?, 'pending', 0)",
-                (body,),
-            )
+    store = await open_store(db_path)  # the foreign writer: rows only, no spawn op
+    try:
+        bodies = (json.dumps({"target": "record", "payload": {"n": 1}}), "{oops")
+        rows = [
+            NewMessage(from_agent="other", to_agent="main", body=b, kind="spawn") for b in bodies
+        ]
+        await store.apply_one(InsertMessages(rows, 0.0))
+    finally:
+        await store.close()
     async with _open(db_path) as rt:
         good, bad = sorted(await rt.messages(), key=lambda m: m.id)
         assert good.status == "delivered" and bad.status == "failed"

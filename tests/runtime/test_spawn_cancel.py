@@ -26,7 +26,7 @@ from shepherd.runtime.cli import main
 from shepherd.store.models import Seconds
 from tests.helpers import eventually
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.engines("sqlite", "postgresql")]
 
 RAN: list[Any] = []
 GATE = {"approval": {"timeout": "1m"}, "options": {"delivery_channel": "ops"}}

@@ -13,7 +13,7 @@ from shepherd.actors.messages import Probe
 from shepherd.runtime import Config, JobSpec, RunContext, Runtime, SupervisorEscalation
 from tests.helpers import eventually
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.engines("sqlite", "postgresql")]
 
 POISON = Probe("poisoned", healthy=True)  # harmless if it got through
 

@@ -31,6 +31,7 @@ def test_the_tree_starts_writer_first_router_before_dispatcher_ingest_after_both
     names = [c.name for c in TREE]
     assert names == [
         "store",
+        "cluster",
         "router",
         "dispatcher",
         "scheduler",

@@ -26,7 +26,7 @@ from shepherd import Config, ConfigError, EnqueueRequest, JobSpec, Runtime, Targ
 from shepherd.runtime.cli import main
 from shepherd.runtime.targets import load_app
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.engines("sqlite", "postgresql")]
 
 
 class Report(msgspec.Struct):

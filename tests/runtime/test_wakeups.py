@@ -27,7 +27,7 @@ from shepherd.runtime._cli_ops import enqueue_one
 from shepherd.store.models import EnqueueRequest
 from tests.helpers import eventually
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.engines("sqlite", "postgresql")]
 
 
 async def noop(ctx: RunContext) -> None:
@@ -89,6 +89,7 @@ async def test_job_saved_before_the_socket_is_bound_is_scheduled(
         await eventually(scheduler_knows, timeout=5, what="the scheduler to load 'hourly'")
 
 
+@pytest.mark.engines("sqlite")  # it traces the SQLite reader's statements
 async def test_pokes_waiting_together_cost_one_reload(db_path: str) -> None:
     cfg = Config(database=db_path)
     async with Runtime.open(cfg, targets={"noop": noop}) as rt:

@@ -166,13 +166,21 @@ def test_a_path_or_sqlite_url_names_a_sqlite_file(database: str, path: str) -> N
     assert database_path(database) == path
 
 
-@pytest.mark.parametrize("database", ["postgresql://u@h/db", "postgres://h/db", "mysql://h/db"])
-async def test_another_engines_url_is_refused_by_name(database: str) -> None:
+@pytest.mark.parametrize("database", ["mysql://h/db", "redis://h/0"])
+async def test_an_unknown_engines_url_is_refused_by_name(database: str) -> None:
     with pytest.raises(ConfigError) as info:
         await open_store(database)
     assert info.value.field == "database"
-    if database.startswith("postgres"):
-        assert "not supported yet" in str(info.value)
+    assert "unknown database scheme" in str(info.value)
+
+
+@pytest.mark.parametrize("database", ["postgresql://u@h/db", "postgres://h/db"])
+def test_a_postgresql_url_is_no_sqlite_file(database: str) -> None:
+    """The tools that work on a file (doctor, restore) refuse a PostgreSQL URL by name."""
+    with pytest.raises(ConfigError) as info:
+        database_path(database)
+    assert info.value.field == "database"
+    assert "PostgreSQL URL" in str(info.value)
 
 
 async def test_open_store_opens_a_sqlite_url(tmp_path: Path) -> None:
@@ -203,6 +211,9 @@ def test_the_config_names_the_file_of_a_sqlite_url_and_refuses_other_engines(
     config = tmp_path / "shepherd.toml"
     config.write_text('database = "sqlite:///jobs.db"\n')
     assert load_config(config).database == str(tmp_path / "jobs.db")
+    # a PostgreSQL URL is kept as written (not made a path beside the config file)
+    config.write_text('database = "postgresql://h/db?search_path=s"\n')
+    assert load_config(config).database == "postgresql://h/db?search_path=s"
     with pytest.raises(ConfigError) as info:
-        Config(database="postgresql://h/db")
+        Config(database="mysql://h/db")
     assert info.value.field == "database"

@@ -1,6 +1,6 @@
 """The dashboard's pages (GET): overview, jobs, dispatches, runs, dead letters,
 approvals, agents, schedules. Each reads through the Runtime API or the store's
-bounded dashboard queries (``store.sqlite.dashboard``), never a table scan. The module
+bounded dashboard queries (its engine's ``dashboard`` module), never a table scan. The module
 is long because every page is here, each a short function over its queries."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from shepherd.runtime.http.ui.render import Ui
 from shepherd.runtime.http.ui.session import Session
 from shepherd.store.errors import NotFound
 from shepherd.store.models import DISPATCH_STATES, OUTCOMES, PRIORITIES, to_builtins
-from shepherd.store.sqlite import dashboard as q
+from shepherd.store.shared.dashboard import ENDED, Page
 
 __all__ = ["PAGES"]
 
@@ -28,10 +28,15 @@ RUN_STATES = ("running", *OUTCOMES)
 SCHEDULED_JOBS = 200  # the schedules page expands the fires of the soonest jobs only
 
 
+def _q(ui: Ui) -> Any:
+    """The dashboard queries of the engine the runtime serves (run with ``read``)."""
+    return ui.rt.store.dashboard
+
+
 async def overview(ui: Ui, request: Request, s: Session) -> Response:
     rt = ui.rt
     now = time.time()
-    agg = await rt.store.read(q.overview, now)
+    agg = await rt.store.read(_q(ui).overview, now)
     counts, series = agg["counts"], agg["series"]
     stats = rt.statistics()
     sup = stats.get("supervisor", {})
@@ -45,7 +50,7 @@ async def overview(ui: Ui, request: Request, s: Session) -> Response:
         "overview.html",
         title="Overview",
         counts=counts,
-        caps={s: 10_000 if s in q.ENDED else 100_000 for s in counts},
+        caps={s: 10_000 if s in ENDED else 100_000 for s in counts},
         by_priority=agg["by_priority"],
         sampled=agg["sampled"],
         throughput=fmt.bars_svg(series, keys=("ok", "failed"), title="runs per 5 min"),
@@ -68,7 +73,7 @@ async def overview(ui: Ui, request: Request, s: Session) -> Response:
 
 async def jobs(ui: Ui, request: Request, s: Session) -> Response:
     rows = await ui.rt.list_jobs()
-    rates = await ui.rt.store.read(q.job_success, [r.id for r in rows])
+    rates = await ui.rt.store.read(_q(ui).job_success, [r.id for r in rows])
     now = time.time()
     fires = {r.id: _fires(r, now, 3) for r in rows}
     return ui.render(request, s, "jobs.html", title="Jobs", jobs=rows, rates=rates, fires=fires)
@@ -90,7 +95,7 @@ async def job(ui: Ui, request: Request, s: Session) -> Response:
             request, s, "error.html", title="Not found", status=404, error=f"no job {name!r}"
         )
     spec_json = msgspec.json.format(msgspec.json.encode(to_builtins(row.spec)), indent=2).decode()
-    recent = await ui.rt.store.read(q.run_page, job_id=row.id, limit=20)
+    recent = await ui.rt.store.read(_q(ui).run_page, job_id=row.id, limit=20)
     return ui.render(
         request,
         s,
@@ -133,10 +138,10 @@ async def dispatches(ui: Ui, request: Request, s: Session) -> Response:
     f, error = _filters(request)
     if not error and f.get("state") and f["state"] not in DISPATCH_STATES:
         error = f"state: expected one of {', '.join(DISPATCH_STATES)}"
-    page = q.Page(rows=[])
+    page = Page(rows=[])
     if not error:
         page = await ui.rt.store.read(
-            q.dispatch_page,
+            _q(ui).dispatch_page,
             job_id=await _job_id(ui, f.get("job")),
             status=f.get("state"),
             priority=f.get("priority"),
@@ -164,10 +169,10 @@ async def runs(ui: Ui, request: Request, s: Session) -> Response:
     f, error = _filters(request)
     if not error and f.get("state") and f["state"] not in RUN_STATES:
         error = f"state: expected one of {', '.join(RUN_STATES)}"
-    page = q.Page(rows=[])
+    page = Page(rows=[])
     if not error:
         page = await ui.rt.store.read(
-            q.run_page,
+            _q(ui).run_page,
             job_id=await _job_id(ui, f.get("job")),
             status=f.get("state"),
             agent=f.get("agent"),
@@ -201,7 +206,7 @@ async def run(ui: Ui, request: Request, s: Session) -> Response:
     attempts = [r]
     dispatch = None
     if r.dispatch_id is not None:
-        attempts = await ui.rt.store.read(q.run_attempts, r.dispatch_id)
+        attempts = await ui.rt.store.read(_q(ui).run_attempts, r.dispatch_id)
         dispatch = await ui.rt.store.dispatch(r.dispatch_id)
     files = {k: v for k, v in (r.details or {}).items() if k.endswith("_path") and v}
     return ui.render(
@@ -229,7 +234,7 @@ async def dispatch(ui: Ui, request: Request, s: Session) -> Response:
             status=404,
             error=f"no dispatch {dispatch_id}",
         )
-    attempts = await ui.rt.store.read(q.run_attempts, dispatch_id)
+    attempts = await ui.rt.store.read(_q(ui).run_attempts, dispatch_id)
     return ui.render(
         request,
         s,
@@ -244,7 +249,7 @@ async def dispatch(ui: Ui, request: Request, s: Session) -> Response:
 async def dead(ui: Ui, request: Request, s: Session) -> Response:
     f, _ = _filters(request)  # a bad cursor is ignored here: the newest page
     page = await ui.rt.store.read(
-        q.dispatch_page,
+        _q(ui).dispatch_page,
         status="dead",
         job_id=await _job_id(ui, f.get("job")),
         before=f.get("before"),
@@ -287,7 +292,7 @@ async def schedules(ui: Ui, request: Request, s: Session) -> Response:
             (hour if t <= now + 3600 else day).append((t, row))
     hour.sort(key=lambda x: x[0])
     day.sort(key=lambda x: x[0])
-    skipped = await ui.rt.store.read(q.skipped_slots, limit=50)
+    skipped = await ui.rt.store.read(_q(ui).skipped_slots, limit=50)
     return ui.render(
         request,
         s,

@@ -1,7 +1,7 @@
 """The message router actor: deliveries to real sinks with durable retries, expiry.
 
-A real SQLite store and store writer, the real gateway stand-in for webhooks and the
-gateway sink, and a fake clock for every wait between attempts.
+A real store (SQLite and PostgreSQL) and store writer, the real gateway stand-in for
+webhooks and the gateway sink, and a fake clock for every wait between attempts.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from shepherd.actors.primitives.mailbox import Address, Mailbox, ask
 from shepherd.actors.router import Announce, Reload, Router, RouterMsg, SinkFn, Stop
 from shepherd.actors.router.delivery import DeliveryConfig, DeliveryTarget
 from shepherd.actors.writer import StoreMsg, StoreWriter, write
+from shepherd.store.factory import open_store
 from shepherd.store.models import Delivery, Seconds
 from shepherd.store.ops import (
     InsertDeliveries,
@@ -27,19 +28,17 @@ from shepherd.store.ops import (
     NewMessage,
     RequeueDeliveries,
 )
-from shepherd.store.sqlite import SqliteStore
-from shepherd.store.sqlite.deliveries import get_delivery, list_deliveries
-from shepherd.store.sqlite.messages import inbox, list_messages
+from shepherd.store.protocol import Store
 from tests.gateway_standin import StandIn
 from tests.helpers import eventually
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.engines("sqlite", "postgresql")]
 
 
 class Harness:
     def __init__(
         self,
-        store: SqliteStore,
+        store: Store,
         router: Router,
         addr: Address[RouterMsg],
         writer: Address[StoreMsg],
@@ -62,7 +61,7 @@ class Harness:
         )
 
     async def delivery(self, delivery_id: int) -> Delivery:
-        d = await self.store.read(get_delivery, delivery_id)
+        d = await self.store.delivery(delivery_id)
         assert d is not None
         return d
 
@@ -85,7 +84,7 @@ async def harness(
     clock: FakeClock | None = None,
 ) -> AsyncIterator[Harness]:
     clock = clock or FakeClock()
-    store = await SqliteStore.open(db_path)
+    store = await open_store(db_path)
     writer_mb: Mailbox[StoreMsg] = Mailbox("store", 1000)
     router_mb: Mailbox[RouterMsg] = Mailbox("router", 1000)
     http = HttpClient()
@@ -184,7 +183,7 @@ async def test_gives_up_after_max_attempts_and_an_operator_can_requeue(
         assert d.last_error == "no delivery sink for channel 'nowhere'"
         await h.clock.advance_when_blocked(5.0)
         d = await h.wait_attempts(delivery_id, 2, "failed")
-        assert [f.id for f in await h.store.read(list_deliveries, status="failed")] == [delivery_id]
+        assert [f.id for f in await h.store.deliveries(status="failed")] == [delivery_id]
         got: list[str] = []
 
         async def later(delivery: Delivery) -> None:
@@ -201,7 +200,7 @@ async def test_gives_up_after_max_attempts_and_an_operator_can_requeue(
 
 async def test_pending_deliveries_survive_a_restart(db_path: str, gw: StandIn) -> None:
     clock = FakeClock()
-    store = await SqliteStore.open(db_path)
+    store = await open_store(db_path)
     try:
         [delivery_id] = await store.apply(
             [
@@ -235,10 +234,10 @@ async def test_expired_messages_are_swept(db_path: str, gw: StandIn) -> None:
             NewMessage(from_agent="a", to_agent="main", body="stays"),
         ]
         ids = await write(h.writer, InsertMessages(rows, now))
-        assert [m.body for m in await h.store.read(inbox, "main")] == ["soon", "stays"]
+        assert [m.body for m in await h.store.inbox("main")] == ["soon", "stays"]
         # the router's first sweep (a store round trip) arms the next one before time moves
         await h.clock.advance_when_blocked(16.0)
-        msgs = await h.store.read(list_messages, status="expired")
+        msgs = await h.store.messages(status="expired")
         assert [m.id for m in msgs] == [ids[0]]
         assert h.router.statistics()["expired"] == 1
-        assert [m.body for m in await h.store.read(inbox, "main")] == ["stays"]
+        assert [m.body for m in await h.store.inbox("main")] == ["stays"]

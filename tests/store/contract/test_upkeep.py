@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
 import pytest
 
-from shepherd.store.factory import open_store
+from shepherd.store.errors import StoreError
+from shepherd.store.factory import is_postgres, open_store
 from shepherd.store.ops import (
     Attempt,
     Heartbeats,
@@ -26,6 +28,7 @@ from shepherd.store.ops import (
     SaveStatus,
 )
 from shepherd.store.protocol import Store
+from tests.pg_restore import restored_elsewhere
 from tests.store.contract.helpers import add_job, claim, enqueue, finish, new
 
 pytestmark = pytest.mark.anyio
@@ -138,15 +141,32 @@ async def test_the_latest_status_row_reads_back(store: Store) -> None:
 
 
 async def test_backup_copies_the_database_and_checkpoint_keeps_it(
-    store: Store, tmp_path: Path
+    store: Store, database: str, tmp_path: Path
 ) -> None:
     await add_job(store, "a")
     await store.checkpoint()
     target = str(tmp_path / "copy.db")
-    await store.backup(target)
-    copy = await open_store(target)
-    try:
-        assert [j.spec.name for j in await copy.jobs()] == ["a"]
-    finally:
-        await copy.close(checkpoint=False)
+    size = await store.backup(target)
+    assert size == (await anyio.Path(target).stat()).st_size > 0
+    assert not [p async for p in anyio.Path(tmp_path).glob(".copy.db.partial-*")]  # renamed
+    if is_postgres(database):  # a pg_dump file: restored with pg_restore elsewhere
+        async with restored_elsewhere(database, target) as copy_url:
+            copy = await open_store(copy_url)
+            try:
+                assert [j.spec.name for j in await copy.jobs()] == ["a"]
+            finally:
+                await copy.close(checkpoint=False)
+    else:
+        copy = await open_store(target)
+        try:
+            assert [j.spec.name for j in await copy.jobs()] == ["a"]
+        finally:
+            await copy.close(checkpoint=False)
     assert store.statistics()["commits"] >= 1
+
+
+async def test_a_backup_to_a_missing_directory_is_a_store_error(
+    store: Store, tmp_path: Path
+) -> None:
+    with pytest.raises(StoreError, match="missing"):
+        await store.backup(str(tmp_path / "missing" / "copy.db"))

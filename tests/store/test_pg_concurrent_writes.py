@@ -1,0 +1,159 @@
+"""PostgreSQL: writes of the messages / agents / spawn area while another node's
+transaction is still open (a second connection holds its writes uncommitted), so the
+interleaving is fixed, not left to chance.
+
+- Agent revs commit in rev order: a reader that has seen a rev has seen every lower
+  one (the dispatcher reads ``agents(since_rev=...)`` as a high-water mark).
+- A stored pending spawn message one node is adopting is not adopted again by another.
+- Two spawns of one job name: the second fails the name, it does not replace the job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import anyio
+import asyncpg
+import pytest
+
+from shepherd.store.models import AgentSpec, JobSpec, encode_json
+from shepherd.store.ops import (
+    AgentState,
+    AgentStates,
+    InsertMessages,
+    NewMessage,
+    SaveAgent,
+    SpawnMessage,
+    UpdateAgent,
+)
+from shepherd.store.postgres import agents, spawn
+from shepherd.store.postgres import ops_table as _ops_table
+from shepherd.store.postgres.engine import PgStore
+from tests.helpers import eventually
+
+pytestmark = pytest.mark.anyio
+assert _ops_table.READY
+
+
+@pytest.fixture
+async def store(pg_url: str) -> AsyncIterator[PgStore]:
+    s = await PgStore.open(pg_url)
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+@pytest.fixture
+async def node(store: PgStore) -> AsyncIterator[asyncpg.Connection]:
+    """Another node's writer: a connection of its own on the same schema."""
+    conn = await asyncpg.connect(
+        store.dsn.split("?")[0], server_settings={"search_path": store.schema}
+    )
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def _waits_on_a_lock(store: PgStore) -> bool:
+    async def probe(conn: asyncpg.Connection) -> bool:
+        n = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event_type = 'Lock' AND pid != pg_backend_pid()"
+        )
+        return int(n) > 0
+
+    return await store.read(probe)
+
+
+async def test_a_reader_of_agent_changes_misses_no_rev_of_a_transaction_still_open(
+    store: PgStore, node: asyncpg.Connection
+) -> None:
+    for name in ("a", "b"):
+        spec = AgentSpec(id=name)
+        await store.apply_one(SaveAgent(spec=spec, source="api", mode="add", now=1.0))
+    mark = max(a.rev for a in await store.agents())
+    tr = node.transaction()
+    await tr.start()
+    await agents.apply_agent_op(node, UpdateAgent(id="a", changes={"model": "m"}, now=2.0))
+    done = anyio.Event()
+
+    async def write_b() -> None:
+        await store.apply_one(AgentStates([AgentState(id="b", seen=3.0)], 3.0))
+        done.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(write_b)
+        await eventually(
+            lambda: done.is_set() or _waits_on_a_lock(store), what="b written or waiting"
+        )
+        seen = {a.id: a.rev for a in await store.agents(since_rev=mark)}  # as the dispatcher
+        mark = max([mark, *seen.values()])
+        await tr.commit()
+    for a in await store.agents(since_rev=mark):
+        seen[a.id] = a.rev
+    final = {a.id: a.rev for a in await store.agents()}
+    assert seen == final  # a's change was not skipped behind b's higher rev
+    assert final["b"] > final["a"]  # revs follow the commit order
+
+
+def _spawn_op(**fields: object) -> SpawnMessage:
+    spec = JobSpec(name=str(fields.pop("name", "job-{id}")), target="echo hi")
+    return SpawnMessage(
+        now=5.0,
+        origin="n",
+        spec=encode_json(spec),
+        executor=spec.executor,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+async def test_a_pending_spawn_one_node_is_adopting_is_not_adopted_again(
+    store: PgStore, node: asyncpg.Connection
+) -> None:
+    message = NewMessage(from_agent="x", to_agent="y", body="{}", kind="spawn")
+    [msg_id] = await store.apply_one(InsertMessages([message], 1.0))
+    tr = node.transaction()
+    await tr.start()
+    first = await spawn.spawn_message(node, _spawn_op(message_id=msg_id))
+    assert first.status == "delivered"
+    async with anyio.create_task_group() as tg:
+        results: list[object] = []
+
+        async def adopt() -> None:
+            results.append(await store.apply_one(_spawn_op(message_id=msg_id)))
+
+        tg.start_soon(adopt)
+        await eventually(lambda: results or _waits_on_a_lock(store), what="the second adoption")
+        await tr.commit()
+    [second] = results
+    assert getattr(second, "status", "?") is None  # no longer pending: left alone
+    m = await store.message(msg_id)
+    assert m is not None and m.status == "delivered"
+    assert [j.spec.name for j in await store.jobs()] == [f"job-{msg_id}"]
+
+
+async def test_a_spawn_racing_another_for_a_job_name_fails_it(
+    store: PgStore, node: asyncpg.Connection
+) -> None:
+    tr = node.transaction()
+    await tr.start()
+    row = NewMessage(from_agent="x", to_agent="y", body="{}", kind="spawn")
+    first = await spawn.spawn_message(node, _spawn_op(name="same", message=row))
+    assert first.status == "delivered"
+    async with anyio.create_task_group() as tg:
+        results: list[object] = []
+
+        async def send() -> None:
+            results.append(await store.apply_one(_spawn_op(name="same", message=row)))
+
+        tg.start_soon(send)
+        await eventually(lambda: results or _waits_on_a_lock(store), what="the second spawn")
+        await tr.commit()
+    [second] = results
+    assert getattr(second, "status", "?") == "failed"
+    assert getattr(second, "error", "") == "name: a job named 'same' exists"
+    job = await store.job("same")
+    assert job is not None and job.id == first.job_id
+    assert len(await store.dispatches()) == 1
