@@ -25,15 +25,7 @@ from shepherd.store.activity import THREAD_WORK
 from shepherd.store.cluster import EndGroups, NodeInfo, NodeLease, Rescue
 from shepherd.store.errors import StoreError
 from shepherd.store.models import (
-    Agent,
-    Approval,
-    Delivery,
     Dispatch,
-    JobRow,
-    Message,
-    Pause,
-    Run,
-    TaskGroup,
 )
 from shepherd.store.ops import DeadLetterAlert, WriteOp
 from shepherd.store.postgres import agents as agents_sql
@@ -57,6 +49,7 @@ from shepherd.store.postgres.leader import Leadership, current_leader
 from shepherd.store.postgres.listen import Listener
 from shepherd.store.postgres.opening import Opened, connect, open_connections, redact
 from shepherd.store.protocol import CheckpointMode, OrphanedProcess
+from shepherd.store.shared.reads import EngineReads, ReadModules
 
 __all__ = ["PgStore"]
 
@@ -64,8 +57,20 @@ T = TypeVar("T")
 assert _ops_table.READY
 
 
-class PgStore:
+class PgStore(EngineReads):
     engine = "postgresql"
+    sql = ReadModules(
+        queries,
+        controls,
+        runs,
+        agents_sql,
+        messages,
+        deliveries,
+        spawn,
+        groups,
+        approvals_sql,
+        metrics_sql,
+    )
 
     def __init__(self, dsn: str, opened: Opened) -> None:
         self.dsn = dsn
@@ -188,164 +193,12 @@ class PgStore:
 
     # -- typed reads (store.protocol.Store) -------------------------------------------
 
-    async def job(self, ref: str | int) -> JobRow | None:
-        return await self.read(queries.get_job, ref)
-
-    async def jobs(self) -> list[JobRow]:
-        return await self.read(queries.list_jobs)
-
-    async def jobs_by_id(self, ids: Sequence[int]) -> dict[int, JobRow]:
-        return await self.read(queries.jobs_by_id, list(ids))
-
-    async def schedule_states(self, job_ids: Sequence[int]) -> dict[int, str]:
-        return await self.read(queries.schedule_states, list(job_ids))
-
-    async def dispatch(self, dispatch_id: int) -> Dispatch | None:
-        return await self.read(queries.get_dispatch, dispatch_id)
-
-    async def dispatches(
-        self,
-        *,
-        status: str | Sequence[str] | None = None,
-        job: str | None = None,
-        limit: int = 100,
-        **page: Any,
-    ) -> list[Dispatch]:
-        return await self.read(queries.list_dispatches, status=status, job=job, limit=limit, **page)
-
     async def queued_since(
         self, after_seq: int, *, exclude_origin: str | None = None
     ) -> list[Dispatch]:
         await self._listener.ensure()  # LISTEN before the snapshot: a later commit is notified
         after = self._listener.floor(after_seq)  # lower when a seq committed late (``listen``)
         return await self.read(queries.queued_since, after, exclude_origin=exclude_origin)
-
-    async def cancel_requests(self) -> list[tuple[int, str]]:
-        return await self.read(queries.cancel_requests)
-
-    async def dispatch_by_key(self, job_id: int, key: str | None) -> int:
-        return await self.read(queries.dispatch_by_key, job_id, key)
-
-    async def run(self, run_id: int) -> Run | None:
-        return await self.read(queries.get_run, run_id)
-
-    async def pauses(self) -> list[Pause]:
-        return await self.read(controls.pauses)
-
-    async def runs(
-        self,
-        *,
-        job: str | None = None,
-        status: str | Sequence[str] | None = None,
-        dispatch_id: int | None = None,
-        limit: int = 100,
-        **page: Any,
-    ) -> list[Run]:
-        return await self.read(
-            queries.list_runs, job=job, status=status, dispatch_id=dispatch_id, limit=limit, **page
-        )
-
-    async def orphaned_processes(self) -> list[OrphanedProcess]:
-        return await self.read(runs.orphaned_processes)
-
-    async def agents(self, *, since_rev: int | None = None) -> list[Agent]:
-        if since_rev is None:
-            return await self.read(agents_sql.list_agents)
-        return await self.read(agents_sql.agents_since, since_rev)
-
-    async def agent(self, agent_id: str) -> Agent | None:
-        return await self.read(agents_sql.get_agent, agent_id)
-
-    async def inbox(
-        self,
-        agent: str,
-        *,
-        statuses: tuple[str, ...] = ("pending",),
-        limit: int = 100,
-        now: float | None = None,
-    ) -> list[Message]:
-        return await self.read(messages.inbox, agent, statuses=statuses, limit=limit, now=now)
-
-    async def messages(
-        self,
-        *,
-        to_agent: str | None = None,
-        from_agent: str | None = None,
-        status: str | None = None,
-        limit: int = 100,
-    ) -> list[Message]:
-        return await self.read(
-            messages.list_messages,
-            to_agent=to_agent,
-            from_agent=from_agent,
-            status=status,
-            limit=limit,
-        )
-
-    async def delivery(self, delivery_id: int) -> Delivery | None:
-        return await self.read(deliveries.get_delivery, delivery_id)
-
-    async def deliveries(
-        self,
-        *,
-        status: str | None = None,
-        job: str | None = None,
-        run_id: int | None = None,
-        limit: int = 100,
-    ) -> list[Delivery]:
-        return await self.read(
-            deliveries.list_deliveries, status=status, job=job, run_id=run_id, limit=limit
-        )
-
-    async def pending_deliveries(self, *, limit: int = 10_000) -> list[Delivery]:
-        return await self.read(deliveries.pending_deliveries, limit=limit)
-
-    async def message(self, message_id: int) -> Message | None:
-        return await self.read(messages.get_message, message_id)
-
-    async def thread(self, message_id: int) -> list[Message]:
-        return await self.read(messages.thread, message_id)
-
-    async def pending_spawns(self) -> list[tuple[int, str, str]]:
-        return await self.read(spawn.pending_spawns)
-
-    async def failed_spawns(self, *, limit: int = 5) -> tuple[int, list[dict[str, Any]]]:
-        return await self.read(spawn.failed_spawns, limit=limit)
-
-    async def task_group(self, ref: str | int) -> TaskGroup | None:
-        return await self.read(groups.get_group, ref)
-
-    async def group_deadlines(self, ids: Sequence[int] | None = None) -> dict[int, float]:
-        return await self.read(groups.group_deadlines, None if ids is None else list(ids))
-
-    async def task_groups(
-        self, *, status: str | None = None, ids: Sequence[int] | None = None, limit: int = 100
-    ) -> list[TaskGroup]:
-        if ids is not None:
-            return await self.read(groups.groups_by_id, list(ids))
-        if status == "open":
-            return await self.read(groups.open_groups)
-        return await self.read(groups.list_groups, status=status, limit=limit)
-
-    async def approval(self, approval_id: int) -> Approval | None:
-        return await self.read(approvals_sql.get_approval, approval_id)
-
-    async def approvals(
-        self, *, status: str | None = None, job: str | None = None, limit: int = 100
-    ) -> list[Approval]:
-        return await self.read(approvals_sql.list_approvals, status=status, job=job, limit=limit)
-
-    async def next_approval_deadline(self) -> float | None:
-        return await self.read(approvals_sql.next_deadline)
-
-    async def stats(self) -> dict[str, Any]:
-        return await self.read(queries.stats)
-
-    async def queue_depth(self) -> list[tuple[str, int, str, int]]:
-        return await self.read(metrics_sql.queue_depth)
-
-    async def latest_instance(self) -> dict[str, Any] | None:
-        return await self.read(queries.latest_instance)
 
     async def lead_scheduler(self, node: str) -> bool:
         """The scheduler lock, on a connection of its own (``store.postgres.leader``)."""
