@@ -117,7 +117,8 @@ async def test_a_job_saved_through_another_store_fires_on_the_running_node(
         other = await open_store(pg_url)  # another node, or the CLI
         try:
             at = datetime.fromtimestamp(time.time() + 0.5, UTC).isoformat()
-            await other.apply_one(save_op(JobSpec(name="remote", target="seen", at=at), time.time()))
+            remote = JobSpec(name="remote", target="seen", at=at)
+            await other.apply_one(save_op(remote, time.time()))
         finally:
             await other.close()
         await eventually(lambda: seen.names == ["remote"], timeout=10, what="'remote' fired")
