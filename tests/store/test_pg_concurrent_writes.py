@@ -10,8 +10,6 @@ interleaving is fixed, not left to chance.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import anyio
 import asyncpg
 import pytest
@@ -30,41 +28,10 @@ from shepherd.store.postgres import agents, spawn
 from shepherd.store.postgres import ops_table as _ops_table
 from shepherd.store.postgres.engine import PgStore
 from tests.helpers import eventually
+from tests.store.conftest import waits_on_a_lock
 
 pytestmark = pytest.mark.anyio
 assert _ops_table.READY
-
-
-@pytest.fixture
-async def store(pg_url: str) -> AsyncIterator[PgStore]:
-    s = await PgStore.open(pg_url)
-    try:
-        yield s
-    finally:
-        await s.close()
-
-
-@pytest.fixture
-async def node(store: PgStore) -> AsyncIterator[asyncpg.Connection]:
-    """Another node's writer: a connection of its own on the same schema."""
-    conn = await asyncpg.connect(
-        store.dsn.split("?")[0], server_settings={"search_path": store.schema}
-    )
-    try:
-        yield conn
-    finally:
-        await conn.close()
-
-
-async def _waits_on_a_lock(store: PgStore) -> bool:
-    async def probe(conn: asyncpg.Connection) -> bool:
-        n = await conn.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND wait_event_type = 'Lock' AND pid != pg_backend_pid()"
-        )
-        return int(n) > 0
-
-    return await store.read(probe)
 
 
 async def test_a_reader_of_agent_changes_misses_no_rev_of_a_transaction_still_open(
@@ -86,7 +53,7 @@ async def test_a_reader_of_agent_changes_misses_no_rev_of_a_transaction_still_op
     async with anyio.create_task_group() as tg:
         tg.start_soon(write_b)
         await eventually(
-            lambda: done.is_set() or _waits_on_a_lock(store), what="b written or waiting"
+            lambda: done.is_set() or waits_on_a_lock(store), what="b written or waiting"
         )
         seen = {a.id: a.rev for a in await store.agents(since_rev=mark)}  # as the dispatcher
         mark = max([mark, *seen.values()])
@@ -125,7 +92,7 @@ async def test_a_pending_spawn_one_node_is_adopting_is_not_adopted_again(
             results.append(await store.apply_one(_spawn_op(message_id=msg_id)))
 
         tg.start_soon(adopt)
-        await eventually(lambda: results or _waits_on_a_lock(store), what="the second adoption")
+        await eventually(lambda: results or waits_on_a_lock(store), what="the second adoption")
         await tr.commit()
     [second] = results
     assert getattr(second, "status", "?") is None  # no longer pending: left alone
@@ -149,7 +116,7 @@ async def test_a_spawn_racing_another_for_a_job_name_fails_it(
             results.append(await store.apply_one(_spawn_op(name="same", message=row)))
 
         tg.start_soon(send)
-        await eventually(lambda: results or _waits_on_a_lock(store), what="the second spawn")
+        await eventually(lambda: results or waits_on_a_lock(store), what="the second spawn")
         await tr.commit()
     [second] = results
     assert getattr(second, "status", "?") == "failed"

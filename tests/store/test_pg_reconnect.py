@@ -27,15 +27,6 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def store(pg_url: str) -> AsyncIterator[PgStore]:
-    s = await PgStore.open(pg_url)
-    try:
-        yield s
-    finally:
-        await s.close()
-
-
-@pytest.fixture
 async def admin(pg_url: str) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(pg_url)
     try:

@@ -10,7 +10,6 @@ is fixed, not left to chance.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -29,42 +28,11 @@ from shepherd.store.postgres import approvals, dispatches, groups
 from shepherd.store.postgres import ops_table as _ops_table
 from shepherd.store.postgres.engine import PgStore
 from tests.helpers import eventually
+from tests.store.conftest import waits_on_a_lock
 from tests.store.contract.helpers import add_job, new
 
 pytestmark = pytest.mark.anyio
 assert _ops_table.READY
-
-
-@pytest.fixture
-async def store(pg_url: str) -> AsyncIterator[PgStore]:
-    s = await PgStore.open(pg_url)
-    try:
-        yield s
-    finally:
-        await s.close()
-
-
-@pytest.fixture
-async def node(store: PgStore) -> AsyncIterator[asyncpg.Connection]:
-    """Another node's writer: a connection of its own on the same schema."""
-    conn = await asyncpg.connect(
-        store.dsn.split("?")[0], server_settings={"search_path": store.schema}
-    )
-    try:
-        yield conn
-    finally:
-        await conn.close()
-
-
-async def _waits_on_a_lock(store: PgStore) -> bool:
-    async def probe(conn: asyncpg.Connection) -> bool:
-        n = await conn.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND wait_event_type = 'Lock' AND pid != pg_backend_pid()"
-        )
-        return int(n) > 0
-
-    return await store.read(probe)
 
 
 async def _while_open(store: PgStore, node: asyncpg.Connection, op: Any, first: Any) -> Any:
@@ -81,7 +49,7 @@ async def _while_open(store: PgStore, node: asyncpg.Connection, op: Any, first: 
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(run)
-        await eventually(lambda: results or _waits_on_a_lock(store), what="the second write")
+        await eventually(lambda: results or waits_on_a_lock(store), what="the second write")
         await tr.commit()
     return results[0], before
 
