@@ -108,7 +108,7 @@ async def _schema(conn: asyncpg.Connection, create: bool) -> str:
     if not names or not names[0]:
         raise ConfigError(f"search_path {path!r} names no schema", field="database")
     if not create:
-        raise StoreError(f"schema {names[0]!r} does not exist")
+        raise StoreError(f"schema {names[0]!r} does not exist (`shepherd db upgrade` creates it)")
     await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{names[0].replace(chr(34), "")}"')
     return names[0]
 
