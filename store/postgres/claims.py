@@ -22,12 +22,15 @@ from shepherd.store.postgres.runs import settle_queued
 
 __all__ = ["claim_runs", "finish_runs"]
 
-# the rows asked for, by primary key (a status filter here could lead the planner to
-# the queued-only indexes, a scan of the whole backlog); their status is checked on the
-# locked rows, which no other transaction can change until this one ends
+# the rows asked for, one primary-key lookup per id in id order (a status filter here
+# could lead the planner to the queued-only indexes, a scan of the whole backlog, and
+# ``id = ANY`` to a scan of the table when its cached plan was made while it was small);
+# their status is checked on the locked rows, which no other transaction can change
+# until this one ends
 _LOCK = (
-    "SELECT id, status FROM dispatches WHERE id = ANY($1::bigint[])"
-    " ORDER BY id FOR UPDATE SKIP LOCKED"
+    "SELECT d.id, d.status FROM (SELECT DISTINCT u.id FROM unnest($1::bigint[]) AS u(id)"
+    " ORDER BY u.id) u, LATERAL (SELECT id, status FROM dispatches WHERE id = u.id"
+    " FOR UPDATE SKIP LOCKED) d"
 )
 # queued → running and the run row, in one statement, for the locked queued dispatches
 # (their lock, not a status filter, keeps them queued until this update)
@@ -125,7 +128,10 @@ async def _settle_blocked(conn: asyncpg.Connection, blocked: set[int], now: floa
 # led by ``id = ANY`` to the primary key. The runs are first locked and their status
 # read by id alone: a ``status = 'running'`` filter would lead the planner to the
 # running-only indexes, whose dead entries grow with the throughput until a vacuum.
-_LOCK_RUNS = "SELECT id, status FROM runs WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE"
+_LOCK_RUNS = (
+    "SELECT r.id, r.status FROM (SELECT DISTINCT u.id FROM unnest($1::bigint[]) AS u(id)"
+    " ORDER BY u.id) u, LATERAL (SELECT id, status FROM runs WHERE id = u.id FOR UPDATE) r"
+)
 _FINISH_RUNS = (
     "UPDATE runs r SET status = f.outcome, finished_at = $1, error = f.error,"
     " result = f.result, reason = f.reason, exit_code = f.exit_code, signal = f.signal,"

@@ -12,8 +12,8 @@ CONFLICT``), then moves the dispatches whose key it won to ``running`` and inser
 their runs; an outcome locks its runs by id, writes those still running, then requeues
 or ends their dispatches where the run is still current, and releases the keys of runs
 that did not succeed. Each CTE is led to the primary key by ``id = ANY`` (a status filter
-could pick the partial indexes); the locking CTEs are ``MATERIALIZED``, so they run once,
-before the writes that read them.
+could pick the partial indexes), the locking ones by one primary-key lookup per id; the
+locking CTEs are ``MATERIALIZED``, so they run once, before the writes that read them.
 
 The fence: with ``epoch`` > 0 the statement's first step reads the node's row ``FOR KEY
 SHARE``; when the node is no longer alive at that epoch nothing is written and every
@@ -40,14 +40,19 @@ _FENCE = (
     " AND status = 'alive' AND epoch = $E::bigint FOR KEY SHARE) AS ok)"
 )
 
+# the ids asked for, distinct and in id order: each row is then locked by a lookup on the
+# primary key, in that order (a parameterized lookup, so the cached generic plan cannot
+# become a scan of the whole table however small the table was when it was planned)
+_IDS = "(SELECT DISTINCT u.id FROM unnest({}::bigint[]) AS u(id) ORDER BY u.id) u"
+
 _CLAIM = (
     "WITH "
     + _FENCE.replace("$E", "$8").replace("$N", "$7")
     + ", c AS (SELECT * FROM unnest($1::bigint[], $2::integer[], $3::bigint[], $4::text[],"
     " $5::float8[]) WITH ORDINALITY AS c(dispatch_id, attempt, job_id, key, expires_at, ord)),"
-    " locked AS MATERIALIZED (SELECT d.id, d.status FROM dispatches d"
-    " WHERE (SELECT ok FROM fence) AND d.id = ANY($1::bigint[])"
-    " ORDER BY d.id FOR UPDATE SKIP LOCKED),"
+    " locked AS MATERIALIZED (SELECT d.id, d.status FROM " + _IDS.format("$1") + ","
+    " LATERAL (SELECT d.id, d.status FROM dispatches d"
+    " WHERE (SELECT ok FROM fence) AND d.id = u.id FOR UPDATE SKIP LOCKED) d),"
     " ids AS MATERIALIZED (SELECT q.*,"
     " nextval((SELECT pg_get_serial_sequence('runs', 'id'))::regclass) AS run_id"
     " FROM (SELECT c.dispatch_id, c.job_id, c.key, c.expires_at FROM c"
@@ -81,8 +86,9 @@ _FINISH = (
     " details, dispatch_id, next, dead_reason, not_before, refund)),"
     " released AS (UPDATE idempotency SET status = 'released', released_at = $1"
     " WHERE (SELECT ok FROM fence) AND run_id = ANY($20::bigint[]) AND status = 'claimed'),"
-    " locked AS MATERIALIZED (SELECT r.id, r.status FROM runs r"
-    " WHERE (SELECT ok FROM fence) AND r.id = ANY($2::bigint[]) ORDER BY r.id FOR UPDATE),"
+    " locked AS MATERIALIZED (SELECT r.id, r.status FROM " + _IDS.format("$2") + ","
+    " LATERAL (SELECT r.id, r.status FROM runs r"
+    " WHERE (SELECT ok FROM fence) AND r.id = u.id FOR UPDATE) r),"
     " live AS (SELECT f.* FROM f JOIN locked l ON l.id = f.id WHERE l.status = 'running'),"
     " accepted AS (UPDATE runs r SET status = x.outcome, finished_at = $1, error = x.error,"
     " result = x.result, reason = x.reason, exit_code = x.exit_code, signal = x.signal,"

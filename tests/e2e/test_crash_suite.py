@@ -3,13 +3,25 @@
 For ``ROUNDS`` rounds: enqueue a seeded batch through the CLI (concurrent CLI
 processes), wait a seeded random time, SIGKILL the daemon, restart it, wait until the
 new process has recovered the orphans of the dead one, and check the invariants on the
-SQLite file and on the side-effect log. After the last round the daemon runs with
+database and on the side-effect log. After the last round the daemon runs with
 ``--exit-when-idle`` until everything is final, and the invariants are checked again,
 now with the final ones (everything ended; every at-least-once dispatch done).
 
+It runs on both engines (``db_path``): SQLite (``ROUNDS`` rounds) and PostgreSQL
+(``PG_ROUNDS``: each daemon start costs more there). On PostgreSQL the daemon has a
+stable node name, ``[cluster] node = "crash-node"``, the way an operator runs a node
+that restarts in place: each restarted daemon joins as the same node with a new epoch
+(fencing the dead incarnation) and its start recovery takes over the runs the killed one
+left running at once, with no wait for a lease to run out. The invariants read one
+consistent snapshot of ``dispatches``, ``runs`` and the ``idempotency`` ledger (one read
+transaction: the daemon keeps writing meanwhile), with one small helper per engine
+(``SNAPSHOT``: the ledger and ``runs.instance`` are not protocol reads); everything else
+reads through ``Store`` (``Env.read``), and after the last round the protocol's
+dispatches and runs must agree with the snapshot.
+
 Reproduce a run with ``SHEPHERD_CRASH_SEED=<seed>`` (printed); ``SHEPHERD_CRASH_ROUNDS``
-changes the number of rounds. The kill delay is the only intentional wait; everything
-else polls with a deadline.
+/ ``SHEPHERD_CRASH_PG_ROUNDS`` change the number of rounds. The kill delay is the only
+intentional wait; everything else polls with a deadline.
 
 The workload. Shell jobs append ``<dispatch id> <attempt> <idempotency key> begin``
 to a side-effect log when they start and ``... end`` when they complete (from the
@@ -28,9 +40,11 @@ the producer's key must still find it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -44,14 +58,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
-from tests.e2e.test_daemon_kill import FINAL, Env, _processes_with, eventually
+from tests.e2e.test_daemon_kill import (
+    FINAL,
+    Env,
+    _processes_with,
+    all_dispatches,
+    all_runs,
+    eventually,
+)
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.engines("sqlite", "postgresql")]
 
 SEED = int(os.environ.get("SHEPHERD_CRASH_SEED", "20250611"))
 ROUNDS = int(os.environ.get("SHEPHERD_CRASH_ROUNDS", "10"))
+PG_ROUNDS = int(os.environ.get("SHEPHERD_CRASH_PG_ROUNDS", "8"))
+NODE = "crash-node"  # PostgreSQL: the daemon's stable [cluster] node name
+RESOLVED = re.compile(r"dispatcher ready: (\d+) orphaned runs resolved")
 CONCURRENCY = 3
 RETRY_BASE = "50ms"
 
@@ -125,14 +150,18 @@ class CrashEnv(Env):
 
 
 @pytest.fixture
-def crash_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CrashEnv]:
+def crash_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: str, db_path: str
+) -> Iterator[CrashEnv]:
     monkeypatch.setenv("CRASH_SUITE_LOG", str(tmp_path / "effects.log"))
-    env = CrashEnv(tmp_path, concurrency=CONCURRENCY, grace="2s")
+    database = db_path if engine == "postgresql" else None
+    env = CrashEnv(tmp_path, concurrency=CONCURRENCY, grace="2s", database=database, node=NODE)
     yield env
     for proc in env.daemons:  # only the daemons this test started
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+    env.close()
 
 
 def _shell_command(kind: Kind, log: Path, marker: str) -> str:
@@ -197,10 +226,10 @@ def _read_effects(log: Path) -> Effects:
     return fx
 
 
-def _snapshot(env: Env, *queries: str) -> list[list[dict[str, Any]]]:
+def _sqlite_snapshot(path: str, queries: tuple[str, ...]) -> list[list[dict[str, Any]]]:
     """Several queries in one read transaction: one consistent snapshot (WAL), taken
     while the daemon keeps writing."""
-    with closing(sqlite3.connect(f"file:{env.db}?mode=ro", uri=True)) as conn:
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
         conn.row_factory = sqlite3.Row
         conn.execute("BEGIN")
         try:
@@ -209,19 +238,49 @@ def _snapshot(env: Env, *queries: str) -> list[list[dict[str, Any]]]:
             conn.rollback()
 
 
+def _pg_snapshot(url: str, queries: tuple[str, ...]) -> list[list[dict[str, Any]]]:
+    """The same on PostgreSQL: one read-only REPEATABLE READ transaction (one snapshot
+    for every query), on the URL's schema."""
+    base, _, schema = url.partition("?search_path=")
+
+    async def fetch() -> list[list[dict[str, Any]]]:
+        conn = await asyncpg.connect(base, server_settings={"search_path": schema})
+        try:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                return [[dict(r) for r in await conn.fetch(q)] for q in queries]
+        finally:
+            await conn.close()
+
+    return asyncio.run(fetch())
+
+
+def _snapshot(env: Env, *queries: str) -> list[list[dict[str, Any]]]:
+    """``queries`` (plain SQL both engines read alike) on one consistent snapshot."""
+    return (_pg_snapshot if env.postgres else _sqlite_snapshot)(env.db, queries)
+
+
+SNAPSHOT = (
+    "SELECT id, job_name, status, outcome, dead_reason, attempt FROM dispatches",
+    "SELECT id, dispatch_id, attempt, status, reason, idempotency_key, instance FROM runs"
+    " ORDER BY id",
+    "SELECT key, run_id, status FROM idempotency",
+)
+
+
 def check_invariants(
-    env: CrashEnv, committed: dict[int, Kind], log: Path, *, live_pid: int | None, final: bool
+    env: CrashEnv,
+    committed: dict[int, Kind],
+    log: Path,
+    *,
+    live_pid: int | None,
+    final: bool,
+    caught: set[int],
 ) -> dict[str, int]:
     """Every invariant that must hold at any point after recovery (and, with ``final``,
-    the ones that hold once the daemon has exited idle). Reads the database first, then
-    the log: a line is written before the run it belongs to can be recorded."""
-    dispatch_rows, runs, ledger = _snapshot(
-        env,
-        "SELECT id, job_name, status, outcome, dead_reason, attempt FROM dispatches",
-        "SELECT id, dispatch_id, attempt, status, reason, idempotency_key, instance FROM runs"
-        " ORDER BY id",
-        "SELECT key, run_id, status FROM idempotency",
-    )
+    the ones that hold once the daemon has exited idle). ``caught``: the runs the kills
+    so far caught in flight. Reads the database first, then the log: a line is written
+    before the run it belongs to can be recorded."""
+    dispatch_rows, runs, ledger = _snapshot(env, *SNAPSHOT)
     dispatches = {r["id"]: r for r in dispatch_rows}
     fx = _read_effects(log)
     runs_by_id = {r["id"]: r for r in runs}
@@ -234,10 +293,18 @@ def check_invariants(
     for d, kind in committed.items():
         assert dispatches[d]["job_name"] == kind.name, dispatches[d]
 
-    # (4) no run left running by a dead process
+    # (4) no run left running by a dead process: none the kills caught, and every
+    # running run is the live daemon's (SQLite: its instance names the pid; PostgreSQL:
+    # its node, the one name every incarnation shares)
     if live_pid is not None:
+
+        def live(instance: str) -> bool:
+            return instance == NODE if env.postgres else f":{live_pid}:" in instance
+
         stale = [
-            r for r in runs if r["status"] == "running" and f":{live_pid}:" not in r["instance"]
+            r
+            for r in runs
+            if r["status"] == "running" and (r["id"] in caught or not live(r["instance"]))
         ]
     else:
         stale = [r for r in runs if r["status"] == "running"]
@@ -319,18 +386,34 @@ def check_invariants(
     return {"dispatches": len(dispatches), "runs": len(runs), "orphans": orphans}
 
 
-def _wait_recovered(env: CrashEnv, proc: subprocess.Popen[bytes]) -> None:
-    """Until the new daemon has resolved every run the dead one left running (or has
-    already exited, idle)."""
-    where = f"status = 'running' AND instance NOT LIKE '%:{proc.pid}:%'"
+def _wait_recovered(env: CrashEnv, proc: subprocess.Popen[bytes], left: set[int]) -> None:
+    """Until the new daemon has resolved every run the dead one left running (``left``;
+    or has already exited, idle)."""
     eventually(
-        lambda: (
-            proc.poll() is not None
-            or env.query(f"SELECT COUNT(*) FROM runs WHERE {where}")[0][0] == 0
-        ),
+        lambda: proc.poll() is not None or not left & {r.id for r in env.running()},
         timeout=20,
         what="the restarted daemon to recover the orphans",
     )
+
+
+def _protocol_agrees(env: CrashEnv) -> None:
+    """Once the daemon is gone: the protocol's reads (keyset pages) say what the
+    snapshot's SQL says of every dispatch and run."""
+    dispatch_rows, run_rows, _ = _snapshot(env, *SNAPSHOT)
+    dispatches = env.read(all_dispatches)
+    assert [d.id for d in dispatches] == sorted((r["id"] for r in dispatch_rows), reverse=True)
+    by_id = {r["id"]: r for r in dispatch_rows}
+    for d in dispatches:
+        row = by_id[d.id]
+        got = (d.job_name, d.status, d.outcome, d.dead_reason, d.attempt)
+        assert got == (row["job_name"], row["status"], row["outcome"], row["dead_reason"],
+                       row["attempt"]), (d, row)  # fmt: skip
+    runs = env.read(all_runs)
+    assert [r.id for r in reversed(runs)] == [r["id"] for r in run_rows]
+    for run, row in zip(reversed(runs), run_rows, strict=True):
+        got = (run.dispatch_id, run.attempt, run.status, run.reason, run.idempotency_key)
+        assert got == (row["dispatch_id"], row["attempt"], row["status"], row["reason"],
+                       row["idempotency_key"]), (run, row)  # fmt: skip
 
 
 def _enqueue(env: CrashEnv, kind: Kind, key: str | None) -> subprocess.Popen[bytes]:
@@ -345,22 +428,23 @@ def _enqueue(env: CrashEnv, kind: Kind, key: str | None) -> subprocess.Popen[byt
 
 def test_sigkill_at_random_points_keeps_every_guarantee(crash_env: CrashEnv) -> None:
     env = crash_env
+    rounds = PG_ROUNDS if env.postgres else ROUNDS
     log = env.tmp / "effects.log"
     marker = f"crash-{uuid.uuid4().hex}"
     rng = random.Random(SEED)
-    print(f"\ncrash suite: SHEPHERD_CRASH_SEED={SEED} rounds={ROUNDS}")
+    print(f"\ncrash suite: SHEPHERD_CRASH_SEED={SEED} rounds={rounds}")
     began = time.monotonic()
     _add_jobs(env, log, marker)
     committed: dict[int, Kind] = {}
     producer_keys: dict[int, str] = {}  # dispatch -> the key given on enqueue
     daemon = env.start()
-    caught = 0  # runs the kills caught in flight
+    caught: set[int] = set()  # runs the kills caught in flight
 
-    for rnd in range(ROUNDS):
+    for rnd in range(rounds):
         batch = [rng.choice(KINDS) for _ in range(rng.randint(3, 6))]
         keyed = rng.randrange(len(batch)) if rng.random() < 0.5 else None
         delay = rng.uniform(0.25, 0.9)
-        last = rnd == ROUNDS - 1
+        last = rnd == rounds - 1
         t0 = time.monotonic()
         producers = [
             (kind, key, _enqueue(env, kind, key))
@@ -379,33 +463,39 @@ def test_sigkill_at_random_points_keeps_every_guarantee(crash_env: CrashEnv) -> 
             committed[int(reply["id"])] = kind
             if key:
                 producer_keys[int(reply["id"])] = key
-        in_flight = env.query("SELECT COUNT(*) FROM runs WHERE status = 'running'")[0][0]
-        caught += in_flight
+        in_flight = {r.id for r in env.running()}
+        caught |= in_flight
         print(
             f"round {rnd}: +{len(batch)} ({', '.join(k.name for k in batch)}), "
-            f"kill after {delay:.2f}s caught {in_flight} run(s) in flight"
+            f"kill after {delay:.2f}s caught {len(in_flight)} run(s) in flight"
         )
 
         daemon = env.start(*(("--exit-when-idle", "--for", "60s") if last else ()))
-        _wait_recovered(env, daemon)
-        check_invariants(env, committed, log, live_pid=daemon.pid, final=False)
+        _wait_recovered(env, daemon, in_flight)
+        check_invariants(env, committed, log, live_pid=daemon.pid, final=False, caught=caught)
 
     assert env.wait_exit(daemon, timeout=60) == 0, env.logs()[-3000:]
     # orphaned shell commands of killed daemons keep running; let them finish writing
     eventually(lambda: not _processes_with(marker), timeout=10, what="no workload process left")
-    stats = check_invariants(env, committed, log, live_pid=None, final=True)
+    stats = check_invariants(env, committed, log, live_pid=None, final=True, caught=caught)
+    _protocol_agrees(env)
     # a producer's key is the run key of every attempt (a crash replay: "<key>:replay<n>")
     for d, key in producer_keys.items():
-        for (run_key,) in env.query("SELECT idempotency_key FROM runs WHERE dispatch_id = ?", d):
-            assert run_key.split(":replay")[0] == key, (d, key, run_key)
-    statuses = Counter(s for (s,) in env.query("SELECT status FROM dispatches"))
+        for run in env.read(lambda s, d=d: all_runs(s, dispatch_id=d)):
+            assert run.idempotency_key is not None, run
+            assert run.idempotency_key.split(":replay")[0] == key, (d, key, run)
+    statuses = Counter(d.status for d in env.read(all_dispatches))
     elapsed = time.monotonic() - began
     print(
         f"crash suite: {stats['dispatches']} dispatches, {stats['runs']} runs, "
-        f"{caught} runs caught by {ROUNDS} kills, {stats['orphans']} orphans recovered, "
+        f"{len(caught)} runs caught by {rounds} kills, {stats['orphans']} orphans recovered, "
         f"final {dict(statuses)}, {elapsed:.1f}s"
     )
-    assert caught > 0 and stats["orphans"] == caught, "the kills never caught a run in flight"
+    assert caught and stats["orphans"] == len(caught), "the kills never caught a run in flight"
+    # each restart's own start recovery resolved them (on PostgreSQL: the same node name
+    # took its dead incarnation's runs over at once; no rescue after a lease did)
+    resolved = sum(int(n) for n in RESOLVED.findall(env.logs()))
+    assert resolved == len(caught), (resolved, len(caught))
 
 
 def test_producer_key_still_deduplicates_after_a_crash_replay(crash_env: CrashEnv) -> None:

@@ -10,6 +10,9 @@ side-effect log.
 - at-most-once: the run and the dispatch end ``cancelled``; the next start never runs
   it again.
 
+Each test runs on SQLite and on PostgreSQL (``db_path``; there the daemon is the stable
+node ``[cluster] node``, see ``Env``); the checks read through ``Store``.
+
 No fixed sleeps: everything polls with a deadline.
 """
 
@@ -24,21 +27,23 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_daemon_kill import Env, _processes_with, eventually
+from tests.e2e.test_daemon_kill import Env, _processes_with, all_runs, eventually
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.engines("sqlite", "postgresql")]
 
 GRACE = 0.5
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Iterator[Env]:
-    e = Env(tmp_path, concurrency=2, grace=f"{int(GRACE * 1000)}ms")
+def env(tmp_path: Path, engine: str, db_path: str) -> Iterator[Env]:
+    database = db_path if engine == "postgresql" else None
+    e = Env(tmp_path, concurrency=2, grace=f"{int(GRACE * 1000)}ms", database=database)
     yield e
     for proc in e.daemons:  # only the daemons this test started
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+    e.close()
 
 
 def _start_long_job(env: Env, guarantee: str, *extra: str) -> tuple[int, str, Path]:
@@ -82,13 +87,9 @@ def _sigterm_and_wait(env: Env, marker: str) -> float:
 
 
 def _runs(env: Env, dispatch_id: int) -> list[tuple[str, str | None, int]]:
-    return [
-        (str(s), r, int(a))
-        for s, r, a in env.query(
-            "SELECT status, reason, attempt FROM runs WHERE dispatch_id = ? ORDER BY id",
-            dispatch_id,
-        )
-    ]
+    """(status, reason, attempt) of each run of ``dispatch_id``, oldest first."""
+    runs = env.read(lambda s: all_runs(s, dispatch_id=dispatch_id))
+    return [(r.status, r.reason, r.attempt) for r in reversed(runs)]
 
 
 def _executions(log: Path) -> list[list[str]]:
@@ -106,7 +107,7 @@ def test_sigterm_cancels_at_least_once_and_the_next_start_runs_it_again(
     [(status, reason, _)] = _runs(env, dispatch_id)
     assert (status, reason) == ("cancelled", "shutdown"), env.logs()
     assert env.status(dispatch_id) == "queued"  # requeued for the next start
-    assert env.query("SELECT COUNT(*) FROM runs WHERE status = 'running'")[0][0] == 0
+    assert env.running() == []
 
     restarted = env.start("--exit-when-idle", "--for", "30s")
     assert env.wait_exit(restarted, timeout=30) == 0, env.logs()
