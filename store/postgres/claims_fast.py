@@ -11,9 +11,12 @@ order, claims the idempotency keys in key order (``store.postgres.ledger``'s ``O
 CONFLICT``), then moves the dispatches whose key it won to ``running`` and inserts
 their runs; an outcome locks its runs by id, writes those still running, then requeues
 or ends their dispatches where the run is still current, and releases the keys of runs
-that did not succeed. Each CTE is led to the primary key by ``id = ANY`` (a status filter
-could pick the partial indexes), the locking ones by one primary-key lookup per id; the
-locking CTEs are ``MATERIALIZED``, so they run once, before the writes that read them.
+that did not succeed. Each CTE reaches its rows through the primary key, never a status
+filter (which could pick the partial indexes): the locking ones by one lookup per id, in
+id order, the writes by joining the rows already found; so even the generic plan a
+prepared statement keeps from a node's first passes, when the tables were small, scans
+no table whole. The locking CTEs are ``MATERIALIZED``, so they run once, before the
+writes that read them.
 
 The fence: with ``epoch`` > 0 the statement's first step reads the node's row ``FOR KEY
 SHARE``; when the node is no longer alive at that epoch nothing is written and every
@@ -99,12 +102,12 @@ _FINISH = (
     " requeued AS (UPDATE dispatches d SET status = 'queued', seq = nextval('dispatch_seq'),"
     " origin = $18, not_before = a.not_before, outcome = a.outcome, last_error = a.error,"
     " current_run_id = NULL, updated_at = $1, attempt = d.attempt - a.refund"
-    " FROM accepted a WHERE a.next IN ('retry', 'requeue') AND d.id = ANY($13::bigint[])"
+    " FROM accepted a WHERE a.next IN ('retry', 'requeue')"
     " AND d.id = a.dispatch_id AND d.current_run_id = a.id RETURNING a.id, d.seq),"
     " ended AS (UPDATE dispatches d SET status = a.next, outcome = a.outcome,"
     " dead_reason = a.dead_reason, last_error = a.error, result = a.result, updated_at = $1"
     " FROM accepted a WHERE a.next IN ('done', 'dead', 'cancelled')"
-    " AND d.id = ANY($13::bigint[]) AND d.id = a.dispatch_id AND d.current_run_id = a.id"
+    " AND d.id = a.dispatch_id AND d.current_run_id = a.id"
     " RETURNING a.id)"
     " SELECT 'f', NULL::bigint, NULL::bigint, ok FROM fence"
     " UNION ALL SELECT 'c', NULL, NULL, EXISTS (SELECT 1 FROM jobs WHERE parent IS NOT NULL)"
