@@ -47,7 +47,7 @@ from shepherd.store.postgres.batch import apply_batch
 from shepherd.store.postgres.codes import LOST, connection_lost, translate
 from shepherd.store.postgres.leader import Leadership, current_leader
 from shepherd.store.postgres.listen import Listener
-from shepherd.store.postgres.opening import Opened, connect, open_connections, redact
+from shepherd.store.postgres.opening import POOL_MAX, Opened, connect, open_connections, redact
 from shepherd.store.protocol import CheckpointMode, OrphanedProcess
 from shepherd.store.shared.reads import EngineReads, ReadModules
 
@@ -133,15 +133,18 @@ class PgStore(EngineReads):
     async def read(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         """``await fn(connection, *args, **kwargs)`` on a pooled connection. A read
         whose connection is lost under it (server restart, a terminated backend) runs
-        once more on a fresh one: reads change nothing, so the retry is safe."""
+        again on the next one, until a fresh one: every pooled connection may have been
+        ended at once (a rescue ends all of a node's backends). Reads change nothing,
+        so the retry is safe."""
         THREAD_WORK.begin()
         try:
-            for attempt in (1, 2):
+            tries = POOL_MAX + 1
+            for attempt in range(1, tries + 1):
                 try:
                     async with self._pool.acquire() as conn:
                         return await fn(conn, *args, **kwargs)
                 except (asyncpg.PostgresError, *LOST) as exc:
-                    if attempt == 2 or not connection_lost(exc):
+                    if attempt == tries or not connection_lost(exc):
                         raise translate(exc, self.path) from None
             raise AssertionError("unreachable")
         finally:

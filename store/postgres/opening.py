@@ -28,6 +28,7 @@ from shepherd.store.postgres.codes import translate
 from shepherd.store.postgres.schema import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = [
+    "POOL_MAX",
     "Opened",
     "advisory_key",
     "backend_name",
@@ -36,6 +37,8 @@ __all__ = [
     "open_connections",
     "redact",
 ]
+
+POOL_MAX = 4  # the read pool's connections at most
 
 _PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
 
@@ -179,7 +182,7 @@ async def open_connections(
         if backend:
             await writer.execute("SELECT set_config('application_name', $1, false)", backend)
         pool = await asyncpg.create_pool(
-            dsn, min_size=1, max_size=4, server_settings=settings, reset=_keep_session
+            dsn, min_size=1, max_size=POOL_MAX, server_settings=settings, reset=_keep_session
         )
     except BaseException as exc:
         await writer.close()

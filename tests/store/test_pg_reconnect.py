@@ -21,6 +21,7 @@ import pytest
 from shepherd.store.errors import StoreError
 from shepherd.store.ops.controls import SetPause
 from shepherd.store.postgres.engine import PgStore
+from shepherd.store.postgres.opening import POOL_MAX
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.anyio
@@ -165,3 +166,44 @@ async def _retried(admin: asyncpg.Connection, dead: int) -> bool:
     """A backend other than ``dead`` now waits to read ``pauses``."""
     pid = await _waiting_on_a_lock(admin, "FROM pauses")
     return pid is not None and pid != dead
+
+
+class _DeadFirst:
+    """A stand-in for the read pool: its first ``dead`` connections are gone (their
+    backends ended, as a rescue ends every connection of a node at once), then the
+    real pool's."""
+
+    def __init__(self, pool: asyncpg.Pool, dead: int) -> None:
+        self.pool = pool
+        self.dead = dead
+
+    def acquire(self) -> object:
+        if self.dead:
+            self.dead -= 1
+            return _Gone()
+        return self.pool.acquire()
+
+
+class _Gone:
+    async def __aenter__(self) -> object:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def fetchval(self, *args: object, **kwargs: object) -> object:
+        raise asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed")
+
+
+async def test_a_read_finds_a_live_connection_when_every_pooled_one_was_ended(
+    store: PgStore,
+) -> None:
+    real = store._pool
+    store._pool = _DeadFirst(real, dead=POOL_MAX)  # type: ignore[assignment]
+    try:
+        assert await store.read(lambda conn: conn.fetchval("SELECT 41 + 1")) == 42
+        store._pool = _DeadFirst(real, dead=POOL_MAX + 1)  # type: ignore[assignment]
+        with pytest.raises(StoreError, match="connection"):
+            await store.read(lambda conn: conn.fetchval("SELECT 1"))
+    finally:
+        store._pool = real
