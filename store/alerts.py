@@ -27,7 +27,15 @@ import msgspec
 from shepherd.store.errors import ConfigError
 from shepherd.store.ops import DeadLetterAlert
 
-__all__ = ["EXCERPT", "alert_route", "alert_text", "excerpt", "validate_alert_option"]
+__all__ = [
+    "DEAD_LETTER_COLUMNS",
+    "EXCERPT",
+    "alert_route",
+    "alert_row",
+    "alert_text",
+    "excerpt",
+    "validate_alert_option",
+]
 
 EXCERPT = 200  # characters of the task in an alert
 _TASK_KEYS = ("message", "task", "prompt", "text")
@@ -122,3 +130,39 @@ def alert_text(
         + f" · retry: shepherd dlq retry {dispatch_id}",
     ]
     return "\n".join(lines)
+
+
+# the columns both engines select for ``alert_row``: the dead dispatch, its job's spec,
+# its last run
+DEAD_LETTER_COLUMNS = (
+    "d.job_id, d.job_name, d.payload, d.attempt, d.max_attempts, d.dead_reason,"
+    " d.last_error, d.outcome, j.spec, d.kind,"
+    " (SELECT MAX(r.id) FROM runs r WHERE r.dispatch_id = d.id)"
+)
+
+
+def alert_row(row: Any, dispatch_id: int, alert: DeadLetterAlert | None) -> tuple[Any, ...] | None:
+    """The delivery of a dead letter's alert, from its ``DEAD_LETTER_COLUMNS`` row:
+    ``(channel, target, body, job_id, job, run_id, dispatch_id, outcome,
+    max_attempts)``, or None when nobody is to hear of it."""
+    job_id, job, payload, attempt, max_attempts, reason, error, outcome, spec, kind, run_id = row
+    decoded = msgspec.json.decode(spec) if spec else {}
+    route = alert_route(decoded.get("options") or {}, alert)
+    if route is None:
+        return None
+    channel, target = route
+    body = alert_text(
+        job=job,
+        target=str(decoded.get("target") or ""),
+        executor=str(decoded.get("executor") or "python"),
+        payload=msgspec.json.decode(payload) if payload else None,
+        attempts=int(attempt or 0),
+        max_attempts=int(max_attempts or 0),
+        reason=reason,
+        error=error,
+        dispatch_id=dispatch_id,
+        run_id=run_id,
+        dispatched_by=str(kind or ""),
+    )
+    attempts = alert.max_attempts if alert is not None else 8
+    return (channel, target, body, job_id, job, run_id, dispatch_id, outcome, attempts)

@@ -7,18 +7,14 @@ sends it like any other delivery (kind ``dead_letter``)."""
 from __future__ import annotations
 
 import asyncpg
-import msgspec
 
-from shepherd.store.alerts import alert_route, alert_text
+from shepherd.store.alerts import DEAD_LETTER_COLUMNS, alert_row
 from shepherd.store.ops import DeadLetterAlert
 
 __all__ = ["queue_alert"]
 
 _DEAD = (
-    "SELECT d.job_id, d.job_name, d.payload, d.attempt, d.max_attempts, d.dead_reason,"
-    " d.last_error, d.outcome, j.spec, d.kind,"
-    " (SELECT MAX(r.id) FROM runs r WHERE r.dispatch_id = d.id)"
-    " FROM dispatches d LEFT JOIN jobs j ON j.id = d.job_id"
+    f"SELECT {DEAD_LETTER_COLUMNS} FROM dispatches d LEFT JOIN jobs j ON j.id = d.job_id"
     " WHERE d.id = $1 AND d.status = 'dead'"
 )
 _INSERT = (
@@ -35,39 +31,7 @@ async def queue_alert(
 ) -> int | None:
     """Insert the alert of the dead letter ``dispatch_id``; its delivery id, or None."""
     row = await conn.fetchrow(_DEAD, dispatch_id)
-    if row is None:
+    delivery = None if row is None else alert_row(row, dispatch_id, alert)
+    if delivery is None:
         return None
-    job_id, job, payload, attempt, max_attempts, reason, error, outcome, spec, kind, run_id = row
-    decoded = msgspec.json.decode(spec) if spec else {}
-    options = decoded.get("options") or {}
-    route = alert_route(options, alert)
-    if route is None:
-        return None
-    channel, target = route
-    body = alert_text(
-        job=job,
-        target=str(decoded.get("target") or ""),
-        executor=str(decoded.get("executor") or "python"),
-        payload=msgspec.json.decode(payload) if payload else None,
-        attempts=int(attempt or 0),
-        max_attempts=int(max_attempts or 0),
-        reason=reason,
-        error=error,
-        dispatch_id=dispatch_id,
-        run_id=run_id,
-        dispatched_by=str(kind or ""),
-    )
-    delivery_id = await conn.fetchval(
-        _INSERT,
-        channel,
-        target,
-        body,
-        job_id,
-        job,
-        run_id,
-        dispatch_id,
-        outcome,
-        alert.max_attempts if alert is not None else 8,
-        float(now),
-    )
-    return int(delivery_id)
+    return int(await conn.fetchval(_INSERT, *delivery, float(now)))

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 
-import msgspec
-
-from shepherd.store.alerts import alert_route, alert_text
+from shepherd.store.alerts import DEAD_LETTER_COLUMNS, alert_row
 from shepherd.store.ops import DeadLetterAlert
 
 __all__ = ["queue_alert"]
@@ -20,52 +18,17 @@ def queue_alert(
 ) -> int | None:
     """Insert the alert of the dead letter ``dispatch_id``; its delivery id, or None."""
     row = conn.execute(
-        "SELECT d.job_id, d.job_name, d.payload, d.attempt, d.max_attempts, d.dead_reason,"
-        " d.last_error, d.outcome, j.spec, d.kind,"
-        " (SELECT MAX(r.id) FROM runs r WHERE r.dispatch_id = d.id)"
-        " FROM dispatches d LEFT JOIN jobs j ON j.id = d.job_id"
+        f"SELECT {DEAD_LETTER_COLUMNS} FROM dispatches d LEFT JOIN jobs j ON j.id = d.job_id"
         " WHERE d.id = ? AND d.status = 'dead'",
         (dispatch_id,),
     ).fetchone()
-    if row is None:
+    delivery = None if row is None else alert_row(row, dispatch_id, alert)
+    if delivery is None:
         return None
-    job_id, job, payload, attempt, max_attempts, reason, error, outcome, spec, kind, run_id = row
-    decoded = msgspec.json.decode(spec) if spec else {}
-    options = decoded.get("options") or {}
-    route = alert_route(options, alert)
-    if route is None:
-        return None
-    channel, target = route
-    body = alert_text(
-        job=job,
-        target=str(decoded.get("target") or ""),
-        executor=str(decoded.get("executor") or "python"),
-        payload=msgspec.json.decode(payload) if payload else None,
-        attempts=int(attempt or 0),
-        max_attempts=int(max_attempts or 0),
-        reason=reason,
-        error=error,
-        dispatch_id=dispatch_id,
-        run_id=run_id,
-        dispatched_by=str(kind or ""),
-    )
     cur = conn.execute(
         "INSERT INTO deliveries (kind, status, channel, target, body, job_id, job_name,"
         " run_id, dispatch_id, outcome, attempts, max_attempts, next_attempt_at,"
         " created_at, updated_at) VALUES ('dead_letter','pending',?,?,?,?,?,?,?,?,0,?,?,?,?)",
-        (
-            channel,
-            target,
-            body,
-            job_id,
-            job,
-            run_id,
-            dispatch_id,
-            outcome,
-            alert.max_attempts if alert is not None else 8,
-            now,
-            now,
-            now,
-        ),
+        (*delivery, now, now, now),
     )
     return int(cur.lastrowid or 0)
