@@ -42,13 +42,23 @@ from shepherd.actors.ingest_wire import (
     split_frames,
     stream_path,
 )
-from shepherd.actors.spool.actor import Producer
 from shepherd.store.errors import ConfigError, ShepherdError, os_error
+from shepherd.store.models import EnqueueRequest
 
-__all__ = ["IngestStream", "StreamProducer", "answer_for"]
+__all__ = ["IngestStream", "Producer", "StreamProducer", "answer_for"]
 
 _encode = msgspec.msgpack.Encoder().encode
 _CONNECTION_GONE = (anyio.BrokenResourceError, anyio.ClosedResourceError, ConnectionError)
+
+
+class Producer(Protocol):
+    """What an intake actor (this one, the spool's) asks of the runtime: its enqueue (one
+    transaction, then the dispatcher told) and the event set once the config's jobs
+    exist."""
+
+    jobs_loaded: anyio.Event
+
+    async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[int]: ...
 
 
 class StreamProducer(Producer, Protocol):

@@ -42,6 +42,7 @@ from bench import (
     shell_bench,
     shepherd_e2e,
     shepherd_enqueue,
+    shepherd_memory,
     shepherd_pickup,
     shepherd_recovery,
     shepherd_socket,
@@ -155,6 +156,11 @@ register(
     needs=("floor", "huey"),
     description="shepherd first enqueue -> last completion at c=64/256, worker RSS",
 )(shepherd_e2e.run)
+register(
+    "shepherd-memory",
+    needs=("floor",),
+    description="RSS of an embedded runtime (defaults, SQLite) idle and after 10,000 runs",
+)(shepherd_memory.run)
 register(
     "shepherd-pickup",
     description="shepherd enqueue -> run start at 500 jobs/s, in-process and cross-process",

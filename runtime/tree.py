@@ -52,7 +52,6 @@ from shepherd.actors.executors.gateway import HttpClient
 from shepherd.actors.executors.host import Host
 from shepherd.actors.groups import GroupTimers, StopGroups
 from shepherd.actors.health import HealthMonitor
-from shepherd.actors.http import HttpServer
 from shepherd.actors.ingest import Ingest
 from shepherd.actors.ingest_stream import IngestStream, StreamProducer
 from shepherd.actors.liveness import Liveness
@@ -69,7 +68,6 @@ from shepherd.actors.router import Router, SinkFn
 from shepherd.actors.router import Stop as StopRouter
 from shepherd.actors.router.delivery import dead_letter_alert
 from shepherd.actors.scheduler import Scheduler, SchedulerConfig
-from shepherd.actors.spool.actor import SpoolIngest, prepare_dirs
 from shepherd.actors.writer import StoreWriter
 from shepherd.runtime.config import Config
 from shepherd.runtime.http.config import parse_listen
@@ -310,10 +308,13 @@ def build_tree(
     }
     actors["producers"] = IngestStream(local_key, producer)
     if cfg.spool is not None:
+        from shepherd.actors.spool.actor import SpoolIngest, prepare_dirs  # only with [spool]
+
         prepare_dirs(cfg.spool.dir)
         actors["spool"] = SpoolIngest(cfg.spool, producer=producer, store=store, clock=clock)
     if asgi is not None and cfg.http.listen:
-        from shepherd.runtime.http import events as http_events  # only when serving
+        from shepherd.actors.http import HttpServer  # only when serving: uvicorn
+        from shepherd.runtime.http import events as http_events
 
         if cfg.http.nats is not None:  # the API's event hub, published to NATS
             actors["nats"] = http_events.nats_publisher(asgi, cfg.http.nats, clock)

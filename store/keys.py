@@ -24,6 +24,7 @@ run impossible.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 __all__ = [
@@ -66,6 +67,7 @@ def key_problem(key: object) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=256)  # asked for at a claim and again at its run's start
 def lineage_key(dispatch_id: int) -> str:
     """The key shared by every attempt of one dispatch (its retry lineage)."""
     return hashlib.sha256(f"dispatch:{dispatch_id}".encode()).hexdigest()[:32]

@@ -104,6 +104,7 @@ class Dispatcher:
             host=host,
             concurrency=cfg.concurrency,
             data_dir=cfg.data_dir,
+            wants=wants,
         )
         self._reset()
 

@@ -59,8 +59,10 @@ class Launcher:
         host: Host,  # what runs may ask of the runtime (ctx.host)
         concurrency: int,
         data_dir: str,
+        wants: Callable[[type], bool] = lambda kind: True,
     ) -> None:
         self._executors, self._writer, self._clock = executors, writer, clock
+        self._wants = wants  # whether anyone hears ``RunStarted`` (built only then)
         self._emit, self._finish, self._counters = emit, finish, counters
         self._concurrency = concurrency
         self._run_actor = partial(run_actor, clock=clock, data_dir=data_dir, host=host)
@@ -113,17 +115,18 @@ class Launcher:
             on_heartbeat=partial(self._heartbeat, e.id),
         )
         self.runsup.start_child(run_id, actor)
-        self._emit(
-            RunStarted(
-                dispatch_id=e.id,
-                run_id=run_id,
-                job=job.name,
-                attempt=attempt,
-                at=now,
-                agent=e.agent or "",
-                not_before=e.not_before,
+        if self._wants(RunStarted):
+            self._emit(
+                RunStarted(
+                    dispatch_id=e.id,
+                    run_id=run_id,
+                    job=job.name,
+                    attempt=attempt,
+                    at=now,
+                    agent=e.agent or "",
+                    not_before=e.not_before,
+                )
             )
-        )
 
     def cancel(self, dispatch_id: int, reason: str = "operator") -> bool:
         """An operator's cancel (or ``agent-offline``): True when ``dispatch_id`` has a

@@ -17,7 +17,6 @@ import logging
 import subprocess
 
 import anyio
-import httpx
 import msgspec
 
 from shepherd.actors.messages import AgentWoken, DispatcherMsg
@@ -39,6 +38,8 @@ class Wake(msgspec.Struct, frozen=True):
 async def run_hook(hook: str) -> str | None:
     """Run ``hook``; None when the agent is awake, else what went wrong."""
     if hook.startswith(("http://", "https://")):
+        import httpx
+
         try:
             async with httpx.AsyncClient() as client:
                 response = await client.post(hook)

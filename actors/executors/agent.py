@@ -32,9 +32,10 @@ Asks of the host (``ctx.host``, when there is one): ``inbox``, ``mark_delivered`
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:  # imported where used: a runtime without HTTP work never loads httpx
+    pass
 
 from shepherd.actors.executors import prompt
 from shepherd.actors.executors.base import ExecResult, RunContext
@@ -133,6 +134,8 @@ class AgentExecutor:
         gw = self._gw
         if gw is None:
             return True
+        import httpx
+
         self.probes += 1
         try:
             response = await self._http.get().get(
@@ -215,6 +218,8 @@ class AgentExecutor:
         delivered: Sequence[int],
     ) -> tuple[str, int] | ExecResult:
         client = self._http.get()
+        import httpx
+
         try:
             async with client.stream(
                 "POST",

@@ -20,10 +20,8 @@ and stderr are ``asyncio.StreamReader``s read to EOF by the caller.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import functools
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -37,9 +35,14 @@ __all__ = ["Child", "pdeathsig", "start"]
 _PIDFD = hasattr(os, "pidfd_open")
 
 
-def _load_prctl() -> Callable[..., int] | None:
+@functools.cache
+def _prctl() -> Callable[..., int] | None:
+    """libc's ``prctl`` (Linux), resolved at the first spawn, in the parent: never in a
+    forked child (nor at import: a runtime that spawns nothing never loads ctypes)."""
     if not sys.platform.startswith("linux"):
         return None
+    import ctypes
+
     try:
         fn = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
@@ -49,7 +52,6 @@ def _load_prctl() -> Callable[..., int] | None:
     return fn  # type: ignore[no-any-return]
 
 
-_PRCTL = _load_prctl()  # resolved here, never in a forked child
 _PR_SET_PDEATHSIG = 1
 
 
@@ -59,7 +61,7 @@ def _arm_in_child() -> Callable[[], None] | None:
     It runs in the child between fork and exec, after the new session is made (CPython;
     uvloop runs it just before), so it only calls the already-resolved ``prctl`` and
     ``getppid``: no import, no lock, nothing that could wait on another thread."""
-    prctl = _PRCTL
+    prctl = _prctl()
     if prctl is None:
         return None
     parent = os.getpid()
@@ -75,7 +77,9 @@ def _arm_in_child() -> Callable[[], None] | None:
 @functools.cache
 def _setpriv() -> str | None:
     """``setpriv`` if it is there and knows ``--pdeathsig`` (probed once, at first use)."""
-    found = shutil.which("setpriv") if _PRCTL is not None else None
+    import shutil
+
+    found = shutil.which("setpriv") if _prctl() is not None else None
     if found is None:
         return None
     try:

@@ -13,9 +13,10 @@ Job fields: ``payload.message`` (else ``target``) is the text; ``options.mode`` 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:  # imported where used: a runtime without HTTP work never loads httpx
+    pass
 
 from shepherd.actors.executors.base import ExecResult, RunContext
 from shepherd.actors.executors.gateway import (
@@ -68,6 +69,8 @@ class EventExecutor:
         gw = self._gw
         if gw is None:
             raise Discard("event job needs [gateway] url in config")
+        import httpx
+
         text = _text(ctx.job, ctx.payload)
         mode = str(ctx.job.options.get("mode", "now"))
         ctx.report(

@@ -23,8 +23,9 @@ others' state.
 
 from __future__ import annotations
 
+import hmac
 import logging
-import secrets
+import os
 from collections import OrderedDict
 from collections.abc import Callable, Collection
 from typing import Any
@@ -82,7 +83,7 @@ class Lease:
         self.needs = frozenset(needs)
         self.agent = agent  # pinned by assignment: only this agent may claim it
         self.idle, self.hard = idle, hard  # hard: the job's absolute deadline (monotonic)
-        self.token = f"{run_id}.{secrets.token_hex(16)}"
+        self.token = f"{run_id}.{os.urandom(16).hex()}"
         self.holder: str | None = None  # who claimed it ("" : a caller with no agent id)
         self.claimed_at: float | None = None  # wall
         self.deadline = hard  # monotonic; renewal deadline once claimed
@@ -234,7 +235,7 @@ class LeaseBoard:
         """The lease ``token`` holds, or: ``StaleLease`` (recorded), ``NotHolder``,
         ``UnknownLease`` (not in memory: the caller asks the store)."""
         lease = self._live.get(run_id)
-        if lease is not None and secrets.compare_digest(lease.token, token):
+        if lease is not None and hmac.compare_digest(lease.token, token):
             if lease.claimed:
                 self._check_holder(lease, agent)
             if lease.outcome is not None:  # reported; its run is finishing

@@ -4,10 +4,12 @@ each chunk a heartbeat for the run's idle timeout, and the verdict on the reply 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import msgspec
+
+if TYPE_CHECKING:  # imported where used: a runtime without HTTP work never loads httpx
+    import httpx
 
 from shepherd.actors.executors.base import ExecResult, RunContext
 from shepherd.actors.executors.gateway import GatewayConfig

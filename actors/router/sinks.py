@@ -10,9 +10,10 @@ It does not bound the time a send takes: the router's send task does.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:  # imported where used: a runtime without HTTP work never loads httpx
+    pass
 
 from shepherd.actors.executors.gateway import GatewayConfig, HttpClient, http_error_text
 from shepherd.actors.router.delivery import DeliveryConfig, pick_sink
@@ -69,6 +70,8 @@ class Sinks:
         return name, await self._post(gw.endpoint(gw.delivery_path), body, gw.auth_headers())
 
     async def _post(self, url: str, body: dict[str, Any], headers: dict[str, str]) -> str | None:
+        import httpx
+
         try:
             response = await self._http.get().post(
                 url, json=body, headers=headers, timeout=float(self._cfg.timeout)

@@ -41,14 +41,16 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskStatus
-from watchfiles._rust_notify import RustNotify
 
+if TYPE_CHECKING:  # imported where used: a runtime without a spool never loads watchfiles
+    from watchfiles._rust_notify import RustNotify
+
+from shepherd.actors.ingest_stream import Producer
 from shepherd.actors.primitives.clock import Clock
 from shepherd.actors.spool import formats
 from shepherd.actors.spool.config import SpoolConfig
@@ -62,21 +64,11 @@ from shepherd.actors.spool.files import (
 )
 from shepherd.actors.spool.formats import Accepted
 from shepherd.store.errors import ConfigError, NotFound, os_error
-from shepherd.store.models import EnqueueRequest
 from shepherd.store.protocol import Store
 
 __all__ = ["SCAN_MAX", "Producer", "SpoolIngest", "prepare_dirs", "spool_counts"]
 
 log = logging.getLogger("shepherd.spool")
-
-
-class Producer(Protocol):
-    """What the actor asks of the runtime: its enqueue (one transaction, then the
-    dispatcher told) and the event set once the config's jobs exist."""
-
-    jobs_loaded: anyio.Event
-
-    async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[int]: ...
 
 
 SCAN_MAX = 4096  # names listed and read per pass; a larger backlog takes more passes
@@ -107,6 +99,8 @@ class SpoolIngest:
         self._pending, self._rejected = await anyio.to_thread.run_sync(prepare_dirs, self._cfg.dir)
         self._stop = stop = threading.Event()  # a fresh one per run: an abandoned
         # notifier thread of a cancelled run still sees its own
+        from watchfiles._rust_notify import RustNotify
+
         try:
             notify = RustNotify([str(self._pending)], False, False, 300, False, False)
         except OSError as exc:

@@ -15,10 +15,12 @@ from typing import Annotated
 
 import msgspec
 
-from shepherd.actors.spool.formats import MAX_RETRIES
 from shepherd.store.bounds import Range, check_bounds
 from shepherd.store.errors import ConfigError
 from shepherd.store.models import Seconds
+
+# maxRetries + 1 attempts stays within max_attempts' 1-1000 (``formats`` reads it here)
+MAX_RETRIES = 999
 
 __all__ = ["SpoolConfig"]
 

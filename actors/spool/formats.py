@@ -38,6 +38,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
+from shepherd.actors.spool.config import MAX_RETRIES
 from shepherd.actors.spool.files import (
     ERROR_SUFFIX,
     MAX_FILE_BYTES,
@@ -86,7 +87,6 @@ __all__ = [
 ]
 
 KIND = "spool"  # the dispatches' kind
-MAX_RETRIES = 999  # maxRetries + 1 attempts stays within max_attempts' 1-1000
 OPENCLAW_PRIORITIES: tuple[str, ...] = ("low", "normal", "high", "critical")
 _UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 _AT = re.compile(r" - at `\$\.?(.*?)`$")

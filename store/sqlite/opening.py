@@ -76,7 +76,9 @@ def prepare_writer(conn: sqlite3.Connection, synchronous: str, busy_timeout: flo
     conn.execute("PRAGMA wal_autocheckpoint = 100000")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA temp_store = MEMORY")
-    conn.execute("PRAGMA cache_size = -32000")
+    # 4 MB: the hot pages are the heads of the indexes; the OS page cache holds the rest.
+    # (At 32 MB the cache grew the RSS by ~1 MiB per 1,000 runs until it was full.)
+    conn.execute("PRAGMA cache_size = -4000")
     migrate(conn)
 
 

@@ -30,6 +30,8 @@ SHEPHERD = {
         "worker_rss_peak.normal",
         "worker_rss_after.normal",
     },
+    # an embedded runtime's RSS, idle (no n) and after its runs (n of them)
+    "shepherd-memory": {"rss_idle", "rss_after_runs"},
     # n is the number of latency samples (pickup) or of queued dispatches (recovery)
     "shepherd-pickup": {
         f"pickup_{k}_{p}" for k in ("inproc", "xproc") for p in ("p50", "p99", "max")
@@ -62,7 +64,7 @@ SHEPHERD = {
     "spool": {"enqueue_burst", "ingest_burst", "enqueue_steady", "ingest_steady"}
     | {f"{k}_{p}" for k in ("pickup", "enqueue_pickup") for p in ("p50", "p99", "max")},
 }
-SIZELESS = {("floor", "python_idle_rss")} | {
+SIZELESS = {("floor", "python_idle_rss"), ("shepherd-memory", "rss_idle")} | {
     (s, m)
     for s in ("shepherd-pickup", "shepherd-recovery", "shepherd-prune", "shepherd-backup")
     for m in SHEPHERD[s]
