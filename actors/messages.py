@@ -304,6 +304,9 @@ class OutcomeEvent(msgspec.Struct, frozen=True, tag=True, kw_only=True):
     next_attempt_at: float | None = None
     deliver: bool = True
     agent: str = ""  # the agent the attempt was assigned to ("" when none)
+    # the run's job announces this outcome (``router.delivery.should_announce``, decided
+    # where the outcome is: the router hears only these, and dead letters)
+    announce: bool = True
 
 
 class SlotRecord(msgspec.Struct, frozen=True, tag=True, kw_only=True):

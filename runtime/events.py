@@ -30,6 +30,7 @@ class EventHub:
         self._subs: list[tuple[MemoryObjectSendStream[Event], tuple[type, ...] | None]] = []
         self._waiters: dict[int, list[anyio.Event]] = {}
         self._listeners: list[tuple[Callable[[Event], None], tuple[type, ...] | None]] = []
+        self._wanted: dict[type, bool] = {}  # ``wants`` by kind, until who hears changes
         self.published = 0
         self.dropped = 0
         self.counts: dict[str, int] = {}
@@ -55,21 +56,25 @@ class EventHub:
                 pass
 
     def wants(self, kind: type) -> bool:
-        """Whether a listener or a subscriber hears events of type ``kind``."""
-        for _, kinds in self._listeners:
-            if kinds is None or kind in kinds:
-                return True
-        return any(kinds is None or kind in kinds for _, kinds in self._subs)
+        """Whether a listener or a subscriber hears events of type ``kind`` (asked for
+        each run: kept until a listener or subscriber comes or goes)."""
+        wanted = self._wanted.get(kind)
+        if wanted is None:
+            hearers = (kinds for _, kinds in (*self._listeners, *self._subs))
+            wanted = self._wanted[kind] = any(k is None or kind in k for k in hearers)
+        return wanted
 
     def listen(self, fn: Callable[[Event], None], *kinds: type) -> Callable[[], None]:
         """Call ``fn(event)`` for each event published (of ``kinds``, or all); returns
         the function that stops it."""
         entry = (fn, kinds or None)
         self._listeners.append(entry)
+        self._wanted.clear()
 
         def stop() -> None:
             if entry in self._listeners:
                 self._listeners.remove(entry)
+                self._wanted.clear()
 
         return stop
 
@@ -92,11 +97,13 @@ class EventHub:
         send, recv = anyio.create_memory_object_stream[Event](buffer)
         entry = (send, kinds or None)
         self._subs.append(entry)
+        self._wanted.clear()
         try:
             async with recv:
                 yield recv
         finally:
             self._subs.remove(entry)
+            self._wanted.clear()
             send.close()
 
     def statistics(self) -> dict[str, Any]:

@@ -56,11 +56,12 @@ ROUTES: tuple[Route, ...] = (
     Route(
         listener="router",
         hears=OutcomeEvent,
-        when=lambda e: e.run_id is not None or e.status == "dead",
+        when=lambda e: (e.run_id is not None and e.announce) or e.status == "dead",
         message=Routed,
         warn=False,
-        why="a run's outcome may be announced (actors/router/delivery.py decides); a"
-        " dead letter's alert row, committed with it, is loaded",
+        why="a run's outcome its job announces (``announce``: actors/router/delivery.py's"
+        " rule, applied where the outcome is decided); a dead letter's alert row,"
+        " committed with it, is loaded",
     ),
     Route(
         listener="approvals",

@@ -65,6 +65,8 @@ def check_value(value: Any, bounds: Range, *, field: str, integer: bool = False)
     if isinstance(value, bool) or not isinstance(value, int if integer else int | float):
         what = "an integer" if integer else "a number"
         raise ConfigError(f"expected {what}, got {value!r}", field=field)
+    if bounds.lo <= value <= bounds.hi:
+        return
     got = bounds.show(value) if bounds.unit and math.isfinite(value) else repr(value)
     if not value >= bounds.lo:  # also NaN
         raise ConfigError(f"must be >= {bounds.show(bounds.lo)}, got {got}", field=field)

@@ -55,6 +55,7 @@ from shepherd.actors.messages import (
 )
 from shepherd.actors.primitives.clock import Clock
 from shepherd.actors.primitives.mailbox import Address
+from shepherd.actors.router.delivery import should_announce
 from shepherd.actors.writer import StoreMsg, write, write_many
 from shepherd.store.errors import StoreError
 from shepherd.store.models import JobSpec
@@ -238,7 +239,8 @@ class Batch:
                 continue
             counters[msg.outcome] += 1
             name = self._jobs.name(r.entry.job_id)
-            again, event = finished(msg, r.entry, r.attempt, f, seq, name, now)
+            announce = job is not None and should_announce(job, msg.outcome, msg.deliver)
+            again, event = finished(msg, r.entry, r.attempt, f, seq, name, now, announce=announce)
             if again is not None:
                 counters["retried"] += 1
                 self.add(again)

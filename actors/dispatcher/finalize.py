@@ -175,10 +175,19 @@ def claim_op(e: Entry, job: JobSpec | None) -> ClaimRun:
 
 
 def finished(
-    msg: RunFinished, entry: Entry, attempt: int, f: FinishRun, seq: int, job: str, now: float
+    msg: RunFinished,
+    entry: Entry,
+    attempt: int,
+    f: FinishRun,
+    seq: int,
+    job: str,
+    now: float,
+    *,
+    announce: bool = True,
 ) -> tuple[Entry | None, OutcomeEvent]:
     """After ``f`` was committed (``seq``: the requeued dispatch's new seq): the entry to
-    queue again (a retry or requeue, else None) and the event to emit."""
+    queue again (a retry or requeue, else None) and the event to emit (``announce``:
+    whether the run's job announces this outcome)."""
     again = f.next in ("retry", "requeue")
     status: OutcomeStatus = "queued" if f.next == "retry" or f.next == "requeue" else f.next
     retry = None
@@ -202,6 +211,7 @@ def finished(
         dead_reason=f.dead_reason,
         next_attempt_at=f.not_before if again else None,
         deliver=msg.deliver,
+        announce=announce,
     )
     return retry, event
 

@@ -135,7 +135,14 @@ class Mailbox(Generic[M]):
         self._recv.close()
 
     async def receive(self) -> M:
-        msg = await self._recv.receive()
+        # What is already waiting is taken at once: the stream's own receive yields to the
+        # loop first (a checkpoint, and anyio's backend look-up) even when it need not
+        # wait. An actor still yields whenever its inbox runs dry, and its loop awaits
+        # its store writes and replies, so a busy inbox cannot starve the others.
+        try:
+            msg = self._recv.receive_nowait()
+        except anyio.WouldBlock:
+            msg = await self._recv.receive()
         self.received += 1
         return msg
 

@@ -71,10 +71,14 @@ class RunSupervisor:
         self._admitting = True
         self._idle = anyio.Event()
         self._idle.set()
+        self._new_event: Callable[[], anyio.Event] = anyio.Event
         self.started_total = 0
         self.crashed_total = 0
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        # the event loop's own ``Event`` class: ``anyio.Event()`` looks the backend up on
+        # every call, and a worker makes one each time it goes to sleep
+        self._new_event = type(anyio.Event())
         async with anyio.create_task_group() as tg:
             self._tg = tg
             task_status.started()
@@ -88,7 +92,7 @@ class RunSupervisor:
                 handle, fn = self._work.popleft()
                 await self._child_main(handle, fn)
                 continue
-            wake = anyio.Event()
+            wake = self._new_event()
             self._sleeping.append(wake)
             await wake.wait()
 
@@ -103,7 +107,7 @@ class RunSupervisor:
             raise RuntimeError(f"{self.name} is at its cap of {self.max_children} runs")
         handle = ChildHandle(key)
         self._children[key] = handle
-        self._idle = anyio.Event() if self._idle.is_set() else self._idle
+        self._idle = self._new_event() if self._idle.is_set() else self._idle
         self.started_total += 1
         self._work.append((handle, fn))
         if self._sleeping:

@@ -93,6 +93,10 @@ def test_fanout_follows_the_routes_and_counts_what_a_full_inbox_drops() -> None:
 
     fan.publish(_outcome(run_id=None, status="cancelled", outcome="cancelled"))  # no run
     assert router.statistics()["depth"] == 0
+    fan.publish(_outcome(announce=False))  # a run its job does not announce: nobody
+    assert router.statistics()["depth"] == 0
+    fan.publish(_outcome(announce=False, status="dead", outcome="error"))  # its alert row
+    assert isinstance(router.receive_nowait(), Routed)
 
     fan.publish(_outcome(kind="schedule", slot=NOW))  # both
     assert isinstance(router.receive_nowait(), Routed)
@@ -111,7 +115,7 @@ def test_fanout_follows_the_routes_and_counts_what_a_full_inbox_drops() -> None:
     fan.publish(_outcome(kind="schedule"))
     fan.publish(_outcome(kind="schedule"))  # the scheduler's one slot is taken
     assert fan.statistics() == {"routes_dropped": {"router": 0, "scheduler": 1, "approvals": 0}}
-    assert hub.statistics()["published"] == 8
+    assert hub.statistics()["published"] == 10
 
 
 # -- the façade ------------------------------------------------------------------------

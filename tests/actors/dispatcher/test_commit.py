@@ -99,6 +99,22 @@ def test_committed_outcomes_release_their_keys_and_retries_are_queued_again() ->
     assert rig.counters == {"ok": 1, "error": 1, "retried": 1}
 
 
+def test_an_outcome_says_whether_its_job_announces_it() -> None:
+    rig = Rig()
+    rig.jobs[2] = JobSpec(
+        name="told", target="t", options={"delivery": "announce-always", "delivery_to": "ops"}
+    )
+    rig.running(1, 7)
+    rig.runs.add(Running(8, entry(2, job_id=2), 1, None))
+    rig.batch.finished += [
+        RunFinished(run_id=7, dispatch_id=1, outcome="ok"),
+        RunFinished(run_id=8, dispatch_id=2, outcome="ok"),
+    ]
+    rig.batch.committed(rig.batch.take(NOW), [[0, 0]], NOW)
+    told = {e.dispatch_id: e.announce for e in rig.events if isinstance(e, OutcomeEvent)}
+    assert told == {1: False, 2: True}  # only the second reaches the router
+
+
 def test_a_fenced_finish_still_releases_and_emits_nothing() -> None:
     rig = Rig()
     rig.running(1, 7)
