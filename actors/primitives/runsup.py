@@ -68,6 +68,7 @@ class RunSupervisor:
         self._work: deque[tuple[ChildHandle, Callable[[ChildHandle], Awaitable[None]]]] = deque()
         self._sleeping: deque[anyio.Event] = deque()
         self._workers = 0
+        self._waking = 0  # workers woken (or started) that have not yet taken a run
         self._admitting = True
         self._idle = anyio.Event()
         self._idle.set()
@@ -87,14 +88,30 @@ class RunSupervisor:
     async def _worker(self) -> None:
         # Takes runs back to back while there are any (no yield between them, so a burst
         # of short runs reports to the dispatcher as one batch), then sleeps until woken.
+        # One worker at a time is woken for the runs waiting: each, as it takes a run,
+        # wakes the next if more are waiting and none is on its way, so a run that
+        # waits hands the rest on, and a burst of runs that do not wait costs one wake.
+        self._waking -= 1  # started as a woken worker
         while True:
-            if self._work:
+            while self._work:
                 handle, fn = self._work.popleft()
+                if self._work and not self._waking:
+                    self._wake_one()
                 await self._child_main(handle, fn)
-                continue
             wake = self._new_event()
             self._sleeping.append(wake)
             await wake.wait()
+            self._waking -= 1
+
+    def _wake_one(self) -> None:
+        """Wake a sleeping worker, or start one while under the cap."""
+        if self._sleeping:
+            self._waking += 1
+            self._sleeping.popleft().set()
+        elif self._workers < self.max_children and self._tg is not None:
+            self._waking += 1
+            self._workers += 1
+            self._tg.start_soon(self._worker, name=f"{self.name}-worker-{self._workers}")
 
     @property
     def free(self) -> int:
@@ -110,11 +127,8 @@ class RunSupervisor:
         self._idle = self._new_event() if self._idle.is_set() else self._idle
         self.started_total += 1
         self._work.append((handle, fn))
-        if self._sleeping:
-            self._sleeping.popleft().set()
-        elif self._workers < self.max_children:
-            self._workers += 1
-            self._tg.start_soon(self._worker, name=f"{self.name}-worker-{self._workers}")
+        if not self._waking:
+            self._wake_one()
         return handle
 
     async def _child_main(
