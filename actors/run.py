@@ -74,7 +74,7 @@ async def run_actor(
         why_deadline = "timeout"
         return deadline
 
-    scope = anyio.CancelScope()
+    scope = handle.new_scope()
     handle.scope = scope
 
     def heartbeat(_note: str | None) -> None:
@@ -134,6 +134,15 @@ def _outcome(
     idle: float | None = None,
 ) -> RunFinished:
     rep = ctx.reported
+    if result is not None and result.ok and not (rep or result.details or scope.cancelled_caught):
+        # the common case, nothing reported along the way: the same report, built directly
+        return RunFinished(
+            run_id=order.run_id,
+            dispatch_id=order.dispatch_id,
+            outcome="ok",
+            result=result.result,
+            deliver=result.deliver,
+        )
     base: dict[str, Any] = {
         "run_id": order.run_id,
         "dispatch_id": order.dispatch_id,

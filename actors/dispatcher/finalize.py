@@ -30,7 +30,8 @@ settlements of what ended without running. Once committed, ``finished`` says wha
 outcome left behind (a retry to queue again, the ``OutcomeEvent``); ``settled`` and
 ``key_taken`` give the events of a dispatch that ended without a run; ``held_cancelled``
 the end of one an operator cancelled while it awaited its approval; ``queued_event``
-the news of dispatches taken in.
+the news of dispatches taken in. The module is long because every end of a dispatch,
+the rule that decides it and the event that tells it are read together, here.
 """
 
 from __future__ import annotations

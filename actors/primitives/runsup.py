@@ -33,10 +33,13 @@ log = logging.getLogger("shepherd.runs")
 class ChildHandle:
     """Shared between the supervisor and one run actor: where to cancel, and why."""
 
-    __slots__ = ("cancel_reason", "key", "scope")
+    __slots__ = ("cancel_reason", "key", "new_scope", "scope")
 
-    def __init__(self, key: int) -> None:
+    def __init__(
+        self, key: int, new_scope: Callable[[], anyio.CancelScope] = anyio.CancelScope
+    ) -> None:
         self.key = key
+        self.new_scope = new_scope  # the run's own scope is made with it (the loop's class)
         self.scope: anyio.CancelScope | None = None
         self.cancel_reason: str | None = None
 
@@ -73,13 +76,16 @@ class RunSupervisor:
         self._idle = anyio.Event()
         self._idle.set()
         self._new_event: Callable[[], anyio.Event] = anyio.Event
+        self._new_scope: Callable[[], anyio.CancelScope] = anyio.CancelScope
         self.started_total = 0
         self.crashed_total = 0
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        # the event loop's own ``Event`` class: ``anyio.Event()`` looks the backend up on
-        # every call, and a worker makes one each time it goes to sleep
+        # the event loop's own ``Event`` and ``CancelScope`` classes: anyio looks the
+        # backend up on every ``anyio.Event()`` / ``anyio.CancelScope()``, and a worker
+        # makes an event each time it sleeps, a run a scope
         self._new_event = type(anyio.Event())
+        self._new_scope = type(anyio.CancelScope())
         async with anyio.create_task_group() as tg:
             self._tg = tg
             task_status.started()
@@ -122,7 +128,7 @@ class RunSupervisor:
             raise RuntimeError(f"{self.name} is not admitting runs")
         if len(self._children) >= self.max_children:
             raise RuntimeError(f"{self.name} is at its cap of {self.max_children} runs")
-        handle = ChildHandle(key)
+        handle = ChildHandle(key, self._new_scope)
         self._children[key] = handle
         self._idle = self._new_event() if self._idle.is_set() else self._idle
         self.started_total += 1
