@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -169,6 +168,8 @@ def load_config(
 ) -> Config:
     data: dict[str, Any] = {}
     if path is not None:
+        import tomllib  # a file to read: an embedding application passes none
+
         p = Path(path)
         try:
             data = tomllib.loads(p.read_text())

@@ -25,7 +25,6 @@ left pending); the CLI builds the same op with ``spawn_op``.
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -64,7 +63,7 @@ ID = "{id}"  # replaced by the message id when the row is written
 def spawn_spec(body: str, *, from_agent: str, to_agent: str, now: float) -> JobSpec:
     """The one-shot job ``body`` asks for (not yet validated against the executors)."""
     try:
-        data = json.loads(body)
+        data = msgspec.json.decode(body)
     except ValueError as exc:
         raise ConfigError(f"a spawn body must be a JSON job spec ({exc})", field="body") from None
     if not isinstance(data, dict):

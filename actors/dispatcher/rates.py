@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from fractions import Fraction
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
+
+if TYPE_CHECKING:  # imported where a rate is read: a runtime without one never loads it
+    from fractions import Fraction
 
 from shepherd.store.bounds import Range
 from shepherd.store.cluster import share
@@ -84,6 +86,8 @@ class RatesConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
 def parse_rate(rate: object, burst: object = None, *, field: str = "") -> tuple[Fraction, int]:
     """``(interval T in seconds, burst)`` of ``rate`` / ``burst``; a ConfigError naming
     ``<field>.rate`` (``rate`` when ``field`` is empty) or ``<field>.burst`` otherwise."""
+    from fractions import Fraction
+
     rate_field = f"{field}.rate" if field else "rate"
     burst_field = f"{field}.burst" if field else "burst"
     if not isinstance(rate, str):
@@ -139,6 +143,8 @@ class Bucket:
         if nodes > 1:  # N/nodes per node, exactly; the burst by shares, at least 1
             self.interval *= nodes
             self.burst = max(1, share(self.burst, nodes, rank))
+        from fractions import Fraction
+
         count = Fraction(_UNITS[rate.strip().partition("/")[2].strip()]) / self.interval
         self._a = count.numerator
         self._scale = (1 << 60) * self._a  # ticks per second
