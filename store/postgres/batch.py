@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 
 from shepherd.store.ops import WriteOp
-from shepherd.store.postgres.codes import fails_batch, op_error
+from shepherd.store.postgres.codes import LOST, fails_batch, op_error
 
 __all__ = ["APPLY", "apply_batch", "apply_op"]
 
@@ -105,5 +105,5 @@ async def _roll_back(conn: asyncpg.Connection, tr: Any) -> None:
     if not conn.is_closed():
         try:
             await tr.rollback()
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        except (asyncpg.PostgresError, *LOST):
             pass

@@ -42,6 +42,7 @@ from shepherd.store.errors import StoreError
 from shepherd.store.ops import ClaimRuns, DeadLetterAlert, FinishRuns, RecoverOrphans
 from shepherd.store.ops.chains import Finished
 from shepherd.store.postgres import leader, runs
+from shepherd.store.postgres.codes import LOST
 from shepherd.store.postgres.opening import backend_name, connect
 
 __all__ = [
@@ -354,5 +355,5 @@ class LeaseLink:
             with anyio.CancelScope(shield=True):
                 try:
                     await conn.close(timeout=5.0)
-                except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
+                except (asyncpg.PostgresError, TimeoutError, *LOST):
                     conn.terminate()

@@ -224,7 +224,7 @@ class PgStore(EngineReads):
         THREAD_WORK.begin()
         try:
             return await self._lease.run(fn, *args)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        except (asyncpg.PostgresError, *LOST) as exc:
             raise translate(exc, self.path) from None
         finally:
             THREAD_WORK.end()

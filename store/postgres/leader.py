@@ -32,6 +32,7 @@ import logging
 import asyncpg
 
 from shepherd.store.errors import StoreError
+from shepherd.store.postgres.codes import LOST
 from shepherd.store.postgres.opening import advisory_key, connect
 
 __all__ = [
@@ -48,7 +49,8 @@ log = logging.getLogger("shepherd.store.leader")
 APP_PREFIX = "shepherd-leader:"
 _NAME_MAX = 63  # NAMEDATALEN - 1: the server cuts application_name there
 _TIMEOUT = 5.0  # seconds a leadership query may take before the lock counts as lost
-_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError, StoreError)
+# a lost connection (``codes.LOST``: a terminated backend can leave the driver out of step)
+_ERRORS = (asyncpg.PostgresError, *LOST, TimeoutError, StoreError)
 
 
 def application_name(node: str) -> str:

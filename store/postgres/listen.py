@@ -35,6 +35,7 @@ import anyio
 import asyncpg
 
 from shepherd.store.errors import ConfigError
+from shepherd.store.postgres.codes import LOST
 from shepherd.store.postgres.opening import _check_pooler, connect, redact
 
 __all__ = ["LOOKBACK", "PING_EVERY", "Listener", "channel_of"]
@@ -151,7 +152,7 @@ class Listener:
         try:
             with anyio.fail_after(_PING_TIMEOUT):
                 await conn.fetchval("SELECT 1")
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except (TimeoutError, asyncpg.PostgresError, *LOST):
             return False
         return True
 
@@ -197,5 +198,5 @@ class Listener:
             with anyio.CancelScope(shield=True):
                 try:
                     await conn.close(timeout=2)
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+                except (asyncpg.PostgresError, TimeoutError, *LOST):
                     conn.terminate()

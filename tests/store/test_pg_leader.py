@@ -21,6 +21,7 @@ from shepherd.runtime.jobs import save_op
 from shepherd.store.models import JobSpec, Seconds
 from shepherd.store.ops import NewDispatch, RecordSlots, SlotItem
 from shepherd.store.postgres.engine import PgStore
+from shepherd.store.postgres.leader import Leadership
 
 pytestmark = pytest.mark.anyio
 
@@ -74,6 +75,31 @@ async def test_a_terminated_leader_backend_loses_the_lock(pg_url: str, pg_databa
         await until(lambda: b.lead_scheduler("node-b"))  # the freed lock
         assert await a.lead_scheduler("node-a") is False  # it notices, it does not fire
         assert await a.scheduler_leader() == "node-b"
+
+
+class _OutOfStep:
+    """A connection whose backend was terminated mid-talk: the driver is out of step."""
+
+    terminated = False
+
+    def is_closed(self) -> bool:
+        return False
+
+    async def fetchval(self, *args: object, **kw: object) -> object:
+        raise asyncpg.InternalClientError("cannot switch to state 11; another operation")
+
+    def terminate(self) -> None:
+        self.terminated = True
+
+
+async def test_a_driver_out_of_step_after_a_termination_is_leadership_lost() -> None:
+    """Seen once when the leader's backend was terminated: the next ``SELECT 1`` raised
+    ``InternalClientError``, not a connection error. It is a lost lock, not a crash."""
+    lead = Leadership("postgresql://nowhere.invalid/db", "s")
+    conn = _OutOfStep()
+    lead._conn, lead._node, lead.held = conn, "node-a", True  # type: ignore[assignment]
+    assert await lead.lead("node-a") is False
+    assert not lead.held and conn.terminated and lead.changes == 1
 
 
 async def test_no_leader_is_none(pg_url: str) -> None:
