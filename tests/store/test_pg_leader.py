@@ -67,7 +67,7 @@ async def test_a_terminated_leader_backend_loses_the_lock(pg_url: str, pg_databa
         try:  # what a rescue does to an expired node's backends
             killed = await admin.fetchval(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                " WHERE application_name LIKE '%node-a'"
+                " WHERE application_name LIKE '%node-a' AND datname = current_database()"
             )
         finally:
             await admin.close()

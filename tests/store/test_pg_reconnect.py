@@ -46,6 +46,7 @@ async def _waiting_on_a_lock(admin: asyncpg.Connection, query: str) -> int | Non
     await admin.execute("SELECT pg_stat_clear_snapshot()")
     pid = await admin.fetchval(
         "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        " AND datname = current_database()"  # never another test run's (pytest -n)
         " AND position($1 in query) > 0 AND pid != pg_backend_pid()",
         query,
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 import anyio
 import asyncpg
@@ -178,26 +179,26 @@ async def test_a_rescue_ends_the_dead_nodes_connections(pg_url: str) -> None:
         assert not (await a.renew_node("a", back.epoch, lease=15.0)).fenced
 
 
-async def _gone(url: str, pids: set[int]) -> bool:
-    conn = await asyncpg.connect(url.split("?")[0])
-    try:
-        left = await conn.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1::int[])", list(pids)
-        )
-    finally:
-        await conn.close()
-    return int(left) == 0
+# A backend is its pid and its start: with tests running in parallel (pytest -n) a pid
+# ended here may soon be another backend's, and other databases' are not ours.
+Backend = tuple[int, datetime]
 
 
-async def _backends(url: str, name: str) -> set[int]:
+async def _gone(url: str, backends: set[Backend]) -> bool:
+    return not (backends & await _backends(url, None))
+
+
+async def _backends(url: str, name: str | None) -> set[Backend]:
     conn = await asyncpg.connect(url.split("?")[0])
     try:
         rows = await conn.fetch(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = $1", name
+            "SELECT pid, backend_start FROM pg_stat_activity WHERE datname = current_database()"
+            " AND ($1::text IS NULL OR application_name = $1)",
+            name,
         )
     finally:
         await conn.close()
-    return {int(r[0]) for r in rows}
+    return {(int(r[0]), r[1]) for r in rows}
 
 
 @pytest.mark.parametrize("guarantee", ["at-least-once", "at-most-once"])
