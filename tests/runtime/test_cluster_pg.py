@@ -41,8 +41,13 @@ class Body:
         return f"done by {self.node}"
 
 
-def _config(url: str, node: str) -> Config:
-    return Config(database=url, cluster=ClusterConfig(node=node, lease=1.0), shutdown_grace=0.0)
+def _config(url: str, node: str, lease: float = 1.0) -> Config:
+    return Config(database=url, cluster=ClusterConfig(node=node, lease=lease), shutdown_grace=0.0)
+
+
+# The node that watches and rescues keeps a longer lease: on a loaded machine (the suite
+# runs on every core) a one-second lease of its own could run out between two renewals.
+WATCHER = 5.0
 
 
 @pytest.mark.parametrize("guarantee", ["at-least-once", "at-most-once"])
@@ -57,7 +62,7 @@ async def test_a_node_that_stops_renewing_is_rescued_and_its_late_outcome_refuse
         dispatch_id = await a.enqueue("j", {})
         await eventually(lambda: on_a.ran, what="the body running on a")
         epoch_a = a._actors["cluster"].membership.epoch
-        async with Runtime.open(_config(pg_url, "b"), targets={"body": on_b}) as b:
+        async with Runtime.open(_config(pg_url, "b", WATCHER), targets={"body": on_b}) as b:
             if guarantee == "at-least-once":
                 final = await b.wait(dispatch_id, timeout=20)
                 assert (final.status, final.attempt) == ("done", 2)  # one replay, on b
@@ -103,7 +108,7 @@ async def _alive(rt: Runtime, node: str) -> bool:
 
 
 async def test_a_node_stopped_gracefully_leaves_and_is_not_rescued(pg_url: str) -> None:
-    async with Runtime.open(_config(pg_url, "b"), targets={"body": Body("b")}) as b:
+    async with Runtime.open(_config(pg_url, "b", WATCHER), targets={"body": Body("b")}) as b:
         async with Runtime.open(_config(pg_url, "a"), targets={"body": Body("a")}) as a:
             assert a.instance == "a"
             await eventually(lambda: _alive(b, "a"), what="a alive")
@@ -126,7 +131,7 @@ async def test_a_fenced_node_cancels_the_runs_it_still_holds_and_carries_on(pg_u
         await a.add_job(JobSpec(name="j", target="body", delivery_guarantee="at-most-once"))
         dispatch_id = await a.enqueue("j", {})
         await eventually(lambda: _running(a, dispatch_id), what="the run on a")
-        async with Runtime.open(_config(pg_url, "b"), targets={"body": Body("b")}) as b:
+        async with Runtime.open(_config(pg_url, "b", WATCHER), targets={"body": Body("b")}) as b:
             await eventually(lambda: _status(b, dispatch_id, "dead"), timeout=20, what="rescue")
             frozen.advance(1.0)  # a renews, finds itself fenced: cancels its run, rejoins
             await eventually(lambda: ended == ["j"], what="a's stale run cancelled")
@@ -155,7 +160,7 @@ async def test_a_rescue_ends_a_paused_nodes_shell_body_on_its_host(
         await eventually(lambda: _group(pids) and _recorded(a, dispatch_id), what="a's body")
         group = _group(pids)
         assert all(_live(p) for p in group)
-        async with Runtime.open(_config(pg_url, "b")) as b:
+        async with Runtime.open(_config(pg_url, "b", WATCHER)) as b:
             await eventually(lambda: _status(b, dispatch_id, "dead"), timeout=20, what="rescue")
             [run] = await b.runs(dispatch_id=dispatch_id, status="crashed")
             assert run.process == "killed"  # ended by b before the guarantee applied
