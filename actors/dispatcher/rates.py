@@ -143,9 +143,7 @@ class Bucket:
         if nodes > 1:  # N/nodes per node, exactly; the burst by shares, at least 1
             self.interval *= nodes
             self.burst = max(1, share(self.burst, nodes, rank))
-        from fractions import Fraction
-
-        count = Fraction(_UNITS[rate.strip().partition("/")[2].strip()]) / self.interval
+        count = _UNITS[rate.strip().partition("/")[2].strip()] / self.interval  # a Fraction
         self._a = count.numerator
         self._scale = (1 << 60) * self._a  # ticks per second
         self._t = int(self.interval * self._scale)  # ticks per token (exact)

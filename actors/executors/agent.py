@@ -32,10 +32,7 @@ Asks of the host (``ctx.host``, when there is one): ``inbox``, ``mark_delivered`
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # imported where used: a runtime without HTTP work never loads httpx
-    pass
+from typing import Any
 
 from shepherd.actors.executors import prompt
 from shepherd.actors.executors.base import ExecResult, RunContext

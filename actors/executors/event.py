@@ -13,10 +13,7 @@ Job fields: ``payload.message`` (else ``target``) is the text; ``options.mode`` 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # imported where used: a runtime without HTTP work never loads httpx
-    pass
+from typing import Any
 
 from shepherd.actors.executors.base import ExecResult, RunContext
 from shepherd.actors.executors.gateway import (

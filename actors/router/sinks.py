@@ -10,10 +10,7 @@ It does not bound the time a send takes: the router's send task does.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # imported where used: a runtime without HTTP work never loads httpx
-    pass
+from typing import Any
 
 from shepherd.actors.executors.gateway import GatewayConfig, HttpClient, http_error_text
 from shepherd.actors.router.delivery import DeliveryConfig, pick_sink
