@@ -7,10 +7,18 @@ spread over the window), the database is written first (the ``SaveJob`` ops
 minute boundary and runs for `MINUTES` boundaries of real time. Every job is a no-op
 ``python`` target; the real dispatcher runs them all (concurrency 64). Per N:
 
-- ``sched_lateness_{p50,p99,max}`` (ms): commit time of each schedule dispatch minus
-  its slot, for every slot (the scheduler's ``observe`` hook is called as each commit
-  returns, with ``time.time()``); ``sched_at_lateness_p99`` for the one-shots alone.
-- ``sched_fire_pass`` (ms): slot → last dispatch of that minute committed (mean over
+- ``sched_lateness_{p50,p99,max}`` (ms): how late each slot's dispatch was committed:
+  commit time minus its slot, 0 when it was committed ahead (``schedule_lead``, 2 s by
+  default: its ``not_before`` is the slot), for every slot (the scheduler's ``observe``
+  hook is called as each commit returns, with ``time.time()``);
+  ``sched_at_lateness_p99`` for the one-shots alone; ``sched_ahead_min`` (ms): the
+  smallest margin, slot minus commit (negative: a slot committed late).
+- ``sched_first_start`` (ms): the first cron run's start (``time.time()`` in the
+  target) minus its boundary, the worst boundary: the dispatcher starts a boundary on
+  time; ``sched_last_start`` (ms): the last cron run's start minus its boundary, mean
+  over the boundaries (N runs through concurrency 64: the dispatcher's rate, not the
+  scheduler's).
+- ``sched_fire_pass`` (ms): a boundary's first dispatch committed → its last (mean over
   the boundaries); ``sched_commit_per_slot`` (µs) is that divided by N.
 - ``sched_cpu_per_slot`` (µs): CPU of the whole process (scheduler, store writer,
   dispatcher and the no-op runs, all threads) over the window, less the idle CPU rate
@@ -38,10 +46,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import msgspec
 
 from bench.context import BenchContext
 from bench.report import Result, percentiles, rss_mib
 from bench.shepherd_bench import NOOP, noop, result, runtime_log
+from shepherd.actors.executors.base import RunContext
 from shepherd.runtime.app import Runtime
 from shepherd.runtime.config import Config
 from shepherd.runtime.jobs import save_op
@@ -54,6 +64,7 @@ QUICK: dict[int, int] = {100: 1, 1_000: 1}
 LEAD = 14.0  # open the runtime this long before the first boundary
 IDLE = 6.0  # then measure the idle CPU rate for this long (nothing due)
 TAIL = 30.0  # one-shots up to this long after the last boundary
+STAMP = "stamp"  # the cron jobs' target: a no-op that notes when it started
 
 
 def _iso(t: float) -> str:
@@ -62,7 +73,7 @@ def _iso(t: float) -> str:
 
 async def _build(db: Path, n: int, first: float, at_times: list[float]) -> None:
     """Write the jobs as ``add_job`` would, with ``first`` as every cron job's next slot."""
-    specs = [JobSpec(name=f"cron-{i:05d}", target=NOOP, cron="* * * * *") for i in range(n)]
+    specs = [JobSpec(name=f"cron-{i:05d}", target=STAMP, cron="* * * * *") for i in range(n)]
     specs += [JobSpec(name=f"at-{i:05d}", target=NOOP, at=_iso(t)) for i, t in enumerate(at_times)]
     ops = [save_op(spec, first - 1.0) for spec in specs]
     store = await SqliteStore.open(db)
@@ -79,7 +90,7 @@ async def _sample_rss(peak: list[float]) -> None:
         await anyio.sleep(0.25)
 
 
-async def measure(db: Path, n: int, minutes: int) -> dict[str, float]:
+async def measure(db: Path, n: int, minutes: int, lead: float | None = None) -> dict[str, float]:
     """One size: build, open before a boundary, record every commit, return figures."""
     now = time.time()
     first = (now // 60 + 1) * 60
@@ -91,13 +102,21 @@ async def measure(db: Path, n: int, minutes: int) -> dict[str, float]:
     await _build(db, n, first, at_times)
     await anyio.sleep(max(0.0, first - LEAD - time.time()))
     lateness: list[tuple[float, float]] = []  # (slot, commit - slot)
+    starts: list[float] = []  # the cron runs' first act, time.time()
 
     def observe(done: float, slots: list[float]) -> None:
         lateness.extend((s, done - s) for s in slots)
 
+    async def stamp(ctx: RunContext) -> None:
+        starts.append(time.time())
+
     rss0 = rss_mib()
     cfg = Config(database=str(db), concurrency=64, synchronous="NORMAL")
-    async with Runtime.open(cfg, targets={NOOP: noop}) as rt, anyio.create_task_group() as tg:
+    if lead is not None:
+        cfg = msgspec.structs.replace(cfg, schedule_lead=lead)
+    lead = float(cfg.schedule_lead)
+    targets = {NOOP: noop, STAMP: stamp}
+    async with Runtime.open(cfg, targets=targets) as rt, anyio.create_task_group() as tg:
         rss_open = rss_mib()
         scheduler = rt._actors["scheduler"]  # the bench reads the actor's commit hook
         scheduler.observe = observe
@@ -106,9 +125,9 @@ async def measure(db: Path, n: int, minutes: int) -> dict[str, float]:
         while not rt.statistics()["scheduler"]["idle"]:  # start-up: next slots prepared
             await anyio.sleep(0.05)
         idle0, t0 = time.process_time(), time.time()
-        await anyio.sleep(min(IDLE, first - 2.0 - t0))
+        await anyio.sleep(min(IDLE, first - lead - 2.0 - t0))
         idle_rate = (time.process_time() - idle0) / (time.time() - t0)
-        await anyio.sleep(max(0.0, first - 1.0 - time.time()))
+        await anyio.sleep(max(0.0, first - lead - 1.0 - time.time()))  # before the commit
         cpu0, w0 = time.process_time(), time.time()
         expected = n * minutes + len(at_times)
         with anyio.fail_after(last + TAIL + 120 - time.time()):
@@ -123,16 +142,22 @@ async def measure(db: Path, n: int, minutes: int) -> dict[str, float]:
         tg.cancel_scope.cancel()
     assert stats["duplicates"] == 0 and stats["missed"] == 0, stats
     boundaries = {first + 60 * k for k in range(minutes)}
-    cron = [late for slot, late in lateness if slot in boundaries]
-    at = [late for slot, late in lateness if slot not in boundaries]
-    per_boundary = [
-        max(late for slot, late in lateness if slot == first + 60 * k) for k in range(minutes)
-    ]
-    every = [late for _, late in lateness]
+    cron = [max(0.0, late) for slot, late in lateness if slot in boundaries]
+    at = [max(0.0, late) for slot, late in lateness if slot not in boundaries]
+    every = [max(0.0, late) for _, late in lateness]  # committed ahead: on time
     p = percentiles(every)
-    fire_pass = statistics.fmean(per_boundary)
+    # the commit pass of a boundary: from its first commit to its last (ahead or late)
+    fire_pass = statistics.fmean(
+        max(late for slot, late in lateness if slot == b)
+        - min(late for slot, late in lateness if slot == b)
+        for b in sorted(boundaries)
+    )
+    by_boundary = [[t - b for t in starts if b <= t < b + 60] for b in sorted(boundaries)]
     return {
         "slots": float(len(every)),
+        "ahead_min": -max(late for _, late in lateness) * 1000,
+        "first_start": max(min(s) for s in by_boundary) * 1000,
+        "last_start": statistics.fmean(max(s) for s in by_boundary) * 1000,
         "lateness_p50": p.p50 * 1000,
         "lateness_p99": p.p99 * 1000,
         "lateness_max": p.max * 1000,
@@ -162,6 +187,23 @@ async def run(ctx: BenchContext) -> list[Result]:
                 result(SCENARIO, "sched_lateness_p99", f["lateness_p99"], "ms", n),
                 result(SCENARIO, "sched_lateness_max", f["lateness_max"], "ms", n),
                 result(SCENARIO, "sched_at_lateness_p99", f["at_lateness_p99"], "ms", n),
+                result(SCENARIO, "sched_ahead_min", f["ahead_min"], "ms", n),
+                result(
+                    SCENARIO,
+                    "sched_first_start",
+                    f["first_start"],
+                    "ms",
+                    n,
+                    note="first cron run's start - its boundary, worst boundary",
+                ),
+                result(
+                    SCENARIO,
+                    "sched_last_start",
+                    f["last_start"],
+                    "ms",
+                    n,
+                    note="last cron run's start - its boundary (concurrency 64), mean",
+                ),
                 result(SCENARIO, "sched_fire_pass", f["fire_pass"], "ms", n),
                 result(SCENARIO, "sched_commit_per_slot", f["commit_per_slot"], "us", n),
                 result(
@@ -177,6 +219,29 @@ async def run(ctx: BenchContext) -> list[Result]:
                 result(SCENARIO, "sched_rss_jobs", f["rss_jobs"], "MiB", n),
                 result(SCENARIO, "sched_rss_peak", f["rss_peak"], "MiB", n),
             ]
+        # the reference, in the same run: the largest size committed at the slot
+        n, minutes = max(sizes.items())
+        f = await measure(ctx.path("scheduler", f"s{n}-nolead.db"), n, minutes, lead=0.0)
+        note = "schedule_lead = 0: each slot committed when it comes (the reference)"
+        out += [
+            result(SCENARIO, "sched_lateness_p50.no_lead", f["lateness_p50"], "ms", n, note=note),
+            result(SCENARIO, "sched_lateness_p99.no_lead", f["lateness_p99"], "ms", n),
+            result(SCENARIO, "sched_first_start.no_lead", f["first_start"], "ms", n),
+            result(SCENARIO, "sched_last_start.no_lead", f["last_start"], "ms", n),
+            result(SCENARIO, "sched_cpu_per_slot.no_lead", f["cpu_per_slot"], "us", n),
+        ]
+        for metric in ("sched_lateness_p99", "sched_first_start", "sched_last_start"):
+            ours = next(r for r in out if r.metric == metric and r.n == n)
+            out.append(
+                result(
+                    SCENARIO,
+                    f"{metric}.vs_no_lead",
+                    ours.value,
+                    "ms",
+                    n,
+                    ratio_to=f"{SCENARIO}:{metric}.no_lead",
+                )
+            )
     lo, hi = min(cpu), max(cpu)
     if lo != hi:
         out.append(

@@ -52,6 +52,9 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     restart_intensity: Annotated[int, Range(0, 10_000)] = 5
     restart_period: Annotated[Seconds, Range(0.001, DAY, "s")] = Seconds(10.0)
     health_interval: Annotated[Seconds, Range(0.01, HOUR, "s")] = Seconds(2.0)
+    # how long before its slot the scheduler commits a slot's dispatch (not_before: the
+    # slot); 0 commits at the slot
+    schedule_lead: Annotated[Seconds, Range(0, 60, "s")] = Seconds(2.0)
     breaker_fail_max: Annotated[int, Range(1, 10_000)] = 5
     breaker_reset: Annotated[Seconds, Range(0.001, DAY, "s")] = Seconds(30.0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -207,7 +207,8 @@ def save_op(spec: JobSpec, now: float, previous: JobRow | None = None) -> SaveJo
     """The write for a new or changed job. The next fire time is recomputed unless the
     job stays enabled with the same schedule (OCS ``updateJob``): restarting with the
     same config or changing only, say, its priority never moves or skips a slot."""
-    if previous is not None and _keeps_schedule(previous.spec, spec):
+    kept = previous is not None and _keeps_schedule(previous.spec, spec)
+    if previous is not None and kept:
         next_run_at, anchor = previous.next_run_at, previous.anchor
     else:
         next_run_at, anchor = first_run_at(spec, now)
@@ -225,6 +226,7 @@ def save_op(spec: JobSpec, now: float, previous: JobRow | None = None) -> SaveJo
         next_run_at=next_run_at,
         now=now,
         anchor=anchor,
+        kept=kept,
     )
 
 

@@ -253,7 +253,7 @@ def build_tree(
             membership=node,
         ),
         "scheduler": Scheduler(
-            SchedulerConfig(instance=instance),
+            SchedulerConfig(instance=instance, lead=float(cfg.schedule_lead)),
             store=store,
             writer=writer,
             mailbox=inboxes.scheduler,

@@ -1,7 +1,10 @@
 """The scheduler actor: cron / every / one-shot timers become ``schedule`` dispatches.
 
 Role: own the schedule of every enabled job that has one (a ``Timetable``: a heap of
-next fire times, wall clock). Sleep until the earliest; when slots are due, the
+commit times, wall clock: each slot ``lead`` before it, its dispatch's ``not_before``
+the slot, so the dispatcher starts it at the slot however many commit at once; a slot
+so committed is withdrawn by the store when its job changes first, and by the error
+backoff here, ``Timetable.outcome``). Sleep until the earliest; when slots are due, the
 timetable plans them (``plan.fire_item``: the misfire policy splits them into runs and
 misses) and the actor commits them per job, atomically (``store.ops.RecordSlots``):
 the dispatches of the slots that run (kind ``schedule``, at most one per (job, slot) by
@@ -78,6 +81,9 @@ class SchedulerConfig(msgspec.Struct, frozen=True, kw_only=True):
     max_sleep: float = 60.0  # re-read the wall clock at least this often
     retry_delay: float = 1.0  # after a failed commit
     leader_poll: float = 1.0  # a follower asks for the leadership this often
+    # commit each slot's dispatch this long before the slot, ``not_before`` the slot
+    # (``Timetable``): a boundary with many jobs due is committed by the time it comes
+    lead: float = 0.0
 
 
 _Sent = tuple[list[Plan], Reply[Any]]
@@ -109,7 +115,7 @@ class Scheduler:
         self._reset()
 
     def _reset(self) -> None:
-        self._table = Timetable()
+        self._table = Timetable(self._cfg.lead)
         self._pending: list[Plan] = []
         self._stale: set[int] = set()
         self._busy = True
@@ -282,7 +288,7 @@ class Scheduler:
             self.counters["fired"] += len(s.entries)
             await self._dispatcher.send(Enqueued(s.entries))
             slots = [e.slot if e.slot is not None else now for e in s.entries]
-            self.late_last = max(done - slot for slot in slots)
+            self.late_last = max(0.0, max(done - slot for slot in slots))  # ahead: 0
             self.late_max = max(self.late_max, self.late_last)
             if self.observe is not None:
                 self.observe(done, slots)

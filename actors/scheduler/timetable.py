@@ -40,14 +40,14 @@ from shepherd.actors.scheduler.plan import (
     scheduled,
     status_item,
 )
-from shepherd.store.models import JobRow
+from shepherd.store.models import JobRow, JobSpec
 from shepherd.store.ops import SlotFailed, SlotItem
 
 __all__ = ["JobState", "Plan", "Settled", "Timetable"]
 
 
 class JobState:
-    __slots__ = ("anchor", "errors", "next", "ready", "spec", "stored", "version")
+    __slots__ = ("ahead", "anchor", "errors", "next", "ready", "spec", "stored", "version")
 
     def __init__(self, row: JobRow) -> None:
         self.spec = row.spec
@@ -57,6 +57,7 @@ class JobState:
         self.errors = row.consecutive_errors
         self.version = 0
         self.ready: SlotItem | None = None  # the commit for ``next``, planned ahead
+        self.ahead: float | None = None  # the slot last committed ahead of its time
 
     def __repr__(self) -> str:
         return f"<JobState {self.spec.name} next={self.next} v{self.version}>"
@@ -84,9 +85,17 @@ class Settled(msgspec.Struct, kw_only=True):
 
 
 class Timetable:
-    def __init__(self) -> None:
+    """``lead``: how long before its slot a job's dispatch is committed (its
+    ``not_before`` is the slot, so it still starts at the slot); the heap is keyed by
+    that commit time, and a job's next slot is not committed before the one committed
+    ahead of it is due (one slot ahead at a time, however short the period). Jobs
+    behind an approval gate commit at the slot (lead 0): their approval is requested
+    when the dispatch is committed."""
+
+    def __init__(self, lead: float = 0.0) -> None:
+        self._lead = lead
         self._jobs: dict[int, JobState] = {}
-        self._heap: list[tuple[float, int, int]] = []  # (fire time, version, job id)
+        self._heap: list[tuple[float, int, int]] = []  # (commit time, version, job id)
         self._versions = itertools.count(1)
         self._unready: deque[tuple[int, int]] = deque()  # (job id, version) to plan ahead
 
@@ -106,15 +115,15 @@ class Timetable:
     # -- timers ------------------------------------------------------------------------
 
     def next_due(self) -> float | None:
-        """The earliest live fire time (dead heap heads are dropped on the way)."""
+        """The earliest live commit time (dead heap heads are dropped on the way)."""
         while self._heap and not self._live(self._heap[0][1], self._heap[0][2]):
             heapq.heappop(self._heap)
         return self._heap[0][0] if self._heap else None
 
     def peek(self) -> float | None:
-        """``next_due`` without touching the heap (introspection)."""
-        live = [e[0] for e in self._heap[:64] if self._live(e[1], e[2])]
-        return min(live) if live else None
+        """The earliest next slot, without touching the heap (introspection)."""
+        live = [self._jobs[e[2]].next for e in self._heap[:64] if self._live(e[1], e[2])]
+        return min((t for t in live if t is not None), default=None)
 
     @property
     def unready(self) -> bool:
@@ -132,13 +141,14 @@ class Timetable:
                 budget -= 1
 
     def due(self, now: float) -> Iterator[Plan]:
-        """The commit of each job whose fire time has come, earliest first."""
+        """The commit of each job whose commit time has come, earliest first. A slot
+        committed ahead is planned as of the slot (on time); a late one as of ``now``."""
         while self._heap and self._heap[0][0] <= now:
             _, version, job_id = heapq.heappop(self._heap)
             st = self._jobs.get(job_id)
             if st is None or st.version != version or st.next is None:
                 continue
-            args = (job_id, st.spec, st.next, st.stored, now)
+            args = (job_id, st.spec, st.next, st.stored, max(now, st.next))
             item = fire_item(*args, anchor=st.anchor, ready=st.ready)
             yield Plan(item, st.version, fire=True)
 
@@ -205,8 +215,15 @@ class Timetable:
         st.errors = count_errors(st.errors, msg.outcome)
         if ends_after(st.spec, msg.outcome):
             return self.finish(msg.job_id, msg)
-        state = (msg.outcome, msg.at, st.errors, st.next, st.stored, now)
-        return Plan(result_item(msg.job_id, st.spec, *state, anchor=st.anchor), st.version)
+        # a slot committed ahead and not due yet is the next one the backoff pushes back
+        ahead = st.ahead if st.ahead is not None and st.ahead > now else None
+        upcoming = st.next if ahead is None else ahead
+        state = (msg.outcome, msg.at, st.errors, upcoming, st.stored, now)
+        item = result_item(msg.job_id, st.spec, *state, anchor=st.anchor)
+        if ahead is not None and any(s.slot == ahead for s in item.skipped):
+            item = msgspec.structs.replace(item, withdraw=True)  # passed over: withdrawn
+            st.ahead = None
+        return Plan(item, st.version)
 
     def settle(self, chunk: Sequence[Plan], results: Sequence[Any], now: float) -> Settled:
         """Apply one commit's per-item results (see the module docstring)."""
@@ -230,6 +247,8 @@ class Timetable:
                     continue
                 if got is not None:
                     out.entries.append(entry_from_new(new, *got))
+                    if st is not None and new.slot is not None and new.slot > now:
+                        st.ahead = new.slot
                     continue
                 out.duplicates += 1  # this slot already has its dispatch
                 if st is not None and st.spec.at is not None:  # a one-shot that ran
@@ -252,11 +271,19 @@ class Timetable:
         st = self._jobs.get(job_id)
         return st is not None and st.version == version
 
+    def _lead_of(self, spec: JobSpec) -> float:
+        gate = spec.approval
+        gated = gate is not None and (gate.sources is None or "schedule" in gate.sources)
+        return 0.0 if gated else self._lead
+
     def _push(self, job_id: int, st: JobState, when: float | None) -> None:
         """A new version of the job's timer; its older heap entries are dead."""
         st.version, st.ready = next(self._versions), None
         if when is not None:
-            heapq.heappush(self._heap, (when, st.version, job_id))
+            at = when - self._lead_of(st.spec)
+            if st.ahead is not None and st.ahead > at:  # one slot ahead at a time
+                at = st.ahead
+            heapq.heappush(self._heap, (at, st.version, job_id))
             self._unready.append((job_id, st.version))
         if len(self._heap) > 2 * len(self._jobs) + 1024:  # drop dead entries
             self._heap = [e for e in self._heap if self._live(e[1], e[2])]

@@ -25,7 +25,12 @@ class SaveJob(msgspec.Struct, frozen=True, tag=True):
     """Insert or replace a job by name. Returns the job id. A child job (its spec's
     ``parent`` set) is checked against the stored jobs in the same transaction (``store.chains.
     graph_problem``: the parent exists, no cycle, depth): a ConfigError naming
-    ``parent`` fails the op and nothing is stored."""
+    ``parent`` fails the op and nothing is stored.
+
+    Unless ``kept`` (the job stays enabled on the same schedule, its next fire time
+    carried over), the slots the scheduler committed ahead of time (``schedule``
+    dispatches still queued for a slot after ``now``) are withdrawn in the same
+    transaction: the scheduler plans the job again from its new state."""
 
     name: str
     executor: str
@@ -34,6 +39,7 @@ class SaveJob(msgspec.Struct, frozen=True, tag=True):
     next_run_at: float | None
     now: float
     anchor: float | None = None
+    kept: bool = False
 
 
 class DeleteJob(msgspec.Struct, frozen=True, tag=True):
@@ -73,6 +79,9 @@ class SlotItem(msgspec.Struct, frozen=True, kw_only=True):
     (compare-and-set: a concurrent change of the job wins, the scheduler reloads it).
     ``last_*`` / ``consecutive_errors`` are written whenever the job exists. ``finish``
     ends a job after its last run: ``disable`` (writing ``spec``) or ``delete``.
+    ``withdraw``: the error backoff passed over the slot the scheduler committed ahead
+    (its ``skipped`` record is in ``skipped``): that dispatch, still queued for a slot
+    after ``now``, is withdrawn as ``SaveJob`` withdraws one.
     """
 
     job_id: int
@@ -87,6 +96,7 @@ class SlotItem(msgspec.Struct, frozen=True, kw_only=True):
     consecutive_errors: int | None = None
     finish: Literal["", "disable", "delete"] = ""
     spec: bytes | None = None
+    withdraw: bool = False
 
 
 class RecordSlots(msgspec.Struct, frozen=True, tag=True):

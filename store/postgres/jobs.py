@@ -48,8 +48,24 @@ def _status_count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
+# the slots a scheduler committed ahead of time that are not due yet: a changed or
+# disabled job withdraws them (``SaveJob``): cancelled, their slot cleared so the job's
+# new schedule may commit it again (the unique index), as on SQLite
+_WITHDRAW_AHEAD = (
+    "UPDATE dispatches SET status = 'cancelled', outcome = 'cancelled', last_error ="
+    " 'withdrawn before its slot '"
+    " || to_char(to_timestamp(slot) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+    " || ': ' || $3, slot = NULL, updated_at = $2"
+    " WHERE job_id = (SELECT id FROM jobs WHERE name = $1)"
+    " AND kind = 'schedule' AND status = 'queued' AND slot > $2"
+)
+_WITHDRAW_BY_ID = _WITHDRAW_AHEAD.replace("(SELECT id FROM jobs WHERE name = $1)", "$1")
+
+
 async def save_job(conn: asyncpg.Connection, op: SaveJob) -> int:
     parent = await check_parent(conn, op.name, op.spec)  # a chain's graph, in this transaction
+    if not op.kept:
+        await conn.execute(_WITHDRAW_AHEAD, op.name, float(op.now), "the job changed")
     job_id = await conn.fetchval(
         _SAVE,
         op.name,
@@ -157,6 +173,8 @@ async def _record_items(conn: asyncpg.Connection, op: RecordSlots) -> list[Any]:
         for s in item.skipped:
             details = None if s.slot is None else msgspec.json.encode({"slot": s.slot})
             skipped.append((item.job_id, item.job_name, now, now, s.reason, s.error, details))
+        if item.withdraw:
+            await conn.execute(_WITHDRAW_BY_ID, item.job_id, now, "error backoff")
         if item.finish == "delete":
             await delete_job(conn, DeleteJob(item.job_id, op.now))
         elif item.finish == "disable":

@@ -73,10 +73,13 @@ def _claim_unblocked(
 
 def _claim_keys(conn: sqlite3.Connection, op: ClaimRuns, ids: list[int]) -> set[int]:
     """Claim each run's idempotency key; the dispatches whose key is taken (settled
-    ``skipped`` by ``_settle_blocked``)."""
+    ``skipped`` by ``_settle_blocked``). Only for dispatches still queued: one cancelled,
+    withdrawn or claimed elsewhere since the dispatcher read it must not hold its key
+    (a later dispatch with that key would be skipped)."""
     blocked: set[int] = set()
+    live = _queued(conn, [c.dispatch_id for c in op.claims if c.idempotency_key is not None])
     for c, r in zip(op.claims, ids, strict=False):
-        if c.idempotency_key is None:
+        if c.idempotency_key is None or c.dispatch_id not in live:
             continue
         if ledger.claim(
             conn,
@@ -90,6 +93,16 @@ def _claim_keys(conn: sqlite3.Connection, op: ClaimRuns, ids: list[int]) -> set[
             continue
         blocked.add(c.dispatch_id)
     return blocked
+
+
+def _queued(conn: sqlite3.Connection, dispatch_ids: list[int]) -> set[int]:
+    live: set[int] = set()
+    for k in range(0, len(dispatch_ids), 500):
+        part = dispatch_ids[k : k + 500]
+        marks = ",".join("?" * len(part))
+        sql = f"SELECT id FROM dispatches WHERE status = 'queued' AND id IN ({marks})"
+        live.update(row[0] for row in conn.execute(sql, part))
+    return live
 
 
 def _settle_blocked(conn: sqlite3.Connection, blocked: set[int], now: float) -> None:

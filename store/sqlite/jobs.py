@@ -19,6 +19,16 @@ from shepherd.store.sqlite import approvals
 from shepherd.store.sqlite.chains import check_parent, refuse_parent
 from shepherd.store.sqlite.dispatches import INSERT_DISPATCH, dispatch_values, next_id
 
+# the slots a scheduler committed ahead of time that are not due yet: a changed or
+# disabled job withdraws them (``SaveJob``): cancelled, their slot cleared so the job's
+# new schedule may commit it again (the unique index); never deleted, so no id is reused
+WITHDRAW_AHEAD = (
+    "UPDATE dispatches SET status = 'cancelled', outcome = 'cancelled', last_error ="
+    " 'withdrawn before its slot ' || strftime('%Y-%m-%dT%H:%M:%fZ', slot, 'unixepoch')"
+    " || ': ' || ?3, slot = NULL, updated_at = ?2"
+    " WHERE job_id = ?1 AND kind = 'schedule' AND status = 'queued' AND slot > ?2"
+)
+
 
 def save_job(conn: sqlite3.Connection, op: SaveJob) -> int:
     parent = check_parent(conn, op.name, op.spec)  # a chain's graph, in this transaction
@@ -41,6 +51,8 @@ def save_job(conn: sqlite3.Connection, op: SaveJob) -> int:
         )
         return approvals.set_gate(conn, int(cur.lastrowid or 0), op.spec)
     job_id = int(row[0])
+    if not op.kept:
+        conn.execute(WITHDRAW_AHEAD, (job_id, op.now, "the job changed"))
     conn.execute(
         "UPDATE jobs SET executor = ?, enabled = ?, spec = ?, next_run_at = ?, anchor = ?,"
         " updated_at = ?, parent = ? WHERE id = ?",
@@ -142,6 +154,8 @@ def _record_items(conn: sqlite3.Connection, op: RecordSlots) -> list[Any]:
         for s in item.skipped:
             details = None if s.slot is None else msgspec.json.encode({"slot": s.slot})
             skipped.append((item.job_id, item.job_name, op.now, op.now, s.reason, s.error, details))
+        if item.withdraw:
+            conn.execute(WITHDRAW_AHEAD, (item.job_id, op.now, "error backoff"))
         if item.finish == "delete":
             delete_job(conn, DeleteJob(item.job_id, op.now))
         elif item.finish == "disable":

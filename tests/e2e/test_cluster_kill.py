@@ -361,9 +361,18 @@ def _check_work(
 
 
 def _check_ticks(c: Cluster) -> None:
+    # the slot committed ahead when the job was disabled is withdrawn (slot cleared)
+    withdrawn = c.sql(
+        "SELECT status, last_error FROM dispatches WHERE job_name = 'tick'"
+        " AND kind = 'schedule' AND slot IS NULL"
+    )
+    assert len(withdrawn) <= 1, withdrawn
+    assert all(
+        r["status"] == "cancelled" and r["last_error"].startswith("withdrawn") for r in withdrawn
+    ), withdrawn
     rows = c.sql(
         "SELECT id, slot, status FROM dispatches WHERE job_name = 'tick' AND kind = 'schedule'"
-        " ORDER BY slot"
+        " AND slot IS NOT NULL ORDER BY slot"
     )
     slots = [float(r["slot"]) for r in rows]
     assert len(slots) >= 5, rows

@@ -127,10 +127,18 @@ def test_disabling_a_queue_job_resolves_its_waiting_fires(env: Env) -> None:
     eventually(lambda: waiting() >= 2, timeout=15, what="two fires waiting behind the run")
     env.cli("jobs", "disable", "q")
     eventually(lambda: waiting() == 0, what="every waiting fire of the disabled job to end")
-    fires = env.query("SELECT status, outcome FROM dispatches WHERE kind = 'schedule'")
+    fires = env.query(
+        "SELECT status, outcome FROM dispatches WHERE kind = 'schedule' AND slot IS NOT NULL"
+    )
     assert fires and set(fires) == {("done", "skipped")}, fires
     reasons = env.query("SELECT reason FROM runs WHERE status = 'skipped'")
     assert reasons == [("disabled",)] * len(fires)
+    # the next slot, committed ahead (not due yet), is withdrawn: no run, no record
+    sql = "SELECT status, last_error FROM dispatches WHERE kind = 'schedule' AND slot IS NULL"
+    ahead = env.query(sql)
+    assert len(ahead) <= 1 and all(
+        s == "cancelled" and e.startswith("withdrawn") for s, e in ahead
+    ), ahead
     assert env.cli_json("status")["dispatches"]["queued"] == 0
     assert daemon.poll() is None  # the run still holds it
 

@@ -34,6 +34,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.engines("sqlite", "postgresql")]
 
 T0 = datetime(2024, 6, 10, 12, 0, 30, tzinfo=UTC).timestamp()  # 30 s past a minute
 MIN = 60.0
+LEAD = 2.0  # Config.schedule_lead's default
 ONE = RetryPolicy(max_attempts=1)
 
 
@@ -72,6 +73,10 @@ class Runs:
     async def noop(self, ctx: RunContext) -> None:
         self.started.append((ctx.job.name, ctx.dispatch_id))
 
+    async def block_fail(self, ctx: RunContext) -> None:
+        await self.block(ctx)
+        raise RuntimeError("failed late")
+
     async def fail(self, ctx: RunContext) -> None:
         self.started.append((ctx.job.name, ctx.dispatch_id))
         if self.failing:
@@ -93,7 +98,12 @@ def session(db_path: str, clock: FakeClock, runs: Runs) -> Any:
     @asynccontextmanager
     async def open_(**kw: Any) -> AsyncIterator[Runtime]:
         cfg = Config(database=db_path, shutdown_grace=0, **kw)
-        targets = {"block": runs.block, "noop": runs.noop, "fail": runs.fail}
+        targets = {
+            "block": runs.block,
+            "block_fail": runs.block_fail,
+            "noop": runs.noop,
+            "fail": runs.fail,
+        }
         async with Runtime.open(cfg, clock=clock, targets=targets) as rt:
             await scheduler_idle(rt, clock)
             yield rt
@@ -142,24 +152,87 @@ async def skipped(rt: Runtime, name: str) -> list[tuple[str | None, Any]]:
 
 
 async def test_cron_fires_exactly_at_each_slot(session: Any, clock: FakeClock) -> None:
+    """Each slot's dispatch is committed ``schedule_lead`` (2 s) ahead, due at the slot:
+    it starts at the slot, not before."""
     async with session() as rt:
         row = await rt.add_job(job("minutely", cron="* * * * *"))
         first = T0 + 30.0
         assert row.next_run_at == first
         assert await rt.next_fires("minutely", 3) == [first, first + MIN, first + 2 * MIN]
         for i in range(5):
+            slot = first + i * MIN
+            await step_to(rt, clock, slot - LEAD - 0.5)  # before the lead: nothing
+            await count(rt, "minutely", i)
+            await step_to(rt, clock, slot - LEAD)  # committed ahead
+            await count(rt, "minutely", 1, status="queued")
+            await step_to(rt, clock, slot - 0.01)  # not started before its slot
+            await count(rt, "minutely", 1, status="queued")
+            assert (await rt.get_job("minutely")).next_run_at == slot + MIN
+            await step_to(rt, clock, slot)
+            await count(rt, "minutely", i + 1, status="done")
+        ds = await schedule_dispatches(rt, "minutely")
+        assert [d.slot for d in ds] == [first + i * MIN for i in range(5)]
+        assert [d.not_before for d in ds] == [d.slot for d in ds]
+        assert [d.idempotency_key for d in ds] == [slot_key(row.id, d.slot or 0) for d in ds]
+        assert all(d.created_at == (d.slot or 0) - LEAD for d in ds)  # committed ahead
+        runs = await rt.runs(job="minutely", limit=10)
+        assert sorted(r.started_at for r in runs) == [d.slot for d in ds]  # at the slot
+        after = await rt.get_job("minutely")
+        assert after.next_run_at == first + 5 * MIN
+        assert (after.last_status, after.consecutive_errors) == ("ok", 0)
+        assert await skipped(rt, "minutely") == []
+
+
+async def test_no_lead_commits_at_the_slot(session: Any, clock: FakeClock) -> None:
+    async with session(schedule_lead=0) as rt:
+        await rt.add_job(job("minutely", cron="* * * * *"))
+        first = T0 + 30.0
+        for i in range(3):
             await step_to(rt, clock, first + i * MIN - 0.5)  # just before: nothing
             await count(rt, "minutely", i)
             await step_to(rt, clock, first + i * MIN)
             await count(rt, "minutely", i + 1, status="done")
         ds = await schedule_dispatches(rt, "minutely")
-        assert [d.slot for d in ds] == [first + i * MIN for i in range(5)]
-        assert [d.idempotency_key for d in ds] == [slot_key(row.id, d.slot or 0) for d in ds]
-        assert all(d.created_at == d.slot for d in ds)  # committed at the slot, not later
-        after = await rt.get_job("minutely")
-        assert after.next_run_at == first + 5 * MIN
-        assert (after.last_status, after.consecutive_errors) == ("ok", 0)
-        assert await skipped(rt, "minutely") == []
+        assert all(d.created_at == d.slot for d in ds)  # committed at the slot
+
+
+async def test_a_changed_or_disabled_job_withdraws_its_slot_committed_ahead(
+    session: Any, clock: FakeClock, runs: Runs
+) -> None:
+    """A slot committed ahead is withdrawn in the transaction that changes the job's
+    schedule or disables it: nothing runs for it and no skipped run is recorded; the
+    job is planned again from its new state (a slot the new schedule keeps is committed
+    again, once)."""
+    async with session() as rt:
+        await rt.add_job(job("a", cron="* * * * *"))
+        await rt.add_job(job("b", cron="* * * * *"))
+        await rt.add_job(job("c", cron="* * * * *"))
+        await rt.add_job(job("d", cron="* * * * *"))
+        slot = T0 + 30.0
+        await step_to(rt, clock, slot - 1.0)
+        for name in "abcd":
+            await count(rt, name, 1, status="queued")
+        await rt.disable("a")  # disabled: withdrawn, no run
+        await rt.update_job("b", cron="*/5 * * * *")  # moved: withdrawn, next at 12:05
+        await rt.update_job("c", cron="*/1 * * * *")  # same slots: committed again
+        await rt.update_job("d", priority="high")  # schedule kept: the slot stays
+        await scheduler_idle(rt, clock)
+        assert (await rt.get_job("b")).next_run_at == ts("2024-06-10T12:05:00Z")
+        await step_to(rt, clock, slot)
+        await count(rt, "c", 1, status="done")
+        await count(rt, "d", 1, status="done")
+
+        async def states(name: str) -> list[tuple[str, float | None]]:
+            return [(d.status, d.slot) for d in await schedule_dispatches(rt, name)]
+
+        withdrawn = ("cancelled", None)  # its slot cleared: free for the new schedule
+        assert await states("a") == [withdrawn]
+        assert await states("b") == [withdrawn]
+        assert await states("c") == [withdrawn, ("done", slot)]
+        assert await states("d") == [("done", slot)]
+        for name in "abcd":
+            assert await skipped(rt, name) == []
+        assert sorted(name for name, _ in runs.started) == ["c", "d"]
 
 
 # -- overlap policies --------------------------------------------------------------------
@@ -531,6 +604,33 @@ async def test_consecutive_error_ladder_pushes_the_next_slot(
         anchor = row.anchor or 0
         assert row.next_run_at is not None and (row.next_run_at - anchor) % 10.0 == 0
         assert row.next_run_at - due <= 10.0
+
+
+async def test_a_late_failure_withdraws_the_slot_committed_ahead(
+    session: Any, clock: FakeClock, runs: Runs
+) -> None:
+    """A run that fails after its job's next slot was committed ahead: the error
+    backoff passes over that slot as over one not yet committed (withdrawn, recorded
+    ``backoff``), and the job fires when the backoff ends."""
+    async with session() as rt:
+        await rt.add_job(job("late", "block_fail", cron="* * * * *", retry=ONE))
+        first = T0 + 30.0
+        await step_to(rt, clock, first)
+        await eventually(lambda: runs.running == 1)
+        ended = first + MIN - 1.0
+        await step_to(rt, clock, ended)  # the next slot is committed ahead
+        await count(rt, "late", 1, status="queued")
+        runs.release()
+        await eventually(lambda: _errors(rt, "late", 1), what="the error")
+        await scheduler_idle(rt, clock)
+        assert (await rt.get_job("late")).next_run_at == ended + 30.0
+        assert await skipped(rt, "late") == [("backoff", first + MIN)]
+        states = [(d.status, d.slot) for d in await schedule_dispatches(rt, "late")]
+        assert states == [("cancelled", None), ("dead", first)]
+        await step_to(rt, clock, first + MIN + 5.0)  # the withdrawn slot: nothing runs
+        assert len(runs.started) == 1
+        await step_to(rt, clock, ended + 30.0)
+        await eventually(lambda: len(runs.started) == 2, what="the run after the backoff")
 
 
 async def _errors(rt: Runtime, name: str, n: int) -> bool:

@@ -191,3 +191,37 @@ def test_dead_heap_entries_are_skipped_and_compacted() -> None:
         table.load({1: msgspec.structs.replace(r, next_run_at=T0 + 60 + k)}, {1}, T0)
     assert table.next_due() == T0 + 60 + 2999
     assert len(table._heap) <= 2 * len(table) + 1025
+
+
+def test_a_lead_commits_each_slot_ahead_as_of_the_slot() -> None:
+    """With a lead, a job's commit comes ``lead`` before its slot and is planned as if
+    on time (dispatch ``not_before`` the slot); a job gated for schedule dispatches
+    commits at the slot. A run ending after its next slot was committed ahead has the
+    backoff pass over that slot: the item withdraws it."""
+    from shepherd.store.models import ApprovalPolicy
+
+    table = Timetable(lead=2.0)
+    gated = msgspec.structs.replace(every("gated"), approval=ApprovalPolicy())
+    table.load({1: row(1, every("a"), T0 + 60, anchor=T0), 2: row(2, gated, T0 + 60)}, None, T0)
+    assert table.next_due() == T0 + 58 and table.peek() == T0 + 60
+    [plan] = list(table.due(T0 + 58))
+    assert plan.item.job_id == 1
+    assert [(d.slot, d.not_before) for d in plan.item.dispatches] == [(T0 + 60, T0 + 60)]
+    assert plan.item.skipped == [] and plan.item.next_run_at == T0 + 120
+    table.settle([plan], [committed(plan)], T0 + 58)
+    assert table.next_due() == T0 + 60  # the gated job, at its slot
+    late = table.outcome(outcome(1, "a", "error", T0 + 59), T0 + 59)
+    assert late is not None and late.item.withdraw
+    assert [s.slot for s in late.item.skipped] == [T0 + 60]  # the backoff ends before T0 + 120
+    assert late.item.next_run_at == T0 + 59 + error_backoff(1)
+
+
+def test_a_period_shorter_than_the_lead_commits_one_slot_ahead_at_a_time() -> None:
+    table = Timetable(lead=2.0)
+    table.load({1: row(1, every("fast", 1.0), T0 + 10, anchor=T0)}, None, T0)
+    assert table.next_due() == T0 + 8
+    [plan] = list(table.due(T0 + 8))
+    table.settle([plan], [committed(plan)], T0 + 8)
+    assert table.next_due() == T0 + 10  # slot T0 + 11 waits until T0 + 10 is due
+    [plan] = list(table.due(T0 + 10))
+    assert [d.slot for d in plan.item.dispatches] == [T0 + 11]
