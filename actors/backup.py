@@ -24,16 +24,14 @@ import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import anyio
-import msgspec
 from anyio.abc import TaskStatus
 
-from shepherd.store.bounds import DAY, Range, check_bounds
-from shepherd.store.errors import ConfigError, StoreError, os_error
-from shepherd.store.models import Seconds
+from shepherd.actors.backup_config import BackupConfig  # re-exported: its old place
+from shepherd.store.errors import StoreError, os_error
 
 if TYPE_CHECKING:  # annotations only: the config (BackupConfig) loads without the clock
     from shepherd.actors.primitives.clock import Clock
@@ -51,21 +49,6 @@ __all__ = [
 log = logging.getLogger("shepherd.backup")
 
 FIRST_AFTER = 60.0  # seconds after start for the first backup when none exists yet
-
-
-class BackupConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """``[backup]`` in the config file."""
-
-    every: Annotated[Seconds, Range(0, 365 * DAY, "s")] = Seconds(0.0)  # 0: off
-    keep: Annotated[int, Range(1, 100_000)] = 24
-    dir: str = ""  # "" : "<database>.backups"; relative: to the config file
-
-    def __post_init__(self) -> None:
-        check_bounds(self, prefix="backup.")
-        if 0 < float(self.every) < 1:
-            raise ConfigError("must be 0 (off) or at least 1s", field="backup.every")
-        if not isinstance(self.dir, str):
-            raise ConfigError("expected a string (a directory)", field="backup.dir")
 
 
 def backup_files(database: str) -> tuple[str, str]:

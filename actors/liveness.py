@@ -21,13 +21,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
-import msgspec
-
-from shepherd.store.bounds import DAY, Range
+from shepherd.actors.liveness_config import AgentsConfig  # re-exported
 from shepherd.store.errors import MailboxFull, StoreError
-from shepherd.store.models import AgentSpec, Seconds
 from shepherd.store.ops import AgentState, AgentStates
 from shepherd.store.protocol import Store
 
@@ -40,17 +37,6 @@ if TYPE_CHECKING:  # the config (AgentsConfig) loads without the actor primitive
 __all__ = ["AgentsConfig", "Liveness", "heartbeat_state"]
 
 log = logging.getLogger("shepherd.health")
-
-
-class AgentsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """``[agents]``: agents registered at start (``[[agents.agent]]``), the owner
-    filter (owner → agent ids), liveness thresholds."""
-
-    agent: list[AgentSpec] = msgspec.field(default_factory=list)
-    owner_filter: dict[str, list[str]] = msgspec.field(default_factory=dict)
-    offline_after: Annotated[Seconds, Range(1, DAY, "s")] = Seconds(90.0)
-    degraded_after: Annotated[int, Range(1, 10_000)] = 5
-    gateway_agent: bool = True  # register the gateway's ``main`` agent (capability *)
 
 
 def heartbeat_state(agent_id: str, now: float, status: str | None = None) -> AgentState:

@@ -31,13 +31,12 @@ dispatch still waits for it, an open task group.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, assert_never
+from typing import Literal, assert_never
 
 import msgspec
 
+from shepherd.actors.retention_config import RetentionConfig  # re-exported
 from shepherd.store import keys
-from shepherd.store.bounds import DAY, Range, check_bounds
-from shepherd.store.models import Seconds
 from shepherd.store.ops import (
     PruneApprovals,
     Pruned,
@@ -64,29 +63,6 @@ __all__ = [
 
 FIRST_PASS_DELAY = 60.0  # after start; a restarted daemon still prunes
 KINDS = ("keys", "runs", "dispatches", "dead", "messages", "deliveries", "approvals", "groups")
-_Age = Annotated[Seconds, Range(0, 100 * 365 * DAY, "s")]
-
-
-class RetentionConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """``[retention]`` in the config file."""
-
-    interval: Annotated[Seconds, Range(1, 30 * DAY, "s")] = Seconds(3600.0)  # between passes
-    batch_size: Annotated[int, Range(1, 10_000)] = 1000  # rows per write op
-    runs_per_job: Annotated[int, Range(0, 1_000_000)] = 100
-    runs_max_age: _Age = Seconds(0.0)
-    dispatches_max_age: _Age = Seconds(7 * DAY)
-    dead_max_age: _Age = Seconds(0.0)
-    messages_max_age: _Age = Seconds(30 * DAY)
-    messages_delivered_max_age: _Age = Seconds(3 * DAY)
-    deliveries_max_age: _Age = Seconds(30 * DAY)
-    deliveries_sent_max_age: _Age = Seconds(3 * DAY)
-    approvals_max_age: _Age = Seconds(30 * DAY)  # OCS
-    groups_max_age: _Age = Seconds(30 * DAY)
-
-    def __post_init__(self) -> None:
-        check_bounds(self, prefix="retention.")
-
-
 _Ended = Literal["done", "cancelled", "dead"]
 _MessageState = Literal["delivered", "read", "expired", "failed"]
 _DeliveryState = Literal["sent", "failed"]

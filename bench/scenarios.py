@@ -30,6 +30,7 @@ from bench import (
     backlog_bench,
     backup_bench,
     chain_bench,
+    cli_bench,
     controls_bench,
     events_bench,
     floor,
@@ -230,6 +231,11 @@ register(
     description="shell `true` jobs enqueue -> outcome at c=2/8, beside bash -c true spawned"
     " through the stdlib asyncio loop two at a time (the spawn floor)",
 )(shell_bench.run)
+register(
+    "cli",
+    description="the CLI's start: shepherd enqueue (socket, direct) and status (daemon or"
+    " not), with and without 5 config [[jobs]], wall ms beside python -c pass",
+)(cli_bench.run)
 register(
     "controls",
     description="rate limits and pauses: µs per dispatch with a token bucket, beside a paused"

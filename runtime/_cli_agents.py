@@ -32,6 +32,7 @@ from shepherd.runtime._agents_api import (
     update_op,
 )
 from shepherd.runtime._cli_fmt import emit_json, print_fields, table, when
+from shepherd.runtime._cli_status_parts import agents_lines, agents_status  # re-exported
 from shepherd.runtime._cli_store import duration, open_store, positive_int, wall
 from shepherd.runtime.config import Config
 from shepherd.store.errors import ConfigError, NotFound
@@ -219,33 +220,6 @@ def _done(args: argparse.Namespace, cfg: Config) -> int:
 
 
 # -- `status` -----------------------------------------------------------------------
-
-
-def agents_status(agents: list[Agent], instance: dict[str, Any] | None) -> dict[str, Any]:
-    """``status``'s agents: counts by status (a ready agent with runs is busy), and
-    the dispatches waiting for an agent, by reason (the daemon's last snapshot)."""
-    by: dict[str, int] = {}
-    for a in agents:
-        status = "busy" if a.running and a.status in ("ready", "sleeping") else a.status
-        by[status] = by.get(status, 0) + 1
-    health = (instance or {}).get("health") or {}
-    table_stats = (health.get("dispatcher") or {}).get("agents") or {}
-    return {
-        "agents": {"count": len(agents), "by_status": by},
-        "unmatched": dict(table_stats.get("unmatched") or {}),
-    }
-
-
-def agents_lines(data: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    agents = data.get("agents") or {}
-    if agents.get("count"):
-        counts = "  ".join(f"{k} {v}" for k, v in sorted(agents["by_status"].items()))
-        out["agents"] = f"{agents['count']} ({counts})"
-    unmatched = data.get("unmatched") or {}
-    if unmatched:
-        out["unmatched"] = "; ".join(f"{n} {reason}" for reason, n in unmatched.items())
-    return out
 
 
 async def _apply(cfg: Config, op: WriteOp, create: bool = False) -> Any:

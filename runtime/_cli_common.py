@@ -119,7 +119,7 @@ def load_cli_config(args: argparse.Namespace) -> Config:
         path = "shepherd.toml"
     cfg = load_config(path, database=args.database, app=args.app)
     if cfg.jobs:
-        from shepherd.runtime._cli_jobs import check_config_jobs
+        from shepherd.runtime._config_jobs import check_config_jobs
 
         check_config_jobs(cfg, time.time())  # what `run` would refuse, every command refuses
     return cfg

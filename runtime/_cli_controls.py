@@ -29,6 +29,7 @@ import anyio
 
 from shepherd.actors.ingest import send_wake
 from shepherd.runtime._cli_fmt import CliError, emit_json, human, print_fields, table
+from shepherd.runtime._cli_status_parts import pause_row as _row
 from shepherd.runtime._cli_store import (
     builtin_executors,
     daemon_pid,
@@ -127,11 +128,6 @@ async def _apply(cfg: Config, op: ClearPauses) -> Any:
         return await store.apply_one(op)
 
 
-def _row(p: Pause) -> dict[str, Any]:
-    return {"key": p.key, "scope": p.scope, "name": p.name, "paused_at": p.paused_at,
-            "by": p.by, "reason": p.reason}  # fmt: skip
-
-
 def cmd_pauses(args: argparse.Namespace, cfg: Config) -> int:
     pauses = anyio.run(_pauses, cfg)
     if args.json:
@@ -199,33 +195,3 @@ async def _drain(cfg: Config, serving: bool, timeout: float | None) -> tuple[Pau
 
 
 # -- in ``shepherd status`` ---------------------------------------------------------
-
-
-def controls_status(pauses: list[Pause], instance: dict[str, Any] | None) -> dict[str, Any]:
-    """``pauses`` (from the store; ``waiting``: the dispatches held behind each, from
-    the daemon's last snapshot, None without one) and ``rates`` (each bucket of the
-    snapshot: rate, burst, tokens, taken, deferred)."""
-    live = ((instance or {}).get("health") or {}).get("dispatcher") or {}
-    if instance is not None and instance.get("stopped_at"):
-        live = {}
-    held = live.get("pauses") or {}
-    rows = [{**_row(p), "waiting": (held.get(p.key) or {}).get("waiting")} for p in pauses]
-    return {"pauses": rows, "rates": live.get("rates") or {}}
-
-
-def control_lines(data: dict[str, Any]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    if data.get("pauses"):
-        out["paused"] = ", ".join(
-            p["key"]
-            + (f" ({p['waiting']} waiting)" if p["waiting"] is not None else "")
-            + (f": {p['reason']}" if p["reason"] else "")
-            for p in data["pauses"]
-        )
-    if data.get("rates"):
-        out["rate limits"] = ", ".join(
-            f"{key} {b['rate']} burst {b['burst']} ({b['tokens']:g} tokens,"
-            f" {b['deferred']} deferred)"
-            for key, b in data["rates"].items()
-        )
-    return out

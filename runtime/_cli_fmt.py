@@ -13,13 +13,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, tzinfo
+from functools import cache
 from typing import Any, TextIO
-from zoneinfo import ZoneInfo
 
 import msgspec
 
 from shepherd.store.errors import ConfigError
-from shepherd.store.models import JobSpec, RetryPolicy, Seconds, parse_duration, to_builtins
+from shepherd.store.models import Seconds, parse_duration, to_builtins
 
 __all__ = [
     "CliError",
@@ -42,6 +42,8 @@ _zone: tzinfo | None = None  # None: the machine's local time
 
 def duration_keys(*types: type[msgspec.Struct]) -> frozenset[str]:
     """The names of the ``Seconds`` fields of ``types`` (optional ones too)."""
+    import msgspec.inspect  # not at import: most commands never ask
+
     names: set[str] = set()
     for t in types:
         info = msgspec.inspect.type_info(t)
@@ -53,7 +55,13 @@ def duration_keys(*types: type[msgspec.Struct]) -> frozenset[str]:
     return frozenset(names)
 
 
-_DURATION_KEYS = duration_keys(JobSpec, RetryPolicy)
+@cache
+def _job_durations() -> frozenset[str]:
+    """A job's duration fields (``timeout``, ``retry.base``…): looked up when human
+    output first shows a job, not when the CLI starts."""
+    from shepherd.store.models import JobSpec, RetryPolicy
+
+    return duration_keys(JobSpec, RetryPolicy)
 
 
 def set_display_zone(name: str | None) -> None:
@@ -62,6 +70,8 @@ def set_display_zone(name: str | None) -> None:
     if name is None:
         _zone = None
         return
+    from zoneinfo import ZoneInfo  # only for --tz: local time needs no zone database
+
     try:
         _zone = ZoneInfo(name)
     except (ValueError, KeyError, OSError):  # ZoneInfoNotFoundError is a KeyError
@@ -155,7 +165,7 @@ def _times(data: Any, at: Any, dur: Any) -> Any:
             number = isinstance(v, int | float) and not isinstance(v, bool)
             if number and (_is_time(k) or (dur is not None and k == "anchor")):
                 out[k] = at(v)
-            elif number and dur is not None and k in _DURATION_KEYS:
+            elif number and dur is not None and k in _job_durations():
                 out[k] = dur(v)
             else:
                 out[k] = _times(v, at, dur)

@@ -37,6 +37,7 @@ from shepherd.runtime._cli_jobflags import FLAGS, flag_data
 from shepherd.runtime._cli_progress import Progress, progress
 from shepherd.runtime._cli_store import builtin_executors, loads_json, open_store, wall
 from shepherd.runtime._config_init import default_config_toml
+from shepherd.runtime._config_jobs import check_config_jobs  # re-exported
 from shepherd.runtime.config import Config
 from shepherd.runtime.jobs import job_from_data, save_op, validate_job
 from shepherd.store.errors import ConfigError, NotFound, StoreError
@@ -112,20 +113,6 @@ def spec_from_data(
         text = str(exc).removeprefix(f"{exc.field}: ") if exc.field else str(exc)
         raise ConfigError(text, field=flag or None) from None
     return spec
-
-
-def check_config_jobs(cfg: Config, now: float) -> None:
-    """Validate the ``[[jobs]]`` of the config as ``run`` will add them, so every command
-    refuses a config whose jobs the daemon would refuse. An ``at`` that has passed is
-    not an error here: a declared one-shot stays in the config after it ran. The app's
-    targets are not imported for this (``status`` works while the app is broken);
-    ``run``, ``enqueue`` and ``jobs add`` import them and check python jobs against them."""
-    executors = builtin_executors(cfg, with_app=False)
-    for i, spec in enumerate(cfg.jobs):
-        try:
-            validate_job(spec, executors, now, previous=spec)
-        except ConfigError as exc:
-            raise ConfigError(str(exc), field=f"config: jobs[{i}] ({spec.name})") from None
 
 
 def load_job_file(

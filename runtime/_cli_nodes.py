@@ -19,13 +19,12 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
-import msgspec
 
 from shepherd.runtime._cli_fmt import emit_json, human_duration, print_fields, table, when
+from shepherd.runtime._cli_status_parts import node_lines, nodes_status  # re-exported
 from shepherd.runtime._cli_store import daemon_pid, open_store
 from shepherd.runtime.config import Config
 from shepherd.store.factory import is_postgres
-from shepherd.store.protocol import Store
 
 __all__ = ["add_cluster_commands", "cmd_nodes", "node_lines", "nodes_status"]
 
@@ -64,47 +63,6 @@ def cmd_nodes(args: argparse.Namespace, cfg: Config) -> int:
 async def _nodes(cfg: Config) -> dict[str, Any]:
     async with open_store(cfg, create=False) as store:
         return await nodes_status(store, cluster=is_postgres(cfg.database))
-
-
-async def nodes_status(store: Store, *, cluster: bool) -> dict[str, Any]:
-    """What ``nodes --json`` prints, and the ``cluster`` part of ``status``: every node
-    (``cluster``: the engine shares the database between nodes), their count by
-    status, and the scheduler's leader."""
-    nodes = [msgspec.structs.asdict(n) for n in await store.nodes()] if cluster else []
-    leader = await store.scheduler_leader() if cluster else None
-    full = _leader_name(leader, [str(n["name"]) for n in nodes])
-    for n in nodes:
-        n["leader"] = n["name"] == full
-    counts: dict[str, int] = {}
-    for n in nodes:
-        counts[str(n["status"])] = counts.get(str(n["status"]), 0) + 1
-    return {
-        "cluster": cluster,
-        "engine": "postgresql" if cluster else "sqlite",
-        "leader": full,
-        "counts": counts,
-        "nodes": nodes,
-    }
-
-
-def _leader_name(leader: str | None, names: list[str]) -> str | None:
-    """The node name the lock holder's (possibly cut) name stands for."""
-    if leader is None or leader in names:
-        return leader
-    longer = [n for n in names if n.startswith(leader)]
-    return longer[0] if len(longer) == 1 else leader
-
-
-def node_lines(data: dict[str, Any]) -> dict[str, Any]:
-    """The ``nodes`` / ``leader`` lines of ``status`` and ``nodes`` (PostgreSQL)."""
-    counts = data["counts"]
-    order = ("alive", "expired", "dead", "left")
-    keys = [s for s in order if s in counts] + sorted(s for s in counts if s not in order)
-    text = ", ".join(f"{counts[s]} {s}" for s in keys)
-    return {
-        "nodes": text or "none registered",
-        "scheduler leader": data["leader"] or "none (no node holds the lock)",
-    }
 
 
 _COLUMNS = ("node", "status", "epoch", "lease age", "lease", "host", "pid", "since", "leader")

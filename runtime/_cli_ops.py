@@ -19,12 +19,12 @@ from shepherd.runtime._cli_fmt import (
     CliError,
     emit_json,
     human,
-    human_duration,
     print_fields,
     table,
     when,
 )
 from shepherd.runtime._cli_progress import progress
+from shepherd.runtime._cli_status_parts import run_row  # re-exported
 from shepherd.runtime._cli_store import builtin_executors, open_store, origin, wall
 from shepherd.runtime.config import Config
 from shepherd.runtime.jobs import check_enqueue, check_payload, new_dispatch
@@ -164,21 +164,6 @@ async def _apply(cfg: Config, op: Any) -> Any:
 
 
 # -- runs ----------------------------------------------------------------------------
-
-
-def run_row(r: Run) -> dict[str, Any]:
-    took = r.finished_at - r.started_at if r.finished_at is not None else None
-    return {
-        "id": r.id,
-        "dispatch": r.dispatch_id,
-        "job": r.job_name,
-        "attempt": r.attempt,
-        "status": r.status,
-        "started": when(r.started_at),
-        "took": human_duration(took),
-        "exit": r.exit_code if r.signal is None else f"sig{r.signal}",
-        "error": r.error,
-    }
 
 
 def cmd_runs_list(args: argparse.Namespace, cfg: Config) -> int:

@@ -5,32 +5,43 @@ spawn messages (how many, the latest errors), open task groups, and with ``[spoo
 the spool directory's pending and rejected files. On PostgreSQL every count is the
 database's, so cluster-wide, and ``cluster`` adds the nodes sharing it and the
 scheduler's leader (``runtime._cli_nodes``).
+
+On a SQLite file the command reads without an event loop: ``store.sqlite.reader``
+opens the file as the engine does (the same checks and migrations) on one plain
+connection and runs the engine's own read functions on it, so ``gather_status`` runs
+to its end without suspending. A PostgreSQL URL opens the store (``open_store``).
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anyio
 import msgspec
 
-from shepherd.actors.spool.files import spool_counts  # not .actor: no watcher to load
-from shepherd.runtime._cli_agents import agents_lines, agents_status
-from shepherd.runtime._cli_controls import control_lines, controls_status
-from shepherd.runtime._cli_fmt import emit_json, human_duration, print_fields, table, when
-from shepherd.runtime._cli_nodes import node_lines, nodes_status
-from shepherd.runtime._cli_ops import run_row
-from shepherd.runtime._cli_store import daemon_pid, open_store
-from shepherd.runtime.config import Config
+from shepherd.runtime._cli_fmt import CliError, emit_json, human_duration, print_fields, table, when
+from shepherd.runtime._cli_status_parts import (
+    agents_lines,
+    agents_status,
+    control_lines,
+    controls_status,
+    node_lines,
+    nodes_status,
+    run_row,
+)
+from shepherd.runtime._cli_store import daemon_pid
 from shepherd.store.models import Run
-from shepherd.store.protocol import Store
+
+if TYPE_CHECKING:
+    from shepherd.runtime.config import Config
+    from shepherd.store.protocol import Store
+    from shepherd.store.sqlite.reader import SqliteReader
 
 __all__ = ["cmd_status", "gather_status", "show_status", "status_data"]
 
 
 def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
-    gathered = anyio.run(_status, cfg)
+    gathered = _status_sqlite(cfg) if "://" not in cfg.database else _status_url(cfg)
     data = status_data(cfg.database, daemon_pid(cfg.database), *gathered)
     if cfg.spool is not None:  # counted in the directory: right with or without a daemon
         data["spool"] = {"dir": cfg.spool.dir, **_spool_counts(cfg.spool.dir)}
@@ -104,16 +115,41 @@ def show_status(args: argparse.Namespace, data: dict[str, Any]) -> int:
     return 0
 
 
-async def _status(
-    cfg: Config,
-) -> tuple[dict[str, Any], list[Run], dict[str, Any] | None, dict[str, Any]]:
-    async with open_store(cfg, create=False) as store:
-        return await gather_status(store)
+_Gathered = tuple[dict[str, Any], list[Run], dict[str, Any] | None, dict[str, Any]]
 
 
-async def gather_status(
-    store: Store,
-) -> tuple[dict[str, Any], list[Run], dict[str, Any] | None, dict[str, Any]]:
+def _status_sqlite(cfg: Config) -> _Gathered:
+    """``gather_status`` on the file, without an event loop (``store.sqlite.reader``)."""
+    import os
+
+    from shepherd.runtime._cli_help import first_run_hint
+    from shepherd.store.sqlite.reader import SqliteReader, run_sync
+
+    if not os.path.exists(cfg.database):  # as open_store(create=False)
+        raise CliError(first_run_hint(cfg.database), code=1)
+    reader = SqliteReader.open(
+        cfg.database,
+        synchronous=cfg.synchronous,
+        busy_timeout=float(cfg.busy_timeout),
+        check="bounded",
+    )
+    with reader:
+        return run_sync(gather_status(reader))
+
+
+def _status_url(cfg: Config) -> _Gathered:
+    import anyio
+
+    from shepherd.runtime._cli_store import open_store
+
+    async def gather() -> _Gathered:
+        async with open_store(cfg, create=False) as store:
+            return await gather_status(store)
+
+    return anyio.run(gather)
+
+
+async def gather_status(store: Store | SqliteReader) -> _Gathered:
     """(stats, running runs, the latest instance row, the rest) read from ``store``."""
     stats = await store.stats()
     running = await store.runs(status="running", limit=50)
@@ -134,6 +170,8 @@ async def gather_status(
 
 
 def _spool_counts(directory: str) -> dict[str, Any]:
+    from shepherd.actors.spool.files import spool_counts  # not .actor: no watcher to load
+
     try:
         return spool_counts(directory)
     except OSError as exc:  # status still reports the rest

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import fcntl
-import json
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -182,6 +181,8 @@ def _not_json(name: str) -> Any:
 
 def loads_json(text: str) -> Any:
     """``json.loads`` that refuses NaN / Infinity (Python's extension, not JSON)."""
+    import json  # not at import: only a command given JSON decodes it
+
     return json.loads(text, parse_constant=_not_json)
 
 

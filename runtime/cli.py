@@ -47,6 +47,7 @@ in one place, so it reads as the CLI's reference; the commands live in ``_cli_*.
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -84,7 +85,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole command line; with ``only`` (a key of ``_ALONE``), the root and that
     command alone (``main``'s fast path: no other command's module is imported)."""
     common = common_options(argparse.SUPPRESS)
-    common_job = common_options(argparse.SUPPRESS, tz=False)
+    common_job: list[argparse.ArgumentParser] = []  # built for the first job command
     root = argparse.ArgumentParser(
         prog="shepherd",
         description="Scheduler and dispatcher for AI-agent gateways.",
@@ -94,6 +95,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     sub = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    def _job_options() -> argparse.ArgumentParser:
+        if not common_job:
+            common_job.append(common_options(argparse.SUPPRESS, tz=False))
+        return common_job[0]
+
     def cmd(
         parent: Any, name: str, fn: Callable[..., int] | str, help: str, *, job: bool = False
     ) -> argparse.ArgumentParser:
@@ -101,7 +107,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             name,
             help=help,
             description=help,
-            parents=[common_job if job else common],
+            parents=[_job_options() if job else common],
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         p.epilog = example_epilog(p.prog.removeprefix(f"{root.prog} "), _EPILOG)
@@ -366,6 +372,16 @@ _NO_CONFIG = {_demo, _config_init, _completion}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    finally:
+        if argv is None:  # the program itself (console script, python -m): it exits next
+            # and its final collection would walk every object left (~20 ms of a
+            # command's start-up); frozen, they are left to the process's exit
+            gc.freeze()
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser(alone(sys.argv[1:] if argv is None else argv))
     try:
         args = parser.parse_args(argv)

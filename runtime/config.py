@@ -8,27 +8,31 @@ keys are errors.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 
-from shepherd.actors.backup import BackupConfig
+# each section's Struct lives in a module of its own that imports msgspec and the
+# store's value types only: every CLI command loads this module, never the actors
+from shepherd.actors.backup_config import BackupConfig
 from shepherd.actors.cluster_config import ClusterConfig
 from shepherd.actors.dispatcher.rates import RatesConfig
-from shepherd.actors.executors.gateway import GatewayConfig
-from shepherd.actors.liveness import AgentsConfig
-from shepherd.actors.retention import RetentionConfig
-from shepherd.actors.router.delivery import DeliveryConfig
+from shepherd.actors.executors.gateway_config import GatewayConfig
+from shepherd.actors.liveness_config import AgentsConfig
+from shepherd.actors.retention_config import RetentionConfig
+from shepherd.actors.router.delivery_config import DeliveryConfig
 from shepherd.actors.spool.config import SpoolConfig
 from shepherd.runtime.http.config import HttpConfig
 from shepherd.store.bounds import DAY, HOUR, Range, check_bounds
 from shepherd.store.errors import ConfigError
-from shepherd.store.factory import Check, database_path, is_postgres
+from shepherd.store.factory import database_path, is_postgres
 from shepherd.store.models import JobSpec, Seconds, decode_spec
+
+if TYPE_CHECKING:
+    from shepherd.store.factory import Check
 
 __all__ = ["Config", "load_config"]
 
@@ -121,6 +125,8 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
         if self.data_dir:
             return self.data_dir
         if is_postgres(self.database):
+            import hashlib  # not at import: only a PostgreSQL URL's directory needs it
+
             home = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
             digest = hashlib.sha256(self.database.encode()).hexdigest()[:16]
             return os.path.join(home, "shepherd", digest)

@@ -10,15 +10,16 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from shepherd.store.errors import ConfigError
-from shepherd.store.protocol import Store
-from shepherd.store.sqlite import integrity
-from shepherd.store.sqlite.integrity import Check
+
+if TYPE_CHECKING:  # the engines (sqlite3, the integrity check) load when a store opens;
+    # the config imports this module for is_postgres / database_path alone
+    from shepherd.store.protocol import Store
+    from shepherd.store.sqlite.integrity import Check
 
 __all__ = [
     "Check",
@@ -30,7 +31,6 @@ __all__ = [
     "restore_backup",
 ]
 
-log = logging.getLogger("shepherd.store")
 _URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$")
 _SQLITE = "sqlite:///"
 
@@ -84,7 +84,9 @@ async def open_store(
         return await PgStore.open(database, create=create, node=node)
     path = database_path(database)
     if check == "none":
-        log.warning(
+        import logging
+
+        logging.getLogger("shepherd.store").warning(
             "%s: opened without an integrity check (start_check = off): a damaged page"
             " is found only when a query reads it",
             path,
@@ -99,6 +101,8 @@ async def open_store(
 def diagnose(database: str) -> dict[str, Any]:
     """What ``shepherd doctor`` reports of the database: the file, its schema, a full
     integrity check per table, the latest runtime instance (``store.sqlite.integrity``)."""
+    from shepherd.store.sqlite import integrity
+
     return integrity.diagnose(database_path(database))
 
 

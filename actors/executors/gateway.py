@@ -18,15 +18,14 @@ Failure classes (what the executors do with them, DESIGN.md D11):
 
 from __future__ import annotations
 
-import os
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from shepherd.actors.executors.gateway_config import GatewayConfig  # re-exported
 from shepherd.actors.executors.sentinels import is_drain_error
-from shepherd.store.bounds import DAY, HOUR, Range, check_bounds
 from shepherd.store.errors import ConfigError, Deferred
-from shepherd.store.models import JobSpec, Seconds
+from shepherd.store.models import JobSpec
 
 if TYPE_CHECKING:  # imported where used: a config or a CLI command need not load httpx
     import httpx
@@ -53,61 +52,6 @@ AUTH_PROFILE_HEADER = "x-openclaw-auth-profile"
 
 #: Statuses that mean "the gateway (or its proxy) is not serving": defer, do not fail.
 DOWN_STATUSES = frozenset({502, 503, 504})
-
-
-_TIMEOUT = Range(0.001, HOUR, "s")
-
-
-class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """``[gateway]`` in the config file."""
-
-    url: str
-    token: str = ""  # sent as ``Authorization: Bearer <token>``
-    token_env: str = ""  # or: the name of an environment variable holding it
-    headers: dict[str, str] = msgspec.field(default_factory=dict)
-    model_prefix: str = "openclaw"  # model = "<prefix>:<agent>" unless the job sets one
-    health_path: str = "/health"
-    chat_path: str = "/v1/chat/completions"
-    event_path: str = "/v1/system-event"  # system events into the main session
-    delivery_path: str = "/v1/system-event"  # the "gateway" delivery sink
-    connect_timeout: Annotated[Seconds, _TIMEOUT] = Seconds(5.0)
-    health_timeout: Annotated[Seconds, _TIMEOUT] = Seconds(5.0)
-    write_timeout: Annotated[Seconds, _TIMEOUT] = Seconds(30.0)
-    # how long a dispatch waits when the gateway is down
-    defer: Annotated[Seconds, Range(0.001, DAY, "s")] = Seconds(60.0)
-    max_connections: Annotated[int, Range(1, 10_000)] = 256
-
-    def __post_init__(self) -> None:
-        check_bounds(self, prefix="gateway.")
-        if not self.url.startswith(("http://", "https://")):
-            raise ConfigError(
-                f"expected an http:// or https:// URL, got {self.url!r}", field="gateway.url"
-            )
-        for name in ("health_path", "chat_path", "event_path", "delivery_path"):
-            if not getattr(self, name).startswith("/"):
-                raise ConfigError("must start with '/'", field=f"gateway.{name}")
-
-    def endpoint(self, path: str) -> str:
-        return self.url.rstrip("/") + path
-
-    def auth_headers(self) -> dict[str, str]:
-        headers = dict(self.headers)
-        token = self.token or (os.environ.get(self.token_env, "") if self.token_env else "")
-        if token:
-            headers["authorization"] = f"Bearer {token}"
-        return headers
-
-    def timeout(self, *, read: float | None = None) -> httpx.Timeout:
-        """Connect / write bounded; read unbounded by default: the run actor's absolute
-        and idle deadlines cancel a turn, so a slow but streaming agent is not cut off."""
-        import httpx
-
-        return httpx.Timeout(
-            connect=float(self.connect_timeout),
-            read=read,
-            write=float(self.write_timeout),
-            pool=None,
-        )
 
 
 class HttpClient:

@@ -25,7 +25,7 @@ plain functions (SEMANTICS.md §2.6, D9):
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
@@ -37,10 +37,10 @@ from shepherd.actors.executors.output import (
     soft_failed_text,
     validate_limits,
 )
+from shepherd.actors.router.delivery_config import DeliveryConfig, DeliveryTarget  # re-exported
 from shepherd.store.alerts import validate_alert_option
-from shepherd.store.bounds import DAY, HOUR, Range, check_bounds
 from shepherd.store.errors import ConfigError
-from shepherd.store.models import JobSpec, Run, Seconds
+from shepherd.store.models import JobSpec, Run
 from shepherd.store.ops import DeadLetterAlert, NewDelivery
 
 if TYPE_CHECKING:  # annotations only: the config (DeliveryConfig) loads without the actors
@@ -66,44 +66,6 @@ __all__ = [
 
 SinkKind = Literal["callback", "webhook", "gateway"]
 ANNOUNCED_OUTCOMES = frozenset({"ok", "error", "timeout", "crashed"})
-
-
-class DeliveryTarget(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    channel: str = ""
-    target: str = ""
-
-
-class DeliveryConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """``[delivery]`` in the config file."""
-
-    aliases: dict[str, DeliveryTarget] = msgspec.field(default_factory=dict)
-    webhooks: dict[str, str] = msgspec.field(default_factory=dict)  # sink name → URL
-    default_sink: str = "gateway"
-    max_attempts: Annotated[int, Range(1, 1000)] = 8
-    retry_base: Annotated[Seconds, Range(0.001, DAY, "s")] = Seconds(5.0)
-    retry_max: Annotated[Seconds, Range(0.001, 30 * DAY, "s")] = Seconds(600.0)
-    timeout: Annotated[Seconds, Range(0.001, HOUR, "s")] = Seconds(10.0)  # one send
-    concurrency: Annotated[int, Range(1, 10_000)] = 16  # sends in flight at once
-    # inbox message expiry sweep
-    expire_interval: Annotated[Seconds, Range(0.001, DAY, "s")] = Seconds(15.0)
-    # dead-letter alerts for jobs without options.dead_letter_alert ("": none)
-    dead_letter_to: str = ""  # an alias ("@ops") or a target
-    dead_letter_channel: str = ""
-
-    def __post_init__(self) -> None:
-        check_bounds(self, prefix="delivery.")
-        if self.retry_max < self.retry_base:
-            raise ConfigError("must be >= delivery.retry_base", field="delivery.retry_max")
-        for name, url in self.webhooks.items():
-            if not url.startswith(("http://", "https://")):
-                raise ConfigError(
-                    f"expected an http(s) URL, got {url!r}", field=f"delivery.webhooks.{name}"
-                )
-        for alias in self.aliases:
-            if not alias or alias.startswith("@"):
-                raise ConfigError(
-                    "write aliases without the '@'", field=f"delivery.aliases.{alias}"
-                )
 
 
 def delivery_settings(options: Mapping[str, Any]) -> tuple[str, str | None, str | None]:

@@ -9,7 +9,6 @@ kept in memory after start (``runtime.http.auth``).
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Annotated, Literal
 
 import msgspec
@@ -99,6 +98,8 @@ def parse_listen(listen: str, *, field: str = "http.listen") -> tuple[str, int]:
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
+    import ipaddress  # not at import: the CLI loads this config and never asks
+
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:

@@ -21,31 +21,28 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
-from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import aiosqlite
 import anyio
 
 from shepherd.store.cluster import EndGroups, NodeInfo, NodeLease, Rescue
-from shepherd.store.errors import ConfigError, ReadOnly, StoreError
+from shepherd.store.errors import StoreError
 from shepherd.store.models import (
     Dispatch,
 )
 from shepherd.store.ops import DeadLetterAlert, WriteOp
 from shepherd.store.protocol import CheckpointMode, OrphanedProcess
-from shepherd.store.shared.reads import EngineReads, ReadModules
-from shepherd.store.sqlite import agents as agents_sql
-from shepherd.store.sqlite import approvals as approvals_sql
+from shepherd.store.shared.reads import EngineReads
 from shepherd.store.sqlite import cluster as cluster_sql
-from shepherd.store.sqlite import controls, deliveries, groups, messages, queries, runs, spawn
-from shepherd.store.sqlite import metrics as metrics_sql
+from shepherd.store.sqlite import runs
 from shepherd.store.sqlite import window as window_sql
 from shepherd.store.sqlite.backup import Progress, copy_to
 from shepherd.store.sqlite.batch import apply_batch, on_thread
 from shepherd.store.sqlite.codes import translate
 from shepherd.store.sqlite.integrity import Check, CheckRan
-from shepherd.store.sqlite.opening import check_file, connect, prepare_writer
+from shepherd.store.sqlite.opening import check_file, check_path, connect, prepare_writer
+from shepherd.store.sqlite.reader import READS
 
 __all__ = ["SqliteStore", "Synchronous"]
 
@@ -54,18 +51,7 @@ Synchronous = Literal["NORMAL", "FULL"]
 
 
 class SqliteStore(EngineReads):
-    sql = ReadModules(
-        queries,
-        controls,
-        runs,
-        agents_sql,
-        messages,
-        deliveries,
-        spawn,
-        groups,
-        approvals_sql,
-        metrics_sql,
-    )
+    sql = READS
 
     def __init__(
         self,
@@ -102,15 +88,7 @@ class SqliteStore(EngineReads):
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
         p = str(path)
-        # a few stat calls on open, not on a hot path
-        if not create and not Path(p).exists():  # noqa: ASYNC240
-            raise StoreError(f"{p}: no such database")
-        if p != ":memory:":
-            if Path(p).is_dir():  # noqa: ASYNC240
-                raise ConfigError(f"{p} is a directory, not a database file", field="database")
-            parent = Path(p).resolve().parent  # noqa: ASYNC240
-            if not parent.is_dir():
-                raise ReadOnly(f"{p}: directory {parent} does not exist")
+        check_path(p, create=create)
         writer = reader = None
         try:
             checked = await anyio.to_thread.run_sync(check_file, p, check, busy_timeout)

@@ -10,18 +10,38 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-import aiosqlite
-import anyio
-
+from shepherd.store.errors import ConfigError, ReadOnly, StoreError
 from shepherd.store.sqlite.integrity import Check, CheckRan, verify
 from shepherd.store.sqlite.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
-__all__ = ["check_file", "connect", "migrate", "prepare_writer", "schema_state"]
+if TYPE_CHECKING:  # the engine's connections; the loop-free reader (reader.py) has none
+    import aiosqlite
+
+__all__ = ["check_file", "check_path", "connect", "migrate", "prepare_writer", "schema_state"]
+
+
+def check_path(path: str, *, create: bool) -> None:
+    """Refuse what cannot be a database file before anything connects: a missing file
+    (unless ``create``), a directory, a parent directory that does not exist."""
+    # a few stat calls on open, not on a hot path
+    if not create and not Path(path).exists():
+        raise StoreError(f"{path}: no such database")
+    if path != ":memory:":
+        if Path(path).is_dir():
+            raise ConfigError(f"{path} is a directory, not a database file", field="database")
+        parent = Path(path).resolve().parent
+        if not parent.is_dir():
+            raise ReadOnly(f"{path}: directory {parent} does not exist")
 
 
 async def connect(path: str, busy_timeout: float) -> aiosqlite.Connection:
+    import aiosqlite
+    import anyio
+
     conn = aiosqlite.connect(
         path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
     )

@@ -100,3 +100,30 @@ def test_import_shepherd_is_lazy_and_complete() -> None:
     got = json.loads(proc.stdout)
     assert got["missing"] == []
     assert not set(got["before"]) & {*TREE, *LOOP, "httpx", "shepherd.store.models"}
+
+
+def test_status_reads_without_an_event_loop_or_the_actor_tree(tmp_path: Path) -> None:
+    db = tmp_path / "q.db"
+    _job(tmp_path, db)
+    rc, modules, out = _cli_modules(tmp_path, "--database", str(db), "status", "--json")
+    assert rc == 0, out
+    assert json.loads(out)["jobs"] == 1
+    heavy = modules & {*TREE, *LOOP, "httpx", "shepherd.actors.messages", "shepherd.runtime.jobs"}
+    assert not heavy, sorted(heavy)
+
+
+def test_loading_the_config_imports_no_actor() -> None:
+    script = (
+        "import json, sys\n"
+        "from shepherd.runtime.config import load_config\n"
+        "load_config(None)\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    modules = set(json.loads(proc.stdout))
+    packages = {f"shepherd.actors.{p}" for p in ("dispatcher", "executors", "router", "spool")}
+    actors = {m for m in modules if m.startswith("shepherd.actors.")} - packages
+    # the sections' config Structs only: no actor, no event loop, no store engine
+    assert all(m.endswith(("_config", ".config", ".rates")) for m in actors), sorted(actors)
+    heavy = modules & {*LOOP, "sqlite3", "logging", "hashlib", "shepherd.store.ops"}
+    assert not heavy, sorted(heavy)
