@@ -5,8 +5,9 @@
   head of the queue are loaded; it keeps how many it recovered and how long that took.
 - ``refill(now)``: the window of the queue's head (``ready.ReadyQueue``), read on from
   its cursors in index order (``Store.queued_ready`` / ``queued_later``): the future
-  rows past ``later`` once the clock reaches it (page after page while they are due,
-  since a due one may sort ahead of the horizon), then the due rows past ``horizon``
+  rows past ``later`` once the clock reaches it (one page; when more came due at once,
+  the ready side starts again from the head, since a due one may sort ahead of the
+  horizon, and ``later`` moves to now), then the due rows past ``horizon``
   when the ready heap ran below half the window or a pop stopped at the horizon (from
   the head again after a ``rewind``: a key's waiters left to the store are due). Each
   read is a page of the ready index: its cost follows the window, never the backlog.
@@ -143,13 +144,19 @@ class Loader:
             q.later = (rows[-1].not_before, rows[-1].seq) if len(rows) >= size else None
             for d in rows:
                 await self._take(d)
+            if q.later is not None and q.later[0] <= now:
+                # more than a page came due at once (a boundary's slots committed ahead):
+                # the rest are due rows now, read from the head in ready order as the
+                # ready heap drains (as at start), not all of them here
+                q.later, q.horizon, q.starved = (now, LAST_SEQ), BOTTOM, True
         rewind, q.rewind = q.rewind, False
         if rewind:  # waiters left to the store are due again: from the head, in order
             q.horizon = BOTTOM
         if q.horizon is None or not (rewind or q.starved or q.ready_size < size // 2):
             return
-        limit = max(size - q.ready_size, size // 2, 1)
         after = None if q.horizon == BOTTOM else q.horizon
+        # from the head, a whole window: what is held is among it (read again, kept once)
+        limit = size if after is None else max(size - q.ready_size, size // 2, 1)
         rows = await self._store.queued_ready(after, now=now, limit=limit)
         q.horizon = _key(rows[-1]) if len(rows) >= limit else None
         q.starved = False
