@@ -122,6 +122,8 @@ executor = "external"
 capabilities = ["gpu"]
 """
 
+#: what the socket's path needs not (``actors.socket_path``): OpenSSL, random, weakref
+PATH = ("hashlib", "_hashlib", "tempfile")
 #: what checking a config's [[jobs]] must not load: the executors' runtime modules
 EXECUTORS = tuple(
     f"shepherd.actors.executors.{m}"
@@ -138,7 +140,7 @@ def test_a_config_with_jobs_of_every_cheap_executor_loads_no_event_loop(tmp_path
     rc, modules, out = _cli_modules(tmp_path, "status", "--json")
     assert rc == 0, out
     assert "shepherd.actors.executors.specs" in modules
-    heavy = modules & {*TREE, *LOOP, *EXECUTORS, "anyio", "httpx"}
+    heavy = modules & {*TREE, *LOOP, *EXECUTORS, *PATH, "anyio", "httpx"}
     assert not heavy, sorted(heavy)
 
     path = stream_path(str(db))
@@ -164,7 +166,7 @@ def test_a_config_with_jobs_of_every_cheap_executor_loads_no_event_loop(tmp_path
         finally:
             os.unlink(path)
     assert rc == 0 and out.strip() == "7", out
-    heavy = modules & {*TREE, *LOOP, *EXECUTORS, "anyio", "httpx"}
+    heavy = modules & {*TREE, *LOOP, *EXECUTORS, *PATH, "anyio", "httpx"}
     assert not heavy, sorted(heavy)
 
 
