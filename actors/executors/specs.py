@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shepherd.actors.executors import prompt
-from shepherd.actors.executors.gateway import require_gateway
+from shepherd.actors.executors.gateway_config import require_gateway
 from shepherd.actors.executors.output import OUTPUT_OPTIONS, validate_limits
 from shepherd.actors.router.delivery import check_option_keys
 from shepherd.store.bounds import Range, check_value

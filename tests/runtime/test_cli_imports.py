@@ -127,7 +127,17 @@ PATH = ("hashlib", "_hashlib", "tempfile")
 #: what checking a config's [[jobs]] must not load: the executors' runtime modules
 EXECUTORS = tuple(
     f"shepherd.actors.executors.{m}"
-    for m in ("base", "shell", "python", "watchdog", "external", "agent", "event", "procs")
+    for m in (
+        "base",
+        "shell",
+        "python",
+        "watchdog",
+        "external",
+        "agent",
+        "event",
+        "gateway",
+        "procs",
+    )
 )
 
 
