@@ -33,10 +33,8 @@ dropped sender's commit).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import socket
-import tempfile
 from collections.abc import Iterable
 from typing import Any
 
@@ -45,6 +43,7 @@ from anyio.abc import SocketAttribute, TaskStatus
 
 from shepherd.actors.messages import DispatcherMsg, Poke, SchedulerMsg
 from shepherd.actors.primitives.mailbox import Address
+from shepherd.actors.socket_path import runtime_path
 from shepherd.store.errors import MailboxClosed, MailboxFull, os_error
 from shepherd.store.protocol import Store
 
@@ -64,8 +63,8 @@ MAX_DRAIN = 4096  # datagrams merged into one Poke at most (the socket queue is 
 
 
 def wake_path(db_path: str) -> str:
-    digest = hashlib.sha256(os.path.abspath(db_path).encode()).hexdigest()[:20]
-    return os.path.join(tempfile.gettempdir(), f"shepherd-{digest}.wake")
+    """The wake socket beside the enqueue socket (``actors.socket_path``)."""
+    return runtime_path(db_path, "wake")
 
 
 def send_wake(db_path: str, what: str = "d") -> bool:

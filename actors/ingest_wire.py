@@ -14,12 +14,11 @@ The module imports nothing heavy: ``shepherd enqueue`` loads it, not the actor t
 
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
 from typing import Any
 
 import msgspec
+
+from shepherd.actors.socket_path import runtime_path
 
 __all__ = [
     "HEADER",
@@ -78,9 +77,8 @@ class _Id(msgspec.Struct):
 
 def stream_path(db_path: str) -> str:
     """The socket of the runtime serving ``db_path``: in the temp directory (a unix
-    socket path is at most 107 bytes), named like the wake socket (``actors.ingest``)."""
-    digest = hashlib.sha256(os.path.abspath(db_path).encode()).hexdigest()[:20]
-    return os.path.join(tempfile.gettempdir(), f"shepherd-{digest}.sock")
+    socket path is at most 107 bytes), named like the wake socket (``actors.socket_path``)."""
+    return runtime_path(db_path, "sock")
 
 
 def frame(body: bytes) -> bytes:

@@ -19,8 +19,9 @@ from shepherd.actors.messages import DispatcherMsg, Enqueued, Event, entry_from_
 from shepherd.actors.primitives.clock import Clock
 from shepherd.actors.primitives.mailbox import Address
 from shepherd.actors.writer import StoreMsg, write
+from shepherd.runtime._approval_policy import GATED_KINDS, validate_approval
 from shepherd.store.errors import ConfigError, Conflict, NotFound
-from shepherd.store.models import APPROVAL_STATES, Approval, JobSpec
+from shepherd.store.models import APPROVAL_STATES, Approval
 from shepherd.store.ops import ResolveApproval, Resolved
 from shepherd.store.protocol import Store
 
@@ -34,48 +35,8 @@ __all__ = [
     "validate_approval",
 ]
 
-# the dispatch kinds a gate's ``sources`` may name (retries and crash replays are the
-# same dispatch again, approved before its first attempt: never gated)
-GATED_KINDS: tuple[str, ...] = ("enqueue", "schedule", "run_now", "chain", "spawn")
-
 MAX_REASON = 1000  # characters of a rejection's reason
 MAX_BY = 200  # characters of an approver's name
-
-
-def validate_approval(spec: JobSpec) -> None:
-    """ConfigError naming the field for a bad ``approval`` of a job spec: ``sources``
-    must be known dispatch kinds, and the request needs somewhere to go (the job's
-    ``options.delivery_to`` or ``options.delivery_channel``). Bounds: ``check_bounds``."""
-    policy = spec.approval
-    if policy is None or not policy.required:
-        return
-    if policy.sources is not None:
-        if not policy.sources:
-            raise ConfigError(
-                "must name at least one dispatch kind (omit it for every kind but run_now)",
-                field="approval.sources",
-            )
-        for i, kind in enumerate(policy.sources):
-            if kind in ("retry", "replay"):
-                raise ConfigError(
-                    f"{kind!r} is never gated: retries and replays of an approved dispatch"
-                    " are not asked again",
-                    field=f"approval.sources[{i}]",
-                )
-            if kind not in GATED_KINDS:
-                raise ConfigError(
-                    f"unknown dispatch kind {kind!r}; expected one of {', '.join(GATED_KINDS)}",
-                    field=f"approval.sources[{i}]",
-                )
-    to, channel = spec.options.get("delivery_to"), spec.options.get("delivery_channel")
-    if not (isinstance(to, str) and to.strip()) and not (
-        isinstance(channel, str) and channel.strip()
-    ):
-        raise ConfigError(
-            "an approval request needs somewhere to go: set options.delivery_to (an alias"
-            " like '@ops' or a target) or options.delivery_channel",
-            field="options.delivery_to",
-        )
 
 
 def check_filter(status: str | None) -> None:

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from shepherd.actors.dispatcher.rates import parse_rate
-from shepherd.actors.executors.base import Executor
 from shepherd.actors.router.delivery import validate_delivery
 from shepherd.actors.scheduler import cron
 from shepherd.actors.scheduler.plan import MISFIRE_GRACE
-from shepherd.runtime._approvals_api import validate_approval
+from shepherd.runtime._approval_policy import validate_approval
 from shepherd.runtime._chains import validate_chain
 from shepherd.store import keys
 from shepherd.store.bounds import check_bounds, check_json, check_value
@@ -34,6 +33,10 @@ from shepherd.store.models import (
     priority_rank,
 )
 from shepherd.store.ops import NewDispatch, SaveJob
+
+if TYPE_CHECKING:
+    from shepherd.actors.executors.base import Executor
+    from shepherd.actors.executors.specs import Validator
 
 __all__ = [
     "check_enqueue",
@@ -53,13 +56,14 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,199}$")
 
 def validate_job(
     spec: JobSpec,
-    executors: Mapping[str, Executor],
+    executors: Mapping[str, Validator],
     now: float,
     *,
     previous: JobSpec | None = None,
 ) -> None:
     """Everything ``spec`` must satisfy before it is stored; ``previous`` is the stored
-    job it replaces, if any (an ``at`` it already had may have passed)."""
+    job it replaces, if any (an ``at`` it already had may have passed). ``executors``
+    are the executors by name, or their checks alone (``specs.SpecCheck``)."""
     if not _NAME.match(spec.name):
         raise ConfigError(
             f"invalid job name {spec.name!r}: 1-200 characters, letters, digits and _ . : @ / -",

@@ -25,7 +25,6 @@ run impossible.
 from __future__ import annotations
 
 import functools
-import hashlib
 
 __all__ = [
     "DEFAULT_TTL",
@@ -70,6 +69,8 @@ def key_problem(key: object) -> str | None:
 @functools.lru_cache(maxsize=256)  # asked for at a claim and again at its run's start
 def lineage_key(dispatch_id: int) -> str:
     """The key shared by every attempt of one dispatch (its retry lineage)."""
+    import hashlib  # here: a CLI command that only checks keys need not load OpenSSL
+
     return hashlib.sha256(f"dispatch:{dispatch_id}".encode()).hexdigest()[:32]
 
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from shepherd.actors.executors import prompt
 from shepherd.actors.executors.base import ExecResult, RunContext
 from shepherd.actors.executors.gateway import (
     AGENT_HEADER,
@@ -44,7 +43,6 @@ from shepherd.actors.executors.gateway import (
     HttpClient,
     failed_response,
     gateway_down,
-    require_gateway,
     transport_failure,
 )
 from shepherd.actors.executors.host import Host
@@ -55,14 +53,12 @@ from shepherd.actors.executors.prompt import (
     trigger_context_text,
 )
 from shepherd.actors.executors.reply import SUMMARY_CHARS, read_json, read_sse, verdict
-from shepherd.actors.router.delivery import check_option_keys
-from shepherd.store.errors import ConfigError, Deferred, Discard, NotFound
+from shepherd.actors.executors.specs import AGENT_OPTIONS, check_agent  # re-exported
+from shepherd.store.errors import Deferred, Discard, NotFound
 from shepherd.store.models import JobSpec, Run
 
 __all__ = ["AGENT_OPTIONS", "SUMMARY_CHARS", "AgentExecutor", "turn_settings"]
 
-#: the options an agent job may set (the prompt's and announce delivery's on top)
-AGENT_OPTIONS = frozenset({"model", "session_key", "auth_profile", "stream"}) | prompt.OPTIONS
 
 PROMPT_RECORD_CHARS = 20_000  # the prompt text kept on the run (details.prompt)
 INBOX_FETCH = 5
@@ -106,18 +102,7 @@ class AgentExecutor:
     # -- validation ---------------------------------------------------------------------
 
     def validate(self, spec: JobSpec) -> None:
-        require_gateway(self._gw, spec)
-        message = spec.payload.get("message")
-        if not isinstance(message, str) or not message.strip():
-            raise ConfigError("an agent job needs a message to send", field="payload.message")
-        check_option_keys(spec, AGENT_OPTIONS)
-        for key in ("model", "session_key", "auth_profile"):
-            value = spec.options.get(key)
-            if value is not None and (not isinstance(value, str) or not value.strip()):
-                raise ConfigError("must be a non-empty string", field=f"options.{key}")
-        if not isinstance(spec.options.get("stream", True), bool):
-            raise ConfigError("must be true or false", field="options.stream")
-        prompt.validate_options(spec.options)
+        check_agent(self._gw, spec)
 
     # -- health -------------------------------------------------------------------------
 

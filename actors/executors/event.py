@@ -13,32 +13,25 @@ Job fields: ``payload.message`` (else ``target``) is the text; ``options.mode`` 
 
 from __future__ import annotations
 
-from typing import Any
-
 from shepherd.actors.executors.base import ExecResult, RunContext
 from shepherd.actors.executors.gateway import (
     GatewayConfig,
     HttpClient,
     failed_response,
-    require_gateway,
     transport_failure,
 )
-from shepherd.actors.router.delivery import check_option_keys
-from shepherd.store.errors import ConfigError, Discard
+from shepherd.actors.executors.specs import (  # re-exported
+    EVENT_MODES,
+    EVENT_OPTIONS,
+    check_event,
+    event_text,
+)
+from shepherd.store.errors import Discard
 from shepherd.store.models import JobSpec
 
 __all__ = ["EVENT_MODES", "EVENT_OPTIONS", "EventExecutor"]
 
-EVENT_MODES = ("now", "next-heartbeat")
-EVENT_OPTIONS = frozenset({"mode"})  # announce delivery's come on top
 DISPATCHED = "System event dispatched"
-
-
-def _text(job: JobSpec, payload: dict[str, Any]) -> str:
-    message = payload.get("message")
-    if isinstance(message, str) and message.strip():
-        return message
-    return job.target
 
 
 class EventExecutor:
@@ -51,16 +44,7 @@ class EventExecutor:
         self.sent = 0
 
     def validate(self, spec: JobSpec) -> None:
-        require_gateway(self._gw, spec)
-        if not _text(spec, spec.payload).strip():
-            raise ConfigError("a system event needs a text", field="payload.message")
-        check_option_keys(spec, EVENT_OPTIONS)
-        mode = spec.options.get("mode", "now")
-        if mode not in EVENT_MODES:
-            raise ConfigError(
-                f"unknown event mode {mode!r}; expected one of {', '.join(EVENT_MODES)}",
-                field="options.mode",
-            )
+        check_event(self._gw, spec)
 
     async def execute(self, ctx: RunContext) -> ExecResult:
         gw = self._gw
@@ -68,7 +52,7 @@ class EventExecutor:
             raise Discard("event job needs [gateway] url in config")
         import httpx
 
-        text = _text(ctx.job, ctx.payload)
+        text = event_text(ctx.job, ctx.payload)
         mode = str(ctx.job.options.get("mode", "now"))
         ctx.report(
             details={

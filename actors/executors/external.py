@@ -40,8 +40,8 @@ import anyio
 
 from shepherd.actors.executors.base import ExecResult, RunContext
 from shepherd.actors.executors.leases import Lease, LeaseBoard
+from shepherd.actors.executors.specs import check_external
 from shepherd.actors.primitives.clock import Clock
-from shepherd.actors.router.delivery import check_option_keys
 from shepherd.store.errors import Deferred
 from shepherd.store.models import JobSpec
 
@@ -61,8 +61,7 @@ class ExternalExecutor:
         self.board = LeaseBoard(clock)
 
     def validate(self, spec: JobSpec) -> None:
-        # no options of its own (announce delivery's only): the worker gets ``payload``
-        check_option_keys(spec, ())
+        check_external(spec)
 
     async def execute(self, ctx: RunContext) -> ExecResult:
         idle = float(ctx.job.idle_timeout or DEFAULT_IDLE_TIMEOUT)

@@ -22,10 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from shepherd.actors.executors.gateway_config import GatewayConfig  # re-exported
+from shepherd.actors.executors.gateway_config import GatewayConfig, require_gateway  # re-exported
 from shepherd.actors.executors.sentinels import is_drain_error
-from shepherd.store.errors import ConfigError, Deferred
-from shepherd.store.models import JobSpec
+from shepherd.store.errors import Deferred
 
 if TYPE_CHECKING:  # imported where used: a config or a CLI command need not load httpx
     import httpx
@@ -105,13 +104,6 @@ def http_error_text(response: httpx.Response, body: bytes) -> str:
     if not detail:
         detail = body[:200].decode("utf-8", errors="replace").strip()
     return f"HTTP {response.status_code}" + (f": {detail}" if detail else "")
-
-
-def require_gateway(cfg: GatewayConfig | None, spec: JobSpec) -> GatewayConfig:
-    """Reject a job of a gateway executor when the runtime has no ``[gateway]``."""
-    if cfg is None:
-        raise ConfigError(f"{spec.executor} job needs [gateway] url in config", field="executor")
-    return cfg
 
 
 def failed_response(

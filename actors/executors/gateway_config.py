@@ -16,7 +16,9 @@ from shepherd.store.errors import ConfigError
 if TYPE_CHECKING:  # imported where used: a config or a CLI command need not load httpx
     import httpx
 
-__all__ = ["GatewayConfig"]
+    from shepherd.store.models import JobSpec
+
+__all__ = ["GatewayConfig", "require_gateway"]
 
 _TIMEOUT = Range(0.001, HOUR, "s")
 
@@ -71,3 +73,10 @@ class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
             write=float(self.write_timeout),
             pool=None,
         )
+
+
+def require_gateway(cfg: GatewayConfig | None, spec: JobSpec) -> GatewayConfig:
+    """Reject a job of a gateway executor when the runtime has no ``[gateway]``."""
+    if cfg is None:
+        raise ConfigError(f"{spec.executor} job needs [gateway] url in config", field="executor")
+    return cfg

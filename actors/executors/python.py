@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from shepherd.actors.executors.base import ExecResult, RunContext
-from shepherd.actors.router.delivery import check_option_keys
+from shepherd.actors.executors.specs import check_python
 from shepherd.store.errors import ConfigError
 from shepherd.store.models import JobSpec
 
@@ -102,10 +102,7 @@ class PythonExecutor:
             convert_payload(kind, payload, field=field)
 
     def validate(self, spec: JobSpec) -> None:
-        if not (spec.target or spec.name):
-            raise ConfigError("a python job needs a target", field="target")
-        # no options of its own (announce delivery's only): job data goes in ``payload``
-        check_option_keys(spec, ())
+        check_python(spec)
         target = spec.target or spec.name
         if self.app is not None and target not in self._targets:
             known = ", ".join(sorted(self._targets)) or "none"

@@ -34,7 +34,6 @@ import msgspec
 from shepherd.actors.executors import child, procs
 from shepherd.actors.executors.base import ExecResult, RunContext
 from shepherd.actors.executors.output import (
-    OUTPUT_OPTIONS,
     OutputLimits,
     StreamResult,
     normalize_stream,
@@ -43,14 +42,10 @@ from shepherd.actors.executors.output import (
     truncate_utf8,
     validate_limits,
 )
-from shepherd.actors.router.delivery import check_option_keys
-from shepherd.store.errors import ConfigError
+from shepherd.actors.executors.specs import SHELL_OPTIONS, check_shell  # re-exported
 from shepherd.store.models import JobSpec
 
 __all__ = ["SHELL_OPTIONS", "ShellExecutor", "artifact_path"]
-
-#: the options a shell job may set (announce delivery's come on top)
-SHELL_OPTIONS = OUTPUT_OPTIONS | {"cwd"}
 
 
 def artifact_path(data_dir: str, run_id: int, stream: str) -> Path:
@@ -123,13 +118,7 @@ class ShellExecutor:
         self._shell = shell
 
     def validate(self, spec: JobSpec) -> None:
-        if not spec.target.strip():
-            raise ConfigError("a shell job needs a command in target", field="target")
-        check_option_keys(spec, SHELL_OPTIONS)
-        validate_limits(spec.options)
-        cwd = spec.options.get("cwd")
-        if cwd is not None and (not isinstance(cwd, str) or not cwd.strip()):
-            raise ConfigError("must be a non-empty string (a directory)", field="options.cwd")
+        check_shell(spec)
 
     async def execute(self, ctx: RunContext) -> ExecResult:
         limits = validate_limits(ctx.job.options)

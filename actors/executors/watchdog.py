@@ -31,11 +31,16 @@ import anyio
 from shepherd.actors.executors import procs
 from shepherd.actors.executors.base import ExecResult, RunContext
 from shepherd.actors.executors.host import Host
+from shepherd.actors.executors.specs import (  # re-exported
+    TIMEOUT_MIN,
+    WATCHDOG_OPTIONS,
+    check_watchdog,
+    parse_started_at,
+    watchdog_command,
+)
 from shepherd.actors.executors.watchdog_rules import watchdog_decision
 from shepherd.actors.primitives.clock import Clock, RealClock
-from shepherd.actors.router.delivery import check_option_keys
-from shepherd.store.bounds import Range, check_value
-from shepherd.store.errors import ConfigError, NotFound
+from shepherd.store.errors import NotFound
 from shepherd.store.models import JobSpec
 
 __all__ = [
@@ -46,42 +51,8 @@ __all__ = [
     "parse_started_at",
 ]
 
-#: the options a watchdog job may set (announce delivery's come on top)
-WATCHDOG_OPTIONS = frozenset(
-    {
-        "check_cmd",
-        "timeout_min",
-        "self_destruct",
-        "alert_to",
-        "alert_channel",
-        "label",
-        "started_at",
-    }
-)
-TIMEOUT_MIN = Range(1, 43_200)  # options.timeout_min: 1 minute to 30 days
-
 CHECK_TIMEOUT_CAP = 60.0
 _KEEP = 65536  # bytes of check output kept per stream
-
-
-def parse_started_at(value: object, *, field: str = "options.started_at") -> float:
-    """Epoch seconds from a number or an ISO 8601 string (naive = UTC)."""
-    if isinstance(value, bool):
-        raise ConfigError(f"expected epoch seconds or ISO 8601, got {value!r}", field=field)
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            raise ConfigError(f"invalid ISO 8601 time {value!r}", field=field) from None
-        return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
-    raise ConfigError(f"expected epoch seconds or ISO 8601, got {value!r}", field=field)
-
-
-def _check_cmd(spec: JobSpec) -> str:
-    cmd = spec.options.get("check_cmd")
-    return cmd if isinstance(cmd, str) and cmd.strip() else spec.target
 
 
 async def _read(stream: asyncio.StreamReader | None, buf: bytearray) -> None:
@@ -102,26 +73,7 @@ class WatchdogExecutor:
         self.alerts = 0
 
     def validate(self, spec: JobSpec) -> None:
-        if not _check_cmd(spec).strip():
-            raise ConfigError(
-                "a watchdog job needs a check command (options.check_cmd or target)",
-                field="options.check_cmd",
-            )
-        check_option_keys(spec, WATCHDOG_OPTIONS)
-        opts = spec.options
-        cmd = opts.get("check_cmd")
-        if cmd is not None and not isinstance(cmd, str):
-            raise ConfigError("must be a string (a shell command)", field="options.check_cmd")
-        if opts.get("timeout_min") is not None:
-            check_value(opts["timeout_min"], TIMEOUT_MIN, field="options.timeout_min", integer=True)
-        if not isinstance(opts.get("self_destruct", True), bool):
-            raise ConfigError("must be true or false", field="options.self_destruct")
-        for key in ("alert_to", "alert_channel", "label"):
-            value = opts.get(key)
-            if value is not None and (not isinstance(value, str) or not value.strip()):
-                raise ConfigError("must be a non-empty string", field=f"options.{key}")
-        if opts.get("started_at") is not None:
-            parse_started_at(opts["started_at"])
+        check_watchdog(spec)
 
     async def _check(self, ctx: RunContext, cmd: str, limit: float) -> tuple[int | None, str, str]:
         """Run the check; exit code None when it was killed at ``limit`` seconds."""
@@ -141,7 +93,7 @@ class WatchdogExecutor:
 
     async def execute(self, ctx: RunContext) -> ExecResult:
         job, opts = ctx.job, ctx.job.options
-        cmd = _check_cmd(job)
+        cmd = watchdog_command(job)
         limit = min(float(job.timeout), CHECK_TIMEOUT_CAP)
         code, stdout, stderr = await self._check(ctx, cmd, limit)
         ctx.heartbeat()

@@ -33,7 +33,6 @@ slots it passes over (each recorded ``backoff``).
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections import deque
 from datetime import UTC, datetime
@@ -155,6 +154,8 @@ def backed_off(
 
 def slot_key(job_id: int, slot: float) -> str:
     """Stable idempotency key of one scheduled slot of one job."""
+    import hashlib  # here: checking a job's schedule (every CLI command) needs no OpenSSL
+
     return hashlib.sha256(f"{job_id}:{slot:.3f}".encode()).hexdigest()[:32]
 
 

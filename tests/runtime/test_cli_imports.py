@@ -88,6 +88,107 @@ def test_enqueue_through_a_daemon_socket_loads_no_event_loop(tmp_path: Path) -> 
     assert not heavy, sorted(heavy)
 
 
+_JOBS = """
+database = "q.db"
+
+[[jobs]]
+name = "j"
+executor = "shell"
+target = "true"
+cron = "0 3 * * *"
+[jobs.options]
+cwd = "/tmp"
+output_summary = 2000
+
+[[jobs]]
+name = "py"
+executor = "python"
+target = "tasks:report"
+every = "1h"
+payload = { to = "ops" }
+
+[[jobs]]
+name = "dog"
+executor = "watchdog"
+target = "pgrep -f worker"
+every = "5m"
+[jobs.options]
+timeout_min = 30
+started_at = "2026-01-01T00:00:00Z"
+
+[[jobs]]
+name = "worker"
+executor = "external"
+capabilities = ["gpu"]
+"""
+
+#: what the socket's path needs not (``actors.socket_path``): OpenSSL, random, weakref
+PATH = ("hashlib", "_hashlib", "tempfile")
+#: what checking a config's [[jobs]] must not load: the executors' runtime modules
+EXECUTORS = tuple(
+    f"shepherd.actors.executors.{m}"
+    for m in (
+        "base",
+        "shell",
+        "python",
+        "watchdog",
+        "external",
+        "agent",
+        "event",
+        "gateway",
+        "procs",
+    )
+)
+
+
+def test_a_config_with_jobs_of_every_cheap_executor_loads_no_event_loop(tmp_path: Path) -> None:
+    """``status`` and ``enqueue`` (through a stand-in daemon) validate the config's jobs
+    as ``run`` would, with the executors' checks only (``actors.executors.specs``)."""
+    (tmp_path / "shepherd.toml").write_text(_JOBS)
+    db = tmp_path / "q.db"
+    _job(tmp_path, db)
+    rc, modules, out = _cli_modules(tmp_path, "status", "--json")
+    assert rc == 0, out
+    assert "shepherd.actors.executors.specs" in modules
+    heavy = modules & {*TREE, *LOOP, *EXECUTORS, *PATH, "anyio", "httpx"}
+    assert not heavy, sorted(heavy)
+
+    path = stream_path(str(db))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(path)
+        try:
+            listener.listen(1)
+            listener.settimeout(60)
+
+            def serve() -> None:
+                conn, _ = listener.accept()
+                with conn:
+                    buf = bytearray()
+                    while not (bodies := split_frames(buf)):
+                        buf += conn.recv(65536)
+                    item = msgspec.msgpack.decode(bodies[0], type=EnqueueItem)
+                    conn.sendall(frame(msgspec.msgpack.encode(Answer(id=item.id, dispatch=7))))
+
+            thread = threading.Thread(target=serve)
+            thread.start()
+            rc, modules, out = _cli_modules(tmp_path, "enqueue", "j")
+            thread.join(timeout=60)
+        finally:
+            os.unlink(path)
+    assert rc == 0 and out.strip() == "7", out
+    heavy = modules & {*TREE, *LOOP, *EXECUTORS, *PATH, "anyio", "httpx"}
+    assert not heavy, sorted(heavy)
+
+
+def test_a_bad_config_job_is_refused_without_the_executors(tmp_path: Path) -> None:
+    bad = _JOBS.replace("timeout_min = 30", "timeout_min = 0")
+    (tmp_path / "shepherd.toml").write_text(bad)
+    rc, modules, out = _cli_modules(tmp_path, "status")
+    assert rc == 2, out
+    assert "config: jobs[2] (dog)" in out and "options.timeout_min" in out, out
+    assert not modules & {*LOOP, *EXECUTORS, "anyio"}, sorted(modules & {*LOOP, *EXECUTORS})
+
+
 def test_import_shepherd_is_lazy_and_complete() -> None:
     script = (
         "import json, sys, shepherd\n"
