@@ -122,8 +122,8 @@ executor = "external"
 capabilities = ["gpu"]
 """
 
-#: what the socket's path needs not (``actors.socket_path``): OpenSSL, random, weakref
-PATH = ("hashlib", "_hashlib", "tempfile")
+#: what the socket's path needs not (``actors.socket_path``): OpenSSL
+PATH = ("hashlib", "_hashlib")
 #: what checking a config's [[jobs]] must not load: the executors' runtime modules
 EXECUTORS = tuple(
     f"shepherd.actors.executors.{m}"
