@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 from collections.abc import Iterable
 from typing import Any
 
@@ -43,7 +42,7 @@ from anyio.abc import SocketAttribute, TaskStatus
 
 from shepherd.actors.messages import DispatcherMsg, Poke, SchedulerMsg
 from shepherd.actors.primitives.mailbox import Address
-from shepherd.actors.socket_path import runtime_path
+from shepherd.actors.socket_path import send_wake, wake_path
 from shepherd.store.errors import MailboxClosed, MailboxFull, os_error
 from shepherd.store.protocol import Store
 
@@ -60,22 +59,6 @@ CATCH_UP = Poke(
     controls=True,
 )
 MAX_DRAIN = 4096  # datagrams merged into one Poke at most (the socket queue is smaller)
-
-
-def wake_path(db_path: str) -> str:
-    """The wake socket beside the enqueue socket (``actors.socket_path``)."""
-    return runtime_path(db_path, "wake")
-
-
-def send_wake(db_path: str, what: str = "d") -> bool:
-    """Tell the runtime serving ``db_path`` (if any) to look at the store. Never raises."""
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-            s.setblocking(False)
-            s.sendto(what.encode(), wake_path(db_path))
-        return True
-    except OSError:
-        return False
 
 
 def merge_wakes(datagrams: Iterable[bytes]) -> Poke:

@@ -1,8 +1,8 @@
 """Where the runtime serving a database listens: ``<temp dir>/shepherd-<digest>.<kind>``
 (``.sock`` the enqueue socket, ``ingest_wire.stream_path``; ``.wake`` the wake socket,
-``ingest.wake_path``). The daemon and every CLI call compute it on their own, so both
-must always get the same path; a CLI call computes it without loading OpenSSL
-(``hashlib``, ~3 ms).
+``wake_path``, and ``send_wake``, re-exported by ``ingest``). The daemon and every CLI
+call compute it on their own, so both must always get the same path; a CLI call
+computes it without loading OpenSSL (``hashlib``, ~3 ms).
 
 - the digest: the first 20 hex digits of the SHA-256 of the database's absolute path,
   from the interpreter's built-in SHA-256 (``_sha2``, before 3.12 ``_sha256``; the same
@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["runtime_path", "temp_dir"]
+__all__ = ["runtime_path", "send_wake", "temp_dir", "wake_path"]
 
 
 def runtime_path(db_path: str, kind: str) -> str:
@@ -43,3 +43,21 @@ def temp_dir() -> str:
     import tempfile
 
     return tempfile.gettempdir()
+
+
+def wake_path(db_path: str) -> str:
+    """The wake socket beside the enqueue socket."""
+    return runtime_path(db_path, "wake")
+
+
+def send_wake(db_path: str, what: str = "d") -> bool:
+    """Tell the runtime serving ``db_path`` (if any) to look at the store. Never raises."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.setblocking(False)
+            s.sendto(what.encode(), wake_path(db_path))
+        return True
+    except OSError:
+        return False

@@ -1,6 +1,6 @@
 """``shepherd enqueue``: through the daemon's enqueue socket when a daemon serves the
 database (its group commit; the id printed once committed), else written directly
-(``_cli_ops.enqueue_one``). The module imports little, so the command starts fast: the
+(``_cli_enqueue_direct``). The module imports little, so the command starts fast: the
 direct path's store and checks are imported only when no daemon answers.
 
 A request sent to the daemon carries an idempotency key (``--idempotency-key``, or a
@@ -41,7 +41,7 @@ def cmd_enqueue(args: argparse.Namespace, cfg: Config) -> int:
         raise CliError("--delay and --not-before exclude each other", code=2)
     producer = Producer(cfg.database)
     if not producer.connected():
-        from shepherd.runtime._cli_ops import cmd_enqueue as direct
+        from shepherd.runtime._cli_enqueue_direct import cmd_enqueue as direct
 
         return direct(args, cfg)
     item: dict[str, Any] = {
@@ -60,7 +60,7 @@ def cmd_enqueue(args: argparse.Namespace, cfg: Config) -> int:
         with producer:
             [got] = producer.submit([{k: v for k, v in item.items() if v is not None}])
     except Disconnected:  # no answer: the direct write with the same key settles it
-        from shepherd.runtime._cli_ops import cmd_enqueue as direct
+        from shepherd.runtime._cli_enqueue_direct import cmd_enqueue as direct
 
         args.key_generated = args.idempotency_key is None
         args.idempotency_key = item["idempotency_key"]

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import anyio
 
 from shepherd.actors.ingest import send_wake
+from shepherd.runtime._cli_enqueue_direct import cmd_enqueue
 from shepherd.runtime._cli_fmt import (
     CliError,
     emit_json,
@@ -27,8 +28,8 @@ from shepherd.runtime._cli_progress import progress
 from shepherd.runtime._cli_status_parts import run_row  # re-exported
 from shepherd.runtime._cli_store import builtin_executors, open_store, origin, wall
 from shepherd.runtime.config import Config
-from shepherd.runtime.jobs import check_enqueue, check_payload, new_dispatch
-from shepherd.store.errors import ConfigError, NotFound
+from shepherd.runtime.jobs import check_payload, new_dispatch
+from shepherd.store.errors import NotFound
 from shepherd.store.models import Dispatch, EnqueueRequest, Run
 from shepherd.store.ops import CancelChain, CancelDispatch, InsertDispatches, PurgeDead, RetryDead
 from shepherd.store.protocol import Store
@@ -54,55 +55,6 @@ _CHUNK = 500  # dead letters per commit of `dlq retry` / `dlq purge --all`
 
 
 # -- enqueue / cancel ---------------------------------------------------------------
-
-
-def cmd_enqueue(args: argparse.Namespace, cfg: Config) -> int:
-    if args.delay is not None and args.not_before is not None:
-        raise CliError("--delay and --not-before exclude each other", code=2)
-    try:
-        key = args.idempotency_key
-        check_enqueue(
-            EnqueueRequest(job=args.job, idempotency_key=key),
-            delay=args.delay,
-            expires_in=args.expires_in,
-        )
-    except ConfigError as exc:  # name the flag
-        flag = "--" + (exc.field or "").replace("_", "-")
-        raise ConfigError(str(exc).removeprefix(f"{exc.field}: "), field=flag) from None
-    now = wall()
-    not_before = (
-        args.not_before
-        if args.not_before is not None
-        else (now + args.delay if args.delay else None)
-    )
-    req = EnqueueRequest(
-        job=args.job,
-        payload=args.payload,
-        priority=args.priority,
-        not_before=not_before,
-        expires_at=now + args.expires_in if args.expires_in else None,
-        max_attempts=args.max_attempts,
-        idempotency_key=args.idempotency_key,
-        capabilities=args.capabilities.split(",") if args.capabilities is not None else None,
-        owner=args.owner,
-    )
-    try:
-        dispatch_id, duplicate = anyio.run(enqueue_one, cfg, req, now)
-    except ConfigError as exc:  # name the flag
-        if exc.field in ("enqueue.capabilities", "enqueue.owner"):
-            flag = "--" + exc.field.removeprefix("enqueue.")
-            raise ConfigError(str(exc).removeprefix(f"{exc.field}: "), field=flag) from None
-        raise
-    if not duplicate:
-        send_wake(cfg.database, "d")
-    if args.json:
-        duplicate = duplicate and not getattr(args, "key_generated", False)
-        emit_json({"id": dispatch_id, "job": args.job, "duplicate": duplicate})
-    elif duplicate and not getattr(args, "key_generated", False):
-        print(f"{dispatch_id} (the existing dispatch of idempotency key {args.idempotency_key!r})")
-    else:
-        print(dispatch_id)
-    return 0
 
 
 async def enqueue_one(cfg: Config, req: EnqueueRequest, now: float) -> tuple[int, bool]:

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
-
-import aiosqlite
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from shepherd.store.activity import THREAD_WORK
+
+if TYPE_CHECKING:  # a tool applying ops on a plain connection loads no aiosqlite
+    import aiosqlite
 from shepherd.store.ops import (
     AGENT_OP_TYPES,
     APPROVAL_OP_TYPES,

@@ -1,5 +1,7 @@
 """The SQLite engine's reads without an event loop, for a tool that reads once and exits
-(``shepherd status``: aiosqlite, anyio and asyncio would cost it more than its reads).
+(``shepherd status``: aiosqlite, anyio and asyncio would cost it more than its reads);
+opened ``writable``, also its writes (``apply_one``: the engine's ``apply_batch``, one
+transaction), for a tool that writes once (``shepherd enqueue`` with no daemon).
 
 ``SqliteReader.open`` opens the file as ``SqliteStore.open`` opens its writer (the same
 checks: ``opening.check_path``, ``check_file``'s foreign-file and integrity check,
@@ -18,6 +20,8 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Literal, TypeVar
 
 from shepherd.store.cluster import NodeInfo
+from shepherd.store.errors import StoreError
+from shepherd.store.ops import WriteOp
 from shepherd.store.shared.reads import EngineReads, ReadModules
 from shepherd.store.sqlite import agents as agents_sql
 from shepherd.store.sqlite import approvals as approvals_sql
@@ -67,9 +71,10 @@ class SqliteReader(EngineReads):
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         busy_timeout: float = 5.0,
         check: Check = "full",
+        writable: bool = False,
     ) -> SqliteReader:
         """The existing file ``path``, checked and migrated as ``SqliteStore.open``
-        (``create=False``) does it."""
+        (``create=False``) does it; read-only unless ``writable``."""
         check_path(path, create=False)
         conn: sqlite3.Connection | None = None
         try:
@@ -78,7 +83,8 @@ class SqliteReader(EngineReads):
                 path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
             )
             prepare_writer(conn, synchronous, busy_timeout)
-            conn.execute("PRAGMA query_only = 1")
+            if not writable:
+                conn.execute("PRAGMA query_only = 1")
         except sqlite3.Error as exc:
             if conn is not None:
                 conn.close()
@@ -94,6 +100,19 @@ class SqliteReader(EngineReads):
             return fn(self._conn, *args, **kwargs)
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from None
+
+    def apply_one(self, op: WriteOp) -> Any:
+        """``op`` alone in a transaction, as ``SqliteStore.apply_one``: its result, or its
+        StoreError raised (a reader opened ``writable`` only)."""
+        from shepherd.store.sqlite.batch import apply_batch
+
+        try:
+            [result] = apply_batch(self._conn, [op])
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from None
+        if isinstance(result, StoreError):
+            raise result
+        return result
 
     async def nodes(self) -> list[NodeInfo]:
         return await self.read(cluster_sql.list_nodes)
