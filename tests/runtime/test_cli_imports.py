@@ -12,6 +12,8 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import msgspec
@@ -38,6 +40,37 @@ def _cli_modules(tmp: Path, *argv: str) -> tuple[int, set[str], str]:
     return got["rc"], set(got["modules"]), "\n".join(out) + proc.stderr
 
 
+@contextmanager
+def stand_in_daemon(db: str, dispatch_id: int) -> Iterator[list[EnqueueItem]]:
+    """A listener on ``db``'s enqueue socket answering one request with ``dispatch_id``;
+    yields the requests it got (complete once the block has ended)."""
+    path = stream_path(db)
+    seen: list[EnqueueItem] = []
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(path)
+        try:
+            listener.listen(1)
+            listener.settimeout(60)
+
+            def serve() -> None:
+                conn, _ = listener.accept()
+                with conn:
+                    buf = bytearray()
+                    while not (bodies := split_frames(buf)):
+                        buf += conn.recv(65536)
+                    item = msgspec.msgpack.decode(bodies[0], type=EnqueueItem)
+                    seen.append(item)
+                    answer = Answer(id=item.id, dispatch=dispatch_id)
+                    conn.sendall(frame(msgspec.msgpack.encode(answer)))
+
+            thread = threading.Thread(target=serve)
+            thread.start()
+            yield seen
+            thread.join(timeout=60)
+        finally:
+            os.unlink(path)
+
+
 def _job(tmp: Path, db: Path) -> None:
     argv = [sys.executable, "-m", "shepherd", "--database", str(db), "jobs", "add", "j"]
     argv += ["--executor", "shell", "--target", "true"]
@@ -59,31 +92,9 @@ def test_enqueue_through_a_daemon_socket_loads_no_event_loop(tmp_path: Path) -> 
     """A stand-in daemon (a listener answering dispatch 42) on the database's socket."""
     db = tmp_path / "q.db"
     _job(tmp_path, db)
-    path = stream_path(str(db))
-    seen: list[EnqueueItem] = []
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
-        listener.bind(path)
-        try:
-            listener.listen(1)
-            listener.settimeout(60)
-
-            def serve() -> None:
-                conn, _ = listener.accept()
-                with conn:
-                    buf = bytearray()
-                    while not (bodies := split_frames(buf)):
-                        buf += conn.recv(65536)
-                    item = msgspec.msgpack.decode(bodies[0], type=EnqueueItem)
-                    seen.append(item)
-                    conn.sendall(frame(msgspec.msgpack.encode(Answer(id=item.id, dispatch=42))))
-
-            thread = threading.Thread(target=serve)
-            thread.start()
-            argv = ("--database", str(db), "enqueue", "j", "--delay", "5m", "--priority", "high")
-            rc, modules, out = _cli_modules(tmp_path, *argv)
-            thread.join(timeout=60)
-        finally:
-            os.unlink(path)
+    argv = ("--database", str(db), "enqueue", "j", "--delay", "5m", "--priority", "high")
+    with stand_in_daemon(str(db), 42) as seen:
+        rc, modules, out = _cli_modules(tmp_path, *argv)
     assert rc == 0 and out.strip() == "42", out
     assert [(i.job, i.delay, i.priority) for i in seen] == [("j", 300.0, "high")]
     heavy = modules & {*TREE, *LOOP, "httpx"}
@@ -155,28 +166,8 @@ def test_a_config_with_jobs_of_every_cheap_executor_loads_no_event_loop(tmp_path
     heavy = modules & {*TREE, *LOOP, *EXECUTORS, *PATH, "anyio", "httpx"}
     assert not heavy, sorted(heavy)
 
-    path = stream_path(str(db))
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
-        listener.bind(path)
-        try:
-            listener.listen(1)
-            listener.settimeout(60)
-
-            def serve() -> None:
-                conn, _ = listener.accept()
-                with conn:
-                    buf = bytearray()
-                    while not (bodies := split_frames(buf)):
-                        buf += conn.recv(65536)
-                    item = msgspec.msgpack.decode(bodies[0], type=EnqueueItem)
-                    conn.sendall(frame(msgspec.msgpack.encode(Answer(id=item.id, dispatch=7))))
-
-            thread = threading.Thread(target=serve)
-            thread.start()
-            rc, modules, out = _cli_modules(tmp_path, "enqueue", "j")
-            thread.join(timeout=60)
-        finally:
-            os.unlink(path)
+    with stand_in_daemon(str(db), 7):
+        rc, modules, out = _cli_modules(tmp_path, "enqueue", "j")
     assert rc == 0 and out.strip() == "7", out
     heavy = modules & {*TREE, *LOOP, *EXECUTORS, *PATH, "anyio", "httpx"}
     assert not heavy, sorted(heavy)
