@@ -175,8 +175,8 @@ class SpoolIngest:
             committed, refused = await self._commit(chunk)
             bad += [(by_name[a.name], error) for a, error in refused]
             done = [by_name[a.name] for a in committed]
+            self.counters["ingested"] += len(done)  # committed: counted before the files go
             removed = await anyio.to_thread.run_sync(remove_committed, self._pending, done)
-            self.counters["ingested"] += len(done)
             self.counters["kept"] += len(done) - removed
         if bad:
             for f, error in bad:

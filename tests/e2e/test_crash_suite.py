@@ -515,7 +515,9 @@ def test_producer_key_still_deduplicates_after_a_crash_replay(crash_env: CrashEn
     )
     daemon = env.start()
     first = env.cli_json("enqueue", "keyed", "--idempotency-key", "K")
-    eventually(lambda: _processes_with(marker), what="the first run to start")
+    # the body itself, not only its shell: the shell's command line holds the marker
+    # before the shell runs a line of it (it waits for the runtime to record it first)
+    eventually(lambda: flag.exists() and _processes_with(marker), what="the first run's body")
     os.kill(daemon.pid, signal.SIGKILL)
     env.wait_exit(daemon)
     for pid in _processes_with(marker):  # the orphaned sleep: not ours to keep
