@@ -175,6 +175,10 @@ class Dispatcher:
             self.counters["loops"] += 1
             for msg in batch:
                 await self._handle(msg, tg)
+            for dispatch_id in self._loader.withdrawn:  # their end, heard as any other
+                why = "withdrawn before its slot: the job changed"
+                self._batch.cancelled(dispatch_id, "cancelled", self._clock.wall(), why)
+            self._loader.withdrawn.clear()
             if self._loader.pending:
                 self._loader.fresh = [] if self._wants(DispatchQueued) else None
                 for dispatch_id, why in await self._loader.reload():

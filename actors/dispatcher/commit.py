@@ -151,7 +151,9 @@ class Batch:
         pool = pool if pool is not None else self._jobs.pool(e.job_id)
         self.hand_on(self._admission.release(e.job_id, pool) + self._admission.agents.release(e.id))
 
-    def cancelled(self, dispatch_id: int, status: str | None, now: float) -> None:
+    def cancelled(
+        self, dispatch_id: int, status: str | None, now: float, why: str = "cancelled by operator"
+    ) -> None:
         """The store cancelled a queued dispatch (``status``: what it found): it leaves
         the queue, its free keys go to their next waiter."""
         e = self._queue.take(dispatch_id)
@@ -159,7 +161,7 @@ class Batch:
             return
         self.hand_on(free_keys(e.job_id, self._jobs.get(e.job_id), self._admission, e.id))
         if status == "cancelled":
-            name, error = self._jobs.name(e.job_id), "cancelled by operator"
+            name, error = self._jobs.name(e.job_id), why
             ev = outcome_event(e, name, None, e.attempt, "cancelled", "cancelled", now, error=error)
             self._emit(ev)
 

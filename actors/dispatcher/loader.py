@@ -12,7 +12,8 @@
   the head again after a ``rewind``: a key's waiters left to the store are due). Each
   read is a page of the ready index: its cost follows the window, never the backlog.
 - ``jobs(ids)``: all jobs (start, a changed-jobs reload) or only ``ids`` (O(changed));
-  the waiters of a changed job go back through admission (a disabled job's fires).
+  the waiters of a changed job go back through admission (a disabled job's fires), and
+  its slots held here that the change withdrew in the store go to ``withdrawn``.
 - ``queued(after_seq)``: the queued dispatches past the newest seq read so far
   (``seq``), handed to ``add`` (the batch, which skips those with a run in flight).
 - ``note(poke)`` / ``reload()``: the union of a pass's ``Poke``s, read once per pass
@@ -87,9 +88,12 @@ class Loader:
         self.recovery_seconds = 0.0
         # a list while the shell wants the dispatches a reload finds (``DispatchQueued``)
         self.fresh: list[Entry] | None = None
+        self.withdrawn: list[int] = []  # held slots a job change withdrew (``jobs``)
+        self._clock: Clock | None = None
 
     async def start(self, writer: Address[StoreMsg], clock: Clock) -> None:
         """Recover the orphaned runs, then load every job and the head of the queue."""
+        self._clock = clock
         began = clock.now()
         recovered = await recover_orphans(
             self._store, writer, clock, origin=self._instance, alert=self._alert, node=self._node()
@@ -124,6 +128,18 @@ class Loader:
         else:
             before = self._jobs.refresh(ids, await self._store.jobs_by_id(ids))
         self._queue.take_changed(before, self._jobs)
+        changed = {j for j, spec in before.items() if self._jobs.get(j) != spec}
+        if changed and self._clock is not None:
+            await self._find_withdrawn(changed, self._clock.wall())
+
+    async def _find_withdrawn(self, jobs: set[int], now: float) -> None:
+        """The slots of changed ``jobs`` held here, committed ahead, that the change
+        withdrew in the store (``SaveJob``): their ids go to ``withdrawn``."""
+        for e in self._queue.held():
+            if e.kind == "schedule" and e.job_id in jobs and e.not_before > now:
+                row = await self._store.dispatch(e.id)
+                if row is None or row.status == "cancelled":
+                    self.withdrawn.append(e.id)
 
     async def queued(self, after_seq: int = 0, *, exclude_own: bool = False) -> None:
         """What was committed past ``after_seq``; each kept if it sorts within the

@@ -179,6 +179,10 @@ class ReadyQueue:
     def get(self, dispatch_id: int) -> Entry | None:
         return self._entries.get(dispatch_id)
 
+    def held(self) -> list[Entry]:
+        """Every entry held now."""
+        return list(self._entries.values())
+
     def holds(self, e: Entry, now: float) -> bool:
         """Does ``e`` sort within the cursors (a refill would not find it)?"""
         if e.not_before > now:

@@ -4,6 +4,7 @@ SQLite files; the scheduler, dispatcher and store are the real ones."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ import anyio
 import pytest
 
 from shepherd.actors.ingest import send_wake
+from shepherd.actors.messages import OutcomeEvent
 from shepherd.actors.primitives.clock import FakeClock
 from shepherd.actors.scheduler.plan import slot_key
 from shepherd.runtime import (
@@ -212,11 +214,20 @@ async def test_a_changed_or_disabled_job_withdraws_its_slot_committed_ahead(
         await step_to(rt, clock, slot - 1.0)
         for name in "abcd":
             await count(rt, name, 1, status="queued")
-        await rt.disable("a")  # disabled: withdrawn, no run
-        await rt.update_job("b", cron="*/5 * * * *")  # moved: withdrawn, next at 12:05
-        await rt.update_job("c", cron="*/1 * * * *")  # same slots: committed again
-        await rt.update_job("d", priority="high")  # schedule kept: the slot stays
-        await scheduler_idle(rt, clock)
+        async with rt.subscribe(OutcomeEvent) as events:
+            await rt.disable("a")  # disabled: withdrawn, no run
+            await rt.update_job("b", cron="*/5 * * * *")  # moved: withdrawn, next at 12:05
+            await rt.update_job("c", cron="*/1 * * * *")  # same slots: committed again
+            await rt.update_job("d", priority="high")  # schedule kept: the slot stays
+            await scheduler_idle(rt, clock)
+            ended = []
+            with contextlib.suppress(anyio.WouldBlock):
+                while True:
+                    ended.append(events.receive_nowait())  # type: ignore[attr-defined]
+        why = "withdrawn before its slot: the job changed"  # each end heard as any other
+        assert sorted((e.job, e.status, e.final, e.error) for e in ended) == [
+            (name, "cancelled", True, why) for name in "abc"
+        ]
         assert (await rt.get_job("b")).next_run_at == ts("2024-06-10T12:05:00Z")
         await step_to(rt, clock, slot)
         await count(rt, "c", 1, status="done")
