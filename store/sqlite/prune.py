@@ -86,8 +86,12 @@ def _dispatches(conn: sqlite3.Connection, op: PruneDispatches) -> Pruned:
     )
     args = (op.status, op.before, op.keyed_before, op.limit)
     runs = 0
-    if op.status == "dead":  # a dead letter keeps its runs until it goes
-        runs = conn.execute(f"DELETE FROM runs WHERE dispatch_id IN ({chosen})", args).rowcount
+    if op.status == "dead":  # a dead letter keeps its runs until it goes; the newest run
+        # stays whatever it belongs to (run ids are MAX(id) + 1: they never go back)
+        runs = conn.execute(
+            f"DELETE FROM runs WHERE dispatch_id IN ({chosen}) AND id < (SELECT MAX(id) FROM runs)",
+            args,
+        ).rowcount
     n = conn.execute(f"DELETE FROM dispatches WHERE id IN ({chosen})", args).rowcount
     return Pruned(n, 0 if n >= op.limit else None, runs)
 

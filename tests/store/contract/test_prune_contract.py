@@ -221,3 +221,17 @@ async def test_ended_groups_go_with_their_members_and_open_ones_stay(store: Stor
     kept = await store.task_group(still)
     assert kept is not None and [m.label for m in kept.members] == ["m1", "m2"]
     assert await store.task_group(last) is not None
+
+
+async def test_pruning_dead_letters_never_lets_run_ids_go_back(store: Store) -> None:
+    """The newest run may be a dead letter's while a newer dispatch waits: it stays when
+    the dead letter goes, so the next run's id is past it (no id is handed out twice)."""
+    a = await add_job(store, "a")
+    [(dead, _), (waiting, _)] = await enqueue(store, new(a), new(a), now=1.0)
+    run = await claim(store, dead, now=2.0)
+    assert run is not None
+    await finish(store, run, dead, now=3.0, outcome="error", next="dead", dead_reason="failed")
+    op = PruneDispatches(status="dead", before=10.0, keyed_before=10.0, limit=100)
+    assert (await store.apply_one(op)).deleted == 1
+    again = await claim(store, waiting, now=11.0)
+    assert again is not None and again > run
