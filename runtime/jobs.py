@@ -12,12 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from shepherd.actors.dispatcher.rates import parse_rate
-from shepherd.actors.router.delivery import validate_delivery
-from shepherd.actors.scheduler import cron
-from shepherd.actors.scheduler.plan import MISFIRE_GRACE
-from shepherd.runtime._approval_policy import validate_approval
-from shepherd.runtime._chains import validate_chain
 from shepherd.store import keys
 from shepherd.store.bounds import check_bounds, check_json, check_value
 from shepherd.store.errors import ConfigError
@@ -64,6 +58,13 @@ def validate_job(
     """Everything ``spec`` must satisfy before it is stored; ``previous`` is the stored
     job it replaces, if any (an ``at`` it already had may have passed). ``executors``
     are the executors by name, or their checks alone (``specs.SpecCheck``)."""
+    # what checking a job needs, loaded for it (an enqueue or a read needs none of it)
+    from shepherd.actors.dispatcher.rates import parse_rate
+    from shepherd.actors.router.delivery import validate_delivery
+    from shepherd.actors.scheduler import cron
+    from shepherd.runtime._approval_policy import validate_approval
+    from shepherd.runtime._chains import validate_chain
+
     if not _NAME.match(spec.name):
         raise ConfigError(
             f"invalid job name {spec.name!r}: 1-200 characters, letters, digits and _ . : @ / -",
@@ -104,6 +105,9 @@ def validate_job(
 def _check_at_not_past(spec: JobSpec, now: float) -> None:
     """A newly set ``at`` may lie up to ``MISFIRE_GRACE`` (60 s) in the past, and then
     runs at once, as a slot that late still would; an older one is refused."""
+    from shepherd.actors.scheduler import cron
+    from shepherd.actors.scheduler.plan import MISFIRE_GRACE
+
     when = cron.resolve_at(spec, now)
     if when < now - MISFIRE_GRACE:
         from datetime import UTC, datetime
@@ -170,6 +174,8 @@ def job_from_data(data: Mapping[str, Any]) -> JobSpec:
 
 def first_run_at(spec: JobSpec, now: float) -> tuple[float | None, float | None]:
     """(next_run_at, anchor) for a newly added, updated or re-enabled job."""
+    from shepherd.actors.scheduler import cron
+
     if not spec.enabled:
         return None, None
     if spec.at is not None:
@@ -191,6 +197,8 @@ def keep_ended(spec: JobSpec, previous: JobRow | None, now: float) -> JobSpec:
     ``run_now`` runs it again."""
     if previous is None or spec.at is None or previous.spec.at is None:
         return spec
+    from shepherd.actors.scheduler import cron
+
     if _relative(spec.at):
         spec = msgspec.structs.replace(spec, at=previous.spec.at)
     if (
