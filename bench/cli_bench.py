@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from bench.context import BenchContext
-from bench.report import Result
+from bench.report import Result, stop_process
 
 SCENARIO = "cli"
 RUNS = 15
@@ -105,12 +105,7 @@ class _Daemon:
 
     def __exit__(self, *exc: object) -> None:
         assert self._proc is not None
-        self._proc.terminate()
-        try:
-            self._proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
+        stop_process(self._proc, 30)
 
 
 def _result(metric: str, samples: list[float], what: str) -> Result:

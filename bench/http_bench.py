@@ -38,7 +38,7 @@ import msgspec
 import psutil
 
 from bench.context import BenchContext
-from bench.report import Result, percentiles
+from bench.report import Result, percentiles, stop_process
 from bench.shepherd_bench import NOOP, noop, open_runtime, result, runtime_log
 from bench.shepherd_e2e import child_env
 
@@ -124,12 +124,7 @@ class Daemon:
 
     async def __aexit__(self, *exc: object) -> None:
         assert self._proc is not None
-        self._proc.terminate()
-        try:
-            self._proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
+        stop_process(self._proc, 30)
 
     def cpu(self) -> float:
         assert self._proc is not None

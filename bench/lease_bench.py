@@ -32,7 +32,7 @@ import anyio
 import httpx
 
 from bench.context import BenchContext
-from bench.report import Result
+from bench.report import Result, stop_process
 from bench.shepherd_bench import NOOP, noop, open_runtime, result
 from bench.shepherd_e2e import child_env
 from shepherd.runtime.app import Runtime
@@ -142,12 +142,7 @@ async def external_drain(ctx: BenchContext, n: int, workers: int) -> tuple[float
         rate = n / (end - counter["first"])
         floor = await _empty_claims(url, 300)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 20)
         log.close()
     return rate, floor
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import msgspec
 import psutil
@@ -55,6 +57,16 @@ def percentiles(samples: Sequence[float]) -> Percentiles:
         return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
     return Percentiles(p50=rank(0.50), p99=rank(0.99), max=ordered[-1])
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float) -> None:
+    """SIGTERM, then SIGKILL if ``proc`` has not exited after ``timeout`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def rss_mib(pid: int | None = None) -> float:

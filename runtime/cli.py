@@ -63,6 +63,9 @@ from shepherd.runtime._cli_common import (
 from shepherd.runtime._cli_complete import SHELLS, completion_script
 from shepherd.runtime._cli_fmt import set_display_zone
 from shepherd.runtime._cli_help import example_epilog
+from shepherd.runtime._cli_local import config_init as _config_init
+from shepherd.runtime._cli_local import demo as _demo
+from shepherd.runtime._cli_local import run as _run
 from shepherd.runtime._cli_store import bounded_int, duration, instant, json_object, positive_int
 from shepherd.runtime.config import Config
 from shepherd.store.bounds import Range
@@ -331,33 +334,6 @@ def alone(argv: Sequence[str]) -> str | None:
 
 
 # -- commands that are not store operations -------------------------------------------
-
-
-def _run(args: argparse.Namespace, cfg: Config) -> int:
-    from shepherd.runtime._cli_daemon import run_daemon
-
-    if args.http:
-        import msgspec
-
-        from shepherd.runtime.http.config import parse_listen
-
-        parse_listen(args.http, field="--http")
-        cfg = msgspec.structs.replace(cfg, http=msgspec.structs.replace(cfg.http, listen=args.http))
-    return run_daemon(
-        cfg, exit_when_idle=args.exit_when_idle, run_for=args.run_for, log_format=args.log_format
-    )
-
-
-def _demo(args: argparse.Namespace, cfg: Config) -> int:
-    from shepherd.runtime._cli_demo import cmd_demo
-
-    return cmd_demo(args)
-
-
-def _config_init(args: argparse.Namespace, cfg: Config) -> int:
-    from shepherd.runtime._cli_jobs import cmd_config_init
-
-    return cmd_config_init(args)
 
 
 def _completion(args: argparse.Namespace, cfg: Config) -> int:

@@ -34,7 +34,7 @@ import psutil
 
 from bench.context import BenchContext
 from bench.peers._huey_app import make_huey
-from bench.report import Result, rss_mib
+from bench.report import Result, rss_mib, stop_process
 
 SCENARIO = "huey"
 # huey's default. On the no-op workload 2, 4 and 8 thread workers were slower at
@@ -81,12 +81,7 @@ class _Consumer:
         """Stop sampling RSS, then stop the consumer (SIGTERM, SIGKILL after 10 s)."""
         self._stop.set()
         self._sampler.join()
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, 10)
 
     def wait_marker(self, name: str, ctx: BenchContext, deadline: float) -> float:
         """Block until marker ``name`` exists; return the monotonic time it holds."""
