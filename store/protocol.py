@@ -243,9 +243,9 @@ class Store(Protocol):
 
     # -- upkeep -----------------------------------------------------------------------
 
-    async def checkpoint(self, mode: CheckpointMode = "PASSIVE") -> None:
-        """Move committed work from the log into the main file (a no-op where the
-        engine has no such step)."""
+    async def checkpoint(self, mode: CheckpointMode = "PASSIVE") -> int:
+        """Move committed work from the log into the main file; how many frames the log
+        gained since the last call (0: nothing new, or the engine has no such step)."""
         ...
 
     async def backup(

@@ -150,8 +150,9 @@ class PgStore(EngineReads):
         finally:
             THREAD_WORK.end()
 
-    async def checkpoint(self, mode: CheckpointMode = "PASSIVE") -> None:
+    async def checkpoint(self, mode: CheckpointMode = "PASSIVE") -> int:
         """PostgreSQL checkpoints on its own: nothing to do."""
+        return 0
 
     async def backup(
         self, target: str, *, progress: Callable[[int, int], None] | None = None

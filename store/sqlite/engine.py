@@ -70,6 +70,7 @@ class SqliteStore(EngineReads):
         self.commits = 0
         self.ops_applied = 0
         self.checkpoints = 0
+        self._wal = (0, 0)  # the WAL's frames and backfilled frames at the last checkpoint
         self.opened_check = CheckRan("none", "none", 0.0)  # set by open()
 
     @classmethod
@@ -133,21 +134,27 @@ class SqliteStore(EngineReads):
             raise translate(exc, self.path) from None
         return result
 
-    async def checkpoint(self, mode: CheckpointMode = "PASSIVE") -> None:
+    async def checkpoint(self, mode: CheckpointMode = "PASSIVE") -> int:
         """PASSIVE runs on a connection (and thread) of its own, so the writer's commits
         never wait for the checkpoint's disk syncs; TRUNCATE (on close) uses the writer.
-        Both hop through ``_on_thread``, so ``THREAD_WORK`` counts them."""
+        Both hop through ``_on_thread``, so ``THREAD_WORK`` counts them. Returns the
+        frames the WAL gained since the last call (0: nothing was committed since). A WAL
+        shorter than it was has started over, which only a commit does: at least 1."""
         try:
             if mode == "TRUNCATE":
                 await on_thread(self._writer, _wal_checkpoint, "TRUNCATE")
-                return
+                self._wal = (0, 0)
+                return 0
             if self._maintenance is None:
                 self._maintenance = await connect(self.path, 1.0)
                 await on_thread(self._maintenance, _set_busy_timeout, 1.0)
-            await on_thread(self._maintenance, _wal_checkpoint, "PASSIVE")
+            done = await on_thread(self._maintenance, _wal_checkpoint, "PASSIVE")
             self.checkpoints += 1
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from None
+        log, last = done[0], self._wal[0]
+        self._wal = done
+        return log - last if log >= last else max(log, 1)
 
     async def backup(self, target: str, *, progress: Progress | None = None) -> int:
         """A consistent copy of the database at ``target``, written atomically, on a
@@ -255,8 +262,11 @@ class SqliteStore(EngineReads):
     # @@engine-methods@@ (new protocol methods go above this line)
 
 
-def _wal_checkpoint(conn: sqlite3.Connection, mode: str) -> None:
-    conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
+def _wal_checkpoint(conn: sqlite3.Connection, mode: str) -> tuple[int, int]:
+    """The WAL's frames and how many of them are now in the database file
+    (``PRAGMA wal_checkpoint``'s last two columns; -1, not in WAL mode, counts as 0)."""
+    row = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+    return (max(0, int(row[1])), max(0, int(row[2]))) if row is not None else (0, 0)
 
 
 def _set_busy_timeout(conn: sqlite3.Connection, seconds: float) -> None:

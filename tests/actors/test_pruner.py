@@ -157,6 +157,42 @@ async def test_the_wal_checkpoint_runs_on_its_own_timer(db: str) -> None:
         assert h.pruner.statistics()["checkpoints"] == 3 and h.pruner.passes == 0
 
 
+class _Log:
+    """A store whose log gains the frames listed, one entry per checkpoint."""
+
+    def __init__(self, *gains: int) -> None:
+        self.gains, self.at = list(gains), list[float]()
+
+    async def checkpoint(self) -> int:
+        self.at.append(self.clock.wall())
+        return self.gains.pop(0) if self.gains else 0
+
+    clock: FakeClock
+
+
+async def test_while_the_log_moves_the_next_checkpoint_comes_soon() -> None:
+    """A checkpoint that found new frames is followed 50 ms later, so each flush (and
+    the stall it gives a commit) stays small; a quiet log waits the whole interval."""
+    clock = FakeClock(wall=T0)
+    log = _Log(0, 500, 700, 0, 300)
+    log.clock = clock
+    pruner = Pruner(
+        RetentionConfig(), writer=Mailbox[StoreMsg]("store", 1).address(),
+        mailbox=Mailbox[PrunerMsg]("pruner", 4), clock=clock, store=log, checkpoint_every=2.0,
+    )  # fmt: skip
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(pruner.run)
+        while len(log.at) < 6:
+            await clock.wait_idle()
+            deadline = clock.next_deadline()
+            assert deadline is not None
+            await clock.advance_when_blocked(deadline - clock.now())
+        tg.cancel_scope.cancel()
+    gaps = [round(b - a, 3) for a, b in zip(log.at, log.at[1:], strict=False)]
+    assert gaps[:5] == [2.0, 0.05, 0.05, 2.0, 0.05]
+    assert pruner.statistics()["checkpoint_frames"] == 1500
+
+
 async def test_prune_now_answers_with_what_it_pruned(db: str) -> None:
     clock = FakeClock(wall=T0)
     fill(db, runs=5, done=3, jobs=1)

@@ -153,6 +153,18 @@ async def test_a_checkpoint_is_counted_as_store_work(store: SqliteStore) -> None
     assert seen == 2
 
 
+async def test_a_checkpoint_says_how_far_the_wal_moved_since_the_last(store: SqliteStore) -> None:
+    """The pruner checkpoints again soon while this is not 0 (``actors/pruner.py``)."""
+    await store.checkpoint()
+    assert await store.checkpoint() == 0  # nothing committed in between
+    job = await store.apply_one(_save("a"))
+    moved = await store.checkpoint()
+    assert moved > 0
+    assert await store.checkpoint() == 0
+    await store.apply_one(InsertDispatches([_keyed(job, "a", "K")], "cli", 2.0))
+    assert 0 < await store.checkpoint() <= moved + 16
+
+
 @pytest.mark.parametrize(
     ("database", "path"),
     [
