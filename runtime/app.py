@@ -30,6 +30,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from shepherd.actors.cluster import default_node_name
+from shepherd.actors.executors import forker
 from shepherd.actors.executors.base import Executor
 from shepherd.actors.executors.external import ExternalExecutor
 from shepherd.actors.executors.gateway import HttpClient
@@ -282,6 +283,9 @@ class Runtime:
         rt = cls(cfg, store, clock, table, http, instance=node)
         if on_event is not None:
             rt.events.listen(on_event, RunStarted, OutcomeEvent, SlotRecord)
+        # shell and watchdog commands are forked by a small server of the runtime's own
+        fork = forker.ForkServer() if forker.available() else None
+        forking = forker.CURRENT.set(fork)
         try:
             async with anyio.create_task_group() as tg:
                 await tg.start(rt._serve)
@@ -306,6 +310,9 @@ class Runtime:
                 raise inner[0] from None
             raise
         finally:
+            forker.CURRENT.reset(forking)
+            if fork is not None:
+                fork.close()  # after the tree: every run has ended its group by now
             if "http" in rt._actors:
                 rt._actors["http"].close()
             with anyio.CancelScope(shield=True):

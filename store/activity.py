@@ -5,7 +5,8 @@ still works for it. A test clock that moves time only once every task is blocked
 (``actors.primitives.clock.FakeClock.wait_idle``) also waits until ``THREAD_WORK.busy()`` is false.
 The cost on the hot path is two counter updates per thread hop. Counted: every hop of
 the SQLite engine's ``store.sqlite.batch.on_thread`` (``apply``, every read, the
-writer's setup, ``checkpoint``, ``backup``).
+writer's setup, ``checkpoint``, ``backup``), and a fork server's spawn request until its
+answer (``actors/executors/forker.py``: another process works for the task).
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from typing import Protocol
 
 import anyio
 
-__all__ = ["Child", "pdeathsig", "start"]
+__all__ = ["Child", "Stream", "pdeathsig", "start"]
 
 _PIDFD = hasattr(os, "pidfd_open")
 
@@ -102,6 +102,14 @@ def pdeathsig() -> tuple[list[str], Callable[[], None] | None]:
     return [], _arm_in_child()
 
 
+class Stream(Protocol):
+    """A child's stdout or stderr, read to its end by the caller."""
+
+    async def read(self, n: int) -> bytes:
+        """Up to ``n`` bytes; ``b""`` at the end."""
+        ...
+
+
 class Child(Protocol):
     """What ``procs`` and the executors use of a started child."""
 
@@ -110,9 +118,9 @@ class Child(Protocol):
     @property
     def returncode(self) -> int | None: ...
     @property
-    def stdout(self) -> asyncio.StreamReader | None: ...
+    def stdout(self) -> Stream | None: ...
     @property
-    def stderr(self) -> asyncio.StreamReader | None: ...
+    def stderr(self) -> Stream | None: ...
 
     async def wait(self) -> int:
         """The exit code (``-signal`` when a signal ended it), once it has exited."""

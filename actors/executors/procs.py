@@ -5,19 +5,19 @@ A run's command is the leader of a process group of its own (a new session: its 
 the group id), started by ``spawn_group``. Two mechanisms keep the group from outliving
 the runtime that started it:
 
-1. **Parent-death signal (Linux).** The child arms ``prctl(PR_SET_PDEATHSIG,
-   SIGKILL)`` before the command can start, so the kernel kills it the moment the
-   runtime dies, a SIGKILL of the daemon included. Where util-linux's ``setpriv`` is
-   installed the child execs ``setpriv --pdeathsig KILL`` first (no ``preexec_fn``, so
-   the spawn takes CPython's vfork path: ``child.start``), and the gate below checks
-   that its parent is still the runtime (a runtime that died before the signal was
-   armed leaves the child to init: it exits 125); without ``setpriv`` a ``preexec_fn``
-   arms it between fork and exec. The signal follows the *thread* that forked the
-   child, not the process: the child is always forked from the event loop's thread,
-   and that thread lives as long as the runtime, so the signal fires exactly when the
-   runtime goes. It reaches the direct child only: a process the command forks (a
-   pipeline, ``cmd &``) does not inherit it, and neither does anything on platforms
-   without it (macOS, the BSDs).
+1. **Killed with the runtime (Linux).** Where the runtime set a fork server
+   (``forker.CURRENT``: every ``Runtime`` on Linux), the server starts the command and
+   kills its whole group when the runtime's end of their socket closes: the runtime
+   died (SIGKILL included) or closed it. Without one (``SHEPHERD_FORK_SERVER=0``, an
+   executor used on its own), the child arms ``prctl(PR_SET_PDEATHSIG, SIGKILL)``
+   before the command can start, so the kernel kills the leader the moment the runtime
+   dies. Where util-linux's ``setpriv`` is installed the child execs ``setpriv
+   --pdeathsig KILL`` first (no ``preexec_fn``, so the spawn takes CPython's vfork path:
+   ``child.start``), and the gate below checks that its parent is still the runtime (a
+   runtime that died before the signal was armed leaves the child to init: it exits
+   125); without ``setpriv`` a ``preexec_fn`` arms it between fork and exec. The signal
+   follows the *thread* that forked the child: the event loop's, which lives as long as
+   the runtime. It reaches the leader only (a pipeline, ``cmd &`` are left to 2.).
 2. **Recorded, and killed at the next start (every POSIX platform).** The command waits
    behind a gate (one line on its stdin) until the run has recorded its group id and the
    leader's start time (``ProcessId``) through the run's host
@@ -27,6 +27,9 @@ the runtime that started it:
    ``/proc/<pid>/stat``, clock ticks since the boot named by ``clock``; elsewhere ``ps``'s
    start time, seconds) makes sure a pid the system has given to another process since
    is never killed.
+
+It is long because it carries both halves of both mechanisms: the ``/proc`` and ``ps``
+readers and the kill decision, and the spawn with its gate.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from typing import Literal, NamedTuple, Protocol
 import anyio
 import msgspec
 
-from shepherd.actors.executors import child
+from shepherd.actors.executors import child, forker
 
 __all__ = [
     "ProcInfo",
@@ -229,12 +232,43 @@ def kill_group(pgid: int) -> None:
 
 # -- spawning --------------------------------------------------------------------------
 
+_environ: tuple[dict[bytes, bytes], dict[str, str]] | None = None
+
+
+def environ() -> dict[str, str]:
+    """A fresh copy of this process's environment as it is now. Copying ``os.environ``
+    decodes every name and value in Python (~40 µs); this compares its bytes (in C)
+    with the last copy's and copies that again when nothing changed."""
+    global _environ
+    data: dict[bytes, bytes] | None = getattr(os.environ, "_data", None)
+    if data is None:  # not CPython's POSIX mapping: copy it the slow way
+        return dict(os.environ)
+    if _environ is None or _environ[0] != data:
+        _environ = (dict(data), dict(os.environ))
+    return dict(_environ[1])
+
 
 def _argv(shell: str, command: str) -> tuple[list[str], Callable[[], None] | None]:
-    """The child's argv and ``preexec_fn`` (``child.pdeathsig``)."""
+    """The child's argv and ``preexec_fn`` (``child.pdeathsig``) when the runtime starts
+    it itself (no fork server)."""
     prefix, preexec = child.pdeathsig()
     argv = [*prefix, shell, "-c", _GATE, shell, command]
     return ([*argv, str(os.getpid())] if prefix else argv), preexec
+
+
+async def _start(
+    shell: str, command: str, env: Mapping[str, str] | None, cwd: str | None
+) -> child.Child:
+    """Through the runtime's fork server where there is one (it arms the signal between
+    its fork and the exec, and checks the parent there), else ``child.start``."""
+    server = forker.CURRENT.get()
+    if server is not None:
+        try:
+            return await server.start([shell, "-c", _GATE, shell, command], env=env, cwd=cwd)
+        except forker.TooBig:
+            pass  # started here instead (an exec that large may well be refused anyway)
+    argv, preexec = _argv(shell, command)
+    return await child.start(argv, env=env, cwd=cwd, preexec_fn=preexec)
 
 
 async def spawn_group(
@@ -249,8 +283,7 @@ async def spawn_group(
     """Start ``shell -c command`` as the leader of a new process group, stdout and
     stderr piped, stdin on /dev/null; with a ``registry``, the command starts only once
     its ``ProcessId`` is committed. A failure or cancellation before that kills it."""
-    argv, preexec = _argv(shell, command)
-    proc = await child.start(argv, env=env, cwd=cwd, preexec_fn=preexec)
+    proc = await _start(shell, command, env, cwd)
     try:
         if registry is not None:
             ident = await identify(proc.pid)

@@ -3,10 +3,11 @@
 - The process is started in a new session (``procs.spawn_group``), so its pid is the
   group id; on timeout or cancel the WHOLE group gets SIGKILL (children, grandchildren
   and pipes included) and the run actor records ``timeout`` / ``cancelled``.
-- It dies with the runtime: on Linux the kernel kills it when the runtime dies
-  (parent-death signal); on every platform the group is recorded on the run before the
-  command starts, and the next start kills what is left of it before the delivery
-  guarantee applies (``actors.dispatcher.recovery``).
+- It dies with the runtime: on Linux the runtime's fork server kills the whole group
+  when the runtime dies (``forker``; the shell's parent-death signal where there is no
+  fork server); on every platform the group is recorded on the run before the command
+  starts, and the next start kills what is left of it before the delivery guarantee
+  applies (``actors.dispatcher.recovery``).
 - stdout and stderr are read concurrently. Output limits (OCS, ``output.py``):
   ``options.output_store`` / ``output_excerpt`` / ``output_summary`` / ``output_offload``
   (bytes; 65536 / 2000 / 5000 / 65536). A stream longer than the offload threshold is
@@ -23,8 +24,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
 from pathlib import Path
 from typing import IO, Any
 
@@ -103,7 +102,7 @@ def _open_artifact(path: Path) -> IO[bytes]:
     return open(path, "wb")  # closed by _Capture.close
 
 
-async def _pump(stream: asyncio.StreamReader | None, cap: _Capture, ctx: RunContext) -> None:
+async def _pump(stream: child.Stream | None, cap: _Capture, ctx: RunContext) -> None:
     if stream is None:
         return
     while chunk := await stream.read(65536):
@@ -124,14 +123,16 @@ class ShellExecutor:
         limits = validate_limits(ctx.job.options)
         out = _Capture(limits, ctx.data_dir, ctx.run_id, "stdout")
         err = _Capture(limits, ctx.data_dir, ctx.run_id, "stderr")
-        env = {
-            **os.environ,
-            "SHEPHERD_RUN_ID": str(ctx.run_id),
-            "SHEPHERD_DISPATCH_ID": str(ctx.dispatch_id),
-            "SHEPHERD_ATTEMPT": str(ctx.attempt),
-            "SHEPHERD_IDEMPOTENCY_KEY": ctx.idempotency_key or "",
-            "SHEPHERD_PAYLOAD": msgspec.json.encode(ctx.payload).decode(),
-        }
+        env = procs.environ()
+        env.update(
+            {
+                "SHEPHERD_RUN_ID": str(ctx.run_id),
+                "SHEPHERD_DISPATCH_ID": str(ctx.dispatch_id),
+                "SHEPHERD_ATTEMPT": str(ctx.attempt),
+                "SHEPHERD_IDEMPOTENCY_KEY": ctx.idempotency_key or "",
+                "SHEPHERD_PAYLOAD": msgspec.json.encode(ctx.payload).decode(),
+            }
+        )
         proc = await procs.spawn_group(
             self._shell,
             ctx.job.target,
@@ -142,10 +143,10 @@ class ShellExecutor:
         )
         ctx.report(pid=proc.pid)
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(_pump, proc.stdout, out, ctx)
+            async with anyio.create_task_group() as tg:  # stderr beside, stdout here
                 tg.start_soon(_pump, proc.stderr, err, ctx)
                 ctx.heartbeat()
+                await _pump(proc.stdout, out, ctx)
             code = await proc.wait()
         finally:
             await procs.end_group(proc)

@@ -22,13 +22,12 @@ seconds or ISO 8601), else when the job was created.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
 import anyio
 
-from shepherd.actors.executors import procs
+from shepherd.actors.executors import child, procs
 from shepherd.actors.executors.base import ExecResult, RunContext
 from shepherd.actors.executors.host import Host
 from shepherd.actors.executors.specs import (  # re-exported
@@ -55,7 +54,7 @@ CHECK_TIMEOUT_CAP = 60.0
 _KEEP = 65536  # bytes of check output kept per stream
 
 
-async def _read(stream: asyncio.StreamReader | None, buf: bytearray) -> None:
+async def _read(stream: child.Stream | None, buf: bytearray) -> None:
     if stream is None:
         return
     while chunk := await stream.read(65536):

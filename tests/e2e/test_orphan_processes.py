@@ -2,16 +2,20 @@
 runs beside the body it replays.
 
 The job is a shell script sourced by the run's own shell (so the loop below runs in the
-direct child of the daemon). It writes a side-effect log: ``start <pid> <ns>``, then
+group's leader). It writes a side-effect log: ``start <pid> <ns>``, then
 ``child <pid> <ns>`` every 50 ms from that shell, and ``grand <pid> <ns>`` every 50 ms
-from a grandchild it starts in the same process group. A parent-death signal reaches
-the direct child only, so the two lines prove one mechanism each:
+from a grandchild it starts in the same process group. Run twice:
 
-- ``child`` lines stop with the daemon (Linux parent-death signal): none is stamped after
-  the test saw the daemon dead;
-- ``grand`` lines stop when the restarted daemon's recovery kills the recorded group,
-  before it marks the run ``crashed`` (none is stamped after the run's ``finished_at``),
-  and the run says ``process: killed``;
+- **With the fork server** (the default on Linux): the daemon's death closes the
+  server's socket and the server kills the whole group, so both ``child`` and
+  ``grand`` lines stop before the daemon is restarted (the test sees the group empty
+  first); recovery finds it ``gone``.
+- **Without it** (``SHEPHERD_FORK_SERVER=0``): a parent-death signal reaches the direct
+  child only, so the two lines prove one mechanism each: ``child`` lines stop with the
+  daemon (none is stamped after the test saw the daemon dead); ``grand`` lines stop when
+  the restarted daemon's recovery kills the recorded group, before it marks the run
+  ``crashed`` (none is stamped after the run's ``finished_at``), and the run says
+  ``process: killed``.
 - at-least-once: the replay (attempt 2 writes ``replay <pid> <ns>`` and ends) comes after
   the old group's last line, in the file and in time; at-most-once: no replay, no ``end``.
 
@@ -84,10 +88,13 @@ def _live_members(pgid: int) -> list[int]:
     return found
 
 
+@pytest.mark.parametrize("how", ["fork server", "in the runtime"])
 @pytest.mark.parametrize("guarantee", ["at-least-once", "at-most-once"])
 def test_sigkill_leaves_no_process_and_the_replay_waits_for_the_old_group(
-    env: Env, tmp_path: Path, guarantee: str
+    env: Env, tmp_path: Path, guarantee: str, how: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if how == "in the runtime":
+        monkeypatch.setenv("SHEPHERD_FORK_SERVER", "0")  # the daemons inherit it
     log = tmp_path / "side-effects.log"
     script = tmp_path / "job.sh"
     script.write_text(JOB.format(log=log))
@@ -106,6 +113,8 @@ def test_sigkill_leaves_no_process_and_the_replay_waits_for_the_old_group(
     assert env.wait_exit(daemon) == -signal.SIGKILL
     dead_at = time.time_ns()  # the daemon is dead (reaped) by now
     try:
+        if how == "fork server":  # the whole group went with the daemon, no restart yet
+            eventually(lambda: _live_members(pgid) == [], what="the group to die")
         restarted = env.start("--exit-when-idle", "--for", "60s")
         assert env.wait_exit(restarted, timeout=60) == 0, env.logs()
         lines = _lines(log)
@@ -122,9 +131,10 @@ def test_sigkill_leaves_no_process_and_the_replay_waits_for_the_old_group(
             dispatch_id,
         )
         old_id, status, recorded, process, finished_at = runs[0]
-        assert (status, recorded, process) == ("crashed", pgid, "killed")
-        # the grandchild (no parent-death signal reaches it) was killed by recovery,
-        # before recovery marked the run crashed
+        found = "gone" if how == "fork server" else "killed"
+        assert (status, recorded, process) == ("crashed", pgid, found)
+        # the grandchild was gone (fork server) or killed by recovery (no parent-death
+        # signal reaches it) before recovery marked the run crashed
         grand = [t for tag, _, t in lines if tag == "grand"]
         assert max(grand) < finished_at * 1e9
         assert not [line for line in lines if line[0] == "end"]
@@ -143,8 +153,8 @@ def test_sigkill_leaves_no_process_and_the_replay_waits_for_the_old_group(
             assert env.status(dispatch_id) == "dead"
             assert [r[1] for r in runs] == ["crashed"]
         shown = env.cli_json("runs", "show", str(old_id))
-        assert (shown["process"], shown["pgid"]) == ("killed", pgid)
-        assert "killed the process group" in env.logs()
+        assert (shown["process"], shown["pgid"]) == (found, pgid)
+        assert ("killed the process group" in env.logs()) == (how == "in the runtime")
     finally:
         if _live_members(pgid):  # only when the test failed: leave nothing behind
             os.killpg(pgid, signal.SIGKILL)

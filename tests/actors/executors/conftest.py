@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
 from typing import Any
 
+import pytest
+
+from shepherd.actors.executors import forker
 from shepherd.actors.executors.base import RunContext
 from shepherd.actors.executors.host import Host
 from shepherd.actors.executors.procs import ProcessId
@@ -111,3 +115,18 @@ def make_ctx(
         on_heartbeat=beats,
         host=host,
     )
+
+
+@pytest.fixture(params=["fork server", "in the runtime"])
+def spawning(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Commands started through a fork server (as in a runtime on Linux) or by the
+    runtime itself (``child.start``: elsewhere, or an executor used on its own)."""
+    if request.param == "in the runtime" or not forker.available():
+        yield request.param
+        return
+    server = forker.ForkServer()
+    monkeypatch.setattr(forker, "CURRENT", ContextVar("fork_server", default=server))
+    try:
+        yield request.param
+    finally:
+        server.close()

@@ -122,6 +122,7 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.anyio
+@pytest.mark.usefixtures("spawning")
 async def test_the_command_waits_until_its_group_is_recorded(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     reg = Registry(marker)
@@ -137,6 +138,7 @@ async def test_the_command_waits_until_its_group_is_recorded(tmp_path: Path) -> 
 
 
 @pytest.mark.anyio
+@pytest.mark.usefixtures("spawning")
 async def test_a_failed_record_kills_the_group_before_the_command_runs(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     with pytest.raises(RuntimeError, match="store down"):
@@ -164,6 +166,7 @@ async def test_identify_and_the_process_table_see_a_live_group() -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.usefixtures("spawning")
 async def test_shell_and_watchdog_runs_record_their_group(tmp_path: Path) -> None:
     host = FakeHost()
     ctx = make_ctx(
@@ -185,11 +188,16 @@ async def test_shell_and_watchdog_runs_record_their_group(tmp_path: Path) -> Non
 HOST = textwrap.dedent(
     """
     import asyncio, sys
-    from shepherd.actors.executors import procs
+    from shepherd.actors.executors import forker, procs
 
     async def main():
-        proc = await procs.spawn_group("/bin/sh", "sleep 30", run_id=1, registry=None)
-        print(proc.pid, flush=True)
+        if sys.argv[2] == "fork server":
+            forker.CURRENT.set(forker.ForkServer())
+        command = "sleep 30 & echo $!; sleep 30"  # a leader and one more of its group
+        proc = await procs.spawn_group("/bin/sh", command, run_id=1, registry=None)
+        other = int(await proc.stdout.readline() if hasattr(proc.stdout, "readline")
+                    else (await proc.stdout.read(64)).split()[0])
+        print(proc.pid, other, flush=True)
         await asyncio.sleep(60)
 
     if sys.argv[1] == "uvloop":
@@ -201,29 +209,35 @@ HOST = textwrap.dedent(
 )
 
 
+@pytest.mark.parametrize("how", ["fork server", "in the runtime"])
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
-def test_the_command_dies_with_its_runtime(loop: str) -> None:
+def test_the_command_dies_with_its_runtime(loop: str, how: str) -> None:
+    """A SIGKILL of the runtime: the fork server sees its socket close and kills the
+    whole group; started by the runtime itself, the leader's parent-death signal
+    kills the leader (what else is in its group waits for the next start's recovery)."""
     if not LINUX:
         pytest.skip("a parent-death signal is Linux only (recovery covers the rest)")
     if loop == "uvloop":
         pytest.importorskip("uvloop")
     host = subprocess.Popen(
-        [sys.executable, "-c", HOST, loop],
+        [sys.executable, "-c", HOST, loop, how],
         stdout=subprocess.PIPE,
         cwd=Path(__file__).resolve().parents[3],
     )
     assert host.stdout is not None
-    child = int(host.stdout.readline())
+    leader, other = map(int, host.stdout.readline().split())
     try:
-        assert _alive(child)
+        assert _alive(leader) and _alive(other)
         host.send_signal(signal.SIGKILL)
         host.wait(timeout=10)
+        gone = [leader, other] if how == "fork server" else [leader]
         deadline = time.monotonic() + 5
-        while _alive(child) and time.monotonic() < deadline:
+        while any(map(_alive, gone)) and time.monotonic() < deadline:
             time.sleep(0.005)
-        assert not _alive(child), "the command outlived its runtime"
+        assert not any(map(_alive, gone)), "the command outlived its runtime"
     finally:
         host.kill()
         host.wait()
-        if _alive(child):
-            os.killpg(child, signal.SIGKILL)
+        for pid in (leader, other):
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)

@@ -15,7 +15,7 @@ from shepherd.store.errors import ConfigError
 from shepherd.store.models import JobSpec
 from tests.actors.executors.conftest import FakeHost, make_ctx
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("spawning")]
 
 
 def dog(cmd: str, **options: Any) -> JobSpec:
