@@ -9,6 +9,9 @@ polled. Per size ``n``:
 - ``e2e_c256.normal``: the same at concurrency 256.
 - ``e2e_single_producer.normal`` (smallest size only: it is slow): concurrency 64, one
   producer awaiting ``enqueue`` per job, as huey's producer does.
+- ``worker_cpu_per_job.normal``: that process's CPU (all its threads, ``process_time``)
+  from the first enqueue to the n-th completion, per job, against huey's consumer's
+  over its e2e (``huey:worker_cpu_per_job.normal``, psutil from outside).
 - ``worker_rss_peak.normal``: that process's peak RSS during the concurrency-64 run
   (psutil every 100 ms from outside, as for huey); ``worker_rss_after.normal``: its
   RSS after the n-th completion, measured inside. The producer lives in the same
@@ -106,6 +109,9 @@ def run(ctx: BenchContext) -> list[Result]:
         out.append(result(SCENARIO, "worker_rss_peak.normal", peak, "MiB", n, rss_ref, "c=64"))
         after = report["rss_after"]
         out.append(result(SCENARIO, "worker_rss_after.normal", after, "MiB", n, rss_ref, "c=64"))
+        cpu, cpu_ref = report["cpu_per_job"], "huey:worker_cpu_per_job.normal"
+        note = "c=64: the process's CPU (all threads, its producer too) over e2e, per job"
+        out.append(result(SCENARIO, "worker_cpu_per_job.normal", cpu, "µs", n, cpu_ref, note))
         report, _ = run_worker(ctx, n, 256, "batch")
         note = "c=256, enqueue_many(1,000)"
         out.append(result(SCENARIO, "e2e_c256.normal", report["rate"], "jobs/s", n, huey, note))

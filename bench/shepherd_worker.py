@@ -55,7 +55,7 @@ async def e2e(db: str, n: int, concurrency: int, producer: str, stall: float) ->
             anyio.create_task_group() as tg,
         ):
             tg.start_soon(watchdog)
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             tg.start_soon(_produce, rt, n, producer)
             async for ev in events:
                 assert isinstance(ev, OutcomeEvent)
@@ -65,6 +65,7 @@ async def e2e(db: str, n: int, concurrency: int, producer: str, stall: float) ->
                     if done == n:
                         break
             elapsed = time.perf_counter() - start
+            cpu = time.process_time() - cpu
             tg.cancel_scope.cancel()
         rss_after = rss_mib()
         stats = rt.statistics()
@@ -76,6 +77,7 @@ async def e2e(db: str, n: int, concurrency: int, producer: str, stall: float) ->
         "rate": n / elapsed,
         "elapsed": elapsed,
         "rss_after": rss_after,
+        "cpu_per_job": cpu / n * 1e6,
         "stats": {k: stats[k] for k in ("dispatcher", "store")},
     }
 

@@ -57,7 +57,8 @@ def available() -> bool:
 
 
 class ForkServerError(OSError):
-    """The fork server exited before it answered."""
+    """The fork server did not start, or exited before it answered (the command, if it
+    was started, never passes its gate: ``procs`` starts it again itself)."""
 
 
 class TooBig(OSError):
@@ -309,7 +310,10 @@ class ForkServer:
         if server is None or server.gone or server.loop is not loop:
             if server is not None:
                 server.close()  # another loop's (a runtime opened again elsewhere)
-            server = self._server = _Server(loop)
+            try:
+                server = self._server = _Server(loop)
+            except OSError as exc:
+                raise ForkServerError(exc.errno, f"the fork server did not start: {exc}") from exc
         with anyio.CancelScope(shield=True):  # a spawn in flight is seen through
             child = await server.spawn(argv, env, cwd)
         return child

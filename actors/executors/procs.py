@@ -34,6 +34,7 @@ readers and the kill decision, and the spawn with its gate.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -63,6 +64,8 @@ __all__ = [
     "process_table",
     "spawn_group",
 ]
+
+log = logging.getLogger("shepherd.procs")
 
 # Waits for one line on stdin (the gate), then runs the command in the same shell (same
 # pid, same group, same start time) with stdin on /dev/null and no positional
@@ -267,6 +270,8 @@ async def _start(
             return await server.start([shell, "-c", _GATE, shell, command], env=env, cwd=cwd)
         except forker.TooBig:
             pass  # started here instead (an exec that large may well be refused anyway)
+        except forker.ForkServerError as exc:
+            log.warning("%s; this command is started by the runtime itself", exc)
     argv, preexec = _argv(shell, command)
     return await child.start(argv, env=env, cwd=cwd, preexec_fn=preexec)
 

@@ -162,21 +162,25 @@ def drain_backlog(ctx: BenchContext, db: Path, n: int, sync: str) -> float:
     return n / (done - ready)
 
 
-def e2e(ctx: BenchContext, n: int, sync: str) -> tuple[float, float]:
-    """(tasks/s from first enqueue to n-th completion, consumer peak RSS in MiB)."""
+def e2e(ctx: BenchContext, n: int, sync: str) -> tuple[float, float, float]:
+    """(tasks/s from first enqueue to n-th completion, consumer peak RSS in MiB, the
+    consumer's CPU per task in µs over the same span, all its threads: psutil)."""
     db = ctx.path(SCENARIO, f"e2e_{sync}_{n}.db")
     huey, noop = make_huey(str(db), sync)  # creates the tables before the consumer opens them
     try:
         with consumer(ctx, db, sync, n, f"e2e_{sync}_{n}") as c:
             deadline = _deadline(n)
             c.wait_marker("ready", ctx, deadline)
+            worker = psutil.Process(c.proc.pid)
+            cpu = sum(worker.cpu_times()[:2])
             start = time.monotonic()
             for _ in range(n):
                 noop()
             done = c.wait_marker("done", ctx, deadline)
+            cpu = sum(worker.cpu_times()[:2]) - cpu
     finally:
         huey.storage.close()
-    return n / (done - start), c.rss_peak
+    return n / (done - start), c.rss_peak, cpu / n * 1e6
 
 
 def run(ctx: BenchContext) -> list[Result]:
@@ -190,10 +194,13 @@ def run(ctx: BenchContext) -> list[Result]:
             out.append(_result(f"enqueue.{sync}", rate, "tasks/s", n, ref, pragmas))
             rate = drain_backlog(ctx, db, n, sync)
             out.append(_result(f"drain_backlog.{sync}", rate, "tasks/s", n, ref, workers))
-            rate, rss = e2e(ctx, n, sync)
+            rate, rss, cpu = e2e(ctx, n, sync)
             out.append(_result(f"e2e.{sync}", rate, "tasks/s", n, ref, workers))
             rss_ref = "floor:python_idle_rss"
             out.append(_result(f"worker_rss_peak.{sync}", rss, "MiB", n, rss_ref, "during e2e"))
+            note = "the consumer's CPU (all threads) over e2e, per task"
+            out.append(Result(scenario=SCENARIO, metric=f"worker_cpu_per_job.{sync}", value=cpu,
+                              unit="µs", n=n, note=note))  # fmt: skip
     return out
 
 

@@ -29,6 +29,7 @@ SHEPHERD = {
         "e2e_single_producer.normal",
         "worker_rss_peak.normal",
         "worker_rss_after.normal",
+        "worker_cpu_per_job.normal",
     },
     # an embedded runtime's RSS, idle (no n) and after its runs (n of them)
     "shepherd-memory": {"rss_idle", "rss_after_runs"},
@@ -109,7 +110,8 @@ def test_quick_run_reports_every_scenario(tmp_path: Path) -> None:
     for sync in ("normal", "full"):
         expected |= {("floor", f"commit_1row.{sync}"), ("floor", f"commit_1000rows.{sync}")}
         expected |= {
-            ("huey", f"{m}.{sync}") for m in ("enqueue", "drain_backlog", "e2e", "worker_rss_peak")
+            ("huey", f"{m}.{sync}")
+            for m in ("enqueue", "drain_backlog", "e2e", "worker_rss_peak", "worker_cpu_per_job")
         }
     expected.add(("floor", "commit_1row_execute_commit.normal"))
     expected |= {(scenario, m) for scenario, metrics in SHEPHERD.items() for m in metrics}

@@ -17,7 +17,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from shepherd.actors.executors import forker
+from shepherd.actors.executors import forker, procs
 from shepherd.actors.executors.child import Child
 from shepherd.runtime import EnqueueRequest, OutcomeEvent
 from shepherd.runtime.app import Runtime
@@ -175,3 +175,20 @@ async def test_a_runtime_forks_its_shell_commands_through_its_server(tmp_path: P
         parent = int(run.stdout)
     assert parent != os.getpid()
     assert await _gone(parent)  # the server ended with the runtime
+
+
+async def test_a_fork_server_that_cannot_run_leaves_the_spawn_to_the_runtime(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(forker, "_SERVER", tmp_path / "missing.py")  # python exits at once
+    server = forker.ForkServer()
+    token = forker.CURRENT.set(server)
+    try:
+        proc = await procs.spawn_group("/bin/sh", "echo ran", run_id=1, registry=None)
+        assert await _read_all(proc) == b"ran\n"
+        assert await proc.wait() == 0
+    finally:
+        forker.CURRENT.reset(token)
+        server.close()
+    assert "the fork server exited" in caplog.text
+    assert "started by the runtime itself" in caplog.text
