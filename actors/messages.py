@@ -184,6 +184,9 @@ class Poke(msgspec.Struct, frozen=True, tag=True, kw_only=True):
 
 class JobsChanged(msgspec.Struct, frozen=True, tag=True):
     job_ids: list[int] | None = None  # None: reload all
+    # the scheduler withdrew slots of these jobs it had committed ahead (the error
+    # backoff passed over them) though the jobs did not change: the dispatcher ends them
+    withdrawn: bool = False
 
 
 class Drain(msgspec.Struct, frozen=True, tag=True):

@@ -175,8 +175,7 @@ class Dispatcher:
             self.counters["loops"] += 1
             for msg in batch:
                 await self._handle(msg, tg)
-            for dispatch_id in self._loader.withdrawn:  # their end, heard as any other
-                why = "withdrawn before its slot: the job changed"
+            for dispatch_id, why in self._loader.withdrawn:  # their end, heard as any other
                 self._batch.cancelled(dispatch_id, "cancelled", self._clock.wall(), why)
             self._loader.withdrawn.clear()
             if self._loader.pending:
@@ -241,8 +240,8 @@ class Dispatcher:
                 reply.set(status)
             case Poke() | Quiesce():  # Quiesce: read the pauses, answer once idle
                 self._loader.note(msg)
-            case JobsChanged(ids):
-                await self._loader.jobs(ids)
+            case JobsChanged(ids, withdrawn):
+                await self._loader.jobs(ids, withdrawn=withdrawn)
             case Drain(grace, reply):
                 self._draining = True
                 self._drain_reply = reply

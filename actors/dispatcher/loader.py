@@ -88,7 +88,8 @@ class Loader:
         self.recovery_seconds = 0.0
         # a list while the shell wants the dispatches a reload finds (``DispatchQueued``)
         self.fresh: list[Entry] | None = None
-        self.withdrawn: list[int] = []  # held slots a job change withdrew (``jobs``)
+        # held slots a job change or the error backoff withdrew (``jobs``), and why
+        self.withdrawn: list[tuple[int, str]] = []
         self._clock: Clock | None = None
 
     async def start(self, writer: Address[StoreMsg], clock: Clock) -> None:
@@ -122,24 +123,31 @@ class Loader:
             poke = _CONTROLS
         self.pending |= poke  # a Poke with no flag only wakes the loop
 
-    async def jobs(self, ids: list[int] | None = None) -> None:
+    async def jobs(self, ids: list[int] | None = None, *, withdrawn: bool = False) -> None:
+        """Reload these jobs (None: all). The slots held here of those that changed, or
+        of all of them with ``withdrawn`` (the scheduler's backoff withdrew one), are
+        looked up: what was withdrawn goes to ``withdrawn``."""
         if ids is None:
             before = self._jobs.replace(await self._store.jobs())
         else:
             before = self._jobs.refresh(ids, await self._store.jobs_by_id(ids))
         self._queue.take_changed(before, self._jobs)
         changed = {j for j, spec in before.items() if self._jobs.get(j) != spec}
+        if withdrawn and ids:
+            changed.update(ids)
         if changed and self._clock is not None:
             await self._find_withdrawn(changed, self._clock.wall())
 
     async def _find_withdrawn(self, jobs: set[int], now: float) -> None:
         """The slots of changed ``jobs`` held here, committed ahead, that the change
-        withdrew in the store (``SaveJob``): their ids go to ``withdrawn``."""
+        withdrew in the store (``SaveJob``, or the backoff's ``RecordSlots``): their ids,
+        with the reason the store wrote, go to ``withdrawn``."""
         for e in self._queue.held():
             if e.kind == "schedule" and e.job_id in jobs and e.not_before > now:
                 row = await self._store.dispatch(e.id)
                 if row is None or row.status == "cancelled":
-                    self.withdrawn.append(e.id)
+                    why = row.last_error if row is not None and row.last_error else None
+                    self.withdrawn.append((e.id, why or "withdrawn before its slot"))
 
     async def queued(self, after_seq: int = 0, *, exclude_own: bool = False) -> None:
         """What was committed past ``after_seq``; each kept if it sorts within the

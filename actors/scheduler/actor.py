@@ -297,6 +297,8 @@ class Scheduler:
                 self._approvals.tell(Poke(approvals=True))
         if s.finished:
             await self._dispatcher.send(JobsChanged(s.finished))
+        if s.withdrew:  # the dispatcher holds those slots: it ends them, heard as any end
+            await self._dispatcher.send(JobsChanged(s.withdrew, withdrawn=True))
 
     # -- introspection -------------------------------------------------------------
 

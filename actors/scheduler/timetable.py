@@ -79,6 +79,7 @@ class Settled(msgspec.Struct, kw_only=True):
     follow: list[Plan] = msgspec.field(default_factory=list)  # commits to make next
     stale: list[int] = msgspec.field(default_factory=list)  # jobs to reload
     finished: list[int] = msgspec.field(default_factory=list)  # jobs ended (disabled/deleted)
+    withdrew: list[int] = msgspec.field(default_factory=list)  # jobs the backoff withdrew from
     failed: list[tuple[str, str]] = msgspec.field(default_factory=list)  # (job, error)
     held: int = 0  # dispatches held by an approval gate (or cancelled by its backlog)
     duplicates: int = 0  # slots that already had their dispatch
@@ -257,6 +258,8 @@ class Timetable:
                 out.records.append(
                     SlotRecord(job=item.job_name, reason=s.reason, slot=s.slot, at=now)
                 )
+            if item.withdraw:  # its slot committed ahead was withdrawn in this commit
+                out.withdrew.append(job_id)
             if item.finish:
                 self._jobs.pop(job_id, None)
                 out.finished.append(job_id)

@@ -224,7 +224,8 @@ async def test_a_changed_or_disabled_job_withdraws_its_slot_committed_ahead(
             with contextlib.suppress(anyio.WouldBlock):
                 while True:
                     ended.append(events.receive_nowait())  # type: ignore[attr-defined]
-        why = "withdrawn before its slot: the job changed"  # each end heard as any other
+        # each end heard as any other, with the reason the store wrote
+        why = f"withdrawn before its slot {_iso(slot)}: the job changed"
         assert sorted((e.job, e.status, e.final, e.error) for e in ended) == [
             (name, "cancelled", True, why) for name in "abc"
         ]
@@ -631,9 +632,18 @@ async def test_a_late_failure_withdraws_the_slot_committed_ahead(
         ended = first + MIN - 1.0
         await step_to(rt, clock, ended)  # the next slot is committed ahead
         await count(rt, "late", 1, status="queued")
-        runs.release()
-        await eventually(lambda: _errors(rt, "late", 1), what="the error")
-        await scheduler_idle(rt, clock)
+        async with rt.subscribe(OutcomeEvent) as events:
+            runs.release()
+            await eventually(lambda: _errors(rt, "late", 1), what="the error")
+            await scheduler_idle(rt, clock)
+            ends: list[Any] = []
+            await eventually(
+                lambda: _heard(events, ends, 2), what="the run's end and the withdrawn slot's"
+            )
+        withdrawn = f"withdrawn before its slot {_iso(first + MIN)}: error backoff"
+        assert [(e.status, e.error) for e in ends if e.run_id is None] == [
+            ("cancelled", withdrawn)
+        ]  # its end heard as any other: a stream consumer does not keep it queued
         assert (await rt.get_job("late")).next_run_at == ended + 30.0
         assert await skipped(rt, "late") == [("backoff", first + MIN)]
         states = [(d.status, d.slot) for d in await schedule_dispatches(rt, "late")]
@@ -642,6 +652,18 @@ async def test_a_late_failure_withdraws_the_slot_committed_ahead(
         assert len(runs.started) == 1
         await step_to(rt, clock, ended + 30.0)
         await eventually(lambda: len(runs.started) == 2, what="the run after the backoff")
+
+
+def _iso(at: float) -> str:
+    """A slot as the store writes it in a withdrawal's reason."""
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+async def _heard(events: Any, ends: list[Any], n: int) -> bool:
+    with contextlib.suppress(anyio.WouldBlock):
+        while True:
+            ends.append(events.receive_nowait())
+    return len(ends) >= n
 
 
 async def _errors(rt: Runtime, name: str, n: int) -> bool:
