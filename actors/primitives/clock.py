@@ -183,7 +183,10 @@ class FakeClock:
                 while quiet < 2:
                     await anyio.lowlevel.checkpoint()
                     if running := _runnable():
-                        quiet, reason = 0, ", ".join(running)
+                        # a due timer (the idler's own sleep or deadline among them)
+                        # does not hide what held the clock before it
+                        timers = all(r.startswith("<TimerHandle") for r in running)
+                        quiet, reason = 0, reason if timers and reason else ", ".join(running)
                     elif THREAD_WORK.busy():
                         quiet, reason = 0, "store work in flight"
                         await _thread_work_done()
