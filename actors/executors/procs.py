@@ -262,8 +262,9 @@ def _argv(shell: str, command: str) -> tuple[list[str], Callable[[], None] | Non
 async def _start(
     shell: str, command: str, env: Mapping[str, str] | None, cwd: str | None
 ) -> child.Child:
-    """Through the runtime's fork server where there is one (it arms the signal between
-    its fork and the exec, and checks the parent there), else ``child.start``."""
+    """Through the runtime's fork server where there is one (it kills the group with the
+    runtime: no parent-death signal, so no runtime pid for the gate), else
+    ``child.start``."""
     server = forker.CURRENT.get()
     if server is not None:
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -53,91 +54,89 @@ async def _gone(*pids: int) -> bool:
     return not any(map(_alive, pids))
 
 
-async def test_a_command_leads_a_session_of_its_own_under_the_server() -> None:
-    server = forker.ForkServer()
+@pytest.fixture
+def server() -> Iterator[forker.ForkServer]:
+    made = forker.ForkServer()
     try:
-        proc = await server.start(["/bin/sh", "-c", "read x; echo $PPID"], env=None, cwd=None)
-        assert os.getsid(proc.pid) == os.getpgid(proc.pid) == proc.pid
-        proc.open_gate(b"go\n")
-        assert int(await _read_all(proc)) == server.pid != os.getpid()
-        assert await proc.wait() == 0
+        yield made
     finally:
-        server.close()
+        made.close()
 
 
-async def test_exit_codes_and_signals_come_back_with_the_signals_at_their_defaults() -> None:
-    server = forker.ForkServer()
-    try:
-        for command, code in [
-            ("exit 3", 3),
-            ("kill -TERM $$; sleep 5", -signal.SIGTERM),  # not ignored, as in the server
-            ("kill -INT $$; sleep 5", -signal.SIGINT),
-        ]:
-            proc = await server.start(["/bin/sh", "-c", command], env=None, cwd=None)
-            proc.open_gate(b"")
-            await _read_all(proc)
-            assert await proc.wait() == code, command
-        proc = await server.start(["/bin/cat", "/proc/self/status"], env=None, cwd=None)
+async def test_a_command_leads_a_session_of_its_own_under_the_server(
+    server: forker.ForkServer,
+) -> None:
+    proc = await server.start(["/bin/sh", "-c", "read x; echo $PPID"], env=None, cwd=None)
+    assert os.getsid(proc.pid) == os.getpgid(proc.pid) == proc.pid
+    proc.open_gate(b"go\n")
+    assert int(await _read_all(proc)) == server.pid != os.getpid()
+    assert await proc.wait() == 0
+
+
+async def test_exit_codes_and_signals_come_back_with_the_signals_at_their_defaults(
+    server: forker.ForkServer,
+) -> None:
+    for command, code in [
+        ("exit 3", 3),
+        ("kill -TERM $$; sleep 5", -signal.SIGTERM),  # not ignored, as in the server
+        ("kill -INT $$; sleep 5", -signal.SIGINT),
+    ]:
+        proc = await server.start(["/bin/sh", "-c", command], env=None, cwd=None)
         proc.open_gate(b"")
-        status = dict(
-            line.split(":\t", 1) for line in (await _read_all(proc)).decode().splitlines()
-        )
-        assert int(status["SigIgn"], 16) == 0  # SIGPIPE too: nothing is ignored in a command
-        assert int(status["SigBlk"], 16) == 0
-        await proc.wait()
-    finally:
-        server.close()
+        await _read_all(proc)
+        assert await proc.wait() == code, command
+    proc = await server.start(["/bin/cat", "/proc/self/status"], env=None, cwd=None)
+    proc.open_gate(b"")
+    status = dict(line.split(":\t", 1) for line in (await _read_all(proc)).decode().splitlines())
+    assert int(status["SigIgn"], 16) == 0  # SIGPIPE too: nothing is ignored in a command
+    assert int(status["SigBlk"], 16) == 0
+    await proc.wait()
 
 
-async def test_a_command_that_cannot_start_raises_as_popen_does(tmp_path: Path) -> None:
-    server = forker.ForkServer()
-    try:
-        with pytest.raises(FileNotFoundError):
-            await server.start([str(tmp_path / "no-such-shell"), "-c", "true"], env=None, cwd=None)
-        with pytest.raises(FileNotFoundError):
-            await server.start(["/bin/sh", "-c", "true"], env=None, cwd=str(tmp_path / "nope"))
-        proc = await server.start(["/bin/sh", "-c", "exit 0"], env=None, cwd=None)
-        proc.open_gate(b"")
-        assert await proc.wait() == 0  # the server is still there
-    finally:
-        server.close()
+async def test_a_command_that_cannot_start_raises_as_popen_does(
+    tmp_path: Path, server: forker.ForkServer
+) -> None:
+    with pytest.raises(FileNotFoundError):
+        await server.start([str(tmp_path / "no-such-shell"), "-c", "true"], env=None, cwd=None)
+    with pytest.raises(FileNotFoundError):
+        await server.start(["/bin/sh", "-c", "true"], env=None, cwd=str(tmp_path / "nope"))
+    proc = await server.start(["/bin/sh", "-c", "exit 0"], env=None, cwd=None)
+    proc.open_gate(b"")
+    assert await proc.wait() == 0  # the server is still there
 
 
-async def test_the_environment_and_the_directory_reach_the_command(tmp_path: Path) -> None:
-    server = forker.ForkServer()
-    try:
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "ONLY_THIS": "é 1"}
-        proc = await server.start(
-            ["/bin/sh", "-c", 'printf "%s|%s|%s" "$ONLY_THIS" "$HOME" "$(pwd)"'],
-            env=env, cwd=str(tmp_path),
-        )  # fmt: skip
-        proc.open_gate(b"")
-        assert (await _read_all(proc)).decode() == f"é 1||{tmp_path}"
-        assert await proc.wait() == 0
-    finally:
-        server.close()
+async def test_the_environment_and_the_directory_reach_the_command(
+    tmp_path: Path, server: forker.ForkServer
+) -> None:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "ONLY_THIS": "é 1"}
+    proc = await server.start(
+        ["/bin/sh", "-c", 'printf "%s|%s|%s" "$ONLY_THIS" "$HOME" "$(pwd)"'],
+        env=env, cwd=str(tmp_path),
+    )  # fmt: skip
+    proc.open_gate(b"")
+    assert (await _read_all(proc)).decode() == f"é 1||{tmp_path}"
+    assert await proc.wait() == 0
 
 
-async def test_a_dead_server_takes_its_commands_and_the_next_spawn_starts_another() -> None:
-    server = forker.ForkServer()
-    try:
-        proc = await server.start(["/bin/sh", "-c", "sleep 30"], env=None, cwd=None)
-        first = server.pid
-        assert first is not None
-        os.kill(first, signal.SIGKILL)
-        with anyio.fail_after(10):
-            assert await proc.wait() == -signal.SIGKILL
-        assert await _gone(proc.pid)
-        again = await server.start(["/bin/sh", "-c", "exit 4"], env=None, cwd=None)
-        again.open_gate(b"")
-        assert await again.wait() == 4
-        assert server.pid not in (None, first)
-    finally:
-        server.close()
+async def test_a_dead_server_takes_its_commands_and_the_next_spawn_starts_another(
+    server: forker.ForkServer,
+) -> None:
+    proc = await server.start(["/bin/sh", "-c", "sleep 30"], env=None, cwd=None)
+    first = server.pid
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    with anyio.fail_after(10):
+        assert await proc.wait() == -signal.SIGKILL
+    assert await _gone(proc.pid)
+    again = await server.start(["/bin/sh", "-c", "exit 4"], env=None, cwd=None)
+    again.open_gate(b"")
+    assert await again.wait() == 4
+    assert server.pid not in (None, first)
 
 
-async def test_close_ends_the_server_and_what_is_left_of_its_groups() -> None:
-    server = forker.ForkServer()
+async def test_close_ends_the_server_and_what_is_left_of_its_groups(
+    server: forker.ForkServer,
+) -> None:
     proc = await server.start(["/bin/sh", "-c", "sleep 30 & echo $!; sleep 30"], env=None,
                               cwd=None)  # fmt: skip
     assert proc.stdout is not None
@@ -149,13 +148,11 @@ async def test_close_ends_the_server_and_what_is_left_of_its_groups() -> None:
     assert server.pid is None
 
 
-async def test_a_request_larger_than_the_socket_is_refused_as_too_big() -> None:
-    server = forker.ForkServer()
-    try:
-        with pytest.raises(forker.TooBig):
-            await server.start(["/bin/sh", "-c", "true"], env={"BIG": "x" * (8 << 20)}, cwd=None)
-    finally:
-        server.close()
+async def test_a_request_larger_than_the_socket_is_refused_as_too_big(
+    server: forker.ForkServer,
+) -> None:
+    with pytest.raises(forker.TooBig):
+        await server.start(["/bin/sh", "-c", "true"], env={"BIG": "x" * (8 << 20)}, cwd=None)
 
 
 async def test_a_runtime_forks_its_shell_commands_through_its_server(tmp_path: Path) -> None:
