@@ -31,7 +31,7 @@ statement that takes a node's row lock is here, so their lock order reads in one
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import anyio
@@ -141,6 +141,12 @@ async def _terminate(conn: asyncpg.Connection, names: list[str]) -> int:
     return int(ended or 0)
 
 
+def _backend_names(rows: Sequence[asyncpg.Record]) -> list[str]:
+    """The ``application_name``s of these nodes' connections (``name``, ``backend``)."""
+    names = [str(r[1]) for r in rows if r[1]]
+    return names + [leader.application_name(str(r[0])) for r in rows]
+
+
 async def rescue(
     conn: asyncpg.Connection,
     rescuer: str,
@@ -156,18 +162,20 @@ async def rescue(
         " AND name <> $1",
         rescuer,
     )
+    ended = {str(r[0]) for r in expired}
     if expired:
-        names = [str(r[1]) for r in expired if r[1]]
-        names += [leader.application_name(str(r[0])) for r in expired]
-        await _terminate(conn, names)
+        await _terminate(conn, _backend_names(expired))
     out: list[Rescue] = []
     async with conn.transaction():
         locked = await conn.fetch(
-            f"SELECT name FROM nodes WHERE status = 'alive' AND lease_until < {NOW}"
+            f"SELECT name, backend FROM nodes WHERE status = 'alive' AND lease_until < {NOW}"
             " AND name <> $1 ORDER BY name FOR UPDATE SKIP LOCKED",
             rescuer,
         )
         dead = [str(r[0]) for r in locked]
+        # a lease that ran out between the two reads: its connections end here too
+        if late := [r for r in locked if str(r[0]) not in ended]:
+            await _terminate(conn, _backend_names(late))
         epochs: dict[str, int] = {}
         for name in dead:
             epochs[name] = int(

@@ -163,20 +163,24 @@ async def _both_rescue(b: Store, c: Store) -> list[Rescue]:
 
 
 async def test_a_rescue_ends_the_dead_nodes_connections(pg_url: str) -> None:
-    async with node_store(pg_url, "a") as a, node_store(pg_url, "b") as b:
-        ja = await a.join_node("a", lease=SHORT, host="h", pid=1)
-        await b.join_node("b", lease=15.0, host="h", pid=2)
-        before = await _backends(pg_url, a.backend)
-        assert len(before) >= 3  # writer, lease link, pool
-        await rescued(b, "b", "a")
-        await eventually(  # (a pool may open a new one meanwhile: a new backend)
-            lambda: _gone(pg_url, before), what="a's backends ended"
-        )
-        assert await _backends(pg_url, b.backend)
-        assert (await a.renew_node("a", ja.epoch, lease=15.0)).fenced  # it reconnects
-        back = await a.join_node("a", lease=15.0, host="h", pid=1)
-        assert await a.stats() is not None  # the pool reconnects too
-        assert not (await a.renew_node("a", back.epoch, lease=15.0)).fenced
+    watch = await asyncpg.connect(pg_url.split("?")[0])  # one connection polls, throughout
+    try:
+        async with node_store(pg_url, "a") as a, node_store(pg_url, "b") as b:
+            ja = await a.join_node("a", lease=SHORT, host="h", pid=1)
+            await b.join_node("b", lease=15.0, host="h", pid=2)
+            before = await _backends(watch, a.backend)
+            assert len(before) >= 3  # writer, lease link, pool
+            await rescued(b, "b", "a")
+            await eventually(  # (a pool may open a new one meanwhile: a new backend)
+                lambda: _gone(watch, before), what="a's backends ended", timeout=30.0
+            )
+            assert await _backends(watch, b.backend)
+            assert (await a.renew_node("a", ja.epoch, lease=15.0)).fenced  # it reconnects
+            back = await a.join_node("a", lease=15.0, host="h", pid=1)
+            assert await a.stats() is not None  # the pool reconnects too
+            assert not (await a.renew_node("a", back.epoch, lease=15.0)).fenced
+    finally:
+        await watch.close()
 
 
 # A backend is its pid and its start: with tests running in parallel (pytest -n) a pid
@@ -184,20 +188,20 @@ async def test_a_rescue_ends_the_dead_nodes_connections(pg_url: str) -> None:
 Backend = tuple[int, datetime]
 
 
-async def _gone(url: str, backends: set[Backend]) -> bool:
-    return not (backends & await _backends(url, None))
+async def _gone(conn: asyncpg.Connection, backends: set[Backend]) -> bool:
+    return not (backends & await _backends(conn, None))
 
 
-async def _backends(url: str, name: str | None) -> set[Backend]:
-    conn = await asyncpg.connect(url.split("?")[0])
-    try:
-        rows = await conn.fetch(
-            "SELECT pid, backend_start FROM pg_stat_activity WHERE datname = current_database()"
-            " AND ($1::text IS NULL OR application_name = $1)",
-            name,
-        )
-    finally:
-        await conn.close()
+async def _backends(conn: asyncpg.Connection, name: str | None) -> set[Backend]:
+    """This database's backends (named ``name``), seen through ``conn``: one connection
+    for all the polling (a connection per poll, 200 a second, slowed a loaded server
+    enough to time the test out, and a connect cut off mid-way by that timeout left
+    asyncpg's TLS probe with an exception nobody read)."""
+    rows = await conn.fetch(
+        "SELECT pid, backend_start FROM pg_stat_activity WHERE datname = current_database()"
+        " AND ($1::text IS NULL OR application_name = $1)",
+        name,
+    )
     return {(int(r[0]), r[1]) for r in rows}
 
 
