@@ -6,12 +6,10 @@ module is long because its table of delegates names every public call in one pla
         dispatch_id = await rt.enqueue("noop", {"x": 1})
         final = await rt.wait(dispatch_id)
 
-``Runtime.open`` takes the database lock, opens the store, builds the executors and
-starts the actor tree (``runtime/tree.py``: which actor starts in which order, under
-which strategy, with which mailbox, and who hears which event). Leaving the
-``async with`` stops admitting, lets running runs finish for ``shutdown_grace`` seconds,
-cancels the rest (their delivery guarantee applies), stops the actors last-first and
-checkpoints the database.
+``Runtime.open`` locks the database, opens the store, builds the executors and starts
+the actor tree (``runtime/tree.py``; commands via a fork server, ``forker.serving``).
+Leaving the ``async with`` stops admitting, lets runs finish for ``shutdown_grace`` s,
+cancels the rest (their delivery guarantee applies), stops the actors, checkpoints.
 
 Plain collaborators answer the calls (``JobsApi``, ``QueriesApi``, ``Messaging``,
 ``GroupsApi``, ``ControlsApi``, ``ApprovalsApi``, ``AgentsApi``, in ``runtime/_*_api.py``
@@ -283,9 +281,6 @@ class Runtime:
         rt = cls(cfg, store, clock, table, http, instance=node)
         if on_event is not None:
             rt.events.listen(on_event, RunStarted, OutcomeEvent, SlotRecord)
-        # shell and watchdog commands are forked by a small server of the runtime's own
-        fork = forker.ForkServer() if forker.available() else None
-        forking = forker.CURRENT.set(fork)
         try:
             async with anyio.create_task_group() as tg:
                 await tg.start(rt._serve)
@@ -310,9 +305,6 @@ class Runtime:
                 raise inner[0] from None
             raise
         finally:
-            forker.CURRENT.reset(forking)
-            if fork is not None:
-                fork.close()  # after the tree: every run has ended its group by now
             if "http" in rt._actors:
                 rt._actors["http"].close()
             with anyio.CancelScope(shield=True):
@@ -321,30 +313,31 @@ class Runtime:
             lock.close()
 
     async def _serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        self._root, self._actors = build_tree(
-            self.config,
-            instance=self.instance,
-            store=self.store,
-            clock=self.clock,
-            inboxes=self._inboxes,
-            executors=self.executors,
-            emit=self._fanout.publish,
-            host=RuntimeHost(
+        with forker.serving():  # the tree's shell and watchdog commands go through it
+            self._root, self._actors = build_tree(
+                self.config,
+                instance=self.instance,
                 store=self.store,
-                writer=self._writer,
-                router=self._router,
                 clock=self.clock,
-                retire=self._jobs_api.retire_job,
-            ),
-            snapshot=self.statistics,
-            sinks=self._messaging.sinks,
-            http=self.http,
-            on_event=self.actor_events.append,
-            producer=self._jobs_api,
-            asgi=self._asgi(),
-            wants=self.events.wants,
-        )
-        await self._root.run(task_status=task_status)
+                inboxes=self._inboxes,
+                executors=self.executors,
+                emit=self._fanout.publish,
+                host=RuntimeHost(
+                    store=self.store,
+                    writer=self._writer,
+                    router=self._router,
+                    clock=self.clock,
+                    retire=self._jobs_api.retire_job,
+                ),
+                snapshot=self.statistics,
+                sinks=self._messaging.sinks,
+                http=self.http,
+                on_event=self.actor_events.append,
+                producer=self._jobs_api,
+                asgi=self._asgi(),
+                wants=self.events.wants,
+            )
+            await self._root.run(task_status=task_status)
 
     def _asgi(self) -> Any:
         """The HTTP API's app when ``[http] listen`` is set (built once, kept across

@@ -1,11 +1,11 @@
 """The runtime's side of the fork server (``fork_server.py``): ``ForkServer.start`` a
 command through it, get a ``child.Child`` back.
 
-Each runtime makes one ``ForkServer`` and sets it as ``CURRENT`` for its tree; the
+Each runtime sets one ``ForkServer`` as ``CURRENT`` for its tree (``serving``); the
 process behind it starts at the first spawn (about 20 ms, once) and ends with
-``close`` (the runtime calls it once its runs are over). A server that dies is started
-again at the next spawn; the commands it had die with it (their parent-death signal),
-and their ``wait`` returns ``-SIGKILL``. Where nothing set ``CURRENT`` (an executor
+``close``, once the tree's runs are over. A server that dies is started again at the
+next spawn; the runtime kills the groups it had, and their ``wait`` returns
+``-SIGKILL``. Where nothing set ``CURRENT`` (an executor
 used on its own), ``procs`` starts commands through ``child.start``.
 
 Used on Linux (``SOCK_SEQPACKET`` Unix sockets) where ``sys.executable`` is set, unless
@@ -25,7 +25,8 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ import msgspec
 from shepherd.actors.executors.child import Child
 from shepherd.store.activity import THREAD_WORK
 
-__all__ = ["CURRENT", "ForkServer", "ForkServerError", "available"]
+__all__ = ["CURRENT", "ForkServer", "ForkServerError", "TooBig", "available", "serving"]
 
 log = logging.getLogger("shepherd.fork")
 
@@ -332,3 +333,18 @@ class ForkServer:
 
 
 CURRENT: ContextVar[ForkServer | None] = ContextVar("shepherd_fork_server", default=None)
+
+
+@contextmanager
+def serving() -> Iterator[None]:
+    """A fork server as ``CURRENT`` for the tasks started in the block (where
+    ``available``), ended when the block is: after the tree, every run has ended its
+    group by then."""
+    server = ForkServer() if available() else None
+    token = CURRENT.set(server)
+    try:
+        yield
+    finally:
+        CURRENT.reset(token)
+        if server is not None:
+            server.close()
