@@ -35,7 +35,7 @@ def mark_messages(conn: sqlite3.Connection, op: MarkMessages) -> int:
         sql = (
             "UPDATE messages SET status = 'delivered', delivered_at = ?,"
             " delivery_attempts = delivery_attempts + 1"
-            f" WHERE status = 'pending' AND id IN ({marks})"
+            f" WHERE +status = 'pending' AND id IN ({marks})"  # by id: see claims.QUEUED_AMONG
         )
     elif op.status == "ack":  # any status; read if pending / delivered (OCS ackMessage)
         sql = (

@@ -185,7 +185,7 @@ def purge_dead(conn: sqlite3.Connection, op: PurgeDead) -> int:
     args: list[Any]
     if op.ids is not None:
         marks = ",".join("?" * len(op.ids)) or "NULL"
-        where, args = f"status = 'dead' AND id IN ({marks})", list(op.ids)
+        where, args = f"+status = 'dead' AND id IN ({marks})", list(op.ids)  # by id
     elif op.before is not None:
         where, args = "status = 'dead' AND updated_at < ?", [op.before]
     else:
