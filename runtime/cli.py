@@ -52,6 +52,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from shepherd.runtime import _cli_boot  # noqa: F401  (first: msgspec without typing_extensions)
 from shepherd.runtime._cli_common import (
     EXIT_CODES,
     Lazy,

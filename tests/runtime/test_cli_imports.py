@@ -83,9 +83,46 @@ def test_enqueue_without_a_daemon_writes_directly_without_tree_or_loop(tmp_path:
     rc, modules, out = _cli_modules(tmp_path, "--database", str(db), "enqueue", "j")
     assert rc == 0, out
     assert out.strip() == "1"
-    # an existing SQLite file: written on a plain connection, no event loop either
-    heavy = modules & {*TREE, *LOOP, "httpx"}
+    # an existing SQLite file: written on a plain connection, no event loop either;
+    # msgspec without typing_extensions (and the inspect module it loads: runtime/_cli_boot.py)
+    heavy = modules & {*TREE, *LOOP, "httpx", "typing_extensions", "inspect"}
     assert not heavy, sorted(heavy)
+
+
+_BOOTED = """
+import sys
+import shepherd.runtime.cli
+assert "typing_extensions" not in sys.modules, "the CLI's imports loaded it"
+from typing import Annotated, NotRequired, TypedDict
+import msgspec
+import typing_extensions  # a later import (anyio's, in run) gets the module
+assert typing_extensions.NotRequired is NotRequired
+
+class Spec(TypedDict):
+    a: int
+    b: NotRequired[Annotated[int, msgspec.Meta(ge=0)]]
+
+class Row(msgspec.Struct):
+    n: Annotated[int, msgspec.Meta(le=3)]
+    spec: Spec | None = None
+
+assert msgspec.convert({"n": 1, "spec": {"a": 1}}, Row) == Row(1, {"a": 1})
+for bad in ({"n": 4}, {"n": 1, "spec": {"a": 1, "b": -1}}, {"n": 1, "spec": {"b": 1}}):
+    try:
+        msgspec.convert(bad, Row)
+    except msgspec.ValidationError:
+        continue
+    raise SystemExit(f"accepted {bad}")
+print("ok")
+"""
+
+
+def test_msgspec_loaded_by_the_cli_validates_as_with_typing_extensions() -> None:
+    """The CLI loads msgspec with typing_extensions blocked (``runtime/_cli_boot.py``):
+    its constraints, ``Annotated`` and ``NotRequired`` still hold, and typing_extensions
+    can still be imported afterwards."""
+    proc = subprocess.run([sys.executable, "-c", _BOOTED], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stdout + proc.stderr
 
 
 def test_enqueue_through_a_daemon_socket_loads_no_event_loop(tmp_path: Path) -> None:
