@@ -10,7 +10,10 @@ configured through the environment and the ``huey`` attribute is built on first 
   completion count. The first worker to start writes ``ready``; every
   `PROGRESS_EVERY` completions ``progress`` is rewritten; the target-th completion
   writes ``done``; a failing task writes ``error``. Each marker holds
-  ``time.monotonic()``, which on Linux and macOS is one clock for every process.
+  ``time.monotonic()``, which on Linux and macOS is one clock for every process;
+  ``cpu_ready`` and ``cpu_done``, written just before ``ready`` and ``done``, hold the
+  consumer's ``time.process_time()`` (all its threads, to the nanosecond: the clock
+  ticks psutil reads from another process are 10 ms, a whole short run's CPU).
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ def _install_markers(huey: Huey, markers: Path, target: int) -> None:
         with lock:
             if not state["ready"]:
                 state["ready"] = True
+                _write(markers / "cpu_ready", repr(time.process_time()))
                 _write(markers / "ready", repr(time.monotonic()))
 
     @huey.signal(SIGNAL_COMPLETE)
@@ -72,6 +76,7 @@ def _install_markers(huey: Huey, markers: Path, target: int) -> None:
             state["completed"] += 1
             done = state["completed"]
         if done == target:
+            _write(markers / "cpu_done", repr(time.process_time()))
             _write(markers / "done", repr(time.monotonic()))
         elif done % PROGRESS_EVERY == 0:
             _write(markers / "progress", str(done))

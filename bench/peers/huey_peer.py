@@ -164,20 +164,19 @@ def drain_backlog(ctx: BenchContext, db: Path, n: int, sync: str) -> float:
 
 def e2e(ctx: BenchContext, n: int, sync: str) -> tuple[float, float, float]:
     """(tasks/s from first enqueue to n-th completion, consumer peak RSS in MiB, the
-    consumer's CPU per task in µs over the same span, all its threads: psutil)."""
+    consumer's CPU per task in µs from its first worker's start to the n-th completion,
+    all its threads: its own ``cpu_ready`` / ``cpu_done`` markers)."""
     db = ctx.path(SCENARIO, f"e2e_{sync}_{n}.db")
     huey, noop = make_huey(str(db), sync)  # creates the tables before the consumer opens them
     try:
         with consumer(ctx, db, sync, n, f"e2e_{sync}_{n}") as c:
             deadline = _deadline(n)
             c.wait_marker("ready", ctx, deadline)
-            worker = psutil.Process(c.proc.pid)
-            cpu = sum(worker.cpu_times()[:2])
             start = time.monotonic()
             for _ in range(n):
                 noop()
             done = c.wait_marker("done", ctx, deadline)
-            cpu = sum(worker.cpu_times()[:2]) - cpu
+            cpu = float(_read(c.markers / "cpu_done")) - float(_read(c.markers / "cpu_ready"))
     finally:
         huey.storage.close()
     return n / (done - start), c.rss_peak, cpu / n * 1e6
