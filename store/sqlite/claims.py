@@ -1,5 +1,11 @@
 """SQL of the claim and outcome ops (``ClaimRuns``, ``FinishRuns``), with their fencing:
-conditional UPDATEs on ``status`` and ``current_run_id``."""
+conditional UPDATEs on ``status`` and ``current_run_id``.
+
+A dispatcher pass's common case takes one ``executemany`` per table: claims whose keys
+are all won (``ledger.claim_many``) and dispatches all still queued, outcomes that all
+end their dispatch ``done`` with every run still running and still its dispatch's
+(``_all_done``, under a savepoint). Anything else is decided row by row, with the same
+answers."""
 
 from __future__ import annotations
 
@@ -76,23 +82,14 @@ def _claim_keys(conn: sqlite3.Connection, op: ClaimRuns, ids: list[int]) -> set[
     ``skipped`` by ``_settle_blocked``). Only for dispatches still queued: one cancelled,
     withdrawn or claimed elsewhere since the dispatcher read it must not hold its key
     (a later dispatch with that key would be skipped)."""
-    blocked: set[int] = set()
     live = _queued(conn, [c.dispatch_id for c in op.claims if c.idempotency_key is not None])
-    for c, r in zip(op.claims, ids, strict=False):
-        if c.idempotency_key is None or c.dispatch_id not in live:
-            continue
-        if ledger.claim(
-            conn,
-            c.idempotency_key,
-            job_id=c.job_id,
-            dispatch_id=c.dispatch_id,
-            run_id=r,
-            now=op.now,
-            ttl=c.key_ttl,
-        ):
-            continue
-        blocked.add(c.dispatch_id)
-    return blocked
+    wanted: list[ledger.KeyClaim] = [
+        (c.idempotency_key, c.job_id, c.dispatch_id, r, op.now, op.now + c.key_ttl)
+        for c, r in zip(op.claims, ids, strict=False)
+        if c.idempotency_key is not None and c.dispatch_id in live
+    ]
+    won = ledger.claim_many(conn, wanted)
+    return {w[2] for w in wanted if w[3] not in won}
 
 
 # by the primary key: ``+status`` keeps the planner off the status indexes, whose
@@ -119,33 +116,45 @@ def _settle_blocked(conn: sqlite3.Connection, blocked: set[int], now: float) -> 
         settle_queued(conn, SettleQueued(skip, now))
 
 
+_FINISH_RUN = (
+    "UPDATE runs SET status = ?, finished_at = ?, error = ?, result = ?, reason = ?,"
+    " exit_code = ?, signal = ?, timed_out = ?, stdout = ?, stderr = ?, details = ?"
+    " WHERE id = ? AND status = 'running'"
+)
+_END = (
+    "UPDATE dispatches SET status = ?, outcome = ?, dead_reason = ?, last_error = ?,"
+    " result = ?, updated_at = ? WHERE id = ? AND current_run_id = ?"
+)
+
+
+def _run_row(f: FinishRun, now: float) -> tuple[object, ...]:
+    return (
+        f.outcome,
+        now,
+        f.error,
+        f.result,
+        f.reason,
+        f.exit_code,
+        f.signal,
+        int(f.timed_out),
+        f.stdout,
+        f.stderr,
+        f.details,
+        f.run_id,
+    )
+
+
 def finish_runs(conn: sqlite3.Connection, op: FinishRuns) -> Finished:
     """Each outcome, fenced; then the chain children of the runs that ended their
     dispatch ``done`` or ``dead`` (a cancelled run fires none), in this transaction."""
+    ledger.release_runs(conn, [f.run_id for f in op.finals if f.outcome != "ok"], op.now)
+    if all(f.next == "done" for f in op.finals) and (done := _all_done(conn, op)) is not None:
+        return done
     out: list[int | None] = []
     ended: list[FinishRun] = []  # accepted, final for their dispatch
     next_seq: int | None = None
-    ledger.release_runs(conn, [f.run_id for f in op.finals if f.outcome != "ok"], op.now)
     for f in op.finals:
-        cur = conn.execute(
-            "UPDATE runs SET status = ?, finished_at = ?, error = ?, result = ?, reason = ?,"
-            " exit_code = ?, signal = ?, timed_out = ?, stdout = ?, stderr = ?, details = ?"
-            " WHERE id = ? AND status = 'running'",
-            (
-                f.outcome,
-                op.now,
-                f.error,
-                f.result,
-                f.reason,
-                f.exit_code,
-                f.signal,
-                int(f.timed_out),
-                f.stdout,
-                f.stderr,
-                f.details,
-                f.run_id,
-            ),
-        )
+        cur = conn.execute(_FINISH_RUN, _run_row(f, op.now))
         if cur.rowcount != 1:
             out.append(None)
             continue
@@ -176,8 +185,7 @@ def finish_runs(conn: sqlite3.Connection, op: FinishRuns) -> Finished:
             continue
         status = {"done": "done", "dead": "dead", "cancelled": "cancelled"}[f.next]
         cur = conn.execute(
-            "UPDATE dispatches SET status = ?, outcome = ?, dead_reason = ?, last_error = ?,"
-            " result = ?, updated_at = ? WHERE id = ? AND current_run_id = ?",
+            _END,
             (status, f.outcome, f.dead_reason, f.error, f.result, op.now, f.dispatch_id, f.run_id),
         )
         if cur.rowcount == 1 and status == "dead":
@@ -186,3 +194,23 @@ def finish_runs(conn: sqlite3.Connection, op: FinishRuns) -> Finished:
             ended.append(f)
         out.append(0 if cur.rowcount == 1 else None)
     return Finished(out, chains.fire_children(conn, ended, op.origin, op.now))
+
+
+def _all_done(conn: sqlite3.Connection, op: FinishRuns) -> Finished | None:
+    """The common case, every outcome ending its dispatch ``done``, in one statement per
+    table: when every run was still running and every dispatch still its run's, the
+    result ``finish_runs`` gives one by one; else None, with nothing written (a
+    savepoint), and ``finish_runs`` decides them one by one."""
+    conn.execute("SAVEPOINT all_done")
+    n = len(op.finals)
+    if conn.executemany(_FINISH_RUN, [_run_row(f, op.now) for f in op.finals]).rowcount == n:
+        rows = [
+            ("done", f.outcome, f.dead_reason, f.error, f.result, op.now, f.dispatch_id, f.run_id)
+            for f in op.finals
+        ]
+        if conn.executemany(_END, rows).rowcount == n:
+            conn.execute("RELEASE all_done")
+            return Finished([0] * n, chains.fire_children(conn, op.finals, op.origin, op.now))
+    conn.execute("ROLLBACK TO all_done")
+    conn.execute("RELEASE all_done")
+    return None

@@ -114,6 +114,54 @@ async def test_a_run_named_twice_in_one_op_counts_its_first_outcome(store: Store
     assert disp is not None and disp.status == "done"
 
 
+async def test_outcomes_all_done_with_one_stale_answer_each_and_keep_the_first(
+    store: Store,
+) -> None:
+    """Every outcome ``done`` (SQLite writes those in one statement per table) with one
+    run already finished, and one named twice: each answered as one by one, and the
+    finished run's first outcome kept."""
+    a = await add_job(store, "a")
+    ids = [d for d, _ in await enqueue(store, *[new(a) for _ in range(4)])]
+    runs = await store.apply_one(_claims(ids, a))
+    early = FinishRun(run_id=runs[1], dispatch_id=ids[1], outcome="ok", next="done", error="1st")
+    assert list(await store.apply_one(FinishRuns([early], 4.0, ORIGIN))) == [0]
+    finals = [
+        FinishRun(run_id=r, dispatch_id=d, outcome="ok", next="done", error="2nd")
+        for r, d in zip(runs, ids, strict=True)
+    ]
+    got = await store.apply_one(FinishRuns(finals, 5.0, ORIGIN))
+    assert list(got) == [0, None, 0, 0]
+    dispatches = [await store.dispatch(d) for d in ids]
+    assert [(d.status, d.last_error) for d in dispatches if d is not None] == [
+        ("done", "2nd"), ("done", "1st"), ("done", "2nd"), ("done", "2nd"),
+    ]  # fmt: skip
+    ended = [await store.run(r) for r in runs]
+    assert [r.finished_at for r in ended if r is not None] == [5.0, 4.0, 5.0, 5.0]
+    # named twice, both done: the first counts, the second finds it finished
+    [(d, _)] = await enqueue(store, new(a))
+    [run_id] = await store.apply_one(_claims([d], a, now=6.0))
+    twice = [
+        FinishRun(run_id=run_id, dispatch_id=d, outcome="ok", next="done", error=e)
+        for e in ("a", "b")
+    ]
+    assert list(await store.apply_one(FinishRuns(twice, 7.0, ORIGIN))) == [0, None]
+    again = await store.dispatch(d)
+    assert again is not None and again.last_error == "a"
+
+
+async def test_two_claims_of_one_key_in_one_op_the_first_wins(store: Store) -> None:
+    a = await add_job(store, "a")
+    ids = [d for d, _ in await enqueue(store, *[new(a) for _ in range(3)])]
+    claims = [
+        ClaimRun(dispatch_id=d, attempt=1, idempotency_key=k, job_id=a)
+        for d, k in zip(ids, ["same", "own", "same"], strict=True)
+    ]
+    first, own, second = await store.apply_one(ClaimRuns(claims, ORIGIN, 3.0))
+    assert first and own and second == 0
+    lost = await store.dispatch(ids[2])
+    assert lost is not None and (lost.status, lost.outcome) == ("done", "skipped")
+
+
 async def test_a_pass_commits_its_outcomes_and_next_claims_together(store: Store) -> None:
     a = await add_job(store, "a")
     ids = [d for d, _ in await enqueue(store, *[new(a) for _ in range(4)])]
