@@ -48,7 +48,10 @@ def _noop() -> None:
 def make_huey(db_path: str, sync: str) -> tuple[Huey, Any]:
     """The huey instance and its ``noop`` task, on ``db_path`` in WAL mode."""
     storage = {"full": SqliteStorage, "normal": _NormalSyncSqliteStorage}[sync]
-    huey = Huey("bench", storage_class=storage, filename=db_path, journal_mode="wal")
+    # a busy timeout of a minute, not huey's 5 s: under the producer's 100,000 commits a
+    # worker's write sometimes waited longer, failed ("database is locked") and its
+    # task was never counted, which stalled the run one short of its target
+    huey = Huey("bench", storage_class=storage, filename=db_path, journal_mode="wal", timeout=60)
     return huey, huey.task(name="noop")(_noop)
 
 
