@@ -386,6 +386,11 @@ MIGRATIONS: list[list[str]] = [
             for event in events
         ],
     ],
+    # each job's slot dispatches (schedule and spawn), by job and id: which fired one-shot
+    # jobs have ended (queries.schedule_states) is read by job, not by a scan
+    [
+        "CREATE INDEX dispatches_job_slot ON dispatches(job_id, id) WHERE slot IS NOT NULL",
+    ],
     # @@migrations@@ (append a new list above this line; never edit a released one)
 ]
 

@@ -379,6 +379,12 @@ MIGRATIONS: list[list[str]] = [
         """CREATE INDEX dispatches_ready ON dispatches(priority, not_before, seq)
             WHERE status = 'queued'""",
     ],
+    # 13: each job's slot dispatches (schedule and spawn), by job and id: which fired
+    # one-shot jobs have ended (queries.schedule_states) is read by job, not by a scan of
+    # every dispatch
+    [
+        "CREATE INDEX dispatches_job_slot ON dispatches(job_id, id) WHERE slot IS NOT NULL",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -3,8 +3,9 @@ primary key, never a range of an index that leads with the status: without
 statistics SQLite takes ``status = ?`` on such an index for ~10 rows, cheaper than the
 list's lookups, and then walks the whole range, e.g. every queued dispatch of a deep
 backlog on each claim (a drain of 100,000 ran at 0.75x the speed it does by id).
-Each statement is the one the store really runs (the trace callback), with and
-without ``ANALYZE``."""
+The same for a read by job with no id list: the slot states of a list of jobs
+search ``dispatches_job_slot``. Each statement is the one the store really runs (the
+trace callback), with and without ``ANALYZE``."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from shepherd.store.ops import MarkMessages, PurgeDead
-from shepherd.store.sqlite import SqliteStore, claims, messages, runs
+from shepherd.store.sqlite import SqliteStore, claims, messages, queries, runs
 
 pytestmark = pytest.mark.anyio
 
@@ -43,6 +44,15 @@ CALLS: dict[str, tuple[str, Callable[[sqlite3.Connection], object]]] = {
     ),
     "dead letters purged by id": ("dispatches", lambda c: runs.purge_dead(c, PurgeDead(IDS))),
 }
+# and by an index's leading column where there is no id list: which fired one-shot jobs
+# have ended, read by job (``dispatches_job_slot``), not by a scan of every dispatch
+BY_INDEX: dict[str, tuple[str, str, Callable[[sqlite3.Connection], object]]] = {
+    "slot states of jobs": (
+        "dispatches",
+        "dispatches_job_slot (job_id=?)",
+        lambda c: queries.schedule_states(c, IDS),
+    ),
+}
 
 
 @pytest.mark.parametrize("analyze", [False, True])
@@ -63,5 +73,23 @@ async def test_an_id_list_with_a_status_is_read_by_primary_key(
         for sql in statements:
             plan = " / ".join(str(r[3]) for r in conn.execute("EXPLAIN QUERY PLAN " + sql))
             assert f"SEARCH {table} USING INTEGER PRIMARY KEY" in plan, (name, sql, plan)
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("analyze", [False, True])
+@pytest.mark.parametrize("name", sorted(BY_INDEX))
+async def test_a_read_by_job_searches_its_index(tmp_path: Path, analyze: bool, name: str) -> None:
+    path = str(tmp_path / "plan.db")
+    store = await SqliteStore.open(path)
+    await store.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        if analyze:
+            conn.execute("ANALYZE")
+        table, index, call = BY_INDEX[name]
+        [sql] = [s for s in traced(conn, call) if f" {table} " in f" {s} "]
+        plan = " / ".join(str(r[3]) for r in conn.execute("EXPLAIN QUERY PLAN " + sql))
+        assert f"SEARCH {table} USING INDEX {index}" in plan, (name, sql, plan)
     finally:
         conn.close()
