@@ -175,7 +175,9 @@ def page_filter(
         if value is not None:
             parts.append(f"{name} = {bind(value)}")
     statuses = [status] if isinstance(status, str) else list(status or ())
-    if statuses:
+    if len(statuses) == 1:  # ``=``: SQLite uses a partial index (runs_running) only for it
+        parts.append(f"status = {bind(statuses[0])}")
+    elif statuses:
         parts.append(f"status IN ({','.join(bind(s) for s in statuses)})")
     for cond, value in (("id <", before), (f"{column} >=", since), (f"{column} <", until)):
         if value is not None:
