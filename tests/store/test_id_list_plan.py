@@ -46,8 +46,8 @@ CALLS: dict[str, tuple[str, Callable[[sqlite3.Connection], object]]] = {
     ),
     "dead letters purged by id": ("dispatches", lambda c: runs.purge_dead(c, PurgeDead(IDS))),
 }
-# and by an index's leading column where there is no id list: which fired one-shot jobs
-# have ended, read by job (``dispatches_job_slot``), not by a scan of every dispatch
+# reads with no id list, each by its index (not a scan of the table): which fired
+# one-shot jobs have ended, by job; the running runs, newest first
 BY_INDEX: dict[str, tuple[str, str, Callable[[sqlite3.Connection], object]]] = {
     "slot states of jobs": (
         "dispatches",
@@ -69,41 +69,43 @@ BY_INDEX: dict[str, tuple[str, str, Callable[[sqlite3.Connection], object]]] = {
 }
 
 
+async def plans(
+    tmp_path: Path, analyze: bool, table: str, call: Callable[[sqlite3.Connection], object]
+) -> list[tuple[str, str]]:
+    """Each statement ``call`` runs on ``table`` in a fresh store's file, with its plan."""
+    path = str(tmp_path / "plan.db")
+    store = await SqliteStore.open(path)
+    await store.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        if analyze:
+            conn.execute("ANALYZE")
+        statements = [s for s in traced(conn, call) if f" {table} " in f" {s} "]
+        return [
+            (sql, " / ".join(str(r[3]) for r in conn.execute("EXPLAIN QUERY PLAN " + sql)))
+            for sql in statements
+        ]
+    finally:
+        conn.close()
+
+
 @pytest.mark.parametrize("analyze", [False, True])
 @pytest.mark.parametrize("name", sorted(CALLS))
 async def test_an_id_list_with_a_status_is_read_by_primary_key(
     tmp_path: Path, analyze: bool, name: str
 ) -> None:
-    path = str(tmp_path / "plan.db")
-    store = await SqliteStore.open(path)
-    await store.close()
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        if analyze:
-            conn.execute("ANALYZE")
-        table, call = CALLS[name]
-        statements = [s for s in traced(conn, call) if f" {table} " in f" {s} "]
-        assert statements, f"{name}: no statement on {table} ran"
-        for sql in statements:
-            plan = " / ".join(str(r[3]) for r in conn.execute("EXPLAIN QUERY PLAN " + sql))
-            assert f"SEARCH {table} USING INTEGER PRIMARY KEY" in plan, (name, sql, plan)
-    finally:
-        conn.close()
+    table, call = CALLS[name]
+    found = await plans(tmp_path, analyze, table, call)
+    assert found, f"{name}: no statement on {table} ran"
+    for sql, plan in found:
+        assert f"SEARCH {table} USING INTEGER PRIMARY KEY" in plan, (name, sql, plan)
 
 
 @pytest.mark.parametrize("analyze", [False, True])
 @pytest.mark.parametrize("name", sorted(BY_INDEX))
-async def test_a_read_by_job_searches_its_index(tmp_path: Path, analyze: bool, name: str) -> None:
-    path = str(tmp_path / "plan.db")
-    store = await SqliteStore.open(path)
-    await store.close()
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        if analyze:
-            conn.execute("ANALYZE")
-        table, index, call = BY_INDEX[name]
-        [sql] = [s for s in traced(conn, call) if f" {table} " in f" {s} "]
-        plan = " / ".join(str(r[3]) for r in conn.execute("EXPLAIN QUERY PLAN " + sql))
-        assert f"USING INDEX {index}" in plan, (name, sql, plan)
-    finally:
-        conn.close()
+async def test_a_read_without_an_id_list_uses_its_index(
+    tmp_path: Path, analyze: bool, name: str
+) -> None:
+    table, index, call = BY_INDEX[name]
+    [(sql, plan)] = await plans(tmp_path, analyze, table, call)
+    assert f"USING INDEX {index}" in plan, (name, sql, plan)
