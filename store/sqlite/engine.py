@@ -4,6 +4,8 @@ because it implements every read of the protocol, one short method each.
 
 - ``apply(ops)`` runs a batch of write ops in ONE transaction on the writer's thread
   (one thread hop, one commit): this is the group commit the store-writer actor feeds.
+  A small group of the dispatch path commits on the event loop's thread instead, when
+  no hop is in flight on the writer and the write lock is free (``store.sqlite.inline``).
 - Typed reads run the functions of ``store.sqlite.queries`` (and ``messages``,
   ``deliveries``, ``runs``) on the reader. ``read(fn, ...)`` runs any such function:
   the engine's own tests and tools use it; actors and the runtime never do.
@@ -40,6 +42,7 @@ from shepherd.store.sqlite import window as window_sql
 from shepherd.store.sqlite.backup import Progress, copy_to
 from shepherd.store.sqlite.batch import apply_batch, on_thread
 from shepherd.store.sqlite.codes import translate
+from shepherd.store.sqlite.inline import apply_here, small
 from shepherd.store.sqlite.integrity import Check, CheckRan
 from shepherd.store.sqlite.opening import check_file, check_path, connect, prepare_writer
 from shepherd.store.sqlite.reader import READS
@@ -68,7 +71,13 @@ class SqliteStore(EngineReads):
         self._backup: aiosqlite.Connection | None = None  # opened by the first backup
         self._busy_timeout = 5.0  # set by open()
         self.commits = 0
+        self.commits_inline = 0  # of ``commits``: on the loop's thread (``store.sqlite.inline``)
         self.ops_applied = 0
+        # hops in flight on the writer's connection; ``_abandoned``: one was cancelled and
+        # may still run there (its thread is first in, first out: the next hop that
+        # comes back clears it). Either keeps commits off the loop's thread.
+        self._hops = 0
+        self._abandoned = False
         self.checkpoints = 0
         self._wal = (0, 0)  # the WAL's frames and backfilled frames at the last checkpoint
         self.opened_check = CheckRan("none", "none", 0.0)  # set by open()
@@ -114,7 +123,12 @@ class SqliteStore(EngineReads):
     async def apply(self, ops: Sequence[WriteOp]) -> list[Any]:
         """Apply ``ops`` in one transaction; per-op results (a StoreError for a failed op)."""
         try:
-            results: list[Any] = await on_thread(self._writer, apply_batch, ops)
+            results = None
+            if self.synchronous == "NORMAL" and not (self._hops or self._abandoned) and small(ops):
+                results = apply_here(self._writer._conn, ops, int(self._busy_timeout * 1000))
+                self.commits_inline += results is not None
+            if results is None:  # large, FULL, or the write lock is held elsewhere: wait there
+                results = await self._on_writer(apply_batch, ops)
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from None
         self.commits += 1
@@ -125,6 +139,21 @@ class SqliteStore(EngineReads):
         result = (await self.apply([op]))[0]
         if isinstance(result, StoreError):
             raise result
+        return result
+
+    async def _on_writer(self, fn: Callable[..., T], *args: Any) -> T:
+        self._hops += 1
+        try:
+            result = await on_thread(self._writer, fn, *args)
+        except Exception:
+            self._abandoned = False  # it ran, and failed
+            raise
+        except BaseException:
+            self._abandoned = True  # cancelled: it may still be running on the thread
+            raise
+        finally:
+            self._hops -= 1
+        self._abandoned = False
         return result
 
     async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -142,7 +171,7 @@ class SqliteStore(EngineReads):
         shorter than it was has started over, which only a commit does: at least 1."""
         try:
             if mode == "TRUNCATE":
-                await on_thread(self._writer, _wal_checkpoint, "TRUNCATE")
+                await self._on_writer(_wal_checkpoint, "TRUNCATE")
                 self._wal = (0, 0)
                 return 0
             if self._maintenance is None:
@@ -188,6 +217,7 @@ class SqliteStore(EngineReads):
             "path": self.path,
             "synchronous": self.synchronous,
             "commits": self.commits,
+            "commits_inline": self.commits_inline,
             "ops_applied": self.ops_applied,
             "checkpoints": self.checkpoints,
             "start_check": self.opened_check.describe(),
