@@ -11,10 +11,9 @@ the actor tree (``runtime/tree.py``; commands via a fork server, ``forker.servin
 Leaving the ``async with`` stops admitting, lets runs finish for ``shutdown_grace`` s,
 cancels the rest (their delivery guarantee applies), stops the actors, checkpoints.
 
-Plain collaborators answer the calls (``JobsApi``, ``QueriesApi``, ``Messaging``,
-``GroupsApi``, ``ControlsApi``, ``ApprovalsApi``, ``AgentsApi``, in ``runtime/_*_api.py``
-and ``messaging.py``); the table at the top of the class says which call goes where;
-``rt.add_job`` *is* the jobs side's bound method (``delegate``), with its signature and types.
+Plain collaborators answer the calls (``JobsApi``, ``QueriesApi``, ``Messaging``, ...:
+``runtime/_*_api.py``, ``messaging.py``); the table at the top of the class says which
+call goes where; ``rt.add_job`` *is* the jobs side's bound method (``delegate``).
 """
 
 from __future__ import annotations
@@ -46,7 +45,7 @@ from shepherd.runtime._lock import lock_database
 from shepherd.runtime._queries_api import QueriesApi
 from shepherd.runtime.config import Config
 from shepherd.runtime.events import EventHub, held_news
-from shepherd.runtime.host import RuntimeHost
+from shepherd.runtime.host import RuntimeHost, process_journal
 from shepherd.runtime.messaging import Messaging, gateway_executors
 from shepherd.runtime.spawn import Spawner
 from shepherd.runtime.targets import PayloadType, TargetSource, python_executor
@@ -328,6 +327,7 @@ class Runtime:
                     router=self._router,
                     clock=self.clock,
                     retire=self._jobs_api.retire_job,
+                    journal=process_journal(self.config, self.instance),
                 ),
                 snapshot=self.statistics,
                 sinks=self._messaging.sinks,

@@ -1,7 +1,8 @@
 """``RuntimeHost``: the ``Host`` (``actors/executors/host.py``) a runtime gives its runs.
 
 It holds only what the host's questions need — the store (reads), the store writer
-(message marks, process groups), the router's address (deliveries) — and, for the one
+(message marks, process groups), the process journal where the runtime owns its
+database (``actors/executors/journal.py``), the router's address (deliveries) — and, for the one
 job change an executor may make (a watchdog retiring itself), the jobs side's
 ``retire`` function, which tells the dispatcher, the scheduler and the router as any
 job removal does. Runs never see the ``Runtime``.
@@ -10,18 +11,29 @@ job removal does. Runs never see the ``Runtime``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
+from shepherd.actors.executors.journal import ProcessJournal
 from shepherd.actors.executors.procs import ProcessId
 from shepherd.actors.primitives.clock import Clock
-from shepherd.actors.primitives.mailbox import Address, ask
+from shepherd.actors.primitives.mailbox import Address, Reply, ask
 from shepherd.actors.router import Announce, RouterMsg
-from shepherd.actors.writer import StoreMsg, write
-from shepherd.store.errors import ConfigError, NotFound
+from shepherd.actors.writer import StoreMsg, Write, write
+from shepherd.runtime.config import Config
+from shepherd.store.errors import ConfigError, MailboxFull, NotFound
+from shepherd.store.factory import is_postgres
 from shepherd.store.models import JobRow, Message, Run
 from shepherd.store.ops import MarkMessages, RecordProcess
 from shepherd.store.protocol import Store
 
-__all__ = ["RuntimeHost"]
+__all__ = ["RuntimeHost", "process_journal"]
+
+
+def process_journal(cfg: Config, node: str) -> ProcessJournal | None:
+    """The journal of the runtime ``node`` where it owns its database (SQLite: it holds
+    the file's lock), else None: every group's record is committed before its command
+    starts (``actors/executors/journal.py``)."""
+    return None if is_postgres(cfg.database) else ProcessJournal(cfg.artifacts_dir, node)
 
 
 class RuntimeHost:
@@ -33,7 +45,9 @@ class RuntimeHost:
         router: Address[RouterMsg],
         clock: Clock,
         retire: Callable[[str], Awaitable[None]],
+        journal: ProcessJournal | None = None,
     ) -> None:
+        self._journal = journal
         self._store = store
         self._writer = writer
         self._router = router
@@ -92,8 +106,18 @@ class RuntimeHost:
         return delivery_id
 
     async def record_process(self, run_id: int, proc: ProcessId) -> None:
+        """On record once this returns: in the journal (its commit not waited for) on a
+        database this runtime owns, else committed (``actors/executors/journal.py``)."""
         op = RecordProcess(run_id=run_id, pgid=proc.pgid, start=proc.start, clock=proc.clock)
-        await write(self._writer, op)
+        if self._journal is None:
+            await write(self._writer, op)
+            return
+        committed: Reply[Any] = Reply()
+        self._journal.note(run_id, proc, committed)
+        try:
+            self._writer.tell(Write(op, committed))
+        except MailboxFull:
+            await self._writer.send(Write(op, committed))
 
     def __repr__(self) -> str:
         return f"<RuntimeHost router={self._router.name}>"

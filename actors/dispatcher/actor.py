@@ -146,6 +146,7 @@ class Dispatcher:
             agents=self._admission.agents,
             controls=self._admission.controls,
             node=self._membership.recovery_scope,
+            journals=cfg.data_dir,
         )
         self._again = True  # the first pass admits what was loaded from the store
         self._draining = self._drained = False

@@ -71,8 +71,10 @@ class Loader:
         agents: AgentTable | None = None,
         controls: Controls | None = None,
         node: Callable[[], str | None] = lambda: None,
+        journals: str | None = None,
     ) -> None:
         self._node = node  # whose runs recovery takes: None = all (``Membership``)
+        self._journals = journals  # where process journals are (``recovery``)
         self._controls = controls if controls is not None else Controls()
         self._agents = agents if agents is not None else AgentTable()
         self._store = store
@@ -97,7 +99,13 @@ class Loader:
         self._clock = clock
         began = clock.now()
         recovered = await recover_orphans(
-            self._store, writer, clock, origin=self._instance, alert=self._alert, node=self._node()
+            self._store,
+            writer,
+            clock,
+            origin=self._instance,
+            alert=self._alert,
+            node=self._node(),
+            journals=self._journals,
         )
         for run_id, dispatch_id, action in recovered:
             log.warning("run %s of dispatch %s was orphaned: %s", run_id, dispatch_id, action)

@@ -7,6 +7,10 @@ delivery guarantee in one transaction (``RecoverOrphans``), in that order.
 Runs record their process groups through their host (``Host.record_process``: one
 write op per spawned group, awaited before the command may start,
 ``actors.executors.procs.spawn_group``); a run that starts no process pays nothing.
+On a database one runtime owns the record goes to the runtime's process journal
+first and its commit is not awaited (``actors.executors.journal``): recovery adds the
+journals' groups of runs still ``running`` that the database does not name, and
+removes the journals (but its own runtime's) once the guarantee is applied.
 
 ``end_orphaned_groups`` runs once when the dispatcher starts, before ``RecoverOrphans``
 applies the delivery guarantee: for every run left ``running`` that recorded a group, it
@@ -35,7 +39,7 @@ import socket
 
 import anyio
 
-from shepherd.actors.executors import procs
+from shepherd.actors.executors import journal, procs
 from shepherd.actors.primitives.clock import Clock
 from shepherd.actors.primitives.mailbox import Address
 from shepherd.actors.writer import StoreMsg, write
@@ -64,21 +68,45 @@ async def recover_orphans(
     origin: str,
     alert: DeadLetterAlert | None = None,
     node: str | None = None,
+    journals: str | None = None,
 ) -> list[tuple[int, int, str]]:
     """Orphaned runs → ``crashed`` and their guarantee applied, once their process groups
     are gone. Returns ``(run_id, dispatch_id, action)`` for each (``RecoverOrphans``).
     ``node``: the runs that node claimed and those of no live node (a database shared by
     several nodes: the live nodes' runs are theirs, or a rescue's); of those, the groups
-    started on this host are ended. None: every running run, every recorded group."""
+    started on this host are ended. None: every running run, every recorded group, and
+    with ``journals`` (the runtime's data directory) the groups of its process journals."""
     if node is None:
         rows = await store.orphaned_processes()
+        if journals is not None:
+            rows += await _journaled(store, journals, {r[0] for r in rows})
     else:
         rows = await store.node_processes(node, host=this_host())
     found = await end_orphaned_groups(clock, rows)
     nodes = None if node is None else [node]
     op = RecoverOrphans(now=clock.wall(), origin=origin, processes=found, alert=alert, nodes=nodes)
     result: list[tuple[int, int, str]] = await write(writer, op)
+    if node is None and journals is not None:
+        journal.remove_journals(journals, keep=journal.journal_path(journals, origin))
     return result
+
+
+async def _journaled(store: Store, data_dir: str, known: set[int]) -> list[OrphanedProcess]:
+    """The journals' groups that are still alive, of runs still ``running`` whose group
+    the database does not name (the runtime died before that commit)."""
+    left = {k: v for k, v in journal.left_behind(data_dir).items() if k not in known}
+    if not left:
+        return []
+    table = await anyio.to_thread.run_sync(procs.process_table)
+    here = procs.clock_id()
+    out: list[OrphanedProcess] = []
+    for run_id, rec in left.items():
+        if procs.decide(rec, table, here) != "kill":
+            continue  # gone: nothing to end (most records: their runs ended)
+        run = await store.run(run_id)
+        if run is not None and run.status == "running":
+            out.append((run_id, rec.pgid, rec.start, rec.clock))
+    return out
 
 
 async def end_orphaned_groups(clock: Clock, rows: list[OrphanedProcess]) -> dict[int, str]:

@@ -16,7 +16,7 @@ method             what it does                                 asked by
 ``retire_job``     disable, then remove a job; gone is fine     watchdog (self-destruct)
 ``deliver``        queue a delivery through the router;         watchdog (alerts)
                    returns its id once committed
-``record_process`` store a run's process group, committed on    shell, watchdog
+``record_process`` store a run's process group, on record on    shell, watchdog
                    return (``procs.spawn_group`` waits for it)  (``procs.spawn_group``)
 =================  ===========================================  ======================
 
@@ -71,5 +71,6 @@ class Host(Protocol):
         ...
 
     async def record_process(self, run_id: int, proc: ProcessId) -> None:
-        """Store ``proc`` on run ``run_id``; returns once it is committed."""
+        """Store ``proc`` on run ``run_id``; returns once crash recovery would find it
+        (committed, or in the runtime's process journal: ``journal.py``)."""
         ...

@@ -21,7 +21,9 @@ the runtime that started it:
 2. **Recorded, and killed at the next start (every POSIX platform).** The command waits
    behind a gate (one line on its stdin) until the run has recorded its group id and the
    leader's start time (``ProcessId``) through the run's host
-   (``ctx.host.record_process``), committed; nothing of the command runs before. Crash
+   (``ctx.host.record_process``): committed, or on a database the runtime owns
+   appended to its process journal (``journal.py``: one ``write``, its commit not
+   waited for); nothing of the command runs before. Crash
    recovery kills a recorded group that is still alive (``decide``) and waits until it
    is gone before it applies the delivery guarantee. The start time (Linux: field 22 of
    ``/proc/<pid>/stat``, clock ticks since the boot named by ``clock``; elsewhere ``ps``'s
@@ -104,7 +106,7 @@ class ProcessRegistry(Protocol):
     """Where a spawned group is recorded (the run's ``Host`` is one)."""
 
     async def record_process(self, run_id: int, proc: ProcessId) -> None:
-        """Store ``proc`` on run ``run_id``; returns once it is committed."""
+        """Store ``proc`` on run ``run_id``; returns once crash recovery would find it."""
         ...
 
 

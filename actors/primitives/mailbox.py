@@ -60,6 +60,10 @@ class Reply(Generic[T]):
     def done(self) -> bool:
         return self._event.is_set()
 
+    @property
+    def failed(self) -> bool:
+        return self._error is not None
+
     async def wait(self) -> T:
         await self._event.wait()
         if self._error is not None:
