@@ -6,9 +6,10 @@
 - ``e2e.c2`` / ``e2e.c8`` (on the stdlib loop) and ``e2e.c2.uvloop`` / ``e2e.c8.uvloop``:
   ``n`` shell jobs running ``true`` through one embedded runtime at concurrency 2 / 8,
   ``enqueue_many`` up front, first enqueue -> ``n``-th final ``OutcomeEvent``; runs/s,
-  each against ``floor.c2``; ``<metric>.vs_floor``: the median of the per-round ratios.
+  each against ``floor.c2``; ``<metric>.vs_floor``: the median of the per-round ratios,
+  each to the mean of the floors measured just before and just after the figure.
 
-``n`` is capped at 2,000 (a spawn costs milliseconds). Three rounds (see ``run``); a
+``n`` is capped at 1,000 (a spawn costs milliseconds). Five rounds (see ``run``); a
 fresh database per figure.
 """
 
@@ -18,6 +19,7 @@ import asyncio
 import statistics
 import subprocess
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -28,8 +30,8 @@ from shepherd.actors.messages import OutcomeEvent
 from shepherd.runtime import Config, EnqueueRequest, JobSpec, Runtime
 
 SCENARIO = "shell"
-CAP = 2_000
-ROUNDS = 3
+CAP = 1_000
+ROUNDS = 5
 _FLOOR = f"{SCENARIO}:floor.c2"
 
 
@@ -78,11 +80,25 @@ async def _floor_std(n: int) -> float:
     return await _floor(n, 2)
 
 
-async def _round(ctx: BenchContext, n: int, tag: str, r: int) -> dict[str, float]:
-    out = {f"floor.c2{tag}": await _floor(n, 2)} if tag else {}
-    for c in (2, 8):
-        out[f"e2e.c{c}{tag}"] = await _e2e(ctx, n, c, f"{tag or 'std'}{r}")
-    return out
+def _bracketed(
+    ctx: BenchContext, n: int, tag: str, r: int, options: dict[str, Any]
+) -> Iterator[tuple[str, float, float]]:
+    """Each figure of one loop between two stdlib floors, measured just before and just
+    after it: ``(metric, value, floor)``, the floor being the mean of the two (the
+    machine's speed drifts within seconds here; a floor on one side only follows it
+    half as well)."""
+    floor = anyio.run(_floor_std, n, backend="asyncio")
+    yield "floor.c2", floor, floor
+    figures: list[tuple[str, Any]] = [(f"e2e.c{c}{tag}", (_e2e, ctx, n, c, f"{tag or 'std'}{r}"))
+                                      for c in (2, 8)]  # fmt: skip
+    if tag:
+        figures.insert(0, (f"floor.c2{tag}", (_floor, n, 2)))
+    for metric, (fn, *args) in figures:
+        value = anyio.run(fn, *args, backend="asyncio", backend_options=options)
+        after = anyio.run(_floor_std, n, backend="asyncio")
+        yield metric, value, (floor + after) / 2
+        yield "floor.c2", after, after
+        floor = after
 
 
 def _loops() -> list[tuple[str, dict[str, Any]]]:
@@ -97,10 +113,10 @@ def _loops() -> list[tuple[str, dict[str, Any]]]:
 
 
 def run(ctx: BenchContext) -> list[Result]:
-    """ROUNDS rounds; in each, per event loop: the stdlib floor, then that loop's figures,
-    so that every figure has a floor measured just before it (load from elsewhere on
-    the machine moves both alike). ``.vs_floor`` is the median of those per-round
-    ratios; the rates are medians too, each note gives the range."""
+    """ROUNDS rounds; in each, per event loop, that loop's figures with a stdlib floor
+    before and after each (``_bracketed``: load from elsewhere on the machine moves
+    both alike). ``.vs_floor`` is the median of those per-round ratios; the rates are
+    medians too (``floor.c2``: of every floor run), each note gives the range."""
     out: list[Result] = []
     for size in ctx.sizes:
         n = min(size, CAP)
@@ -108,12 +124,10 @@ def run(ctx: BenchContext) -> list[Result]:
         ratios: dict[str, list[float]] = {}
         for r in range(1 if ctx.quick else ROUNDS):
             for tag, options in _loops():
-                floor = anyio.run(_floor_std, n, backend="asyncio")
-                rates.setdefault("floor.c2", []).append(floor)
-                got = anyio.run(_round, ctx, n, tag, r, backend="asyncio", backend_options=options)
-                for metric, value in got.items():
+                for metric, value, floor in _bracketed(ctx, n, tag, r, options):
                     rates.setdefault(metric, []).append(value)
-                    ratios.setdefault(metric, []).append(value / floor)
+                    if metric != "floor.c2":
+                        ratios.setdefault(metric, []).append(value / floor)
         for metric, values in rates.items():
             floor_metric = metric == "floor.c2"
             spread = f"median of {len(values)}, {min(values):.0f} to {max(values):.0f}"
@@ -132,7 +146,7 @@ def run(ctx: BenchContext) -> list[Result]:
                 Result(
                     scenario=SCENARIO, metric=f"{metric}.vs_floor", unit="x floor", n=n,
                     value=statistics.median(values),
-                    note=f"median of per-round ratios to the floor measured just before: {spread}",
+                    note=f"median of per-round ratios to the floors before and after: {spread}",
                 )
             )  # fmt: skip
     return out
