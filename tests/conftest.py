@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from shepherd.store.sqlite import SqliteStore
 from tests.gateway_standin import Mode, StandIn, run_standin
 from tests.pg_helpers import new_schema_url, pg_database, pg_url  # noqa: F401 (fixtures)
 
@@ -35,6 +36,16 @@ def db_path(engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     if engine == "postgresql":
         return new_schema_url(request.getfixturevalue("pg_database"))
     return str(tmp_path / "shepherd.db")
+
+
+@pytest.fixture
+async def sqlite_store(db_path: str) -> AsyncIterator[SqliteStore]:
+    """A ``SqliteStore`` on the test's fresh file (closed without a checkpoint)."""
+    s = await SqliteStore.open(db_path)
+    try:
+        yield s
+    finally:
+        await s.close(checkpoint=False)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

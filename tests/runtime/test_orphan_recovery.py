@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 
@@ -31,15 +30,6 @@ pytestmark = [
 
 def _live(pgid: int) -> list[int]:
     return [p.pid for p in procs.process_table() if p.pgrp == pgid and p.state not in ("Z", "X")]
-
-
-@pytest.fixture
-def groups() -> Iterator[list[subprocess.Popen[bytes]]]:
-    made: list[subprocess.Popen[bytes]] = []
-    yield made
-    for proc in made:
-        procs.kill_group(proc.pid)
-        proc.wait()
 
 
 def _group(made: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:

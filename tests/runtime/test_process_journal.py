@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,31 +17,13 @@ from shepherd.actors.primitives.mailbox import Reply
 from shepherd.runtime import Config, JobSpec, RunContext, Runtime
 from shepherd.store.factory import open_store
 from tests.helpers import eventually
+from tests.runtime.test_orphan_recovery import _group, _live
 from tests.runtime.test_reliability import _claim_without_running
 
 pytestmark = [
     pytest.mark.anyio,
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="procfs"),
 ]
-
-
-def _live(pgid: int) -> list[int]:
-    return [p.pid for p in procs.process_table() if p.pgrp == pgid and p.state not in ("Z", "X")]
-
-
-@pytest.fixture
-def groups() -> Iterator[list[subprocess.Popen[bytes]]]:
-    made: list[subprocess.Popen[bytes]] = []
-    yield made
-    for proc in made:
-        procs.kill_group(proc.pid)
-        proc.wait()
-
-
-def _group(made: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(["sh", "-c", "sleep 30 & sleep 30; wait"], start_new_session=True)
-    made.append(proc)
-    return proc
 
 
 async def test_a_command_starts_with_its_group_in_the_journal(db_path: str) -> None:

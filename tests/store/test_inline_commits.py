@@ -5,7 +5,6 @@ elsewhere or a hop may still run on the writer's thread, goes to that thread."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
 
 import anyio
 import pytest
@@ -15,15 +14,6 @@ from shepherd.store.sqlite import SqliteStore
 from shepherd.store.sqlite.inline import INLINE_ROWS, small
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def store(db_path: str) -> AsyncIterator[SqliteStore]:
-    s = await SqliteStore.open(db_path)
-    try:
-        yield s
-    finally:
-        await s.close(checkpoint=False)
 
 
 async def _job(store: SqliteStore) -> int:
@@ -55,16 +45,16 @@ def test_only_small_groups_of_the_dispatch_path_are_let_through() -> None:
 
 
 async def test_a_small_group_commits_on_the_loops_thread_and_a_large_one_hops(
-    store: SqliteStore, db_path: str
+    sqlite_store: SqliteStore, db_path: str
 ) -> None:
-    job_id = await _job(store)  # SaveJob: not of the dispatch path
-    assert store.commits_inline == 0
-    await store.apply([_insert(job_id, 2)])
-    assert store.commits_inline == 1
-    await store.apply([_insert(job_id, INLINE_ROWS + 1)])
-    assert (store.commits_inline, store.commits) == (1, 3)
+    job_id = await _job(sqlite_store)  # SaveJob: not of the dispatch path
+    assert sqlite_store.commits_inline == 0
+    await sqlite_store.apply([_insert(job_id, 2)])
+    assert sqlite_store.commits_inline == 1
+    await sqlite_store.apply([_insert(job_id, INLINE_ROWS + 1)])
+    assert (sqlite_store.commits_inline, sqlite_store.commits) == (1, 3)
     assert _count(db_path) == INLINE_ROWS + 3
-    assert store.statistics()["commits_inline"] == 1
+    assert sqlite_store.statistics()["commits_inline"] == 1
 
 
 async def test_synchronous_full_never_commits_on_the_loops_thread(db_path: str) -> None:
@@ -77,41 +67,41 @@ async def test_synchronous_full_never_commits_on_the_loops_thread(db_path: str) 
 
 
 async def test_a_write_lock_held_elsewhere_is_waited_for_on_the_thread(
-    store: SqliteStore, db_path: str
+    sqlite_store: SqliteStore, db_path: str
 ) -> None:
-    job_id = await _job(store)
+    job_id = await _job(sqlite_store)
     other = sqlite3.connect(db_path, isolation_level=None)
     result: list[object] = []
     try:
         other.execute("BEGIN IMMEDIATE")  # another process's writer holds the lock
 
         async def apply() -> None:
-            result.extend(await store.apply([_insert(job_id, 1)]))
+            result.extend(await sqlite_store.apply([_insert(job_id, 1)]))
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(apply)
-            while not store._hops:  # the inline attempt gave way: waiting on the thread
+            while not sqlite_store._hops:  # the inline attempt gave way: waiting on the thread
                 await anyio.lowlevel.checkpoint()
-            assert not result and store.commits_inline == 0
+            assert not result and sqlite_store.commits_inline == 0
             other.execute("COMMIT")  # the busy timeout (5 s) outlasts this
     finally:
         other.close()
-    assert len(result) == 1 and store.commits_inline == 0
+    assert len(result) == 1 and sqlite_store.commits_inline == 0
     assert _count(db_path) == 1
-    await store.apply([_insert(job_id, 1)])  # the lock is free: inline again, same timeout
-    assert store.commits_inline == 1
-    assert store._writer._conn.execute("PRAGMA busy_timeout").fetchone() == (5000,)
+    await sqlite_store.apply([_insert(job_id, 1)])  # the lock is free: inline again, same timeout
+    assert sqlite_store.commits_inline == 1
+    assert sqlite_store._writer._conn.execute("PRAGMA busy_timeout").fetchone() == (5000,)
 
 
 async def test_a_cancelled_hop_keeps_commits_off_the_loops_thread_until_one_returns(
-    store: SqliteStore, db_path: str
+    sqlite_store: SqliteStore, db_path: str
 ) -> None:
-    job_id = await _job(store)
+    job_id = await _job(sqlite_store)
     with anyio.CancelScope() as scope:
         scope.cancel()  # cancelled at its first wait: the hop may still run on the thread
-        await store.apply([_insert(job_id, INLINE_ROWS + 1)])
-    assert store._abandoned
-    await store.apply([_insert(job_id, 1)])  # behind the abandoned hop, on the thread
-    assert store.commits_inline == 0 and not store._abandoned
-    await store.apply([_insert(job_id, 1)])
-    assert store.commits_inline == 1
+        await sqlite_store.apply([_insert(job_id, INLINE_ROWS + 1)])
+    assert sqlite_store._abandoned
+    await sqlite_store.apply([_insert(job_id, 1)])  # behind the abandoned hop, on the thread
+    assert sqlite_store.commits_inline == 0 and not sqlite_store._abandoned
+    await sqlite_store.apply([_insert(job_id, 1)])
+    assert sqlite_store.commits_inline == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -24,12 +24,8 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def store(db_path: str) -> AsyncIterator[SqliteStore]:
-    s = await SqliteStore.open(db_path)
-    try:
-        yield s
-    finally:
-        await s.close(checkpoint=False)
+def store(sqlite_store: SqliteStore) -> SqliteStore:
+    return sqlite_store  # tests/conftest.py
 
 
 def _save(name: str, now: float = 1.0) -> SaveJob:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import anyio
 import pytest
@@ -17,12 +17,8 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def store(db_path: str) -> AsyncIterator[SqliteStore]:
-    s = await SqliteStore.open(db_path)
-    try:
-        yield s
-    finally:
-        await s.close(checkpoint=False)
+def store(sqlite_store: SqliteStore) -> SqliteStore:
+    return sqlite_store  # tests/conftest.py
 
 
 @pytest.fixture
