@@ -10,6 +10,7 @@ job removal does. Runs never see the ``Runtime``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -27,6 +28,8 @@ from shepherd.store.ops import MarkMessages, RecordProcess
 from shepherd.store.protocol import Store
 
 __all__ = ["RuntimeHost", "process_journal"]
+
+log = logging.getLogger("shepherd.procs")
 
 
 def process_journal(cfg: Config, node: str) -> ProcessJournal | None:
@@ -109,11 +112,17 @@ class RuntimeHost:
         """On record once this returns: in the journal (its commit not waited for) on a
         database this runtime owns, else committed (``actors/executors/journal.py``)."""
         op = RecordProcess(run_id=run_id, pgid=proc.pgid, start=proc.start, clock=proc.clock)
-        if self._journal is None:
+        committed: Reply[Any] = Reply()
+        journal = self._journal
+        if journal is not None:
+            try:
+                journal.note(run_id, proc, committed)
+            except OSError as exc:  # it cannot be written: wait for the commits from now on
+                log.warning("process journal %s: %s; waiting for commits", journal.path, exc)
+                self._journal = journal = None
+        if journal is None:
             await write(self._writer, op)
             return
-        committed: Reply[Any] = Reply()
-        self._journal.note(run_id, proc, committed)
         try:
             self._writer.tell(Write(op, committed))
         except MailboxFull:

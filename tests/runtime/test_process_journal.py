@@ -73,3 +73,18 @@ async def test_recovery_ends_the_journals_groups_of_running_runs_the_database_mi
         assert left_behind(f"{db_path}.d") == {}  # both journals removed
     assert seen == [[]]  # the replay ran once, with nothing of the old group alive
     assert len(_live(unknown.pid)) == 3  # a record of no running run: left alone
+
+
+async def test_a_journal_that_cannot_be_written_falls_back_to_waiting_for_the_commit(
+    db_path: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "file").write_text("")  # the data directory's parent is a file
+    cfg = Config(database=db_path, data_dir=str(tmp_path / "file" / "d"))
+    async with Runtime.open(cfg) as rt:
+        await rt.add_job(JobSpec(name="sh", executor="shell", target="true"))
+        for _ in range(2):
+            assert (await rt.wait(await rt.enqueue("sh"), timeout=30)).status == "done"
+        runs = await rt.runs(job="sh")
+        assert len(runs) == 2 and all(r.pgid is not None for r in runs)
+    said = [r.message for r in caplog.records if "process journal" in r.message]
+    assert len(said) == 1  # once, then the commits are waited for
