@@ -16,8 +16,9 @@ runtime writes its own, named by its node), takes the groups whose run is still
 them with those the database names, and removes the journals once the delivery
 guarantee is applied (``actors.dispatcher.recovery``).
 
-A journal is emptied while the runtime runs once it has grown past ``LIMIT`` bytes and
-every record in it is committed to the database (``ProcessJournal.note``).
+A journal that has grown past ``LIMIT`` bytes starts over with only the records whose
+commit has not answered yet, in a new file renamed over it (``ProcessJournal.note``);
+once a record's commit has failed, it is kept whole until the next start.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ class ProcessJournal:
     def __init__(self, data_dir: str, node: str) -> None:
         self.path = journal_path(data_dir, node)
         self._size = -1  # not opened yet
-        self._pending: list[Reply[Any]] = []  # the records' commits, not yet answered
+        # the records whose commit has not answered yet, with their lines
+        self._pending: list[tuple[bytes, Reply[Any]]] = []
         self._lost = False  # a record's commit failed: the journal keeps it until the next start
 
     def note(self, run_id: int, proc: ProcessId, committed: Reply[Any]) -> None:
@@ -56,24 +58,37 @@ class ProcessJournal:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._size = 0
         self._settle()
-        if self._size > LIMIT and not self._pending and not self._lost:
-            os.truncate(self.path, 0)  # every record in it is in the database
-            self._size = 0
+        if self._size > LIMIT and not self._lost:
+            self._compact()
+        line = f"{run_id} {proc.pgid} {proc.start} {proc.clock}\n".encode()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            self._size += os.write(fd, f"{run_id} {proc.pgid} {proc.start} {proc.clock}\n".encode())
+            self._size += os.write(fd, line)
         finally:
             os.close(fd)
-        self._pending.append(committed)
+        self._pending.append((line, committed))
 
     def _settle(self) -> None:
-        keep: list[Reply[Any]] = []
-        for reply in self._pending:
+        keep: list[tuple[bytes, Reply[Any]]] = []
+        for line, reply in self._pending:
             if not reply.done:
-                keep.append(reply)
+                keep.append((line, reply))
             elif reply.failed:
                 self._lost = True
         self._pending = keep
+
+    def _compact(self) -> None:
+        """Start over with the records not committed yet: a new file put in the old
+        one's place (``rename``: at every moment one of the two is there, whole)."""
+        data = b"".join(line for line, _ in self._pending)
+        tmp = self.path.with_suffix(".compact")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+        self._size = len(data)
 
 
 def journal_path(data_dir: str, node: str) -> Path:

@@ -1,6 +1,6 @@
 """The process journal (``actors/executors/journal.py``): records that survive the
-runtime, read back by run id, and a journal that starts over only once every record in
-it is committed."""
+runtime, read back by run id, and a journal that starts over keeping only the records
+not committed yet."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def test_records_are_read_back_by_run_and_a_torn_line_is_skipped(tmp_path: Path)
     assert left_behind(str(tmp_path / "none")) == {}
 
 
-def test_a_journal_starts_over_only_once_every_record_is_committed(
+def test_a_journal_starts_over_with_the_records_not_committed_yet(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(journal, "LIMIT", 50)
@@ -43,12 +43,12 @@ def test_a_journal_starts_over_only_once_every_record_is_committed(
     commits[0].set(None)
     commits[1].set(None)
     commits.append(Reply())
-    j.note(4, _proc(400), commits[3])  # past the limit, but 3 is not committed
-    assert set(left_behind(str(tmp_path))) == {1, 2, 3, 4}
+    j.note(4, _proc(400), commits[3])  # past the limit: 3 is not committed, so it stays
+    assert set(left_behind(str(tmp_path))) == {3, 4}
     commits[2].set(None)
-    commits[3].set(None)
-    j.note(5, _proc(500), Reply())  # all committed: it starts over
-    assert set(left_behind(str(tmp_path))) == {5}
+    j.note(5, _proc(500), Reply())  # below the limit again: appended
+    assert set(left_behind(str(tmp_path))) == {3, 4, 5}
+    assert not list(tmp_path.glob("processes/*.compact"))
 
 
 def test_a_failed_commit_keeps_the_journal_until_the_next_start(
