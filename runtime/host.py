@@ -2,10 +2,10 @@
 
 It holds only what the host's questions need — the store (reads), the store writer
 (message marks, process groups), the process journal where the runtime owns its
-database (``actors/executors/journal.py``), the router's address (deliveries) — and, for the one
-job change an executor may make (a watchdog retiring itself), the jobs side's
-``retire`` function, which tells the dispatcher, the scheduler and the router as any
-job removal does. Runs never see the ``Runtime``.
+database (``actors/executors/journal.py``), the router's address (deliveries) — and,
+for the one job change an executor may make (a watchdog retiring itself), the jobs
+side's ``retire`` function, which tells the dispatcher, the scheduler and the router as
+any job removal does. Runs never see the ``Runtime``.
 """
 
 from __future__ import annotations
@@ -112,21 +112,21 @@ class RuntimeHost:
         """On record once this returns: in the journal (its commit not waited for) on a
         database this runtime owns, else committed (``actors/executors/journal.py``)."""
         op = RecordProcess(run_id=run_id, pgid=proc.pgid, start=proc.start, clock=proc.clock)
-        committed: Reply[Any] = Reply()
         journal = self._journal
         if journal is not None:
+            committed: Reply[Any] = Reply()
             try:
                 journal.note(run_id, proc, committed)
             except OSError as exc:  # it cannot be written: wait for the commits from now on
                 log.warning("process journal %s: %s; waiting for commits", journal.path, exc)
-                self._journal = journal = None
-        if journal is None:
-            await write(self._writer, op)
-            return
-        try:
-            self._writer.tell(Write(op, committed))
-        except MailboxFull:
-            await self._writer.send(Write(op, committed))
+                self._journal = None
+            else:
+                try:
+                    self._writer.tell(Write(op, committed))
+                except MailboxFull:
+                    await self._writer.send(Write(op, committed))
+                return
+        await write(self._writer, op)
 
     def __repr__(self) -> str:
         return f"<RuntimeHost router={self._router.name}>"

@@ -35,9 +35,7 @@ __all__ = ["LIMIT", "ProcessJournal", "journal_path", "left_behind", "remove_jou
 
 log = logging.getLogger("shepherd.procs")
 
-LIMIT = (
-    1 << 20
-)  # bytes (~20,000 records) before a journal whose records are all committed starts over
+LIMIT = 1 << 20  # bytes (~20,000 records): past it, a journal starts over
 SUBDIR = "processes"
 
 
