@@ -284,19 +284,26 @@ class Batch:
         if isinstance(results, StoreError):
             log.error("claiming dispatches failed: %s", results)
             results = [None] * len(claims)
+        lost = False
         for e, run_id in zip(claims, results, strict=True):
             job = self._jobs.get(e.job_id)
             if run_id == 0:  # its idempotency key is claimed by another run: recorded skipped
                 self.release(e)
                 self._counters["skipped"] += 1
+                lost = True
                 for event in key_taken(e, self._jobs.name(e.job_id), now):
                     self._emit(event)
             elif run_id is None or job is None:
                 self.release(e)  # someone else cancelled or claimed it meanwhile
+                self._counters["lost"] += 1
+                lost = True
             else:
                 self._start(e, job, run_id, now)
-        if self.finished:
-            self._wake()  # outcomes decided here need a flush of their own
+        if self.finished or lost:
+            # outcomes decided here need a flush of their own; a slot a lost claim
+            # left free takes the next queued dispatch now (another node claimed it:
+            # no run of this node's ends to wake the dispatcher for the rest)
+            self._wake()
 
 
 async def flush(batch: Batch, writer: Address[StoreMsg], clock: Clock, now: float) -> None:

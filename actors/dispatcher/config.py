@@ -21,6 +21,7 @@ COUNTERS = [
     "chained",
     "dead",
     "skipped",
+    "lost",
     "fenced",
     "store_errors",
     "loops",

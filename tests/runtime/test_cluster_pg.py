@@ -16,11 +16,13 @@ import sys
 from pathlib import Path
 
 import anyio
+import asyncpg
+import msgspec
 import pytest
 
 from shepherd.actors.cluster import ClusterConfig
 from shepherd.actors.primitives.clock import FakeClock
-from shepherd.runtime import Config, JobSpec, RunContext, Runtime
+from shepherd.runtime import Config, EnqueueRequest, JobSpec, RunContext, Runtime
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.anyio
@@ -194,3 +196,36 @@ async def _started(rt: Runtime, dispatch_id: int) -> bool:
 async def _running(rt: Runtime, dispatch_id: int) -> bool:
     d = await rt.dispatch(dispatch_id)
     return d is not None and d.status == "running"
+
+
+async def test_claims_another_node_won_leave_the_slots_to_the_next_dispatches(
+    pg_url: str,
+) -> None:
+    """A pass whose claims all went to another node starts another pass at once: with
+    nothing of this node's running, no outcome would wake it for the rest of the queue
+    (health ticks are an hour apart here, so only that wake can)."""
+    gate = anyio.Event()
+    body = Body("b", gate)
+    cfg = msgspec.structs.replace(
+        _config(pg_url, "b", WATCHER), concurrency=2, health_interval=3600.0
+    )
+    async with Runtime.open(cfg, targets={"body": body}) as b:
+        await b.add_job(JobSpec(name="j", target="body"))
+        ids = await b.enqueue_many([EnqueueRequest(job="j") for _ in range(6)])
+        await eventually(lambda: len(body.ran) == 2, what="two runs holding both slots")
+        first, taken, rest = ids[:2], ids[2:4], ids[4:]
+        assert all([await _running(b, d) for d in first])
+        conn = await asyncpg.connect(pg_url)
+        try:  # another node's claim of the next two, as b's window still holds them
+            await conn.execute(
+                "UPDATE dispatches SET status = 'running' WHERE id = ANY($1::bigint[])", taken
+            )
+        finally:
+            await conn.close()
+        lost = b.statistics()["dispatcher"]["lost"]
+        gate.set()
+        for d in first + rest:
+            final = await b.wait(d, timeout=20)
+            assert final.status == "done"
+        assert b.statistics()["dispatcher"]["lost"] == lost + 2
+        assert len(body.ran) == 4

@@ -132,7 +132,22 @@ def test_committed_claims_start_runs_and_a_taken_key_is_recorded_skipped() -> No
     assert rig.started == [(1, 41)]
     assert rig.admission.running_by_job[1] == 1  # 2 and 3 gave theirs back
     assert [type(e) for e in rig.events] == [SlotRecord, OutcomeEvent]
-    assert rig.counters == {"skipped": 1}
+    assert rig.counters == {"skipped": 1, "lost": 1}
+    assert rig.wakes == 1  # two slots are free again: the next pass fills them
+
+
+def test_claims_all_won_by_another_node_wake_the_next_pass() -> None:
+    rig = Rig()
+    rig.batch.claims += [entry(1), entry(2)]
+    for _ in range(2):
+        rig.admission.hold(1, "p")
+    rig.batch.committed(rig.batch.take(NOW), [[None, None]], NOW)
+    assert rig.started == [] and rig.admission.running_by_job.get(1, 0) == 0
+    assert rig.counters == {"lost": 2} and rig.wakes == 1
+    rig.batch.claims.append(entry(3))
+    rig.admission.hold(1, "p")
+    rig.batch.committed(rig.batch.take(NOW), [[42]], NOW)
+    assert rig.started == [(3, 42)] and rig.wakes == 1  # all won: nothing to wake for
 
 
 def test_a_failed_group_keeps_the_outcomes_and_queues_the_rest_again() -> None:
