@@ -336,12 +336,18 @@ class Store(Protocol):
         ...
 
     async def queued_ready(
-        self, after: tuple[int, float, int] | None, *, now: float, limit: int
+        self,
+        after: tuple[int, float, int] | None,
+        *,
+        now: float,
+        limit: int,
+        lane: tuple[int, int] | None = None,
     ) -> list[Dispatch]:
         """Up to ``limit`` due queued dispatches (``not_before <= now``) past the keyset
         cursor ``after`` = (priority rank, not_before, seq) (None: from the head), in
         that order: the dispatcher's window refill (``store.shared.window``); its cost
-        follows ``limit``, not the backlog."""
+        follows ``limit``, not the backlog. ``lane`` = (index, count): of the normal,
+        low and background rows only those with ``seq % count = index``."""
         ...
 
     async def queued_later(self, after: tuple[float, int], *, limit: int) -> list[Dispatch]:

@@ -70,6 +70,10 @@ from shepherd.store.protocol import Store
 
 __all__ = ["Dispatcher", "DispatcherConfig"]
 
+# claims lost to other nodes in one pass from which this node keeps to its lane of the
+# queue (``loader.Loader.compete``): a pass of one or two lost at a trickle does not
+LANE_AFTER = 4
+
 
 class Dispatcher:
     def __init__(
@@ -195,7 +199,10 @@ class Dispatcher:
                 self._admit(now)
                 for w in self._admission.agents.take_wakes():
                     tg.start_soon(wake_agent, w, self._me, self._clock)
+            lost = self.counters["lost"]
             await flush(self._batch, self._writer, self._clock, now)
+            if self.counters["lost"] - lost >= LANE_AFTER and not self._membership.single:
+                self._loader.compete(self._membership.rank, self._membership.count)
             self._admission.controls.idle(len(self._runs))  # Runtime.drain's waiters
             if self._drained and not self._runs and not self._batch.finished:
                 if self._drain_reply is not None:
@@ -262,6 +269,7 @@ class Dispatcher:
                     for r in list(self._runs):
                         self._launcher.cancel(r.entry.id, "fenced")
                 self._batch.hand_on(self._admission.shares(self._membership))
+                self._loader.relane(self._membership.rank, self._membership.count)
             case _:
                 assert_never(msg)
 
@@ -294,6 +302,7 @@ class Dispatcher:
             **self._queue.statistics(),
             "window": self._queue.window,
             "window_complete": self._queue.horizon is None and self._queue.later is None,
+            "lane": list(self._loader.lane) if self._loader.lane is not None else None,
             "running": len(self._runs),
             "draining": self._draining,
             "ready": self.ready,

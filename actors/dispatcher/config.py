@@ -22,6 +22,7 @@ COUNTERS = [
     "dead",
     "skipped",
     "lost",
+    "lanes",
     "fenced",
     "store_errors",
     "loops",

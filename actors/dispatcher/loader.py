@@ -11,6 +11,13 @@
   when the ready heap ran below half the window or a pop stopped at the horizon (from
   the head again after a ``rewind``: a key's waiters left to the store are due). Each
   read is a page of the ready index: its cost follows the window, never the backlog.
+- ``compete(rank, count)`` / ``relane``: lanes (``store.shared.window``). A pass that
+  lost claims to other nodes keeps this node to its lane from then on: the ready
+  entries of other lanes leave, refills and arrivals read only its own (critical and
+  high rows: every node's). When its lane runs dry (read to the end, nothing ready
+  held), the next refill takes the whole queue again, so no row of a busy or dead
+  node's lane waits while another node has slots; a change of the cluster's nodes
+  draws the lane again.
 - ``jobs(ids)``: all jobs (start, a changed-jobs reload) or only ``ids`` (O(changed));
   the waiters of a changed job go back through admission (a disabled job's fires), and
   its slots held here that the change withdrew in the store go to ``withdrawn``.
@@ -47,7 +54,7 @@ from shepherd.actors.writer import StoreMsg
 from shepherd.store.models import Dispatch, priority_rank
 from shepherd.store.ops import DeadLetterAlert
 from shepherd.store.protocol import Store
-from shepherd.store.shared.window import LAST_SEQ
+from shepherd.store.shared.window import LAST_SEQ, Lane, in_lane
 
 __all__ = ["Loader"]
 
@@ -85,6 +92,7 @@ class Loader:
         self._add = add
         self._counters = counters
         self.seq = 0  # the newest seq read from the store
+        self.lane: Lane | None = None  # this node's share of the queue; None: all of it
         self.pending = _WAKE  # the union of this pass's Pokes
         self.recovered = 0
         self.recovery_seconds = 0.0
@@ -163,9 +171,32 @@ class Loader:
         exclude = self._instance if exclude_own else None
         for d in await self._store.queued_since(after_seq, exclude_origin=exclude):
             self.seq = max(self.seq, d.seq)
-            entry = await self._take(d)
+            if in_lane(priority_rank(d.priority), d.seq, self.lane):
+                entry = await self._take(d)
+            else:  # another node's lane: announced here, not held
+                if d.job_id not in self._jobs:
+                    await self.jobs()
+                entry = entry_from_dispatch(d)
             if exclude_own and self.fresh is not None:
                 self.fresh.append(entry)
+
+    def compete(self, rank: int, count: int) -> None:
+        """Claims were lost to other nodes: keep to this node's lane (module docstring)."""
+        if count > 1 and self.lane is None:
+            self._draw((rank, count))
+
+    def relane(self, rank: int, count: int) -> None:
+        """The cluster's nodes changed: a lane kept is drawn again (none for one node)."""
+        if self.lane is not None and self.lane != (rank, count):
+            self._draw((rank, count) if count > 1 else None)
+
+    def _draw(self, lane: Lane | None) -> None:
+        self.lane = lane
+        q = self._queue
+        if lane is not None:
+            q.keep_lane(lane)
+        q.horizon, q.starved = BOTTOM, True  # read from the head in the new lane
+        self._counters["lanes"] += 1
 
     async def refill(self, now: float) -> None:
         """Read the window on from its cursors, as far as it needs (module docstring)."""
@@ -184,12 +215,20 @@ class Loader:
         rewind, q.rewind = q.rewind, False
         if rewind:  # waiters left to the store are due again: from the head, in order
             q.horizon = BOTTOM
+        await self._read_ready(now, size, rewind)
+        if self.lane is not None and q.horizon is None and not q.any_ready():
+            self._draw(None)  # this lane ran dry: the whole queue again, from the head
+            await self._read_ready(now, size, False)
+
+    async def _read_ready(self, now: float, size: int, rewind: bool) -> None:
+        """The due rows past the horizon, when the ready heap needs them."""
+        q = self._queue
         if q.horizon is None or not (rewind or q.starved or q.ready_size < size // 2):
             return
         after = None if q.horizon == BOTTOM else q.horizon
         # from the head, a whole window: what is held is among it (read again, kept once)
         limit = size if after is None else max(size - q.ready_size, size // 2, 1)
-        rows = await self._store.queued_ready(after, now=now, limit=limit)
+        rows = await self._store.queued_ready(after, now=now, limit=limit, lane=self.lane)
         q.horizon = _key(rows[-1]) if len(rows) >= limit else None
         q.starved = False
         for d in rows:

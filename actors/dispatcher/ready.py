@@ -43,6 +43,7 @@ import msgspec
 
 from shepherd.actors.messages import Entry
 from shepherd.store.models import JobSpec
+from shepherd.store.shared.window import Lane, in_lane
 
 __all__ = ["BOTTOM", "Parked", "ReadyQueue"]
 
@@ -337,6 +338,30 @@ class ReadyQueue:
         left to the store too: a rewind, if any key spilled)."""
         self.ready_again(self.parked.take_changed(before, after))
         self.rewind = self.rewind or bool(self._spilled)
+
+    def any_ready(self) -> bool:
+        """Whether the ready heap holds a live entry (its stale items are skipped)."""
+        entries = self._entries
+        return any((e := entries.get(i[3])) is not None and e.seq == i[2] for i in self._ready)
+
+    def keep_lane(self, lane: Lane) -> int:
+        """Leave to the store the ready entries outside ``lane`` (``store.shared.window``:
+        another node's share of the queue) but those deferred here; how many left. The
+        caller draws the horizon back to the bottom, so the lane is read again in order."""
+        entries, pinned = self._entries, self._pinned
+        gone = [
+            e.id
+            for i in self._ready
+            if (e := entries.get(i[3])) is not None
+            and e.seq == i[2]
+            and e.id not in pinned
+            and not in_lane(e.priority, e.seq, lane)
+        ]
+        for dispatch_id in gone:
+            entries.pop(dispatch_id, None)
+        self._ready = [i for i in self._ready if i[3] in entries]
+        heapq.heapify(self._ready)
+        return len(gone)
 
     def statistics(self) -> dict[str, int]:
         return {

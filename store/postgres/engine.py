@@ -265,9 +265,14 @@ class PgStore(EngineReads):
         return dashboard
 
     async def queued_ready(
-        self, after: tuple[int, float, int] | None, *, now: float, limit: int
+        self,
+        after: tuple[int, float, int] | None,
+        *,
+        now: float,
+        limit: int,
+        lane: tuple[int, int] | None = None,
     ) -> list[Dispatch]:
-        return await self.read(window.queued_ready, after, now=now, limit=limit)
+        return await self.read(window.queued_ready, after, now=now, limit=limit, lane=lane)
 
     async def queued_later(self, after: tuple[float, int], *, limit: int) -> list[Dispatch]:
         return await self.read(window.queued_later, after, limit=limit)

@@ -11,32 +11,43 @@ from shepherd.store.models import Dispatch
 from shepherd.store.shared.queries import DISPATCH_COLUMNS, dispatch_from_row, numbered
 from shepherd.store.shared.window import (
     RANKS,
+    Lane,
     LaterKey,
     ReadyKey,
     later_sql,
     merge_later,
+    ready_args,
     ready_pages,
     ready_sql,
 )
 
 __all__ = ["newest_seq", "queued_later", "queued_ready"]
 
-_READY = {b: ready_sql(DISPATCH_COLUMNS, numbered, b) for b in (False, True)}
+_READY = {
+    (b, laned): ready_sql(DISPATCH_COLUMNS, numbered, b, laned=laned)
+    for b in (False, True)
+    for laned in (False, True)
+}
 _LATER = later_sql(DISPATCH_COLUMNS, numbered)
 
 
 async def queued_ready(
-    conn: asyncpg.Connection, after: ReadyKey | None, *, now: float, limit: int
+    conn: asyncpg.Connection,
+    after: ReadyKey | None,
+    *,
+    now: float,
+    limit: int,
+    lane: Lane | None = None,
 ) -> list[Dispatch]:
     """Up to ``limit`` due queued dispatches past ``after`` (None: from the head), by
-    (priority rank, not_before, seq)."""
+    (priority rank, not_before, seq); with ``lane``, that lane's only."""
     out: list[Dispatch] = []
-    for rank, bounded in ready_pages(after):
+    for rank, bounded, laned in ready_pages(after, lane):
         if len(out) >= limit:
             break
         cursor = (float(after[1]), int(after[2])) if after is not None and bounded else ()
-        rows = await conn.fetch(_READY[bounded], rank, float(now), *cursor, limit - len(out))
-        out += map(dispatch_from_row, rows)
+        args = ready_args(rank, float(now), cursor, lane, limit - len(out))
+        out += map(dispatch_from_row, await conn.fetch(_READY[bounded, laned], *args))
     return out
 
 

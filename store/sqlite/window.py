@@ -13,10 +13,12 @@ from shepherd.store.models import Dispatch
 from shepherd.store.shared.queries import DISPATCH_COLUMNS, dispatch_from_row, qmark
 from shepherd.store.shared.window import (
     RANKS,
+    Lane,
     LaterKey,
     ReadyKey,
     later_sql,
     merge_later,
+    ready_args,
     ready_pages,
     ready_sql,
 )
@@ -24,22 +26,31 @@ from shepherd.store.shared.window import (
 __all__ = ["newest_seq", "queued_later", "queued_ready"]
 
 _SOURCE = "dispatches INDEXED BY dispatches_ready"
-_READY = {b: ready_sql(DISPATCH_COLUMNS, qmark, b, _SOURCE) for b in (False, True)}
+_READY = {
+    (b, laned): ready_sql(DISPATCH_COLUMNS, qmark, b, _SOURCE, laned)
+    for b in (False, True)
+    for laned in (False, True)
+}
 _LATER = later_sql(DISPATCH_COLUMNS, qmark, _SOURCE)
 
 
 def queued_ready(
-    conn: sqlite3.Connection, after: ReadyKey | None, *, now: float, limit: int
+    conn: sqlite3.Connection,
+    after: ReadyKey | None,
+    *,
+    now: float,
+    limit: int,
+    lane: Lane | None = None,
 ) -> list[Dispatch]:
     """Up to ``limit`` due queued dispatches past ``after`` (None: from the head), by
-    (priority rank, not_before, seq)."""
+    (priority rank, not_before, seq); with ``lane``, that lane's only."""
     out: list[Dispatch] = []
-    for rank, bounded in ready_pages(after):
+    for rank, bounded, laned in ready_pages(after, lane):
         if len(out) >= limit:
             break
         cursor = (after[1], after[2]) if after is not None and bounded else ()
-        args = (rank, now, *cursor, limit - len(out))
-        out += map(dispatch_from_row, conn.execute(_READY[bounded], args))
+        args = ready_args(rank, now, cursor, lane, limit - len(out))
+        out += map(dispatch_from_row, conn.execute(_READY[bounded, laned], args))
     return out
 
 

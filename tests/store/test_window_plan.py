@@ -32,8 +32,9 @@ def plans(path: str) -> list[str]:
     try:
         out = []
         for sql, args in (
-            (window_sql._READY[False], (2, 10.0, 100)),
-            (window_sql._READY[True], (2, 10.0, 5.0, 7, 100)),
+            (window_sql._READY[False, False], (2, 10.0, 100)),
+            (window_sql._READY[True, False], (2, 10.0, 5.0, 7, 100)),
+            (window_sql._READY[True, True], (2, 10.0, 5.0, 7, 3, 1, 100)),  # a lane's
             (window_sql._LATER, (2, 5.0, 7, 100)),
             (cancel_sql(conn), ()),
         ):
@@ -55,8 +56,8 @@ async def test_window_and_cancel_reads_search_their_partial_indexes(
         conn = sqlite3.connect(path)
         conn.execute("ANALYZE")
         conn.close()
-    ready, bounded, later, cancels = plans(path)
-    for plan in (ready, bounded, later):
+    ready, bounded, laned, later, cancels = plans(path)
+    for plan in (ready, bounded, laned, later):
         assert "SEARCH dispatches USING INDEX dispatches_ready (priority=?" in plan
         assert "TEMP B-TREE" not in plan
     assert "(not_before,seq)>(?,?)" in bounded and "(not_before,seq)>(?,?)" in later

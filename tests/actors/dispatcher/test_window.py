@@ -12,7 +12,7 @@ from shepherd.actors.dispatcher.loader import Loader
 from shepherd.actors.dispatcher.ready import BOTTOM, ReadyQueue
 from shepherd.store.models import Dispatch, JobRow, JobSpec, priority_rank
 from shepherd.store.protocol import Store
-from shepherd.store.shared.window import LAST_SEQ
+from shepherd.store.shared.window import LAST_SEQ, in_lane
 from tests.actors.dispatcher.helpers import entry
 
 
@@ -134,11 +134,23 @@ class WindowStore:
         return [JobRow(id=1, spec=JobSpec(name="j1", target="t"))]
 
     async def queued_ready(
-        self, after: tuple[int, float, int] | None, *, now: float, limit: int
+        self,
+        after: tuple[int, float, int] | None,
+        *,
+        now: float,
+        limit: int,
+        lane: tuple[int, int] | None = None,
     ) -> list[Dispatch]:
-        self.reads.append("ready")
+        self.reads.append("ready" if lane is None else f"ready {lane[0]}/{lane[1]}")
         due = sorted((_key(d), d) for d in self.rows if d.not_before <= now)
+        due = [(k, d) for k, d in due if in_lane(k[0], d.seq, lane)]
         return [d for k, d in due if after is None or k > after][:limit]
+
+    async def queued_since(
+        self, after_seq: int, *, exclude_origin: str | None = None
+    ) -> list[Dispatch]:
+        self.reads.append("since")
+        return [d for d in sorted(self.rows, key=lambda d: d.seq) if d.seq > after_seq]
 
     async def queued_later(self, after: tuple[float, int], *, limit: int) -> list[Dispatch]:
         self.reads.append("later")
@@ -169,7 +181,7 @@ def loader_over(rows: list[Dispatch], now: list[float]) -> tuple[Loader, ReadyQu
         jobs=JobTable(),
         queue=q,
         add=lambda e: q.add(e, now[0]),
-        counters={"reloads": 0},
+        counters={"reloads": 0, "lanes": 0},
     )
     q.horizon, q.later = BOTTOM, (now[0], LAST_SEQ)
     return loader, q, store
@@ -216,3 +228,63 @@ async def test_future_rows_that_came_due_ahead_of_the_horizon_are_read_page_by_p
         await loader.refill(60.0)
         out += drain(q)
     assert out[: len(urgent)] == [d.id for d in urgent]
+
+
+async def _run_all(loader: Loader, q: ReadyQueue, store: WindowStore, now: float) -> list[int]:
+    """Refill and drain until nothing is left, each drained row leaving the store (a
+    claim); the ids in the order they were taken."""
+    out: list[int] = []
+    while True:
+        await loader.refill(now)
+        got = drain(q)
+        if not got:
+            return out
+        out += got
+        store.rows = [d for d in store.rows if d.id not in got]
+
+
+@pytest.mark.anyio
+async def test_a_node_that_lost_claims_keeps_to_its_lane_then_takes_the_rest() -> None:
+    urgent = [row(i, priority="high") for i in (1, 2)]
+    backlog = [row(i) for i in range(3, 15)]
+    loader, q, store = loader_over(urgent + backlog, [10.0])
+    await loader.jobs()
+    await loader.refill(10.0)
+    assert [e.id for e in q.held()] == [1, 2, 3, 4]
+    loader.compete(1, 2)  # claims lost to another node: seq % 2 == 1 from now on
+    assert loader.lane == (1, 2) and [e.id for e in q.held()] == [1, 2, 3]  # 4 left
+    store.reads.clear()
+    out = await _run_all(loader, q, store, 10.0)
+    odd = [d.id for d in backlog if d.id % 2 == 1]
+    assert out[: 2 + len(odd)] == [1, 2, *odd]  # high ones whatever their lane, then its own
+    assert store.reads[0] == "ready 1/2"
+    # its lane ran dry: the whole queue again, from the head, in order
+    assert out[2 + len(odd) :] == [d.id for d in backlog if d.id % 2 == 0]
+    assert loader.lane is None and "ready" in store.reads
+
+
+@pytest.mark.anyio
+async def test_arrivals_of_another_lane_are_announced_not_held() -> None:
+    loader, q, store = loader_over([], [10.0])
+    await loader.jobs()
+    loader.compete(0, 2)
+    q.horizon, q.starved = (3, 0.0, 1), False  # its lane's backlog of low rows held
+    store.rows = [row(i) for i in range(2, 8)] + [row(9, priority="critical")]
+    loader.fresh = []
+    await loader.queued(1, exclude_own=True)
+    assert sorted(e.id for e in q.held()) == [2, 4, 6, 9]  # ahead of the horizon, its own
+    assert [e.id for e in loader.fresh] == [2, 3, 4, 5, 6, 7, 9]  # every one announced
+    assert loader.seq == 9
+
+
+def test_a_lane_follows_the_cluster_and_a_node_alone_has_none() -> None:
+    loader, q, _ = loader_over([], [10.0])
+    loader.compete(0, 1)
+    assert loader.lane is None  # one node: nobody to lose claims to
+    loader.relane(0, 2)
+    assert loader.lane is None  # no lane kept: none drawn
+    loader.compete(0, 2)
+    loader.relane(2, 3)
+    assert loader.lane == (2, 3) and q.horizon == BOTTOM and q.starved
+    loader.relane(0, 1)
+    assert loader.lane is None

@@ -9,7 +9,7 @@ import pytest
 from shepherd.store.models import priority_rank
 from shepherd.store.ops import CancelDispatch
 from shepherd.store.protocol import Store
-from shepherd.store.shared.window import LAST_SEQ
+from shepherd.store.shared.window import LAST_SEQ, SPLIT_FROM
 from tests.store.contract.helpers import add_job, claim, enqueue, new
 
 pytestmark = pytest.mark.anyio
@@ -46,6 +46,27 @@ async def test_ready_pages_come_in_heap_order_past_the_cursor_and_only_due(store
     assert await store.queued_ready(due[-1][0], now=NOW, limit=100) == []
     later = await store.queued_ready(None, now=1000.0, limit=100)  # all due by then
     assert [d.id for d in later] == [d for _, d in sorted((k, d) for d, k in keys.items())]
+
+
+async def test_a_lane_reads_its_share_of_the_split_ranks_and_every_urgent_row(
+    store: Store,
+) -> None:
+    keys = await _backlog(store)
+    due = sorted((k, d) for d, k in keys.items() if k[1] <= 1000.0)
+    seen: list[int] = []
+    for index in range(3):
+        got = [d.id for d in await store.queued_ready(None, now=1000.0, limit=100, lane=(index, 3))]
+        mine = [d for k, d in due if k[0] < SPLIT_FROM or k[2] % 3 == index]
+        assert got == mine  # in heap order, critical and high rows in every lane
+        seen += got
+    assert set(seen) == set(keys)  # the lanes cover the queue
+    split = [d for k, d in due if k[0] >= SPLIT_FROM]
+    first = await store.queued_ready(None, now=1000.0, limit=100, lane=(0, 1))
+    assert [d.id for d in first] == [d for _, d in due] and split  # a lane of one: all
+    mine = [(k, d) for k, d in due if k[0] >= SPLIT_FROM and k[2] % 2 == 1]
+    cursor = mine[0][0]
+    rest = await store.queued_ready(cursor, now=1000.0, limit=100, lane=(1, 2))
+    assert [d.id for d in rest] == [d for _, d in mine[1:]]  # past the cursor, in the lane
 
 
 async def test_ready_pages_skip_rows_no_longer_queued(store: Store) -> None:
