@@ -229,3 +229,34 @@ async def test_claims_another_node_won_leave_the_slots_to_the_next_dispatches(
             assert final.status == "done"
         assert b.statistics()["dispatcher"]["lost"] == lost + 2
         assert len(body.ran) == 4
+
+
+async def test_a_node_in_a_lane_runs_its_share_first_then_the_rest_of_the_queue(
+    pg_url: str,
+) -> None:
+    """A node kept to its lane (as after losing claims to a second node) whose partner
+    takes nothing: it runs its lane's share of the backlog first, in order, then finds
+    its lane dry and takes the other share from the head. The lease is long, so no
+    renew redraws the lane meanwhile."""
+    ran: list[int] = []
+
+    async def body(ctx: RunContext) -> None:
+        ran.append(ctx.dispatch_id)
+
+    cfg = msgspec.structs.replace(_config(pg_url, "b", 60.0), concurrency=2)
+    async with Runtime.open(cfg, targets={"body": body}) as b:
+        await b.add_job(JobSpec(name="j", target="body"))
+        urgent = await b.enqueue("j", {}, priority="high")
+        await b.wait(urgent, timeout=20)
+        member = b._actors["cluster"].membership
+        member.rank, member.count, member.single = 1, 2, False  # a partner that takes none
+        b._actors["dispatcher"]._loader.compete(1, 2)
+        ids = await b.enqueue_many([EnqueueRequest(job="j") for _ in range(12)])
+        for d in ids:
+            assert (await b.wait(d, timeout=20)).status == "done"
+        seqs = {d: (await b.dispatch(d)).seq for d in ids}
+        mine = [d for d in ids if seqs[d] % 2 == 1]
+        assert ran[1 : 1 + len(mine)] == mine  # its own share first, in order
+        assert sorted(ran[1 + len(mine) :]) == sorted(d for d in ids if d not in mine)
+        stats = b.statistics()["dispatcher"]
+        assert stats["lane"] is None and stats["lanes"] == 2  # drawn, then dry: all again
