@@ -229,7 +229,8 @@ class Dispatcher:
         match msg:
             case Enqueued(entries):
                 for e in entries:
-                    self._batch.add(e)
+                    if self._loader.in_lane(e):  # another node's lane: left to the store
+                        self._batch.add(e)
                 if entries and self._wants(DispatchQueued):
                     self._emit(queued_event(entries, self._jobs.name, self._clock.wall()))
             case RunFinished():

@@ -13,11 +13,11 @@
   read is a page of the ready index: its cost follows the window, never the backlog.
 - ``compete(rank, count)`` / ``relane``: lanes (``store.shared.window``). A pass that
   lost claims to other nodes keeps this node to its lane from then on: the ready
-  entries of other lanes leave, refills and arrivals read only its own (critical and
-  high rows: every node's). When its lane runs dry (read to the end, nothing ready
-  held), the next refill takes the whole queue again, so no row of a busy or dead
-  node's lane waits while another node has slots; a change of the cluster's nodes
-  draws the lane again.
+  entries of other lanes leave, refills and arrivals (its own enqueues too) hold only
+  its own (critical and high rows: every node's). When its lane runs dry (read to the
+  end, nothing ready held), the next refill takes the whole queue again, so no row of
+  a busy or dead node's lane waits while another node has slots; a change of the
+  cluster's nodes draws the lane again.
 - ``jobs(ids)``: all jobs (start, a changed-jobs reload) or only ``ids`` (O(changed));
   the waiters of a changed job go back through admission (a disabled job's fires), and
   its slots held here that the change withdrew in the store go to ``withdrawn``.
@@ -179,6 +179,10 @@ class Loader:
                 entry = entry_from_dispatch(d)
             if exclude_own and self.fresh is not None:
                 self.fresh.append(entry)
+
+    def in_lane(self, e: Entry) -> bool:
+        """Whether ``e`` is of this node's lane (every entry is, with no lane kept)."""
+        return in_lane(e.priority, e.seq, self.lane)
 
     def compete(self, rank: int, count: int) -> None:
         """Claims were lost to other nodes: keep to this node's lane (module docstring)."""

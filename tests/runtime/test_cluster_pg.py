@@ -236,27 +236,72 @@ async def test_a_node_in_a_lane_runs_its_share_first_then_the_rest_of_the_queue(
 ) -> None:
     """A node kept to its lane (as after losing claims to a second node) whose partner
     takes nothing: it runs its lane's share of the backlog first, in order, then finds
-    its lane dry and takes the other share from the head. The lease is long, so no
-    renew redraws the lane meanwhile."""
+    its lane dry and takes the other share from the head. Both slots are held while the
+    backlog is queued and the lane drawn, so no pass admits anything meanwhile; the
+    lease is long, so no renew draws the lane again."""
+    gate = anyio.Event()
     ran: list[int] = []
 
     async def body(ctx: RunContext) -> None:
-        ran.append(ctx.dispatch_id)
+        if ctx.payload and ctx.payload.get("hold"):
+            await gate.wait()
+        else:
+            ran.append(ctx.dispatch_id)
 
     cfg = msgspec.structs.replace(_config(pg_url, "b", 60.0), concurrency=2)
     async with Runtime.open(cfg, targets={"body": body}) as b:
         await b.add_job(JobSpec(name="j", target="body"))
-        urgent = await b.enqueue("j", {}, priority="high")
-        await b.wait(urgent, timeout=20)
+        held = [await b.enqueue("j", {"hold": True}) for _ in range(2)]
+        await eventually(lambda: _all_running(b, held), what="both slots held")
+        ids = await b.enqueue_many([EnqueueRequest(job="j") for _ in range(12)])
+        await eventually(
+            lambda: b.statistics()["dispatcher"]["queued"] == 12, what="the backlog held"
+        )
         member = b._actors["cluster"].membership
         member.rank, member.count, member.single = 1, 2, False  # a partner that takes none
         b._actors["dispatcher"]._loader.compete(1, 2)
-        ids = await b.enqueue_many([EnqueueRequest(job="j") for _ in range(12)])
+        gate.set()
         for d in ids:
             assert (await b.wait(d, timeout=20)).status == "done"
         seqs = {d: (await b.dispatch(d)).seq for d in ids}
         mine = [d for d in ids if seqs[d] % 2 == 1]
-        assert ran[1 : 1 + len(mine)] == mine  # its own share first, in order
-        assert sorted(ran[1 + len(mine) :]) == sorted(d for d in ids if d not in mine)
+        assert ran[: len(mine)] == mine  # its own share first, in order
+        assert ran[len(mine) :] == [d for d in ids if d not in mine]  # then the rest
         stats = b.statistics()["dispatcher"]
         assert stats["lane"] is None and stats["lanes"] == 2  # drawn, then dry: all again
+
+
+async def _all_running(rt: Runtime, ids: list[int]) -> bool:
+    return all([await _running(rt, d) for d in ids])
+
+
+async def test_a_node_in_a_lane_holds_only_its_lanes_share_of_its_own_enqueues(
+    pg_url: str,
+) -> None:
+    gate = anyio.Event()
+
+    async def body(ctx: RunContext) -> None:
+        await gate.wait()
+
+    cfg = msgspec.structs.replace(_config(pg_url, "b", 60.0), concurrency=1)
+    async with Runtime.open(cfg, targets={"body": body}) as b:
+        await b.add_job(JobSpec(name="j", target="body"))
+        first = await b.enqueue("j", {})
+        await eventually(lambda: _running(b, first), what="the slot held")
+        member = b._actors["cluster"].membership
+        member.rank, member.count, member.single = 0, 2, False
+        b._actors["dispatcher"]._loader.compete(0, 2)
+        ids = await b.enqueue_many([EnqueueRequest(job="j") for _ in range(8)])
+        seqs = [(await b.dispatch(d)).seq for d in ids]
+        mine = sum(1 for s in seqs if s % 2 == 0)
+        await eventually(
+            lambda: b.statistics()["dispatcher"]["queued"] == mine, what="its lane's share"
+        )
+        more = await b.enqueue_many([EnqueueRequest(job="j") for _ in range(4)])
+        seqs = [(await b.dispatch(d)).seq for d in more]
+        mine += sum(1 for s in seqs if s % 2 == 0)
+        await eventually(
+            lambda: b.statistics()["dispatcher"]["queued"] == mine, what="its share of more"
+        )
+        assert b.statistics()["dispatcher"]["lane"] == [0, 2]
+        gate.set()
