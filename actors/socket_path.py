@@ -7,13 +7,20 @@ computes it without loading OpenSSL (``hashlib``, ~3 ms).
 - the digest: the first 20 hex digits of the SHA-256 of the database's absolute path,
   from the interpreter's built-in SHA-256 (``_sha2``, before 3.12 ``_sha256``; the same
   digest ``hashlib.sha256`` gives), else ``hashlib``'s;
-- the directory: ``tempfile.gettempdir()`` (a unix socket path is at most 107 bytes).
+- the directory: ``tempfile.gettempdir()``'s (a unix socket path is at most 107 bytes).
+  Where ``tempfile`` is not loaded yet, its search is done here without loading it
+  (``tempfile`` loads ``shutil``, ``bz2``, ``lzma`` and ``random``: ~0.5 MiB of an idle
+  runtime's RSS): ``$TMPDIR``, ``$TEMP``, ``$TMP``, ``/tmp``, ``/var/tmp``, ``/usr/tmp``,
+  the working directory, the first a directory this process may write. ``tempfile``
+  tries to create a file in each instead; the two differ only on a directory that
+  allows writes but cannot take a new file (a full disk), where ``tempfile`` moves on.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -38,8 +45,20 @@ def _sha256() -> Callable[[bytes], Any]:
 
 
 def temp_dir() -> str:
-    """``tempfile.gettempdir()``: its search (``$TMPDIR``, ``$TEMP``, ``$TMP``, ``/tmp``...,
-    each probed) is the stdlib's, so the daemon and a CLI call always agree."""
+    """``tempfile.gettempdir()``'s directory: its own answer where ``tempfile`` is loaded
+    (an application may have set ``tempfile.tempdir``), else the same search without
+    loading it (module docstring)."""
+    loaded = sys.modules.get("tempfile")
+    if loaded is None and os.name == "posix":
+        names = ("TMPDIR", "TEMP", "TMP")
+        found = [os.environ[n] for n in names if os.environ.get(n)]
+        for d in [*found, "/tmp", "/var/tmp", "/usr/tmp", os.curdir]:
+            try:
+                d = os.path.abspath(d)  # the working directory may be gone: tempfile's
+            except OSError:
+                break
+            if os.path.isdir(d) and os.access(d, os.W_OK | os.X_OK):
+                return d
     import tempfile
 
     return tempfile.gettempdir()

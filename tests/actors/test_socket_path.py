@@ -22,7 +22,13 @@ _SCRIPT = """
 import json, sys
 from shepherd.actors.socket_path import runtime_path
 path = runtime_path("q.db", "sock")
-print(json.dumps({"path": path, "openssl": "_hashlib" in sys.modules}))
+print(json.dumps({"path": path, "openssl": "_hashlib" in sys.modules,
+                  "tempfile": "tempfile" in sys.modules}))
+"""
+
+_TEMPFILE = """
+import tempfile
+print(tempfile.gettempdir())
 """
 
 
@@ -48,4 +54,30 @@ def test_a_fresh_interpreter_gets_the_same_path_without_openssl(tmp_path: Path) 
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout)
     digest = hashlib.sha256(str(tmp_path / "q.db").encode()).hexdigest()[:20]
-    assert got == {"path": str(tmp_path / "t" / f"shepherd-{digest}.sock"), "openssl": False}
+    want = str(tmp_path / "t" / f"shepherd-{digest}.sock")
+    assert got == {"path": want, "openssl": False, "tempfile": False}
+
+
+@pytest.mark.parametrize("tmpdir", ["set", "missing", "unset", "unwritable"])
+def test_without_tempfile_the_directory_is_still_tempfiles(tmp_path: Path, tmpdir: str) -> None:
+    """The search done without loading ``tempfile`` lands where ``tempfile`` does: its
+    variables first, a missing or unwritable one skipped, then ``/tmp``."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TMPDIR", "TEMP", "TMP")}
+    if tmpdir == "set":
+        (tmp_path / "t").mkdir()
+        env["TMPDIR"] = str(tmp_path / "t")
+    elif tmpdir == "missing":
+        env["TMPDIR"] = str(tmp_path / "absent")
+        env["TEMP"] = str(tmp_path)
+    elif tmpdir == "unwritable":
+        (tmp_path / "ro").mkdir(mode=0o500)
+        env["TMPDIR"] = str(tmp_path / "ro")
+    run = [sys.executable, "-c"]
+    ours = subprocess.run([*run, _SCRIPT], cwd=tmp_path, env=env, capture_output=True, text=True)
+    theirs = subprocess.run(
+        [*run, _TEMPFILE], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert ours.returncode == theirs.returncode == 0, ours.stderr + theirs.stderr
+    got = json.loads(ours.stdout)
+    assert not got["tempfile"]
+    assert os.path.dirname(got["path"]) == theirs.stdout.strip()
