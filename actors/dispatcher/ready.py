@@ -344,10 +344,10 @@ class ReadyQueue:
         entries = self._entries
         return any((e := entries.get(i[3])) is not None and e.seq == i[2] for i in self._ready)
 
-    def keep_lane(self, lane: Lane) -> int:
+    def keep_lane(self, lane: Lane) -> None:
         """Leave to the store the ready entries outside ``lane`` (``store.shared.window``:
-        another node's share of the queue) but those deferred here; how many left. The
-        caller draws the horizon back to the bottom, so the lane is read again in order."""
+        another node's share of the queue) but those deferred here. The caller draws the
+        horizon back to the bottom, so the lane is read again in order."""
         entries, pinned = self._entries, self._pinned
         gone = [
             e.id
@@ -361,7 +361,6 @@ class ReadyQueue:
             entries.pop(dispatch_id, None)
         self._ready = [i for i in self._ready if i[3] in entries]
         heapq.heapify(self._ready)
-        return len(gone)
 
     def statistics(self) -> dict[str, int]:
         return {

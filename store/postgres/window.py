@@ -46,7 +46,7 @@ async def queued_ready(
         if len(out) >= limit:
             break
         cursor = (float(after[1]), int(after[2])) if after is not None and bounded else ()
-        args = ready_args(rank, float(now), cursor, lane, limit - len(out))
+        args = ready_args(rank, float(now), cursor, lane if laned else None, limit - len(out))
         out += map(dispatch_from_row, await conn.fetch(_READY[bounded, laned], *args))
     return out
 

@@ -98,8 +98,9 @@ def ready_sql(
 def ready_args(
     rank: int, now: float, cursor: tuple[float, int] | tuple[()], lane: Lane | None, limit: int
 ) -> tuple[object, ...]:
-    """The parameters of ``ready_sql`` for one rank's page, in its order."""
-    narrow = (lane[1], lane[0]) if lane is not None and rank >= SPLIT_FROM else ()
+    """The parameters of ``ready_sql`` for one rank's page, in its order (``lane``: the
+    lane that narrows this page, None where ``ready_pages`` says it does not)."""
+    narrow = (lane[1], lane[0]) if lane is not None else ()
     return (rank, now, *cursor, *narrow, limit)
 
 

@@ -49,7 +49,7 @@ def queued_ready(
         if len(out) >= limit:
             break
         cursor = (after[1], after[2]) if after is not None and bounded else ()
-        args = ready_args(rank, now, cursor, lane, limit - len(out))
+        args = ready_args(rank, now, cursor, lane if laned else None, limit - len(out))
         out += map(dispatch_from_row, conn.execute(_READY[bounded, laned], args))
     return out
 
