@@ -32,7 +32,7 @@ from shepherd.actors.messages import (
 from shepherd.actors.primitives.clock import Clock
 from shepherd.actors.primitives.mailbox import Address
 from shepherd.actors.scheduler.cron import next_fires as _next_fires
-from shepherd.actors.writer import StoreMsg, write
+from shepherd.actors.writer import CommitNow, StoreMsg, write, write_many_now
 from shepherd.runtime._chains import config_error, parents_first
 from shepherd.runtime.jobs import (
     check_enqueue,
@@ -80,6 +80,7 @@ class JobsApi:
         self.store = store
         self.instance = instance
         self._writer = writer
+        self.commit_now: CommitNow | None = None  # the serving writer's (actors.writer)
         self._dispatcher = dispatcher
         self._scheduler = scheduler
         self._forget_job = forget_job
@@ -308,7 +309,8 @@ class JobsApi:
     ) -> list[int]:
         """Insert ``rows`` in one transaction, tell the dispatcher; with ``dups``, append
         whether each row was its producer key's existing dispatch."""
-        result = await write(self._writer, InsertDispatches(rows, self.instance, now))
+        op = InsertDispatches(rows, self.instance, now)
+        (result,) = await write_many_now(self._writer, [op], self.commit_now)
         ids: list[int] = []
         entries: list[Entry] = []
         held: list[tuple[NewDispatch, int]] = []

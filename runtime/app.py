@@ -337,6 +337,7 @@ class Runtime:
                 asgi=self._asgi(),
                 wants=self.events.wants,
             )
+            self._jobs_api.commit_now = self._actors["store"].commit_now
             await self._root.run(task_status=task_status)
 
     def _asgi(self) -> Any:

@@ -207,8 +207,9 @@ def build_tree(
             cfg.agents, store=store, writer=writer, dispatcher=dispatcher, clock=clock
         ),
     )
+    store_writer = StoreWriter(store, inboxes.store, clock=clock)
     actors: dict[str, Any] = {
-        "store": StoreWriter(store, inboxes.store, clock=clock),
+        "store": store_writer,
         "cluster": ClusterActor(
             cfg.cluster,
             membership=node,
@@ -251,6 +252,7 @@ def build_tree(
             host=host,
             wants=wants,
             membership=node,
+            commit_now=store_writer.commit_now,
         ),
         "scheduler": Scheduler(
             SchedulerConfig(instance=instance, lead=float(cfg.schedule_lead)),

@@ -55,6 +55,12 @@ class Store(Protocol):
         failed op). An error of the transaction itself raises and commits nothing."""
         ...
 
+    def apply_now(self, ops: Sequence[WriteOp]) -> list[Any] | None:
+        """``apply`` without waiting, on the caller's thread, where the engine can (a
+        small group on SQLite's loop-thread path, the write lock free); None when it
+        cannot, and then nothing was written."""
+        ...
+
     async def apply_one(self, op: WriteOp) -> Any:
         """``op`` alone in a transaction; its result, or its StoreError raised."""
         ...

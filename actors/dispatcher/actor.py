@@ -65,7 +65,7 @@ from shepherd.actors.messages import (
 )
 from shepherd.actors.primitives.clock import Clock
 from shepherd.actors.primitives.mailbox import Address, Mailbox, Reply, receive_by, serving
-from shepherd.actors.writer import StoreMsg
+from shepherd.actors.writer import CommitNow, StoreMsg
 from shepherd.store.protocol import Store
 
 __all__ = ["Dispatcher", "DispatcherConfig"]
@@ -89,8 +89,10 @@ class Dispatcher:
         host: Host,
         wants: Callable[[type], bool] = lambda kind: False,
         membership: Membership | None = None,
+        commit_now: CommitNow | None = None,
     ) -> None:
         self._cfg, self._store, self._writer = cfg, store, writer
+        self._commit_now = commit_now  # the writer's idle path for a pass's group
         # this node's epoch and shares (actors.cluster); a cluster of one by default
         self._membership = membership if membership is not None else Membership(cfg.instance)
         self._mailbox, self._clock, self._emit = mailbox, clock, emit
@@ -200,7 +202,7 @@ class Dispatcher:
                 for w in self._admission.agents.take_wakes():
                     tg.start_soon(wake_agent, w, self._me, self._clock)
             lost = self.counters["lost"]
-            await flush(self._batch, self._writer, self._clock, now)
+            await flush(self._batch, self._writer, self._clock, now, self._commit_now)
             if self.counters["lost"] - lost >= LANE_AFTER and not self._membership.single:
                 self._loader.compete(self._membership.rank, self._membership.count)
             self._admission.controls.idle(len(self._runs))  # Runtime.drain's waiters

@@ -56,7 +56,7 @@ from shepherd.actors.messages import (
 from shepherd.actors.primitives.clock import Clock
 from shepherd.actors.primitives.mailbox import Address
 from shepherd.actors.router.delivery import should_announce
-from shepherd.actors.writer import StoreMsg, write, write_many
+from shepherd.actors.writer import CommitNow, StoreMsg, write, write_many_now
 from shepherd.store.errors import StoreError
 from shepherd.store.models import JobSpec
 from shepherd.store.ops import (
@@ -306,14 +306,22 @@ class Batch:
             self._wake()
 
 
-async def flush(batch: Batch, writer: Address[StoreMsg], clock: Clock, now: float) -> None:
+async def flush(
+    batch: Batch,
+    writer: Address[StoreMsg],
+    clock: Clock,
+    now: float,
+    commit_now: CommitNow | None = None,
+) -> None:
     """Commit ``batch``'s group of writes, then act on what was committed. A group the
-    store refused stays in the batch; the next try is a second later."""
+    store refused stays in the batch; the next try is a second later. ``commit_now``
+    commits it in this task when the writer is idle (one commit, no hop to the writer
+    and back); otherwise it goes through the writer's mailbox."""
     p = batch.take(now)
     if not p.ops:
         return
     try:
-        results = await write_many(writer, p.ops)
+        results = await write_many_now(writer, p.ops, commit_now)
     except StoreError as exc:
         log.error("dispatcher could not commit (will retry): %s", exc)
         batch.failed(p)

@@ -119,6 +119,10 @@ class PgStore(EngineReads):
         self.ops_applied += len(ops)
         return results
 
+    def apply_now(self, ops: Sequence[WriteOp]) -> list[Any] | None:
+        """Never here: every commit is a round trip to the server (None: ``apply`` it)."""
+        return None
+
     async def _reconnect(self) -> asyncpg.Connection:
         """A new writer connection, named as the lost one (``backend``)."""
         named = {"application_name": self.backend} if self.backend else None

@@ -122,17 +122,31 @@ class SqliteStore(EngineReads):
 
     async def apply(self, ops: Sequence[WriteOp]) -> list[Any]:
         """Apply ``ops`` in one transaction; per-op results (a StoreError for a failed op)."""
-        try:
-            results = None
-            if self.synchronous == "NORMAL" and not (self._hops or self._abandoned) and small(ops):
-                results = apply_here(self._writer._conn, ops, int(self._busy_timeout * 1000))
-                self.commits_inline += results is not None
-            if results is None:  # large, FULL, or the write lock is held elsewhere: wait there
-                results = await self._on_writer(apply_batch, ops)
+        results = self.apply_now(ops)
+        if results is not None:
+            return results
+        try:  # large, FULL, or the write lock is held elsewhere: wait on the writer's thread
+            results = await self._on_writer(apply_batch, ops)
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from None
         self.commits += 1
         self.ops_applied += len(ops)
+        return results
+
+    def apply_now(self, ops: Sequence[WriteOp]) -> list[Any] | None:
+        """``apply`` on this thread, when ``ops`` are a small group of the dispatch path
+        under ``synchronous = NORMAL``, no hop is in flight on the writer and the write
+        lock is free (``store.sqlite.inline``); None (nothing written) otherwise."""
+        if self.synchronous != "NORMAL" or self._hops or self._abandoned or not small(ops):
+            return None
+        try:
+            results = apply_here(self._writer._conn, ops, int(self._busy_timeout * 1000))
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from None
+        if results is not None:
+            self.commits_inline += 1
+            self.commits += 1
+            self.ops_applied += len(ops)
         return results
 
     async def apply_one(self, op: WriteOp) -> Any:
