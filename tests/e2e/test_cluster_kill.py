@@ -384,7 +384,11 @@ def _check_ticks(c: Cluster) -> None:
         " JOIN dispatches d ON d.id = r.dispatch_id"
         " WHERE r.job_name = 'tick' AND r.status = 'skipped'"
     )
-    assert not skipped, f"a slot was missed: {skipped}"
+    # a slot due as the job is disabled may be skipped (``disabled``) by the node that
+    # holds it queued, instead of withdrawn: that is the documented skip, not a miss
+    assert all(r["reason"] == "disabled" for r in skipped), f"a slot was missed: {skipped}"
+    assert len(skipped) <= 1, f"more than the last slot skipped at the disable: {skipped}"
+    disabled = {int(r["dispatch_id"]) for r in skipped}
     crashed = {
         int(r["dispatch_id"])
         for r in c.sql(
@@ -395,7 +399,11 @@ def _check_ticks(c: Cluster) -> None:
     print(f"{len(slots)} slots of the every-second job, {len(crashed)} rescued")
     for r in rows:
         d = int(r["id"])
-        if r["status"] == "done" and d not in crashed:
+        if d in disabled:
+            later = [x["status"] for x in rows if float(x["slot"]) > float(r["slot"])]
+            assert r["status"] == "done" and ran[d] == 0, (r, ran[d])
+            assert set(later) <= {"cancelled"}, f"a slot ran after the skip at the disable: {rows}"
+        elif r["status"] == "done" and d not in crashed:
             assert ran[d] == 1, f"slot {r['slot']} ran {ran[d]} times"
         elif d in crashed:  # at-least-once, rescued: replayed once
             assert r["status"] == "done" and 1 <= ran[d] <= 2, (r, ran[d])
