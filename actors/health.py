@@ -10,7 +10,12 @@ Role: every ``interval`` seconds (a timer on the injected clock, not on the hot 
 3. checks the agents' liveness (``actors.liveness``: gateway agents heartbeat through
    the probe; an agent silent past ``[agents] offline_after`` is marked offline);
 4. writes the runtime's health snapshot (actors, supervisor, breakers, recovery time)
-   to the ``instances`` table so ``shepherd status`` in another process can show it.
+   to the ``instances`` table so ``shepherd status`` in another process can show it;
+5. checks that the database file and its WAL are still the ones the store opened
+   (``Store.check_files``, at start too): a file removed or replaced under a running
+   runtime raises ``DatabaseReplaced``, which crashes this actor at every restart, so
+   the supervisor escalates and the runtime stops (exit 3) instead of committing on
+   into a file no one else reads.
 Inbox: none (timer-driven). Sends: ``Tick`` and ``Probe`` to the dispatcher, a
 ``SaveStatus`` op to the store writer. Restart type: permanent.
 """
@@ -53,7 +58,9 @@ class HealthMonitor:
         interval: float = 2.0,
         probe_timeout: float = 5.0,
         liveness: Liveness | None = None,
+        check_files: Callable[[], None] | None = None,
     ) -> None:
+        self._check_files = check_files
         self._liveness = liveness
         self._instance = instance
         self._clock = clock
@@ -72,6 +79,7 @@ class HealthMonitor:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         self._stop = anyio.Event()  # a restart begins with a fresh stop signal
         task_status.started()
+        self._files()
         while not self._stop.is_set():
             with anyio.CancelScope() as wait:
                 self._clock.cancel_at(wait, self._clock.now() + self._interval)
@@ -84,8 +92,18 @@ class HealthMonitor:
         """Graceful stop (the supervisor's stop hook): write a last snapshot and return."""
         self._stop.set()
 
+    def _files(self) -> None:
+        if self._check_files is None:
+            return
+        try:
+            self._check_files()
+        except StoreError as exc:
+            log.critical("%s", exc)
+            raise
+
     async def tick(self) -> None:
         self.ticks += 1
+        self._files()
         try:
             self._dispatcher.tell(Tick())
         except MailboxFull:

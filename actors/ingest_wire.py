@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 
 from shepherd.actors.socket_path import runtime_path
+from shepherd.store.bounds import TOO_DEEP
 
 __all__ = [
     "HEADER",
@@ -114,9 +115,11 @@ def decode_item(body: bytes) -> EnqueueItem | Answer:
         error, field = _split_path(str(exc))
     except msgspec.DecodeError as exc:
         error, field = f"not a msgpack request ({exc})", None
+    except RecursionError:
+        error, field = f"the request is {TOO_DEEP}", None
     try:
         rid = _ids.decode(body).id
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
         rid = 0
     shown = f"{field}: {error}" if field else error
     return Answer(id=rid, error=shown, kind="ConfigError", field=field)

@@ -86,6 +86,7 @@ class StoreWriter:
         self.failing = False  # the last commit failed (cleared by the next that succeeds)
         self.last_commit = 0.0  # the clock's ``now()`` at the last successful commit
         self.last_error: str | None = None
+        self.last_failure = 0.0  # the clock's ``now()`` at the last failed commit (0: none)
         self.batch_sizes = Histogram(SIZES)
         self.commit_seconds = Histogram(LATENCY)
         self.batches_now = 0  # of ``batches``: committed in the caller's task (``commit_now``)
@@ -145,6 +146,8 @@ class StoreWriter:
         self.last_error = str(exc)
         self.failures += 1
         self.failing = True
+        if self._clock is not None:
+            self.last_failure = self._clock.now()
 
     def _committed(self, size: int, began: float) -> None:
         self.batches += 1

@@ -83,10 +83,20 @@ def _flagged(exc: ShepherdError) -> ShepherdError:
     as the direct path names them (``enqueue.job``)."""
     if not isinstance(exc, ConfigError) or exc.field is None:
         return exc
-    field = exc.field.removeprefix("requests[0].")
-    message = str(exc).removeprefix(f"{exc.field}: ")
-    if field in _FLAGS:
-        return ConfigError(message, field="--" + field.replace("_", "-"))
-    if field != exc.field:
-        return ConfigError(message, field=f"enqueue.{field}")
-    return exc
+    flagged = as_flag(exc)
+    return flagged if flagged is not None else exc
+
+
+def as_flag(exc: ConfigError) -> ConfigError | None:
+    """``exc`` naming the enqueue flag that set its field (``capabilities[0]`` is
+    ``--capabilities``, the part named in the message), or None for another field."""
+    if exc.field is None:
+        return None
+    field = exc.field
+    base = field.split(".", 1)[0].split("[", 1)[0]
+    if base not in _FLAGS:
+        return None
+    message = str(exc).removeprefix(f"{field}: ")
+    if field != base:
+        message = f"{field}: {message}"
+    return ConfigError(message, field="--" + base.replace("_", "-"))

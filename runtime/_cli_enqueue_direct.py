@@ -58,10 +58,12 @@ def cmd_enqueue(args: argparse.Namespace, cfg: Config) -> int:
     try:
         dispatch_id, duplicate = _write(cfg, req, now)
     except ConfigError as exc:  # name the flag
-        if exc.field in ("enqueue.capabilities", "enqueue.owner"):
-            flag = "--" + exc.field.removeprefix("enqueue.")
-            raise ConfigError(str(exc).removeprefix(f"{exc.field}: "), field=flag) from None
-        raise
+        from shepherd.runtime._cli_enqueue import as_flag
+
+        flagged = as_flag(exc)
+        if flagged is None:
+            raise
+        raise flagged from None
     if not duplicate:
         send_wake(cfg.database, "d")
     if args.json:
@@ -103,7 +105,7 @@ def enqueue_sync(cfg: Config, req: EnqueueRequest, now: float) -> tuple[int, boo
         row = run_sync(store.job(req.job))
         if row is None:
             raise NotFound(f"no job named {req.job!r}")
-        new = new_dispatch(row, req, now, where="enqueue")
+        new = new_dispatch(row, req, now, where="")
         [got] = store.apply_one(InsertDispatches([new], origin(), now))
     if isinstance(got, int):  # the dispatch the producer's key is bound to, any state
         return got, True

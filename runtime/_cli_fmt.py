@@ -82,9 +82,12 @@ def when(ts: float | None) -> str | None:
     """Epoch seconds → ``2025-01-31 10:00:00 CET`` in the display zone (None stays None)."""
     if ts is None:
         return None
-    at = datetime.fromtimestamp(ts, _zone or UTC)
-    if _zone is None:
-        at = at.astimezone()
+    try:
+        at = datetime.fromtimestamp(ts, _zone or UTC)
+        if _zone is None:
+            at = at.astimezone()
+    except (ValueError, OverflowError, OSError):  # past year 9999 in this zone: a row
+        return f"{ts:.0f} (epoch seconds)"  # stored before the bound, shown, not fatal
     return at.strftime("%Y-%m-%d %H:%M:%S %Z").rstrip()
 
 

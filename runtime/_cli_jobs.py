@@ -38,8 +38,9 @@ from shepherd.runtime._cli_progress import Progress, progress
 from shepherd.runtime._cli_store import builtin_executors, loads_json, open_store, wall
 from shepherd.runtime._config_init import default_config_toml
 from shepherd.runtime._config_jobs import check_config_jobs  # re-exported
-from shepherd.runtime.config import Config
+from shepherd.runtime.config import Config, read_text
 from shepherd.runtime.jobs import job_from_data, save_op, validate_job
+from shepherd.store.bounds import TOO_DEEP
 from shepherd.store.errors import ConfigError, NotFound, StoreError
 from shepherd.store.models import JobRow, JobSpec
 from shepherd.store.ops import DeleteJob
@@ -121,10 +122,7 @@ def load_job_file(
     """Decode and validate every job in a TOML or JSON file; nothing is stored here.
     ``bar`` (its total set here: two steps a job) advances once per job checked."""
     p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read it ({exc.strerror})", field=path) from None
+    text = read_text(p, field=path)
     try:
         if p.suffix.lower() == ".json":
             data: Any = loads_json(text)
@@ -134,6 +132,8 @@ def load_job_file(
         raise ConfigError(
             f"not valid {p.suffix.lstrip('.').upper() or 'TOML'}: {exc}", field=path
         ) from None
+    except RecursionError:
+        raise ConfigError(TOO_DEEP, field=path) from None
     if isinstance(data, dict) and "jobs" in data and "name" not in data:
         extra = sorted(set(data) - {"jobs"})
         if extra:

@@ -65,7 +65,7 @@ async def enqueue_one(cfg: Config, req: EnqueueRequest, now: float) -> tuple[int
         row = await store.job(req.job)
         if row is None:
             raise NotFound(f"no job named {req.job!r}")
-        new = new_dispatch(row, req, now, where="enqueue")
+        new = new_dispatch(row, req, now, where="")
         if executors is not None:
             check_payload(row.spec, req.payload, executors)
         [got] = await store.apply_one(InsertDispatches([new], origin(), now))

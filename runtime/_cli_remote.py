@@ -100,10 +100,10 @@ async def _enqueue(args: argparse.Namespace, c: Client) -> int:
             "POST", "/dispatches", json={k: v for k, v in body.items() if v is not None}
         )
     except ConfigError as exc:  # name the flag, as the local command does
-        if exc.field is None or exc.field == "payload" or exc.field.startswith("payload."):
+        flagged = _cli_enqueue.as_flag(exc)
+        if flagged is None:
             raise
-        message = str(exc).removeprefix(f"{exc.field}: ")
-        raise ConfigError(message, field="--" + exc.field.replace("_", "-")) from None
+        raise flagged from None
     dispatch_id, duplicate = int(got["id"]), bool(got.get("duplicate"))
     if args.json:
         emit_json({"id": dispatch_id, "job": args.job, "duplicate": duplicate})

@@ -20,6 +20,8 @@ from typing import Any
 from shepherd.actors.spool import formats
 from shepherd.runtime._cli_fmt import CliError
 from shepherd.runtime._cli_store import loads_json
+from shepherd.runtime.config import read_text
+from shepherd.store.errors import ConfigError
 
 __all__ = ["event_from_args", "expires_in", "retries"]
 
@@ -99,9 +101,11 @@ def _payload_flags(args: argparse.Namespace) -> dict[str, Any]:
 
 def _read_file(name: str) -> dict[str, Any]:
     try:
-        text = sys.stdin.read() if name == "-" else Path(name).read_text()
-    except OSError as exc:
-        raise CliError(f"--file: cannot read {name!r}: {exc.strerror or exc}", 2) from None
+        text = sys.stdin.read() if name == "-" else read_text(Path(name), field="--file")
+    except ConfigError as exc:
+        raise CliError(str(exc), 2) from None
+    except (OSError, UnicodeDecodeError) as exc:  # standard input
+        raise CliError(f"--file: cannot read standard input: {exc}", 2) from None
     try:
         data = loads_json(text)
     except ValueError as exc:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from shepherd.runtime._cli_fmt import CliError
 from shepherd.runtime._cli_help import first_run_hint
-from shepherd.store.bounds import Range, check_json, check_value
+from shepherd.store.bounds import TOO_DEEP, Range, check_json, check_value
 from shepherd.store.errors import ConfigError
 from shepherd.store.models import parse_duration
 
@@ -183,7 +183,10 @@ def loads_json(text: str) -> Any:
     """``json.loads`` that refuses NaN / Infinity (Python's extension, not JSON)."""
     import json  # not at import: only a command given JSON decodes it
 
-    return json.loads(text, parse_constant=_not_json)
+    try:
+        return json.loads(text, parse_constant=_not_json)
+    except RecursionError:
+        raise ValueError(TOO_DEEP) from None
 
 
 def json_object(text: str) -> dict[str, Any]:

@@ -113,7 +113,7 @@ class JobsApi:
         await self._write_job(save_op(spec, now, previous))
         return await self._job_changed(spec.name)
 
-    async def update_job(self, /, name: str, **changes: Any) -> JobRow:
+    async def update_job(self, name: str, /, **changes: Any) -> JobRow:
         """Change some fields of a job (validated as ``add_job``; the stored job is
         untouched on error). A changed schedule recomputes the next fire time;
         ``parent=None`` makes a child a root (its trigger fields are cleared too)."""
@@ -162,7 +162,7 @@ class JobsApi:
         """Queue one run of ``name`` now, even if it is disabled; its schedule does not
         move. Returns the dispatch id."""
         req = plain_payload(EnqueueRequest(job=name, payload=payload, kind="run_now"))
-        return (await self._insert([req], fields=["payload"]))[0]
+        return (await self._insert([req], wheres=[""]))[0]
 
     async def next_fires(self, name: str, n: int = 5) -> list[float]:
         """The next ``n`` fire times of ``name`` (epoch seconds); [] if none."""
@@ -241,7 +241,7 @@ class JobsApi:
             capabilities=capabilities,
             owner=owner,
         )
-        return (await self._insert([req], fields=["payload"]))[0]
+        return (await self._insert([req], wheres=[""]))[0]
 
     def _request(self, job: str, payload: Any, **opts: Any) -> EnqueueRequest:
         return build_request(self.clock.wall(), job, payload, **opts)
@@ -263,7 +263,7 @@ class JobsApi:
                     item.payload,
                     **item.options(),
                 )
-                rows.append(await self._row(req, 0, "payload", now))
+                rows.append(await self._row(req, "", now))  # each item alone: no index
             except (ConfigError, NotFound) as exc:
                 out.append(exc)
                 continue
@@ -291,17 +291,19 @@ class JobsApi:
         """Queue many dispatches in one transaction; ids in the same order. Payloads
         are checked as ``enqueue`` checks them (``requests[3].payload.to: ...``)."""
         reqs = [plain_payload(req) for req in requests]
-        return await self._insert(reqs, fields=[f"requests[{i}].payload" for i in range(len(reqs))])
+        return await self._insert(reqs, wheres=[f"requests[{i}]" for i in range(len(reqs))])
 
-    async def _insert(self, requests: Sequence[EnqueueRequest], *, fields: list[str]) -> list[int]:
+    async def _insert(self, requests: Sequence[EnqueueRequest], *, wheres: list[str]) -> list[int]:
         now = self.clock.wall()
-        rows = [await self._row(req, i, fields[i], now) for i, req in enumerate(requests)]
+        rows = [await self._row(req, wheres[i], now) for i, req in enumerate(requests)]
         return await self._commit(rows, now)
 
-    async def _row(self, req: EnqueueRequest, i: int, field: str, now: float) -> NewDispatch:
+    async def _row(self, req: EnqueueRequest, where: str, now: float) -> NewDispatch:
+        """The row of ``req``; errors name its fields under ``where`` (``requests[3]``
+        for an item of ``enqueue_many``, nothing for a request alone)."""
         row = await self._job(req.job)
-        new = new_dispatch(row, req, now, where=f"requests[{i}]")
-        check_payload(row.spec, req.payload, self.executors, field=field)
+        new = new_dispatch(row, req, now, where=where)
+        check_payload(row.spec, req.payload, self.executors, field=f"{where}.payload".lstrip("."))
         return new
 
     async def _commit(

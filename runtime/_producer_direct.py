@@ -47,7 +47,7 @@ async def _enqueue(cfg: Config, items: Sequence[EnqueueItem]) -> list[Got]:
                 row = await store.job(req.job)
                 if row is None:
                     raise NotFound(f"no job named {req.job!r}")
-                new = new_dispatch(row, req, now, where="requests[0]")
+                new = new_dispatch(row, req, now, where="")
                 if executors is not None:
                     check_payload(row.spec, req.payload, executors)
             except (ConfigError, NotFound) as exc:

@@ -183,7 +183,7 @@ class Client:
         body = spec if isinstance(spec, dict) else _builtins(spec)
         return _job(await self.request("POST", "/jobs", json=body, type=dict[str, Any]))
 
-    async def update_job(self, name: str, **changes: Any) -> JobRow:
+    async def update_job(self, name: str, /, **changes: Any) -> JobRow:
         return _job(await self.request("PATCH", f"/jobs/{name}", json=changes, type=dict[str, Any]))
 
     async def remove_job(self, name: str) -> None:

@@ -26,7 +26,7 @@ from shepherd.actors.retention_config import RetentionConfig
 from shepherd.actors.router.delivery_config import DeliveryConfig
 from shepherd.actors.spool.config import SpoolConfig
 from shepherd.runtime.http.config import HttpConfig
-from shepherd.store.bounds import DAY, HOUR, Range, check_bounds
+from shepherd.store.bounds import DAY, HOUR, TOO_DEEP, Range, check_bounds
 from shepherd.store.errors import ConfigError
 from shepherd.store.factory import database_path, is_postgres
 from shepherd.store.models import JobSpec, Seconds, decode_spec
@@ -34,7 +34,7 @@ from shepherd.store.models import JobSpec, Seconds, decode_spec
 if TYPE_CHECKING:
     from shepherd.store.factory import Check
 
-__all__ = ["Config", "load_config"]
+__all__ = ["Config", "load_config", "read_text"]
 
 
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -169,6 +169,23 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
+def read_text(path: Path, *, field: str) -> str:
+    """A file given as input, as UTF-8 text; ConfigError naming ``field`` (and the path)
+    when it is missing, a directory, unreadable or not UTF-8."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"no such file {str(path)!r}", field=field) from None
+    except IsADirectoryError:
+        raise ConfigError(f"{str(path)!r} is a directory, not a file", field=field) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {str(path)!r} ({exc.strerror})", field=field) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{str(path)!r} is not UTF-8 text (byte {exc.start}: {exc.reason})", field=field
+        ) from None
+
+
 def load_config(
     path: str | os.PathLike[str] | None = None,
     *,
@@ -180,12 +197,13 @@ def load_config(
         import tomllib  # a file to read: an embedding application passes none
 
         p = Path(path)
+        text = read_text(p, field="config")
         try:
-            data = tomllib.loads(p.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"no such file {str(p)!r}", field="config") from None
+            data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{p}: invalid TOML: {exc}", field="config") from None
+        except RecursionError:
+            raise ConfigError(f"{p}: {TOO_DEEP}", field="config") from None
         database = data.get("database")
         if database is not None and not isinstance(database, str):
             raise ConfigError(

@@ -250,25 +250,27 @@ def _keeps_schedule(old: JobSpec, new: JobSpec) -> bool:
 def new_dispatch(row: JobRow, req: EnqueueRequest, now: float, *, where: str) -> NewDispatch:
     spec = row.spec
     check_enqueue(req, where=where)
+    prefix = f"{where}." if where else ""
     if not spec.enabled and req.kind != "run_now":  # disabled: must not run (README)
         raise ConfigError(
             f"job {spec.name!r} is disabled: enable it, or run it once with run_now"
             " (`shepherd jobs run`)",
-            field=f"{where}.job" if where else "job",
+            field=f"{prefix}job",
         )
     try:
         prio = priority_rank(req.priority or spec.priority)
     except ConfigError as exc:
-        raise ConfigError(str(exc), field=f"{where}.priority") from None
+        text = str(exc).removeprefix(f"{exc.field}: ") if exc.field else str(exc)
+        raise ConfigError(text, field=f"{prefix}priority") from None
     max_attempts = req.max_attempts if req.max_attempts is not None else spec.retry.max_attempts
     needs = ",".join(
         normalize_capabilities(
-            req.capabilities or [], field=f"{where}.capabilities", wildcard=False
+            req.capabilities or [], field=f"{prefix}capabilities", wildcard=False
         )
     )
     if req.owner is not None and (not isinstance(req.owner, str) or not req.owner.strip()):
         raise ConfigError(
-            "must be a non-empty string (omit it for no owner)", field=f"{where}.owner"
+            "must be a non-empty string (omit it for no owner)", field=f"{prefix}owner"
         )
     expires_at = req.expires_at
     if expires_at is None and spec.expires_in is not None:

@@ -219,6 +219,8 @@ class Messaging:
             expires_in=expires_in, metadata=metadata, channel=channel, delivery_to=delivery_to,
             job_id=job_id, run_id=run_id, owner=owner, reply_to=reply_to,
         )  # fmt: skip
+        if reply_to is not None and await self.store.message(reply_to) is None:
+            raise ConfigError(f"no message {reply_to}", field="reply_to")
         if kind == "spawn" and self._spawner is not None:
             return (await self._spawner.send(row)).message_id
         ids: list[int] = await write(self._writer, InsertMessages([row], now))

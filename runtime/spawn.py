@@ -46,6 +46,7 @@ from shepherd.actors.primitives.clock import Clock
 from shepherd.actors.primitives.mailbox import Address
 from shepherd.actors.writer import StoreMsg, write
 from shepherd.runtime.jobs import validate_job
+from shepherd.store.bounds import TOO_DEEP
 from shepherd.store.errors import ConfigError, MailboxClosed, MailboxFull
 from shepherd.store.models import JobSpec, decode_spec, encode_json, priority_rank
 from shepherd.store.ops import NewDispatch, NewMessage, Spawned, SpawnMessage
@@ -66,6 +67,8 @@ def spawn_spec(body: str, *, from_agent: str, to_agent: str, now: float) -> JobS
         data = msgspec.json.decode(body)
     except ValueError as exc:
         raise ConfigError(f"a spawn body must be a JSON job spec ({exc})", field="body") from None
+    except RecursionError:
+        raise ConfigError(TOO_DEEP, field="body") from None
     if not isinstance(data, dict):
         raise ConfigError(
             f"a spawn body must be a JSON object, got {type(data).__name__}", field="body"

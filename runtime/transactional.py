@@ -78,7 +78,7 @@ async def enqueue_in(
     row = await job_in(conn, req.job, schema=schema)
     if row is None:
         raise NotFound(f"no job named {req.job!r}")
-    new = new_dispatch(row, req, now, where="requests[0]")
+    new = new_dispatch(row, req, now, where="")
     got = (await insert_in(conn, InsertDispatches([new], origin(), now), schema=schema))[0]
     if got is None:  # only a scheduled slot can be taken; enqueue_in makes none
         raise Conflict(f"job {req.job!r}: the dispatch was not inserted")

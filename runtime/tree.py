@@ -206,6 +206,7 @@ def build_tree(
         liveness=Liveness(
             cfg.agents, store=store, writer=writer, dispatcher=dispatcher, clock=clock
         ),
+        check_files=store.check_files,
     )
     store_writer = StoreWriter(store, inboxes.store, clock=clock)
     actors: dict[str, Any] = {

@@ -19,7 +19,11 @@ decodes; input is what is checked. Every integer bound is far below SQLite's 64-
 INTEGER, so no accepted value can overflow when it is bound.
 
 :func:`check_json` refuses values that JSON cannot carry (NaN, infinities, non-string
-keys, non-JSON types) in payloads and options: msgspec would write NaN as ``null``.
+keys, non-JSON types) in payloads and options: msgspec would write NaN as ``null``; and
+values nested deeper than ``MAX_DEPTH``, so nothing stored is too deep to read back.
+Input deeper than a decoder's own recursion limit (about a thousand levels) raises
+``RecursionError`` while it is decoded; each edge that decodes input turns that into its
+bad-input error with ``TOO_DEEP``.
 """
 
 from __future__ import annotations
@@ -34,11 +38,23 @@ import msgspec
 
 from shepherd.store.errors import ConfigError
 
-__all__ = ["DAY", "HOUR", "MAX_EPOCH", "Range", "check_bounds", "check_json", "check_value"]
+__all__ = [
+    "DAY",
+    "HOUR",
+    "MAX_DEPTH",
+    "MAX_EPOCH",
+    "TOO_DEEP",
+    "Range",
+    "check_bounds",
+    "check_json",
+    "check_value",
+]
 
 HOUR = 3600.0
 DAY = 86400.0
 MAX_EPOCH = 253402300799.0  # 9999-12-31T23:59:59Z, the last instant datetime can show
+MAX_DEPTH = 64  # levels of objects and arrays in a payload or options value
+TOO_DEEP = f"nested too deeply (at most {MAX_DEPTH} levels of objects and arrays)"
 
 
 class Range(NamedTuple):
@@ -96,23 +112,26 @@ def check_bounds(obj: msgspec.Struct, *, prefix: str = "") -> None:
                         check_bounds(item, prefix=f"{field}[{i}].")
 
 
-def check_json(value: Any, *, field: str) -> None:
-    """ConfigError naming the first part of ``value`` that is not a JSON value."""
+def check_json(value: Any, *, field: str, depth: int = 0) -> None:
+    """ConfigError naming the first part of ``value`` that is not a JSON value, or that
+    is nested deeper than ``MAX_DEPTH``."""
     if value is None or isinstance(value, str | bool | int):
         return
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ConfigError(f"{value!r} is not a JSON number", field=field)
         return
+    if isinstance(value, dict | list | tuple) and depth >= MAX_DEPTH:
+        raise ConfigError(TOO_DEEP, field=field)
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise ConfigError(f"object keys must be strings, got {key!r}", field=field)
-            check_json(item, field=f"{field}.{key}")
+            check_json(item, field=f"{field}.{key}", depth=depth + 1)
         return
     if isinstance(value, list | tuple):
         for i, item in enumerate(value):
-            check_json(item, field=f"{field}[{i}]")
+            check_json(item, field=f"{field}[{i}]", depth=depth + 1)
         return
     raise ConfigError(f"{type(value).__name__} is not a JSON value", field=field)
 

@@ -103,6 +103,11 @@ class MailboxClosed(ShepherdError):
     pass
 
 
+class DatabaseReplaced(StoreError):
+    """The database file (or its WAL) was removed or replaced while the store had it
+    open: commits go to a file nobody else sees, so the runtime stops."""
+
+
 class SupervisorEscalation(ShepherdError):
     """A supervisor gave up: its children crashed more often than its intensity allows."""
 

@@ -61,6 +61,11 @@ class Store(Protocol):
         cannot, and then nothing was written."""
         ...
 
+    def check_files(self) -> None:
+        """Raise ``DatabaseReplaced`` when the store's file was removed or replaced
+        under it (SQLite); a server's database has no file here (PostgreSQL: nothing)."""
+        ...
+
     async def apply_one(self, op: WriteOp) -> Any:
         """``op`` alone in a transaction; its result, or its StoreError raised."""
         ...

@@ -50,6 +50,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
+from shepherd.store.bounds import MAX_EPOCH
 from shepherd.store.errors import ConfigError
 from shepherd.store.models import JobSpec, parse_duration
 
@@ -96,17 +97,21 @@ def resolve_at(spec: JobSpec, now: float) -> float:
     text = (spec.at or "").strip()
     m = _RELATIVE.match(text)
     if m:
-        return now + parse_duration(m.group(1).strip(), field="at")
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(
-            f"invalid instant {spec.at!r}; use ISO 8601 (2025-01-31T09:00:00Z) or 'in 10m'",
-            field="at",
-        ) from None
-    if when.tzinfo is None:
-        when = _localize(when, _zone(spec.tz))
-    return when.timestamp()
+        epoch = now + parse_duration(m.group(1).strip(), field="at")
+    else:
+        try:
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            raise ConfigError(
+                f"invalid instant {spec.at!r}; use ISO 8601 (2025-01-31T09:00:00Z) or 'in 10m'",
+                field="at",
+            ) from None
+        if when.tzinfo is None:
+            when = _localize(when, _zone(spec.tz))
+        epoch = when.timestamp()
+    if not epoch <= MAX_EPOCH:  # a later instant cannot be shown (or stored as ISO)
+        raise ConfigError(f"{spec.at!r} is after 9999-12-31T23:59:59Z", field="at")
+    return epoch
 
 
 def next_fire(spec: JobSpec, after: float, *, anchor: float | None = None) -> float | None:

@@ -52,7 +52,7 @@ from shepherd.actors.spool.files import (
     write_event,
     write_file,
 )
-from shepherd.store.bounds import MAX_EPOCH, check_bounds, check_json
+from shepherd.store.bounds import MAX_EPOCH, TOO_DEEP, check_bounds, check_json
 from shepherd.store.errors import ConfigError
 from shepherd.store.keys import key_problem
 from shepherd.store.models import PRIORITIES, EnqueueRequest, Priority
@@ -197,6 +197,8 @@ def parse(
         raise ConfigError("not a JSON object", field="file") from None
     except msgspec.DecodeError as exc:
         raise ConfigError(f"not JSON: {exc}", field="file") from None
+    except RecursionError:
+        raise ConfigError(TOO_DEEP, field="file") from None
     if probe.version is not UNSET:
         if probe.version != 1 or isinstance(probe.version, bool):
             raise ConfigError(
@@ -228,6 +230,8 @@ def _decode(kind: type[Any], data: bytes) -> Any:
         if unknown:  # the unknown field is the one to name
             path, text = f"{path}.{unknown.group(1)}".lstrip("."), "unknown field"
         raise ConfigError(text, field=path or "file") from None
+    except RecursionError:
+        raise ConfigError(TOO_DEEP, field="file") from None
 
 
 def _camel(part: str) -> str:

@@ -27,6 +27,7 @@ from starlette.routing import Route
 
 from shepherd.runtime.http.auth import AuthError, Principal
 from shepherd.runtime.http.config import Scope
+from shepherd.store.bounds import TOO_DEEP
 from shepherd.store.errors import (
     ConfigError,
     Conflict,
@@ -206,6 +207,8 @@ def decode_body(data: bytes, type_: Any) -> Any:
         raise ApiError(422, text, field=_field_of(text)) from None
     except msgspec.DecodeError as exc:
         raise ApiError(400, f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(422, f"the body is {TOO_DEEP}") from None
 
 
 def route_of(ep: Endpoint, ctx: HttpContext) -> Route:

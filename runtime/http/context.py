@@ -53,10 +53,12 @@ PROBE_TIMEOUT = 2.0  # seconds a probe's own write may take
 
 
 async def store_writable(rt: Any, writer: Any) -> str:
-    """``ok`` when the store writer's last commit succeeded less than ``RECENT`` s ago;
-    otherwise (or when it failed) a real round trip through the writer, an empty write
-    transaction (``BEGIN IMMEDIATE``: it needs the write lock and a writable file),
-    bounded by ``PROBE_TIMEOUT``."""
+    """An error while a commit failed less than ``RECENT`` s ago and none has succeeded
+    since (a full disk fails the commits that need pages, not the probe's empty one,
+    which must not answer for them); ``ok`` when the store writer's last
+    commit succeeded less than ``RECENT`` s ago; otherwise a real round trip through the
+    writer, an empty write transaction (``BEGIN IMMEDIATE``: it needs the write lock and
+    a writable file), bounded by ``PROBE_TIMEOUT``."""
     from shepherd.actors.writer import write
     from shepherd.store.ops import Heartbeats
 
@@ -64,7 +66,11 @@ async def store_writable(rt: Any, writer: Any) -> str:
         return "starting"
     if not os.access(rt.config.database, os.W_OK):
         return "read-only"
-    if not writer.failing and writer.last_commit and rt.clock.now() - writer.last_commit < RECENT:
+    now = rt.clock.now()
+    failed = writer.last_failure
+    if failed and now - failed < RECENT and writer.last_commit <= failed:  # none since
+        return f"error: {writer.last_error}"
+    if not writer.failing and writer.last_commit and now - writer.last_commit < RECENT:
         return "ok"
     with anyio.move_on_after(PROBE_TIMEOUT):
         try:

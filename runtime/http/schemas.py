@@ -248,7 +248,7 @@ class BatchBody(_Body):
     others down (``BatchResult`` answers per item)."""
 
     items: Annotated[
-        list[dict[str, Any]],
+        list[Any],  # each converted alone (rest_queue.enqueue_batch): a non-object fails its own
         Meta(
             min_length=1,
             max_length=1000,

@@ -119,6 +119,9 @@ class PgStore(EngineReads):
         self.ops_applied += len(ops)
         return results
 
+    def check_files(self) -> None:
+        """Nothing to check: the server owns its files."""
+
     def apply_now(self, ops: Sequence[WriteOp]) -> list[Any] | None:
         """Never here: every commit is a round trip to the server (None: ``apply`` it)."""
         return None

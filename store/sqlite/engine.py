@@ -29,7 +29,7 @@ import aiosqlite
 import anyio
 
 from shepherd.store.cluster import EndGroups, NodeInfo, NodeLease, Rescue
-from shepherd.store.errors import StoreError
+from shepherd.store.errors import DatabaseReplaced, StoreError
 from shepherd.store.models import (
     Dispatch,
 )
@@ -81,6 +81,8 @@ class SqliteStore(EngineReads):
         self.checkpoints = 0
         self._wal = (0, 0)  # the WAL's frames and backfilled frames at the last checkpoint
         self.opened_check = CheckRan("none", "none", 0.0)  # set by open()
+        # (device, inode) of the file and of its WAL as opened (``check_files``)
+        self._files: dict[str, tuple[int, int] | None] = {p: _identity(p) for p in self._paths()}
 
     @classmethod
     async def open(
@@ -148,6 +150,26 @@ class SqliteStore(EngineReads):
             self.commits += 1
             self.ops_applied += len(ops)
         return results
+
+    def _paths(self) -> tuple[str, str]:
+        return self.path, self.path + "-wal"
+
+    def check_files(self) -> None:
+        """Raise ``DatabaseReplaced`` when the file or its WAL is no longer the one this
+        store opened (removed, or another file renamed over it): the connections keep
+        writing to the old inodes, which no other process reads and a restart would not
+        find. A WAL that did not exist at open is taken as the first one seen."""
+        for path, opened in self._files.items():
+            now = _identity(path)
+            if opened is None:
+                self._files[path] = now
+            elif now != opened:
+                what = "removed" if now is None else "replaced by another file"
+                raise DatabaseReplaced(
+                    f"{path} was {what} while the runtime had it open: commits since then"
+                    " are in a file no one else can read; stop the runtime, put the right"
+                    " file back (or restore a backup) and start again"
+                )
 
     async def apply_one(self, op: WriteOp) -> Any:
         result = (await self.apply([op]))[0]
@@ -320,3 +342,12 @@ def _wal_checkpoint(conn: sqlite3.Connection, mode: str) -> tuple[int, int]:
 
 def _set_busy_timeout(conn: sqlite3.Connection, seconds: float) -> None:
     conn.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """(device, inode) of ``path``, None when there is no such file."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino)

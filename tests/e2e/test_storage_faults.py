@@ -240,3 +240,43 @@ def test_a_daemon_starting_on_a_full_disk_exits_3_disk_full(tmp_path: Path) -> N
         assert done.returncode == 3, done.stderr[-2000:]
         assert "DiskFull" in done.stderr and "disk is full" in done.stderr
         assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("fault", ["wal removed", "file replaced"])
+def test_a_file_removed_or_replaced_under_the_daemon_stops_it(tmp_path: Path, fault: str) -> None:
+    """The daemon's connections would go on committing into inodes no other process
+    reads (an enqueue acknowledged, then lost); it notices at its next health tick and
+    stops, exit 3, naming the file."""
+    db = str(tmp_path / "x.db")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'database = "{db}"\nhealth_interval = "100ms"\n')
+    assert (
+        shepherd(db, "jobs", "add", "a", "--executor", "shell", "--target", "true").returncode == 0
+    )
+    log = tmp_path / "daemon.log"
+    with log.open("wb") as out:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "shepherd", "--config", str(cfg), "run"], stdout=out, stderr=out
+        )
+    try:
+        eventually(lambda: daemon_pid(db) == daemon.pid, what="the daemon's lock")
+        eventually(lambda: "daemon.ready" in log.read_text(), what="the daemon serving")
+        if fault == "wal removed":
+            os.unlink(db + "-wal")
+            named = db + "-wal"
+        else:
+            other = tmp_path / "other.db"
+            with (
+                contextlib.closing(sqlite3.connect(db)) as src,
+                contextlib.closing(sqlite3.connect(other)) as dst,
+            ):
+                src.backup(dst)
+            os.replace(other, db)
+            named = db
+        assert daemon.wait(timeout=30) == 3, log.read_text()
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+    text = log.read_text()
+    assert f"{named} was" in text and "DatabaseReplaced" in text, text

@@ -269,3 +269,43 @@ async def test_running_dispatch_cancel_is_requested(db_path: str) -> None:
         got = await _json(await c.post(f"/api/v1/dispatches/{i}/cancel"))
         assert got["result"] == "cancel_requested"
         assert (await srv.rt.wait(i, timeout=10)).status == "cancelled"
+
+
+async def test_bad_bodies_get_4xx_naming_the_field_and_store_nothing(db_path: str) -> None:
+    """Deep JSON, a non-object batch item, a rename by PATCH, an instant past the year
+    9999, a reply to no message: each a 4xx naming what was wrong, never a 500."""
+    async with serve(db_path) as srv, srv.client() as c:
+        register(srv)
+        await _json(await c.post("/api/v1/jobs", json={"name": "j", "target": "ok"}), 201)
+        deep = '{"job":"j","payload":' + '{"a":' * 3000 + "1" + "}" * 3001
+        got = await c.post(
+            "/api/v1/dispatches", content=deep, headers={"content-type": "application/json"}
+        )
+        assert got.status_code == 422 and "nested too deeply" in got.text, got.text
+        payload: Any = 1
+        for _ in range(100):
+            payload = {"a": payload}
+        got = await c.post("/api/v1/dispatches", json={"job": "j", "payload": payload})
+        assert got.status_code == 422 and got.json()["error"]["field"].startswith("payload.a")
+        batch = await _json(
+            await c.post("/api/v1/dispatches/batch", json={"items": [{"job": "j"}, 5]})
+        )
+        assert (batch["enqueued"], batch["failed"]) == (1, 1)
+        assert batch["results"][1]["error"]["field"].startswith("items[1]")
+        caps = await c.post("/api/v1/dispatches", json={"job": "j", "capabilities": ["bad cap"]})
+        assert caps.status_code == 422 and caps.json()["error"]["field"] == "capabilities[0]"
+        renamed = await c.patch("/api/v1/jobs/j", json={"name": "renamed"})
+        assert renamed.status_code == 422 and renamed.json()["error"]["field"] == "name"
+        late = await c.post(
+            "/api/v1/jobs",
+            json={"name": "late", "executor": "shell", "target": "true", "at": "in 3000000d"},
+        )
+        assert late.status_code == 422 and late.json()["error"]["field"] == "at", late.text
+        reply = await c.post(
+            "/api/v1/messages",
+            json={"from_agent": "a", "to_agent": "b", "body": "x", "reply_to": 999999},
+        )
+        assert reply.status_code == 422 and reply.json()["error"]["field"] == "reply_to"
+        assert [j.name for j in await srv.rt.list_jobs()] == ["j"]
+        assert len(await srv.rt.dispatches()) == 1  # the batch's good item alone
+        assert await srv.rt.messages() == []

@@ -276,7 +276,7 @@ async def test_unknown_agents_and_bad_ids(rt: Runtime) -> None:
     await rt.add_job(JobSpec(name="j", target="who"))
     with pytest.raises(ConfigError) as err:
         await rt.enqueue("j", capabilities=["*"])
-    assert err.value.field == "requests[0].capabilities"
+    assert err.value.field == "capabilities"
     assert await rt.dispatches() == []
 
 

@@ -232,7 +232,7 @@ async def test_disable_skips_the_queue_and_refuses_enqueue_pause_holds_it(
         assert {r.reason for r in await rt.runs(job="d", status="skipped")} == {"disabled"}
         with pytest.raises(ConfigError) as err:
             await rt.enqueue("d")
-        assert err.value.field == "requests[0].job" and "disabled" in str(err.value)
+        assert err.value.field == "job" and "disabled" in str(err.value)
         with pytest.raises(ConfigError):
             await rt.enqueue_many([EnqueueRequest(job="p"), EnqueueRequest(job="d")])
         assert len(await rt.dispatches(limit=100)) == 4  # nothing stored

@@ -19,6 +19,7 @@ from shepherd.runtime.http.auth import AuthError
 from shepherd.runtime.http.ui.render import Ui, base_of
 from shepherd.runtime.http.ui.session import Session, csrf_ok, same_origin
 from shepherd.runtime.jobs import job_from_data
+from shepherd.store.bounds import TOO_DEEP
 from shepherd.store.errors import ConfigError
 
 __all__ = ["ACTIONS", "login", "logout"]
@@ -84,6 +85,8 @@ def parse_spec(text: str) -> dict[str, Any]:
         data = json.loads(text) if text.startswith("{") else tomllib.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"not valid JSON or TOML: {exc}", field="spec") from None
+    except RecursionError:
+        raise ConfigError(TOO_DEEP, field="spec") from None
     if not isinstance(data, dict):
         raise ConfigError("expected an object", field="spec")
     return data

@@ -109,6 +109,12 @@ async def test_invalid_files_are_rejected_with_the_reason(db_path: str, tmp_path
         ),
         "nojob.json": (b'{"job": "nope"}', "no job named 'nope'"),
         "notes.txt": (b"hello", "not a spool file name"),
+        # past the decoder's recursion limit: refused, not a crash of the spool actor
+        "deep.json": (b'{"job":"x","payload":' + b'{"a":' * 3000 + b"1" + b"}" * 3001, "nested"),
+        "deepish.json": (  # decodes, but deeper than a payload may be (MAX_DEPTH)
+            b'{"job":"x","payload":' + b'{"a":' * 100 + b"1" + b"}" * 101,
+            "payload.a.a",
+        ),
     }
     mismatch = next(n for n, (data, _) in cases.items() if data is None)
     cases[mismatch] = (json.dumps(ok).encode(), "differs from the file name")

@@ -1,0 +1,112 @@
+"""Input nested deeper than a payload may be (``store.bounds.MAX_DEPTH``), or deeper
+than a decoder's recursion limit, is refused at every edge with an error naming what
+carried it; nothing is stored and nothing crashes (the enqueue socket's frame, the
+spool's file, an HTTP body, a CLI flag or file, a config file)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from shepherd.actors.ingest_wire import Answer, decode_item
+from shepherd.actors.spool import formats
+from shepherd.runtime import Config, ConfigError, JobSpec, RunContext, Runtime
+from shepherd.runtime.config import load_config
+from shepherd.store.bounds import MAX_DEPTH, TOO_DEEP, check_json
+from tests.cli_helpers import clean_cli
+
+pytestmark = pytest.mark.anyio
+
+
+def nested(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = {"a": value}
+    return value
+
+
+def deep_json(levels: int) -> str:
+    return '{"a":' * levels + "1" + "}" * levels
+
+
+def test_check_json_takes_max_depth_levels_and_refuses_one_more() -> None:
+    check_json(nested(MAX_DEPTH), field="payload")
+    with pytest.raises(ConfigError) as info:
+        check_json(nested(MAX_DEPTH + 1), field="payload")
+    assert info.value.field == "payload" + ".a" * MAX_DEPTH and TOO_DEEP in str(info.value)
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        check_json([nested(MAX_DEPTH)], field="payload")  # arrays count as levels too
+
+
+def test_a_socket_frame_past_the_decoders_limit_is_an_error_answer() -> None:
+    body = b"\x83\xa2id\x05\xa3job\xa1j\xa7payload" + b"\x81\xa1a" * 5000 + b"\x01"
+    got = decode_item(body)
+    assert isinstance(got, Answer) and got.kind == "ConfigError"
+    assert got.error is not None and TOO_DEEP in got.error
+    ok = decode_item(msgspec.msgpack.encode({"id": 6, "job": "j", "payload": {"a": 1}}))
+    assert not isinstance(ok, Answer) and ok.id == 6
+
+
+def test_a_spool_file_past_the_decoders_limit_is_refused_as_the_file() -> None:
+    data = ('{"job":"j","payload":' + deep_json(5000) + "}").encode()
+    with pytest.raises(ConfigError) as info:
+        formats.parse("x.json", data, default_job=None)
+    assert info.value.field == "file" and TOO_DEEP in str(info.value)
+
+
+async def ok(ctx: RunContext) -> None:
+    return None
+
+
+async def test_enqueue_and_add_job_refuse_a_deep_payload_naming_it(db_path: str) -> None:
+    async with Runtime.open(Config(database=db_path), targets={"ok": ok}) as rt:
+        await rt.add_job(JobSpec(name="ok", target="ok"))
+        with pytest.raises(ConfigError, match="nested too deeply") as info:
+            await rt.enqueue("ok", nested(MAX_DEPTH + 5))
+        assert info.value.field is not None and info.value.field.startswith("payload.a.a")
+        with pytest.raises(ConfigError, match="nested too deeply"):
+            await rt.add_job(JobSpec(name="deep", target="ok", payload=nested(MAX_DEPTH + 1)))
+        assert await rt.dispatches() == [] and [j.name for j in await rt.list_jobs()] == ["ok"]
+
+
+def test_the_cli_refuses_deep_payloads_files_and_configs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli = clean_cli(tmp_path, capsys, monkeypatch, "x.db")
+    cli.ok("jobs", "add", "j", "--executor", "shell", "--target", "true")
+    for levels in (MAX_DEPTH + 1, 3000):  # refused by the bound / by the decoder's limit
+        code, _, err = cli("enqueue", "j", "--payload", deep_json(levels))
+        assert code == 2 and "nested too deeply" in err, err
+    deep = tmp_path / "deep.json"
+    deep.write_text(json.dumps({"name": "k", "executor": "shell", "target": "true"})[:-1]
+                    + ', "payload": ' + deep_json(3000) + "}")  # fmt: skip
+    code, _, err = cli("jobs", "add", "--file", str(deep))
+    assert code == 2 and "nested too deeply" in err and str(deep) in err, err
+    toml = tmp_path / "deep.toml"
+    toml.write_text("x = " + "[" * 3000 + "]" * 3000 + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(toml)
+    assert info.value.field == "config" and "nested too deeply" in str(info.value)
+    assert [j["name"] for j in cli.json("jobs", "list")] == ["j"]  # nothing else stored
+
+
+def test_files_that_are_not_utf8_text_or_are_directories_are_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli = clean_cli(tmp_path, capsys, monkeypatch, "x.db")
+    binary = tmp_path / "bin.toml"
+    binary.write_bytes(b"\xff\xfe\x00")
+    for argv in (
+        ("jobs", "add", "--file", str(binary)),
+        ("--config", str(binary), "jobs", "list"),
+        ("--config", str(tmp_path), "jobs", "list"),  # a directory
+        ("spool", "enqueue", "--file", str(binary), "--dir", str(tmp_path / "spool")),
+    ):
+        code, _, err = cli(*argv)
+        assert code == 2, (argv, code, err)
+        assert "not UTF-8 text" in err or "is a directory" in err, (argv, err)
+        assert str(binary) in err or str(tmp_path) in err, (argv, err)
