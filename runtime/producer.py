@@ -37,7 +37,17 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from shepherd.actors.ingest_wire import Answer, EnqueueItem, frame, split_frames, stream_path
-from shepherd.store.errors import ConfigError, Conflict, NotFound, ShepherdError, StoreError
+from shepherd.store.errors import (
+    ConfigError,
+    Conflict,
+    DatabaseCorrupt,
+    DatabaseLocked,
+    DiskFull,
+    NotFound,
+    ReadOnly,
+    ShepherdError,
+    StoreError,
+)
 
 if TYPE_CHECKING:
     from shepherd.runtime.config import Config
@@ -51,6 +61,9 @@ _KINDS: dict[str, type[ShepherdError]] = {
     "ConfigError": ConfigError,
     "NotFound": NotFound,
     "Conflict": Conflict,
+    # the store's faults keep their class across the socket (``shepherd enqueue``'s
+    # message says DiskFull, as a direct write's does)
+    **{cls.__name__: cls for cls in (DatabaseLocked, DiskFull, ReadOnly, DatabaseCorrupt)},
 }
 
 

@@ -42,7 +42,7 @@ import msgspec
 from anyio.abc import TaskGroup, TaskStatus
 
 from shepherd.actors.primitives.clock import Clock, RealClock
-from shepherd.store.errors import ConfigError, SupervisorEscalation
+from shepherd.store.errors import ConfigError, StoreError, SupervisorEscalation
 
 __all__ = ["EXIT_BUFFER", "ActorEvent", "ChildSpec", "Supervisor", "add_restart"]
 
@@ -242,7 +242,7 @@ class Supervisor:
                 child.spec.name,
                 type(error).__name__,
                 error,
-                exc_info=exc,
+                exc_info=None if isinstance(error, StoreError) else exc,  # a fault, not a bug
             )
         finally:
             child.running = False

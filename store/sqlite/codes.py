@@ -23,6 +23,11 @@ _BY_CODE: dict[int, tuple[type[StoreError], str]] = {
     sqlite3.SQLITE_NOTADB: (DatabaseCorrupt, "not a shepherd database or damaged"),
 }
 
+# Extended result codes that say more than their primary code (``SQLITE_IOERR``).
+_BY_EXTENDED: dict[int, tuple[type[StoreError], str]] = {
+    sqlite3.SQLITE_IOERR_SHMSIZE: (DiskFull, "no room to grow the shared-memory file (-shm)"),
+}
+
 # After these SQLite may have rolled the whole transaction back on its own, or the file
 # or connection cannot go on (sqlite.org/lang_transaction.html, "Response To Errors
 # Within A Transaction"): the batch fails as a whole. Any other error fails one op.
@@ -57,11 +62,13 @@ def translate(exc: BaseException, path: str) -> StoreError:
     """Map a sqlite3 exception to the project's error classes, by its SQLite result
     code (``sqlite_errorcode``), never by the words of its message."""
     code = _primary_code(exc)
-    kind = _BY_CODE.get(code) if code is not None else None
+    kind = _BY_EXTENDED.get(getattr(exc, "sqlite_errorcode", None) or 0)
     if kind is None:
-        return StoreError(f"{path}: {exc}")
-    cls, what = kind
+        kind = _BY_CODE.get(code) if code is not None else None
     name = getattr(exc, "sqlite_errorname", None)
+    if kind is None:  # named by its code at least (SQLITE_IOERR_WRITE ...)
+        return StoreError(f"{path}: {exc}{f' ({name})' if name else ''}")
+    cls, what = kind
     return cls(f"{path}: {what} ({exc}{f'; {name}' if name else ''})")
 
 

@@ -64,10 +64,15 @@ _FREE = "the free-page list"
 _SMALL = ("sqlite_schema", "schema_version", "jobs", "instances")
 
 
-def quick_check(conn: sqlite3.Connection, table: str | None = None) -> list[str]:
+def quick_check(
+    conn: sqlite3.Connection, table: str | None = None, *, pragma: str = "quick_check"
+) -> list[str]:
     """The problems ``PRAGMA quick_check`` reports (of one table and its indexes, plus the
-    header and free-page list, when ``table`` is given); ``[]`` when healthy."""
-    sql = "PRAGMA quick_check" if table is None else f"PRAGMA quick_check({_quote(table)})"
+    header and free-page list, when ``table`` is given); ``[]`` when healthy.
+    ``pragma="integrity_check"`` (``doctor``) also compares every index with its table
+    and checks UNIQUE constraints: slower, and it finds a file whose pages are sound but
+    whose rows and indexes disagree (two files' writes mixed in one)."""
+    sql = f"PRAGMA {pragma}" if table is None else f"PRAGMA {pragma}({_quote(table)})"
     lines: list[str] = []
     for (text,) in conn.execute(sql).fetchall():
         lines += [line for line in str(text).splitlines() if line.strip()]
@@ -81,14 +86,14 @@ def tables(conn: sqlite3.Connection) -> list[str]:
     return [str(r[0]) for r in rows]
 
 
-def damaged_tables(conn: sqlite3.Connection) -> list[str]:
+def damaged_tables(conn: sqlite3.Connection, pragma: str = "quick_check") -> list[str]:
     """Which tables (with their indexes) fail a check of their own (``table <name>``),
     and ``the free-page list`` when the list of unused pages is damaged. One more
     pass over the file, run only after a failure."""
     out: list[str] = []
     for name in ["sqlite_schema", *tables(conn)]:
         try:
-            lines = quick_check(conn, name)
+            lines = quick_check(conn, name, pragma=pragma)
         except sqlite3.DatabaseError:
             lines = ["unreadable"]
         if any("freelist" in line.lower() for line in lines) and _FREE not in out:
@@ -187,10 +192,10 @@ def _file_facts(conn: sqlite3.Connection) -> dict[str, Any]:
         pass  # reported by the check below
     started = time.perf_counter()
     try:
-        problems = quick_check(conn)
+        problems = quick_check(conn, pragma="integrity_check")
     except sqlite3.DatabaseError as exc:
         problems = [str(exc)]
-    damaged = damaged_tables(conn) if problems else []
+    damaged = damaged_tables(conn, "integrity_check") if problems else []
     facts["integrity"] = {
         "ok": not problems,
         "problems": problems[:20],

@@ -62,3 +62,13 @@ def test_answer_for_carries_the_id_the_duplicate_flag_or_the_error() -> None:
 def test_the_socket_path_follows_the_database_file() -> None:
     assert stream_path("a.db") == stream_path("./a.db") != stream_path("b.db")
     assert stream_path("a.db").endswith(".sock") and len(stream_path("a.db")) < 100
+
+
+def test_a_store_fault_keeps_its_class_across_the_socket() -> None:
+    from shepherd.runtime.producer import error_of
+    from shepherd.store.errors import DiskFull, StoreError
+
+    got = error_of(answer_for(3, DiskFull("x.db: disk is full")))
+    assert type(got) is DiskFull and "disk is full" in str(got)
+    other = error_of(Answer(id=4, error="something else", kind="Mystery"))
+    assert type(other) is StoreError

@@ -289,16 +289,15 @@ def test_three_nodes_survive_a_kill_and_a_pause(cluster: Cluster, leader_fate: s
 
     eventually(all_final, timeout=60, what=f"every committed dispatch to end:\n{c.logs()}")
     c.cli("jobs", "disable", "tick")
-    eventually(
-        lambda: (
-            not c.sql(
-                "SELECT 1 FROM dispatches WHERE job_name = 'tick' AND status NOT IN"
-                " ('done', 'dead', 'cancelled')"
-            )
-        ),
-        timeout=30,
-        what="the last ticks to end",
+    open_ticks = (
+        "SELECT d.id, d.status, d.not_before, d.slot, d.current_run_id, r.status AS run,"
+        " r.instance FROM dispatches d LEFT JOIN runs r ON r.id = d.current_run_id"
+        " WHERE d.job_name = 'tick' AND d.status NOT IN ('done', 'dead', 'cancelled')"
     )
+    try:
+        eventually(lambda: not c.sql(open_ticks), timeout=30, what="the last ticks to end")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {c.sql(open_ticks)}\n{c.logs()}") from None
     for name in (third, paused):
         if proc_of[name].poll() is None:
             proc_of[name].send_signal(signal.SIGTERM)

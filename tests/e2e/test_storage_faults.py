@@ -280,3 +280,30 @@ def test_a_file_removed_or_replaced_under_the_daemon_stops_it(tmp_path: Path, fa
             daemon.wait()
     text = log.read_text()
     assert f"{named} was" in text and "DatabaseReplaced" in text, text
+
+
+def test_doctor_finds_an_index_that_disagrees_with_its_table(tmp_path: Path) -> None:
+    """Sound pages, rows and an index that disagree (what two files' writes mixed in
+    one leave): the start's quick check passes the file, ``doctor`` does not."""
+    db = str(tmp_path / "x.db")
+    assert (
+        shepherd(db, "jobs", "add", "a", "--executor", "shell", "--target", "true").returncode == 0
+    )
+    assert shepherd(db, "enqueue", "a", "--delay", "1h").returncode == 0
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        # the index's entries stay (status, job_id); its definition now says the reverse
+        conn.execute("PRAGMA writable_schema = ON")
+        conn.execute(
+            "UPDATE sqlite_schema SET sql = 'CREATE INDEX dispatches_status"
+            " ON dispatches(job_id, status)' WHERE name = 'dispatches_status'"
+        )
+        version = conn.execute("PRAGMA schema_version").fetchone()[0]
+        conn.execute(f"PRAGMA schema_version = {version + 1}")
+        conn.commit()
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("PRAGMA quick_check").fetchall() == [("ok",)]  # pages: sound
+    done = shepherd(db, "doctor", "--json")
+    report = json.loads(done.stdout)
+    assert done.returncode != 0 and report["healthy"] is False, done.stdout
+    assert report["integrity"]["ok"] is False, report
+    assert any("dispatches_status" in p for p in report["integrity"]["problems"]), report

@@ -155,6 +155,12 @@ def test_translate_goes_by_result_code_not_by_words() -> None:
     assert type(translate(ro, "db")) is ReadOnly
     bad = _coded(sqlite3.DatabaseError, "damaged", sqlite3.SQLITE_CORRUPT)
     assert type(translate(bad, "db")) is DatabaseCorrupt
+    # an I/O error growing the -shm file is a full disk; another is named by its code
+    shm = _coded(sqlite3.OperationalError, "disk I/O error", sqlite3.SQLITE_IOERR_SHMSIZE)
+    assert type(translate(shm, "db")) is DiskFull
+    write = _coded(sqlite3.OperationalError, "disk I/O error", sqlite3.SQLITE_IOERR_WRITE)
+    got = translate(write, "db")
+    assert type(got) is StoreError and f"code {sqlite3.SQLITE_IOERR_WRITE}" in str(got)
 
 
 async def test_real_driver_errors_translate_to_the_same_classes(

@@ -114,10 +114,10 @@ def _count_full_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
     real = integrity.quick_check
 
-    def spy(conn: sqlite3.Connection, table: str | None = None) -> list[str]:
+    def spy(conn: sqlite3.Connection, table: str | None = None, **kw: str) -> list[str]:
         if table is None:
             calls.append("full")
-        return real(conn, table)
+        return real(conn, table, **kw)
 
     monkeypatch.setattr(integrity, "quick_check", spy)
     return calls

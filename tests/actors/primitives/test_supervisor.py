@@ -10,7 +10,7 @@ from anyio.abc import TaskStatus
 
 from shepherd.actors.primitives.clock import FakeClock
 from shepherd.actors.primitives.supervisor import ActorEvent, ChildSpec, Supervisor, add_restart
-from shepherd.store.errors import ConfigError, SupervisorEscalation
+from shepherd.store.errors import ConfigError, StoreError, SupervisorEscalation
 
 pytestmark = pytest.mark.anyio
 
@@ -258,3 +258,36 @@ async def test_a_full_exit_stream_delays_exits_and_never_drops_one() -> None:
         assert stats["restarts"] == n + 1 and stats["crashes"] == n + 1
         assert stats["exits_waited"] == n - 1000
         sup.request_stop()
+
+
+async def test_a_store_fault_is_logged_without_a_traceback_a_bug_with_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A crash from a ``StoreError`` (a full disk, a read-only file) is a fault of the
+    machine, said in one line; any other exception is a bug and keeps its traceback."""
+
+    class Faulty(Child):
+        async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+            task_status.started()
+            raise StoreError("db: disk is full")
+
+    async def crash_once(child: Child) -> dict[str, Any]:
+        clock = FakeClock()
+        caplog.clear()
+        sup = _sup([child], clock, [], strategy="one_for_one", intensity=0, period=10.0)
+        with (
+            caplog.at_level("ERROR", logger="shepherd.supervisor"),
+            pytest.raises(BaseExceptionGroup),
+        ):
+            async with anyio.create_task_group() as tg:
+                await tg.start(sup.run)
+                if not isinstance(child, Faulty):
+                    child.crash()
+                await clock.advance_when_blocked(1.0)
+        [record] = [r for r in caplog.records if "crashed" in r.getMessage()]
+        return {"exc_info": record.exc_info, "message": record.getMessage()}
+
+    fault = await crash_once(Faulty("fault", []))
+    assert fault["exc_info"] is None and "disk is full" in fault["message"]
+    bug = await crash_once(Child("bug", []))
+    assert bug["exc_info"] is not None and "bug crashed" in bug["message"]
