@@ -44,12 +44,19 @@ async def _job(store: SqliteStore) -> int:
     return job_id
 
 
+async def _writer(
+    store: SqliteStore, clock: FakeClock | None = None
+) -> tuple[StoreWriter, Mailbox[StoreMsg], int]:
+    """A writer on ``store`` (not yet serving), its mailbox, and a job's id."""
+    job_id = await _job(store)
+    mailbox: Mailbox[StoreMsg] = Mailbox("store", 16)
+    return StoreWriter(store, mailbox, clock=clock), mailbox, job_id
+
+
 async def test_an_idle_serving_writer_commits_in_the_callers_task(
     sqlite_store: SqliteStore, db_path: str
 ) -> None:
-    job_id = await _job(sqlite_store)
-    mailbox: Mailbox[StoreMsg] = Mailbox("store", 16)
-    writer = StoreWriter(sqlite_store, mailbox)
+    writer, mailbox, job_id = await _writer(sqlite_store)
     assert writer.commit_now([_insert(job_id)]) is None  # not serving yet: nothing written
     assert _count(db_path) == 0
     async with anyio.create_task_group() as tg:
@@ -70,9 +77,7 @@ async def test_an_idle_serving_writer_commits_in_the_callers_task(
 async def test_a_waiting_write_or_a_commit_in_flight_sends_the_group_to_the_inbox(
     sqlite_store: SqliteStore, db_path: str
 ) -> None:
-    job_id = await _job(sqlite_store)
-    mailbox: Mailbox[StoreMsg] = Mailbox("store", 16)
-    writer = StoreWriter(sqlite_store, mailbox)
+    writer, mailbox, job_id = await _writer(sqlite_store)
     other = sqlite3.connect(db_path, isolation_level=None)
     try:
         async with anyio.create_task_group() as tg:
@@ -109,10 +114,8 @@ async def test_inserts_keep_to_the_inbox_for_quiet_after_an_insert(
 ) -> None:
     """Producers writing share commits: an insert through the inbox keeps every group to
     the inbox for ``QUIET``, an insert committed now keeps the next insert to it."""
-    job_id = await _job(sqlite_store)
     clock = FakeClock()
-    mailbox: Mailbox[StoreMsg] = Mailbox("store", 16)
-    writer = StoreWriter(sqlite_store, mailbox, clock=clock)
+    writer, mailbox, job_id = await _writer(sqlite_store, clock)
     other = CancelDispatch(10**6, 1.0)  # of the dispatch path, not an insert
     async with anyio.create_task_group() as tg:
         await tg.start(writer.run)
