@@ -133,37 +133,40 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
         return f"{self.database}.d"
 
 
-_ENV_FIELDS = {
-    "database": str,
-    "app": str,
-    "data_dir": str,
-    "concurrency": int,
-    "synchronous": str,
-    "busy_timeout": str,
-    "start_check": str,
-    "shutdown_grace": str,
-    "restart_intensity": int,
-    "restart_period": str,
-    "log_level": str,
-    "use_uvloop": str,
-}
+# every top-level key that is one value (not a table or a list) can come from
+# ``SHEPHERD_<KEY>``: an integer parsed here, a boolean from its usual words, the rest
+# as the string a TOML file would hold ("30s", "FULL"), checked as the file's would be
+_ENV_INT = frozenset({"concurrency", "restart_intensity", "breaker_fail_max"})
+_ENV_BOOL = frozenset({"use_uvloop"})
+_ENV_STR = frozenset(
+    {
+        "database", "app", "data_dir", "synchronous", "busy_timeout", "start_check",
+        "shutdown_grace", "restart_period", "health_interval", "schedule_lead",
+        "breaker_reset", "log_level",
+    }
+)  # fmt: skip
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name, kind in _ENV_FIELDS.items():
-        raw = env.get(f"SHEPHERD_{name.upper()}")
+    for name in sorted(_ENV_INT | _ENV_BOOL | _ENV_STR):
+        var = f"SHEPHERD_{name.upper()}"
+        raw = env.get(var)
         if raw is None:
             continue
-        if kind is int:
+        if name in _ENV_INT:
             try:
                 out[name] = int(raw)
             except ValueError:
+                raise ConfigError(f"expected an integer, got {raw!r}", field=var) from None
+        elif name in _ENV_BOOL:
+            word = raw.strip().lower()
+            if word not in _TRUE + _FALSE:
                 raise ConfigError(
-                    f"expected an integer, got {raw!r}", field=f"SHEPHERD_{name.upper()}"
-                ) from None
-        elif name == "use_uvloop":
-            out[name] = raw.strip().lower() in ("1", "true", "yes", "on")
+                    f"expected one of {', '.join(_TRUE + _FALSE)}, got {raw!r}", field=var
+                )
+            out[name] = word in _TRUE
         else:
             out[name] = raw
     return out

@@ -1,7 +1,9 @@
-"""Input nested deeper than a payload may be (``store.bounds.MAX_DEPTH``), or deeper
-than a decoder's recursion limit, is refused at every edge with an error naming what
-carried it; nothing is stored and nothing crashes (the enqueue socket's frame, the
-spool's file, an HTTP body, a CLI flag or file, a config file)."""
+"""Bad input at the edges, from an outside tester's matrix: input nested deeper than a
+payload may be (``store.bounds.MAX_DEPTH``), or deeper than a decoder's recursion limit,
+is refused at every edge with an error naming what carried it, nothing stored and
+nothing crashed (the enqueue socket's frame, the spool's file, an HTTP body, a CLI flag
+or file, a config file); files that are not UTF-8 text, or are directories, are named;
+every one-value top-level key comes from ``SHEPHERD_<KEY>``, checked as in a file."""
 
 from __future__ import annotations
 
@@ -110,3 +112,25 @@ def test_files_that_are_not_utf8_text_or_are_directories_are_named(
         assert code == 2, (argv, code, err)
         assert "not UTF-8 text" in err or "is a directory" in err, (argv, err)
         assert str(binary) in err or str(tmp_path) in err, (argv, err)
+
+
+def test_every_one_value_top_level_key_comes_from_the_environment() -> None:
+    from shepherd.runtime.config import _ENV_BOOL, _ENV_INT, _ENV_STR
+
+    one_value = {  # a table or a list has a default factory; an optional table None
+        f.name
+        for f in msgspec.structs.fields(Config)
+        if f.default_factory is msgspec.NODEFAULT and f.default is not None
+    }
+    assert "database" in one_value and "http" not in one_value and "spool" not in one_value
+    assert one_value <= _ENV_INT | _ENV_BOOL | _ENV_STR, one_value - (
+        _ENV_INT | _ENV_BOOL | _ENV_STR
+    )
+    cfg = load_config(env={"SHEPHERD_HEALTH_INTERVAL": "250ms", "SHEPHERD_USE_UVLOOP": "off"})
+    assert (float(cfg.health_interval), cfg.use_uvloop) == (0.25, False)
+    with pytest.raises(ConfigError) as info:
+        load_config(env={"SHEPHERD_USE_UVLOOP": "maybe"})
+    assert info.value.field == "SHEPHERD_USE_UVLOOP"
+    with pytest.raises(ConfigError) as info:
+        load_config(env={"SHEPHERD_SCHEDULE_LEAD": "2h"})  # past its bound: named
+    assert "schedule_lead" in str(info.value)
