@@ -25,6 +25,7 @@ not a message to itself: the next receive does not block, and a full mailbox is 
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Callable, Mapping
 from typing import Any, assert_never
@@ -66,6 +67,7 @@ from shepherd.actors.messages import (
 from shepherd.actors.primitives.clock import Clock
 from shepherd.actors.primitives.mailbox import Address, Mailbox, Reply, receive_by, serving
 from shepherd.actors.writer import CommitNow, StoreMsg
+from shepherd.store.errors import MailboxClosed, MailboxFull
 from shepherd.store.protocol import Store
 
 __all__ = ["Dispatcher", "DispatcherConfig"]
@@ -73,6 +75,8 @@ __all__ = ["Dispatcher", "DispatcherConfig"]
 # claims lost to other nodes in one pass from which this node keeps to its lane of the
 # queue (``loader.Loader.compete``): a pass of one or two lost at a trickle does not
 LANE_AFTER = 4
+# seconds after a pass lost claims until the queue's head is read again (``_recheck``)
+RECHECK_AFTER = 1.0
 
 
 class Dispatcher:
@@ -98,6 +102,7 @@ class Dispatcher:
         self._mailbox, self._clock, self._emit = mailbox, clock, emit
         self._wants = wants
         self.ready = False  # recovery and the first load are done
+        self._rechecking = False  # a ``_recheck`` is waiting
         self._rng = random.Random()
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self._launcher = Launcher(
@@ -205,6 +210,9 @@ class Dispatcher:
             await flush(self._batch, self._writer, self._clock, now, self._commit_now)
             if self.counters["lost"] - lost >= LANE_AFTER and not self._membership.single:
                 self._loader.compete(self._membership.rank, self._membership.count)
+            if self.counters["lost"] > lost and not self._rechecking:
+                self._rechecking = True
+                tg.start_soon(self._recheck, self._clock.now() + RECHECK_AFTER)
             self._admission.controls.idle(len(self._runs))  # Runtime.drain's waiters
             if self._drained and not self._runs and not self._batch.finished:
                 if self._drain_reply is not None:
@@ -275,6 +283,18 @@ class Dispatcher:
                 self._loader.relane(self._membership.rank, self._membership.count)
             case _:
                 assert_never(msg)
+
+    async def _recheck(self, at: float) -> None:
+        """A claim lost to another node drops its dispatch from this node's window, as
+        the other node has it. But a node whose claim is refused (its epoch fenced) or
+        rolls back held the row locked for a moment, and every node that skipped it
+        dropped it too: a second later the head of the queue is read again, so a row
+        still queued is held again (at most one read a second, only after losses)."""
+        await self._clock.sleep_until(at)
+        self._rechecking = False
+        self._queue.rewind = True
+        with contextlib.suppress(MailboxFull, MailboxClosed):
+            self._me.tell(Poke())
 
     def _wake(self) -> None:
         """Another pass is needed: the next receive does not block."""
