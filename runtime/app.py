@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
@@ -39,6 +39,7 @@ from shepherd.actors.primitives.supervisor import ActorEvent, Supervisor
 from shepherd.runtime._agents_api import AgentsApi
 from shepherd.runtime._approvals_api import ApprovalsApi
 from shepherd.runtime._controls_api import ControlsApi
+from shepherd.runtime._delegate import delegate
 from shepherd.runtime._groups_api import GroupsApi
 from shepherd.runtime._jobs_api import JobsApi
 from shepherd.runtime._lock import lock_database
@@ -55,28 +56,6 @@ from shepherd.store.factory import open_store
 from shepherd.store.protocol import Store
 
 __all__ = ["Runtime"]
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-class delegate(Generic[P, R]):
-    """``name = delegate("_part", Part.name)``: ``obj.name`` is ``obj._part.name``."""
-
-    def __init__(self, part: str, method: Callable[Concatenate[Any, P], R]) -> None:
-        self._part = part
-        self._name = method.__name__
-        self.__doc__ = method.__doc__
-
-    @overload
-    def __get__(self, obj: None, owner: type) -> delegate[P, R]: ...
-    @overload
-    def __get__(self, obj: object, owner: type) -> Callable[P, R]: ...
-    def __get__(self, obj: object | None, owner: type) -> Any:
-        if obj is None:
-            return self
-        method: Callable[P, R] = getattr(getattr(obj, self._part), self._name)
-        return method
 
 
 class Runtime:
