@@ -9,7 +9,9 @@ Inbox: the unix datagram socket. Sends: ``Poke`` to the dispatcher, and to the
 scheduler when jobs changed (``Poke.jobs``) or a cancel or a decision may have ended a
 fired one-shot's dispatch (``Poke.cancels``, ``Poke.approvals``), to the task-group
 actor when groups changed (``Poke.groups``), to the approvals actor when approvals were
-committed (``Poke.approvals``). Restart type: permanent. Timers: none.
+committed (``Poke.approvals``); when jobs changed it first drops the jobs the enqueue
+path holds (``forget_jobs``), so a job disabled or changed by another process is seen
+as it is now by the next enqueue. Restart type: permanent. Timers: none.
 
 - **Merged**: each pass takes every datagram already waiting (up to `MAX_DRAIN`) and
   sends one ``Poke`` carrying the union of their flags (`merge_wakes`), so a producer
@@ -34,7 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import anyio
@@ -90,8 +92,10 @@ class Ingest:
         groups: Address[Any] | None = None,
         approvals: Address[Any] | None = None,
         store: Store | None = None,
+        forget_jobs: Callable[[], None] | None = None,
     ) -> None:
         self._path = wake_path(db_path)
+        self._forget_jobs = forget_jobs  # drops the producers' cached jobs (``Poke.jobs``)
         self._store = store  # its ``wakeups()`` are heard too
         self._dispatcher = dispatcher
         self._scheduler = scheduler
@@ -136,6 +140,8 @@ class Ingest:
 
     async def _poke(self, poke: Poke) -> None:
         self.pokes += 1
+        if poke.jobs and self._forget_jobs is not None:  # before anyone acts on the poke
+            self._forget_jobs()
         with contextlib.suppress(MailboxFull):
             await self._dispatcher.send(poke)
         if self._scheduler is not None and (poke.jobs or poke.approvals or poke.cancels):

@@ -179,6 +179,11 @@ class JobsApi:
         self._jobs[row.name] = row
         return row
 
+    def forget_jobs(self) -> None:
+        """Drop every job held for the enqueue path: another process changed jobs (the
+        ingest actor hears it), so the next enqueue reads its job from the store."""
+        self._jobs.clear()
+
     async def list_jobs(self) -> list[JobRow]:
         return await self.store.jobs()
 

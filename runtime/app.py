@@ -313,6 +313,7 @@ class Runtime:
                 http=self.http,
                 on_event=self.actor_events.append,
                 producer=self._jobs_api,
+                forget_jobs=self._jobs_api.forget_jobs,
                 asgi=self._asgi(),
                 wants=self.events.wants,
             )

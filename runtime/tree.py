@@ -179,6 +179,7 @@ def build_tree(
     asgi: Any = None,
     wants: Callable[[type], bool] = lambda kind: False,
     membership: Membership | None = None,
+    forget_jobs: Callable[[], None] | None = None,
 ) -> tuple[Supervisor, dict[str, Any]]:
     """The actors of ``TREE`` and the root supervisor that runs them. A spool directory
     that cannot be used raises here, before anything starts (``prepare_dirs``)."""
@@ -291,6 +292,7 @@ def build_tree(
             groups=groups_addr,
             approvals=approvals_addr,
             store=store,
+            forget_jobs=forget_jobs,
         ),
         "pruner": Pruner(
             cfg.retention,

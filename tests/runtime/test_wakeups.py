@@ -24,6 +24,8 @@ from shepherd.actors.messages import Poke
 from shepherd.runtime import Config, JobSpec, RunContext, Runtime
 from shepherd.runtime._cli_jobs import save_jobs
 from shepherd.runtime._cli_ops import enqueue_one
+from shepherd.runtime._cli_schedule import _change
+from shepherd.store.errors import ConfigError
 from shepherd.store.models import EnqueueRequest
 from tests.helpers import eventually
 
@@ -113,3 +115,20 @@ async def test_pokes_waiting_together_cost_one_reload(db_path: str) -> None:
         await rt.cancel(10**9)
         await rt.store._reader.set_trace_callback(None)
         assert len(reloads) == 1, reloads
+
+
+async def test_job_disabled_by_another_process_is_refused_at_enqueue(db_path: str) -> None:
+    """The enqueue path holds the jobs it looked up; a job that another process (the
+    CLI, another node) disables is refused by the next enqueue once its wake-up is heard,
+    and nothing is stored for it."""
+    cfg = Config(database=db_path)
+    async with Runtime.open(cfg, targets={"noop": noop}) as rt:
+        await rt.add_job(JobSpec(name="noop", target="noop"))
+        first = await rt.enqueue("noop")  # the job is now held by the enqueue path
+        ingest = rt._actors["ingest"]
+        pokes = ingest.pokes
+        await _change(cfg, "noop", lambda old: {**old, "enabled": False})  # `jobs disable`
+        await eventually(lambda: ingest.pokes > pokes, timeout=5, what="the jobs wake-up")
+        with pytest.raises(ConfigError, match="is disabled"):
+            await rt.enqueue("noop")
+        assert [d.id for d in await rt.store.dispatches(limit=10)] == [first]
