@@ -18,13 +18,25 @@ import asyncpg
 from shepherd.store.ops import WriteOp
 from shepherd.store.postgres.codes import LOST, fails_batch, op_error
 
-__all__ = ["APPLY", "apply_batch", "apply_op"]
+__all__ = ["APPLY", "Attempt", "apply_batch", "apply_op"]
 
 OpFn = Callable[[asyncpg.Connection, Any], Awaitable[Any]]
 
 # each op's SQL, by the op's type; filled by ``store.postgres.ops_table`` (imported by
 # the engine) so this module stays free of the area modules
 APPLY: dict[type, OpFn] = {}
+
+
+class Attempt:
+    """How far one ``apply_batch`` got: ``committing`` once its COMMIT was sent. A
+    connection lost before that took the whole transaction with it (the server rolls
+    it back), so the batch may run again on a new one; lost after it, the outcome is
+    unknown and the batch fails."""
+
+    __slots__ = ("committing",)
+
+    def __init__(self) -> None:
+        self.committing = False
 
 
 async def apply_op(conn: asyncpg.Connection, op: WriteOp) -> Any:
@@ -35,7 +47,9 @@ async def apply_op(conn: asyncpg.Connection, op: WriteOp) -> Any:
     return await fn(conn, op)
 
 
-async def apply_batch(conn: asyncpg.Connection, ops: Sequence[WriteOp]) -> list[Any]:
+async def apply_batch(
+    conn: asyncpg.Connection, ops: Sequence[WriteOp], attempt: Attempt | None = None
+) -> list[Any]:
     """All ops in one transaction; a failed op's result is a ``StoreError``.
 
     An op that raises (a constraint, a value PostgreSQL cannot bind, a bug in the op)
@@ -60,6 +74,8 @@ async def apply_batch(conn: asyncpg.Connection, ops: Sequence[WriteOp]) -> list[
                 failed = exc
                 break
         if failed is None:
+            if attempt is not None:
+                attempt.committing = True
             await tr.commit()
         else:
             await tr.rollback()
@@ -70,10 +86,12 @@ async def apply_batch(conn: asyncpg.Connection, ops: Sequence[WriteOp]) -> list[
         return results
     if len(ops) == 1:
         return [op_error(failed)]
-    return await _apply_isolated(conn, ops)
+    return await _apply_isolated(conn, ops, attempt)
 
 
-async def _apply_isolated(conn: asyncpg.Connection, ops: Sequence[WriteOp]) -> list[Any]:
+async def _apply_isolated(
+    conn: asyncpg.Connection, ops: Sequence[WriteOp], attempt: Attempt | None
+) -> list[Any]:
     """All ops in one transaction, one SAVEPOINT each: a failed op is rolled back to its
     savepoint and its result is a ``StoreError``."""
     results: list[Any] = []
@@ -94,6 +112,8 @@ async def _apply_isolated(conn: asyncpg.Connection, ops: Sequence[WriteOp]) -> l
                 results.append(op_error(exc))
             else:
                 await sp.commit()
+        if attempt is not None:
+            attempt.committing = True
         await tr.commit()
     except BaseException:
         await _roll_back(conn, tr)

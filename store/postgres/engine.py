@@ -43,7 +43,7 @@ from shepherd.store.postgres import (
 )
 from shepherd.store.postgres import metrics as metrics_sql
 from shepherd.store.postgres import ops_table as _ops_table  # fills batch.APPLY
-from shepherd.store.postgres.batch import apply_batch
+from shepherd.store.postgres.batch import Attempt, apply_batch
 from shepherd.store.postgres.codes import LOST, connection_lost, translate
 from shepherd.store.postgres.leader import Leadership, current_leader
 from shepherd.store.postgres.listen import Listener
@@ -102,22 +102,37 @@ class PgStore(EngineReads):
         async with self._write_lock:
             THREAD_WORK.begin()
             try:
-                if self._writer.is_closed():  # lost between batches: nothing was in flight
-                    self._writer = await self._reconnect()
-                results = await apply_batch(self._writer, ops)
-            except (asyncpg.PostgresError, *LOST) as exc:
-                if connection_lost(exc) and not self._writer.is_closed():
-                    self._writer.terminate()  # unusable: the next batch reconnects
-                raise translate(exc, self.path) from None
-            except BaseException:
-                if not self._writer.is_closed() and self._writer.is_in_transaction():
-                    self._writer.terminate()  # cancelled mid-batch: rolled back by the server
-                raise
+                results = await self._apply(ops)
             finally:
                 THREAD_WORK.end()
         self.commits += 1
         self.ops_applied += len(ops)
         return results
+
+    async def _apply(self, ops: Sequence[WriteOp]) -> list[Any]:
+        """``apply_batch`` on the writer connection. A connection found lost (a backend
+        terminated, by a rescuing node or an administrator, while the writer was idle:
+        the client learns it at the next statement) before the batch's COMMIT was sent
+        took the transaction with it: the batch runs once more on a new connection. Lost
+        after, the batch fails: whether it committed is unknown."""
+        for again in (False, True):
+            attempt = Attempt()
+            try:
+                if self._writer.is_closed():  # lost between batches: nothing was in flight
+                    self._writer = await self._reconnect()
+                return await apply_batch(self._writer, ops, attempt)
+            except (asyncpg.PostgresError, *LOST) as exc:
+                lost = connection_lost(exc)
+                if lost and not self._writer.is_closed():
+                    self._writer.terminate()  # unusable: reconnected below or next batch
+                if lost and not attempt.committing and not again:
+                    continue
+                raise translate(exc, self.path) from None
+            except BaseException:
+                if not self._writer.is_closed() and self._writer.is_in_transaction():
+                    self._writer.terminate()  # cancelled mid-batch: rolled back by the server
+                raise
+        raise AssertionError("unreachable")
 
     def check_files(self) -> None:
         """Nothing to check: the server owns its files."""

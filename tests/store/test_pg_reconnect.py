@@ -2,8 +2,10 @@
 terminating our backends with ``pg_terminate_backend``):
 
 - the writer lost between batches is reconnected before the next one, which commits;
-- the writer lost in the middle of a batch fails that batch with a ``StoreError``
-  (nothing of it committed), and the next batch reconnects and commits;
+- the writer lost in the middle of a batch, before its COMMIT was sent, took the
+  transaction with it: the batch runs again on a new connection and commits once;
+  lost while committing, the batch fails with a ``StoreError`` (it may have committed:
+  not run again) and the next batch reconnects;
 - a batch cancelled while it waits on the server (its caller gone) commits nothing,
   and the next batch commits on a fresh connection;
 - a read whose pooled connection is lost, idle or in the middle of the query, answers
@@ -72,37 +74,63 @@ async def test_a_writer_lost_between_batches_reconnects_for_the_next(
         await store.close()
 
 
-async def test_a_writer_lost_in_a_batch_fails_it_and_the_next_batch_reconnects(
+async def test_a_writer_lost_in_a_batch_before_its_commit_runs_it_again_on_a_new_one(
     store: PgStore, admin: asyncpg.Connection
 ) -> None:
     await store.apply_one(SetPause(scope="job", name="a", at=1.0))
-    blocked: list[BaseException] = []
+    ops = [
+        SetPause(scope="job", name="new", at=2.0),
+        SetPause(scope="job", name="a", at=2.0, reason="held"),
+    ]
+    results: list[object] = []
 
     async def update_blocked() -> None:
-        try:
-            ops = [
-                SetPause(scope="job", name="new", at=2.0),
-                SetPause(scope="job", name="a", at=2.0, reason="held"),
-            ]
-            await store.apply(ops)
-        except StoreError as exc:
-            blocked.append(exc)
+        results.extend(await store.apply(ops))
 
-    async with admin.transaction():  # hold job:a's row, so the batch waits inside
+    # hold job:a's row, so the batch waits inside
+    async with anyio.create_task_group() as tg, admin.transaction():
         await admin.execute("SELECT 1 FROM pauses WHERE name = 'a' FOR UPDATE")
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(update_blocked)
-            await eventually(
-                lambda: _waiting_on_a_lock(admin, "UPDATE pauses"),
-                what="the batch to wait for the row lock",
-            )
+        tg.start_soon(update_blocked)
+        await eventually(
+            lambda: _waiting_on_a_lock(admin, "UPDATE pauses"),
+            what="the batch to wait for the row lock",
+        )
+        first = await _waiting_on_a_lock(admin, "UPDATE pauses")
+        assert first == store._writer.get_server_pid()
+        await _terminate(admin, first)
+
+        async def again_on_another() -> bool:
             pid = await _waiting_on_a_lock(admin, "UPDATE pauses")
-            assert pid == store._writer.get_server_pid()
-            await _terminate(admin, pid)
-    assert len(blocked) == 1 and "connection" in str(blocked[0])
-    assert [(p.name, p.reason) for p in await store.pauses()] == [("a", None)]  # none of it
-    assert await store.apply_one(SetPause(scope="job", name="b", at=3.0)) is True
-    assert [p.name for p in await store.pauses()] == ["a", "b"]
+            return pid is not None and pid != first
+
+        await eventually(again_on_another, what="the batch to run again, on a new backend")
+    # the row is released: the second run of the batch commits, once
+    assert results == [True, False]  # "new" paused now, "a" already was (its reason set)
+    assert [(p.name, p.reason) for p in await store.pauses()] == [("a", "held"), ("new", None)]
+
+
+async def test_a_writer_lost_while_committing_fails_the_batch(
+    store: PgStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lost once the COMMIT was sent, the batch may have committed: it is not run again,
+    its callers get the StoreError, and the next batch reconnects."""
+    await store.apply_one(SetPause(scope="job", name="a", at=1.0))
+    real_commit = asyncpg.transaction.Transaction.commit
+    calls: list[int] = []
+
+    async def commit_lost(self: asyncpg.transaction.Transaction) -> None:
+        calls.append(1)
+        await real_commit(self)  # it did commit; the answer never came back
+        self._connection.terminate()
+        raise asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed")
+
+    monkeypatch.setattr(asyncpg.transaction.Transaction, "commit", commit_lost)
+    with pytest.raises(StoreError, match="connection"):
+        await store.apply_one(SetPause(scope="job", name="b", at=2.0))
+    assert calls == [1]  # not run again
+    monkeypatch.setattr(asyncpg.transaction.Transaction, "commit", real_commit)
+    assert await store.apply_one(SetPause(scope="job", name="c", at=3.0)) is True
+    assert [p.name for p in await store.pauses()] == ["a", "b", "c"]
 
 
 async def test_a_batch_cancelled_in_flight_commits_nothing_and_the_next_one_commits(
