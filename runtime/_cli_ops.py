@@ -81,17 +81,19 @@ def cmd_cancel(args: argparse.Namespace, cfg: Config) -> int:
     status, children = anyio.run(_cancel, cfg, args.dispatch_id, cascade)
     if status is None:
         raise NotFound(f"no dispatch {args.dispatch_id}")
-    result = {"cancelled": "cancelled", "running": "cancel_requested"}.get(status, status)
+    ended = status not in ("cancelled", "running")  # "ended:cancelled": cancelled before
+    status = status.removeprefix("ended:")
+    result = "cancel_requested" if status == "running" else status
     if args.json:
         out: dict[str, Any] = {"id": args.dispatch_id, "result": result}
         if cascade:
             out["children_cancelled"] = children
         emit_json(out)
-    if status not in ("cancelled", "running") and not children:
+    if ended and not children:  # as the HTTP API's 409 (``--url``)
         raise CliError(f"dispatch {args.dispatch_id} already ended ({status}); nothing to cancel")
     send_wake(cfg.database, "c")
     if not args.json:
-        if status in ("cancelled", "running"):
+        if not ended:
             what = "running: cancel requested" if status == "running" else "cancelled"
             print(f"dispatch {args.dispatch_id} {what}")
         if children:
@@ -100,10 +102,15 @@ def cmd_cancel(args: argparse.Namespace, cfg: Config) -> int:
 
 
 async def _cancel(cfg: Config, dispatch_id: int, cascade: bool) -> tuple[str | None, list[int]]:
-    """The dispatch, then (``cascade``) its chain dispatches not yet started."""
+    """The dispatch, then (``cascade``) its chain dispatches not yet started. Its status
+    is ``ended:cancelled`` when it was cancelled before (the op answers ``cancelled``
+    for both)."""
     async with open_store(cfg, create=False) as store:
         now = wall()
+        before = await store.dispatch(dispatch_id)
         status = await store.apply_one(CancelDispatch(dispatch_id, now))
+        if status == "cancelled" and before is not None and before.status == "cancelled":
+            status = "ended:cancelled"
         children: list[int] = []
         if cascade and status is not None:
             children = await store.apply_one(CancelChain(dispatch_id, now))

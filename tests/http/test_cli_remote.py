@@ -145,3 +145,17 @@ def test_a_real_subprocess_with_the_token_from_the_environment(remote: Remote) -
     assert done.returncode == 0, done.stderr
     assert '"job": "j"' in done.stdout or '"job":"j"' in done.stdout
     assert ADMIN not in done.stdout + done.stderr
+
+
+def test_cancel_twice_exits_1_the_second_time_remote_and_local(remote: Remote) -> None:
+    """The second cancel of a dispatch finds it ended (cancelled): exit 1 and the same
+    message with ``--url`` (the API's 409) as on the local database."""
+    for via, cli in (("remote", remote), ("local", remote.cli)):  # local: the file served
+        code, out, err = cli("enqueue", "j", "--delay", "1h")
+        assert code == 0, (via, err)
+        dispatch_id = int(out)
+        code, out, err = cli("cancel", str(dispatch_id))
+        assert (code, out.strip()) == (0, f"dispatch {dispatch_id} cancelled"), (via, err)
+        code, out, err = cli("cancel", str(dispatch_id))
+        assert code == 1 and out == "", via
+        assert f"dispatch {dispatch_id} already ended (cancelled); nothing to cancel" in err, via

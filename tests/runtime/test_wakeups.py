@@ -22,7 +22,7 @@ from anyio.abc import TaskStatus
 from shepherd.actors.ingest import Ingest, send_wake
 from shepherd.actors.messages import Poke
 from shepherd.runtime import Config, JobSpec, RunContext, Runtime
-from shepherd.runtime._cli_jobs import save_jobs
+from shepherd.runtime._cli_jobs import _remove, save_jobs
 from shepherd.runtime._cli_ops import enqueue_one
 from shepherd.runtime._cli_schedule import _change
 from shepherd.store.errors import ConfigError
@@ -132,3 +132,23 @@ async def test_job_disabled_by_another_process_is_refused_at_enqueue(db_path: st
         with pytest.raises(ConfigError, match="is disabled"):
             await rt.enqueue("noop")
         assert [d.id for d in await rt.store.dispatches(limit=10)] == [first]
+
+
+async def test_job_removed_and_added_again_by_another_process_is_the_new_one(
+    db_path: str,
+) -> None:
+    """``jobs rm x; jobs add x`` from the CLI while a daemon serves the file: the next
+    enqueue is a dispatch of the new job (it runs), not of the removed one."""
+    cfg = Config(database=db_path)
+    async with Runtime.open(cfg, targets={"noop": noop, "other": noop}) as rt:
+        old = await rt.add_job(JobSpec(name="x", target="noop"))
+        assert (await rt.wait(await rt.enqueue("x"), timeout=5)).status == "done"
+        ingest = rt._actors["ingest"]
+        pokes = ingest.pokes
+        await _remove(cfg, "x")
+        [new] = await save_jobs(cfg, [JobSpec(name="x", target="other")], time.time())
+        send_wake(db_path, "jc")  # what `jobs rm` and `jobs add` send (PostgreSQL: NOTIFY)
+        await eventually(lambda: ingest.pokes > pokes, timeout=5, what="the jobs wake-up")
+        dispatch_id = await rt.enqueue("x")
+        final = await rt.wait(dispatch_id, timeout=5)
+        assert (final.job_id, final.status) == (new.id, "done") and new.id != old.id
