@@ -199,6 +199,10 @@ class Router:
 
     async def _send(self, d: Delivery) -> None:
         if d.kind == "approval":  # queued by the store's gate, which knows no aliases
+            if (stale := await self._decided(d)) is not None:
+                gone = Attempted(delivery_id=d.id, ok=False, error=stale, final=True)
+                await self._self.send(gone)
+                return
             channel, target = resolve_target(d.target, d.channel, self._cfg.aliases)
             d = msgspec.structs.replace(d, channel=channel, target=target)
         sink: str | None = None
@@ -209,6 +213,21 @@ class Router:
         if scope.cancelled_caught:
             error = f"sink {sink or '?'} did not answer within {float(self._cfg.timeout):g}s"
         await self._self.send(Attempted(delivery_id=d.id, ok=error is None, sink=sink, error=error))
+
+    async def _decided(self, d: Delivery) -> str | None:
+        """Why the approval request ``d`` must not go out: its dispatch no longer awaits
+        the approval (approved, rejected, timed out, cancelled) since it was queued or
+        last tried; None while it still waits (or the store cannot say: it is sent)."""
+        if d.dispatch_id is None:
+            return None
+        try:
+            row = await self._store.dispatch(d.dispatch_id)
+        except StoreError:
+            return None
+        if row is not None and row.status == "awaiting_approval":
+            return None
+        now = row.status if row is not None else "removed"
+        return f"not sent: the approval was decided first (dispatch {d.dispatch_id} is {now})"
 
     async def _reload(self) -> None:
         """Track the pending rows others committed: operator retries, dead-letter alerts

@@ -40,6 +40,7 @@ class Attempted(msgspec.Struct, frozen=True, tag=True, kw_only=True):
     ok: bool
     sink: str | None = None
     error: str | None = None
+    final: bool = False  # failed for good now, whatever attempts are left
 
 
 class ForgetJobs(msgspec.Struct, frozen=True, tag=True):

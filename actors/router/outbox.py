@@ -106,7 +106,7 @@ class Outbox:
             )
             return "untracked", attempt
         attempts = d.attempts + 1
-        if attempts >= d.max_attempts:
+        if attempts >= d.max_attempts or msg.final:
             self.counters["failed"] += 1
             return "failed", Attempt(id=msg.delivery_id, ok=False, sink=msg.sink, error=msg.error)
         self.counters["retried"] += 1

@@ -293,3 +293,31 @@ async def test_a_gated_chain_child_is_timed_and_requested_at_once(db_path: str) 
         await clock.wait_idle()
         assert (await rt.dispatch(a.dispatch_id)).status == "done"
     assert RAN == [1, None]
+
+
+async def test_a_request_not_yet_delivered_is_not_sent_once_decided(db_path: str) -> None:
+    """The sink refused the request; the approval is decided before the retry: the
+    retry does not go out (it would ask to decide something already settled), and the
+    delivery ends ``failed`` saying why."""
+    clock = FakeClock()
+    tries: list[int] = []
+
+    async def refusing(d: Delivery) -> None:
+        tries.append(d.id)
+        raise ConnectionError("the chat is down")
+
+    async with await _runtime(db_path, clock) as rt:
+        rt.register_delivery_sink("approvals", refusing)
+        await rt.add_job(gated())
+        dispatch_id = await rt.enqueue("deploy", {"n": 1})
+        await clock.advance_when_blocked(0.1)
+        assert len(tries) == 1  # the first send, refused: a retry is planned
+        [a] = await rt.approvals(status="pending")
+        await rt.reject(a.id, "not today", by="bob")
+        await clock.advance_when_blocked(3600)  # past every retry
+        assert len(tries) == 1
+        [failed] = await rt.deliveries(status="failed")
+        assert (failed.kind, failed.dispatch_id) == ("approval", dispatch_id)
+        assert failed.last_error == (
+            f"not sent: the approval was decided first (dispatch {dispatch_id} is cancelled)"
+        )
