@@ -1,10 +1,16 @@
 """Where the runtime serving a database listens: ``<temp dir>/shepherd-<digest>.<kind>``
 (``.sock`` the enqueue socket, ``ingest_wire.stream_path``; ``.wake`` the wake socket,
-``wake_path``, and ``send_wake``, re-exported by ``ingest``). The daemon and every CLI
-call compute it on their own, so both must always get the same path; a CLI call
+``wake_path``, and ``send_wake``, re-exported by ``ingest``), and its lock file
+(``lock_path``: ``<database>.lock``, ``runtime._lock``). The daemon and every CLI
+call compute them on their own, so both must always get the same path; a CLI call
 computes it without loading OpenSSL (``hashlib``, ~3 ms).
 
-- the digest: the first 20 hex digits of the SHA-256 of the database's absolute path,
+Both are named after the database's **resolved** path (``resolved``: symlinks, ``..``
+and the working directory resolved, as SQLite resolves them for its ``-wal`` and
+``-shm``), so every spelling of one file (``alias.db -> real.db``, ``./x/../real.db``)
+meets the same lock and the same sockets.
+
+- the digest: the first 20 hex digits of the SHA-256 of the database's resolved path,
   from the interpreter's built-in SHA-256 (``_sha2``, before 3.12 ``_sha256``; the same
   digest ``hashlib.sha256`` gives), else ``hashlib``'s;
 - the directory: ``tempfile.gettempdir()``'s (a unix socket path is at most 107 bytes).
@@ -24,11 +30,35 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["runtime_path", "send_wake", "temp_dir", "wake_path"]
+__all__ = [
+    "FILE_LOCK",
+    "flock_holder",
+    "lock_path",
+    "resolved",
+    "runtime_path",
+    "send_wake",
+    "temp_dir",
+    "wake_path",
+]
+
+# a runtime also flocks the database file itself (Linux: independent of SQLite's fcntl
+# locks; ``runtime._lock``), so two hard links of one file meet one lock
+FILE_LOCK = sys.platform.startswith("linux")
+
+
+def resolved(db_path: str) -> str:
+    """The file ``db_path`` names, whatever its spelling: absolute, every symlink and
+    ``..`` resolved (a path that does not exist yet resolves as far as it exists)."""
+    return os.path.realpath(db_path)
+
+
+def lock_path(db_path: str) -> str:
+    """The lock file of the runtime serving ``db_path``: beside the resolved file."""
+    return resolved(db_path) + ".lock"
 
 
 def runtime_path(db_path: str, kind: str) -> str:
-    digest = _sha256()(os.path.abspath(db_path).encode()).hexdigest()[:20]
+    digest = _sha256()(resolved(db_path).encode()).hexdigest()[:20]
     return os.path.join(temp_dir(), f"shepherd-{digest}.{kind}")
 
 
@@ -80,3 +110,24 @@ def send_wake(db_path: str, what: str = "d") -> bool:
         return True
     except OSError:
         return False
+
+
+def flock_holder(path: str) -> int | None:
+    """The pid holding an exclusive ``flock`` on the file ``path`` (Linux, from
+    ``/proc/locks``: no descriptor opened, no lock probed), or None."""
+    if not FILE_LOCK:
+        return None
+    try:
+        st = os.stat(path)
+        with open("/proc/locks") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    # "1: FLOCK  ADVISORY  WRITE 1234 fe:00:2173370 0 EOF" (a waiter's line has "->")
+    inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in lines:
+        fields = line.split()
+        flock = len(fields) >= 6 and fields[1:4] == ["FLOCK", "ADVISORY", "WRITE"]
+        if flock and fields[5] == inode and fields[4].isdigit():
+            return int(fields[4])
+    return None

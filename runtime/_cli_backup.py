@@ -25,6 +25,7 @@ from typing import Any
 
 import anyio
 
+from shepherd.actors.socket_path import resolved
 from shepherd.runtime._cli_fmt import CliError, emit_json, human_duration
 from shepherd.runtime._cli_progress import Progress, progress
 from shepherd.runtime._cli_store import daemon_pid, open_store
@@ -88,11 +89,14 @@ def cmd_restore(args: argparse.Namespace, cfg: Config) -> int:
     _refuse_existing(target, args.force)
 
     async def go() -> int:
-        lock = await lock_database(target)  # no daemon starts on it while we restore
+        # no daemon starts on it while we restore; a missing file is created by the rename
+        lock = await lock_database(target, create=False)
         try:
             with progress(0, "restore") as bar:
                 return await anyio.to_thread.run_sync(
-                    lambda: factory.restore_backup(args.backup, target, progress=_advance(bar))
+                    lambda: factory.restore_backup(
+                        args.backup, resolved(target), progress=_advance(bar)
+                    )
                 )
         finally:
             lock.close()

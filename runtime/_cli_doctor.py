@@ -16,6 +16,7 @@ import os
 from typing import Any
 
 from shepherd.actors.ingest import wake_path
+from shepherd.actors.socket_path import lock_path
 from shepherd.runtime._cli_fmt import CliError, emit_json, human_duration, print_fields, when
 from shepherd.runtime._cli_store import daemon_pid, wall
 from shepherd.runtime.config import Config
@@ -48,15 +49,16 @@ def cmd_doctor(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def _lock(database: str) -> dict[str, Any]:
-    path = f"{database}.lock"
+    path = lock_path(database)
+    holder = daemon_pid(database)  # also a runtime under another name (a hard link)
     try:
         with open(path) as f:
             words = f.read().split()
     except OSError:
-        return {"file": path, "exists": False, "pid": None, "held": False}
+        return {"file": path, "exists": False, "pid": holder, "held": holder is not None}
     recorded = int(words[1]) if len(words) >= 2 and words[1].isdigit() else None
-    holder = daemon_pid(database)
-    return {"file": path, "exists": True, "pid": recorded, "held": holder is not None}
+    pid = recorded if holder is None else holder
+    return {"file": path, "exists": True, "pid": pid, "held": holder is not None}
 
 
 def _daemon(cfg: Config, instance: dict[str, Any] | None) -> dict[str, Any]:

@@ -108,13 +108,27 @@ async def open_store(cfg: Config, *, create: bool = True) -> AsyncIterator[Store
 def daemon_pid(database: str) -> int | None:
     """The pid of the runtime serving ``database``, or None.
 
-    A runtime holds an exclusive flock on ``<database>.lock`` and writes its pid there.
-    The lock is probed (shared, non-blocking) only when that pid is alive: probing a
-    lock file whose owner is gone could make a daemon that starts at that very moment
-    fail to take its lock.
+    A runtime holds an exclusive flock on ``<database>.lock`` (beside the resolved file:
+    every spelling of its path names the same lock, ``actors.socket_path.lock_path``)
+    and writes its pid there. The lock is probed (shared, non-blocking) only when that
+    pid is alive: probing a lock file whose owner is gone could make a daemon that starts
+    at that very moment fail to take its lock. A runtime that serves the file under
+    another name (a hard link) holds the flock of the file itself on Linux, found in
+    ``/proc/locks`` (``flock_holder``) without opening the database: closing a
+    descriptor of it would drop this process's SQLite locks on it.
     """
+    from shepherd.actors.socket_path import flock_holder, lock_path, resolved
+
+    pid = _lock_file_pid(lock_path(database))
+    if pid is not None:
+        return pid
+    other = flock_holder(resolved(database))
+    return other if other is not None and _alive(other) else None
+
+
+def _lock_file_pid(path: str) -> int | None:
     try:
-        f = open(f"{database}.lock")  # noqa: SIM115 - closed below
+        f = open(path)  # noqa: SIM115 - closed below
     except OSError:
         return None
     with f:

@@ -152,7 +152,9 @@ class SqliteStore(EngineReads):
         return results
 
     def _paths(self) -> tuple[str, str]:
-        return self.path, self.path + "-wal"
+        # the file SQLite opened: it resolves symlinks, and names its WAL after the target
+        real = os.path.realpath(self.path)
+        return real, real + "-wal"
 
     def check_files(self) -> None:
         """Raise ``DatabaseReplaced`` when the file or its WAL is no longer the one this
