@@ -20,6 +20,7 @@ It is longer than most because it carries one typed read per question of the pro
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -29,7 +30,7 @@ import aiosqlite
 import anyio
 
 from shepherd.store.cluster import EndGroups, NodeInfo, NodeLease, Rescue
-from shepherd.store.errors import DatabaseReplaced, StoreError
+from shepherd.store.errors import StoreError
 from shepherd.store.models import (
     Dispatch,
 )
@@ -42,6 +43,7 @@ from shepherd.store.sqlite import window as window_sql
 from shepherd.store.sqlite.backup import Progress, copy_to
 from shepherd.store.sqlite.batch import apply_batch, on_thread
 from shepherd.store.sqlite.codes import translate
+from shepherd.store.sqlite.files import Files, keep_wal
 from shepherd.store.sqlite.inline import apply_here, small
 from shepherd.store.sqlite.integrity import Check, CheckRan
 from shepherd.store.sqlite.opening import check_file, check_path, connect, prepare_writer
@@ -49,6 +51,7 @@ from shepherd.store.sqlite.reader import READS
 
 __all__ = ["SqliteStore", "Synchronous"]
 
+log = logging.getLogger("shepherd.store")
 T = TypeVar("T")
 Synchronous = Literal["NORMAL", "FULL"]
 
@@ -81,8 +84,9 @@ class SqliteStore(EngineReads):
         self.checkpoints = 0
         self._wal = (0, 0)  # the WAL's frames and backfilled frames at the last checkpoint
         self.opened_check = CheckRan("none", "none", 0.0)  # set by open()
-        # (device, inode) of the file and of its WAL as opened (``check_files``)
-        self._files: dict[str, tuple[int, int] | None] = {p: _identity(p) for p in self._paths()}
+        # the file, its WAL and its WAL index as opened, checked before every write
+        # transaction of the writer's connection (``check_files``, ``store.sqlite.files``)
+        self._files = Files(path)
 
     @classmethod
     async def open(
@@ -128,7 +132,7 @@ class SqliteStore(EngineReads):
         if results is not None:
             return results
         try:  # large, FULL, or the write lock is held elsewhere: wait on the writer's thread
-            results = await self._on_writer(apply_batch, ops)
+            results = await self._on_writer(self._checked_batch, ops)
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from None
         self.commits += 1
@@ -141,6 +145,7 @@ class SqliteStore(EngineReads):
         lock is free (``store.sqlite.inline``); None (nothing written) otherwise."""
         if self.synchronous != "NORMAL" or self._hops or self._abandoned or not small(ops):
             return None
+        self.check_files()
         try:
             results = apply_here(self._writer._conn, ops, int(self._busy_timeout * 1000))
         except sqlite3.Error as exc:
@@ -151,27 +156,18 @@ class SqliteStore(EngineReads):
             self.ops_applied += len(ops)
         return results
 
-    def _paths(self) -> tuple[str, str]:
-        # the file SQLite opened: it resolves symlinks, and names its WAL after the target
-        real = os.path.realpath(self.path)
-        return real, real + "-wal"
+    def _checked_batch(self, conn: sqlite3.Connection, ops: Sequence[WriteOp]) -> list[Any]:
+        """``apply_batch`` on the writer's thread, right after the files' check."""
+        self.check_files()
+        return apply_batch(conn, ops)
 
     def check_files(self) -> None:
-        """Raise ``DatabaseReplaced`` when the file or its WAL is no longer the one this
-        store opened (removed, or another file renamed over it): the connections keep
-        writing to the old inodes, which no other process reads and a restart would not
-        find. A WAL that did not exist at open is taken as the first one seen."""
-        for path, opened in self._files.items():
-            now = _identity(path)
-            if opened is None:
-                self._files[path] = now
-            elif now != opened:
-                what = "removed" if now is None else "replaced by another file"
-                raise DatabaseReplaced(
-                    f"{path} was {what} while the runtime had it open: commits since then"
-                    " are in a file no one else can read; stop the runtime, put the right"
-                    " file back (or restore a backup) and start again"
-                )
+        """Raise ``DatabaseReplaced`` when the file, its WAL or its WAL index is no
+        longer the one this store opened (removed, or another file renamed over it):
+        the connections keep the old inodes, so commits would go where no other process
+        reads, or over another process's frames (``store.sqlite.files``). Run before
+        every write transaction, every checkpoint and at every health tick."""
+        self._files.check()
 
     async def apply_one(self, op: WriteOp) -> Any:
         result = (await self.apply([op]))[0]
@@ -207,6 +203,7 @@ class SqliteStore(EngineReads):
         Both hop through ``_on_thread``, so ``THREAD_WORK`` counts them. Returns the
         frames the WAL gained since the last call (0: nothing was committed since). A WAL
         shorter than it was has started over, which only a commit does: at least 1."""
+        self.check_files()  # a stale WAL index would checkpoint the wrong frames
         try:
             if mode == "TRUNCATE":
                 await self._on_writer(_wal_checkpoint, "TRUNCATE")
@@ -238,7 +235,15 @@ class SqliteStore(EngineReads):
 
     async def close(self, *, checkpoint: bool = True) -> None:
         """Close both connections; the runtime checkpoints (TRUNCATE) on the way out,
-        short-lived clients such as the CLI pass ``checkpoint=False``."""
+        short-lived clients such as the CLI pass ``checkpoint=False``. When the files
+        changed under the store, nothing checkpoints, SQLite's own checkpoint on the
+        last close included (``files.keep_wal``): the WAL stays for the next open."""
+        conns = [self._maintenance, self._backup, self._reader, self._writer]
+        if self._files.changed():
+            checkpoint = False
+            for c in conns:
+                if c is not None and not keep_wal(c._conn):
+                    log.error("%s: could not keep the WAL as it is on close", self.path)
         if checkpoint:
             try:
                 await self.checkpoint("TRUNCATE")
@@ -344,12 +349,3 @@ def _wal_checkpoint(conn: sqlite3.Connection, mode: str) -> tuple[int, int]:
 
 def _set_busy_timeout(conn: sqlite3.Connection, seconds: float) -> None:
     conn.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
-
-
-def _identity(path: str) -> tuple[int, int] | None:
-    """(device, inode) of ``path``, None when there is no such file."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return (st.st_dev, st.st_ino)

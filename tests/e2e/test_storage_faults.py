@@ -242,7 +242,7 @@ def test_a_daemon_starting_on_a_full_disk_exits_3_disk_full(tmp_path: Path) -> N
         assert "Traceback" not in done.stderr
 
 
-@pytest.mark.parametrize("fault", ["wal removed", "file replaced"])
+@pytest.mark.parametrize("fault", ["wal removed", "wal index removed", "file replaced"])
 def test_a_file_removed_or_replaced_under_the_daemon_stops_it(tmp_path: Path, fault: str) -> None:
     """The daemon's connections would go on committing into inodes no other process
     reads (an enqueue acknowledged, then lost); it notices at its next health tick and
@@ -261,9 +261,9 @@ def test_a_file_removed_or_replaced_under_the_daemon_stops_it(tmp_path: Path, fa
     try:
         eventually(lambda: daemon_pid(db) == daemon.pid, what="the daemon's lock")
         eventually(lambda: "daemon.ready" in log.read_text(), what="the daemon serving")
-        if fault == "wal removed":
-            os.unlink(db + "-wal")
-            named = db + "-wal"
+        if fault in ("wal removed", "wal index removed"):
+            named = db + ("-wal" if fault == "wal removed" else "-shm")
+            os.unlink(named)
         else:
             other = tmp_path / "other.db"
             with (
