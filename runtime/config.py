@@ -120,8 +120,10 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
 
     @property
     def artifacts_dir(self) -> str:
-        """``data_dir``, else ``<database>.d`` beside a SQLite file; on PostgreSQL (no
-        file to sit beside) ``$XDG_DATA_HOME/shepherd/<digest of the URL>``."""
+        """``data_dir``, else ``<database>.d`` beside a SQLite file (the resolved one:
+        every name of the file, a symlink's too, finds the process journals a crashed
+        runtime left there); on PostgreSQL (no file to sit beside)
+        ``$XDG_DATA_HOME/shepherd/<digest of the URL>``."""
         if self.data_dir:
             return self.data_dir
         if is_postgres(self.database):
@@ -130,7 +132,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
             home = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
             digest = hashlib.sha256(self.database.encode()).hexdigest()[:16]
             return os.path.join(home, "shepherd", digest)
-        return f"{self.database}.d"
+        return f"{os.path.realpath(self.database)}.d"
 
 
 # every top-level key that is one value (not a table or a list) can come from

@@ -134,3 +134,13 @@ def test_every_one_value_top_level_key_comes_from_the_environment() -> None:
     with pytest.raises(ConfigError) as info:
         load_config(env={"SHEPHERD_SCHEDULE_LEAD": "2h"})  # past its bound: named
     assert "schedule_lead" in str(info.value)
+
+
+def test_the_default_data_dir_is_beside_the_resolved_file(tmp_path: Path) -> None:
+    """Every name of one database file (a symlink, a relative path) has the same data
+    directory, where a crashed runtime's process journals are found again."""
+    real = tmp_path / "real.db"
+    real.touch()
+    (tmp_path / "alias.db").symlink_to(real)
+    for name in (tmp_path / "alias.db", tmp_path / "sub" / ".." / "real.db"):
+        assert Config(database=str(name)).artifacts_dir == f"{real}.d"
