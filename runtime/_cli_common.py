@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from shepherd.runtime._cli_fmt import CliError
+from shepherd.runtime._cli_store import not_unicode
 from shepherd.runtime.config import Config, load_config
 from shepherd.store.errors import (
     ConfigError,
@@ -26,6 +27,7 @@ __all__ = [
     "EXIT_CODES",
     "Command",
     "Lazy",
+    "Parser",
     "classify",
     "common_options",
     "fail",
@@ -57,6 +59,20 @@ class Lazy:
 
     def __repr__(self) -> str:
         return f"<Lazy {self.where}>"
+
+
+class Parser(argparse.ArgumentParser):
+    """The CLI's parser: every word given as an argument's value is checked to be valid
+    Unicode before its type converts it, so a word that was not UTF-8 (Python decodes
+    ``argv`` with ``surrogateescape``) exits 2 naming its flag instead of failing when it
+    is encoded (stored, sent, written). Subparsers are built of this class too."""
+
+    def _get_value(self, action: argparse.Action, arg_string: str) -> Any:
+        # a subparsers action is given every word after it: its parser checks them
+        problem = None if action.nargs == argparse.PARSER else not_unicode(arg_string)
+        if problem is not None:
+            raise argparse.ArgumentError(action, problem)
+        return super()._get_value(action, arg_string)
 
 
 def common_options(default: Any, *, tz: bool = True) -> argparse.ArgumentParser:

@@ -35,7 +35,13 @@ from shepherd.runtime._cli_fmt import (
 )
 from shepherd.runtime._cli_jobflags import FLAGS, flag_data
 from shepherd.runtime._cli_progress import Progress, progress
-from shepherd.runtime._cli_store import builtin_executors, loads_json, open_store, wall
+from shepherd.runtime._cli_store import (
+    NotUnicode,
+    builtin_executors,
+    loads_json,
+    open_store,
+    wall,
+)
 from shepherd.runtime._config_init import default_config_toml
 from shepherd.runtime._config_jobs import check_config_jobs  # re-exported
 from shepherd.runtime.config import Config, read_text
@@ -128,6 +134,8 @@ def load_job_file(
             data: Any = loads_json(text)
         else:
             data = tomllib.loads(text)
+    except NotUnicode as exc:
+        raise ConfigError(str(exc), field=path) from None
     except (ValueError, tomllib.TOMLDecodeError) as exc:  # JSONDecodeError is a ValueError
         raise ConfigError(
             f"not valid {p.suffix.lstrip('.').upper() or 'TOML'}: {exc}", field=path

@@ -19,7 +19,7 @@ from typing import Any
 
 from shepherd.actors.spool import formats
 from shepherd.runtime._cli_fmt import CliError
-from shepherd.runtime._cli_store import loads_json
+from shepherd.runtime._cli_store import NotUnicode, loads_json
 from shepherd.runtime.config import read_text
 from shepherd.store.errors import ConfigError
 
@@ -108,6 +108,8 @@ def _read_file(name: str) -> dict[str, Any]:
         raise CliError(f"--file: cannot read standard input: {exc}", 2) from None
     try:
         data = loads_json(text)
+    except NotUnicode as exc:
+        raise CliError(f"--file: {name!r} {exc}", 2) from None
     except ValueError as exc:
         raise CliError(f"--file: {name!r} is not JSON ({exc})", 2) from None
     if not isinstance(data, dict):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -30,6 +31,7 @@ if TYPE_CHECKING:  # the executors and the store engine are imported by the func
     from shepherd.store.protocol import Store
 
 __all__ = [
+    "NotUnicode",
     "bounded_int",
     "builtin_executors",
     "daemon_pid",
@@ -37,6 +39,7 @@ __all__ = [
     "instant",
     "json_object",
     "loads_json",
+    "not_unicode",
     "open_store",
     "origin",
     "positive_int",
@@ -193,19 +196,66 @@ def _not_json(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
+class NotUnicode(ValueError):
+    """Decoded JSON holds a string that is not valid Unicode: an unpaired surrogate
+    (JSON's ``"\\ud800"`` escape decodes to one), which no UTF-8 encoder can write, so
+    the store, a socket or a file would fail on it after the input was accepted."""
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def not_unicode(text: str) -> str | None:
+    """Why ``text`` is not valid Unicode, or None. A command-line word that was not
+    UTF-8 reaches Python with each bad byte as a surrogate (``surrogateescape``)."""
+    found = _SURROGATE.search(text)
+    if found is None:
+        return None
+    code = ord(found.group())
+    if 0xDC80 <= code <= 0xDCFF:  # surrogateescape: the byte it stands for
+        return f"is not valid UTF-8 (byte 0x{code - 0xDC00:02x})"
+    return f"holds an unpaired surrogate (\\u{code:04x})"
+
+
+def _check_unicode(value: Any) -> None:
+    """NotUnicode naming where the first string (a value or a key) that is not valid
+    Unicode sits in ``value``; walked with a stack, as input may be ~1000 levels deep."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            problem = not_unicode(item)
+            if problem is not None:
+                raise NotUnicode(f"{problem} in {where}" if where else problem)
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                problem = not_unicode(key)
+                if problem is not None:
+                    raise NotUnicode(f"{problem} in a key" + (f" of {where}" if where else ""))
+                stack.append((inner, f"{where}.{key}" if where else key))
+        elif isinstance(item, list):
+            stack.extend((inner, f"{where}[{i}]") for i, inner in enumerate(item))
+
+
 def loads_json(text: str) -> Any:
-    """``json.loads`` that refuses NaN / Infinity (Python's extension, not JSON)."""
+    """``json.loads`` that refuses NaN / Infinity (Python's extension, not JSON), and
+    strings that are not valid Unicode (``NotUnicode``)."""
     import json  # not at import: only a command given JSON decodes it
 
     try:
-        return json.loads(text, parse_constant=_not_json)
+        value = json.loads(text, parse_constant=_not_json)
     except RecursionError:
         raise ValueError(TOO_DEEP) from None
+    if not text.isascii() or "\\u" in text:  # else no string can hold a surrogate
+        _check_unicode(value)
+    return value
 
 
 def json_object(text: str) -> dict[str, Any]:
     try:
         value = loads_json(text)
+    except NotUnicode as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     except ValueError as exc:  # JSONDecodeError is a ValueError
         raise argparse.ArgumentTypeError(f"invalid JSON ({exc})") from None
     if not isinstance(value, dict):

@@ -56,6 +56,7 @@ from shepherd.runtime import _cli_boot  # noqa: F401  (first: msgspec without ty
 from shepherd.runtime._cli_common import (
     EXIT_CODES,
     Lazy,
+    Parser,
     classify,
     common_options,
     fail,
@@ -90,7 +91,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     command alone (``main``'s fast path: no other command's module is imported)."""
     common = common_options(argparse.SUPPRESS)
     common_job: list[argparse.ArgumentParser] = []  # built for the first job command
-    root = argparse.ArgumentParser(
+    root = Parser(
         prog="shepherd",
         description="Scheduler and dispatcher for AI-agent gateways.",
         epilog=_EPILOG,

@@ -3,7 +3,9 @@ payload may be (``store.bounds.MAX_DEPTH``), or deeper than a decoder's recursio
 is refused at every edge with an error naming what carried it, nothing stored and
 nothing crashed (the enqueue socket's frame, the spool's file, an HTTP body, a CLI flag
 or file, a config file); files that are not UTF-8 text, or are directories, are named;
-every one-value top-level key comes from ``SHEPHERD_<KEY>``, checked as in a file."""
+JSON strings that are not Unicode (an unpaired surrogate) and command-line words that
+are not UTF-8 exit 2 naming the flag or file, before anything is encoded; every
+one-value top-level key comes from ``SHEPHERD_<KEY>``, checked as in a file."""
 
 from __future__ import annotations
 
@@ -144,3 +146,51 @@ def test_the_default_data_dir_is_beside_the_resolved_file(tmp_path: Path) -> Non
     (tmp_path / "alias.db").symlink_to(real)
     for name in (tmp_path / "alias.db", tmp_path / "sub" / ".." / "real.db"):
         assert Config(database=str(name)).artifacts_dir == f"{real}.d"
+
+
+def test_strings_that_are_not_unicode_are_refused_naming_the_flag_or_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli = clean_cli(tmp_path, capsys, monkeypatch, "x.db")
+    cli.ok("jobs", "add", "j1", "--executor", "shell", "--target", "true")
+    spool = str(tmp_path / "spool")
+    job_file = tmp_path / "f.json"
+    job_file.write_text('{"name":"j9","executor":"shell","target":"x","payload":{"a":"\\ud800"}}')
+    event = tmp_path / "b5.json"
+    event.write_text('{"kind":"agentTurn","message":"\\ud800"}')
+    shell = ("jobs", "add", "j5", "--executor", "shell", "--target", "x")
+    unpaired = "--payload: holds an unpaired surrogate"
+    url = ("--url", "http://127.0.0.1:9")  # refused before anything is sent
+    for argv, names in (
+        ((*shell, "--payload", '{"\\ud800":1}'), f"{unpaired} (\\ud800) in a key"),
+        ((*shell, "--payload", '{"a":"\\udc00"}'), f"{unpaired} (\\udc00) in a"),
+        (("enqueue", "j1", "--payload", '{"a":"\\ud800"}'), unpaired),
+        (("enqueue", "j1", *url, "--payload", '{"a":"\\ud800"}'), unpaired),
+        (("jobs", "run", "j1", "--payload", '{"a":[1,"\\udfff"]}'), "(\\udfff) in a[1]"),
+        (("jobs", "add", "--file", str(job_file)), f"{job_file}: holds an unpaired surrogate"),
+        (("spool", "enqueue", "--file", str(event), "--dir", spool), "--file"),
+        # a word that was not UTF-8, as Python decodes argv (surrogateescape)
+        (("spool", "enqueue", "--message", "\udcff\udcfe", "--dir", spool), "--message"),
+        (("jobs", "add", "\udcff", *shell[3:]), "argument NAME: is not valid UTF-8 (byte 0xff)"),
+        ((*shell, "--description=a\udcff"), "--description: is not valid UTF-8"),
+    ):  # fmt: skip
+        code, _, err = cli(*argv)
+        assert code == 2 and names in err, (argv, code, err)
+        assert "Traceback" not in err
+    assert [j["name"] for j in cli.json("jobs", "list")] == ["j1"]  # nothing stored
+    assert not (tmp_path / "spool").exists() or not list((tmp_path / "spool").glob("*.json"))
+    assert cli.rows("SELECT COUNT(*) FROM dispatches") == [(0,)]
+    paired = tmp_path / "ok.json"  # a surrogate pair escapes one character: taken
+    paired.write_text('{"kind":"agentTurn","message":"\\ud83d\\ude00"}')
+    cli.ok("spool", "enqueue", "--file", str(paired), "--dir", spool)
+
+
+def test_a_non_utf8_argv_word_exits_2_naming_its_flag(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "shepherd", "spool", "enqueue", "--dir", str(tmp_path)]
+    got = subprocess.run([*argv, "--message", b"\xff\xfe"], capture_output=True, cwd=tmp_path)
+    assert got.returncode == 2, got.stderr
+    assert b"--message/-m: is not valid UTF-8 (byte 0xff)" in got.stderr
+    assert b"Traceback" not in got.stderr and list(tmp_path.iterdir()) == []
