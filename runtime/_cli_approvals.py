@@ -24,7 +24,7 @@ import anyio
 from shepherd.actors.ingest import send_wake
 from shepherd.runtime._approvals_api import check_decision, check_filter, outcome
 from shepherd.runtime._cli_fmt import emit_json, table, when
-from shepherd.runtime._cli_store import open_store, origin, positive_int, wall
+from shepherd.runtime._cli_store import open_store, origin, positive_int, row_id, wall
 from shepherd.runtime.config import Config
 from shepherd.store.models import APPROVAL_STATES, Approval
 from shepherd.store.ops import ResolveApproval, Resolved
@@ -42,10 +42,10 @@ def add_approvals_commands(sub: Any, cmd: Callable[..., argparse.ArgumentParser]
     p.add_argument("--status", choices=APPROVAL_STATES)
     p.add_argument("--limit", type=positive_int, default=100)
     p = cmd(group, "approve", cmd_approve, "approve: the dispatch is queued and runs")
-    p.add_argument("approval_id", type=positive_int, metavar="ID")
+    p.add_argument("approval_id", type=row_id, metavar="ID")
     p.add_argument("--by", metavar="NAME", help="who approves (default: your user name)")
     p = cmd(group, "reject", cmd_reject, "reject: the dispatch is cancelled, never runs")
-    p.add_argument("approval_id", type=positive_int, metavar="ID")
+    p.add_argument("approval_id", type=row_id, metavar="ID")
     p.add_argument("--reason", required=True, metavar="TEXT", help="why (required)")
     p.add_argument("--by", metavar="NAME", help="who rejects (default: your user name)")
 

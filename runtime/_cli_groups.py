@@ -24,7 +24,7 @@ import anyio
 
 from shepherd.actors.ingest import send_wake
 from shepherd.runtime._cli_fmt import emit_json, human, human_duration, print_fields, table, when
-from shepherd.runtime._cli_store import duration, open_store, positive_int, wall
+from shepherd.runtime._cli_store import duration, id_or_name, open_store, positive_int, wall
 from shepherd.runtime._groups_api import (
     DEFAULT_TIMEOUT,
     REPORTS,
@@ -64,28 +64,24 @@ def add_groups_commands(sub: Any, cmd: Callable[..., argparse.ArgumentParser]) -
     p.add_argument("--channel", metavar="CHANNEL")
     p.add_argument("--created-by", metavar="WHO")
     p = cmd(groups, "report", cmd_report, "a member reports started, completed or failed")
-    p.add_argument("group", metavar="GROUP")
+    p.add_argument("group", type=id_or_name, metavar="GROUP")
     p.add_argument("member", metavar="MEMBER")
     p.add_argument("status", metavar="STATUS", help=", ".join(REPORTS))
     p.add_argument("--message", "-m", metavar="TEXT", help="the result, or the error")
     p = cmd(groups, "heartbeat", cmd_heartbeat, "a member is alive")
-    p.add_argument("group", metavar="GROUP")
+    p.add_argument("group", type=id_or_name, metavar="GROUP")
     p.add_argument("member", metavar="MEMBER")
     p = cmd(groups, "list", cmd_list, "task groups, newest first")
     p.add_argument("--status", choices=GROUP_STATES)
     p.add_argument("--limit", type=positive_int, default=50)
     p = cmd(groups, "show", cmd_show, "one group: members, deadlines, summary")
-    p.add_argument("group", metavar="GROUP")
+    p.add_argument("group", type=id_or_name, metavar="GROUP")
 
 
-def _ref(text: str) -> str | int:
-    return int(text) if text.isdigit() else text
-
-
-async def _group(store: Store, ref: str) -> TaskGroup:
-    found = await store.task_group(_ref(ref))
+async def _group(store: Store, ref: str | int) -> TaskGroup:
+    found = await store.task_group(ref)
     if found is None:
-        raise NotFound(f"group: no task group {ref!r}")
+        raise NotFound(f"group: no task group {str(ref)!r}")
     return found
 
 
@@ -115,7 +111,7 @@ def cmd_create(args: argparse.Namespace, cfg: Config) -> int:
             group_id = int(await store.apply_one(op))
             if group_id == 0:
                 raise ConfigError(f"an open task group named {args.name!r} exists", field="NAME")
-            return await _group(store, str(group_id))
+            return await _group(store, group_id)
 
     group = anyio.run(create)
     send_wake(cfg.database, "g")
@@ -136,15 +132,16 @@ def cmd_heartbeat(args: argparse.Namespace, cfg: Config) -> int:
 
 def _report(args: argparse.Namespace, cfg: Config, report: str, message: str | None) -> int:
     op = report_op(
-        _ref(args.group), args.member, report, now=wall(), message=message,
+        args.group, args.member, report, now=wall(), message=message,
         max_attempts=cfg.delivery.max_attempts,
     )  # fmt: skip
 
     async def write() -> TaskGroup:
         async with open_store(cfg, create=False) as store:
             result: Reported = await store.apply_one(op)
-            report_error(result, args.group, args.member)
-            return await _group(store, str(result.group_id))
+            report_error(result, str(args.group), args.member)
+            assert result.group_id is not None  # report_error raised unless "ok"
+            return await _group(store, result.group_id)
 
     group = anyio.run(write)
     send_wake(cfg.database, "g")

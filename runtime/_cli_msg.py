@@ -32,6 +32,7 @@ from shepherd.runtime._cli_store import (
     open_store,
     origin,
     positive_int,
+    row_id,
     wall,
 )
 from shepherd.runtime.config import Config
@@ -74,18 +75,18 @@ def add_msg_commands(sub: Any, cmd: Callable[..., argparse.ArgumentParser]) -> N
     p.add_argument("--subject", metavar="TEXT")
     p.add_argument("--priority", type=_priority, default=0, metavar="P",
                    help="normal (default), high or urgent")  # fmt: skip
-    p.add_argument("--reply-to", type=positive_int, metavar="ID", help="the message answered")
+    p.add_argument("--reply-to", type=row_id, metavar="ID", help="the message answered")
     p.add_argument("--expires-in", type=duration, metavar="DUR", help="expire after DUR")
     p = cmd(msg, "inbox", cmd_inbox, "an agent's messages in inbox order (default: pending)")
     p.add_argument("agent", metavar="AGENT")
     p.add_argument("--all", action="store_true", help="every state, not only pending")
     p.add_argument("--limit", type=positive_int, default=100)
     p = cmd(msg, "read", cmd_read, "mark messages read")
-    p.add_argument("ids", type=positive_int, nargs="+", metavar="ID")
+    p.add_argument("ids", type=row_id, nargs="+", metavar="ID")
     p = cmd(msg, "ack", cmd_ack, "acknowledge messages (read if not yet)")
-    p.add_argument("ids", type=positive_int, nargs="+", metavar="ID")
+    p.add_argument("ids", type=row_id, nargs="+", metavar="ID")
     p = cmd(msg, "thread", cmd_thread, "the conversation a message belongs to")
-    p.add_argument("message_id", type=positive_int, metavar="ID")
+    p.add_argument("message_id", type=row_id, metavar="ID")
 
 
 def _row(m: Message) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from typing import Any
 from shepherd.actors.spool import formats
 from shepherd.runtime._cli_fmt import CliError, emit_json, iso, print_fields, table
 from shepherd.runtime._cli_spool_event import event_from_args, expires_in, retries
-from shepherd.runtime._cli_store import loads_json
+from shepherd.runtime._cli_store import loads_json, positive_int
 from shepherd.runtime.config import Config
 
 __all__ = ["add_spool_commands"]
@@ -66,7 +66,9 @@ def add_spool_commands(sub: Any, cmd: Callable[..., argparse.ArgumentParser]) ->
     p.add_argument("--to", metavar="TARGET", help="delivery.to")
     p = cmd(spool, "status", cmd_status, "directories, pending and rejected counts")
     _dir_flag(p)
-    p.add_argument("--limit", type=int, default=_SHOWN, metavar="N", help="pending events shown")
+    p.add_argument(
+        "--limit", type=positive_int, default=_SHOWN, metavar="N", help="pending events shown"
+    )
     rejected = spool.add_parser("rejected", help="rejected files").add_subparsers(
         dest="rejected_command", required=True, metavar="ACTION"
     )
@@ -132,7 +134,7 @@ def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
         "rejected_dir": str(rejected),
         "pending": len(names),
         "rejected": len(bad),
-        "events": events if args.json else events[: max(0, args.limit)],
+        "events": events if args.json else events[: args.limit],
     }
     if args.json:
         emit_json(data)

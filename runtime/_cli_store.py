@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from shepherd.runtime._cli_fmt import CliError
 from shepherd.runtime._cli_help import first_run_hint
-from shepherd.store.bounds import TOO_DEEP, Range, check_json, check_value
+from shepherd.store.bounds import MAX_ID, TOO_DEEP, Range, check_json, check_value
 from shepherd.store.errors import ConfigError
 from shepherd.store.models import parse_duration
 
@@ -36,6 +36,7 @@ __all__ = [
     "builtin_executors",
     "daemon_pid",
     "duration",
+    "id_or_name",
     "instant",
     "json_object",
     "loads_json",
@@ -43,6 +44,7 @@ __all__ = [
     "open_store",
     "origin",
     "positive_int",
+    "row_id",
     "wall",
 ]
 
@@ -168,7 +170,7 @@ def duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc).removeprefix("duration: ")) from None
 
 
-_ROW_ID = Range(1, 2**63 - 1)  # what an SQLite INTEGER holds
+_INTEGER = Range(1, 2**63 - 1)  # what an SQLite INTEGER holds
 
 
 def bounded_int(bounds: Range) -> Callable[[str], int]:
@@ -189,7 +191,15 @@ def bounded_int(bounds: Range) -> Callable[[str], int]:
     return parse
 
 
-positive_int = bounded_int(_ROW_ID)  # ids, limits, counts
+positive_int = bounded_int(_INTEGER)  # limits, counts
+row_id = bounded_int(Range(1, MAX_ID))  # every id argument: the HTTP API's bound too
+row_id.__name__ = "id"
+
+
+def id_or_name(text: str) -> int | str:
+    """An argument that is a name or, all digits, an id (``groups show GROUP``): an id
+    is bounded as ``row_id``'s (a name is never all digits)."""
+    return row_id(text) if text.isascii() and text.isdigit() else text
 
 
 def _not_json(name: str) -> Any:

@@ -68,7 +68,14 @@ from shepherd.runtime._cli_help import example_epilog
 from shepherd.runtime._cli_local import config_init as _config_init
 from shepherd.runtime._cli_local import demo as _demo
 from shepherd.runtime._cli_local import run as _run
-from shepherd.runtime._cli_store import bounded_int, duration, instant, json_object, positive_int
+from shepherd.runtime._cli_store import (
+    bounded_int,
+    duration,
+    instant,
+    json_object,
+    positive_int,
+    row_id,
+)
 from shepherd.runtime.config import Config
 from shepherd.store.bounds import Range
 from shepherd.store.models import ATTEMPTS, PRIORITIES
@@ -203,7 +210,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--status", choices=_RUN_STATES)
     p.add_argument("--limit", type=positive_int, default=50)
     p = cmd(runs, "show", "_cli_ops:cmd_runs_show", "one run with its output and error")
-    p.add_argument("run_id", type=positive_int, metavar="ID")
+    p.add_argument("run_id", type=row_id, metavar="ID")
 
     dlq = sub.add_parser("dlq", help="dead letters").add_subparsers(
         dest="dlq_command", required=True, metavar="ACTION"
@@ -212,11 +219,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--job")
     p.add_argument("--limit", type=positive_int, default=100)
     p = cmd(dlq, "retry", "_cli_ops:cmd_dlq_retry", "queue dead letters again with fresh attempts")
-    p.add_argument("ids", type=positive_int, nargs="*", metavar="ID")
+    p.add_argument("ids", type=row_id, nargs="*", metavar="ID")
     p.add_argument("--all", action="store_true", help="every dead letter (see --job)")
     p.add_argument("--job", help="with --all: only this job's")
     p = cmd(dlq, "purge", "_cli_ops:cmd_dlq_purge", "delete dead letters and their runs")
-    p.add_argument("ids", type=positive_int, nargs="*", metavar="ID")
+    p.add_argument("ids", type=row_id, nargs="*", metavar="ID")
     p.add_argument("--all", action="store_true")
     p.add_argument("--older-than", type=duration, metavar="DUR")
 
@@ -271,7 +278,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     # @@cli-jobs-commands@@ (more `jobs` actions: "add_x_commands(jobs, cmd)" above this)
 
     p = cmd(sub, "cancel", "_cli_ops:cmd_cancel", "cancel a queued or running dispatch")
-    p.add_argument("dispatch_id", type=positive_int, metavar="DISPATCH_ID")
+    p.add_argument("dispatch_id", type=row_id, metavar="DISPATCH_ID")
     p.add_argument(
         "--cascade", action="store_true", help="also its chain dispatches not yet started"
     )

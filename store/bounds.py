@@ -43,6 +43,7 @@ __all__ = [
     "HOUR",
     "MAX_DEPTH",
     "MAX_EPOCH",
+    "MAX_ID",
     "TOO_DEEP",
     "Range",
     "check_bounds",
@@ -53,6 +54,9 @@ __all__ = [
 HOUR = 3600.0
 DAY = 86400.0
 MAX_EPOCH = 253402300799.0  # 9999-12-31T23:59:59Z, the last instant datetime can show
+# the largest row id input may name (CLI arguments, HTTP paths and bodies): far below
+# SQLite's 64-bit INTEGER, so an id given is always bound, found or not
+MAX_ID = 2**62
 MAX_DEPTH = 64  # levels of objects and arrays in a payload or options value
 TOO_DEEP = f"nested too deeply (at most {MAX_DEPTH} levels of objects and arrays)"
 

@@ -24,6 +24,7 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from shepherd.runtime.http.api import ApiError
+from shepherd.store.bounds import MAX_ID
 from shepherd.store.models import (
     AgentSpec,
     JobSpec,
@@ -46,7 +47,7 @@ __all__ = [
 ]
 
 Limit = Annotated[int, Meta(ge=1, le=500, description="at most 500 per page")]
-Id = Annotated[int, Meta(ge=1, le=2**62)]
+Id = Annotated[int, Meta(ge=1, le=MAX_ID)]
 Epoch = Annotated[float, Meta(ge=0, le=253402300799.0)]
 DispatchState = Literal["queued", "awaiting_approval", "running", "done", "cancelled", "dead"]
 RunState = Literal["running", "ok", "error", "timeout", "crashed", "cancelled", "skipped"]
@@ -129,7 +130,7 @@ class JobView(msgspec.Struct, kw_only=True):
 def path_id(params: dict[str, str], name: str = "id") -> int:
     """A positive integer path parameter, or 422 naming it."""
     raw = params.get(name, "")
-    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= 2**62:
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_ID:
         raise ApiError(422, f"expected a positive integer id, got {raw!r}", field=name)
     return int(raw)
 
@@ -146,7 +147,7 @@ def decode_cursor(cursor: str | None) -> int | None:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (ValueError, UnicodeDecodeError):
         text = ""
-    if not (text.startswith("b") and text[1:].isdigit() and 0 < int(text[1:]) <= 2**62):
+    if not (text.startswith("b") and text[1:].isdigit() and 0 < int(text[1:]) <= MAX_ID):
         raise ApiError(422, "not a cursor this API gave out", field="cursor")
     return int(text[1:])
 

@@ -42,6 +42,7 @@ from shepherd.runtime.http.task_model import (
     task_status,
 )
 from shepherd.runtime.http.workers import board_of, note_alive
+from shepherd.store.bounds import MAX_ID
 from shepherd.store.errors import NotFound
 from shepherd.store.models import Dispatch, JobSpec, RetryPolicy, normalize_capabilities
 
@@ -80,7 +81,7 @@ async def _task(req: ApiRequest, d: Dispatch, timeouts: dict[int, float] | None 
 
 def _task_id(req: ApiRequest) -> int:
     raw = req.params["id"]
-    if not raw.isdigit() or len(raw) > 19:
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_ID:
         raise ApiError(400, f"invalid task id {raw!r}", field="id")
     return int(raw)
 

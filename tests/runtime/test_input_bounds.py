@@ -7,7 +7,9 @@ executor the runtime has on ``jobs add``, and unknown executor options.
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
 import sqlite3
 import time
 from datetime import UTC, datetime
@@ -17,8 +19,10 @@ from typing import Any
 import pytest
 
 from shepherd.runtime import Config, JobSpec, RetryPolicy, Runtime
-from shepherd.runtime.cli import main
+from shepherd.runtime._cli_store import id_or_name, positive_int, row_id
+from shepherd.runtime.cli import build_parser, main
 from shepherd.runtime.config import load_config
+from shepherd.store.bounds import MAX_ID
 from shepherd.store.errors import ConfigError
 from shepherd.store.models import EnqueueRequest, Seconds
 
@@ -114,6 +118,74 @@ def test_ids_and_counts_past_64_bits_exit_2(cli: Cli) -> None:
     for argv in (("runs", "show", HUGE), ("cancel", HUGE), ("jobs", "next", "j", "-n", HUGE)):
         code, text = cli(*argv)
         assert code == 2, (argv, code, text)
+
+
+def _commands(p: argparse.ArgumentParser, path: str = "") -> dict[str, argparse.ArgumentParser]:
+    subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        return {path: p}
+    out: dict[str, argparse.ArgumentParser] = {}
+    for name, child in subs[0].choices.items():
+        out.update(_commands(child, f"{path} {name}".strip()))
+    return out
+
+
+def test_every_id_argument_is_parsed_by_the_one_id_parser() -> None:
+    """Row ids (``runs show ID``, ``groups show GROUP``, ``--reply-to``...) are bounded
+    as the HTTP API bounds them; no argument is a bare ``int`` but a job field's, which
+    ``validate_job`` bounds naming its flag. (An agent's id is a name, not a row id.)"""
+    seen = set()
+    for command, parser in _commands(build_parser()).items():
+        for action in parser._actions:
+            where = (command, action.dest)
+            if re.search(r"(^|_)ids?$", action.dest) or action.dest in ("group", "reply_to"):
+                if command.startswith("agents "):
+                    assert action.type is None, where
+                    continue
+                assert action.type in (row_id, id_or_name), where
+                seen.add(command)
+            if action.type is int:
+                assert command in ("jobs add", "jobs update"), where
+    assert {"runs show", "cancel", "groups show", "groups report", "msg send"} <= seen
+
+
+def test_ids_past_the_id_bound_exit_2_naming_the_argument(cli: Cli) -> None:
+    cli.ok("groups", "create", "g", "--members", "a")
+    over = str(MAX_ID + 1)
+    for argv, names in (
+        (("groups", "show", HUGE), "argument GROUP: must be <= 4611686018427387904"),
+        (("groups", "heartbeat", HUGE, "a"), "argument GROUP"),
+        (("groups", "report", over, "a", "started"), "argument GROUP"),
+        (("groups", "show", "0"), "argument GROUP: must be >= 1"),
+        (("runs", "show", over), "argument ID"),
+        (("cancel", over), "argument DISPATCH_ID"),
+        (("dlq", "retry", over), "argument ID"),
+        (("approvals", "approve", over), "argument ID"),
+        (("msg", "read", over), "argument ID"),
+        (("msg", "send", "hi", "--from", "a", "--to", "b", "--reply-to", over), "--reply-to"),
+    ):
+        code, text = cli(*argv)
+        assert code == 2 and names in text, (argv, code, text)
+        assert "Traceback" not in text and "store error" not in text
+    code, text = cli("groups", "show", str(MAX_ID))  # within the bound: looked up
+    assert code == 1 and "no task group" in text, text
+    assert "group g (#1) open" in cli.ok("groups", "heartbeat", "1", "a")
+
+
+def test_every_limit_refuses_values_below_1(cli: Cli) -> None:
+    limits = [
+        (command, action.type)
+        for command, parser in _commands(build_parser()).items()
+        for action in parser._actions
+        if action.dest == "limit"
+    ]
+    assert "spool status" in dict(limits) and len(limits) >= 6
+    assert all(kind is positive_int for _, kind in limits), limits
+    spool = ("spool", "status", "--dir", str(cli.tmp / "spool"))
+    for value in ("0", "-1"):
+        code, text = cli(*spool, "--limit", value)
+        assert code == 2 and "argument --limit: must be >= 1" in text, (value, text)
+    cli.ok(*spool, "--limit", "1")
 
 
 def test_a_job_file_out_of_bounds_names_file_job_and_field(cli: Cli) -> None:
