@@ -3,9 +3,12 @@ file ``jobs add --file`` takes, so that export → import is a round trip (the s
 field by field; exporting the imported jobs gives the same text).
 
 Each job is written with the fields that differ from a ``JobSpec``'s defaults (plus
-``name``, ``executor``, ``target``), in the Struct's field order; durations as ``5m`` /
-``30s`` when that decodes to exactly the stored value. TOML has no null, so a payload or
-options holding ``null`` is refused for TOML naming the job (``--format json`` holds it).
+``name``, ``executor``, ``target``), in the Struct's field order, and so are its
+``retry`` and ``approval`` tables (``approval.required`` always: the table is the gate);
+an unset optional field (``None``) is its default, so it is left out, at any depth;
+durations as ``5m`` / ``30s`` when that decodes to exactly the stored value. TOML has no
+null, so a ``null`` inside a payload or options is refused for TOML naming the job and
+the field (``payload.a[0]``; ``--format json`` holds it).
 """
 
 from __future__ import annotations
@@ -25,12 +28,17 @@ from shepherd.runtime._cli_fmt import duration_keys, duration_literal, emit_json
 from shepherd.runtime._cli_store import open_store
 from shepherd.runtime.config import Config
 from shepherd.store.errors import ConfigError, NotFound
-from shepherd.store.models import JobSpec, RetryPolicy, to_builtins
+from shepherd.store.models import ApprovalPolicy, JobSpec, RetryPolicy, to_builtins
 
 __all__ = ["cmd_jobs_export", "export_data", "export_text"]
 
 _KEEP = ("name", "executor", "target")
-_DURATIONS = duration_keys(JobSpec, RetryPolicy)
+_DURATIONS = duration_keys(JobSpec, RetryPolicy, ApprovalPolicy)
+# the Struct fields of a JobSpec, each leaned against its own defaults: (them, kept keys)
+_TABLES: dict[str, tuple[msgspec.Struct, tuple[str, ...]]] = {
+    "retry": (RetryPolicy(), ()),
+    "approval": (ApprovalPolicy(), ("required",)),
+}
 
 
 def _lean(
@@ -38,11 +46,13 @@ def _lean(
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in data.items():
+        # None is an unset optional field: its default (every optional field's is None)
         if key not in keep and (value is None or value == default.get(key)):
             continue
-        if isinstance(value, dict) and isinstance(default.get(key), dict) and key == "retry":
-            value = _lean(value, default[key])
-            if not value:
+        if key in _TABLES and isinstance(value, dict):
+            table, kept = _TABLES[key]
+            value = _lean(value, to_builtins(table), kept)
+            if not value:  # retry as the default's: left out (approval keeps required)
                 continue
         elif key in _DURATIONS and isinstance(value, int | float):
             value = duration_literal(value)
@@ -56,14 +66,18 @@ def export_data(spec: JobSpec) -> dict[str, Any]:
     return _lean(to_builtins(spec), default, _KEEP)
 
 
-def _has_null(value: Any) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, dict):
-        return any(_has_null(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_null(v) for v in value)
-    return False
+def _null_at(value: Any, where: str) -> str | None:
+    """The path of the first null in ``value`` (``payload.a[0]``), or None."""
+    stack = [(value, where)]
+    while stack:
+        item, path = stack.pop(0)
+        if item is None:
+            return path
+        if isinstance(item, dict):
+            stack.extend((v, f"{path}.{k}" if path else str(k)) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(item))
+    return None
 
 
 def export_text(specs: list[JobSpec], fmt: str) -> str:
@@ -71,9 +85,10 @@ def export_text(specs: list[JobSpec], fmt: str) -> str:
     if fmt == "json":
         return msgspec.json.format(msgspec.json.encode({"jobs": jobs}), indent=2).decode() + "\n"
     for job in jobs:
-        if _has_null(job):
+        null = _null_at(job, "")
+        if null is not None:
             raise ConfigError(
-                "holds a null (in payload or options), which TOML cannot write; use --format json",
+                f"{null} is null, which TOML cannot write; use --format json",
                 field=f"job {job['name']!r}",
             )
     return tomli_w.dumps({"jobs": jobs})

@@ -128,3 +128,44 @@ def test_job_file_and_export_round_trip(
     assert code == 0, err
     spec = jrun(capsys, db_path, "jobs", "show", "deploy")
     assert (spec.get("spec") or spec).get("approval") is None
+
+
+def test_a_gated_job_with_default_sources_round_trips_through_export(
+    db_path: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``approval.sources`` unset (None: every kind but run_now) is left out of an export,
+    as every unset optional field is: it is the default, and TOML has no null."""
+    for name, extra in (("gated", ()), ("slow", ("--approval-timeout", "2h"))):
+        code, _, err = run(
+            capsys, db_path, "jobs", "add", name, *FLAGS, "--approval", "--delivery-to", "@ops",
+            *extra,
+        )  # fmt: skip
+        assert code == 0, err
+    specs = {n: jrun(capsys, db_path, "jobs", "show", n)["spec"] for n in ("gated", "slow")}
+    assert specs["gated"]["approval"]["sources"] is None
+    for fmt in ("toml", "json"):
+        out = tmp_path / f"jobs.{fmt}"
+        code, _, err = run(capsys, db_path, "jobs", "export", "-o", str(out))
+        assert code == 0, err
+        text = out.read_text()
+        assert "sources" not in text and "null" not in text
+        assert ("required = true" in text) == (fmt == "toml")
+        for n in specs:
+            assert run(capsys, db_path, "jobs", "rm", n)[0] == 0
+        code, _, err = run(capsys, db_path, "jobs", "add", "--file", str(out))
+        assert code == 0, err
+        assert {n: jrun(capsys, db_path, "jobs", "show", n)["spec"] for n in specs} == specs
+        code, again, _ = run(capsys, db_path, "jobs", "export", "--format", fmt)
+        assert again == text
+
+
+def test_export_names_the_field_that_holds_a_null(
+    db_path: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(
+        capsys, db_path, "jobs", "add", "n", *FLAGS, "--payload", '{"a": [1, {"b": null}]}'
+    )
+    assert code == 0, err
+    code, out, err = run(capsys, db_path, "jobs", "export", "n")
+    assert code == 2 and not out
+    assert "job 'n': payload.a[1].b is null, which TOML cannot write; use --format json" in err
