@@ -31,6 +31,7 @@ from shepherd.runtime._agents_api import (
     status_op,
     update_op,
 )
+from shepherd.runtime._cli_enqueue import as_flag
 from shepherd.runtime._cli_fmt import emit_json, print_fields, table, when
 from shepherd.runtime._cli_status_parts import agents_lines, agents_status  # re-exported
 from shepherd.runtime._cli_store import duration, open_store, positive_int, wall
@@ -104,9 +105,8 @@ def _fields(args: argparse.Namespace) -> dict[str, Any]:
 
 def _flag_error(exc: ConfigError) -> ConfigError:
     """The error naming the flag (``--capabilities``) instead of the field."""
-    field = (exc.field or "").split("[")[0]
-    flag = _FLAGS.get(field, "ID" if field == "id" else exc.field)
-    return ConfigError(str(exc).removeprefix(f"{exc.field}: "), field=flag)
+    flagged = as_flag(exc, {**_FLAGS, "id": "ID"})
+    return flagged if flagged is not None else exc
 
 
 def row(a: Agent) -> dict[str, Any]:

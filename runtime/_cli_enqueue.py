@@ -11,7 +11,9 @@ committed dispatch or inserts it, so the job is queued exactly once either way."
 from __future__ import annotations
 
 import argparse
+import re
 import uuid
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from shepherd.runtime._cli_fmt import CliError, emit_json
@@ -87,16 +89,27 @@ def _flagged(exc: ShepherdError) -> ShepherdError:
     return flagged if flagged is not None else exc
 
 
-def as_flag(exc: ConfigError) -> ConfigError | None:
-    """``exc`` naming the enqueue flag that set its field (``capabilities[0]`` is
-    ``--capabilities``, the part named in the message), or None for another field."""
+def as_flag(exc: ConfigError, flags: Mapping[str, str] | None = None) -> ConfigError | None:
+    """``exc`` naming the flag that set its field, or None for a field no flag sets.
+    ``flags`` maps fields to flags (``approval.sources`` → ``--approval-sources``); by
+    default the enqueue flags. An item of a list flag is named by its value, which the
+    message quotes, or else by its place (``capabilities[1]`` is ``--capabilities:
+    item 2 is empty``); another part of a field, by its path in the message."""
     if exc.field is None:
         return None
     field = exc.field
-    base = field.split(".", 1)[0].split("[", 1)[0]
-    if base not in _FLAGS:
+    if flags is None:
+        base = field.split(".", 1)[0].split("[", 1)[0]
+        flag = "--" + base.replace("_", "-") if base in _FLAGS else None
+    else:
+        base = field.split("[", 1)[0]
+        flag = flags.get(base)
+    if flag is None:
         return None
     message = str(exc).removeprefix(f"{field}: ")
-    if field != base:
+    if item := re.fullmatch(r"\[(\d+)\]", field[len(base) :]):
+        if message.startswith("is "):  # "is empty": no value to quote
+            message = f"item {int(item.group(1)) + 1} {message}"
+    elif field != base:
         message = f"{field}: {message}"
-    return ConfigError(message, field="--" + base.replace("_", "-"))
+    return ConfigError(message, field=flag)

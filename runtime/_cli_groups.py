@@ -23,6 +23,7 @@ from typing import Any
 import anyio
 
 from shepherd.actors.ingest import send_wake
+from shepherd.runtime._cli_enqueue import as_flag
 from shepherd.runtime._cli_fmt import emit_json, human, human_duration, print_fields, table, when
 from shepherd.runtime._cli_store import duration, id_or_name, open_store, positive_int, wall
 from shepherd.runtime._groups_api import (
@@ -102,9 +103,7 @@ def cmd_create(args: argparse.Namespace, cfg: Config) -> int:
             created_by=args.created_by,
         )  # fmt: skip
     except ConfigError as exc:  # name the flag
-        field = exc.field or ""
-        flag = _FLAGS.get(field.split("[")[0], field)
-        raise ConfigError(str(exc).removeprefix(f"{field}: "), field=flag) from None
+        raise (as_flag(exc, _FLAGS) or exc) from None
 
     async def create() -> TaskGroup:
         async with open_store(cfg) as store:

@@ -105,7 +105,14 @@ def _one_of(names: list[str]) -> Callable[[str], str]:
 
 
 def _comma_list(text: str) -> list[str]:
-    return [w.strip() for w in text.split(",") if w.strip()]
+    """``a,b`` → ``["a", "b"]``; ``""`` → ``[]`` (``jobs update J --capabilities ''``
+    clears them); an empty item (``a,,b``, ``,,``) is refused, as ``agents`` does."""
+    if not text.strip():
+        return []
+    items = [w.strip() for w in text.split(",")]
+    if "" in items:
+        raise argparse.ArgumentTypeError(f"item {items.index('') + 1} is empty in {text!r}")
+    return items
 
 
 def _argument(t: msgspec.inspect.Type) -> dict[str, Any]:

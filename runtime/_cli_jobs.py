@@ -23,6 +23,7 @@ import anyio
 
 from shepherd.actors.ingest import send_wake
 from shepherd.runtime._chains import check_graph, config_error, parents_first
+from shepherd.runtime._cli_enqueue import as_flag
 from shepherd.runtime._cli_fmt import (
     CliError,
     emit_json,
@@ -109,14 +110,12 @@ def spec_from_data(
         spec = job_from_data(data)
         validate_job(spec, builtin_executors(cfg), now, previous=previous)
     except ConfigError as exc:
+        flagged = as_flag(exc, FLAGS)  # capabilities[0] is --capabilities: item 1
+        if flagged is not None:
+            raise flagged from None
         field = exc.field or ""
         head, _, rest = field.partition(".")
-        if field in FLAGS:
-            flag = FLAGS[field]
-        elif head in ("options", "payload") and rest:
-            flag = f"{FLAGS[head]}: {rest}"
-        else:
-            flag = field
+        flag = f"{FLAGS[head]}: {rest}" if head in ("options", "payload") and rest else field
         text = str(exc).removeprefix(f"{exc.field}: ") if exc.field else str(exc)
         raise ConfigError(text, field=flag or None) from None
     return spec
@@ -129,17 +128,14 @@ def load_job_file(
     ``bar`` (its total set here: two steps a job) advances once per job checked."""
     p = Path(path)
     text = read_text(p, field=path)
+    is_json = p.suffix.lower() == ".json"  # any other name is read as TOML
     try:
-        if p.suffix.lower() == ".json":
-            data: Any = loads_json(text)
-        else:
-            data = tomllib.loads(text)
+        data: Any = loads_json(text) if is_json else tomllib.loads(text)
     except NotUnicode as exc:
         raise ConfigError(str(exc), field=path) from None
     except (ValueError, tomllib.TOMLDecodeError) as exc:  # JSONDecodeError is a ValueError
-        raise ConfigError(
-            f"not valid {p.suffix.lstrip('.').upper() or 'TOML'}: {exc}", field=path
-        ) from None
+        kind = "JSON" if is_json else "TOML (a file not named *.json is read as TOML)"
+        raise ConfigError(f"not valid {kind}: {exc}", field=path) from None
     except RecursionError:
         raise ConfigError(TOO_DEEP, field=path) from None
     if isinstance(data, dict) and "jobs" in data and "name" not in data:

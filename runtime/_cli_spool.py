@@ -98,8 +98,11 @@ def _dirs(args: argparse.Namespace, cfg: Config) -> tuple[Path, Path]:
     return base, base / formats.REJECTED_DIR
 
 
-def _dir_error(what: Path, exc: OSError) -> CliError:
-    return CliError(f"spool directory {str(what)!r}: {exc.strerror or exc}", 3)
+def _dir_error(what: Path, exc: OSError, *, writing: bool = False) -> CliError:
+    why = exc.strerror or str(exc)
+    if writing and what.is_dir():  # the error may name the file (/proc: "No such file")
+        why = f"it exists but a file cannot be written in it ({why})"
+    return CliError(f"spool directory {str(what)!r}: {why}", 3)
 
 
 # -- enqueue -------------------------------------------------------------------------
@@ -113,7 +116,7 @@ def cmd_enqueue(args: argparse.Namespace, cfg: Config) -> int:
         pending.mkdir(parents=True, exist_ok=True)
         path = formats.write_event(pending, event)
     except OSError as exc:
-        raise _dir_error(pending, exc) from None
+        raise _dir_error(pending, exc, writing=True) from None
     if args.json:
         emit_json({"id": event["id"], "path": str(path), "event": event})
     else:

@@ -46,6 +46,7 @@ __all__ = [
     "MAX_ID",
     "TOO_DEEP",
     "Range",
+    "bounds_at",
     "check_bounds",
     "check_json",
     "check_value",
@@ -114,6 +115,19 @@ def check_bounds(obj: msgspec.Struct, *, prefix: str = "") -> None:
                 for i, item in enumerate(value):
                     if isinstance(item, msgspec.Struct):
                         check_bounds(item, prefix=f"{field}[{i}].")
+
+
+def bounds_at(cls: type, path: str) -> Range | None:
+    """The bounds of the field at the dotted ``path`` of Struct ``cls`` (``retry.base``,
+    ``approval.timeout``), or None (unbounded, unknown, or inside a list)."""
+    head, _, rest = path.partition(".")
+    hints = typing.get_type_hints(cls, include_extras=True)
+    if head not in hints:
+        return None
+    bounds, base, nested = _inspect(hints[head])
+    if not rest:
+        return bounds
+    return bounds_at(base, rest) if nested and _is_struct(base) else None
 
 
 def check_json(value: Any, *, field: str, depth: int = 0) -> None:

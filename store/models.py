@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal, TypeGuard, TypeVar, get_args
 
 import msgspec
 
-from shepherd.store.bounds import DAY, MAX_EPOCH, Range, check_bounds
+from shepherd.store.bounds import DAY, MAX_EPOCH, Range, bounds_at, check_bounds, check_value
 from shepherd.store.durations import Seconds, parse_duration
 from shepherd.store.errors import ConfigError
 from shepherd.store.records import (  # re-exported: one place to import rows from
@@ -340,6 +340,8 @@ def decode_spec(data: Any, type_: type[T], *, what: str = "job") -> T:
         if isinstance(cause, ConfigError) and cause.field:  # from a __post_init__
             raise ConfigError(_message(cause), field=cause.field) from None
         if m and m.group(1):
+            if isinstance(cause, ConfigError):  # a duration the hook refused
+                _check_own_bounds(data, type_, m.group(1))
             inner = _message(cause) if isinstance(cause, ConfigError) else text[: m.start()]
             raise ConfigError(inner, field=m.group(1)) from None
         raise ConfigError(f"invalid {what}: {text}") from None
@@ -348,6 +350,18 @@ def decode_spec(data: Any, type_: type[T], *, what: str = "job") -> T:
     if isinstance(value, msgspec.Struct):
         check_bounds(value)
     return value
+
+
+def _check_own_bounds(data: Any, type_: type, path: str) -> None:
+    """A number the duration hook refused (``"timeout": -1``: no duration is negative)
+    refused instead by the bounds of its field, so the error says the real bound
+    (``timeout: must be >= 1ms``), as for a number past the other end."""
+    value = data
+    for key in path.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    bounds = bounds_at(type_, path) if isinstance(type_, type) else None
+    if bounds is not None and isinstance(value, int | float) and not isinstance(value, bool):
+        check_value(value, bounds, field=path)
 
 
 def _message(exc: ConfigError) -> str:

@@ -28,6 +28,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from shepherd.actors.executors.leases import Lease
+from shepherd.store.errors import ConfigError
 from shepherd.store.models import Dispatch
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "TasksQuery",
     "is_task_job",
     "level_of",
+    "task_field",
     "task_of",
     "task_status",
 ]
@@ -228,3 +230,12 @@ def task_of(d: Dispatch, lease: Lease | None, timeout: float) -> Task:
         assigned_at=iso(lease.claimed_at) if lease is not None else None,
         completed_at=iso(d.updated_at) if final else None,
     )
+
+
+def task_field(exc: ConfigError) -> ConfigError:
+    """An error inside the dispatch payload a task rides in (``payload.payload.a``: the
+    task's ``payload`` is a key of it) named as the task's own field (``payload.a``)."""
+    field = exc.field or ""
+    if not field.startswith("payload."):
+        return exc
+    return ConfigError(str(exc).removeprefix(f"{field}: "), field=field.removeprefix("payload."))

@@ -38,12 +38,13 @@ from shepherd.runtime.http.task_model import (
     TasksQuery,
     is_task_job,
     level_of,
+    task_field,
     task_of,
     task_status,
 )
 from shepherd.runtime.http.workers import board_of, note_alive
 from shepherd.store.bounds import MAX_ID
-from shepherd.store.errors import NotFound
+from shepherd.store.errors import ConfigError, NotFound
 from shepherd.store.models import Dispatch, JobSpec, RetryPolicy, normalize_capabilities
 
 __all__ = ["ENDPOINTS"]
@@ -104,14 +105,17 @@ async def new_task(req: ApiRequest) -> Any:
         "parent_task_id": body.parent_task_id,
         "retry_eligible": body.retry_eligible,
     }
-    dispatch_id = await req.rt.enqueue(
-        job,
-        payload,
-        priority=level_of(body.priority),
-        max_attempts=body.max_retries + 1 if body.retry_eligible else 1,
-        capabilities=caps or None,
-        owner=body.owner,
-    )
+    try:
+        dispatch_id = await req.rt.enqueue(
+            job,
+            payload,
+            priority=level_of(body.priority),
+            max_attempts=body.max_retries + 1 if body.retry_eligible else 1,
+            capabilities=caps or None,
+            owner=body.owner,
+        )
+    except ConfigError as exc:
+        raise task_field(exc) from None
     return await _task(req, await req.rt.dispatch(dispatch_id))
 
 

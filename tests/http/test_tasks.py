@@ -181,3 +181,19 @@ async def test_cancel_by_patch(db_path: str) -> None:
         async with srv.client(A9) as a9:  # not the owner
             assert (await a9.patch(url, json={"status": "CANCELLED"})).status_code == 403
         assert (await srv.rt.dispatch(int(tid2))).status in ("queued", "running")
+
+
+async def test_a_bad_task_payload_names_the_tasks_own_field(db_path: str) -> None:
+    """The task's payload and metadata ride in its dispatch's payload; an error in them
+    names the task's field (``payload.a...``), not the dispatch's (``payload.payload``)."""
+    deep: Any = 1
+    for _ in range(70):  # past store.bounds.MAX_DEPTH
+        deep = {"a": deep}
+    async with serve(db_path, http=NO_LIMIT) as srv, srv.client(AGENT) as a1:
+        for key in ("payload", "metadata"):
+            bad = await a1.post("/api/v1/tasks", json={"title": "x", key: deep})
+            assert bad.status_code == 422, bad.text
+            error = bad.json()["error"]
+            assert error["field"].startswith(f"{key}.a.a"), error
+            assert "nested too deeply" in error["message"]
+        assert await srv.rt.dispatches() == []

@@ -218,6 +218,11 @@ def test_enqueue_without_a_spool_dir_or_into_an_unwritable_one(spool: Spool) -> 
     blocker.write_text("")
     proc = spool("enqueue", "-m", "x", "--dir", str(blocker / "spool"))
     assert proc.returncode == 3 and str(blocker / "spool") in proc.stderr
+    if Path("/proc/self").is_dir():  # a directory no file can be created in, even by root
+        proc = spool("enqueue", "-m", "x", "--dir", "/proc")
+        assert proc.returncode == 3 and "spool directory '/proc': it exists but a file" in (
+            proc.stderr
+        ), proc.stderr
     # --dir works without any [spool] in the config
     other = spool.tmp / "other"
     event_id = spool.ok("enqueue", "-m", "x", "--dir", str(other)).strip()

@@ -377,3 +377,33 @@ def test_watchdog_timeout_min_is_bounded(cli: Cli) -> None:
         cli, "jobs", "add", "wd", "--executor", "watchdog", "--target", "true",
         "--options", json.dumps({"timeout_min": 10**20}), names="timeout_min",
     )  # fmt: skip
+
+
+def test_list_flag_errors_name_the_flag_not_the_field(cli: Cli) -> None:
+    gate = ("--approval", "--delivery-to", "@ops")
+    for argv, names in (
+        ((*SHELL, "--capabilities", "GPU!"), "--capabilities: 'GPU!' is not a capability"),
+        ((*SHELL, *gate, "--approval-sources", "retry"), "--approval-sources: 'retry' is never"),
+        ((*SHELL, "--capabilities", ",,"), "argument --capabilities: item 1 is empty"),
+        ((*SHELL, "--capabilities", "gpu,,linux"), "argument --capabilities: item 2 is empty"),
+        (("agents", "add", "a1", "--capabilities", "gpu,"), "--capabilities: item 2 is empty"),
+    ):
+        text = _refused(cli, *argv, names=names)
+        assert "capabilities[" not in text and "sources[" not in text, text
+    cli.ok(*SHELL, "--capabilities", "gpu, Linux")
+    code, text = cli("enqueue", "j", "--capabilities", "GPU!")
+    assert code == 2 and "--capabilities: 'GPU!' is not" in text and "[0]" not in text, text
+    cli.ok("jobs", "update", "j", "--capabilities", "")  # an empty value clears them
+    with sqlite3.connect(cli.db) as conn:
+        [(spec,)] = conn.execute("SELECT spec FROM jobs").fetchall()
+    assert json.loads(spec)["capabilities"] == []
+
+
+def test_a_job_file_not_named_json_is_read_and_refused_as_toml(cli: Cli) -> None:
+    bad = cli.tmp / "x.yaml"
+    bad.write_text("name = \n")
+    text = _refused(cli, "jobs", "add", "--file", str(bad), names="not valid TOML")
+    assert "YAML" not in text and "read as TOML" in text
+    bad_json = cli.tmp / "x.json"
+    bad_json.write_text("{")
+    _refused(cli, "jobs", "add", "--file", str(bad_json), names=f"{bad_json}: not valid JSON")

@@ -87,6 +87,9 @@ async def test_ocs_shape_shell_spawn_and_delete_after_run_false(
         ('{"payload_message": "  "}', "payload_message"),
         ('{"target": "record", "cron": "* * * * *"}', "cron"),
         ('{"target": "record", "retry": {"max_attempts": 0}}', "retry.max_attempts"),
+        # a negative duration is refused by its field's own bound, which the error says
+        ('{"target": "record", "timeout": -1}', "timeout: must be >= 1ms, got -1s"),
+        ('{"target": "record", "retry": {"base": -5}}', "retry.base: must be >= 0s"),
     ],
 )
 async def test_a_bad_spawn_body_fails_the_message_with_the_error(
