@@ -29,6 +29,7 @@ from shepherd.runtime._cli_fmt import CliError, emit_json, human, print_fields, 
 from shepherd.runtime._cli_store import (
     builtin_executors,
     duration,
+    not_unicode,
     open_store,
     origin,
     positive_int,
@@ -104,11 +105,19 @@ def _body(args: argparse.Namespace) -> str:
         return str(args.body)
     try:
         if args.file == "-":
-            return sys.stdin.read()
-        with open(args.file, encoding="utf-8") as f:
-            return f.read()
+            text = sys.stdin.read()  # decoded as the locale says (perhaps surrogateescape)
+        else:
+            with open(args.file, encoding="utf-8") as f:
+                text = f.read()
     except OSError as exc:
         raise CliError(f"--file {args.file}: {exc.strerror or exc}", code=2) from None
+    except UnicodeDecodeError as exc:
+        problem: str | None = f"is not valid UTF-8 (byte {exc.start}: {exc.reason})"
+    else:
+        problem = not_unicode(text)
+    if problem is not None:
+        raise CliError(f"--file {args.file}: {problem}", code=2)
+    return text
 
 
 def cmd_send(args: argparse.Namespace, cfg: Config) -> int:

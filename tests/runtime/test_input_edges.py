@@ -194,3 +194,22 @@ def test_a_non_utf8_argv_word_exits_2_naming_its_flag(tmp_path: Path) -> None:
     assert got.returncode == 2, got.stderr
     assert b"--message/-m: is not valid UTF-8 (byte 0xff)" in got.stderr
     assert b"Traceback" not in got.stderr and list(tmp_path.iterdir()) == []
+
+
+def test_a_message_body_file_that_is_not_utf8_exits_2_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+    import sys
+
+    cli = clean_cli(tmp_path, capsys, monkeypatch, "x.db")
+    (tmp_path / "bad.txt").write_bytes(b"hi \xff")
+    send = ("msg", "send", "--from", "a", "--to", "b", "--file")
+    code, _, err = cli(*send, "bad.txt")
+    assert code == 2 and "--file bad.txt: is not valid UTF-8 (byte 3" in err, err
+    # standard input as a POSIX locale decodes it: each bad byte a surrogate
+    stdin = io.TextIOWrapper(io.BytesIO(b"hi \xff"), encoding="utf-8", errors="surrogateescape")
+    monkeypatch.setattr(sys, "stdin", stdin)
+    code, _, err = cli(*send, "-")
+    assert code == 2 and "--file -: is not valid UTF-8 (byte 0xff)" in err, err
+    assert "Traceback" not in err and not (tmp_path / "x.db").exists()
