@@ -133,7 +133,7 @@ def daemon_pid(database: str) -> int | None:
 
 def _lock_file_pid(path: str) -> int | None:
     try:
-        f = open(path)  # noqa: SIM115 - closed below
+        f = open(path, errors="replace")  # noqa: SIM115 - closed below; damaged: no pid
     except OSError:
         return None
     with f:
@@ -152,7 +152,7 @@ def _lock_file_pid(path: str) -> int | None:
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # overflow: no such pid (a damaged file)
         return False
     except PermissionError:
         return True

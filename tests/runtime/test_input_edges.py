@@ -213,3 +213,15 @@ def test_a_message_body_file_that_is_not_utf8_exits_2_naming_it(
     code, _, err = cli(*send, "-")
     assert code == 2 and "--file -: is not valid UTF-8 (byte 0xff)" in err, err
     assert "Traceback" not in err and not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.parametrize("text", [b"\xff\xfe garbage", b"pid 99999999999999999999999\n", b""])
+def test_a_damaged_lock_file_names_no_daemon(tmp_path: Path, text: bytes) -> None:
+    """``status`` / ``doctor`` read the pid a runtime wrote in its lock file: bytes that
+    are not text, or a pid no process can have, mean that no daemon serves the file."""
+    from shepherd.runtime._cli_store import daemon_pid
+
+    db = tmp_path / "x.db"
+    db.touch()
+    (tmp_path / "x.db.lock").write_bytes(text)
+    assert daemon_pid(str(db)) is None
