@@ -6,6 +6,10 @@ whatever happened into exactly one outcome, and report it to the dispatcher.
 Inbox: none (it is cancelled through its ``ChildHandle``). Sends: ``RunFinished`` to the
 dispatcher, shielded and bounded. Restart type: temporary — never restarted; retries
 are data the dispatcher decides on. Timers: the two deadlines.
+
+A result is checked before it is reported (``store.bounds.storable``): one that is not
+a JSON value, or is nested deeper than ``MAX_DEPTH``, makes the run an ``error`` with
+that message instead of being stored, so every stored result can be read back.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from shepherd.actors.messages import DispatcherMsg, RunFinished
 from shepherd.actors.primitives.clock import Clock
 from shepherd.actors.primitives.mailbox import Address
 from shepherd.actors.primitives.runsup import ChildHandle
-from shepherd.store.errors import Deferred, Discard, MailboxFull, RetryAfter
+from shepherd.store.bounds import storable
+from shepherd.store.errors import ConfigError, Deferred, Discard, MailboxFull, RetryAfter
 from shepherd.store.models import JobSpec
 
 __all__ = ["RunOrder", "run_actor"]
@@ -134,6 +139,8 @@ def _outcome(
     idle: float | None = None,
 ) -> RunFinished:
     rep = ctx.reported
+    if result is not None and result.result is not None:
+        result = _storable(result)
     if result is not None and result.ok and not (rep or result.details or scope.cancelled_caught):
         # the common case, nothing reported along the way: the same report, built directly
         return RunFinished(
@@ -205,3 +212,15 @@ def _outcome(
         details=details,
         **base,
     )
+
+
+def _storable(result: ExecResult) -> ExecResult:
+    """``result`` with its value as the builtins it is stored as; a value that cannot be
+    stored (not JSON, nested too deeply) makes the run an error that says why."""
+    try:
+        value = storable(result.result, field="result")
+    except ConfigError as exc:
+        problem = f"the run's result cannot be stored: {exc}"
+        error = problem if result.ok else f"{result.error or 'failed'}; {problem}"
+        return msgspec.structs.replace(result, ok=False, result=None, error=error)
+    return msgspec.structs.replace(result, result=value)

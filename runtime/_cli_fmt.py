@@ -6,6 +6,9 @@ them as ISO 8601 UTC (``2025-01-31T09:00:00.000Z``, :func:`plain`); human output
 (:func:`set_display_zone`), to the second (``2025-01-31 10:00:00 CET``). Durations in
 human output read ``1m30s`` (:func:`human_duration`); :func:`duration_literal` is the
 form a config or job file takes back (``5m``, or a number when no unit is exact).
+A value nested deeper than any stored value may be (a result stored before results were
+bounded, ``store.bounds.MAX_DEPTH``) is shown as a note past ``_SHOWN_DEPTH`` levels,
+so no row is too deep to print.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any, TextIO
 
 import msgspec
 
+from shepherd.store.bounds import MAX_DEPTH
 from shepherd.store.errors import ConfigError
 from shepherd.store.models import Seconds, parse_duration, to_builtins
 
@@ -37,6 +41,8 @@ __all__ = [
 ]
 
 _TIME_KEYS = frozenset({"not_before", "slot"})
+_SHOWN_DEPTH = MAX_DEPTH + 8  # a stored value's levels, and a page, row and field above it
+_TOO_DEEP = f"<nested deeper than {MAX_DEPTH} levels: not shown>"
 _zone: tzinfo | None = None  # None: the machine's local time
 
 
@@ -152,13 +158,30 @@ def _is_time(key: str) -> bool:
 def plain(obj: Any) -> Any:
     """Builtins for ``--json``: Structs → dicts, time fields (``*_at``, not_before, slot)
     → ISO UTC."""
-    return _times(to_builtins(obj), iso, None)
+    return _times(to_builtins(_cut(obj)), iso, None)
 
 
 def human(obj: Any) -> Any:
     """Builtins for human output: times as :func:`when`, a job's durations (``timeout``,
     ``retry.base``…) as :func:`human_duration`."""
-    return _times(to_builtins(obj), when, human_duration)
+    return _times(to_builtins(_cut(obj)), when, human_duration)
+
+
+def _cut(data: Any, depth: int = 0) -> Any:
+    """``data`` with what lies past ``_SHOWN_DEPTH`` levels replaced by a note: no walk
+    over it (``to_builtins``, ``_times``, the JSON encoder) recurses to its end."""
+    if isinstance(data, dict | list | tuple | msgspec.Struct) and depth >= _SHOWN_DEPTH:
+        return _TOO_DEEP  # stored before results were bounded
+    if isinstance(data, msgspec.Struct):
+        fields = data.__struct_fields__
+        return msgspec.structs.replace(
+            data, **{f: _cut(getattr(data, f), depth + 1) for f in fields}
+        )
+    if isinstance(data, dict):
+        return {k: _cut(v, depth + 1) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_cut(v, depth + 1) for v in data]
+    return data
 
 
 def _times(data: Any, at: Any, dur: Any) -> Any:

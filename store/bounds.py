@@ -21,6 +21,8 @@ INTEGER, so no accepted value can overflow when it is bound.
 :func:`check_json` refuses values that JSON cannot carry (NaN, infinities, non-string
 keys, non-JSON types) in payloads and options: msgspec would write NaN as ``null``; and
 values nested deeper than ``MAX_DEPTH``, so nothing stored is too deep to read back.
+:func:`storable` applies the same check to a run's result (an executor's return value,
+a worker's report), after converting it to the builtins msgspec would encode it as.
 Input deeper than a decoder's own recursion limit (about a thousand levels) raises
 ``RecursionError`` while it is decoded; each edge that decodes input turns that into its
 bad-input error with ``TOO_DEEP``.
@@ -50,6 +52,7 @@ __all__ = [
     "check_bounds",
     "check_json",
     "check_value",
+    "storable",
 ]
 
 HOUR = 3600.0
@@ -152,6 +155,20 @@ def check_json(value: Any, *, field: str, depth: int = 0) -> None:
             check_json(item, field=f"{field}[{i}]", depth=depth + 1)
         return
     raise ConfigError(f"{type(value).__name__} is not a JSON value", field=field)
+
+
+def storable(value: Any, *, field: str) -> Any:
+    """``value`` as the JSON builtins it is stored as (Structs, dataclasses, datetimes
+    converted as msgspec encodes them, keys as strings), or ConfigError naming the part
+    of it that is not a JSON value or is nested deeper than ``MAX_DEPTH``."""
+    try:
+        plain = msgspec.to_builtins(value, str_keys=True)
+    except RecursionError:
+        raise ConfigError(TOO_DEEP, field=field) from None
+    except TypeError as exc:  # "Encoding objects of type X is unsupported"
+        raise ConfigError(f"not a JSON value ({exc})", field=field) from None
+    check_json(plain, field=field)
+    return plain
 
 
 # -- the per-class table --------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 ``job.target`` names the callable. It receives the ``RunContext`` (payload, attempt,
 idempotency key, ``heartbeat()``) and may return any msgspec-encodable value, which is
-stored as the run's result. It is cancelled (``anyio`` cancellation) on timeout or when
+stored as the run's result (one nested deeper than ``store.bounds.MAX_DEPTH`` ends the
+run an error: ``actors.run``). It is cancelled (``anyio`` cancellation) on timeout or when
 an operator cancels the dispatch. Raising ``RetryAfter`` / ``Discard`` steers the retry.
 
 A target may declare its payload type, a msgspec Struct (``register(name, fn,

@@ -43,7 +43,7 @@ from shepherd.runtime.http.task_model import (
     task_status,
 )
 from shepherd.runtime.http.workers import board_of, note_alive
-from shepherd.store.bounds import MAX_ID
+from shepherd.store.bounds import MAX_ID, storable
 from shepherd.store.errors import ConfigError, NotFound
 from shepherd.store.models import Dispatch, JobSpec, RetryPolicy, normalize_capabilities
 
@@ -204,8 +204,9 @@ async def task_progress(req: ApiRequest) -> Any:
 
 async def task_complete(req: ApiRequest) -> Any:
     body: CompleteBody = req.body
+    result = storable(body.result, field="result")  # 422 before a lease is adopted
     task_id, lease = await _lease_for(req)
-    board_of(req.rt).complete(lease, body.result)
+    board_of(req.rt).complete(lease, result)
     return TaskReport(task_id=str(task_id), status="COMPLETED", run_id=lease.run_id)
 
 

@@ -11,7 +11,8 @@
 
 Scope ``agent``; the worker is the request's agent (``X-Agent-ID``; an agent token's
 own). The lease board is the ``external`` executor's (``actors/executors/external.py``).
-Answers: a token that is not ``<run_id>.<32 hex>`` (or names another run) → 422; no
+Answers: a ``result`` nested deeper than ``store.bounds.MAX_DEPTH`` → 422 naming it, the
+lease untouched; a token that is not ``<run_id>.<32 hex>`` (or names another run) → 422; no
 such run → 404; a lease held by another agent → 403; a stale token (the lease expired,
 the run was retried, cancelled, or finalized by recovery after a restart) → 409, and
 the refusal is recorded (the board's ``stale`` counter, a log line, a ``stale`` lease
@@ -32,6 +33,7 @@ from shepherd.actors.executors.external import ExternalExecutor
 from shepherd.actors.executors.leases import Lease, LeaseBoard, NotHolder, UnknownLease
 from shepherd.runtime.http.api import ApiError, ApiRequest, Endpoint
 from shepherd.runtime.http.context import HttpContext
+from shepherd.store.bounds import storable
 from shepherd.store.errors import ConfigError, NotFound
 from shepherd.store.models import normalize_capabilities
 
@@ -187,8 +189,9 @@ async def progress(req: ApiRequest) -> Any:
 
 async def complete(req: ApiRequest) -> Any:
     body: CompleteBody = req.body
+    result = storable(body.result, field="result")  # 422 before the lease is looked at
     board, lease = await held(req, body.token, "complete")
-    board.complete(lease, body.result)
+    board.complete(lease, result)
     return LeaseState(run_id=lease.run_id, state="completed")
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from shepherd import ConfigError, Conflict, Discard, NotFound
+from shepherd import ConfigError, Conflict, Discard, NotFound, RunContext
 from shepherd.runtime.client import ApiError, Client
 from shepherd.store.models import Dispatch, JobRow, Run
 from tests.http_helpers import ADMIN, READ, serve
@@ -16,8 +16,8 @@ from tests.http_helpers import ADMIN, READ, serve
 pytestmark = pytest.mark.anyio
 
 
-async def ok(payload: dict[str, Any]) -> dict[str, Any]:
-    return {"got": payload}
+async def ok(ctx: RunContext) -> dict[str, Any]:
+    return {"got": ctx.payload}
 
 
 async def dies(payload: dict[str, Any]) -> None:

@@ -16,14 +16,14 @@ from typing import Any
 import httpx
 import pytest
 
-from shepherd import Discard
+from shepherd import Discard, RunContext
 from tests.http_helpers import AGENT, READ, Served, serve
 
 pytestmark = pytest.mark.anyio
 
 
-async def ok(payload: dict[str, Any]) -> dict[str, Any]:
-    return {"echo": payload}
+async def ok(ctx: RunContext) -> dict[str, Any]:
+    return {"echo": ctx.payload}
 
 
 async def dies(payload: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ import pytest
 
 from shepherd.runtime.http.config import TokenConfig
 from shepherd.runtime.http.task_model import level_of
+from shepherd.store.bounds import MAX_DEPTH
 from tests.helpers import eventually
 from tests.http_helpers import ADMIN, AGENT, READ, serve, standard_tokens
 
@@ -136,6 +137,13 @@ async def test_unassigned_task_any_agent_and_bad_input(db_path: str) -> None:
         assert got.status_code == 200
         assert got.json()["lease"]["payload"]["title"] == "anyone"
         assert (await task(a1, tid))["status"] == "ASSIGNED"
+        deep: list[Any] = []
+        for _ in range(MAX_DEPTH):
+            deep = [deep]
+        too_deep = await a1.post(f"/api/v1/tasks/{tid}/complete", json={"result": deep})
+        assert too_deep.status_code == 422
+        assert too_deep.json()["error"]["field"].startswith("result[0]")
+        assert (await task(a1, tid))["status"] == "ASSIGNED"  # nothing reported
         done = await a1.post(f"/api/v1/tasks/{tid}/complete", json={"result": "ok"})
         assert done.status_code == 200
         assert (await srv.rt.wait(int(tid))).status == "done"

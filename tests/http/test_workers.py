@@ -24,6 +24,7 @@ import pytest
 
 from shepherd import JobSpec
 from shepherd.runtime.worker_client import LeaseLost, WorkerClient
+from shepherd.store.bounds import MAX_DEPTH, TOO_DEEP
 from shepherd.store.models import RetryPolicy
 from tests.helpers import eventually
 from tests.http_helpers import ADMIN, AGENT, serve
@@ -32,6 +33,13 @@ pytestmark = pytest.mark.anyio
 
 FAST = RetryPolicy(max_attempts=3, base=0.01, max_delay=0.01)  # type: ignore[arg-type]
 NO_LIMIT = {"rate_limit": 0}
+
+
+def nested_list(levels: int) -> Any:
+    value: Any = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
 
 
 def ext_job(name: str = "ext", **kw: Any) -> JobSpec:
@@ -218,6 +226,27 @@ async def test_bad_input(db_path: str) -> None:
 
         async with srv.client(READ) as reader:
             assert (await claim(reader)).status_code == 403
+
+
+async def test_a_result_nested_too_deeply_is_422_and_the_lease_holds(db_path: str) -> None:
+    async with serve(db_path, http=NO_LIMIT) as srv, srv.client(AGENT) as c:
+        await srv.rt.add_job(ext_job())
+        did = await srv.rt.enqueue("ext")
+        lease = (await claim(c)).json()["lease"]
+        url = f"/api/v1/workers/leases/{lease['run_id']}/complete"
+        for levels in (MAX_DEPTH + 1, 950):  # past the bound; far past it (was: 200)
+            result = "[" * levels + "]" * levels
+            body = f'{{"token": "{lease["token"]}", "result": {result}}}'
+            got = await c.post(url, content=body, headers={"content-type": "application/json"})
+            assert got.status_code == 422, got.text
+            error = got.json()["error"]
+            assert TOO_DEEP in error["message"]
+            # named, unless the decoder's own limit (stack depth) refused the body first
+            assert error.get("field", "result[0]").startswith("result[0]"), error
+        assert (await srv.rt.dispatch(did)).status == "running"  # nothing stored
+        done = await report(c, lease, "complete", result=nested_list(MAX_DEPTH))
+        assert done.status_code == 200, done.text
+        assert (await srv.rt.wait(did)).result == nested_list(MAX_DEPTH)
 
 
 async def test_worker_client_heartbeats_and_lease_lost(db_path: str) -> None:

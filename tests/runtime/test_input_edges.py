@@ -10,6 +10,7 @@ one-value top-level key comes from ``SHEPHERD_<KEY>``, checked as in a file."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from shepherd.actors.spool import formats
 from shepherd.runtime import Config, ConfigError, JobSpec, RunContext, Runtime
 from shepherd.runtime.config import load_config
 from shepherd.store.bounds import MAX_DEPTH, TOO_DEEP, check_json
+from shepherd.store.models import RetryPolicy
 from tests.cli_helpers import clean_cli
 
 pytestmark = pytest.mark.anyio
@@ -225,3 +227,51 @@ def test_a_damaged_lock_file_names_no_daemon(tmp_path: Path, text: bytes) -> Non
     db.touch()
     (tmp_path / "x.db.lock").write_bytes(text)
     assert daemon_pid(str(db)) is None
+
+
+class _Opaque:
+    pass
+
+
+async def deep_result(ctx: RunContext) -> Any:
+    return nested(MAX_DEPTH + 1)
+
+
+async def odd_result(ctx: RunContext) -> Any:
+    return {"x": _Opaque()}
+
+
+async def test_a_result_too_deep_or_not_json_ends_the_run_an_error(db_path: str) -> None:
+    targets = {"deep": deep_result, "odd": odd_result, "ok": ok}
+    async with Runtime.open(Config(database=db_path), targets=targets) as rt:
+        for name in targets:
+            await rt.add_job(JobSpec(name=name, target=name, retry=RetryPolicy(max_attempts=1)))
+        deep = await rt.wait(await rt.enqueue("deep"), timeout=10)
+        odd = await rt.wait(await rt.enqueue("odd"), timeout=10)
+        fine = await rt.wait(await rt.enqueue("ok"), timeout=10)
+        runs = {r.dispatch_id: r for r in await rt.runs()}
+    assert (deep.status, deep.result) == ("dead", None)
+    assert deep.last_error is not None and "result cannot be stored" in deep.last_error
+    assert TOO_DEEP in deep.last_error and runs[deep.id].status == "error"
+    assert odd.status == "dead" and odd.last_error is not None
+    assert "result: not a JSON value" in odd.last_error and "_Opaque" in odd.last_error
+    assert fine.status == "done"
+
+
+def test_the_cli_shows_a_result_stored_deeper_than_the_bound(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A row stored before results were bounded (950 levels) is shown, cut at the bound."""
+    cli = clean_cli(tmp_path, capsys, monkeypatch, "x.db")
+    cli.ok("jobs", "add", "j", "--executor", "shell", "--target", "true")
+    cli.ok("enqueue", "j")
+    with sqlite3.connect(cli.db) as conn:
+        conn.execute(
+            "INSERT INTO runs (dispatch_id, job_id, job_name, attempt, status, started_at,"
+            " result) SELECT id, job_id, 'j', 1, 'ok', 1.0, ? FROM dispatches",
+            (b"[" * 950 + b"]" * 950,),
+        )
+        (run_id,) = conn.execute("SELECT max(id) FROM runs").fetchone()
+    assert "not shown" in cli.ok("runs", "show", str(run_id))
+    assert "not shown" in json.dumps(cli.json("runs", "show", str(run_id)))
+    assert [r["id"] for r in cli.json("runs", "list")] == [run_id]
