@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from shepherd.store import keys
-from shepherd.store.bounds import check_bounds, check_json, check_value
+from shepherd.store.bounds import check_bounds, check_json, check_utf8, check_value
 from shepherd.store.errors import ConfigError
 from shepherd.store.models import (
     DELAY,
@@ -77,6 +77,10 @@ def validate_job(
             field="executor",
         )
     check_bounds(spec)  # a JobSpec built in Python is not checked by msgspec
+    for field in spec.__struct_fields__:  # text the store can hold (what the OS can
+        value = getattr(spec, field)  # take, too, is each executor's check)
+        if isinstance(value, str):
+            check_utf8(value, field=field)
     check_json(spec.payload, field="payload")
     check_json(spec.options, field="options")
     if spec.retry.max_delay < spec.retry.base:

@@ -19,8 +19,11 @@ decodes; input is what is checked. Every integer bound is far below SQLite's 64-
 INTEGER, so no accepted value can overflow when it is bound.
 
 :func:`check_json` refuses values that JSON cannot carry (NaN, infinities, non-string
-keys, non-JSON types) in payloads and options: msgspec would write NaN as ``null``; and
-values nested deeper than ``MAX_DEPTH``, so nothing stored is too deep to read back.
+keys, non-JSON types, strings that are not UTF-8 text) in payloads and options: msgspec
+would write NaN as ``null``; and values nested deeper than ``MAX_DEPTH``, so nothing
+stored is too deep to read back. :func:`check_os_text` refuses a string an executor
+hands to the OS (a command, a directory, an environment value) that the OS cannot take:
+one holding NUL, or one not encodable as UTF-8 (a lone surrogate).
 :func:`storable` applies the same check to a run's result (an executor's return value,
 a worker's report), after converting it to the builtins msgspec would encode it as.
 Input deeper than a decoder's own recursion limit (about a thousand levels) raises
@@ -51,6 +54,8 @@ __all__ = [
     "bounds_at",
     "check_bounds",
     "check_json",
+    "check_os_text",
+    "check_utf8",
     "check_value",
     "storable",
 ]
@@ -133,10 +138,40 @@ def bounds_at(cls: type, path: str) -> Range | None:
     return bounds_at(base, rest) if nested and _is_struct(base) else None
 
 
+def check_utf8(value: str, *, field: str) -> None:
+    """ConfigError naming ``field`` unless ``value`` is encodable as UTF-8 (a str with a
+    lone surrogate, from ``\\ud800`` in JSON or undecodable bytes, is not)."""
+    if value.isascii():
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = ord(value[exc.start])
+        raise ConfigError(
+            f"not UTF-8 text: an unpaired surrogate U+{bad:04X} at character {exc.start}",
+            field=field,
+        ) from None
+
+
+def check_os_text(value: str, *, field: str) -> None:
+    """ConfigError naming ``field`` unless the OS can take ``value`` (as a command, a
+    path, an argument or an environment value): no NUL character, UTF-8 text."""
+    if "\x00" in value:
+        where = value.index("\x00")
+        raise ConfigError(
+            f"must not contain a NUL character (at character {where}): the OS cannot take it",
+            field=field,
+        )
+    check_utf8(value, field=field)
+
+
 def check_json(value: Any, *, field: str, depth: int = 0) -> None:
-    """ConfigError naming the first part of ``value`` that is not a JSON value, or that
-    is nested deeper than ``MAX_DEPTH``."""
-    if value is None or isinstance(value, str | bool | int):
+    """ConfigError naming the first part of ``value`` that is not a JSON value (strings
+    included: UTF-8 text), or that is nested deeper than ``MAX_DEPTH``."""
+    if isinstance(value, str):
+        check_utf8(value, field=field)
+        return
+    if value is None or isinstance(value, bool | int):
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -148,6 +183,7 @@ def check_json(value: Any, *, field: str, depth: int = 0) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise ConfigError(f"object keys must be strings, got {key!r}", field=field)
+            check_utf8(key, field=field)
             check_json(item, field=f"{field}.{key}", depth=depth + 1)
         return
     if isinstance(value, list | tuple):

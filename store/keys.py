@@ -63,6 +63,13 @@ def key_problem(key: object) -> str | None:
         return f"must not start with {SYSTEM!r} (reserved for system-made keys)"
     if REPLAY in key:
         return f"must not contain {REPLAY!r} (reserved for the keys of crash replays)"
+    if "\x00" in key:  # a shell run gets it in its environment: the OS cannot take NUL
+        return "must not contain a NUL character"
+    if not key.isascii():
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            return "must be UTF-8 text (it holds an unpaired surrogate)"
     return None
 
 

@@ -60,8 +60,9 @@ def _spawn(sock: socket.socket, request: list[Any], fds: list[int],
             argv, stdin=fds[0], stdout=fds[1], stderr=fds[2],
             env=env, cwd=cwd, start_new_session=True, close_fds=True,
         )  # fmt: skip
-    except OSError as exc:
-        _send(sock, {"id": ident, "error": f"{type(exc).__name__}: {exc}", "errno": exc.errno})
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in argv, env or cwd
+        errno = getattr(exc, "errno", None)
+        _send(sock, {"id": ident, "error": f"{type(exc).__name__}: {exc}", "errno": errno})
         return
     finally:
         for fd in fds:

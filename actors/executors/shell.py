@@ -20,6 +20,9 @@
   summary limit. Announce delivery text: ``output.shell_delivery_text``.
 - Environment: the parent's plus ``SHEPHERD_RUN_ID``, ``SHEPHERD_DISPATCH_ID``,
   ``SHEPHERD_ATTEMPT``, ``SHEPHERD_IDEMPOTENCY_KEY`` and ``SHEPHERD_PAYLOAD`` (JSON).
+- A command, directory or key the OS cannot take (NUL, not UTF-8: refused when a job
+  is saved, ``specs.check_shell``, but a row may predate the check) ends the run
+  ``error``, not retried, before anything is started.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ from shepherd.actors.executors.output import (
     validate_limits,
 )
 from shepherd.actors.executors.specs import SHELL_OPTIONS, check_shell  # re-exported
+from shepherd.store.bounds import check_os_text
+from shepherd.store.errors import ConfigError
 from shepherd.store.models import JobSpec
 
 __all__ = ["SHELL_OPTIONS", "ShellExecutor", "artifact_path"]
@@ -120,6 +125,9 @@ class ShellExecutor:
         check_shell(spec)
 
     async def execute(self, ctx: RunContext) -> ExecResult:
+        bad = _unstartable(ctx)
+        if bad is not None:
+            return ExecResult(ok=False, retry=False, error=bad)
         limits = validate_limits(ctx.job.options)
         out = _Capture(limits, ctx.data_dir, ctx.run_id, "stdout")
         err = _Capture(limits, ctx.data_dir, ctx.run_id, "stderr")
@@ -170,6 +178,19 @@ class ShellExecutor:
 
     def __repr__(self) -> str:
         return f"<ShellExecutor {self._shell}>"
+
+
+def _unstartable(ctx: RunContext) -> str | None:
+    """Why the OS cannot start this run (its job stored before the check), or None."""
+    cwd = ctx.job.options.get("cwd")
+    try:
+        check_os_text(ctx.job.target, field="target")
+        if isinstance(cwd, str):
+            check_os_text(cwd, field="options.cwd")
+        check_os_text(ctx.idempotency_key or "", field="idempotency_key")
+    except ConfigError as exc:
+        return f"cannot start the command: {exc}"
+    return None
 
 
 def _record(

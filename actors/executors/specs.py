@@ -5,7 +5,10 @@
 its registry of targets). They live here, apart from the executors' runtime modules
 (subprocesses, HTTP, the event loop), so that checking a config's ``[[jobs]]``, as
 every CLI command does, imports msgspec and the standard library only. Every error is
-a ``ConfigError`` naming the field (``options.cwd``, ``payload.message``…).
+a ``ConfigError`` naming the field (``options.cwd``, ``payload.message``…). What a
+shell or watchdog job hands the OS (its command, its directory) must be text the OS
+can take (``store.bounds.check_os_text``: no NUL, UTF-8), or every run of it would fail
+to start.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from shepherd.actors.executors import prompt
 from shepherd.actors.executors.gateway_config import require_gateway
 from shepherd.actors.executors.output import OUTPUT_OPTIONS, validate_limits
 from shepherd.actors.router.delivery import check_option_keys
-from shepherd.store.bounds import Range, check_value
+from shepherd.store.bounds import Range, check_os_text, check_value
 from shepherd.store.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -91,11 +94,14 @@ class SpecCheck:
 def check_shell(spec: JobSpec) -> None:
     if not spec.target.strip():
         raise ConfigError("a shell job needs a command in target", field="target")
+    check_os_text(spec.target, field="target")
     check_option_keys(spec, SHELL_OPTIONS)
     validate_limits(spec.options)
     cwd = spec.options.get("cwd")
     if cwd is not None and (not isinstance(cwd, str) or not cwd.strip()):
         raise ConfigError("must be a non-empty string (a directory)", field="options.cwd")
+    if cwd is not None:
+        check_os_text(cwd, field="options.cwd")
 
 
 def check_python(spec: JobSpec) -> None:
@@ -180,6 +186,10 @@ def check_watchdog(spec: JobSpec) -> None:
     cmd = opts.get("check_cmd")
     if cmd is not None and not isinstance(cmd, str):
         raise ConfigError("must be a string (a shell command)", field="options.check_cmd")
+    if cmd is not None:
+        check_os_text(cmd, field="options.check_cmd")
+    if cmd is None or not cmd.strip():  # the target is the command it runs
+        check_os_text(spec.target, field="target")
     if opts.get("timeout_min") is not None:
         check_value(opts["timeout_min"], TIMEOUT_MIN, field="options.timeout_min", integer=True)
     if not isinstance(opts.get("self_destruct", True), bool):

@@ -57,6 +57,14 @@ async def test_jobs_lifecycle(db_path: str) -> None:
         assert unknown.status_code == 422 and unknown.json()["error"]["field"] == "cronn"
         no_exec = await c.post("/api/v1/jobs", json={"name": "k", "executor": "nope"})
         assert no_exec.status_code == 422 and no_exec.json()["error"]["field"] == "executor"
+        for body, field in (
+            ({"name": "nul", "executor": "shell", "target": "echo \u0000 hi"}, "target"),
+            ({"name": "nul", "executor": "shell", "target": "pwd",
+              "options": {"cwd": "/tmp\u0000"}}, "options.cwd"),
+        ):  # fmt: skip
+            nul = await c.post("/api/v1/jobs", json=body)
+            assert nul.status_code == 422 and nul.json()["error"]["field"] == field, nul.text
+            assert "NUL" in nul.json()["error"]["message"]
         assert [j.name for j in await srv.rt.list_jobs()] == ["j"]  # nothing else stored
 
         got = await _json(await c.get("/api/v1/jobs/j"))

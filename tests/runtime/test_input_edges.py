@@ -5,7 +5,9 @@ nothing crashed (the enqueue socket's frame, the spool's file, an HTTP body, a C
 or file, a config file); files that are not UTF-8 text, or are directories, are named;
 JSON strings that are not Unicode (an unpaired surrogate) and command-line words that
 are not UTF-8 exit 2 naming the flag or file, before anything is encoded; every
-one-value top-level key comes from ``SHEPHERD_<KEY>``, checked as in a file."""
+one-value top-level key comes from ``SHEPHERD_<KEY>``, checked as in a file; a string
+the OS cannot take (NUL, not UTF-8) is refused where an executor would hand it to the
+OS, and text that is not UTF-8 wherever it would be stored."""
 
 from __future__ import annotations
 
@@ -275,3 +277,44 @@ def test_the_cli_shows_a_result_stored_deeper_than_the_bound(
     assert "not shown" in cli.ok("runs", "show", str(run_id))
     assert "not shown" in json.dumps(cli.json("runs", "show", str(run_id)))
     assert [r["id"] for r in cli.json("runs", "list")] == [run_id]
+
+
+async def test_text_the_os_cannot_take_is_refused_naming_the_field(db_path: str) -> None:
+    async with Runtime.open(Config(database=db_path), targets={"ok": ok}) as rt:
+        for spec, field in (
+            (JobSpec(name="s", executor="shell", target="echo \x00 hi"), "target"),
+            (JobSpec(name="s", executor="shell", target="echo \udcff"), "target"),
+            (JobSpec(name="s", executor="shell", target="pwd", options={"cwd": "/\x00"}),
+             "options.cwd"),
+            (JobSpec(name="w", executor="watchdog", target="x",
+                     options={"check_cmd": "true \x00"}), "options.check_cmd"),
+            (JobSpec(name="w", executor="watchdog", target="true \x00"), "target"),
+            (JobSpec(name="p", target="ok", description="\ud800"), "description"),
+            (JobSpec(name="p", target="ok", payload={"x": ["\ud800"]}), "payload.x[0]"),
+            (JobSpec(name="p", target="ok", payload={"\ud800": 1}), "payload"),
+        ):  # fmt: skip
+            with pytest.raises(ConfigError) as info:
+                await rt.add_job(spec)
+            assert info.value.field == field, info.value
+            assert "NUL" in str(info.value) or "not UTF-8 text" in str(info.value)
+        await rt.add_job(JobSpec(name="s", executor="shell", target="echo hi"))
+        with pytest.raises(ConfigError) as info:
+            await rt.enqueue("s", idempotency_key="k\x00")  # its run's environment
+        assert info.value.field == "idempotency_key" and "NUL" in str(info.value)
+        with pytest.raises(ConfigError) as info:
+            await rt.enqueue("s", {"x": "\ud800"})
+        assert info.value.field == "payload.x"
+        assert await rt.dispatches() == [] and [j.name for j in await rt.list_jobs()] == ["s"]
+
+
+def test_the_cli_refuses_a_command_that_is_not_utf8(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A non-UTF-8 argument (Python decodes it with surrogateescape) is named."""
+    cli = clean_cli(tmp_path, capsys, monkeypatch, "x.db")
+    code, _, err = cli("jobs", "add", "j", "--executor", "shell", "--target", "echo \udcff")
+    assert code == 2 and "not UTF-8 text" in err and "target" in err, err
+    code, _, err = cli("jobs", "add", "j", "--executor", "shell", "--target", "true",
+                       "--options", '{"cwd": "/tmp\\u0000"}')  # fmt: skip
+    assert code == 2 and "NUL" in err and "cwd" in err, err
+    assert not Path(cli.db).exists()  # refused before the database was even created

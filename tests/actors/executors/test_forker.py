@@ -100,6 +100,10 @@ async def test_a_command_that_cannot_start_raises_as_popen_does(
         await server.start([str(tmp_path / "no-such-shell"), "-c", "true"], env=None, cwd=None)
     with pytest.raises(FileNotFoundError):
         await server.start(["/bin/sh", "-c", "true"], env=None, cwd=str(tmp_path / "nope"))
+    with pytest.raises(OSError, match="embedded null byte"):  # Popen's ValueError
+        await server.start(["/bin/sh", "-c", "echo \x00 hi"], env=None, cwd=None)
+    with pytest.raises(OSError, match="embedded null byte"):
+        await server.start(["/bin/sh", "-c", "true"], env=None, cwd="/tmp\x00x")
     proc = await server.start(["/bin/sh", "-c", "exit 0"], env=None, cwd=None)
     proc.open_gate(b"")
     assert await proc.wait() == 0  # the server is still there

@@ -78,3 +78,22 @@ def test_limits_are_validated() -> None:
     with pytest.raises(ConfigError) as info:
         ShellExecutor().validate(sh("true", output_offload=0))
     assert info.value.field == "options.output_offload"
+
+
+async def test_a_command_the_os_cannot_take_ends_the_run_unretried(tmp_path: Path) -> None:
+    """A job stored before NUL was refused (``check_shell``): its run ends ``error``,
+    not retried, and nothing is started."""
+    for job, field in (
+        (sh("echo \x00 hi"), "target"),
+        (sh("pwd", cwd="/tmp\x00x"), "options.cwd"),
+        (sh("echo \udcff"), "target"),
+    ):
+        res = await ShellExecutor().execute(make_ctx(job, data_dir=str(tmp_path)))
+        assert (res.ok, res.retry) == (False, False)
+        assert res.error is not None and res.error.startswith(f"cannot start the command: {field}:")
+    with pytest.raises(ConfigError) as info:
+        ShellExecutor().validate(sh("echo \x00 hi"))
+    assert info.value.field == "target" and "NUL" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        ShellExecutor().validate(sh("pwd", cwd="/tmp\x00x"))
+    assert info.value.field == "options.cwd"
