@@ -3,16 +3,17 @@ look up, list (keyset pages) and cancel dispatches; runs with their attempts; de
 letters listed, retried and purged. On ``Runtime``'s jobs and queries APIs.
 
 A batch answers 200 with one result per item, in order: an ``id`` or an ``error``
-(``{"status", "message", "field"}``). The items that pass their checks are enqueued
-together in one transaction; when that transaction refuses something only a write can
-find, each item is enqueued alone so that the good ones still go in.
+(``{"status", "message", "field"}``). Each item is decoded alone, as the body of
+``POST /api/v1/dispatches`` is, so an item that does not decode (a number out of range,
+nested too deeply, not an object) gets its own error and the others still go in. The
+items that pass their checks are enqueued together in one transaction; when that
+transaction refuses something only a write can find, each item is enqueued alone so
+that the good ones still go in.
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-import msgspec
 
 from shepherd.runtime.http.answers import (
     BatchItem,
@@ -25,7 +26,14 @@ from shepherd.runtime.http.answers import (
     RunDetail,
     RunPage,
 )
-from shepherd.runtime.http.api import ApiError, ApiRequest, Endpoint, ErrorBody, status_of
+from shepherd.runtime.http.api import (
+    ApiError,
+    ApiRequest,
+    Endpoint,
+    ErrorBody,
+    decode_body,
+    status_of,
+)
 from shepherd.runtime.http.schemas import (
     BatchBody,
     CancelQuery,
@@ -79,10 +87,10 @@ async def enqueue_batch(req: ApiRequest) -> Any:
     good: list[tuple[int, EnqueueBody]] = []
     for i, raw in enumerate(req.body.items):
         try:
-            item = msgspec.convert(raw, EnqueueBody)
+            item = decode_body(bytes(raw), EnqueueBody)  # as POST /api/v1/dispatches does
             enqueue_kwargs(item, f"items[{i}]")
             good.append((i, item))
-        except (msgspec.ValidationError, ApiError) as exc:
+        except ApiError as exc:
             results[i] = BatchItem(index=i, error=_error(exc, f"items[{i}]"))
     try:  # the good items in one transaction
         ids = await rt.enqueue_many([_request(item, rt.clock.wall()) for _, item in good])

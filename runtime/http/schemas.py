@@ -249,7 +249,9 @@ class BatchBody(_Body):
     others down (``BatchResult`` answers per item)."""
 
     items: Annotated[
-        list[Any],  # each converted alone (rest_queue.enqueue_batch): a non-object fails its own
+        # each item decoded alone (rest_queue.enqueue_batch): whatever is wrong with one
+        # (not an object, a number out of range, too deep) is that item's error
+        list[msgspec.Raw],
         Meta(
             min_length=1,
             max_length=1000,

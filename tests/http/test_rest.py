@@ -300,6 +300,23 @@ async def test_bad_bodies_get_4xx_naming_the_field_and_store_nothing(db_path: st
         )
         assert (batch["enqueued"], batch["failed"]) == (1, 1)
         assert batch["results"][1]["error"]["field"].startswith("items[1]")
+        for bad, field in (
+            ('{"job":"j","payload":{"a":1e400}}', "items[1].payload"),  # out of range
+            ('{"job":"j","delay":1e400}', "items[1].delay"),
+            ('{"job":"j","payload":' + '{"a":' * 100 + "1" + "}" * 101, "items[1].payload.a"),
+        ):  # (a body too deep to decode at all, ~1000 levels, is refused whole: above)
+            body = '{"items":[{"job":"j"},' + bad + ',{"job":"j","priority":"urgent"}]}'
+            got = await c.post(
+                "/api/v1/dispatches/batch", content=body,
+                headers={"content-type": "application/json"},
+            )  # fmt: skip
+            batch = await _json(got)
+            assert (batch["enqueued"], batch["failed"]) == (1, 2), batch
+            assert "id" in batch["results"][0]
+            for i, at in ((1, field), (2, "items[2].priority")):
+                error = batch["results"][i]["error"]
+                assert error["status"] == 422 and error["field"].startswith(at), error
+            assert "out of range" in str(batch) or "nested too deeply" in str(batch), batch
         caps = await c.post("/api/v1/dispatches", json={"job": "j", "capabilities": ["bad cap"]})
         assert caps.status_code == 422 and caps.json()["error"]["field"] == "capabilities[0]"
         renamed = await c.patch("/api/v1/jobs/j", json={"name": "renamed"})
@@ -315,5 +332,5 @@ async def test_bad_bodies_get_4xx_naming_the_field_and_store_nothing(db_path: st
         )
         assert reply.status_code == 422 and reply.json()["error"]["field"] == "reply_to"
         assert [j.name for j in await srv.rt.list_jobs()] == ["j"]
-        assert len(await srv.rt.dispatches()) == 1  # the batch's good item alone
+        assert len(await srv.rt.dispatches()) == 4  # the good item of each batch alone
         assert await srv.rt.messages() == []
