@@ -48,6 +48,7 @@ from shepherd.actors.writer import StoreMsg, write
 from shepherd.runtime.jobs import validate_job
 from shepherd.store.bounds import TOO_DEEP
 from shepherd.store.errors import ConfigError, MailboxClosed, MailboxFull
+from shepherd.store.json_errors import json_problem
 from shepherd.store.models import JobSpec, decode_spec, encode_json, priority_rank
 from shepherd.store.ops import NewDispatch, NewMessage, Spawned, SpawnMessage
 from shepherd.store.protocol import Store
@@ -65,8 +66,11 @@ def spawn_spec(body: str, *, from_agent: str, to_agent: str, now: float) -> JobS
     """The one-shot job ``body`` asks for (not yet validated against the executors)."""
     try:
         data = msgspec.json.decode(body)
-    except ValueError as exc:
-        raise ConfigError(f"a spawn body must be a JSON job spec ({exc})", field="body") from None
+    except ValueError as exc:  # msgspec.DecodeError
+        problem = json_problem(body.encode(errors="surrogatepass"), str(exc))
+        raise ConfigError(
+            f"a spawn body must be a JSON job spec ({problem})", field="body"
+        ) from None
     except RecursionError:
         raise ConfigError(TOO_DEEP, field="body") from None
     if not isinstance(data, dict):

@@ -54,6 +54,7 @@ from shepherd.actors.spool.files import (
 )
 from shepherd.store.bounds import MAX_EPOCH, TOO_DEEP, check_bounds, check_json
 from shepherd.store.errors import ConfigError
+from shepherd.store.json_errors import json_problem
 from shepherd.store.keys import key_problem
 from shepherd.store.models import PRIORITIES, EnqueueRequest, Priority
 
@@ -191,12 +192,14 @@ def parse(
     if len(data) > MAX_FILE_BYTES:
         raise ConfigError(f"larger than {MAX_FILE_BYTES} bytes", field="file")
     stem = name.removesuffix(".json")
+    if not data.strip():
+        raise ConfigError("the file is empty", field="file")
     try:
         probe = _decoders[_Probe].decode(data)
     except msgspec.ValidationError:  # before DecodeError, its base class
         raise ConfigError("not a JSON object", field="file") from None
     except msgspec.DecodeError as exc:
-        raise ConfigError(f"not JSON: {exc}", field="file") from None
+        raise ConfigError(f"not JSON: {json_problem(data, str(exc))}", field="file") from None
     except RecursionError:
         raise ConfigError(TOO_DEEP, field="file") from None
     if probe.version is not UNSET:

@@ -40,6 +40,7 @@ from shepherd.store.errors import (
     ShepherdError,
     StoreError,
 )
+from shepherd.store.json_errors import json_problem
 from shepherd.store.models import _dec_hook, _enc_hook
 
 if TYPE_CHECKING:
@@ -206,7 +207,7 @@ def decode_body(data: bytes, type_: Any) -> Any:
         text = str(exc)
         raise ApiError(422, text, field=_field_of(text)) from None
     except msgspec.DecodeError as exc:
-        raise ApiError(400, f"malformed JSON: {exc}") from None
+        raise ApiError(400, f"malformed JSON: {json_problem(data, str(exc))}") from None
     except RecursionError:
         raise ApiError(422, f"the body is {TOO_DEEP}") from None
 

@@ -85,6 +85,13 @@ async def test_the_refusals_store_nothing(db_path: str, caplog: pytest.LogCaptur
             raw = await c.post("/api/v1/dispatches", content=b'{"job": "j",',
                                headers={"Content-Type": "application/json"})  # fmt: skip
             assert raw.status_code == 400 and "malformed JSON" in raw.json()["error"]["message"]
+            assert "truncated" in raw.json()["error"]["message"]  # it is cut short
+            lone = await c.post("/api/v1/dispatches", content=b'{"job": "j\\ud800"}',
+                                headers={"Content-Type": "application/json"})  # fmt: skip
+            assert lone.status_code == 400, lone.text
+            message = lone.json()["error"]["message"]
+            assert message.startswith("malformed JSON: an unpaired surrogate escape \\ud800")
+            assert "truncated" not in message
             empty = await c.post("/api/v1/dispatches", content=b"")
             assert empty.status_code == 400
             cases: list[tuple[str, str, Any, str]] = [

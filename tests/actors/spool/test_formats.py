@@ -94,6 +94,14 @@ def test_unset_fields_take_openclaws_defaults() -> None:
     ("data", "field", "text"),
     [
         (b"{not json", "file", "not JSON"),
+        (b"", "file", "the file is empty"),
+        (b" \n", "file", "the file is empty"),
+        (
+            b'{"job": "j", "payload": {"a": "\\ud800"}}',
+            "file",
+            "not JSON: an unpaired surrogate escape \\ud800 at byte 31",
+        ),
+        (b'{"job": "j"', "file", "not JSON: Input data was truncated"),  # really cut
         (b"[1, 2]", "file", "not a JSON object"),
         ({"x": 1}, "file", "neither"),
     ],
