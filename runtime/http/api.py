@@ -2,8 +2,9 @@
 
 An endpoint module exposes ``ENDPOINTS: list[Endpoint]``. Each names its method, path
 (Starlette syntax, ``/api/v1/jobs/{name}``), the scope it needs, and the msgspec types
-of its query string, body and answer; the wrapper authenticates, decodes (bad JSON:
-400; a wrong field, type or value: 422 naming it; too large: 413), calls the handler
+of its query string, body and answer; the wrapper authenticates (an ``X-Agent-ID`` that
+is no agent id: 422 naming it), decodes (bad JSON: 400; a wrong field, type or value:
+422 naming it; too large: 413), calls the handler
 and encodes what it returns. ``runtime.http.openapi`` documents the same list, so the
 document and the behaviour cannot drift apart.
 
@@ -42,6 +43,7 @@ from shepherd.store.errors import (
 )
 from shepherd.store.json_errors import json_problem
 from shepherd.store.models import _dec_hook, _enc_hook
+from shepherd.store.records import check_agent_id
 
 if TYPE_CHECKING:
     from shepherd.runtime.http.context import HttpContext
@@ -212,6 +214,15 @@ def decode_body(data: bytes, type_: Any) -> Any:
         raise ApiError(422, f"the body is {TOO_DEEP}") from None
 
 
+def _agent_problem(agent: str) -> str | None:
+    """Why an ``X-Agent-ID`` is no agent id (the agents registry's rule), or None."""
+    try:
+        check_agent_id(agent, field="X-Agent-ID")
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
 def route_of(ep: Endpoint, ctx: HttpContext) -> Route:
     async def endpoint(request: Request) -> Response:
         try:
@@ -225,6 +236,9 @@ def route_of(ep: Endpoint, ctx: HttpContext) -> Route:
             return error_response(
                 403, f"this needs a token of scope {ep.scope!r} (yours: {principal.scope!r})"
             )
+        agent = request.headers.get("x-agent-id", "")
+        if agent and (bad := _agent_problem(agent)) is not None:
+            return error_response(422, bad, "X-Agent-ID")  # before it could hold a lease
         try:
             query = decode_query(request, ep.query) if ep.query is not None else None
             body = None

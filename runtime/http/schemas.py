@@ -128,10 +128,10 @@ class JobView(msgspec.Struct, kw_only=True):
 
 
 def path_id(params: dict[str, str], name: str = "id") -> int:
-    """A positive integer path parameter, or 422 naming it."""
+    """An integer path parameter from 1 to 2^62 (``Id``), or 422 naming it."""
     raw = params.get(name, "")
     if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_ID:
-        raise ApiError(422, f"expected a positive integer id, got {raw!r}", field=name)
+        raise ApiError(422, f"expected an id from 1 to {MAX_ID} (2^62), got {raw!r}", field=name)
     return int(raw)
 
 

@@ -156,6 +156,12 @@ async def test_enqueue_batch_lookup_and_pages(db_path: str) -> None:
         assert again.status_code == 409
         assert (await c.post("/api/v1/dispatches/999999/cancel")).status_code == 404
         assert (await c.get("/api/v1/dispatches/x1")).json()["error"]["field"] == "id"
+        for raw in ("9223372036854775807", "0", str(2**62 + 1)):  # positive, yet past 2^62
+            past = await c.get(f"/api/v1/dispatches/{raw}")
+            assert past.status_code == 422 and past.json()["error"]["field"] == "id"
+            message = past.json()["error"]["message"]
+            assert message == f"expected an id from 1 to {2**62} (2^62), got {raw!r}", message
+        assert (await c.get(f"/api/v1/dispatches/{2**62}")).status_code == 404  # the cap: in
 
 
 async def test_runs_and_dead_letters(db_path: str) -> None:

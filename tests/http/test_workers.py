@@ -220,6 +220,16 @@ async def test_bad_input(db_path: str) -> None:
         assert (await claim(c, max=2)).status_code == 422
         assert (await claim(c, capabilities=["Bad Cap!"])).status_code == 422
         assert (await c.post("/api/v1/workers/claim", json={"wat": 1})).status_code == 422
+        await srv.rt.add_job(ext_job())
+        did = await srv.rt.enqueue("ext")
+        async with srv.client(ADMIN, agent="bad id!") as bad_agent:  # no agent id
+            refused = await claim(bad_agent)
+            assert refused.status_code == 422, refused.text
+            assert refused.json()["error"]["field"] == "X-Agent-ID"
+            assert "is not an agent id" in refused.json()["error"]["message"]
+        lease = (await claim(c)).json()["lease"]  # it was not leased: a1 gets it
+        assert lease["dispatch_id"] == did and lease["agent"] == "a1"
+        assert (await report(c, lease, "complete")).status_code == 200
         async with srv.client(None) as anon:
             assert (await claim(anon)).status_code == 401
         from tests.http_helpers import READ
