@@ -13,7 +13,8 @@ task's current run for it when nobody has it yet, then applies (fencing as in
 ``runtime/http/task_model.py`` says (``task_status``, ``level_of``). Where Dispatch's
 admin paths collide with shepherd's REST routes (``/api/v1/stats``,
 ``/api/v1/agents``) Dispatch's shapes are served under ``/api/v1/tasks/stats`` and
-``/api/v1/tasks/agents``.
+``/api/v1/tasks/agents``. The module is long because every route of that API is here,
+each with the checks of its body and its reports' fencing.
 """
 
 from __future__ import annotations
