@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from typing import Any
 
 import anyio
 
@@ -24,3 +26,18 @@ async def eventually(
                 return
             await anyio.sleep(0.005)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def wait_until(
+    predicate: Callable[[], Any], *, timeout: float, what: str = "", step: float = 0.01
+) -> Any:
+    """Poll ``predicate`` from synchronous code (a test driving real processes) until it
+    returns something true, and return that; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(step)

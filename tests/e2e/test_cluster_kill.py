@@ -43,6 +43,7 @@ from shepherd.runtime.jobs import new_dispatch
 from shepherd.store.models import EnqueueRequest
 from shepherd.store.ops import InsertDispatches
 from shepherd.store.postgres.engine import PgStore
+from tests.helpers import wait_until
 from tests.pg_helpers import new_schema_url
 
 pytestmark = pytest.mark.e2e
@@ -76,14 +77,7 @@ async def body(ctx):
 
 
 def eventually(predicate: Callable[[], Any], *, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
+    return wait_until(predicate, timeout=timeout, what=what, step=0.05)
 
 
 class Cluster:

@@ -38,6 +38,7 @@ from shepherd.store.errors import StoreError
 from shepherd.store.factory import is_postgres, open_store
 from shepherd.store.models import Dispatch, Run
 from shepherd.store.protocol import Store
+from tests.helpers import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.engines("sqlite", "postgresql")]
 
@@ -48,14 +49,7 @@ T = TypeVar("T")
 
 
 def eventually(predicate: Callable[[], Any], *, timeout: float = 10.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)
+    return wait_until(predicate, timeout=timeout, what=what)
 
 
 async def all_runs(store: Store, **filters: Any) -> list[Run]:

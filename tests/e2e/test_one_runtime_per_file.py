@@ -18,7 +18,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,17 +27,13 @@ import pytest
 
 from shepherd.actors.socket_path import FILE_LOCK
 from shepherd.runtime._cli_store import daemon_pid
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.e2e
 
 
 def eventually(predicate: Callable[[], Any], *, timeout: float = 20.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)
-    return value
+    return wait_until(predicate, timeout=timeout, what=what)
 
 
 class Files:

@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,19 +21,13 @@ from typing import Any
 import pytest
 
 from shepherd.runtime._cli_store import daemon_pid
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.e2e
 
 
 def eventually(predicate: Callable[[], Any], *, timeout: float = 15.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)
+    return wait_until(predicate, timeout=timeout, what=what)
 
 
 class Env:

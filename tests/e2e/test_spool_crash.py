@@ -26,19 +26,13 @@ import pytest
 
 from shepherd.actors.spool import formats
 from shepherd.runtime._cli_store import daemon_pid
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.e2e
 
 
 def eventually(predicate: Callable[[], Any], *, timeout: float = 30.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)
+    return wait_until(predicate, timeout=timeout, what=what)
 
 
 class Daemon:

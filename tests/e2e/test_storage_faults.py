@@ -26,6 +26,7 @@ import pytest
 
 from shepherd.runtime import Config, EnqueueRequest, JobSpec, Runtime
 from shepherd.runtime._cli_store import daemon_pid
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -40,12 +41,7 @@ def digest(path: str) -> str:
 
 
 def eventually(predicate: Callable[[], Any], *, timeout: float = 20.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)
-    return value
+    return wait_until(predicate, timeout=timeout, what=what)
 
 
 def make_database(db: str) -> None:
