@@ -1,6 +1,9 @@
 """SQL of new dispatches (``InsertDispatches``) and the insert the scheduler's
-``RecordSlots`` shares. Ids and seqs are ``MAX() + 1``. A row of a job with an approval
-gate is held by ``approvals.gate`` in the same transaction (its result: ``(id, 0)``)."""
+``RecordSlots`` shares. Ids and seqs are ``MAX() + 1``, and past the number in
+``id_floors`` (``next_id``): a deletion that takes the newest row (a dead letter's purge)
+leaves its number there, so no id or seq is handed out twice. A row of a job with an
+approval gate is held by ``approvals.gate`` in the same transaction (its result:
+``(id, 0)``)."""
 
 from __future__ import annotations
 
@@ -11,12 +14,40 @@ from shepherd.store.ops import InsertDispatches
 from shepherd.store.shared.dispatches import INSERT_COLUMNS, dispatch_values
 from shepherd.store.sqlite import approvals
 
-__all__ = ["INSERT_DISPATCH", "dispatch_values", "insert_dispatches", "next_id"]
+__all__ = [
+    "FLOORED",
+    "INSERT_DISPATCH",
+    "dispatch_values",
+    "insert_dispatches",
+    "next_id",
+    "raise_floors",
+]
+
+# the numbers ``next_id`` hands out that a deletion may free: (table, column)
+FLOORED = (("dispatches", "id"), ("dispatches", "seq"), ("runs", "id"))
 
 
 def next_id(conn: sqlite3.Connection, table: str, column: str = "id") -> int:
-    row = conn.execute(f"SELECT COALESCE(MAX({column}), 0) FROM {table}").fetchone()
+    """The next ``column`` of ``table``: past its highest, and past the highest a
+    deleted row held (``id_floors``, migration 14), in one statement."""
+    row = conn.execute(
+        f"SELECT max(COALESCE((SELECT MAX({column}) FROM {table}), 0),"
+        " COALESCE((SELECT last FROM id_floors WHERE name = ?), 0))",
+        (f"{table}.{column}",),
+    ).fetchone()
     return int(row[0]) + 1
+
+
+def raise_floors(conn: sqlite3.Connection) -> None:
+    """Before a deletion that may take the newest rows: keep each ``FLOORED`` number's
+    highest in ``id_floors``, so ``next_id`` never hands it out again."""
+    for table, column in FLOORED:
+        if top := next_id(conn, table, column) - 1:
+            conn.execute(
+                "INSERT INTO id_floors (name, last) VALUES (?, ?)"
+                " ON CONFLICT(name) DO UPDATE SET last = max(last, excluded.last)",
+                (f"{table}.{column}", top),
+            )
 
 
 INSERT_DISPATCH = (
@@ -29,8 +60,7 @@ _EXISTING = "SELECT id FROM dispatches WHERE job_id = ? AND producer_key = ?"
 
 
 def insert_dispatches(conn: sqlite3.Connection, op: InsertDispatches) -> list[Any]:
-    new_id = next_id(conn, "dispatches")
-    next_seq = next_id(conn, "dispatches", "seq")
+    new_id, next_seq = next_id(conn, "dispatches"), next_id(conn, "dispatches", "seq")
     out: list[tuple[int, int] | int | None] = []
     plain: list[tuple[Any, ...]] = []
     for r in op.rows:

@@ -21,7 +21,7 @@ from shepherd.store.ops import (
     SettleQueued,
 )
 from shepherd.store.sqlite import alerts, approvals, ledger
-from shepherd.store.sqlite.dispatches import next_id
+from shepherd.store.sqlite.dispatches import next_id, raise_floors
 
 
 def settle_queued(conn: sqlite3.Connection, op: SettleQueued) -> list[bool]:
@@ -190,6 +190,7 @@ def purge_dead(conn: sqlite3.Connection, op: PurgeDead) -> int:
         where, args = "status = 'dead' AND updated_at < ?", [op.before]
     else:
         where, args = "status = 'dead'", []
+    raise_floors(conn)  # it may take the newest dispatch and run: their numbers stay used
     conn.execute(
         f"DELETE FROM runs WHERE dispatch_id IN (SELECT id FROM dispatches WHERE {where})", args
     )

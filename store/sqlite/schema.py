@@ -385,6 +385,15 @@ MIGRATIONS: list[list[str]] = [
     [
         "CREATE INDEX dispatches_job_slot ON dispatches(job_id, id) WHERE slot IS NOT NULL",
     ],
+    # 14: the highest dispatch id, seq and run id a deleted row held (a purge of dead
+    # letters may take the newest rows; ids are MAX + 1): ``dispatches.next_id`` starts
+    # past them, so no number is handed out twice. PostgreSQL's sequences never go back.
+    [
+        """CREATE TABLE id_floors (
+            name TEXT PRIMARY KEY,
+            last INTEGER NOT NULL
+        )""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

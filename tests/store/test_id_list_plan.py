@@ -98,6 +98,9 @@ async def test_an_id_list_with_a_status_is_read_by_primary_key(
     found = await plans(tmp_path, analyze, table, call)
     assert found, f"{name}: no statement on {table} ran"
     for sql, plan in found:
+        if sql.startswith("SELECT max(COALESCE((SELECT MAX("):  # next_id: the top of an index
+            assert f"SCAN {table}" not in plan, (name, sql, plan)
+            continue
         assert f"SEARCH {table} USING INTEGER PRIMARY KEY" in plan, (name, sql, plan)
 
 

@@ -133,6 +133,23 @@ async def test_finish_dead_then_retry_and_purge_the_dead_letter(store: Store) ->
     assert await store.dispatch(d) is None and await store.runs(dispatch_id=d) == []
 
 
+async def test_a_purged_newest_dead_letter_leaves_its_numbers_used(store: Store) -> None:
+    """Ids and seqs are never handed out twice: the purge of the newest dispatch (and
+    its run) does not let the next enqueue take its id, seq or run id."""
+    a = await add_job(store, "a")
+    [(d, seq)] = await enqueue(store, new(a))
+    run_id = await claim(store, d)
+    assert run_id and await finish(store, run_id, d, outcome="error", next="dead") == 0
+    assert await store.apply_one(PurgeDead(ids=[d])) == 1
+    [(again, again_seq)] = await enqueue(store, new(a))
+    assert again > d and again_seq > seq
+    again_run = await claim(store, again)
+    assert again_run and again_run > run_id
+    assert await store.apply_one(PurgeDead()) == 0  # nothing dead: the floors stay as they were
+    [(third, _)] = await enqueue(store, new(a))
+    assert third == again + 1
+
+
 async def test_cancel_ends_a_queued_dispatch_and_flags_a_running_one(store: Store) -> None:
     a = await add_job(store, "a")
     [(q, _), (r, _)] = await enqueue(store, new(a), new(a))
