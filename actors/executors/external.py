@@ -22,7 +22,9 @@ The idle deadline is the run actor's own (``default_idle_timeout`` below, or the
 renewed ends the run ``timeout`` through the normal finish path. While nobody has
 claimed it, the executor keeps the run alive itself (only the job's ``timeout`` bounds
 the wait); when the daemon stops, an unclaimed run goes back to the queue at once (a
-claimed one waits for ``shutdown_grace``, then its delivery guarantee applies). When
+claimed one waits for ``shutdown_grace``, then its delivery guarantee applies; the API
+stops first, so nobody can renew its lease meanwhile, and the executor keeps it alive
+itself, as an unclaimed one, rather than let its idle deadline end it). When
 assignment chose an agent for the dispatch (``ctx.agent``), only that
 agent may claim it; otherwise a claim must bring the job's ``capabilities``.
 
@@ -89,14 +91,17 @@ class ExternalExecutor:
                     raise Deferred(0.001, "the daemon stops before a worker claimed the run")
                 changed = lease.changed
                 mark = (lease.claimed_at, lease.renewals)
-                if not lease.claimed:  # nobody has it: the run is alive, waiting
+                # nobody has it, or the daemon stops (the API went first: its worker
+                # cannot renew it): the run is alive, until the shutdown grace ends
+                waiting = not lease.claimed or self.board.closing
+                if waiting:
                     ctx.heartbeat()
                 elif mark != seen:  # claimed or renewed: the idle clock restarts
                     seen = mark
                     ctx.heartbeat()
                 ctx.report(details=lease.details())
                 with anyio.CancelScope() as scope:
-                    if not lease.claimed:
+                    if waiting:
                         self.clock.cancel_at(scope, self.clock.now() + idle / 3)
                     await changed.wait()
             return lease.outcome

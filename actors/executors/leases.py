@@ -303,13 +303,14 @@ class LeaseBoard:
         return StaleLease(f"stale lease for run {run_id}: {why}; the report was refused")
 
     def close(self) -> None:
-        """The daemon stops: waiting claims end now (nothing came), new ones get nothing."""
+        """The daemon stops: waiting claims end now (nothing came), new ones get nothing;
+        every lease's executor hears it (an unclaimed run goes back to the queue, a
+        claimed one is kept alive until the shutdown grace ends: ``ExternalExecutor``)."""
         self.closing = True
         for w in self._waiters:
             w.event.set()
         for lease in list(self._live.values()):
-            if not lease.claimed:  # its executor gives it back (``ExternalExecutor``)
-                self._changed(lease)
+            self._changed(lease)
 
     def deadline_wall(self, lease: Lease) -> float:
         return self._clock.wall() + max(0.0, lease.deadline - self._clock.now())

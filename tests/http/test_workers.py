@@ -342,3 +342,22 @@ async def test_stop_gives_an_unclaimed_run_back(db_path: str) -> None:
         assert lease["dispatch_id"] == did and lease["attempt"] == 1  # the attempt refunded
         assert (await report(c, lease, "complete", result="ok")).status_code == 200
         assert (await srv.rt.wait(did)).status == "done"
+
+
+async def test_a_claimed_run_waits_out_the_grace_on_stop_not_its_idle_timeout(
+    db_path: str,
+) -> None:
+    """The API stops first, so no worker can renew a lease while the daemon stops: a
+    claimed run is kept alive for ``shutdown_grace`` (longer than its idle timeout
+    here) and then cancelled with its delivery guarantee (at-most-once: ``cancelled``),
+    never timed out for the renewals nobody could send."""
+    async with serve(db_path, http=NO_LIMIT, shutdown_grace=1.5) as srv, srv.client(AGENT) as c:
+        await srv.rt.add_job(ext_job(idle_timeout=0.5))  # at-most-once
+        did = await srv.rt.enqueue("ext")
+        assert (await claim(c)).status_code == 200
+        started = anyio.current_time()
+    assert anyio.current_time() - started >= 1.4  # the grace was waited out
+    async with serve(db_path, http=NO_LIMIT) as srv:
+        final = await srv.rt.dispatch(did)
+        [run] = await srv.rt.runs(dispatch_id=did)
+    assert (run.status, final.status) == ("cancelled", "cancelled"), (run, final)
