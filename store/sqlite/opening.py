@@ -7,6 +7,7 @@ anything writes, set the connection up, migrate.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
@@ -26,13 +27,24 @@ __all__ = ["check_file", "check_path", "connect", "migrate", "prepare_writer", "
 
 def check_path(path: str, *, create: bool) -> None:
     """Refuse what cannot be a database file before anything connects: a missing file
-    (unless ``create``), a directory, a parent directory that does not exist."""
+    (unless ``create``), a directory, a parent directory that does not exist, a file
+    with more than one name (hard links: SQLite keeps the WAL and its index beside the
+    name it opens, so two names of one file are two WALs, and commits through one are
+    lost or damage the file)."""
     # a few stat calls on open, not on a hot path
     if not create and not Path(path).exists():
         raise StoreError(f"{path}: no such database")
     if path != ":memory:":
         if Path(path).is_dir():
             raise ConfigError(f"{path} is a directory, not a database file", field="database")
+        with contextlib.suppress(FileNotFoundError):
+            if (links := os.stat(path).st_nlink) > 1:
+                raise ConfigError(
+                    f"{path} has {links} names (hard links): SQLite keeps its WAL beside the"
+                    " name it opens, so every name would write a WAL of its own and damage"
+                    " the file; keep one name (remove the other links; a symlink is safe)",
+                    field="database",
+                )
         parent = Path(path).resolve().parent
         if not parent.is_dir():
             raise ReadOnly(f"{path}: directory {parent} does not exist")

@@ -155,8 +155,22 @@ def test_a_second_daemon_under_another_name_is_refused_and_the_live_run_survives
     assert "daemon.ready" not in second.stderr and "killed" not in second.stderr
     assert first.poll() is None
     assert _sleeps(marker) == sleeper  # the run's process was not touched
+    if spelling == "hard link":  # two names, two WALs: refused under both, nothing written
+        direct = (["status"], ["jobs", "add", "b", "--target", "x"])  # the file itself
+        for name, argv in [
+            (other, ["enqueue", "long"]),
+            *((n, a) for n in (other, files.db) for a in direct),
+        ]:
+            got = files.cli(name, *argv)
+            assert got.returncode == 2, got.stderr
+            assert "has 2 names (hard links)" in got.stderr, got.stderr
+        os.unlink(other)  # one name again
     runs = files.cli_json(files.db, "runs", "list", "--job", "long")
     assert [r["status"] for r in runs] == ["running"]
+    assert [j["name"] for j in files.cli_json(files.db, "jobs", "list")] == ["long"]
+    if spelling == "hard link":
+        files.stop(first)
+        return
     # status and doctor under the other name see the daemon serving the file
     assert files.serving(other) == first.pid
     doctor = json.loads(files.cli(other, "doctor", "--json").stdout)
