@@ -19,8 +19,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
+import weakref
 from pathlib import Path
 
 import anyio
@@ -34,17 +36,43 @@ __all__ = ["DatabaseLock", "lock_database"]
 
 class DatabaseLock:
     """What ``lock_database`` holds: the lock file and the database file's descriptor
-    (None where there is none). ``close`` releases both."""
+    (None where there is none). ``close`` releases both.
+
+    A flock belongs to the open file, which a forked child shares (a python target's
+    ``multiprocessing`` child, forked without exec: ``O_CLOEXEC`` covers only exec), so a
+    child outliving a SIGKILLed runtime would hold its lock and refuse the restart. A
+    forked child closes its copies at once (``os.register_at_fork``): the lock stays the
+    parent's alone, and ends with it."""
 
     def __init__(self, lock_file: int | None = None, db_file: int | None = None) -> None:
         self._fds = [fd for fd in (db_file, lock_file) if fd is not None]
+        _HELD.add(self)
 
     def close(self) -> None:
+        _HELD.discard(self)
         while self._fds:
             os.close(self._fds.pop())
 
+    def _forked(self) -> None:
+        """In a forked child: its copies closed, the parent's lock untouched."""
+        while self._fds:
+            with contextlib.suppress(OSError):
+                os.close(self._fds.pop())
+
     def __repr__(self) -> str:
         return f"<DatabaseLock fds={self._fds}>"
+
+
+_HELD: weakref.WeakSet[DatabaseLock] = weakref.WeakSet()
+
+
+def _close_in_child() -> None:
+    for held in list(_HELD):
+        held._forked()
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_close_in_child)
 
 
 async def lock_database(path: str, *, create: bool = True) -> DatabaseLock:
