@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 import msgspec
@@ -177,30 +178,32 @@ class Client:
         return [_job(j) for j in got]
 
     async def job(self, name: str) -> JobRow:
-        return _job(await self.request("GET", f"/jobs/{name}", type=dict[str, Any]))
+        return _job(await self.request("GET", f"/jobs/{_seg(name)}", type=dict[str, Any]))
 
     async def add_job(self, spec: dict[str, Any] | msgspec.Struct) -> JobRow:
         body = spec if isinstance(spec, dict) else _builtins(spec)
         return _job(await self.request("POST", "/jobs", json=body, type=dict[str, Any]))
 
     async def update_job(self, name: str, /, **changes: Any) -> JobRow:
-        return _job(await self.request("PATCH", f"/jobs/{name}", json=changes, type=dict[str, Any]))
+        return _job(
+            await self.request("PATCH", f"/jobs/{_seg(name)}", json=changes, type=dict[str, Any])
+        )
 
     async def remove_job(self, name: str) -> None:
-        await self.request("DELETE", f"/jobs/{name}")
+        await self.request("DELETE", f"/jobs/{_seg(name)}")
 
     async def enable(self, name: str) -> JobRow:
-        return _job(await self.request("POST", f"/jobs/{name}/enable", type=dict[str, Any]))
+        return _job(await self.request("POST", f"/jobs/{_seg(name)}/enable", type=dict[str, Any]))
 
     async def disable(self, name: str) -> JobRow:
-        return _job(await self.request("POST", f"/jobs/{name}/disable", type=dict[str, Any]))
+        return _job(await self.request("POST", f"/jobs/{_seg(name)}/disable", type=dict[str, Any]))
 
     async def run_now(self, name: str, payload: dict[str, Any] | None = None) -> int:
-        got = await self.request("POST", f"/jobs/{name}/run", json={"payload": payload})
+        got = await self.request("POST", f"/jobs/{_seg(name)}/run", json={"payload": payload})
         return int(got["id"])
 
     async def next_fires(self, name: str, n: int = 5) -> list[float]:
-        got = await self.request("GET", f"/jobs/{name}/next", params={"count": n})
+        got = await self.request("GET", f"/jobs/{_seg(name)}/next", params={"count": n})
         return [float(x) for x in got["fires"]]
 
     # -- dispatches ------------------------------------------------------------------
@@ -338,7 +341,7 @@ class Client:
         return await self.call("GET", "/agents", list[Agent])
 
     async def agent(self, agent_id: str) -> Agent:
-        return await self.call("GET", f"/agents/{agent_id}", Agent)
+        return await self.call("GET", f"/agents/{_seg(agent_id)}", Agent)
 
     async def send_message(self, to_agent: str, body: str, **kw: Any) -> int:
         got = await self.request(
@@ -373,6 +376,12 @@ class Client:
         from shepherd.runtime.worker_client import Leases, WorkerClient
 
         return Leases(WorkerClient(http=self._http), capabilities, wait=wait)
+
+
+def _seg(name: str) -> str:
+    """A name as one path segment: every ``/`` as ``%2F``, so that a job named
+    ``x/run`` is never read as job ``x``'s run action (``runtime.http.api``)."""
+    return quote(name, safe="")
 
 
 def _builtins(spec: msgspec.Struct) -> Any:

@@ -6,11 +6,19 @@ of its query string, body and answer; the wrapper authenticates (an ``X-Agent-ID
 is no agent id: 422 naming it), decodes (bad JSON: 400; a wrong field, type or value:
 422 naming it; too large: 413), calls the handler
 and encodes what it returns. ``runtime.http.openapi`` documents the same list, so the
-document and the behaviour cannot drift apart.
+document and the behaviour cannot drift apart. The module is long because the one
+wrapper, its decoding and its routes (with the name-suffix rule below) belong together.
 
 A handler is ``async def h(req: ApiRequest) -> Any``; it returns a Struct, a dict, a
 list or a Starlette ``Response`` (streams, redirects, HTML), or raises ``ApiError`` /
 one of shepherd's errors, which map onto statuses in ``status_of``.
+
+Names with ``/`` (jobs, task groups): such a path takes the name as ``{name:path}``,
+sent as is or with ``%2F``. An action after it (``/jobs/{name:path}/run``) is a
+``_SuffixRoute``: it is tried before the plain name's routes (``ordered``) and matches
+only when its last segment is a literal one in the raw path, so ``GET /jobs/x/next`` is
+job ``x``'s next fires and ``GET /jobs/x%2Fnext`` is the job ``x/next``. A method no
+action has (GET ``/jobs/x/run``) falls through to the name's route: the job ``x/run``.
 """
 
 from __future__ import annotations
@@ -20,11 +28,13 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
+from starlette.types import Scope as AsgiScope
 
 from shepherd.runtime.http.auth import AuthError, Principal
 from shepherd.runtime.http.config import Scope
@@ -48,7 +58,15 @@ from shepherd.store.records import check_agent_id
 if TYPE_CHECKING:
     from shepherd.runtime.http.context import HttpContext
 
-__all__ = ["ApiError", "ApiRequest", "Endpoint", "ErrorBody", "json_response", "route_of"]
+__all__ = [
+    "ApiError",
+    "ApiRequest",
+    "Endpoint",
+    "ErrorBody",
+    "json_response",
+    "ordered",
+    "route_of",
+]
 
 log = logging.getLogger("shepherd.http")
 
@@ -258,4 +276,44 @@ def route_of(ep: Endpoint, ctx: HttpContext) -> Route:
             return out
         return json_response(out, ep.status)
 
+    suffix = _SUFFIX.search(ep.path)
+    if suffix is not None:
+        return _SuffixRoute(
+            ep.path, endpoint, methods=[ep.method], name=ep.name or None, suffix=suffix.group(1)
+        )
     return Route(ep.path, endpoint, methods=[ep.method], name=ep.name or None)
+
+
+# an action after a name that may hold "/": "/api/v1/jobs/{name:path}/run" -> "run"
+_SUFFIX = re.compile(r":path}/([^{}/]+)$")
+
+
+def ordered(endpoints: list[Endpoint]) -> list[Endpoint]:
+    """The endpoints in the order their routes are tried: the actions after a
+    ``{...:path}`` name first (else ``/jobs/{name:path}`` would take ``x/run`` as a
+    name), the rest as listed."""
+    return sorted(endpoints, key=lambda ep: _SUFFIX.search(ep.path) is None)
+
+
+class _SuffixRoute(Route):
+    """A route whose last segment must be literal in the raw path (not ``%2F...``)."""
+
+    def __init__(self, *args: Any, suffix: str, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.suffix = suffix
+
+    def matches(self, scope: AsgiScope) -> tuple[Match, AsgiScope]:
+        match, child = super().matches(scope)
+        if match is Match.NONE or _literal_tail(scope, self.suffix):
+            return match, child
+        return Match.NONE, {}
+
+
+def _literal_tail(scope: AsgiScope, suffix: str) -> bool:
+    """Whether the raw path's last ``/``-separated segment decodes to ``suffix`` (a
+    server that gives no ``raw_path``: the decoded path, which matched, decides)."""
+    raw = scope.get("raw_path")
+    if not isinstance(raw, bytes):
+        return True
+    tail = raw.partition(b"?")[0].rsplit(b"/", 1)[-1]
+    return unquote(tail.decode("latin-1")) == suffix

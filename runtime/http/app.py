@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from shepherd.runtime.http.api import Endpoint, error_response, route_of
+from shepherd.runtime.http.api import Endpoint, error_response, ordered, route_of
 from shepherd.runtime.http.auth import Auth
 from shepherd.runtime.http.config import VERSION, HttpConfig, is_loopback, parse_listen
 from shepherd.runtime.http.context import HttpContext
@@ -80,7 +80,7 @@ def build_app(rt: Any, config: HttpConfig | None = None, *, auth: Auth | None = 
         openapi_document(ctx.endpoints, title="shepherd", version=VERSION)
     )
     routes: list[BaseRoute] = [*probe_routes(ctx)]
-    routes.extend(route_of(ep, ctx) for ep in ctx.endpoints)
+    routes.extend(route_of(ep, ctx) for ep in ordered(ctx.endpoints))
     for name in ROUTE_MODULES:
         mod = importlib.import_module(f"shepherd.runtime.http.{name}")
         routes.extend(mod.routes(ctx))

@@ -34,7 +34,8 @@ def _schema_hook(type_: type) -> dict[str, Any]:
 def _op_id(ep: Endpoint) -> str:
     if ep.name:
         return ep.name
-    words = re.sub(r"[{}]", "", ep.path).strip("/").replace("/", "_").replace("-", "_")
+    plain = re.sub(r"[{}]", "", _PARAM.sub(r"{\1}", ep.path))  # {name:path} -> name
+    words = plain.strip("/").replace("/", "_").replace("-", "_")
     return f"{ep.method.lower()}_{words}"
 
 

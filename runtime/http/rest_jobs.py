@@ -4,7 +4,10 @@ now and the next fire times of jobs, on ``Runtime``'s jobs API (``runtime/_jobs_
 A job body is a job spec as JSON, decoded with ``decode_spec`` (the validation of job
 files) and checked by ``validate_job`` in ``rt.add_job``: an error names the field
 (``retry.max_attempts``) and nothing is stored. Creating a name that exists is 409;
-replacing or changing one that does not is 404.
+replacing or changing one that does not is 404. A name may hold ``/``: the paths take
+it as ``{name:path}``, and an action (``/run``, ``/enable``, ``/disable``, ``/next``)
+is matched first, as a literal last segment only (``runtime.http.api``: ``GET
+/jobs/x/next`` is job ``x``'s fires, ``GET /jobs/x%2Fnext`` the job ``x/next``).
 """
 
 from __future__ import annotations
@@ -105,22 +108,22 @@ ENDPOINTS: list[Endpoint] = [
              response=Jobs, tags=_J),
     Endpoint("POST", "/api/v1/jobs", create_job, "admin", "create a job (409 if it exists)",
              body=JobBody, response=JobView, status=201, tags=_J, errors=(404, 409)),
-    Endpoint("GET", "/api/v1/jobs/{name}", get_job, summary="one job",
+    Endpoint("GET", "/api/v1/jobs/{name:path}", get_job, summary="one job",
              response=JobView, tags=_J, errors=(404,)),
-    Endpoint("PUT", "/api/v1/jobs/{name}", replace_job, "admin", "replace a job's spec",
+    Endpoint("PUT", "/api/v1/jobs/{name:path}", replace_job, "admin", "replace a job's spec",
              body=JobBody, response=JobView, tags=_J, errors=(404, 409)),
-    Endpoint("PATCH", "/api/v1/jobs/{name}", patch_job, "admin", "change some fields of a job",
+    Endpoint("PATCH", "/api/v1/jobs/{name:path}", patch_job, "admin", "change some fields of a job",
              body=dict[str, Any], response=JobView, tags=_J, errors=(404, 409)),
-    Endpoint("DELETE", "/api/v1/jobs/{name}", remove_job, "admin",
+    Endpoint("DELETE", "/api/v1/jobs/{name:path}", remove_job, "admin",
              "remove a job; its queued dispatches are cancelled",
              response=Removed, tags=_J, errors=(404,)),
-    Endpoint("POST", "/api/v1/jobs/{name}/enable", enable_job, "admin", "enable a job",
+    Endpoint("POST", "/api/v1/jobs/{name:path}/enable", enable_job, "admin", "enable a job",
              response=JobView, tags=_J, errors=(404,)),
-    Endpoint("POST", "/api/v1/jobs/{name}/disable", disable_job, "admin", "disable a job",
+    Endpoint("POST", "/api/v1/jobs/{name:path}/disable", disable_job, "admin", "disable a job",
              response=JobView, tags=_J, errors=(404,)),
-    Endpoint("POST", "/api/v1/jobs/{name}/run", run_now, "agent",
+    Endpoint("POST", "/api/v1/jobs/{name:path}/run", run_now, "agent",
              "run now (also when disabled); answers the dispatch id",
              body=RunNowBody, response=Enqueued, status=201, tags=_J, errors=(404,)),
-    Endpoint("GET", "/api/v1/jobs/{name}/next", next_fires, summary="the next fire times",
+    Endpoint("GET", "/api/v1/jobs/{name:path}/next", next_fires, summary="the next fire times",
              query=NextQuery, response=Fires, tags=_J, errors=(404,)),
 ]  # fmt: skip

@@ -159,3 +159,14 @@ def test_cancel_twice_exits_1_the_second_time_remote_and_local(remote: Remote) -
         code, out, err = cli("cancel", str(dispatch_id))
         assert code == 1 and out == "", via
         assert f"dispatch {dispatch_id} already ended (cancelled); nothing to cancel" in err, via
+
+
+def test_a_job_name_with_a_slash_remote_and_local(remote: Remote) -> None:
+    """``--url`` sends job names in bodies and query strings: ``a/b`` works as ``j`` does."""
+    remote.call(remote.srv.rt.add_job, JobSpec(name="a/b", target="ok"))
+    code, out, err = remote("enqueue", "a/b")
+    assert code == 0, err
+    assert remote.call(remote.srv.rt.wait, int(out), timeout=10).status == "done"
+    argv = ("runs", "list", "--job", "a/b")
+    code, out, err = remote(*argv)
+    assert code == 0 and "a/b" in out and out == remote.cli.ok(*argv), err
