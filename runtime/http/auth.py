@@ -12,7 +12,8 @@ early exit on the first match). Scopes rank ``read`` < ``agent`` < ``admin``:
 
 With no token configured the API is open (every caller is admin), which ``build_app``
 allows only on a loopback address. Each token has a token bucket (``rate_limit`` per
-minute, ``rate_burst`` deep); an empty bucket answers 429 with ``Retry-After``.
+minute, ``rate_burst`` deep, by default ``rate_limit``: at most a minute's allowance at
+once); an empty bucket answers 429 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ class Auth:
         for var, scope in ENV_TOKENS:
             if env.get(var):
                 entries.append((digest(env[var]), Principal(var.lower(), scope)))
-        return cls(entries, cfg.rate_limit, cfg.rate_burst)
+        return cls(entries, cfg.rate_limit, cfg.burst)
 
     @property
     def open(self) -> bool:

@@ -4,7 +4,8 @@ Off by default (``listen = ""``). Tokens come from the file (``token``: the secr
 itself, ``sha256``: its hex digest, so the file need not hold the secret) or from the
 environment (``token_env`` names a variable; ``SHEPHERD_ADMIN_TOKEN`` and
 ``SHEPHERD_READ_TOKEN`` add an admin and a read-only token when set). Only digests are
-kept in memory after start (``runtime.http.auth``).
+kept in memory after start (``runtime.http.auth``). Each token may make ``rate_limit``
+requests a minute, ``rate_burst`` of them at once (default: ``rate_limit``).
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ class HttpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     tokens: list[TokenConfig] = msgspec.field(default_factory=list)
     # requests per minute per token (Dispatch: 120 per agent); 0: unlimited
     rate_limit: Annotated[int, Range(0, 1_000_000)] = 120
-    rate_burst: Annotated[int, Range(1, 1_000_000)] = 120
+    # how many requests a full bucket lets through at once; None: rate_limit (a
+    # minute's allowance), so a low limit is not undone by a fixed burst (``burst``)
+    rate_burst: Annotated[int, Range(1, 1_000_000)] | None = None
     max_body: Annotated[int, Range(1024, 64 * 1024 * 1024)] = 1024 * 1024  # bytes
     # the longest a claim long-polls (a worker's wait=... is capped here)
     long_poll_max: Annotated[Seconds, Range(0, HOUR, "s")] = Seconds(60.0)
@@ -84,6 +87,11 @@ class HttpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     @property
     def enabled(self) -> bool:
         return bool(self.listen)
+
+    @property
+    def burst(self) -> int:
+        """The bucket's depth: ``rate_burst`` when set, else ``rate_limit`` (at least 1)."""
+        return self.rate_burst if self.rate_burst is not None else max(1, self.rate_limit)
 
 
 def parse_listen(listen: str, *, field: str = "http.listen") -> tuple[str, int]:

@@ -7,6 +7,9 @@ status each refusal answers, the field it names, and that none of them stored a 
     body over max_body         413        malformed JSON             400
     unknown / mistyped field   422 (named) id not an integer          422 field "id"
     unknown id                 404
+
+The limiter itself on a fake clock: the default burst is ``rate_limit`` (a minute's
+allowance), an explicit ``rate_burst`` wins, within its bounds.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from typing import Any
 
 import pytest
 
-from shepherd import Runtime
+from shepherd import ConfigError, Runtime
+from shepherd.runtime.http.auth import Auth, AuthError
+from shepherd.runtime.http.config import HttpConfig, TokenConfig
 from tests.http_helpers import ADMIN, AGENT, READ, serve
 
 pytestmark = pytest.mark.anyio
@@ -137,3 +142,47 @@ async def test_rate_limit_answers_429_with_retry_after(db_path: str) -> None:
         async with srv.client(token=READ) as r:  # another token has its own bucket
             assert (await r.get("/api/v1/jobs")).status_code == 200
         assert await counts(srv.rt) == before
+
+
+def _limiter(now: list[float], **http: Any) -> Auth:
+    """The auth table of ``[http]`` with one admin token, on the fake clock ``now[0]``."""
+    tokens = [TokenConfig(name="t", scope="admin", token=ADMIN)]
+    auth = Auth.from_config(HttpConfig(tokens=tokens, **http), env={})
+    auth.now = lambda: now[0]
+    return auth
+
+
+def _admitted(auth: Auth, tries: int) -> int:
+    """How many of ``tries`` requests at one instant get through before the first 429."""
+    for i in range(tries):
+        try:
+            auth.authenticate({"authorization": f"Bearer {ADMIN}"})
+        except AuthError as exc:
+            assert exc.status == 429 and exc.retry_after is not None and exc.retry_after >= 1
+            return i
+    return tries
+
+
+def test_the_default_burst_is_a_minutes_allowance() -> None:
+    """``rate_limit = 10`` lets 10 through at once (not a fixed 120), then one every 6 s."""
+    now = [1000.0]
+    auth = _limiter(now, rate_limit=10)
+    assert _admitted(auth, 200) == 10
+    now[0] += 5.9
+    assert _admitted(auth, 5) == 0
+    now[0] += 0.1  # 6 s: one request's worth
+    assert _admitted(auth, 5) == 1
+    now[0] += 3600  # a long idle time refills to the burst, no more
+    assert _admitted(auth, 200) == 10
+    assert _admitted(_limiter([0.0]), 500) == 120  # the defaults: 120 a minute, 120 at once
+    assert _admitted(_limiter([0.0], rate_limit=1), 5) == 1
+
+
+def test_an_explicit_rate_burst_wins_and_is_bounded() -> None:
+    assert _admitted(_limiter([0.0], rate_limit=10, rate_burst=3), 50) == 3
+    assert _admitted(_limiter([0.0], rate_limit=10, rate_burst=40), 50) == 40
+    assert _admitted(_limiter([0.0], rate_limit=0), 500) == 500  # 0: unlimited
+    for bad in (0, 1_000_001):
+        with pytest.raises(ConfigError) as err:
+            HttpConfig(rate_burst=bad)
+        assert err.value.field == "http.rate_burst"
