@@ -37,14 +37,14 @@ if TYPE_CHECKING:
     from shepherd.store.protocol import Store
     from shepherd.store.sqlite.reader import SqliteReader
 
-__all__ = ["cmd_status", "gather_status", "show_status", "status_data"]
+__all__ = ["cmd_status", "gather_status", "show_status", "spool_status", "status_data"]
 
 
 def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
     gathered = _status_sqlite(cfg) if "://" not in cfg.database else _status_url(cfg)
     data = status_data(cfg.database, daemon_pid(cfg.database), *gathered)
     if cfg.spool is not None:  # counted in the directory: right with or without a daemon
-        data["spool"] = {"dir": cfg.spool.dir, **_spool_counts(cfg.spool.dir)}
+        data["spool"] = spool_status(cfg.spool.dir)
     return show_status(args, data)
 
 
@@ -56,7 +56,9 @@ def status_data(
     instance: dict[str, Any] | None,
     extra: dict[str, Any],
 ) -> dict[str, Any]:
-    """What ``status --json`` prints (``GET /api/v1/status`` answers the same)."""
+    """What ``status --json`` prints, before its times become ISO text (``GET
+    /api/v1/status`` answers it with epoch seconds and the sections after
+    ``approvals_pending`` under ``extra``; ``runtime._cli_remote`` maps it back)."""
     return {
         "database": database,
         "daemon": {"serving": pid is not None, "pid": pid},
@@ -169,13 +171,15 @@ async def gather_status(store: Store | SqliteReader) -> _Gathered:
     return stats, running, instance, extra
 
 
-def _spool_counts(directory: str) -> dict[str, Any]:
+def spool_status(directory: str) -> dict[str, Any]:
+    """``status``'s ``spool``: the directory and its pending and rejected files."""
     from shepherd.actors.spool.files import spool_counts  # not .actor: no watcher to load
 
     try:
-        return spool_counts(directory)
+        return {"dir": directory, **spool_counts(directory)}
     except OSError as exc:  # status still reports the rest
-        return {"pending": None, "rejected": None, "error": exc.strerror or str(exc)}
+        return {"dir": directory, "pending": None, "rejected": None,
+                "error": exc.strerror or str(exc)}  # fmt: skip
 
 
 def _health_lines(instance: dict[str, Any]) -> dict[str, Any]:

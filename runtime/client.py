@@ -355,7 +355,9 @@ class Client:
     # -- status ---------------------------------------------------------------------------
 
     async def status(self) -> dict[str, Any]:
-        """What ``shepherd status --json`` prints, from the daemon."""
+        """``GET /status`` as it answers: ``shepherd status --json``'s data with epoch
+        times, its later sections under ``extra``, and the live ``breakers`` and
+        ``actors`` (README "REST resources")."""
         got: dict[str, Any] = await self.request("GET", "/status", type=dict[str, Any])
         return got
 

@@ -89,8 +89,10 @@ class MessageSent(msgspec.Struct, kw_only=True):
 
 
 class Status(msgspec.Struct, kw_only=True):
-    """What ``shepherd status --json`` shows, from the daemon itself (``breakers`` and
-    ``actors`` are live, the rest as the CLI reads the database)."""
+    """The data of ``shepherd status --json``, from the daemon itself: times as epoch
+    seconds (the CLI prints them as ISO text), the other sections (agents, unmatched,
+    pauses, rates, spawn_failed, groups_open, cluster, spool) in ``extra``;
+    ``breakers`` and ``actors`` are live, the rest as the CLI reads the database."""
 
     database: str
     daemon: dict[str, Any]
@@ -100,8 +102,8 @@ class Status(msgspec.Struct, kw_only=True):
     running: list[Run]
     jobs: int
     jobs_enabled: int
+    instance: dict[str, Any] | None = None  # before approvals_pending: the CLI's order
     approvals_pending: int
-    instance: dict[str, Any] | None = None
     breakers: dict[str, Any] = {}
     actors: dict[str, Any] = {}
     extra: dict[str, Any] = {}

@@ -1,7 +1,10 @@
 """``/api/v1/approvals``, ``/agents``, ``/messages``, ``/pauses``, ``/status``, ``/stats``:
 the operator's resources, on ``Runtime``'s approvals, agents, messaging and controls
-APIs. ``/status`` answers what ``shepherd status --json`` prints (read by the same
-code, ``runtime._cli_status``), with the live breakers and actors of this daemon.
+APIs. ``/status`` answers the data ``shepherd status --json`` prints (read by the same
+code, ``runtime._cli_status``) in the API's conventions: times as epoch seconds, the
+sections past the ``Status`` fields (agents, pauses, rates, unmatched, spawn_failed,
+groups_open, cluster, spool) under ``extra``, and the live breakers and actors of this
+daemon. ``shepherd --url status`` lifts ``extra`` back (``runtime._cli_remote``).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from shepherd.runtime._cli_status import gather_status, status_data
+from shepherd.runtime._cli_status import gather_status, spool_status, status_data
 from shepherd.runtime.http.answers import (
     Agents,
     Approvals,
@@ -179,6 +182,8 @@ async def resume(req: ApiRequest) -> Any:
 async def status(req: ApiRequest) -> Any:
     rt = req.rt
     data = status_data(rt.config.database, os.getpid(), *await gather_status(rt.store))
+    if rt.config.spool is not None:  # as the local command counts it
+        data["spool"] = spool_status(rt.config.spool.dir)
     live = rt.statistics()
     known = {k: v for k, v in data.items() if k in _STATUS_FIELDS}
     extra = {k: v for k, v in data.items() if k not in _STATUS_FIELDS}

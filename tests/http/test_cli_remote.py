@@ -170,3 +170,21 @@ def test_a_job_name_with_a_slash_remote_and_local(remote: Remote) -> None:
     argv = ("runs", "list", "--job", "a/b")
     code, out, err = remote(*argv)
     assert code == 0 and "a/b" in out and out == remote.cli.ok(*argv), err
+
+
+def test_remote_status_json_is_the_local_one(remote: Remote) -> None:
+    """``--url status --json`` prints what the local command prints on the file the
+    daemon serves: the same keys in the same order, times as ISO text; only the live
+    health snapshot may have moved on between the two reads."""
+    remote.call(remote.srv.rt.pause, "job", "j", "maintenance")
+    code, out, err = remote("status", "--json")
+    assert code == 0, err
+    got, here = json.loads(out), json.loads(remote.cli.ok("status", "--json"))
+    assert list(got) == list(here)
+    assert "extra" not in got and "breakers" not in got and "pauses" in got
+    assert got["pauses"][0]["paused_at"] == here["pauses"][0]["paused_at"]
+    assert isinstance(got["pauses"][0]["paused_at"], str)  # ISO, as the local one
+    snapshot = got.pop("instance")
+    here.pop("instance")
+    assert snapshot is None or isinstance(snapshot["updated_at"], str)
+    assert got == here

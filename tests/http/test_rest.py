@@ -340,3 +340,22 @@ async def test_bad_bodies_get_4xx_naming_the_field_and_store_nothing(db_path: st
         assert [j.name for j in await srv.rt.list_jobs()] == ["j"]
         assert len(await srv.rt.dispatches()) == 4  # the good item of each batch alone
         assert await srv.rt.messages() == []
+
+
+async def test_status_answers_the_cli_data_with_extra_and_epoch_times(
+    db_path: str, tmp_path: Any
+) -> None:
+    """README: the core counts at the top, the later sections under ``extra`` (with the
+    daemon's spool when it has one), times as epoch seconds."""
+    from shepherd.actors.spool.config import SpoolConfig
+
+    spool = SpoolConfig(dir=str(tmp_path / "spool"))
+    async with serve(db_path, spool=spool) as srv, srv.client(token=READ) as r:
+        await srv.rt.pause("runtime", None, "maintenance")
+        st = await _json(await r.get("/api/v1/status"))
+        extra = st["extra"]
+        assert set(extra) == {"agents", "unmatched", "pauses", "rates", "spawn_failed",
+                              "groups_open", "cluster", "spool"}  # fmt: skip
+        assert extra["spool"]["dir"] == spool.dir and extra["spool"]["pending"] == 0
+        assert isinstance(extra["pauses"][0]["paused_at"], float)
+        assert {"breakers", "actors", "instance", "approvals_pending"} <= set(st)
