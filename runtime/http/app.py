@@ -36,6 +36,7 @@ ENDPOINT_MODULES: tuple[str, ...] = (
     "rest_jobs",
     "rest_queue",
     "rest_ops",
+    "rest_groups",
     "workers",
     "tasks",
 )
