@@ -42,9 +42,23 @@ import msgspec
 from anyio.abc import TaskGroup, TaskStatus
 
 from shepherd.actors.primitives.clock import Clock, RealClock
-from shepherd.store.errors import ConfigError, StoreError, SupervisorEscalation
+from shepherd.store.errors import (
+    ConfigError,
+    DatabaseCorrupt,
+    DatabaseReplaced,
+    StoreError,
+    SupervisorEscalation,
+)
 
-__all__ = ["EXIT_BUFFER", "ActorEvent", "ChildSpec", "Supervisor", "add_restart"]
+__all__ = [
+    "EXIT_BUFFER",
+    "HASTY_STOP",
+    "HOPELESS",
+    "ActorEvent",
+    "ChildSpec",
+    "Supervisor",
+    "add_restart",
+]
 
 log = logging.getLogger("shepherd.supervisor")
 
@@ -53,6 +67,12 @@ Strategy = Literal["one_for_one", "rest_for_one", "one_for_all"]
 ExitReason = Literal["normal", "shutdown", "crash"]
 
 EXIT_BUFFER = 1000  # exits waiting for the loop; past it an exiting child waits for room
+# the crashes after which nothing can be committed again in this process (the file was
+# replaced or damaged under it): escalated, the tree stops without waiting out the
+# children's shutdown grace (runs whose outcomes cannot be stored; the next start's
+# recovery gives them their delivery guarantee), each child at most ``HASTY_STOP`` s
+HOPELESS: tuple[type[BaseException], ...] = (DatabaseReplaced, DatabaseCorrupt)
+HASTY_STOP = 1.0
 
 
 class ChildSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -155,8 +175,9 @@ class Supervisor:
                 task_status.started()
                 escalation = await self._watch()
             finally:
+                hasty = escalation is not None and isinstance(escalation.cause, HOPELESS)
                 with anyio.CancelScope(shield=True):
-                    await self._stop_range(0, len(self._children))
+                    await self._stop_range(0, len(self._children), hasty=hasty)
                 tg.cancel_scope.cancel()
         if escalation is not None:
             raise escalation
@@ -267,7 +288,10 @@ class Supervisor:
             )
         await self._exits_send.send(ex)  # cancelled only when the supervisor itself ends
 
-    async def _stop_range(self, first: int, stop: int) -> None:
+    async def _stop_range(self, first: int, stop: int, *, hasty: bool = False) -> None:
+        """Stop children ``first``..``stop`` last-first, each asked then given its
+        ``shutdown`` seconds (``HASTY_STOP`` at most when ``hasty``) before it is
+        cancelled."""
         for i in reversed(range(first, stop)):
             child = self._children[i]
             if not child.running:
@@ -275,8 +299,9 @@ class Supervisor:
             child.generation += 1  # its exit is ours, not a crash to react to
             if child.spec.stop is not None:
                 child.spec.stop()
+                wait = min(child.spec.shutdown, HASTY_STOP) if hasty else child.spec.shutdown
                 with anyio.CancelScope() as grace:
-                    self._clock.cancel_at(grace, self._clock.now() + child.spec.shutdown)
+                    self._clock.cancel_at(grace, self._clock.now() + wait)
                     await child.done.wait()
             if child.running and child.scope is not None:
                 child.scope.cancel()

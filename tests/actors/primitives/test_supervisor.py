@@ -10,7 +10,7 @@ from anyio.abc import TaskStatus
 
 from shepherd.actors.primitives.clock import FakeClock
 from shepherd.actors.primitives.supervisor import ActorEvent, ChildSpec, Supervisor, add_restart
-from shepherd.store.errors import ConfigError, StoreError, SupervisorEscalation
+from shepherd.store.errors import ConfigError, DatabaseReplaced, StoreError, SupervisorEscalation
 
 pytestmark = pytest.mark.anyio
 
@@ -291,3 +291,40 @@ async def test_a_store_fault_is_logged_without_a_traceback_a_bug_with_one(
     assert fault["exc_info"] is None and "disk is full" in fault["message"]
     bug = await crash_once(Child("bug", []))
     assert bug["exc_info"] is not None and "bug crashed" in bug["message"]
+
+
+@pytest.mark.parametrize(
+    ("cause", "waited"), [(DatabaseReplaced("x.db-wal was removed"), 1.0), (OSError("bug"), 30.0)]
+)
+async def test_a_store_that_cannot_commit_again_stops_the_tree_without_the_grace(
+    cause: BaseException, waited: float
+) -> None:
+    """Escalated for a file replaced or damaged under the store, the children are not
+    given their shutdown grace (nothing they finish could be committed): each is
+    cancelled after ``HASTY_STOP``. Any other escalation waits the grace out."""
+    clock = FakeClock()
+    asked: list[str] = []
+
+    async def slow(*, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        await anyio.sleep_forever()  # asked to stop, it never finishes on its own
+
+    async def broken(*, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        raise cause
+
+    specs = [
+        ChildSpec(name="slow", start=slow, shutdown=30.0, stop=lambda: asked.append("slow")),
+        ChildSpec(name="broken", start=broken),
+    ]
+    sup = Supervisor("root", specs, clock=clock, intensity=1, period=60.0)
+    began = clock.now()
+    with pytest.raises(BaseExceptionGroup) as info:
+        async with anyio.create_task_group() as tg:
+            await tg.start(sup.run)
+            while True:
+                await clock.advance_when_blocked(0.5)
+    (exc,) = info.value.exceptions
+    assert isinstance(exc, SupervisorEscalation) and exc.cause is cause
+    assert asked == ["slow"]  # asked to stop all the same
+    assert clock.now() - began == pytest.approx(waited, abs=0.6)
