@@ -36,6 +36,7 @@ __all__ = [
     "Probe",
     "Queued",
     "Quiesce",
+    "RunClaimed",
     "RunFinished",
     "RunOutcome",
     "RunStarted",
@@ -134,6 +135,17 @@ class RunFinished(msgspec.Struct, frozen=True, tag=True, kw_only=True):
     stdout: str | None = None
     stderr: str | None = None
     details: dict[str, Any] | None = None
+
+
+class RunClaimed(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    """From a run actor: a worker claimed the run's lease (``external``) for ``agent``
+    at ``at`` (wall), where assignment had chosen no agent or another: the run is that
+    agent's from now on."""
+
+    run_id: int
+    dispatch_id: int
+    agent: str
+    at: float
 
 
 class Cancel(msgspec.Struct, frozen=True, tag=True):
@@ -235,7 +247,7 @@ class AgentWoken(msgspec.Struct, frozen=True, tag=True):
 
 DispatcherMsg = (
     Enqueued | RunFinished | Cancel | Poke | JobsChanged | Drain | Drained | Tick | Probe | Quiesce
-    | AgentWoken | NodeChanged
+    | AgentWoken | NodeChanged | RunClaimed
 )  # fmt: skip
 
 

@@ -4,7 +4,8 @@ Role: execute the executor inside a cancel scope bounded by the absolute deadlin
 (``timeout``) and the idle deadline (``idle_timeout`` after the last heartbeat), turn
 whatever happened into exactly one outcome, and report it to the dispatcher.
 Inbox: none (it is cancelled through its ``ChildHandle``). Sends: ``RunFinished`` to the
-dispatcher, shielded and bounded. Restart type: temporary — never restarted; retries
+dispatcher, shielded and bounded; heartbeats and claims (``ctx.claimed``: a worker took
+the run) go to the launcher's callbacks. Restart type: temporary — never restarted; retries
 are data the dispatcher decides on. Timers: the two deadlines.
 
 A result is checked before it is reported (``store.bounds.storable``): one that is not
@@ -60,6 +61,7 @@ async def run_actor(
     data_dir: str,
     host: Host | None,
     on_heartbeat: Callable[[int, float], None] | None = None,
+    on_claim: Callable[[int, str, float], None] | None = None,
 ) -> None:
     job = order.job
     started = clock.now()
@@ -90,6 +92,10 @@ async def run_actor(
         if on_heartbeat is not None:
             on_heartbeat(order.run_id, clock.wall())
 
+    def claimed(agent: str, at: float) -> None:
+        if on_claim is not None:
+            on_claim(order.run_id, agent, at)
+
     ctx = RunContext(
         run_id=order.run_id,
         dispatch_id=order.dispatch_id,
@@ -105,6 +111,7 @@ async def run_actor(
         data_dir=data_dir,
         wall=clock.wall,
         on_heartbeat=heartbeat,
+        on_claim=claimed,
         host=host,
     )
     result: ExecResult | None = None

@@ -295,6 +295,7 @@ class Dispatch(msgspec.Struct, frozen=True, kw_only=True):
     owner: str | None = None
     agent: str | None = None  # the agent its current (or last) run was assigned to
     wait_reason: str | None = None  # why it waits ("unmatched: needs [gpu]")
+    assigned_at: float | None = None  # when ``agent`` got it (assigned, or its worker claimed it)
 
 
 class Run(msgspec.Struct, frozen=True, kw_only=True):

@@ -61,6 +61,7 @@ from shepherd.actors.messages import (
     Poke,
     Probe,
     Quiesce,
+    RunClaimed,
     RunFinished,
     Tick,
 )
@@ -111,6 +112,7 @@ class Dispatcher:
             clock,
             emit=emit,
             finish=self._finish,
+            claim=self._claimed,
             counters=self.counters,
             host=host,
             concurrency=cfg.concurrency,
@@ -245,6 +247,8 @@ class Dispatcher:
                     self._emit(queued_event(entries, self._jobs.name, self._clock.wall()))
             case RunFinished():
                 self._batch.finished.append(msg)
+            case RunClaimed():
+                self._claimed(msg)
             case Cancel(dispatch_id, reply):
                 held = None  # awaiting its approval, or queued past the window: its row
                 if dispatch_id not in self._queue:
@@ -302,6 +306,9 @@ class Dispatcher:
 
     def _finish(self, msg: RunFinished) -> None:
         self._batch.finished.append(msg)
+
+    def _claimed(self, msg: RunClaimed) -> None:
+        self._batch.claimed(msg)
 
     def _admit(self, now: float) -> None:
         free = self._launcher.free - len(self._batch.claims)

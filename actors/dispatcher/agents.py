@@ -13,8 +13,8 @@ queued dispatches:
   version; every change of an agent (a run held or released, a status) bumps it and
   pushes fresh entries, so stale ones are skipped when popped (lazy deletion) and a
   heap is rebuilt when stale entries outnumber live ones;
-- the **held** runs: dispatch id → agent, for the release and for the runs of an agent
-  that goes offline.
+- the **held** runs (assigned, or claimed by the agent's worker: ``take_over``): dispatch
+  id → agent, for the release and for the runs of an agent that goes offline.
 
 A dispatch that finds no eligible agent parks on its need's key (``caps:gpu,python``,
 ``…@owner`` under the owner filter) with a visible reason; the key is handed on when
@@ -290,14 +290,26 @@ class AgentTable:
 
     def hold(self, e: Entry, s: Slot) -> Entry:
         """``e`` was admitted on agent ``s``: count it; ``e`` with its agent."""
-        s.running += 1
-        s.held.add(e.id)
-        self._held[e.id] = s.id
+        self._count(s, e.id)
         self._waiting.pop(e.id, None)
         self._assigned.append((e.id, s.id))
         self.assigned += 1
-        self._push(s)
         return msgspec.structs.replace(e, agent=s.id, agent_model=s.model)
+
+    def take_over(self, dispatch_id: int, agent: str) -> list[str]:
+        """A worker of ``agent`` claimed the run of ``dispatch_id``: it counts on that
+        agent (when registered) until ``release``. The keys an earlier holder freed."""
+        keys = self.release(dispatch_id)
+        s = self._agents.get(agent)
+        if s is not None:
+            self._count(s, dispatch_id)
+        return keys
+
+    def _count(self, s: Slot, dispatch_id: int) -> None:
+        s.running += 1
+        s.held.add(dispatch_id)
+        self._held[dispatch_id] = s.id
+        self._push(s)
 
     def release(self, dispatch_id: int) -> list[str]:
         """The run of ``dispatch_id`` ended (or its claim failed): its agent's slot is

@@ -5,7 +5,8 @@ A pass collects three kinds of work — outcomes reported by runs (``finished``)
 dispatches admission ended without a run (``settles``) and dispatches admission let
 through (``claims``) — and ``take`` turns them into at most three write ops
 (``FinishRuns``, ``SettleQueued``, ``ClaimRuns``, built by ``finalize``), fencing
-outcomes whose run is no longer current. The shell sends the ops to the store writer;
+outcomes whose run is no longer current, then the agents' notes (``AgentNotes``: with
+the runs workers claimed, ``claimed``). The shell sends the ops to the store writer;
 then
 
 - ``committed`` acts on the results: a finalized run leaves the run table, gives back
@@ -30,6 +31,8 @@ import random
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import msgspec
+
 from shepherd.actors.dispatcher.admission import Admission, free_keys
 from shepherd.actors.dispatcher.breakers import BreakerTable
 from shepherd.actors.dispatcher.finalize import (
@@ -50,6 +53,7 @@ from shepherd.actors.messages import (
     DispatchQueued,
     Entry,
     Event,
+    RunClaimed,
     RunFinished,
     entry_from_new,
 )
@@ -60,6 +64,7 @@ from shepherd.actors.writer import CommitNow, StoreMsg, write, write_many_now
 from shepherd.store.errors import StoreError
 from shepherd.store.models import JobSpec
 from shepherd.store.ops import (
+    AgentNotes,
     CancelDispatch,
     ClaimRuns,
     DeadLetterAlert,
@@ -129,6 +134,7 @@ class Batch:
         self.finished: list[RunFinished] = []  # outcomes to finalize
         self.settles: list[tuple[Entry, Settle]] = []  # ended without running
         self.claims: list[Entry] = []  # admitted: to claim
+        self.taken: list[tuple[int, int, str, float]] = []  # runs workers claimed: to record
 
     def __bool__(self) -> bool:
         return bool(self.finished or self.settles or self.claims)
@@ -145,6 +151,15 @@ class Batch:
             woke = self._queue.unpark(key) or woke
         if woke:
             self._wake()
+
+    def claimed(self, msg: RunClaimed) -> None:
+        """A worker claimed a run for its agent: the run is that agent's (its slot, its
+        outcome's event and failure count) and goes on record with the next group."""
+        self.taken.append((msg.run_id, msg.dispatch_id, msg.agent, msg.at))
+        r = self._runs.get(msg.dispatch_id)
+        if r is not None and r.run_id == msg.run_id:
+            r.entry = msgspec.structs.replace(r.entry, agent=msg.agent)
+            self.hand_on(self._admission.agents.take_over(msg.dispatch_id, msg.agent))
 
     def release(self, e: Entry, pool: str | None = None) -> None:
         """Give back what admission counted for ``e``; its keys go to their next waiter."""
@@ -192,7 +207,12 @@ class Batch:
             jobs = self._jobs
             claims = [claim_op(e, jobs.get(e.job_id)) for e in p.claims]
             p.ops.append(ClaimRuns(claims, self._instance, now, epoch=self._epoch()))
-        if (notes := self._admission.agents.take_notes(now)) is not None:  # after the claims
+        notes = self._admission.agents.take_notes(now)
+        if self.taken:
+            notes = notes or AgentNotes([], [], [], now)
+            notes = msgspec.structs.replace(notes, claimed=self.taken)
+            self.taken = []
+        if notes is not None:  # after the claims and finals: their runs are written
             p.ops.append(notes)
         return p
 

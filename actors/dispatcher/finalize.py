@@ -198,6 +198,8 @@ def finished(
             seq=seq,
             attempt=attempt - 1 if f.refund else attempt,
             not_before=f.not_before or now,
+            agent=None,  # the next attempt is assigned (or claimed by a worker) afresh
+            agent_model=None,
         )
     event = outcome_event(
         entry,

@@ -11,12 +11,14 @@ dispatcher's (re)start). It
   heartbeats the run table collected);
 - drains the runs on shutdown (``drain``, which reports ``Drained`` to the dispatcher);
 - reports a run actor that died without reporting (``on_crash`` of the supervisor) as a
-  ``crashed`` outcome.
+  ``crashed`` outcome;
+- reports a run a worker claimed (``ctx.claimed`` of the ``external`` executor) as
+  ``RunClaimed``, so that the run is its agent's.
 
 Outcomes that do not come from a run actor (no executor, stale, died) go to ``finish``,
 the dispatcher's batch; a death goes through the dispatcher's mailbox so that a loop
 blocked in its receive wakes, or straight to ``finish`` when that mailbox is full (the
-loop then runs anyway: a message is waiting).
+loop then runs anyway: a message is waiting); a claim likewise, or straight to ``claim``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,15 @@ from anyio.abc import TaskStatus
 from shepherd.actors.dispatcher.runs import Running, RunTable, run_order
 from shepherd.actors.executors.base import Executor
 from shepherd.actors.executors.host import Host
-from shepherd.actors.messages import DispatcherMsg, Drained, Entry, Event, RunFinished, RunStarted
+from shepherd.actors.messages import (
+    DispatcherMsg,
+    Drained,
+    Entry,
+    Event,
+    RunClaimed,
+    RunFinished,
+    RunStarted,
+)
 from shepherd.actors.primitives.clock import Clock
 from shepherd.actors.primitives.mailbox import Address
 from shepherd.actors.primitives.runsup import RunSupervisor
@@ -55,6 +65,7 @@ class Launcher:
         *,
         emit: Callable[[Event], None],
         finish: Callable[[RunFinished], None],
+        claim: Callable[[RunClaimed], None],
         counters: dict[str, int],
         host: Host,  # what runs may ask of the runtime (ctx.host)
         concurrency: int,
@@ -64,6 +75,7 @@ class Launcher:
         self._executors, self._writer, self._clock = executors, writer, clock
         self._wants = wants  # whether anyone hears ``RunStarted`` (built only then)
         self._emit, self._finish, self._counters = emit, finish, counters
+        self._claim = claim
         self._concurrency = concurrency
         self._run_actor = partial(run_actor, clock=clock, data_dir=data_dir, host=host)
         self._report: Address[DispatcherMsg]  # set by ``run``, before any run starts
@@ -113,6 +125,7 @@ class Launcher:
             executor=executor,
             report=self._report,
             on_heartbeat=partial(self._heartbeat, e.id),
+            on_claim=partial(self._claimed, e.id),
         )
         self.runsup.start_child(run_id, actor)
         if self._wants(RunStarted):
@@ -167,6 +180,13 @@ class Launcher:
 
     def _heartbeat(self, dispatch_id: int, run_id: int, wall: float) -> None:
         self._runs.heartbeat(dispatch_id, run_id, self._clock.now(), wall)
+
+    def _claimed(self, dispatch_id: int, run_id: int, agent: str, at: float) -> None:
+        msg = RunClaimed(run_id=run_id, dispatch_id=dispatch_id, agent=agent, at=at)
+        try:
+            self._report.tell(msg)
+        except MailboxFull:
+            self._claim(msg)  # a full mailbox: the loop runs again anyway
 
     def _died(self, run_id: int, exc: BaseException) -> None:
         r = self._runs.by_run(run_id)

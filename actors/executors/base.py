@@ -43,12 +43,13 @@ class ExecResult(msgspec.Struct, kw_only=True):
 class RunContext:
     """What one run attempt knows. Built by the run actor; executors only read it.
 
-    ``heartbeat`` and ``report`` are callbacks into the run actor (same task tree),
-    never into another actor's state. ``host`` is what the run may ask of the runtime;
+    ``heartbeat``, ``report`` and ``claimed`` are callbacks into the run actor (same
+    task tree), never into another actor's state. ``host`` is what the run may ask of the runtime;
     None where the run has no runtime around it (an executor tested alone).
     """
 
     __slots__ = (
+        "_on_claim",
         "_on_heartbeat",
         "agent",
         "agent_model",
@@ -84,6 +85,7 @@ class RunContext:
         data_dir: str = ".",
         wall: Callable[[], float],
         on_heartbeat: Callable[[str | None], None] | None = None,
+        on_claim: Callable[[str, float], None] | None = None,
         host: Host | None = None,
     ) -> None:
         self.run_id = run_id
@@ -102,6 +104,7 @@ class RunContext:
         self.data_dir = data_dir
         self.wall = wall
         self._on_heartbeat = on_heartbeat
+        self._on_claim = on_claim
         self.host = host
         self.reported: dict[str, Any] = {}
 
@@ -109,6 +112,12 @@ class RunContext:
         """Tell the runtime the run is alive and making progress (resets the idle timer)."""
         if self._on_heartbeat is not None:
             self._on_heartbeat(note)
+
+    def claimed(self, agent: str, at: float) -> None:
+        """Tell the runtime that ``agent`` took the run at ``at`` (wall): a worker
+        claimed its lease (``external``). The run is that agent's from now on."""
+        if self._on_claim is not None:
+            self._on_claim(agent, at)
 
     def report(self, **details: Any) -> None:
         """Record facts about the run (exit code, bytes, prompt sections…) on its row."""

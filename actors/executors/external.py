@@ -26,7 +26,9 @@ claimed one waits for ``shutdown_grace``, then its delivery guarantee applies; t
 stops first, so nobody can renew its lease meanwhile, and the executor keeps it alive
 itself, as an unclaimed one, rather than let its idle deadline end it). When
 assignment chose an agent for the dispatch (``ctx.agent``), only that
-agent may claim it; otherwise a claim must bring the job's ``capabilities``.
+agent may claim it; otherwise a claim must bring the job's ``capabilities``, and the
+executor tells the runtime who took the run (``ctx.claimed``): the run and its dispatch
+are that agent's in the store, its events and the agents registry.
 
 Fencing: a report whose token is not the run's current lease (the lease expired and the
 run was retried, the run was cancelled, or the daemon restarted and recovery finalized
@@ -82,8 +84,15 @@ class ExternalExecutor:
         lease.keepalive = ctx.heartbeat
         self.board.offer(lease)
         seen: tuple[float | None, int] = (None, -1)
+        told = ctx.agent  # who the runtime knows has the run
         try:
-            while lease.outcome is None:
+            while True:
+                # a worker took it (a task report may claim and complete at once)
+                if lease.holder and lease.holder != told and lease.claimed_at is not None:
+                    told = lease.holder
+                    ctx.claimed(lease.holder, lease.claimed_at)
+                if lease.outcome is not None:
+                    return lease.outcome
                 if self.board.closing and not lease.claimed:
                     # nobody has it and nobody can take it now: queued again for the
                     # next start, the attempt refunded (nothing ran)
@@ -104,7 +113,6 @@ class ExternalExecutor:
                     if waiting:
                         self.clock.cancel_at(scope, self.clock.now() + idle / 3)
                     await changed.wait()
-            return lease.outcome
         finally:
             self.board.withdraw(lease)
 

@@ -45,6 +45,7 @@ __all__ = [
     "TaskAgent",
     "TaskReport",
     "TasksQuery",
+    "assignment",
     "is_task_job",
     "level_of",
     "task_field",
@@ -195,12 +196,25 @@ def is_task_job(name: str) -> bool:
     return name == ADHOC_JOB or name.startswith(ADHOC_JOB + ":")
 
 
+def assignment(d: Dispatch, lease: Lease | None, status: str) -> tuple[str | None, float | None]:
+    """Who has the task (in ``status``), and since when: nobody while it is PENDING (an
+    earlier attempt's agent is not this one's); the worker holding its run's lease when
+    assignment chose nobody, since its claim; else the agent on the dispatch (chosen by
+    assignment, or the worker that claimed its run: the store keeps it after the run
+    ends) since its ``assigned_at``."""
+    if status == "PENDING":
+        return None, None
+    if lease is not None and lease.holder and lease.holder != lease.agent:
+        return lease.holder, lease.claimed_at
+    return d.agent, d.assigned_at if d.agent else None
+
+
 def task_of(d: Dispatch, lease: Lease | None, timeout: float) -> Task:
     p = d.payload or {}
     adhoc = is_task_job(d.job_name) and "title" in p
     status = task_status(d, lease)
     final = d.status in ("done", "dead", "cancelled")
-    agent = (lease.holder if lease is not None and lease.holder else None) or d.agent
+    agent, assigned_at = assignment(d, lease, status)
     return Task(
         task_id=str(d.id),
         title=str(p.get("title", d.job_name)) if adhoc else d.job_name,
@@ -227,7 +241,7 @@ def task_of(d: Dispatch, lease: Lease | None, timeout: float) -> Task:
         job=d.job_name,
         created_at=iso(d.created_at) or "",
         updated_at=iso(d.updated_at) or "",
-        assigned_at=iso(lease.claimed_at) if lease is not None else None,
+        assigned_at=iso(assigned_at),
         completed_at=iso(d.updated_at) if final else None,
     )
 

@@ -9,7 +9,8 @@
   conditional on the status it finds;
 - ``RemoveAgent``: a tombstone (``removed``), so a reader of changes sees it go;
 - ``AgentNotes``: what the dispatcher records with its claims: the agent each claimed
-  dispatch (and its run) was assigned to, and why a dispatch waits.
+  dispatch (and its run) was assigned to, the agent whose worker claimed a run's lease
+  (``external``), and why a dispatch waits.
 
 Every write to an agent row gives it the next ``rev``.
 """
@@ -78,13 +79,17 @@ class RemoveAgent(msgspec.Struct, frozen=True, tag=True):
 
 class AgentNotes(msgspec.Struct, frozen=True, tag=True):
     """``assigned``: (dispatch id, agent) of claimed dispatches (the agent goes on the
-    dispatch and its running run, the wait reason is cleared); ``waiting``: (dispatch
-    id, reason) of dispatches that wait for an agent."""
+    dispatch and its running run, ``now`` is the dispatch's ``assigned_at``, the wait
+    reason is cleared); ``waiting``: (dispatch id, reason) of dispatches that wait for
+    an agent; ``claimed``: (run id, dispatch id, agent, at) of runs whose lease a worker
+    claimed (the agent goes on that run, finished or not, and on its dispatch while it
+    is the dispatch's current run, ``at`` its ``assigned_at``)."""
 
     assigned: list[tuple[int, str]]
     waiting: list[tuple[int, str]]
     states: list[AgentState]
     now: float
+    claimed: list[tuple[int, int, str, float]] = msgspec.field(default_factory=list)
 
 
 AgentOp = SaveAgent | UpdateAgent | AgentStates | RemoveAgent | AgentNotes

@@ -143,13 +143,23 @@ async def _notes(conn: asyncpg.Connection, op: AgentNotes) -> None:
         )
     if op.assigned:
         await conn.executemany(
-            "UPDATE dispatches SET agent = $1, wait_reason = NULL WHERE id = $2",
-            [(name, d) for d, name in op.assigned],
+            "UPDATE dispatches SET agent = $1, assigned_at = $2, wait_reason = NULL WHERE id = $3",
+            [(name, float(op.now), d) for d, name in op.assigned],
         )
         await conn.executemany(
             "UPDATE runs SET agent = $1 WHERE id = (SELECT current_run_id FROM dispatches"
             " WHERE id = $2) AND status = 'running'",
             [(name, d) for d, name in op.assigned],
+        )
+    if op.claimed:  # by run id: a run that ended in the same commit keeps its worker too
+        await conn.executemany(
+            "UPDATE runs SET agent = $1 WHERE id = $2",
+            [(name, run) for run, _, name, _ in op.claimed],
+        )
+        await conn.executemany(
+            "UPDATE dispatches SET agent = $1, assigned_at = $2, wait_reason = NULL"
+            " WHERE id = $3 AND current_run_id = $4",
+            [(name, float(at), d, run) for run, d, name, at in op.claimed],
         )
     await _states(conn, op.states, op.now)
 

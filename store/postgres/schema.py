@@ -391,6 +391,8 @@ MIGRATIONS: list[list[str]] = [
     [
         "CREATE INDEX dispatches_job_slot ON dispatches(job_id, id) WHERE slot IS NOT NULL",
     ],
+    # when a dispatch's current agent got it (assigned, or its worker claimed the lease)
+    ["ALTER TABLE dispatches ADD COLUMN assigned_at DOUBLE PRECISION"],
     # @@migrations@@ (append a new list above this line; never edit a released one)
 ]
 

@@ -53,7 +53,7 @@ DISPATCH_COLUMNS = (
     "id, seq, job_id, job_name, kind, status, priority, not_before, expires_at, attempt,"
     " max_attempts, payload, idempotency_key, slot, parent_run_id, created_at, updated_at,"
     " outcome, dead_reason, last_error, current_run_id, result,"
-    " needs, owner, agent, wait_reason"
+    " needs, owner, agent, wait_reason, assigned_at"
 )
 RUN_COLUMNS = (
     "id, dispatch_id, job_id, job_name, attempt, status, started_at, finished_at,"
@@ -99,6 +99,7 @@ def dispatch_from_row(r: Sequence[Any]) -> Dispatch:
         owner=r[23],
         agent=r[24],
         wait_reason=r[25],
+        assigned_at=r[26],
     )
 
 

@@ -98,13 +98,23 @@ def _notes(conn: sqlite3.Connection, op: AgentNotes) -> None:
         )
     if op.assigned:
         conn.executemany(
-            "UPDATE dispatches SET agent = ?, wait_reason = NULL WHERE id = ?",
-            [(agent, d) for d, agent in op.assigned],
+            "UPDATE dispatches SET agent = ?, assigned_at = ?, wait_reason = NULL WHERE id = ?",
+            [(agent, op.now, d) for d, agent in op.assigned],
         )
         conn.executemany(
             "UPDATE runs SET agent = ? WHERE id = (SELECT current_run_id FROM dispatches"
             " WHERE id = ?) AND status = 'running'",
             [(agent, d) for d, agent in op.assigned],
+        )
+    if op.claimed:  # by run id: a run that ended in the same commit keeps its worker too
+        conn.executemany(
+            "UPDATE runs SET agent = ? WHERE id = ?",
+            [(agent, run) for run, _, agent, _ in op.claimed],
+        )
+        conn.executemany(
+            "UPDATE dispatches SET agent = ?, assigned_at = ?, wait_reason = NULL"
+            " WHERE id = ? AND current_run_id = ?",
+            [(agent, at, d, run) for run, d, agent, at in op.claimed],
         )
     for s in op.states:
         _state(conn, s, op.now)

@@ -394,6 +394,9 @@ MIGRATIONS: list[list[str]] = [
             last INTEGER NOT NULL
         )""",
     ],
+    # 15: when a dispatch's current agent got it: assignment chose it, or its worker
+    # claimed the run's lease (the task API's ``assigned_at``)
+    ["ALTER TABLE dispatches ADD COLUMN assigned_at REAL"],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

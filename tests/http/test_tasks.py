@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import httpx
@@ -33,6 +34,10 @@ async def task(c: httpx.AsyncClient, task_id: str) -> dict[str, Any]:
     assert got.status_code == 200, got.text
     out: dict[str, Any] = got.json()
     return out
+
+
+def when(iso: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(iso)
 
 
 def test_priority_mapping() -> None:
@@ -71,12 +76,15 @@ async def test_dispatch_client_flow(db_path: str) -> None:
             )
             t = await task(a1, tid)
             assert t["status"] == "ASSIGNED" and t["assigned_agent"] == "a1"
+            assigned_at = t["assigned_at"]  # when assignment chose a1
+            assert assigned_at is not None and when(assigned_at) >= when(t["created_at"])
             listed = (await a1.get("/api/v1/tasks", params={"assigned_agent": "a1"})).json()
             assert [x["task_id"] for x in listed] == [tid]
             prog = await a1.post(f"/api/v1/tasks/{tid}/progress", json={"progress": 40})
             assert prog.status_code == 200, prog.text
             t = await task(a1, tid)
             assert t["status"] == "RUNNING" and t["progress"] == 40
+            assert t["assigned_at"] == assigned_at
             running = (await a1.get("/api/v1/tasks", params={"status": "running"})).json()
             assert [x["task_id"] for x in running] == [tid]
             done = await a1.post(f"/api/v1/tasks/{tid}/complete", json={"result": {"pr": 12}})
@@ -86,6 +94,7 @@ async def test_dispatch_client_flow(db_path: str) -> None:
             t = await task(a1, tid)
             assert t["status"] == "COMPLETED" and t["result"] == {"pr": 12}
             assert t["completed_at"] is not None and t["assigned_agent"] == "a1"
+            assert t["assigned_at"] == assigned_at
             again = await a1.post(f"/api/v1/tasks/{tid}/complete", json={"result": 1})
             assert again.status_code == 409
             pending = (await a1.get("/api/v1/tasks", params={"status": "PENDING"})).json()
@@ -136,7 +145,10 @@ async def test_unassigned_task_any_agent_and_bad_input(db_path: str) -> None:
         got = await a1.post("/api/v1/workers/claim", json={"wait": 5})
         assert got.status_code == 200
         assert got.json()["lease"]["payload"]["title"] == "anyone"
-        assert (await task(a1, tid))["status"] == "ASSIGNED"
+        t = await task(a1, tid)
+        assert (t["status"], t["assigned_agent"]) == ("ASSIGNED", "a1")
+        claimed_at = t["assigned_at"]  # the claim's time
+        assert claimed_at is not None and when(claimed_at) >= when(t["created_at"])
         deep: list[Any] = []
         for _ in range(MAX_DEPTH):
             deep = [deep]
@@ -147,6 +159,27 @@ async def test_unassigned_task_any_agent_and_bad_input(db_path: str) -> None:
         done = await a1.post(f"/api/v1/tasks/{tid}/complete", json={"result": "ok"})
         assert done.status_code == 200
         assert (await srv.rt.wait(int(tid))).status == "done"
+        # the worker's claim is on record after the run ended
+        t = await task(a1, tid)
+        assert (t["status"], t["assigned_agent"]) == ("COMPLETED", "a1")
+        assert t["assigned_at"] == claimed_at
+        mine = (await a1.get("/api/v1/tasks", params={"assigned_agent": "a1"})).json()
+        assert [x["task_id"] for x in mine] == [tid]
+        # a task report claims the lease of a task nobody was assigned as well
+        tid2 = (await a1.post("/api/v1/tasks", json={"title": "by report"})).json()["task_id"]
+        await eventually(
+            lambda: srv.rt.executors["external"].board.of_dispatch(int(tid2)) is not None,
+            what="the task's run on the lease board",
+        )
+        async with srv.client(ADMIN, agent="a2") as a2:
+            done = await a2.post(f"/api/v1/tasks/{tid2}/complete", json={"result": 2})
+            assert done.status_code == 200, done.text
+            assert (await srv.rt.wait(int(tid2))).status == "done"
+            t = await task(a2, tid2)
+            assert (t["status"], t["assigned_agent"]) == ("COMPLETED", "a2")
+            assert t["assigned_at"] is not None
+            theirs = (await a2.get("/api/v1/tasks", params={"agent": "a2"})).json()
+            assert [x["task_id"] for x in theirs] == [tid2]
         assert (await a1.get("/api/v1/tasks/abc")).status_code == 400
         assert (await a1.get("/api/v1/tasks/99999")).status_code == 404
         assert (await a1.post("/api/v1/tasks/99999/complete", json={})).status_code == 404

@@ -11,7 +11,10 @@
 - bad input: a malformed token 422, an unknown run 404, another agent's lease 403;
 - the worker client: leases with automatic heartbeats, ``LeaseLost`` on a stale token;
   the REST client's ``leases``;
-- lease events (claimed, completed, stale) on the SSE stream.
+- lease events (claimed, completed, stale) on the SSE stream;
+- a claimed run is its worker's: ``runs.agent`` (the runs filter, while it runs and
+  after), the outcome event's ``agent``, the registry's count and the agent's limit;
+  its retry is offered to any worker again.
 """
 
 from __future__ import annotations
@@ -94,6 +97,66 @@ async def test_lease_life_claim_heartbeat_progress_complete(db_path: str) -> Non
         assert again.status_code == 409
         assert board_stats(srv.rt)["stale"] == 1
         assert srv.rt.statistics()["leases"]["stale"] == 1
+
+
+async def test_a_claimed_run_is_the_workers(db_path: str) -> None:
+    from shepherd.actors.messages import OutcomeEvent
+
+    async with serve(db_path, http=NO_LIMIT) as srv, srv.client(AGENT) as c:
+        rt = srv.rt
+
+        async def agent_of(run_id: int) -> str | None:
+            return (await rt.run(run_id)).agent  # type: ignore[no-any-return]
+
+        async def next_outcome(events: Any, dispatch_id: int) -> Any:
+            with anyio.fail_after(10):
+                while (ev := await events.receive()).dispatch_id != dispatch_id:
+                    pass
+            return ev
+
+        await rt.add_agent("a1", capabilities=["gpu"], max_concurrent=1)
+        await rt.add_job(ext_job())
+        await rt.add_job(ext_job("gpu", capabilities=["gpu"]))
+        async with rt.subscribe(OutcomeEvent) as events:
+            did = await rt.enqueue("ext")
+            lease = (await claim(c)).json()["lease"]
+            run_id = lease["run_id"]
+            await eventually(lambda: agent_of(run_id), what="the run's agent")
+            assert await agent_of(run_id) == "a1"
+            running = (await c.get("/api/v1/runs", params={"agent": "a1"})).json()["items"]
+            assert [r["id"] for r in running] == [run_id]
+            assert (await rt.agent("a1")).running == 1
+            # a1 is at its limit (1): a dispatch assignment would give it waits
+            gpu = await rt.enqueue("gpu")
+
+            async def waits() -> bool:
+                d = await rt.dispatch(gpu)
+                return d.status == "queued" and d.wait_reason is not None
+
+            await eventually(waits, what="the gpu dispatch waiting for a1")
+            assert (await report(c, lease, "fail", error="flaky")).status_code == 200
+            ev = await next_outcome(events, did)
+            assert (ev.status, ev.agent) == ("queued", "a1")
+
+            async def assigned() -> bool:
+                d = await rt.dispatch(gpu)
+                return d.status == "running" and d.agent == "a1"
+
+            await eventually(assigned, what="the slot a1's failed run freed")
+            # the retry is nobody's until claimed: another worker takes it
+            async with srv.client(ADMIN, agent="a2") as c2:
+                second = (await claim(c2)).json()["lease"]
+                assert second["dispatch_id"] == did and second["attempt"] == 2
+                assert (await report(c2, second, "complete", result=1)).status_code == 200
+            assert (await rt.wait(did)).status == "done"
+            ev = await next_outcome(events, did)
+            assert (ev.status, ev.agent) == ("done", "a2")
+        assert await agent_of(run_id) == "a1"
+        assert await agent_of(second["run_id"]) == "a2"
+        done = (await c.get("/api/v1/runs", params={"agent": "a2"})).json()["items"]
+        assert [(r["id"], r["status"]) for r in done] == [(second["run_id"], "ok")]
+        assert (await rt.dispatch(did)).agent == "a2"
+        assert (await rt.agent("a1")).running == 1  # the gpu run only
 
 
 async def test_fail_retryable_is_retried_and_non_retryable_is_dead(db_path: str) -> None:

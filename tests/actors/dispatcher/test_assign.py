@@ -108,6 +108,22 @@ def test_offline_cancels_held_runs_and_removal_forgets() -> None:
     assert len(t) == 0 and t.release(1) == []
 
 
+def test_a_run_a_worker_claimed_counts_on_its_agent() -> None:
+    t = AgentTable()
+    t.load([_agent("a", ["x"], max_concurrent=1), _agent("b", ["x"], max_concurrent=1)])
+    need = t.need(_entry(1, ("x",)), JOB)
+    assert need is not None
+    assert t.take_over(7, "a") == []  # a's worker claimed dispatch 7's run: a is full
+    assert t.choose(need).id == "b"  # type: ignore[union-attr]
+    assert t.take_over(7, "b") == [need.key]  # claimed again by b: a's slot is free
+    assert t.choose(need).id == "a"  # type: ignore[union-attr]
+    assert t.take_over(8, "nobody") == []  # a worker that is no registered agent
+    _, cancel = t.load([_agent("b", ["x"], status="offline", rev=2)])
+    assert cancel == [7]  # its runs go with an agent that goes offline
+    assert t.release(7) == [] and t.release(8) == []
+    assert t.take_notes(0.0) is None  # the claims are recorded by the batch
+
+
 def test_owner_filter_restricts_candidates() -> None:
     t = AgentTable(owners={"bob": ["b"]})
     t.load([_agent("a", ["x"]), _agent("b", ["x"])])

@@ -1,5 +1,6 @@
-"""The launcher, without a dispatcher loop: starting, cancelling, the stale backstop, and
-a run actor that dies without reporting (also when the dispatcher's mailbox is full)."""
+"""The launcher, without a dispatcher loop: starting, cancelling, the stale backstop, a
+run actor that dies without reporting, and a run a worker claims (both also when the
+dispatcher's mailbox is full)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import pytest
 
 from shepherd.actors.dispatcher.launcher import Launcher
 from shepherd.actors.dispatcher.runs import Running
+from shepherd.actors.executors.base import Executor
+from shepherd.actors.executors.external import ExternalExecutor
 from shepherd.actors.executors.host import Host
-from shepherd.actors.messages import DispatcherMsg, Event, Poke, RunFinished
+from shepherd.actors.messages import DispatcherMsg, Event, Poke, RunClaimed, RunFinished
 from shepherd.actors.primitives.clock import FakeClock
 from shepherd.actors.primitives.mailbox import Mailbox
 from shepherd.actors.primitives.runsup import ChildHandle
@@ -23,17 +26,21 @@ JOB = JobSpec(name="j", target="t", executor="nowhere", timeout=Seconds(10.0))
 
 
 class Rig:
-    def __init__(self, clock: FakeClock | None = None) -> None:
+    def __init__(
+        self, clock: FakeClock | None = None, executors: dict[str, Executor] | None = None
+    ) -> None:
         self.clock = clock or FakeClock()
         self.events: list[Event] = []
         self.finished: list[RunFinished] = []
+        self.claims: list[RunClaimed] = []
         self.counters: dict[str, int] = {"admitted": 0, "stale": 0}
         self.launcher = Launcher(
-            {},
+            executors or {},
             Mailbox[StoreMsg]("store", 1).address(),
             self.clock,
             emit=self.events.append,
             finish=self.finished.append,
+            claim=self.claims.append,
             counters=self.counters,
             host=cast(Host, None),
             concurrency=4,
@@ -104,3 +111,37 @@ async def test_a_run_actor_that_dies_is_reported_crashed(full: bool) -> None:
     assert "boom" in (msg.error or "")
     # a full mailbox: straight to the batch (the loop runs anyway); else through the mailbox
     assert (msg in rig.finished) is full
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("full", [False, True])
+async def test_a_run_a_worker_claims_is_reported_claimed(full: bool) -> None:
+    clock = FakeClock()
+    external = ExternalExecutor(clock)
+    rig = Rig(clock, {"external": external})
+    mailbox: Mailbox[DispatcherMsg] = Mailbox("dispatcher", 2)
+    me = mailbox.address()
+    if full:
+        me.tell(Poke())
+        me.tell(Poke())
+    job = JobSpec(name="x", executor="external", timeout=Seconds(60.0))
+    board = external.board
+    async with anyio.create_task_group() as tg:
+        await tg.start(rig.launcher.run, me)
+        rig.launcher.start(entry(1), job, 7, 0.0)
+        with anyio.fail_after(5):
+            while board.statistics()["unclaimed"] == 0:
+                await anyio.lowlevel.checkpoint()
+        lease = board.claim_nowait("w", None)
+        assert lease is not None and lease.claimed_at is not None
+        with anyio.fail_after(5):
+            while not rig.claims and mailbox.depth == (2 if full else 0):
+                await anyio.lowlevel.checkpoint()
+        tg.cancel_scope.cancel()
+    waiting: list[Any] = []
+    while mailbox.depth:
+        waiting.append(mailbox.receive_nowait())
+    [msg] = [m for m in waiting + rig.claims if isinstance(m, RunClaimed)]
+    assert msg == RunClaimed(run_id=7, dispatch_id=1, agent="w", at=lease.claimed_at)
+    # a full mailbox: straight to the batch (the loop runs anyway); else through the mailbox
+    assert (msg in rig.claims) is full

@@ -20,7 +20,7 @@ from shepherd.store.ops import (
     UpdateAgent,
 )
 from shepherd.store.protocol import Store
-from tests.store.contract.helpers import add_job, claim, enqueue, new
+from tests.store.contract.helpers import add_job, claim, enqueue, finish, new
 
 pytestmark = pytest.mark.anyio
 
@@ -170,6 +170,31 @@ async def test_notes_assign_claimed_dispatches_and_record_why_others_wait(store:
     assert a is not None and (a.status, a.running) == ("busy", 1)
     [listed] = await store.agents()
     assert listed.running == 1
+    assert one.assigned_at == 4.0  # when the assignment was recorded
+
+
+async def test_notes_record_the_worker_that_claimed_a_run(store: Store) -> None:
+    await store.apply_one(_save("w"))
+    j = await add_job(store, "a")
+    [(d1, _), (d2, _)] = await enqueue(store, new(j), new(j))
+    r1, r2 = await claim(store, d1), await claim(store, d2)
+    assert r1 is not None and r2 is not None
+    await finish(store, r2, d2)  # its worker's claim is committed after the run ended
+    notes = AgentNotes([], [], [], 5.0, claimed=[(r1, d1, "w", 4.5), (r2, d2, "x", 4.25)])
+    assert await store.apply_one(notes) is None
+    one, two = await store.dispatch(d1), await store.dispatch(d2)
+    assert one is not None and (one.agent, one.assigned_at) == ("w", 4.5)
+    assert two is not None and (two.agent, two.assigned_at) == ("x", 4.25)
+    assert [(r.id, r.agent) for r in await store.runs(agent="w")] == [(r1, "w")]
+    assert [(r.id, r.status) for r in await store.runs(agent="x")] == [(r2, "ok")]
+    a = await store.agent("w")
+    assert a is not None and a.running == 1  # the registry counts the claimed run
+    # a claim noted for a run that is no longer its dispatch's current one leaves the
+    # dispatch to the newer run
+    late = AgentNotes([], [], [], 6.0, claimed=[(r1 + 999, d1, "z", 6.0)])
+    assert await store.apply_one(late) is None
+    one = await store.dispatch(d1)
+    assert one is not None and one.agent == "w"
 
 
 async def test_two_stores_writing_agents_at_once_never_skip_a_rev(
