@@ -23,11 +23,12 @@ a task keeps the number it was created with.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, assert_never
 
 import msgspec
 
 from shepherd.actors.executors.leases import Lease
+from shepherd.actors.messages import OutcomeEvent
 from shepherd.store.errors import ConfigError
 from shepherd.store.models import Dispatch
 
@@ -48,6 +49,7 @@ __all__ = [
     "assignment",
     "is_task_job",
     "level_of",
+    "state_after",
     "task_field",
     "task_of",
     "task_status",
@@ -89,6 +91,22 @@ def task_status(d: Dispatch, lease: Lease | None) -> str:
     if d.status == "dead":
         return "TIMEOUT" if d.outcome == "timeout" else "FAILED"
     return "CANCELLED"
+
+
+def state_after(ev: OutcomeEvent) -> str:
+    """The task's state once the outcome ``ev`` is committed: PENDING when a retry
+    follows, else its final state (as ``task_status`` reads the dispatch then)."""
+    match ev.status:
+        case "queued":
+            return "PENDING"
+        case "done":
+            return "COMPLETED"
+        case "dead":
+            return "TIMEOUT" if ev.outcome == "timeout" else "FAILED"
+        case "cancelled":
+            return "CANCELLED"
+        case _:
+            assert_never(ev.status)
 
 
 class CreateTask(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -13,15 +13,21 @@ task's current run for it when nobody has it yet, then applies (fencing as in
 ``runtime/http/task_model.py`` says (``task_status``, ``level_of``). Where Dispatch's
 admin paths collide with shepherd's REST routes (``/api/v1/stats``,
 ``/api/v1/agents``) Dispatch's shapes are served under ``/api/v1/tasks/stats`` and
-``/api/v1/tasks/agents``. The module is long because every route of that API is here,
-each with the checks of its body and its reports' fencing.
+``/api/v1/tasks/agents``. A ``/fail`` answers with the task's state after the report
+(``settled``: PENDING when it is retried, else FAILED), as a ``GET`` right after it
+does. The module is long because every route of that API is here, each with the checks
+of its body and its reports' fencing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import anyio
+
 from shepherd.actors.executors.leases import Lease, NotHolder
+from shepherd.actors.messages import Event, OutcomeEvent
 from shepherd.runtime.http.api import ApiError, ApiRequest, Endpoint
 from shepherd.runtime.http.task_model import (
     ADHOC_JOB,
@@ -39,6 +45,7 @@ from shepherd.runtime.http.task_model import (
     TasksQuery,
     is_task_job,
     level_of,
+    state_after,
     task_field,
     task_of,
     task_status,
@@ -51,6 +58,7 @@ from shepherd.store.models import Dispatch, JobSpec, RetryPolicy, normalize_capa
 __all__ = ["ENDPOINTS"]
 
 _TAGS = ("tasks",)
+_SETTLE = 10.0  # seconds a report waits for its run's outcome to be committed
 
 
 def _job_name(timeout: int) -> str:
@@ -211,11 +219,40 @@ async def task_complete(req: ApiRequest) -> Any:
     return TaskReport(task_id=str(task_id), status="COMPLETED", run_id=lease.run_id)
 
 
+async def settled(req: ApiRequest, task_id: int, lease: Lease, report: Callable[[], None]) -> str:
+    """Make ``report`` on ``lease`` and return the task's state once its run's outcome
+    is committed (retried: PENDING). Not within ``_SETTLE`` s (a store in trouble):
+    its state as the store has it then."""
+    heard: list[OutcomeEvent] = []
+    done = anyio.Event()
+
+    def outcome(ev: Event) -> None:
+        if isinstance(ev, OutcomeEvent) and ev.run_id == lease.run_id:
+            heard.append(ev)
+            done.set()
+
+    stop = req.rt.events.listen(outcome, OutcomeEvent)
+    try:
+        report()
+        with anyio.CancelScope() as scope:
+            req.rt.clock.cancel_at(scope, req.rt.clock.now() + _SETTLE)
+            await done.wait()
+    finally:
+        stop()
+    if heard:
+        return state_after(heard[0])
+    d = await req.rt.dispatch(task_id)
+    return task_status(d, board_of(req.rt).of_dispatch(task_id))
+
+
 async def task_fail(req: ApiRequest) -> Any:
     body: FailBody = req.body
     task_id, lease = await _lease_for(req)
-    board_of(req.rt).fail(lease, body.error, body.retry_eligible)
-    return TaskReport(task_id=str(task_id), status="FAILED", run_id=lease.run_id)
+    board = board_of(req.rt)
+    status = await settled(
+        req, task_id, lease, lambda: board.fail(lease, body.error, body.retry_eligible)
+    )
+    return TaskReport(task_id=str(task_id), status=status, run_id=lease.run_id)
 
 
 async def task_stats(req: ApiRequest) -> Any:

@@ -4,6 +4,7 @@
   assignment chose sees it ASSIGNED → progress (RUNNING) → complete (COMPLETED, result);
 - filters: status, assigned_agent, owner; a bad status is 422; a bad id is 400;
 - priority 0-10 maps onto levels (D14/D15); fail with retry_eligible false → FAILED;
+  a fail answers the state after it (PENDING when retried, as a GET then says);
 - another agent reporting on the task: 403; a report on a finished task: 409;
 - Dispatch's stats and agents under /api/v1/tasks/... (admin only);
 - PATCH {status: CANCELLED} by the owner cancels (the worker's lease goes stale);
@@ -133,6 +134,33 @@ async def test_fail_and_foreign_agent(db_path: str) -> None:
             t = await task(a1, tid)
             assert t["status"] == "FAILED" and t["error"] == "cannot"
             assert t["max_retries"] == 0
+
+
+async def test_a_fail_answers_the_state_after_it(db_path: str) -> None:
+    """A task with retries left is PENDING after a fail (queued for its retry); a fail
+    that ends it is FAILED: the answer says what a GET right after it says."""
+    async with serve(db_path, http=NO_LIMIT) as srv, srv.client(AGENT) as a1:
+        tid = (await a1.post("/api/v1/tasks", json={"title": "flaky"})).json()["task_id"]
+        await eventually(
+            lambda: srv.rt.executors["external"].board.of_dispatch(int(tid)) is not None,
+            what="the task's run on the lease board",
+        )
+        failed = await a1.post(f"/api/v1/tasks/{tid}/fail", json={"error": "e1"})
+        assert failed.status_code == 200, failed.text
+        assert failed.json()["status"] == "PENDING"
+        t = await task(a1, tid)
+        assert (t["status"], t["error"], t["retry_count"]) == ("PENDING", "e1", 0)
+        await eventually(
+            lambda: srv.rt.executors["external"].board.of_dispatch(int(tid)) is not None,
+            what="the retry on the lease board",
+        )
+        last = await a1.post(
+            f"/api/v1/tasks/{tid}/fail", json={"error": "e2", "retry_eligible": False}
+        )
+        assert last.status_code == 200, last.text
+        assert last.json()["status"] == "FAILED"
+        t = await task(a1, tid)
+        assert (t["status"], t["error"], t["retry_count"]) == ("FAILED", "e2", 1)
 
 
 async def test_unassigned_task_any_agent_and_bad_input(db_path: str) -> None:
