@@ -8,6 +8,7 @@ approval gate is held by ``approvals.gate`` in the same transaction (its result:
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 from shepherd.store.ops import InsertDispatches
@@ -20,6 +21,7 @@ __all__ = [
     "dispatch_values",
     "insert_dispatches",
     "next_id",
+    "next_ids",
     "raise_floors",
 ]
 
@@ -30,12 +32,18 @@ FLOORED = (("dispatches", "id"), ("dispatches", "seq"), ("runs", "id"))
 def next_id(conn: sqlite3.Connection, table: str, column: str = "id") -> int:
     """The next ``column`` of ``table``: past its highest, and past the highest a
     deleted row held (``id_floors``, migration 14), in one statement."""
-    row = conn.execute(
-        f"SELECT max(COALESCE((SELECT MAX({column}) FROM {table}), 0),"
-        " COALESCE((SELECT last FROM id_floors WHERE name = ?), 0))",
-        (f"{table}.{column}",),
-    ).fetchone()
-    return int(row[0]) + 1
+    return next_ids(conn, table, (column,))[0]
+
+
+def next_ids(conn: sqlite3.Connection, table: str, columns: Sequence[str]) -> list[int]:
+    """``next_id`` of each of ``columns`` of ``table``, all in one statement (a new
+    dispatch's id and seq)."""
+    tops = ", ".join(
+        f"max(COALESCE((SELECT MAX({c}) FROM {table}), 0),"
+        f" COALESCE((SELECT last FROM id_floors WHERE name = '{table}.{c}'), 0))"
+        for c in columns
+    )
+    return [int(top) + 1 for top in conn.execute(f"SELECT {tops}").fetchone()]
 
 
 def raise_floors(conn: sqlite3.Connection) -> None:
@@ -60,7 +68,7 @@ _EXISTING = "SELECT id FROM dispatches WHERE job_id = ? AND producer_key = ?"
 
 
 def insert_dispatches(conn: sqlite3.Connection, op: InsertDispatches) -> list[Any]:
-    new_id, next_seq = next_id(conn, "dispatches"), next_id(conn, "dispatches", "seq")
+    new_id, next_seq = next_ids(conn, "dispatches", ("id", "seq"))
     out: list[tuple[int, int] | int | None] = []
     plain: list[tuple[Any, ...]] = []
     for r in op.rows:

@@ -44,7 +44,7 @@ from shepherd.store.sqlite.backup import Progress, copy_to
 from shepherd.store.sqlite.batch import apply_batch, on_thread
 from shepherd.store.sqlite.codes import translate
 from shepherd.store.sqlite.files import Files, keep_wal
-from shepherd.store.sqlite.inline import apply_here, small
+from shepherd.store.sqlite.inline import apply_here, no_wait, small, wait_again
 from shepherd.store.sqlite.integrity import Check, CheckRan
 from shepherd.store.sqlite.opening import check_file, check_path, connect, prepare_writer
 from shepherd.store.sqlite.reader import READS
@@ -82,6 +82,7 @@ class SqliteStore(EngineReads):
         self._hops = 0
         self._abandoned = False
         self.checkpoints = 0
+        self._no_wait = False  # the writer's busy timeout is 0 (inline commits: ``apply_now``)
         self._wal = (0, 0)  # the WAL's frames and backfilled frames at the last checkpoint
         self.opened_check = CheckRan("none", "none", 0.0)  # set by open()
         # the file, its WAL and its WAL index as opened, checked before every write
@@ -146,8 +147,12 @@ class SqliteStore(EngineReads):
         if self.synchronous != "NORMAL" or self._hops or self._abandoned or not small(ops):
             return None
         self.check_files()
+        conn = self._writer._conn
         try:
-            results = apply_here(self._writer._conn, ops, int(self._busy_timeout * 1000))
+            if not self._no_wait:
+                no_wait(conn)
+                self._no_wait = True
+            results = apply_here(conn, ops)
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from None
         if results is not None:
@@ -178,9 +183,15 @@ class SqliteStore(EngineReads):
     async def _on_writer(self, fn: Callable[..., T], *args: Any) -> T:
         self._hops += 1
         try:
-            result = await on_thread(self._writer, fn, *args)
+            if self._no_wait:  # inline commits left it at 0: the thread waits as configured
+                busy_ms = int(self._busy_timeout * 1000)
+                result: T = await on_thread(self._writer, _waiting, busy_ms, fn, *args)
+                self._no_wait = False
+            else:
+                result = await on_thread(self._writer, fn, *args)
         except Exception:
             self._abandoned = False  # it ran, and failed
+            self._no_wait = False  # (``_waiting`` runs first)
             raise
         except BaseException:
             self._abandoned = True  # cancelled: it may still be running on the thread
@@ -345,6 +356,12 @@ def _wal_checkpoint(conn: sqlite3.Connection, mode: str) -> tuple[int, int]:
     (``PRAGMA wal_checkpoint``'s last two columns; -1, not in WAL mode, counts as 0)."""
     row = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
     return (max(0, int(row[1])), max(0, int(row[2]))) if row is not None else (0, 0)
+
+
+def _waiting(conn: sqlite3.Connection, busy_ms: int, fn: Callable[..., T], *args: Any) -> T:
+    """``fn`` on the writer's thread after the busy timeout is set back (``wait_again``)."""
+    wait_again(conn, busy_ms)
+    return fn(conn, *args)
 
 
 def _set_busy_timeout(conn: sqlite3.Connection, seconds: float) -> None:

@@ -11,7 +11,9 @@ commit under ``synchronous = FULL`` (an fsync each) still go to the writer's thr
 where SQLite's work overlaps with the loop's.
 
 The write lock is never waited for here: the attempt runs with SQLite's busy timeout at
-0, and when another connection holds the lock (another process writing the file) the
+0 (set once for a run of inline commits, and back to the configured one before the
+next hop to the writer's thread: two statements fewer per commit), and when another
+connection holds the lock (another process writing the file) the
 transaction has written nothing and the engine takes the group to the thread, which
 waits the configured busy timeout as before (``apply_here`` returns None).
 """
@@ -35,7 +37,7 @@ from shepherd.store.ops import (
 )
 from shepherd.store.sqlite.batch import apply_batch
 
-__all__ = ["INLINE_ROWS", "apply_here", "small"]
+__all__ = ["INLINE_ROWS", "apply_here", "no_wait", "small", "wait_again"]
 
 INLINE_ROWS = 8  # rows a group may touch and still commit on the loop's thread
 
@@ -67,11 +69,10 @@ def small(ops: Sequence[WriteOp]) -> bool:
     return True
 
 
-def apply_here(conn: sqlite3.Connection, ops: Sequence[WriteOp], busy_ms: int) -> list[Any] | None:
+def apply_here(conn: sqlite3.Connection, ops: Sequence[WriteOp]) -> list[Any] | None:
     """``apply_batch`` on this thread without waiting for the write lock; None when it
-    is held elsewhere (nothing was written). ``busy_ms``: the busy timeout restored on
-    the way out, for the hops that follow."""
-    conn.execute("PRAGMA busy_timeout = 0")
+    is held elsewhere (nothing was written). The connection's busy timeout must be 0
+    (``no_wait``); the engine sets it back before the next hop (``wait_again``)."""
     try:
         return apply_batch(conn, ops)
     except sqlite3.OperationalError as exc:
@@ -79,5 +80,13 @@ def apply_here(conn: sqlite3.Connection, ops: Sequence[WriteOp], busy_ms: int) -
         if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) and not conn.in_transaction:
             return None
         raise
-    finally:
-        conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
+
+
+def no_wait(conn: sqlite3.Connection) -> None:
+    """The busy timeout ``apply_here`` needs: never wait for the write lock."""
+    conn.execute("PRAGMA busy_timeout = 0")
+
+
+def wait_again(conn: sqlite3.Connection, busy_ms: int) -> None:
+    """The configured busy timeout again, for the writer's thread."""
+    conn.execute(f"PRAGMA busy_timeout = {busy_ms}")

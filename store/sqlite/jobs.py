@@ -17,7 +17,7 @@ from shepherd.store.ops import (
 )
 from shepherd.store.sqlite import approvals
 from shepherd.store.sqlite.chains import check_parent, refuse_parent
-from shepherd.store.sqlite.dispatches import INSERT_DISPATCH, dispatch_values, next_id
+from shepherd.store.sqlite.dispatches import INSERT_DISPATCH, dispatch_values, next_id, next_ids
 
 # the slots a scheduler committed ahead of time that are not due yet: a changed or
 # disabled job withdraws them (``SaveJob``): cancelled, their slot cleared so the job's
@@ -215,7 +215,7 @@ def _insert_slots(
     unique index ``dispatches_slot`` decides, so no lookup per row)."""
     if not rows:
         return []
-    first_id, first_seq = next_id(conn, "dispatches"), next_id(conn, "dispatches", "seq")
+    first_id, first_seq = next_ids(conn, "dispatches", ("id", "seq"))
     inserted = conn.executemany(
         INSERT_DISPATCH.replace("INSERT", "INSERT OR IGNORE", 1),
         [

@@ -88,9 +88,15 @@ async def test_a_write_lock_held_elsewhere_is_waited_for_on_the_thread(
         other.close()
     assert len(result) == 1 and sqlite_store.commits_inline == 0
     assert _count(db_path) == 1
-    await sqlite_store.apply([_insert(job_id, 1)])  # the lock is free: inline again, same timeout
+    await sqlite_store.apply([_insert(job_id, 1)])  # the lock is free: inline again
     assert sqlite_store.commits_inline == 1
-    assert sqlite_store._writer._conn.execute("PRAGMA busy_timeout").fetchone() == (5000,)
+    # inline commits run with no busy timeout; the next hop waits as configured again
+    assert sqlite_store._writer._conn.execute("PRAGMA busy_timeout").fetchone() == (0,)
+
+    def busy(conn: sqlite3.Connection) -> object:
+        return conn.execute("PRAGMA busy_timeout").fetchone()
+
+    assert await sqlite_store._on_writer(busy) == (5000,)
 
 
 async def test_a_cancelled_hop_keeps_commits_off_the_loops_thread_until_one_returns(
