@@ -142,7 +142,8 @@ def _owner(lock_fd: int) -> str:
 
 
 def _other_name(real: str) -> str:
-    """The holder of the database file's flock, which took it under another name of
-    the file (a hard link: its lock file is beside that name)."""
+    """The holder of the database file's flock, whose lock file is not this one: it
+    took the file under another name (a hard link), or its lock file was removed."""
     pid = flock_holder(real)
-    return f"pid {pid}, under another name of the file" if pid else "another name of the file"
+    why = "it holds the file under another name, or its lock file was removed"
+    return f"pid {pid}; {why}" if pid else why

@@ -168,6 +168,13 @@ def diagnose(path: str) -> dict[str, Any]:
         conn.execute("PRAGMA busy_timeout = 5000")
         out.update(_file_facts(conn))
     except sqlite3.DatabaseError as exc:
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_READONLY:
+            where = os.path.dirname(os.path.abspath(path))
+            problem = (
+                f"cannot be read here: a WAL database is read through its -shm beside it,"
+                f" which cannot be made in {where} (read-only); the file was not checked ({exc})"
+            )
+            return {**out, "healthy": False, "problem": problem}
         return {**out, "healthy": False, "problem": f"not a readable SQLite database ({exc})"}
     finally:
         conn.close()

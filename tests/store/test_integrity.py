@@ -228,3 +228,24 @@ async def test_a_wake_socket_on_a_full_file_system_is_disk_full(tmp_path: Path) 
         ingest._path = str(disk / "x.wake")
         with pytest.raises(DiskFull, match="wake socket"):
             await ingest.run()
+
+
+def test_doctor_says_a_file_it_cannot_read_for_a_read_only_directory_is_unchecked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A WAL database in a directory its reader cannot write (no -shm can be made) is
+    not called damaged: the report says why it could not be read."""
+    db = tmp_path / "x.db"
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.execute("PRAGMA journal_mode = wal")
+
+    def readonly(conn: sqlite3.Connection) -> dict[str, object]:
+        exc = sqlite3.OperationalError("attempt to write a readonly database")
+        exc.sqlite_errorcode = sqlite3.SQLITE_READONLY  # as SQLite raises it there
+        raise exc
+
+    monkeypatch.setattr(integrity, "_file_facts", readonly)
+    report = integrity.diagnose(str(db))
+    assert report["healthy"] is False
+    assert "cannot be read here" in report["problem"] and "read-only" in report["problem"]
+    assert "not a readable SQLite database" not in report["problem"]
