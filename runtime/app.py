@@ -338,6 +338,8 @@ class Runtime:
         return server.address if server is not None else None
 
     async def _stop(self) -> None:
+        if (dispatcher := self._actors.get("dispatcher")) is not None:
+            dispatcher.hold()  # nothing new starts (an unclaimed run given back included)
         external = self.executors.get("external")
         if isinstance(external, ExternalExecutor):
             external.board.close()  # long-polling claims answer now

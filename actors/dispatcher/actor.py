@@ -163,6 +163,7 @@ class Dispatcher:
         )
         self._again = True  # the first pass admits what was loaded from the store
         self._draining = self._drained = False
+        self._holding = False  # ``hold``: the runtime stops, nothing new starts
         self._drain_reply: Reply[int] | None = None
         self._drained_count = 0
 
@@ -204,7 +205,7 @@ class Dispatcher:
             now = self._clock.wall()
             self._queue.promote(now)
             await self._loader.refill(now)  # draining too: its ``later`` cursor is a timer
-            if not self._draining:
+            if not self._draining and not self._holding:
                 self._admit(now)
                 for w in self._admission.agents.take_wakes():
                     tg.start_soon(wake_agent, w, self._me, self._clock)
@@ -299,6 +300,13 @@ class Dispatcher:
         self._queue.rewind = True
         with contextlib.suppress(MailboxFull, MailboxClosed):
             self._me.tell(Poke())
+
+    def hold(self) -> None:
+        """The runtime stops (its Drain follows): admit nothing more from now on. Called
+        by ``Runtime`` before it closes the lease board, whose closing sends every
+        unclaimed external run back to the queue, which the next pass would otherwise
+        admit again at once, and again, until the Drain came."""
+        self._holding = True
 
     def _wake(self) -> None:
         """Another pass is needed: the next receive does not block."""

@@ -424,3 +424,15 @@ async def test_a_claimed_run_waits_out_the_grace_on_stop_not_its_idle_timeout(
         final = await srv.rt.dispatch(did)
         [run] = await srv.rt.runs(dispatch_id=did)
     assert (run.status, final.status) == ("cancelled", "cancelled"), (run, final)
+
+
+async def test_stop_gives_an_unclaimed_run_back_once(db_path: str) -> None:
+    """Given back at the stop, an unclaimed run is not admitted again while the daemon
+    stops (it would be offered, given back, admitted again, until the drain): one run."""
+    async with serve(db_path, http=NO_LIMIT) as srv:
+        await srv.rt.add_job(ext_job())
+        did = await srv.rt.enqueue("ext")
+        await eventually(lambda: board_stats(srv.rt)["unclaimed"] == 1, what="the offer")
+    async with serve(db_path, http=NO_LIMIT) as srv:
+        given_back = [r for r in await srv.rt.runs(dispatch_id=did) if r.status != "running"]
+        assert [(r.status, r.reason) for r in given_back] == [("error", "deferred")], given_back
