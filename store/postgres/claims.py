@@ -144,7 +144,8 @@ _FINISH_RUNS = (
 _REQUEUE = (
     "UPDATE dispatches d SET status = 'queued', seq = nextval('dispatch_seq'), origin = $1,"
     " not_before = f.not_before, outcome = f.outcome, last_error = f.error,"
-    " current_run_id = NULL, updated_at = $2, attempt = d.attempt - f.refund"
+    " current_run_id = NULL, updated_at = $2, attempt = d.attempt - f.refund,"
+    " agent = NULL, assigned_at = NULL"
     " FROM unnest($3::bigint[], $4::bigint[], $5::float8[], $6::text[], $7::text[],"
     " $8::integer[]) AS f(dispatch_id, run_id, not_before, outcome, error, refund)"
     " WHERE d.id = ANY($3::bigint[]) AND d.id = f.dispatch_id AND d.current_run_id = f.run_id"

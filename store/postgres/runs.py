@@ -134,6 +134,7 @@ async def recover_runs(
                 " origin = $1, not_before = $2,"
                 " max_attempts = GREATEST(max_attempts, attempt + 1), outcome = 'crashed',"
                 " last_error = 'replayed after a crash', current_run_id = NULL,"
+                " agent = NULL, assigned_at = NULL,"
                 " idempotency_key = $3, updated_at = $2 WHERE id = $4 AND status = 'running'",
                 op.origin,
                 now,
@@ -225,7 +226,8 @@ async def retry_dead(conn: asyncpg.Connection, op: RetryDead) -> list[int]:
         status = await conn.execute(
             "UPDATE dispatches SET status = 'queued', seq = nextval('dispatch_seq'),"
             " origin = $1, attempt = 0, not_before = $2, dead_reason = NULL,"
-            " expires_at = NULL, current_run_id = NULL, cancel_requested = 0, updated_at = $2"
+            " expires_at = NULL, current_run_id = NULL, cancel_requested = 0, updated_at = $2,"
+            " agent = NULL, assigned_at = NULL"
             " WHERE id = $3 AND status = 'dead'",
             op.origin,
             now,

@@ -164,6 +164,7 @@ def finish_runs(conn: sqlite3.Connection, op: FinishRuns) -> Finished:
             cur = conn.execute(
                 "UPDATE dispatches SET status = 'queued', seq = ?, origin = ?, not_before = ?,"
                 " outcome = ?, last_error = ?, current_run_id = NULL, updated_at = ?,"
+                " agent = NULL, assigned_at = NULL,"
                 " attempt = attempt - ? WHERE id = ? AND current_run_id = ?",
                 (
                     next_seq,

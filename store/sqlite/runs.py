@@ -82,6 +82,7 @@ def recover_orphans(conn: sqlite3.Connection, op: RecoverOrphans) -> list[tuple[
                 "UPDATE dispatches SET status = 'queued', seq = ?, origin = ?, not_before = ?,"
                 " max_attempts = MAX(max_attempts, attempt + 1), outcome = 'crashed',"
                 " last_error = 'replayed after a crash', current_run_id = NULL,"
+                " agent = NULL, assigned_at = NULL,"
                 " idempotency_key = ?, updated_at = ? WHERE id = ? AND status = 'running'",
                 (
                     seq,
@@ -172,7 +173,8 @@ def retry_dead(conn: sqlite3.Connection, op: RetryDead) -> list[int]:
         cur = conn.execute(
             "UPDATE dispatches SET status = 'queued', seq = ?, origin = ?, attempt = 0,"
             " not_before = ?, dead_reason = NULL, expires_at = NULL, current_run_id = NULL,"
-            " cancel_requested = 0, updated_at = ? WHERE id = ? AND status = 'dead'",
+            " cancel_requested = 0, agent = NULL, assigned_at = NULL, updated_at = ?"
+            " WHERE id = ? AND status = 'dead'",
             (seq, op.origin, op.now, op.now, dispatch_id),
         )
         if cur.rowcount == 1:

@@ -195,6 +195,10 @@ async def test_notes_record_the_worker_that_claimed_a_run(store: Store) -> None:
     assert await store.apply_one(late) is None
     one = await store.dispatch(d1)
     assert one is not None and one.agent == "w"
+    # retried, the dispatch is nobody's until its next run is claimed or assigned
+    assert await finish(store, r1, d1, outcome="error", next="retry")  # its new seq
+    one = await store.dispatch(d1)
+    assert one is not None and (one.status, one.agent, one.assigned_at) == ("queued", None, None)
 
 
 async def test_two_stores_writing_agents_at_once_never_skip_a_rev(
