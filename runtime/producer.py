@@ -163,19 +163,39 @@ class Producer:
             out.append(got if isinstance(got, ShepherdError) else (len(items) - 1, False))
         if not items:
             return out
-        answers: list[tuple[int, bool] | ShepherdError]
-        if self.connected():
+        answers = self._through_daemon(items) if self.connected() else self._direct(items)
+        return [r if isinstance(r, ShepherdError) else answers[r[0]] for r in out]
+
+    def _through_daemon(self, items: list[EnqueueItem]) -> list[tuple[int, bool] | ShepherdError]:
+        """``items`` over the socket; one the frame cannot carry (an integer past 64 bits
+        in its payload: msgpack's limit, not JSON's) is written directly, as with no
+        daemon, so it goes in either way and the others are not held up by it."""
+        bodies: list[bytes | None] = []
+        for item in items:
             try:
-                answers = self._exchange(items)
+                bodies.append(_encode(item))
+            except OverflowError:
+                bodies.append(None)
+        wire = [i for i, body in enumerate(bodies) if body is not None]
+        answers: list[tuple[int, bool] | ShepherdError | None] = [None] * len(items)
+        if wire:
+            try:
+                got = self._exchange([items[i] for i in wire], [bodies[i] for i in wire])
             except Disconnected:
                 self.close()
                 raise
-        else:
-            self.direct += len(items)
-            from shepherd.runtime._producer_direct import enqueue_direct
+            for i, answer in zip(wire, got, strict=True):
+                answers[i] = answer
+        if local := [i for i, body in enumerate(bodies) if body is None]:
+            for i, answer in zip(local, self._direct([items[i] for i in local]), strict=True):
+                answers[i] = answer
+        return [a for a in answers if a is not None]  # every one answered, in order
 
-            answers = enqueue_direct(self.database, self._config, items)
-        return [r if isinstance(r, ShepherdError) else answers[r[0]] for r in out]
+    def _direct(self, items: list[EnqueueItem]) -> list[tuple[int, bool] | ShepherdError]:
+        self.direct += len(items)
+        from shepherd.runtime._producer_direct import enqueue_direct
+
+        return enqueue_direct(self.database, self._config, items)
 
     def _item(self, request: Mapping[str, Any]) -> EnqueueItem | ConfigError:
         rid, self._next = self._next, self._next + 1
@@ -185,10 +205,12 @@ class Producer:
             text, _, where = str(exc).partition(" - at `$.")
             return ConfigError(text, field=where.rstrip("`") or None)
 
-    def _exchange(self, items: list[EnqueueItem]) -> list[tuple[int, bool] | ShepherdError]:
+    def _exchange(
+        self, items: list[EnqueueItem], bodies: list[bytes | None]
+    ) -> list[tuple[int, bool] | ShepherdError]:
         sock = self._sock
         assert sock is not None
-        out = memoryview(b"".join(frame(_encode(item)) for item in items))
+        out = memoryview(b"".join(frame(body) for body in bodies if body is not None))
         index = {item.id: i for i, item in enumerate(items)}
         results: list[tuple[int, bool] | ShepherdError | None] = [None] * len(items)
         buf = bytearray()

@@ -158,6 +158,17 @@ def test_a_bad_request_gets_an_error_answer_and_the_rest_go_in(
         assert isinstance(got[0], int) and isinstance(got[2], int)
         with pytest.raises(NotFound):
             p.enqueue("nope")
+        # an integer past 64 bits, which msgpack frames cannot carry (JSON can): that
+        # request is written directly, as with no daemon; the others go through it
+        big = {"job": "j", "payload": {"a": 2**70}}
+        sent, direct = p.sent, p.direct
+        got = p.enqueue_many([{"job": "j"}, big, {"job": "j"}])
+        assert all(isinstance(i, int) for i in got) and len(set(got)) == 3
+        assert (p.sent - sent, p.direct - direct) == (2, 1)
+    [(payload,)] = env.query("SELECT payload FROM dispatches WHERE id = ?", got[1])
+    assert msgspec.json.decode(payload) == {"a": 2**70}
+    code = env.cli("enqueue", "j", "--payload", '{"a": -9223372036854775809}')
+    assert code.returncode == 0, code.stderr
 
 
 def test_sigkill_mid_stream_every_returned_id_is_committed(
