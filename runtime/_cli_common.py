@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from shepherd.runtime._cli_fmt import CliError
-from shepherd.runtime._cli_store import not_unicode
+from shepherd.runtime._cli_store import http_url, not_unicode
 from shepherd.runtime.config import Config, load_config
 from shepherd.store.errors import (
     ConfigError,
@@ -108,6 +108,7 @@ def common_options(default: Any, *, tz: bool = True) -> argparse.ArgumentParser:
     p.add_argument(
         "--url",
         metavar="URL",
+        type=http_url,
         default=default,
         help="work on a remote daemon's REST API, e.g. http://127.0.0.1:8600 (status, enqueue,"
         " cancel, runs, dlq, approvals)",

@@ -82,7 +82,11 @@ _DISPATCHES: list[tuple[str, str, dict[str, Any]]] = [
 
 def cmd_demo(args: argparse.Namespace) -> int:
     directory = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="shepherd-demo-"))
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file there, a directory that cannot be made
+        why = "a file is there" if isinstance(exc, FileExistsError) else exc.strerror
+        raise ConfigError(f"cannot use {str(directory)!r} ({why})", field="--dir") from None
     level: Literal["INFO", "WARNING"] = "INFO" if args.verbose else "WARNING"
     cfg = Config(
         database=str(directory / "demo.db"),

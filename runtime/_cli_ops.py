@@ -61,7 +61,7 @@ async def enqueue_one(cfg: Config, req: EnqueueRequest, now: float) -> tuple[int
     # with an app (--app, or app in the config) its targets are known here, and a
     # payload its target's declared type refuses is refused before anything is stored
     executors = builtin_executors(cfg) if cfg.app else None
-    async with open_store(cfg) as store:
+    async with open_store(cfg, create=False) as store:  # no file: no job (first-run hint)
         row = await store.job(req.job)
         if row is None:
             raise NotFound(f"no job named {req.job!r}")
@@ -84,7 +84,7 @@ def cmd_cancel(args: argparse.Namespace, cfg: Config) -> int:
     ended = status not in ("cancelled", "running")  # "ended:cancelled": cancelled before
     status = status.removeprefix("ended:")
     result = "cancel_requested" if status == "running" else status
-    if args.json:
+    if args.json and not (ended and not children):  # ended: only the error, as --url
         out: dict[str, Any] = {"id": args.dispatch_id, "result": result}
         if cascade:
             out["children_cancelled"] = children

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from shepherd.runtime._cli_fmt import CliError
 from shepherd.runtime._cli_help import first_run_hint
-from shepherd.store.bounds import MAX_ID, TOO_DEEP, Range, check_json, check_value
+from shepherd.store.bounds import MAX_ID, TOO_DEEP, Range, check_http_url, check_json, check_value
 from shepherd.store.errors import ConfigError
 from shepherd.store.models import parse_duration
 
@@ -90,7 +90,8 @@ async def open_store(cfg: Config, *, create: bool = True) -> AsyncIterator[Store
     command that only reads or changes what is there (``create=False``) on a file that
     does not exist yet fails with a first-run hint (exit 1)."""
     url = "://" in cfg.database  # a postgresql:// URL (Config refuses other schemes)
-    if not create and not url and not os.path.exists(cfg.database):  # noqa: ASYNC240
+    # not there yet, or an empty file (SQLite would make it a database): nothing to read
+    if not create and not url and _empty_or_missing(cfg.database):
         raise CliError(first_run_hint(cfg.database), code=1)
     import anyio
 
@@ -108,6 +109,13 @@ async def open_store(cfg: Config, *, create: bool = True) -> AsyncIterator[Store
     finally:
         with anyio.CancelScope(shield=True):
             await store.close(checkpoint=False)
+
+
+def _empty_or_missing(path: str) -> bool:
+    try:
+        return os.path.getsize(path) == 0
+    except FileNotFoundError:
+        return True
 
 
 def daemon_pid(database: str) -> int | None:
@@ -162,6 +170,15 @@ def _alive(pid: int) -> bool:
 # -- argparse value types: a bad value exits 2 with "argument --flag: <why>" -----------
 
 
+def http_url(text: str) -> str:
+    """``--url``: an http:// or https:// URL with a host (and a valid port)."""
+    try:
+        check_http_url(text, field="")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def duration(text: str) -> float:
     """``30``, ``500ms``, ``5m``, ``1.5h``, ``7d`` → seconds."""
     try:
@@ -177,10 +194,12 @@ def bounded_int(bounds: Range) -> Callable[[str], int]:
     """An argparse type: an integer within ``bounds`` (``Range`` of the field it sets)."""
 
     def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
+        # ASCII digits only, as the HTTP API's ids: Python's int() also takes "1_0",
+        # " 1", "+1" and other scripts' digits, which would name another row than typed
+        digits = text[1:] if text.startswith("-") else text
+        if not (digits.isascii() and digits.isdigit()):
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        value = int(text)
         try:
             check_value(value, bounds, field="", integer=True)
         except ConfigError as exc:

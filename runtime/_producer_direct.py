@@ -4,12 +4,14 @@ enqueue`` does without a daemon. Checks and errors are ``Runtime.enqueue``'s."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import anyio
 
 from shepherd.actors.ingest import send_wake
 from shepherd.actors.ingest_wire import EnqueueItem
+from shepherd.runtime._cli_help import first_run_hint
 from shepherd.runtime._cli_store import builtin_executors, open_store, origin, wall
 from shepherd.runtime._jobs_api import build_request
 from shepherd.runtime.config import Config, load_config
@@ -31,6 +33,10 @@ def enqueue_direct(database: str, cfg: Config | None, items: Sequence[EnqueueIte
 
 
 async def _enqueue(cfg: Config, items: Sequence[EnqueueItem]) -> list[Got]:
+    if "://" not in cfg.database and not os.path.exists(cfg.database):  # noqa: ASYNC240
+        # no database, so no job: nothing is created for a request that names none
+        hint = first_run_hint(cfg.database)
+        return [NotFound(f"no job named {item.job!r}; {hint}") for item in items]
     executors = builtin_executors(cfg) if cfg.app else None
     now = wall()
     out: list[Got] = []

@@ -38,6 +38,7 @@ import types
 import typing
 from functools import cache
 from typing import Annotated, Any, NamedTuple, Union
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -53,6 +54,7 @@ __all__ = [
     "Range",
     "bounds_at",
     "check_bounds",
+    "check_http_url",
     "check_json",
     "check_os_text",
     "check_utf8",
@@ -136,6 +138,20 @@ def bounds_at(cls: type, path: str) -> Range | None:
     if not rest:
         return bounds
     return bounds_at(base, rest) if nested and _is_struct(base) else None
+
+
+def check_http_url(value: str, *, field: str) -> None:
+    """ConfigError naming ``field`` unless ``value`` is an http:// or https:// URL with a
+    host, a valid port if any, and no whitespace or control characters."""
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ConfigError(f"a URL holds no spaces or control characters: {value!r}", field=field)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a port out of range or not a number
+    except ValueError as exc:
+        raise ConfigError(f"not a valid URL ({exc}): {value!r}", field=field) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"expected an http:// or https:// URL, got {value!r}", field=field)
 
 
 def check_utf8(value: str, *, field: str) -> None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import msgspec
 
-from shepherd.store.bounds import DAY, HOUR, Range, check_bounds
+from shepherd.store.bounds import DAY, HOUR, Range, check_bounds, check_http_url
 from shepherd.store.durations import Seconds
 from shepherd.store.errors import ConfigError
 
@@ -44,10 +44,7 @@ class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
 
     def __post_init__(self) -> None:
         check_bounds(self, prefix="gateway.")
-        if not self.url.startswith(("http://", "https://")):
-            raise ConfigError(
-                f"expected an http:// or https:// URL, got {self.url!r}", field="gateway.url"
-            )
+        check_http_url(self.url, field="gateway.url")
         for name in ("health_path", "chat_path", "event_path", "delivery_path"):
             if not getattr(self, name).startswith("/"):
                 raise ConfigError("must start with '/'", field=f"gateway.{name}")

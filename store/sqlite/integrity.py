@@ -163,6 +163,9 @@ def diagnose(path: str) -> dict[str, Any]:
     wal = f"{path}-wal"
     out["file_bytes"] = os.path.getsize(path)
     out["wal_bytes"] = os.path.getsize(wal) if os.path.exists(wal) else 0
+    if (links := os.stat(path).st_nlink) > 1:  # every command refuses it (opening.check_path)
+        problem = f"has {links} names (hard links): keep one name (a symlink is safe)"
+        return {**out, "healthy": False, "problem": problem}
     conn = sqlite3.connect(f"file:{quote(os.path.abspath(path))}?mode=ro", uri=True)
     try:
         conn.execute("PRAGMA busy_timeout = 5000")

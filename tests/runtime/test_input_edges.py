@@ -12,6 +12,7 @@ OS, and text that is not UTF-8 wherever it would be stored."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -318,3 +319,50 @@ def test_the_cli_refuses_a_command_that_is_not_utf8(
                        "--options", '{"cwd": "/tmp\\u0000"}')  # fmt: skip
     assert code == 2 and "NUL" in err and "cwd" in err, err
     assert not Path(cli.db).exists()  # refused before the database was even created
+
+
+def test_bad_paths_urls_and_numbers_exit_2_naming_them_and_create_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli = clean_cli(tmp_path, capsys, monkeypatch, "x.db")
+    for url in ("http://[::1", "ftp://x", "http://127.0.0.1:99999", "http:// x"):
+        code, _, err = cli("--url", url, "status")
+        assert code == 2 and "argument --url:" in err, (url, err)
+    gateway = tmp_path / "gw.toml"
+    gateway.write_text('[gateway]\nurl = "http://[::1"\n')
+    code, _, err = cli("--config", str(gateway), "status")
+    assert code == 2 and "gateway.url: not a valid URL" in err, err
+    (tmp_path / "afile").touch()
+    code, _, err = cli("demo", "--dir", str(tmp_path / "afile"))
+    assert code == 2 and "--dir: cannot use" in err, err
+    for word in ("1_0", " 1", "+1", "\u0661"):  # int() takes each; an id is ASCII digits
+        code, _, err = cli("cancel", word)
+        assert code == 2 and "expected an integer" in err, (word, err)
+    # no database: nothing to read or enqueue into, and nothing is created
+    code, _, err = cli("enqueue", "nosuch")
+    assert code == 1 and "does not exist yet" in err, err
+    (tmp_path / "empty.db").touch()  # SQLite would make an empty file a database
+    code, _, err = cli("--database", str(tmp_path / "empty.db"), "runs", "list")
+    assert code == 1 and "does not exist yet" in err, err
+    assert not Path(cli.db).exists() and (tmp_path / "empty.db").stat().st_size == 0
+
+
+def test_doctor_reports_a_file_with_two_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli = clean_cli(tmp_path, capsys, monkeypatch, "x.db")
+    assert cli("jobs", "add", "j", "--executor", "shell", "--target", "true")[0] == 0
+    os.link(cli.db, tmp_path / "other.db")
+    code, out, _ = cli("doctor")
+    assert code != 0 and "has 2 names (hard links)" in out, out
+
+
+def test_a_repeated_json_cancel_prints_only_the_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli = clean_cli(tmp_path, capsys, monkeypatch, "x.db")
+    assert cli("jobs", "add", "j", "--executor", "shell", "--target", "true")[0] == 0
+    dispatch_id = cli.json("enqueue", "j", "--delay", "1h")["id"]
+    assert cli.json("cancel", str(dispatch_id))["result"] == "cancelled"
+    code, out, err = cli("--json", "cancel", str(dispatch_id))
+    assert (code, out) == (1, "") and "already ended (cancelled)" in err
