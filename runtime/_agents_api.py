@@ -189,6 +189,16 @@ class AgentsApi:
             raise NotFound(f"no agent {agent_id!r}")
         return await self.agent(agent_id)
 
+    async def agent_seen(self, agent_id: str) -> None:
+        """The agent claimed or reported work (a worker, over HTTP): seen now, and ready
+        again if it was offline; a degraded agent stays degraded and its failures stand
+        (only a heartbeat of its own brings it back). NotFound: no such agent."""
+        now = self._now()
+        seen = AgentState(id=agent_id, seen=now)
+        back = AgentState(id=agent_id, status="ready", when=("offline",))
+        if (await self._write(AgentStates([seen, back], now)))[0] is None:
+            raise NotFound(f"no agent {agent_id!r}")
+
     async def register_config_agents(self, cfg: Config) -> None:
         """At start: the agents the config names (and the gateway's ``main``)."""
         now = self._now()

@@ -106,6 +106,7 @@ class Runtime:
     undrain_agent = delegate("_agents_api", AgentsApi.undrain_agent)
     remove_agent = delegate("_agents_api", AgentsApi.remove_agent)
     agent_heartbeat = delegate("_agents_api", AgentsApi.agent_heartbeat)
+    agent_seen = delegate("_agents_api", AgentsApi.agent_seen)
     ack = delegate("_messaging", Messaging.ack)
     message = delegate("_messaging", Messaging.message)
     thread = delegate("_messaging", Messaging.thread)

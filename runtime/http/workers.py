@@ -121,8 +121,10 @@ def _caps(values: list[str] | None) -> frozenset[str] | None:
 
 
 async def note_alive(req: ApiRequest) -> None:
-    """A registered agent that claims or reports is alive: an agents-registry heartbeat
-    (README "Agents": liveness), at most every ``_ALIVE_EVERY`` seconds per agent."""
+    """A registered agent that claims or reports is alive: seen by the agents registry
+    (README "Agents": liveness), at most every ``_ALIVE_EVERY`` seconds per agent; an
+    offline one is ready again, a degraded one stays degraded (``AgentsApi.agent_seen``:
+    claiming is no proof that its runs stopped failing)."""
     agent = req.principal.acting
     if not agent:
         return
@@ -134,7 +136,7 @@ async def note_alive(req: ApiRequest) -> None:
         seen.clear()
     seen[agent] = now
     try:
-        await req.rt.agent_heartbeat(agent)
+        await req.rt.agent_seen(agent)
     except NotFound:
         pass  # a worker that is not in the registry
 

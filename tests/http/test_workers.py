@@ -436,3 +436,23 @@ async def test_stop_gives_an_unclaimed_run_back_once(db_path: str) -> None:
     async with serve(db_path, http=NO_LIMIT) as srv:
         given_back = [r for r in await srv.rt.runs(dispatch_id=did) if r.status != "running"]
         assert [(r.status, r.reason) for r in given_back] == [("error", "deferred")], given_back
+
+
+async def test_a_claim_keeps_a_degraded_agent_degraded(db_path: str) -> None:
+    """A worker's claims and reports tell the registry it is alive (an offline agent is
+    ready again), but not that its runs stopped failing: a degraded agent stays so, its
+    failures standing, until a heartbeat of its own."""
+    from shepherd.store.ops import AgentState
+
+    async with serve(db_path, http=NO_LIMIT) as srv, srv.client(AGENT) as c:
+        rt = srv.rt
+        await rt.add_agent("a1", max_concurrent=4)
+        await rt._agents_api._state(AgentState(id="a1", status="degraded", failures=5))
+        await rt.add_job(ext_job())
+        await rt.enqueue("ext")
+        assert (await claim(c)).status_code == 200
+        a1 = await rt.agent("a1")
+        assert (a1.status, a1.failures) == ("degraded", 5) and a1.last_seen is not None
+        await rt._agents_api._state(AgentState(id="a1", status="offline"))
+        await rt.agent_seen("a1")  # what a claim or report notes
+        assert (await rt.agent("a1")).status == "ready"
