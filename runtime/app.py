@@ -319,6 +319,8 @@ class Runtime:
                 wants=self.events.wants,
             )
             self._jobs_api.commit_now = self._actors["store"].commit_now
+            if isinstance(external := self.executors.get("external"), ExternalExecutor):
+                external.board.room = self._actors["dispatcher"].agent_room  # its limits
             await self._root.run(task_status=task_status)
 
     def _asgi(self) -> Any:

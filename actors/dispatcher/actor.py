@@ -301,6 +301,13 @@ class Dispatcher:
         with contextlib.suppress(MailboxFull, MailboxClosed):
             self._me.tell(Poke())
 
+    def agent_room(self, agent_id: str) -> bool:
+        """Whether ``agent_id`` may take one more run by claiming it (the lease board
+        asks): not a registered agent, or one with a free slot (below its
+        ``max_concurrent``, and not degraded, draining or offline)."""
+        slot = self._admission.agents.get(agent_id)
+        return slot is None or slot.free > 0
+
     def hold(self) -> None:
         """The runtime stops (its Drain follows): admit nothing more from now on. Called
         by ``Runtime`` before it closes the lease board, whose closing sends every

@@ -149,6 +149,10 @@ class LeaseBoard:
         self._ended: OrderedDict[int, tuple[int, str]] = OrderedDict()  # run → (dispatch, why)
         self._waiters: list[_Waiter] = []
         self.closing = False
+        # whether an agent may take one more run (a registered agent at its
+        # ``max_concurrent``, degraded, draining or offline may not): the dispatcher's
+        # agents table, set by the runtime; anyone, without one
+        self.room: Callable[[str], bool] = lambda agent: True
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
         self.counts = dict.fromkeys(
             ("offered", "claimed", "renewed", "completed", "failed", "expired", "stale"), 0
@@ -161,7 +165,7 @@ class LeaseBoard:
         self._by_dispatch[lease.dispatch_id] = lease
         self.counts["offered"] += 1
         for w in self._waiters:
-            if w.lease is None and can_claim(lease, w.agent, w.caps):
+            if w.lease is None and can_claim(lease, w.agent, w.caps) and self.room(w.agent):
                 self._take(lease, w.agent)
                 w.lease = lease
                 w.event.set()
@@ -183,7 +187,7 @@ class LeaseBoard:
     # -- the workers' side -----------------------------------------------------------
 
     def claim_nowait(self, agent: str, caps: frozenset[str] | None) -> Lease | None:
-        if self.closing:
+        if self.closing or not self.room(agent):
             return None
         for lease in self._live.values():
             if can_claim(lease, agent, caps):

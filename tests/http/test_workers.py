@@ -441,7 +441,7 @@ async def test_stop_gives_an_unclaimed_run_back_once(db_path: str) -> None:
 async def test_a_claim_keeps_a_degraded_agent_degraded(db_path: str) -> None:
     """A worker's claims and reports tell the registry it is alive (an offline agent is
     ready again), but not that its runs stopped failing: a degraded agent stays so, its
-    failures standing, until a heartbeat of its own."""
+    failures standing, until a heartbeat of its own; meanwhile it claims nothing."""
     from shepherd.store.ops import AgentState
 
     async with serve(db_path, http=NO_LIMIT) as srv, srv.client(AGENT) as c:
@@ -450,9 +450,33 @@ async def test_a_claim_keeps_a_degraded_agent_degraded(db_path: str) -> None:
         await rt._agents_api._state(AgentState(id="a1", status="degraded", failures=5))
         await rt.add_job(ext_job())
         await rt.enqueue("ext")
-        assert (await claim(c)).status_code == 200
+        assert (await claim(c, wait=0)).status_code == 204  # degraded: nothing new
         a1 = await rt.agent("a1")
         assert (a1.status, a1.failures) == ("degraded", 5) and a1.last_seen is not None
         await rt._agents_api._state(AgentState(id="a1", status="offline"))
         await rt.agent_seen("a1")  # what a claim or report notes
         assert (await rt.agent("a1")).status == "ready"
+
+
+async def test_a_claim_keeps_to_the_agents_max_concurrent(db_path: str) -> None:
+    """A worker that is a registered agent claims no more runs than its
+    ``max_concurrent``: at its limit a claim gets nothing; once a run ends, it claims
+    the next."""
+    async with serve(db_path, http=NO_LIMIT) as srv, srv.client(AGENT) as c:
+        rt = srv.rt
+        await rt.add_agent("a1", max_concurrent=1)
+        await rt.add_job(ext_job())
+        await rt.enqueue("ext")
+        await rt.enqueue("ext")
+        first = (await claim(c)).json()["lease"]
+        await eventually(lambda: _running_of(rt, "a1") == 1, what="the claim counted")
+        assert (await claim(c, wait=0)).status_code == 204  # at its limit
+        assert (await report(c, first, "complete", result=1)).status_code == 200
+        await eventually(lambda: _running_of(rt, "a1") == 0, what="the slot freed")
+        second = await claim(c)
+        assert second.status_code == 200 and second.json()["lease"]["run_id"] != first["run_id"]
+
+
+def _running_of(rt: Any, agent: str) -> int:
+    slot = rt._actors["dispatcher"]._admission.agents.get(agent)
+    return int(slot.running) if slot is not None else -1
