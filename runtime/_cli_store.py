@@ -3,7 +3,9 @@ telling whether a daemon serves a database, and argparse value types.
 
 The CLI never goes through a ``Runtime``: it opens the database directly
 (``store.factory.open_store``), applies one write op, and sends the daemon a wake-up datagram
-(``actors.ingest.send_wake``) so that it reads what changed within milliseconds.
+(``actors.ingest.send_wake``) so that it reads what changed within milliseconds. The
+module is long because the argparse value types of every command (ids, durations,
+URLs, bounded numbers) live here, beside the store helpers they check for.
 """
 
 from __future__ import annotations
