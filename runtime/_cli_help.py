@@ -1,10 +1,13 @@
 """An example for the ``--help`` of each command (argparse epilog), keyed by the
-command's path (``"jobs add"``), and the first-run hint for a database that does not
-exist yet. A test checks that every command of the parser has an example."""
+command's path (``"jobs add"``), the same for each group of commands (``group_examples``:
+the first example of each of its commands), and the first-run hint for a database that
+does not exist yet. A test checks that every command and group has an example."""
 
 from __future__ import annotations
 
-__all__ = ["EXAMPLES", "example_epilog", "first_run_hint"]
+import argparse
+
+__all__ = ["EXAMPLES", "example_epilog", "first_run_hint", "group_examples"]
 
 EXAMPLES: dict[str, str] = {
     "run": "shepherd --config shepherd.toml run\nshepherd run --exit-when-idle --for 10m\n"
@@ -99,3 +102,29 @@ def first_run_hint(database: str) -> str:
         f"{database} does not exist yet: run `shepherd run` (creates it) or "
         "`shepherd jobs add ...`; `--database PATH` or `--config PATH` chooses another file"
     )
+
+
+def group_examples(root: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Give every group of commands under ``root`` (``jobs``, ``dlq``, ``spool rejected``)
+    an ``example:`` epilog: the first example line of each of its commands (at most 6),
+    so ``shepherd jobs --help`` shows some too. Returns ``root``."""
+
+    def first(p: argparse.ArgumentParser) -> list[str]:
+        subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:  # its first example, continuation lines (ending in \\) included
+            _, found, rest = (p.epilog or "").partition("example:\n  ")
+            command: list[str] = []
+            for line in rest.splitlines() if found else ():
+                command.append(line.strip())
+                if not line.endswith("\\"):
+                    break
+            return ["\n    ".join(command)] if command else []
+        lines = [line for child in dict.fromkeys(subs[0].choices.values()) for line in first(child)]
+        if p is not root and lines and "example:\n  " not in (p.epilog or ""):
+            p.formatter_class = argparse.RawDescriptionHelpFormatter
+            shown = "\n".join(f"  {line}" for line in lines[:6])
+            p.epilog = f"example:\n{shown}" + (f"\n\n{p.epilog}" if p.epilog else "")
+        return lines[:1]
+
+    first(root)
+    return root

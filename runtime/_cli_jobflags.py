@@ -25,7 +25,7 @@ from shepherd.actors.executors.output import DELIVERY_MODES
 from shepherd.runtime._cli_store import duration, json_object
 from shepherd.store.models import ApprovalPolicy, JobSpec, RetryPolicy, Seconds
 
-__all__ = ["CLEAR", "FLAGS", "add_job_flags", "flag_data"]
+__all__ = ["CLEAR", "FLAGS", "add_job_flags", "any_job_flag", "flag_data"]
 
 CLEAR: Any = msgspec.UNSET  # "none" given for an optional field: set it to null
 
@@ -241,3 +241,9 @@ def flag_data(args: argparse.Namespace, data: dict[str, Any]) -> dict[str, Any]:
     if given:
         data["options"] = {**(data.get("options") or {}), **given}
     return data
+
+
+def any_job_flag(args: argparse.Namespace) -> bool:
+    """Whether a job field was given a flag (``jobs update`` with none changes nothing)."""
+    dests = [dest for _path, dest, _opts, _kw in _SPECS] + ["approval", "enabled", *_DELIVERY]
+    return any(getattr(args, dest, None) is not None for dest in dests)

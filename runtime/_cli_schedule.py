@@ -12,7 +12,8 @@ import anyio
 from shepherd.actors.ingest import send_wake
 from shepherd.actors.scheduler.cron import upcoming
 from shepherd.runtime._chains import check_graph, config_error
-from shepherd.runtime._cli_fmt import emit_json, print_fields, table, when
+from shepherd.runtime._cli_fmt import CliError, emit_json, print_fields, table, when
+from shepherd.runtime._cli_jobflags import any_job_flag
 from shepherd.runtime._cli_jobs import flag_data, spec_from_data
 from shepherd.runtime._cli_store import builtin_executors, open_store, origin, wall
 from shepherd.runtime.config import Config
@@ -31,6 +32,8 @@ __all__ = [
 
 
 def cmd_jobs_update(args: argparse.Namespace, cfg: Config) -> int:
+    if not any_job_flag(args):  # nothing to change: the stored job is left as it is
+        raise CliError("nothing to change: give a flag of the fields to set", code=2)
     row = anyio.run(_change, cfg, args.name, lambda old: flag_data(args, old))
     return _report(args, row, "updated")
 

@@ -64,7 +64,7 @@ from shepherd.runtime._cli_common import (
 )
 from shepherd.runtime._cli_complete import SHELLS, completion_script
 from shepherd.runtime._cli_fmt import set_display_zone
-from shepherd.runtime._cli_help import example_epilog
+from shepherd.runtime._cli_help import example_epilog, group_examples
 from shepherd.runtime._cli_local import config_init as _config_init
 from shepherd.runtime._cli_local import demo as _demo
 from shepherd.runtime._cli_local import run as _run
@@ -291,7 +291,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     add_import_commands(sub, cmd)  # import ocs: runtime/_cli_import.py
     add_cluster_commands(sub, cmd)  # nodes, db upgrade: runtime/_cli_nodes.py, _cli_db.py
     # @@cli-commands@@ (one "add_x_commands(sub, cmd)" per _cli_x.py module above this)
-    return root
+    return group_examples(root)
 
 
 def _add_enqueue(sub: Any, cmd: Callable[..., argparse.ArgumentParser]) -> None:

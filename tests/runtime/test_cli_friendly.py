@@ -84,19 +84,24 @@ def test_dlq_retry_and_purge_all_show_progress_only_on_a_terminal(sh: Sh) -> Non
     assert proc.returncode == 0 and proc.stderr == ""
 
 
-def _commands(p: argparse.ArgumentParser, path: str = "") -> dict[str, argparse.ArgumentParser]:
+def _commands(
+    p: argparse.ArgumentParser, path: str = "", *, groups: bool = False
+) -> dict[str, argparse.ArgumentParser]:
+    """Every command under ``p`` by its path; with ``groups``, the groups too."""
     out: dict[str, argparse.ArgumentParser] = {}
     subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
     if not subs:
         return {path: p}
+    if groups and path:
+        out[path] = p
     for name, child in subs[0].choices.items():
-        out.update(_commands(child, f"{path} {name}".strip()))
+        out.update(_commands(child, f"{path} {name}".strip(), groups=groups))
     return out
 
 
 def test_every_command_help_has_an_example(sh: Sh) -> None:
-    commands = _commands(build_parser())
-    assert {"jobs export", "completion", "jobs add", "dlq purge"} <= set(commands)
+    commands = _commands(build_parser(), groups=True)
+    assert {"jobs export", "completion", "jobs add", "dlq purge", "jobs", "spool"} <= set(commands)
     missing = [c for c, p in commands.items() if "example:\n  " not in (p.epilog or "")]
     assert not missing, f"no example in --help of: {missing}"
     out = sh.ok("jobs", "export", "--help")

@@ -366,3 +366,15 @@ def test_a_repeated_json_cancel_prints_only_the_error(
     assert cli.json("cancel", str(dispatch_id))["result"] == "cancelled"
     code, out, err = cli("--json", "cancel", str(dispatch_id))
     assert (code, out) == (1, "") and "already ended (cancelled)" in err
+
+
+def test_jobs_update_without_a_flag_changes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli = clean_cli(tmp_path, capsys, monkeypatch, "x.db")
+    assert cli("jobs", "add", "j", "--executor", "shell", "--target", "true")[0] == 0
+    before = cli.json("jobs", "show", "j")
+    code, _, err = cli("jobs", "update", "j")
+    assert code == 2 and "nothing to change" in err, err
+    assert cli.json("jobs", "show", "j") == before
+    assert cli.json("jobs", "update", "j", "--priority", "high")["name"] == "j"
